@@ -1,0 +1,1 @@
+"""Scheduled export of UCD events, as CSV files, into customers' cloud storage."""

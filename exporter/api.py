@@ -1,0 +1,128 @@
+"""The management API as plain operations, shared by the Functions HTTP triggers, `serve` and the CLI.
+
+This is the one place where errors become answers: ExporterError → its status and JSON body;
+anything else → 500 with a generic message (exception text may carry secrets, so it is not echoed).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .context import Context
+from .errors import ExporterError, InputError
+from .logs import redact
+from .ucd.request import load_json_body, parse_upsert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiRequest:
+    params: dict[str, str] = field(default_factory=dict)  # route parameters
+    body: bytes = b""
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return load_json_body(self.body)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: dict[str, Any]
+
+    def text(self) -> str:
+        return json.dumps(self.body, indent=2, sort_keys=False)
+
+
+def _limit(request: ApiRequest) -> int:
+    raw = request.query.get("limit", "1000")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise InputError("limit", "must be a whole number from 1 to 10000")
+    return int(raw)
+
+
+def _upsert(ctx: Context, r: ApiRequest) -> dict:
+    return ctx.ucd.upsert(parse_upsert(r.params["account"], r.json())).to_json()
+
+
+OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
+    "ucd_upsert": _upsert,
+    "ucd_delete_user": lambda ctx, r: ctx.ucd.delete_user(r.params["account"], r.params["user_id"]),
+    "ucd_catalog": lambda ctx, r: ctx.ucd.catalog(r.params["account"]),
+    "integrations_verify": lambda ctx, r: ctx.integrations.verify(r.params["account"], r.json()),
+    "integrations_create": lambda ctx, r: ctx.integrations.create(r.params["account"], r.json()),
+    "integrations_list": lambda ctx, r: ctx.integrations.list(r.params["account"]),
+    "integrations_show": lambda ctx, r: ctx.integrations.show(r.params["account"], r.params["id"]),
+    "integrations_update": lambda ctx, r: ctx.integrations.update(
+        r.params["account"], r.params["id"], r.json(), if_match=r.header("If-Match")
+    ),
+    "integrations_pause": lambda ctx, r: ctx.integrations.pause(r.params["account"], r.params["id"]),
+    "integrations_resume": lambda ctx, r: ctx.integrations.resume(r.params["account"], r.params["id"]),
+    "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
+    "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
+}
+
+CREATED = {"integrations_create"}
+
+# (method, route template under /api, operation): the HTTP contract of DESIGN section 6.
+ROUTES: list[tuple[str, str, str]] = [
+    ("POST", "ucd/{account}/upsert", "ucd_upsert"),
+    ("DELETE", "ucd/{account}/users/{user_id}", "ucd_delete_user"),
+    ("GET", "ucd/{account}/catalog", "ucd_catalog"),
+    ("POST", "accounts/{account}/integrations/verify", "integrations_verify"),
+    ("POST", "accounts/{account}/integrations", "integrations_create"),
+    ("GET", "accounts/{account}/integrations", "integrations_list"),
+    ("GET", "accounts/{account}/integrations/{id}", "integrations_show"),
+    ("PATCH", "accounts/{account}/integrations/{id}", "integrations_update"),
+    ("DELETE", "accounts/{account}/integrations/{id}", "integrations_delete"),
+    ("POST", "accounts/{account}/integrations/{id}/pause", "integrations_pause"),
+    ("POST", "accounts/{account}/integrations/{id}/resume", "integrations_resume"),
+    ("GET", "accounts/{account}/integrations/{id}/runs", "integrations_runs"),
+]
+
+
+def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
+    """Run one operation and turn its outcome, or its error, into a status and a JSON body."""
+    try:
+        body = OPERATIONS[operation](ctx, request)
+        return ApiResponse(201 if operation in CREATED else 200, body)
+    except ExporterError as error:
+        body = error.to_json()
+        if operation == "integrations_verify":
+            body = {"ok": False, "test_file": None, **body}
+        return ApiResponse(error.status, body)
+    except Exception as error:  # noqa: BLE001 - the last line of defence; never echo the text
+        # The traceback goes to the logs through the redacting filter, never into the answer.
+        log.error("unexpected failure in %s (%s): %s", operation, type(error).__name__, redact(traceback.format_exc()))
+        return ApiResponse(500, {"error": {"code": "internal_error", "message": "unexpected failure; see the logs"}})
+
+
+def _compile(template: str) -> re.Pattern:
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return re.compile(f"^/api/{pattern}/?$")
+
+
+_COMPILED = [(method, _compile(template), op) for method, template, op in ROUTES]
+
+
+def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """Route a raw path (for `serve`); returns (operation, params) or None. 405s are reported as None too."""
+    from urllib.parse import unquote
+
+    for route_method, pattern, op in _COMPILED:
+        found = pattern.match(path)
+        if found and route_method == method:
+            return op, {k: unquote(v) for k, v in found.groupdict().items()}
+    return None

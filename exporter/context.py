@@ -1,0 +1,52 @@
+"""Wiring: one place that builds the app's parts from settings and a clock."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .clock import Clock, SystemClock
+from .destinations import Destination
+from .destinations import open_destination as default_destination
+from .integrations.repo import IntegrationRepo
+from .integrations.service import IntegrationService
+from .runs import RunRepo
+from .secrets import SecretBox
+from .settings import Settings
+from .storage import INTEGRATIONS_TABLE, RUNS_TABLE, Storage, storage_for
+from .ucd import UcdStore
+
+
+@dataclass
+class Context:
+    settings: Settings
+    clock: Clock
+    storage: Storage
+    ucd: UcdStore
+    repo: IntegrationRepo
+    runs: RunRepo
+    integrations: IntegrationService
+    open_destination: Callable[..., Destination] = field(default=default_destination)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        open_destination: Callable[..., Destination] = default_destination,
+    ) -> "Context":
+        settings = settings or Settings.from_env()
+        clock = clock or SystemClock()
+        storage = storage_for(settings)
+        ucd = UcdStore(storage, clock)
+        repo = IntegrationRepo(storage.table(INTEGRATIONS_TABLE))
+        runs = RunRepo(storage.table(RUNS_TABLE))
+        service = IntegrationService(
+            repo, runs, SecretBox(settings.secret_key), clock, open_destination,
+            known_events=lambda account: set(ucd.catalog(account)["events"]),
+        )
+        return cls(settings, clock, storage, ucd, repo, runs, service, open_destination)
+
+    def destination_for(self, integration) -> Destination:
+        """The integration's destination client, with its secret decrypted only here."""
+        d = integration.destination
+        return self.open_destination(d.type, self.integrations.secrets.open(d.sealed_secret), d.container, d.prefix)

@@ -1,0 +1,210 @@
+"""Azure Blob Storage destination: connection-string parsing, verification, staged-block files.
+
+Every failure is turned into CredentialError / DestinationError / TransientError here, with a
+message built from status and error code only: SDK exception text can carry URLs with a SAS.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
+from ..export.plan import join_prefix
+
+FIELD = "destination.connection_string"
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+PERMISSION_CODES = {
+    "AuthorizationPermissionMismatch",
+    "AuthorizationResourceTypeMismatch",
+    "AuthorizationServiceMismatch",
+    "AuthorizationProtocolMismatch",
+}
+TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+CLIENT_OPTIONS = {"retry_total": 3, "retry_backoff_factor": 0.5, "connection_timeout": 10, "read_timeout": 120}
+
+
+@dataclass(frozen=True)
+class BlobCredentials:
+    """A parsed connection string. `masked` is the only form ever shown."""
+
+    blob_endpoint: str
+    account_name: str
+    account_key: str | None = None
+    sas: str | None = None
+    container: str | None = None  # from a SAS container URL
+
+    @property
+    def masked(self) -> str:
+        auth = "AccountKey=***" if self.account_key else "SharedAccessSignature=***"
+        return f"BlobEndpoint={self.blob_endpoint};AccountName={self.account_name};{auth}"
+
+    @property
+    def auth(self) -> str:
+        return "account_key" if self.account_key else "sas"
+
+
+def parse_connection_string(text: Any) -> BlobCredentials:
+    """Account key or SAS connection strings (explicit endpoints too) and SAS container URLs."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(FIELD, "is required")
+    text = text.strip()
+    if text.lower().startswith(("https://", "http://")):
+        return _parse_sas_url(text)
+    pairs: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise InputError(FIELD, "is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)")
+        pairs[key.strip().lower()] = value.strip()
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return BlobCredentials(f"http://127.0.0.1:10000/{DEV_ACCOUNT}", DEV_ACCOUNT, account_key=DEV_KEY)
+    account = pairs.get("accountname", "")
+    key = pairs.get("accountkey")
+    sas = pairs.get("sharedaccesssignature")
+    endpoint = pairs.get("blobendpoint")
+    if not key and not sas:
+        raise InputError(FIELD, "is malformed: it has neither an AccountKey nor a SharedAccessSignature")
+    if key:
+        if not account:
+            raise InputError(FIELD, "is malformed: AccountKey needs an AccountName")
+        try:
+            base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(FIELD, "is malformed: AccountKey is not valid Base64") from None
+    if not endpoint:
+        if not account:
+            raise InputError(FIELD, "is malformed: it needs an AccountName or a BlobEndpoint")
+        protocol = pairs.get("defaultendpointsprotocol", "https")
+        suffix = pairs.get("endpointsuffix", "core.windows.net")
+        endpoint = f"{protocol}://{account}.blob.{suffix}"
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(FIELD, "is malformed: BlobEndpoint is not an http(s) URL")
+    if not account:
+        account = parts.path.strip("/").split("/")[0] if parts.path.strip("/") else parts.hostname.split(".")[0]
+    return BlobCredentials(endpoint.rstrip("/"), account, account_key=key, sas=sas.lstrip("?") if sas else None)
+
+
+def _parse_sas_url(text: str) -> BlobCredentials:
+    parts = urlsplit(text)
+    if not parts.hostname or not parts.query or "sig" not in parse_qs(parts.query):
+        raise InputError(FIELD, "is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string")
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        raise InputError(FIELD, "is a SAS URL without a container name")
+    container = segments[-1]
+    base_path = "/".join(segments[:-1])
+    endpoint = f"{parts.scheme}://{parts.netloc}" + (f"/{base_path}" if base_path else "")
+    account = segments[0] if base_path else parts.hostname.split(".")[0]
+    return BlobCredentials(endpoint, account, sas=parts.query, container=container)
+
+
+def check_container_name(name: Any, field: str = "destination.container") -> str:
+    if not isinstance(name, str) or not CONTAINER_RE.match(name):
+        raise InputError(field, "must be a container name: 3-63 lowercase letters, digits and single hyphens")
+    return name
+
+
+def classify(exc: BaseException, container: str) -> ExporterError:
+    """Turn an SDK failure into our error types, in words a customer can act on."""
+    if isinstance(exc, ExporterError):
+        return exc
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        status = exc.status_code
+        code = exc.error_code or (exc.response.headers.get("x-ms-error-code") if exc.response is not None else None) or ""
+        if status in (401, 403):
+            if code in PERMISSION_CODES:
+                return CredentialError(f"the credentials are valid but lack permission for this operation ({code})")
+            if code == "AuthorizationSourceIPMismatch":
+                return CredentialError("the storage account's firewall refuses our IP addresses; allowlist them")
+            return CredentialError(
+                f"the storage account refused the credentials: wrong account key, or an expired or invalid SAS ({code or status})"
+            )
+        if status == 404 and code == "ContainerNotFound":
+            return DestinationError(f"container {container!r} does not exist in the storage account")
+        if status in TRANSIENT_STATUSES or status >= 500:
+            return TransientError(f"the storage service is unavailable or throttling ({status} {code})".strip())
+        return DestinationError(f"the storage service refused the request ({status} {code})".strip())
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return TransientError("could not reach the storage endpoint")
+    if isinstance(exc, AzureError):
+        return TransientError(f"storage request failed ({type(exc).__name__})")
+    return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
+
+
+class AzureBlobDestination:
+    """A customer's container, reached with their credentials."""
+
+    def __init__(self, connection_string: str, container: str | None, prefix: str):
+        self.credentials = parse_connection_string(connection_string)
+        name = self.credentials.container or container
+        if self.credentials.container and container and container != self.credentials.container:
+            raise InputError("destination.container", "does not match the container of the SAS URL")
+        self.container_name = check_container_name(name)
+        self.prefix = prefix or ""
+        creds = self.credentials
+        credential: Any = (
+            {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
+        )
+        self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
+
+    def path_for(self, file_name: str) -> str:
+        return join_prefix(self.prefix, file_name)
+
+    def verify(self, test_file_name: str) -> dict[str, Any]:
+        """Write a small test file under the prefix and try to delete it (DESIGN 5)."""
+        path = self.path_for(test_file_name)
+        blob = self.client.get_blob_client(path)
+        try:
+            blob.upload_blob(b"Verification file written by the event export. Safe to delete.\n", overwrite=True)
+        except ServiceRequestError:
+            raise DestinationError(
+                f"could not reach {self.credentials.blob_endpoint}: the storage account name or endpoint is wrong, or unreachable"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - classified below, never re-raised with SDK text
+            error = classify(exc, self.container_name)
+            if isinstance(error, CredentialError) and "lack permission" in error.message:
+                error = CredentialError("the credentials cannot write to the container (no write permission)")
+            raise error from None
+        deleted = True
+        note = None
+        try:
+            blob.delete_blob()
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                deleted = False
+                note = "the credentials may not delete objects, so the test file stays in the container; you may delete it by hand"
+            else:
+                raise classify(exc, self.container_name) from None
+        result: dict[str, Any] = {"ok": True, "test_file": {"name": path, "deleted": deleted}}
+        if note:
+            result["note"] = note
+        return result
+
+    def stage_block(self, path: str, block_id: str, data: bytes) -> None:
+        try:
+            self.client.get_blob_client(path).stage_block(block_id, data, length=len(data))
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.container_name) from None
+
+    def commit_blocks(self, path: str, block_ids: list[str]) -> None:
+        try:
+            self.client.get_blob_client(path).commit_block_list(
+                block_ids, content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.container_name) from None

@@ -1,0 +1,1 @@
+"""Export of one window: UCD batches → column plan → CSV bytes → staged blocks → one atomic commit."""

@@ -1,0 +1,106 @@
+"""The CSV column plan and the file name (DESIGN 4): pure, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+from ..ucd.segments import FIXED_COLUMNS, attribute_column, param_column
+from ..windows import Window
+
+EXPORT_TYPE = "events"
+
+
+@dataclass(frozen=True)
+class EventSelection:
+    name: str
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CsvColumn:
+    header: str  # the name in the CSV header
+    source: str  # the segment column it comes from
+    only_for: frozenset[str] | None = None  # a parameter selected for some events only: empty for the others
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    columns: tuple[CsvColumn, ...]
+    event_names: tuple[str, ...]
+    schema: pa.Schema = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", pa.schema([(c.header, pa.string()) for c in self.columns]))
+
+    @property
+    def header(self) -> list[str]:
+        return [c.header for c in self.columns]
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The segment columns to read beyond the fixed four."""
+        return [c.source for c in self.columns if c.source not in FIXED_COLUMNS]
+
+    def project(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A UCD batch (segment column names) → the CSV's columns, in header order."""
+        arrays = []
+        event_name = batch.column("event_name")
+        for column in self.columns:
+            values = batch.column(column.source)
+            if column.only_for is not None:
+                keep = pc.is_in(event_name, value_set=pa.array(sorted(column.only_for), pa.string()))
+                values = pc.if_else(keep, values, pa.scalar(None, pa.string()))
+            arrays.append(values)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def column_plan(events: Sequence[EventSelection], attributes: Sequence[str]) -> ColumnPlan:
+    """Fixed columns, then each selected parameter once, then `attr_<key>` per attribute.
+
+    Raises InputError naming the field when two columns would share a header.
+    """
+    columns = [CsvColumn(name, name) for name in FIXED_COLUMNS]
+    owner: dict[str, str] = {name: "a fixed column" for name in FIXED_COLUMNS}
+    param_events: dict[str, set[str]] = {}
+    order: list[str] = []
+    for i, event in enumerate(events):
+        seen_here: set[str] = set()
+        for j, key in enumerate(event.params):
+            where = f"events[{i}].params[{j}]"
+            if key in seen_here:
+                raise InputError(where, f"parameter {key!r} is listed twice for event {event.name!r}")
+            seen_here.add(key)
+            if key in owner and key not in param_events:
+                raise InputError(where, f"column {key!r} would collide with {owner[key]}")
+            if key not in param_events:
+                param_events[key] = set()
+                order.append(key)
+                owner[key] = f"parameter {key!r}"
+            param_events[key].add(event.name)
+    all_events = {e.name for e in events}
+    for key in order:
+        selected_by = param_events[key]
+        columns.append(CsvColumn(key, param_column(key), None if selected_by == all_events else frozenset(selected_by)))
+    for i, key in enumerate(attributes):
+        header = f"attr_{key}"
+        if header in owner:
+            raise InputError(f"attributes[{i}]", f"column {header!r} would collide with {owner[header]}")
+        owner[header] = f"attribute {key!r}"
+        columns.append(CsvColumn(header, attribute_column(key)))
+    return ColumnPlan(tuple(columns), tuple(e.name for e in events))
+
+
+def file_name(prefix: str, account: str, integration_id: str, window: Window) -> str:
+    """`{prefix}/{account}_{events}_{integration_id}_{start_unix}_{end_unix}.csv`; an empty prefix is the root."""
+    base = f"{account}_{EXPORT_TYPE}_{integration_id}_{window.start_unix}_{window.end_unix}.csv"
+    return join_prefix(prefix, base)
+
+
+def join_prefix(prefix: str, name: str) -> str:
+    """Join with exactly one '/', whether or not the prefix ends in one."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{name}" if prefix else name

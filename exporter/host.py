@@ -1,0 +1,55 @@
+"""A local stand-in for the Functions host's queue and timer behaviour (`tick`, `serve`).
+
+It mirrors what the host does with host.json's queue settings: messages are received invisible,
+deleted on success, made visible again on failure, and moved to `<queue>-poison` once their
+dequeue count passes maxDequeueCount.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from .context import Context
+from .jobs import process_job, record_poison, schedule
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_SECONDS = 300
+
+
+def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds."""
+    queue = ctx.storage.queue()
+    poison = ctx.storage.queue(ctx.settings.poison_queue_name)
+    processed = failed = poisoned = windows = 0
+    while True:
+        messages = list(queue.receive_messages(messages_per_page=16, visibility_timeout=VISIBILITY_SECONDS, max_messages=16))
+        if not messages:
+            break
+        for message in messages:
+            if message.dequeue_count > ctx.settings.max_dequeue_count:
+                poison.send_message(message.content)
+                queue.delete_message(message)
+                record_poison(ctx, message.content)
+                poisoned += 1
+                continue
+            try:
+                result = process_job(ctx, message.content, message.dequeue_count)
+            except Exception as error:  # noqa: BLE001 - the host would retry it; so do we
+                failed += 1
+                log.warning("export job failed (delivery %d): %s", message.dequeue_count, type(error).__name__)
+                queue.update_message(message, visibility_timeout=retry_delay)
+                continue
+            queue.delete_message(message)
+            processed += 1
+            windows += result.get("exported", 0)
+            if on_result:
+                on_result(result)
+    return {"jobs": processed, "failed_deliveries": failed, "poisoned": poisoned, "windows_exported": windows}
+
+
+def tick(ctx: Context, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Run the scheduler once, then work the queue until it is empty."""
+    scheduled = schedule(ctx)
+    worked = drain(ctx, on_result=on_result)
+    return {"scheduler": scheduled, "worker": worked}

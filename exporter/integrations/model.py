@@ -1,0 +1,267 @@
+"""The integration record and the validation of its request bodies (pure, no I/O)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from ..clock import iso, parse_instant
+from ..destinations import DESTINATION_TYPES
+from ..destinations.azure_blob import check_container_name
+from ..errors import InputError
+from ..export.plan import EventSelection, column_plan
+from ..windows import FREQUENCIES_HOURS
+
+STATUSES = ("active", "paused", "credential_error", "destination_error")
+SETTABLE_STATUSES = ("active", "paused")
+STOPPED_STATUSES = ("credential_error", "destination_error")
+BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status"}
+DESTINATION_FIELDS = {"type", "connection_string", "container", "prefix"}
+MAX_PREFIX = 512
+MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """Where files go. `sealed_secret` is the encrypted connection string; `masked` is all anyone sees."""
+
+    type: str
+    container: str
+    prefix: str
+    sealed_secret: str
+    masked: str
+
+
+@dataclass(frozen=True)
+class Integration:
+    account: str
+    id: str
+    name: str
+    destination: DestinationConfig
+    events: tuple[EventSelection, ...]
+    attributes: tuple[str, ...]
+    frequency_hours: int
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    activated_at: datetime | None = None
+    last_success_end: datetime | None = None
+    last_error: str | None = None
+    queued_until: datetime | None = None
+    slot: int = 0
+    etag: str | None = field(default=None, compare=False)
+
+    def with_changes(self, **changes: Any) -> "Integration":
+        return replace(self, **changes)
+
+    def config(self) -> tuple:
+        """What a customer edits, as opposed to the delivery state the worker moves."""
+        return (self.name, self.destination, self.events, self.attributes, self.frequency_hours, self.status)
+
+    def to_json(self) -> dict[str, Any]:
+        """The API form: never the connection string, only its masked form."""
+        return {
+            "id": self.id,
+            "account": self.account,
+            "name": self.name,
+            "destination": {
+                "type": self.destination.type,
+                "container": self.destination.container,
+                "prefix": self.destination.prefix,
+                "connection_string": self.destination.masked,
+            },
+            "events": [{"name": e.name, "params": list(e.params)} for e in self.events],
+            "attributes": list(self.attributes),
+            "frequency_hours": self.frequency_hours,
+            "status": self.status,
+            "activated_at": _iso(self.activated_at),
+            "last_success_end": _iso(self.last_success_end),
+            "last_error": self.last_error,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.account,
+            "RowKey": self.id,
+            "kind": "integration",
+            "name": self.name,
+            "destination_type": self.destination.type,
+            "container": self.destination.container,
+            "prefix": self.destination.prefix,
+            "secret": self.destination.sealed_secret,
+            "destination_masked": self.destination.masked,
+            "events": json.dumps([{"name": e.name, "params": list(e.params)} for e in self.events]),
+            "attributes": json.dumps(list(self.attributes)),
+            "frequency_hours": self.frequency_hours,
+            "status": self.status,
+            "activated_at": _iso(self.activated_at) or "",
+            "last_success_end": _iso(self.last_success_end) or "",
+            "last_error": self.last_error or "",
+            "queued_until": _iso(self.queued_until) or "",
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "slot": self.slot,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> "Integration":
+        return cls(
+            account=entity["PartitionKey"],
+            id=entity["RowKey"],
+            name=entity["name"],
+            destination=DestinationConfig(
+                type=entity["destination_type"],
+                container=entity["container"],
+                prefix=entity["prefix"],
+                sealed_secret=entity["secret"],
+                masked=entity["destination_masked"],
+            ),
+            events=tuple(EventSelection(e["name"], tuple(e["params"])) for e in json.loads(entity["events"])),
+            attributes=tuple(json.loads(entity["attributes"])),
+            frequency_hours=int(entity["frequency_hours"]),
+            status=entity["status"],
+            created_at=_parse(entity["created_at"]),
+            updated_at=_parse(entity["updated_at"]),
+            activated_at=_parse(entity.get("activated_at")),
+            last_success_end=_parse(entity.get("last_success_end")),
+            last_error=entity.get("last_error") or None,
+            queued_until=_parse(entity.get("queued_until")),
+            slot=int(entity.get("slot", 0)),
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )
+
+
+def _iso(when: datetime | None) -> str | None:
+    return iso(when) if when else None
+
+
+def _parse(text: str | None) -> datetime | None:
+    return parse_instant(text, "stored") if text else None
+
+
+@dataclass
+class IntegrationChanges:
+    """A validated create or update body; None means 'not given'."""
+
+    name: str | None = None
+    destination: dict[str, Any] | None = None  # type, connection_string (maybe None on update), container, prefix
+    events: tuple[EventSelection, ...] | None = None
+    attributes: tuple[str, ...] | None = None
+    frequency_hours: int | None = None
+    status: str | None = None
+
+
+def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
+    """Validate a create (`partial=False`) or update body; every error names its field."""
+    if not isinstance(body, dict):
+        raise InputError("body", "must be a JSON object")
+    unknown = set(body) - BODY_FIELDS
+    if unknown:
+        raise InputError(sorted(unknown)[0], "is not a known field")
+    required = () if partial else ("name", "destination", "events", "frequency_hours")
+    for name in required:
+        if name not in body:
+            raise InputError(name, "is required")
+    if partial and not body:
+        raise InputError("body", "has no field to change")
+    changes = IntegrationChanges()
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            raise InputError("name", f"must be a non-empty string of at most {MAX_NAME} characters")
+        changes.name = name.strip()
+    if "destination" in body:
+        changes.destination = parse_destination(body["destination"], partial=partial)
+    if "events" in body:
+        changes.events = _events(body["events"])
+    if "attributes" in body:
+        changes.attributes = _attributes(body["attributes"])
+    elif not partial:
+        changes.attributes = ()
+    if "frequency_hours" in body:
+        frequency = body["frequency_hours"]
+        if isinstance(frequency, bool) or frequency not in FREQUENCIES_HOURS:
+            raise InputError("frequency_hours", f"must be one of {', '.join(map(str, FREQUENCIES_HOURS))}")
+        changes.frequency_hours = int(frequency)
+    if "status" in body:
+        if body["status"] not in SETTABLE_STATUSES:
+            raise InputError("status", "must be 'active' or 'paused'")
+        changes.status = body["status"]
+    elif not partial:
+        changes.status = "active"
+    return changes
+
+
+def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError("destination", "must be a JSON object")
+    unknown = set(value) - DESTINATION_FIELDS
+    if unknown:
+        raise InputError(f"destination.{sorted(unknown)[0]}", "is not a known field")
+    kind = value.get("type", "azure_blob" if partial else None)
+    if kind not in DESTINATION_TYPES:
+        raise InputError("destination.type", f"must be one of {', '.join(DESTINATION_TYPES)}")
+    connection = value.get("connection_string")
+    if connection is None and not partial:
+        raise InputError("destination.connection_string", "is required")
+    if connection is not None and (not isinstance(connection, str) or not connection.strip()):
+        raise InputError("destination.connection_string", "must be a non-empty string")
+    container = value.get("container")
+    if container is not None:
+        check_container_name(container)
+    prefix = value.get("prefix", "")
+    if prefix is None:
+        prefix = ""
+    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
+        raise InputError("destination.prefix", f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'")
+    return {"type": kind, "connection_string": connection, "container": container, "prefix": prefix, "given": set(value)}
+
+
+def _key_name(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise InputError(field_name, "must be a non-empty string of at most 256 characters")
+    if any(ord(c) < 32 for c in value):
+        raise InputError(field_name, "must not contain control characters")
+    return value
+
+
+def _events(value: Any) -> tuple[EventSelection, ...]:
+    if not isinstance(value, list) or not value:
+        raise InputError("events", "must be a non-empty list: select at least one event")
+    events = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InputError(f"events[{i}]", "must be a JSON object with 'name' and 'params'")
+        unknown = set(item) - {"name", "params"}
+        if unknown:
+            raise InputError(f"events[{i}].{sorted(unknown)[0]}", "is not a known field")
+        name = _key_name(item.get("name"), f"events[{i}].name")
+        if name in seen:
+            raise InputError(f"events[{i}].name", f"event {name!r} is selected twice")
+        seen.add(name)
+        params = item.get("params", [])
+        if not isinstance(params, list):
+            raise InputError(f"events[{i}].params", "must be a list of parameter keys")
+        events.append(EventSelection(name, tuple(_key_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params))))
+    return tuple(events)
+
+
+def _attributes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InputError("attributes", "must be a list of attribute keys")
+    keys = []
+    for i, key in enumerate(value):
+        key = _key_name(key, f"attributes[{i}]")
+        if key in keys:
+            raise InputError(f"attributes[{i}]", f"attribute {key!r} is selected twice")
+        keys.append(key)
+    return tuple(keys)
+
+
+def check_columns(events: tuple[EventSelection, ...], attributes: tuple[str, ...]) -> None:
+    """Refuse a selection whose CSV columns would collide (DESIGN 4)."""
+    column_plan(events, attributes)

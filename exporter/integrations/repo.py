@@ -1,0 +1,83 @@
+"""Integrations in Table Storage, one partition per account; every write is conditional."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from ..errors import ConflictError, LimitError, NotFoundError
+from .model import Integration
+
+MAX_DESTINATIONS_PER_ACCOUNT = 5
+
+
+def _slot_key(slot: int) -> str:
+    return f"~slot-{slot}"
+
+
+class IntegrationRepo:
+    def __init__(self, table: TableClient):
+        self.table = table
+
+    def get(self, account: str, integration_id: str) -> Integration:
+        try:
+            entity = self.table.get_entity(account, integration_id)
+        except ResourceNotFoundError:
+            raise NotFoundError(f"integration {integration_id!r} not found in account {account!r}", field="id") from None
+        if entity.get("kind") != "integration":
+            raise NotFoundError(f"integration {integration_id!r} not found in account {account!r}", field="id")
+        return Integration.from_entity(entity)
+
+    def list(self, account: str) -> list[Integration]:
+        entities = self.table.query_entities(
+            "PartitionKey eq @pk and kind eq 'integration'", parameters={"pk": account}
+        )
+        return sorted((Integration.from_entity(e) for e in entities), key=lambda i: (i.created_at, i.id))
+
+    def all_active(self) -> Iterator[Integration]:
+        for entity in self.table.query_entities("kind eq 'integration' and status eq 'active'"):
+            yield Integration.from_entity(entity)
+
+    def create(self, integration: Integration) -> Integration:
+        """Take a free destination slot and create the integration in one transaction.
+
+        The slot entities make the per-account limit exact under concurrent creates: a transaction
+        whose slot is taken fails whole, so no sixth integration and no orphaned slot can exist.
+        """
+        for slot in range(MAX_DESTINATIONS_PER_ACCOUNT):
+            candidate = integration.with_changes(slot=slot)
+            slot_entity = {"PartitionKey": integration.account, "RowKey": _slot_key(slot), "kind": "slot", "integration_id": integration.id}
+            try:
+                self.table.submit_transaction([("create", slot_entity), ("create", candidate.to_entity())])
+            except TableTransactionError:
+                continue
+            return self.get(integration.account, integration.id)
+        raise LimitError(
+            f"account {integration.account!r} already has {MAX_DESTINATIONS_PER_ACCOUNT} destination integrations "
+            "(Azure Blob, S3 and GCS together); delete one before adding another",
+            field="account",
+        )
+
+    def replace(self, integration: Integration) -> Integration:
+        """Write the whole record if nobody changed it since it was read (ETag)."""
+        try:
+            self.table.update_entity(
+                integration.to_entity(), mode=UpdateMode.REPLACE, etag=integration.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
+        except ResourceNotFoundError:
+            raise NotFoundError(f"integration {integration.id!r} not found in account {integration.account!r}", field="id") from None
+        return self.get(integration.account, integration.id)
+
+    def delete(self, integration: Integration) -> None:
+        """Remove the integration and free its slot together."""
+        try:
+            self.table.submit_transaction([
+                ("delete", integration.to_entity(), {"etag": integration.etag, "match_condition": MatchConditions.IfNotModified}),
+                ("delete", {"PartitionKey": integration.account, "RowKey": _slot_key(integration.slot)}),
+            ])
+        except TableTransactionError:
+            raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None

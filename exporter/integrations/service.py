@@ -1,0 +1,230 @@
+"""The customer's flow: verify, create, list, show, update, pause, resume, delete, runs."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable
+
+from ..clock import Clock, to_unix
+from ..destinations import Destination, open_destination
+from ..errors import ConflictError, PreconditionFailed
+from ..runs import RunRepo
+from ..secrets import SecretBox
+from ..ucd.request import check_account
+from .model import (
+    STOPPED_STATUSES,
+    DestinationConfig,
+    Integration,
+    IntegrationChanges,
+    check_columns,
+    parse_body,
+    parse_destination,
+)
+from .repo import IntegrationRepo
+
+log = logging.getLogger(__name__)
+
+DestinationFactory = Callable[[str, str, str, str], Destination]
+
+
+class IntegrationService:
+    def __init__(
+        self,
+        repo: IntegrationRepo,
+        runs: RunRepo,
+        secrets: SecretBox,
+        clock: Clock,
+        open_destination: DestinationFactory = open_destination,
+        known_events: Callable[[str], set[str]] | None = None,
+    ):
+        self.repo = repo
+        self.runs_repo = runs
+        self.secrets = secrets
+        self.clock = clock
+        self.open_destination = open_destination
+        self.known_events = known_events
+
+    # ------------------------------------------------------------- verification
+
+    def verify(self, account: str, body: Any) -> dict[str, Any]:
+        """Verify authentication for a destination body (or an integration body holding one)."""
+        check_account(account)
+        if isinstance(body, dict) and "destination" in body and "type" not in body:
+            body = body["destination"]
+        destination = parse_destination(body, partial=False)
+        return self._verify(destination)
+
+    def _verify(self, destination: dict[str, Any]) -> dict[str, Any]:
+        client = self.open_destination(
+            destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
+        )
+        name = f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt"
+        return client.verify(name)
+
+    def _sealed(self, destination: dict[str, Any]) -> DestinationConfig:
+        client = self.open_destination(
+            destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
+        )
+        return DestinationConfig(
+            type=destination["type"],
+            container=client.container_name,
+            prefix=destination["prefix"],
+            sealed_secret=self.secrets.seal(destination["connection_string"]),
+            masked=client.credentials.masked,
+        )
+
+    # ------------------------------------------------------------- create / read
+
+    def create(self, account: str, body: Any) -> dict[str, Any]:
+        """Validate, verify the destination, then store (refused whole on any failure)."""
+        check_account(account)
+        changes = parse_body(body, partial=False)
+        check_columns(changes.events, changes.attributes)
+        verification = self._verify(changes.destination)
+        now = self.clock.now()
+        integration = Integration(
+            account=account,
+            id=uuid.uuid4().hex[:12],
+            name=changes.name,
+            destination=self._sealed(changes.destination),
+            events=changes.events,
+            attributes=changes.attributes,
+            frequency_hours=changes.frequency_hours,
+            status=changes.status,
+            created_at=now,
+            updated_at=now,
+            activated_at=now if changes.status == "active" else None,
+        )
+        stored = self.repo.create(integration)
+        log.info("integration created", extra={"account": account, "integration_id": stored.id})
+        return self._answer(stored, verification=verification)
+
+    def list(self, account: str) -> dict[str, Any]:
+        check_account(account)
+        return {"integrations": [i.to_json() for i in self.repo.list(account)]}
+
+    def show(self, account: str, integration_id: str) -> dict[str, Any]:
+        check_account(account)
+        return self._answer(self.repo.get(account, integration_id))
+
+    def runs(self, account: str, integration_id: str, limit: int = 1000) -> dict[str, Any]:
+        check_account(account)
+        self.repo.get(account, integration_id)
+        return {"runs": [r.to_json() for r in self.runs_repo.list(account, integration_id, limit)]}
+
+    def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
+        body = integration.to_json()
+        body["etag"] = integration.etag
+        warnings = self._warnings(integration)
+        if warnings:
+            body["warnings"] = warnings
+        body.update(extra)
+        return body
+
+    def _warnings(self, integration: Integration) -> list[str]:
+        if self.known_events is None:
+            return []
+        known = self.known_events(integration.account)
+        return [
+            f"events[{i}].name: {e.name!r} has not been seen in this account yet; its files stay empty until it is"
+            for i, e in enumerate(integration.events)
+            if e.name not in known
+        ]
+
+    # ------------------------------------------------------------- changes
+
+    def update(self, account: str, integration_id: str, body: Any, if_match: str | None = None) -> dict[str, Any]:
+        """Apply a partial change; credentials (any destination change) are verified first."""
+        check_account(account)
+        changes = parse_body(body, partial=True)
+        current = self.repo.get(account, integration_id)
+        destination, verification = None, None
+        if changes.destination is not None:
+            merged = self._merged_destination(current, changes.destination)
+            verification = self._verify(merged)
+            destination = self._sealed(merged) if changes.destination["connection_string"] else DestinationConfig(
+                type=merged["type"], container=merged["container"], prefix=merged["prefix"],
+                sealed_secret=current.destination.sealed_secret, masked=current.destination.masked,
+            )
+        extra = {"verification": verification} if verification else {}
+        return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
+
+    def _merged_destination(self, current: Integration, given: dict[str, Any]) -> dict[str, Any]:
+        keys = given["given"]
+        return {
+            "type": given["type"] if "type" in keys else current.destination.type,
+            "connection_string": given["connection_string"] or self.secrets.open(current.destination.sealed_secret),
+            "container": given["container"] if given["container"] is not None else current.destination.container,
+            "prefix": given["prefix"] if "prefix" in keys else current.destination.prefix,
+        }
+
+    def _apply(self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None) -> Integration:
+        now = self.clock.now()
+        events = changes.events if changes.events is not None else current.events
+        attributes = changes.attributes if changes.attributes is not None else current.attributes
+        check_columns(events, attributes)
+        status = current.status
+        last_error = current.last_error
+        if changes.status is not None:
+            if changes.status == "active" and current.status in STOPPED_STATUSES and destination is None:
+                raise ConflictError(
+                    f"the integration stopped with a {current.status.replace('_', ' ')}; "
+                    "update its destination credentials (they are verified) to resume",
+                    field="status",
+                )
+            status = changes.status
+        elif destination is not None and current.status in STOPPED_STATUSES:
+            status = "active"  # verified credentials end a credential or destination error
+        if status == "active" and current.status != "active":
+            last_error = None
+        return current.with_changes(
+            name=changes.name or current.name,
+            destination=destination or current.destination,
+            events=events,
+            attributes=attributes,
+            frequency_hours=changes.frequency_hours or current.frequency_hours,
+            status=status,
+            last_error=last_error,
+            activated_at=current.activated_at or (now if status == "active" else None),
+            updated_at=now,
+        )
+
+    def _write(self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None) -> Integration:
+        """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
+        if if_match is not None and if_match != current.etag:
+            raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
+        for _ in range(5):
+            try:
+                return self.repo.replace(change(current))
+            except ConflictError:
+                if if_match is not None:
+                    raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match") from None
+                fresh = self.repo.get(current.account, current.id)
+                if fresh.config() != current.config():
+                    raise
+                current = fresh
+        raise ConflictError("the integration keeps changing; retry", field="id")
+
+    def pause(self, account: str, integration_id: str) -> dict[str, Any]:
+        check_account(account)
+        current = self.repo.get(account, integration_id)
+        if current.status in STOPPED_STATUSES:
+            raise ConflictError(f"the integration is stopped by a {current.status.replace('_', ' ')}; fix its credentials first", field="status")
+        if current.status == "paused":
+            return self._answer(current)
+        return self._answer(self._write(current, lambda c: c.with_changes(status="paused", updated_at=self.clock.now()), None))
+
+    def resume(self, account: str, integration_id: str) -> dict[str, Any]:
+        """Back to active; the next runs catch up from last_success_end (never re-export, never skip)."""
+        check_account(account)
+        current = self.repo.get(account, integration_id)
+        if current.status == "active":
+            return self._answer(current)
+        return self.update(account, integration_id, {"status": "active"})
+
+    def delete(self, account: str, integration_id: str) -> dict[str, Any]:
+        check_account(account)
+        current = self.repo.get(account, integration_id)
+        self.repo.delete(current)
+        return {"id": integration_id, "deleted": True}
+

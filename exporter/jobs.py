@@ -1,0 +1,232 @@
+"""Scheduler (timer) and worker (queue trigger): fan-out and exactly-once window delivery (I1-I6).
+
+Exactly once rests on three facts: a window's file name and bytes are a pure function of stored
+data, so a repeated export rewrites the same file; the file is committed before the run record and
+before `last_success_end` moves; and `last_success_end` only moves through an ETag-conditional write
+from the window's start to its end, so two workers cannot both advance it or skip a window.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import telemetry
+from .clock import iso
+from .context import Context
+from .errors import ConflictError, CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
+from .export.plan import file_name
+from .export.runner import export_window
+from .integrations.model import Integration
+from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
+from .windows import Window, due_windows, export_lag_seconds, is_due, next_start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """A queue message: which integration to bring up to date. Never carries a secret."""
+
+    account: str
+    integration_id: str
+    reason: str = "scheduled"
+
+    def to_message(self) -> str:
+        return json.dumps({"account": self.account, "integration_id": self.integration_id, "reason": self.reason})
+
+    @classmethod
+    def from_message(cls, body: str) -> "ExportJob":
+        data = json.loads(body)
+        return cls(str(data["account"]), str(data["integration_id"]), str(data.get("reason", "scheduled")))
+
+
+# ------------------------------------------------------------------ scheduler
+
+
+def schedule(ctx: Context) -> dict[str, Any]:
+    """Queue one job per active integration with a due window that is not already queued or running."""
+    now = ctx.clock.now()
+    queued, busy = [], 0
+    queue = ctx.storage.queue()
+    for integration in ctx.repo.all_active():
+        anchor = integration.activated_at
+        if anchor is None:
+            continue
+        telemetry.record_export_lag(integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now))
+        if not is_due(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds):
+            continue
+        if integration.queued_until and integration.queued_until > now:
+            busy += 1
+            continue
+        try:
+            ctx.repo.replace(integration.with_changes(queued_until=now + timedelta(seconds=ctx.settings.lease_seconds)))
+        except (ConflictError, NotFoundError):
+            continue  # changed under us: the next minute sees it again
+        queue.send_message(ExportJob(integration.account, integration.id).to_message())
+        queued.append(integration.id)
+    return {"queued": len(queued), "already_queued": busy, "integrations": queued, "now": iso(now)}
+
+
+# ------------------------------------------------------------------ worker
+
+
+def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, Any]:
+    """Export the integration's due windows, oldest first, within this invocation's bound.
+
+    Raises TransientError to have the message delivered again (the host's retry and poison queue).
+    """
+    try:
+        job = ExportJob.from_message(body)
+    except (ValueError, KeyError, TypeError):
+        log.error("dropping a malformed export job message")
+        return {"exported": 0, "reason": "malformed message"}
+    try:
+        integration = ctx.repo.get(job.account, job.integration_id)
+    except NotFoundError:
+        return {"exported": 0, "reason": "integration deleted"}
+    if integration.status != "active" or integration.activated_at is None:
+        _release(ctx, integration)
+        return {"exported": 0, "reason": f"integration is {integration.status}"}
+
+    started = time.monotonic()
+    destination = ctx.destination_for(integration)
+    exported: list[dict[str, Any]] = []
+    windows = list(due_windows(
+        integration.activated_at, integration.last_success_end, integration.frequency_hours,
+        ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
+    ))
+    for window in windows:
+        if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
+            break
+        try:
+            record = _export_one(ctx, integration, window, destination, dequeue_count)
+        except (CredentialError, DestinationError) as error:
+            _stop(ctx, integration, error)
+            return {"exported": len(exported), "windows": exported, "stopped": error.code, "reason": error.message}
+        exported.append(record.to_json())
+        integration = _advance(ctx, integration, window)
+        if integration is None or integration.status != "active":
+            return {"exported": len(exported), "windows": exported, "reason": "integration changed concurrently"}
+
+    if is_due(integration.activated_at, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
+        _follow_up(ctx, integration)
+        return {"exported": len(exported), "windows": exported, "follow_up": True}
+    _release(ctx, integration)
+    return {"exported": len(exported), "windows": exported, "follow_up": False}
+
+
+def _export_one(ctx: Context, integration: Integration, window: Window, destination, dequeue_count: int) -> RunRecord:
+    previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+    attempts = (previous.attempts if previous else 0) + 1
+    record = RunRecord(
+        integration.account, integration.id, window.start_unix, window.end_unix,
+        destination.path_for(file_name("", integration.account, integration.id, window)),
+        status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()),
+    )
+    context = {"account": integration.account, "integration_id": integration.id,
+               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts}
+    with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
+        try:
+            result = export_window(ctx.ucd, integration, window, destination)
+        except ExporterError as error:
+            record.status = RETRYING if isinstance(error, TransientError) else FAILED
+            record.error = error.message
+            ctx.runs.put(record)
+            if isinstance(error, TransientError):
+                telemetry.record_retry(integration.account, integration.id, error.code)
+                log.warning("window export failed, will retry", extra={**context, "error": error.message})
+            raise
+        span.set_attribute("export.rows", result.rows)
+        span.set_attribute("export.bytes", result.bytes)
+    record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
+    record.duration_ms = int(result.duration_s * 1000)
+    record.error = ""
+    ctx.runs.put(record)
+    telemetry.record_window_exported(integration.account, integration.id, result.rows, result.bytes, result.duration_s)
+    log.info("window exported", extra={**context, "file": result.path, "rows": result.rows,
+                                       "bytes": result.bytes, "duration_ms": record.duration_ms})
+    return record
+
+
+def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
+    """Move last_success_end from window.start to window.end, conditionally (I5)."""
+    for _ in range(10):
+        if integration.last_success_end and integration.last_success_end >= window.end:
+            return integration  # another worker delivered it (same name, same bytes)
+        if next_start(integration.activated_at, integration.last_success_end) != window.start:
+            return None
+        try:
+            return ctx.repo.replace(integration.with_changes(last_success_end=window.end, last_error=None))
+        except ConflictError:
+            integration = ctx.repo.get(integration.account, integration.id)
+    raise TransientError("could not record the delivered window; it will be re-checked")
+
+
+def _modify(ctx: Context, integration: Integration, **changes: Any) -> Integration | None:
+    """Apply worker-owned changes with ETag retries; None if the integration is gone."""
+    for _ in range(10):
+        try:
+            return ctx.repo.replace(integration.with_changes(**changes))
+        except ConflictError:
+            try:
+                integration = ctx.repo.get(integration.account, integration.id)
+            except NotFoundError:
+                return None
+        except NotFoundError:
+            return None
+    raise TransientError("the integration keeps changing; the job will be retried")
+
+
+def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
+    """A credential or destination error stops delivery at once (I6)."""
+    status = "credential_error" if isinstance(error, CredentialError) else "destination_error"
+    _modify(ctx, integration, status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
+    if isinstance(error, CredentialError):
+        telemetry.record_credential_error(integration.account, integration.id)
+    log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,
+                                            "status": status, "reason": error.message})
+
+
+def _release(ctx: Context, integration: Integration) -> None:
+    if integration.queued_until is not None:
+        _modify(ctx, integration, queued_until=None)
+
+
+def _follow_up(ctx: Context, integration: Integration) -> None:
+    """A long catch-up continues in a new message, so no invocation nears the Functions timeout."""
+    lease = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
+    if _modify(ctx, integration, queued_until=lease) is not None:
+        ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, "follow-up").to_message())
+
+
+def record_poison(ctx: Context, body: str) -> dict[str, Any]:
+    """A job that kept failing: make it visible in the run history and free the integration for the scheduler."""
+    try:
+        job = ExportJob.from_message(body)
+        integration = ctx.repo.get(job.account, job.integration_id)
+    except (ValueError, KeyError, TypeError, NotFoundError):
+        return {"recorded": False}
+    telemetry.record_poison_message(integration.account, integration.id)
+    start = next_start(integration.activated_at, integration.last_success_end) if integration.activated_at else None
+    if start is not None:
+        window = Window(start, start + timedelta(hours=integration.frequency_hours))
+        previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+        ctx.runs.put(RunRecord(
+            integration.account, integration.id, window.start_unix, window.end_unix,
+            previous.file if previous else file_name(integration.destination.prefix, integration.account, integration.id, window),
+            status=POISONED, attempts=previous.attempts if previous else 0,
+            error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {previous.error if previous else 'unknown error'}",
+            updated_at=iso(ctx.clock.now()),
+        ))
+    _modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
+    return {"recorded": True, "integration_id": integration.id}
+
+
+def lag_seconds(integration: Integration, now: datetime) -> float | None:
+    if integration.activated_at is None:
+        return None
+    return export_lag_seconds(integration.activated_at, integration.last_success_end, now)

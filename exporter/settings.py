@@ -1,0 +1,75 @@
+"""Settings from the environment (the Functions host's app settings)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+DEFAULT_CONNECTION = "UseDevelopmentStorage=true"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the app reads; `local.settings.sample.json` lists each one."""
+
+    storage_connection: str = DEFAULT_CONNECTION
+    settle_seconds: int = 120
+    queue_name: str = "export-jobs"
+    table_prefix: str = ""
+    ucd_container: str = "ucd"
+    secret_key: str = ""
+    max_windows_per_run: int = 12
+    max_seconds_per_run: int = 240
+    lease_seconds: int = 600
+    ucd_commit_timeout_seconds: int = 20
+    max_dequeue_count: int = 5
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.queue_name}-poison"
+
+    def table(self, name: str) -> str:
+        """Table names share an optional prefix so several deployments (or tests) can share an account."""
+        return f"{self.table_prefix}{name}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigurationError(name, f"must be a whole number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigurationError(name, f"must be at least {minimum}")
+            return value
+
+        settings = cls(
+            storage_connection=env.get("AzureWebJobsStorage") or DEFAULT_CONNECTION,
+            settle_seconds=integer("EXPORT_SETTLE_SECONDS", 120, 1),
+            queue_name=env.get("EXPORT_QUEUE_NAME") or "export-jobs",
+            table_prefix=env.get("EXPORT_TABLE_PREFIX", ""),
+            ucd_container=env.get("UCD_CONTAINER") or "ucd",
+            secret_key=env.get("EXPORT_SECRET_KEY", ""),
+            max_windows_per_run=integer("EXPORT_MAX_WINDOWS_PER_RUN", 12, 1),
+            max_seconds_per_run=integer("EXPORT_MAX_SECONDS_PER_RUN", 240, 1),
+            lease_seconds=integer("EXPORT_LEASE_SECONDS", 600, 1),
+            ucd_commit_timeout_seconds=integer("UCD_COMMIT_TIMEOUT_SECONDS", 20, 1),
+            max_dequeue_count=integer("EXPORT_MAX_DEQUEUE_COUNT", 5, 1),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        # A row stamped at t must be committed before t + settle (DESIGN 3), so the commit budget
+        # has to fit well inside the settle time.
+        if self.ucd_commit_timeout_seconds * 2 > self.settle_seconds:
+            raise ConfigurationError(
+                "UCD_COMMIT_TIMEOUT_SECONDS",
+                "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window",
+            )

@@ -1,0 +1,89 @@
+"""The app's own storage account (AzureWebJobsStorage): clients built once and shared."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from .settings import Settings
+
+INTEGRATIONS_TABLE = "integrations"
+RUNS_TABLE = "runs"
+UCD_EVENTS_TABLE = "ucdevents"
+UCD_SEGMENTS_TABLE = "ucdsegments"
+UCD_PROFILES_TABLE = "ucdprofiles"
+UCD_CATALOG_TABLE = "ucdcatalog"
+ALL_TABLES = (
+    INTEGRATIONS_TABLE, RUNS_TABLE, UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE, UCD_PROFILES_TABLE, UCD_CATALOG_TABLE,
+)
+
+
+@dataclass
+class Storage:
+    """Blob, Queue and Table clients for the app's storage account."""
+
+    settings: Settings
+    _tables: dict[str, TableClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        conn = self.settings.storage_connection
+        self.blobs = BlobServiceClient.from_connection_string(conn)
+        self.table_service = TableServiceClient.from_connection_string(conn)
+        self._conn = conn
+
+    def table(self, name: str) -> TableClient:
+        with self._lock:
+            client = self._tables.get(name)
+            if client is None:
+                client = self.table_service.get_table_client(self.settings.table(name))
+                self._tables[name] = client
+            return client
+
+    def ucd_container(self) -> ContainerClient:
+        return self.blobs.get_container_client(self.settings.ucd_container)
+
+    def queue(self, name: str | None = None) -> QueueClient:
+        """A queue client speaking the Functions host's Base64 message encoding."""
+        return QueueClient.from_connection_string(
+            self._conn,
+            name or self.settings.queue_name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+
+    def ensure(self) -> "Storage":
+        """Create the tables, queues and the UCD container if missing (idempotent)."""
+        for name in ALL_TABLES:
+            try:
+                self.table_service.create_table(self.settings.table(name))
+            except ResourceExistsError:
+                pass
+        for queue in (self.settings.queue_name, self.settings.poison_queue_name):
+            try:
+                self.queue(queue).create_queue()
+            except ResourceExistsError:
+                pass
+        try:
+            self.ucd_container().create_container()
+        except ResourceExistsError:
+            pass
+        return self
+
+
+_shared: dict[Settings, Storage] = {}
+_shared_lock = threading.Lock()
+
+
+def storage_for(settings: Settings) -> Storage:
+    """One Storage per settings per process, created (and its resources ensured) on first use."""
+    with _shared_lock:
+        storage = _shared.get(settings)
+        if storage is None:
+            storage = Storage(settings).ensure()
+            _shared[settings] = storage
+        return storage

@@ -1,0 +1,67 @@
+"""What the Functions triggers call: function_app.py stays a thin table of bindings."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import azure.functions as func
+
+from . import api, jobs, logs
+from .context import Context
+
+log = logging.getLogger(__name__)
+_context: Context | None = None
+_lock = threading.Lock()
+
+
+def context() -> Context:
+    """One context per worker process, built on first use from the app settings."""
+    global _context
+    with _lock:
+        if _context is None:
+            logs.install_redaction()
+            _context = Context.create()
+        return _context
+
+
+def use_context(ctx: Context | None) -> None:
+    """Run the triggers on a given context (tests inject a clock and isolated storage)."""
+    global _context
+    with _lock:
+        _context = ctx
+
+
+def http(template: str, req: func.HttpRequest) -> func.HttpResponse:
+    """Dispatch a request of one route template by its method."""
+    method = req.method.upper()
+    operation = next((op for m, t, op in api.ROUTES if t == template and m == method), None)
+    if operation is None:
+        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here"}})
+    request = api.ApiRequest(
+        params=dict(req.route_params), body=req.get_body() or b"", query=dict(req.params), headers=dict(req.headers)
+    )
+    try:
+        ctx = context()
+    except Exception as error:  # noqa: BLE001 - configuration errors must still answer in JSON
+        log.error("cannot start: %s", type(error).__name__)
+        return _json(500, {"error": {"code": "configuration_error", "message": str(getattr(error, "message", "see logs"))}})
+    answer = api.handle(ctx, operation, request)
+    return _json(answer.status, answer.body)
+
+
+def _json(status: int, body: dict) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def on_timer() -> dict:
+    return jobs.schedule(context())
+
+
+def on_export_job(message: func.QueueMessage) -> dict:
+    """Raises on a transient failure so that the host redelivers (and finally poisons) the message."""
+    return jobs.process_job(context(), message.get_body().decode(), message.dequeue_count or 1)
+
+
+def on_poison(message: func.QueueMessage) -> dict:
+    return jobs.record_poison(context(), message.get_body().decode())

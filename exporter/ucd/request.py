@@ -1,0 +1,165 @@
+"""Validation of an upsert body, all of it before anything is stored (I8)."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..clock import parse_instant
+from ..errors import InputError
+from .values import event_id, render
+
+ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_USERS = 10_000
+MAX_EVENTS = 50_000
+MAX_NAME_LENGTH = 256
+USER_FIELDS = {"user_id", "identifiers", "attributes", "events"}
+EVENT_FIELDS = {"event_name", "timestamp", "event_params"}
+
+
+def check_account(account: Any, field_name: str = "account") -> str:
+    """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
+    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+        raise InputError(field_name, "must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit")
+    return account
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """One event of a request, normalised: the identity and every cell value are fixed here."""
+
+    event_id: str
+    user_id: str
+    event_name: str
+    timestamp: str  # ISO 8601 UTC with milliseconds
+    params: dict[str, str | None]
+
+
+@dataclass
+class UserDraft:
+    user_id: str
+    identifiers: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[EventDraft] = field(default_factory=list)
+
+
+@dataclass
+class UpsertRequest:
+    account: str
+    users: list[UserDraft]
+
+    @property
+    def received_events(self) -> int:
+        return sum(len(u.events) for u in self.users)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Parse a request body; non-finite numbers (NaN, Infinity) are refused."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise InputError("body", f"is {len(raw)} bytes; the limit is {max_bytes} bytes, split the request")
+    if not raw.strip():
+        raise InputError("body", "is empty; a JSON object is required")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("body", f"is not valid JSON ({exc})") from None
+
+
+def _name(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(field_name, "must be a non-empty string")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InputError(field_name, f"is longer than {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InputError(field_name, "must not contain control characters")
+    return value
+
+
+def _object(value: Any, field_name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(field_name, "must be a JSON object")
+    for key in value:
+        _name(key, f"{field_name} key")
+    return value
+
+
+def _timestamp(value: Any, field_name: str) -> tuple[int, str]:
+    when = parse_instant(value, field_name) if isinstance(value, str) else None
+    if when is None:
+        raise InputError(field_name, "must be an ISO 8601 date-time string")
+    if not (EPOCH <= when < datetime(9999, 1, 1, tzinfo=timezone.utc)):
+        raise InputError(field_name, "is out of range")
+    ms = (when - EPOCH) // timedelta(milliseconds=1)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return ms, text
+
+
+def parse_upsert(account: str, body: Any) -> UpsertRequest:
+    """Validate a whole upsert body; the first problem raises InputError naming its path."""
+    check_account(account)
+    if not isinstance(body, dict):
+        raise InputError("body", "must be a JSON object with a 'users' list")
+    unknown = set(body) - {"users"}
+    if unknown:
+        raise InputError(sorted(unknown)[0], "is not a known field")
+    users = body.get("users")
+    if not isinstance(users, list) or not users:
+        raise InputError("users", "must be a non-empty list")
+    if len(users) > MAX_USERS:
+        raise InputError("users", f"has {len(users)} users; the limit is {MAX_USERS} per request")
+    total_events = 0
+    drafts: list[UserDraft] = []
+    for i, user in enumerate(users):
+        where = f"users[{i}]"
+        if not isinstance(user, dict):
+            raise InputError(where, "must be a JSON object")
+        unknown = set(user) - USER_FIELDS
+        if unknown:
+            raise InputError(f"{where}.{sorted(unknown)[0]}", "is not a known field")
+        user_id = _name(user.get("user_id"), f"{where}.user_id")
+        draft = UserDraft(
+            user_id=user_id,
+            identifiers=_object(user.get("identifiers"), f"{where}.identifiers"),
+            attributes=_object(user.get("attributes"), f"{where}.attributes"),
+        )
+        events = user.get("events")
+        if events is None:
+            events = []
+        if not isinstance(events, list):
+            raise InputError(f"{where}.events", "must be a list")
+        total_events += len(events)
+        if total_events > MAX_EVENTS:
+            raise InputError(f"{where}.events", f"the request holds more than {MAX_EVENTS} events; split it")
+        for j, event in enumerate(events):
+            ewhere = f"{where}.events[{j}]"
+            if not isinstance(event, dict):
+                raise InputError(ewhere, "must be a JSON object")
+            unknown = set(event) - EVENT_FIELDS
+            if unknown:
+                raise InputError(f"{ewhere}.{sorted(unknown)[0]}", "is not a known field")
+            name = _name(event.get("event_name"), f"{ewhere}.event_name")
+            if "timestamp" not in event:
+                raise InputError(f"{ewhere}.timestamp", "is required")
+            ts_ms, ts_text = _timestamp(event.get("timestamp"), f"{ewhere}.timestamp")
+            params = _object(event.get("event_params"), f"{ewhere}.event_params")
+            draft.events.append(EventDraft(
+                event_id=event_id(account, user_id, name, ts_ms, params),
+                user_id=user_id,
+                event_name=name,
+                timestamp=ts_text,
+                params={k: render(v) for k, v in params.items()},
+            ))
+        drafts.append(draft)
+    return UpsertRequest(account=account, users=drafts)
+

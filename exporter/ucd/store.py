@@ -1,0 +1,516 @@
+"""The UCD store: exact (one stored row per event identity), durable, and read by entry-time window.
+
+Upsert protocol (each step survives a crash of the process at any point):
+1. profiles merged and the catalog extended (idempotent merges);
+2. a *segment intent* is written: `pending`, with a deadline;
+3. every event is *claimed* in the dedup index (`ucdevents`, one entity per event_id) for that
+   segment; an event already claimed by a committed segment is a duplicate; one claimed by a dead
+   segment (aborted, or pending past its deadline with no blob) is taken over with an ETag update;
+4. the entry time is stamped on the intent (ETag-guarded: a taken-over intent cannot stamp);
+5. the segment blob is committed in one put whose server-side timeout ends before the deadline,
+   so a row with entry time t is visible before t + commit timeout < t + settle;
+6. the intent is marked `committed` (a pending intent whose blob exists counts as committed too).
+A retry of the same request finds its events claimed by either a committed segment (duplicates)
+or a dead one (taken over), so it neither loses nor duplicates an event.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.core import MatchConditions
+
+from .. import telemetry
+from ..clock import Clock, iso
+from ..errors import InputError, NotFoundError, TransientError
+from ..storage import (
+    UCD_CATALOG_TABLE,
+    UCD_EVENTS_TABLE,
+    UCD_PROFILES_TABLE,
+    UCD_SEGMENTS_TABLE,
+    Storage,
+)
+from .request import EventDraft, UpsertRequest, UserDraft, check_account
+from .segments import (
+    FIXED_COLUMNS,
+    SegmentRef,
+    attribute_column,
+    encode_segment,
+    encode_table,
+    hour_prefix,
+    hours_covering,
+    param_column,
+    parse_segment_name,
+    segment_path,
+)
+from .values import render
+
+log = logging.getLogger(__name__)
+
+TRANSACTION_SIZE = 100
+WORKERS = 8
+MAX_PROPERTY_CHARS = 30_000
+
+
+def _ms(when: datetime) -> int:
+    return int(round(when.timestamp() * 1000))
+
+
+def _key(text: str) -> str:
+    """Table keys may not hold / \\ # ? or control characters; percent-encode them."""
+    return quote(text, safe="")
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    received_events: int
+    stored_events: int
+    duplicate_events: int
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "received_events": self.received_events,
+            "stored_events": self.stored_events,
+            "duplicate_events": self.duplicate_events,
+        }
+
+
+def _no_fault(point: str) -> None:
+    return None
+
+
+class UcdStore:
+    """Stored events, profiles and catalog of every account, on the app's storage account."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        *,
+        commit_timeout_seconds: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        fault: Callable[[str], None] = _no_fault,
+    ):
+        self.storage = storage
+        self.clock = clock
+        self.commit_timeout = commit_timeout_seconds or storage.settings.ucd_commit_timeout_seconds
+        # Before it is stamped an intent may take a while to claim a large request's events.
+        self.claim_budget = max(60, 3 * self.commit_timeout)
+        self.sleep = sleep
+        self.fault = fault  # tests inject a crash between any two storage writes
+        self.poll_interval = 0.25
+        self.events = storage.table(UCD_EVENTS_TABLE)
+        self.segments_table = storage.table(UCD_SEGMENTS_TABLE)
+        self.profiles = storage.table(UCD_PROFILES_TABLE)
+        self.catalog_table = storage.table(UCD_CATALOG_TABLE)
+        self.container = storage.ucd_container()
+
+    # ---------------------------------------------------------------- upsert
+
+    def upsert(self, request: UpsertRequest) -> UpsertResult:
+        """Store the request's events once each; profiles merged, catalog extended."""
+        account = request.account
+        unique: dict[str, EventDraft] = {}
+        for user in request.users:
+            for event in user.events:
+                unique.setdefault(event.event_id, event)
+        attributes = self._merge_profiles(account, request.users)
+        self.fault("after_profiles")
+        self._extend_catalog(account, request.users)
+        self.fault("after_catalog")
+        if not unique:
+            return UpsertResult(request.received_events, 0, request.received_events)
+
+        segment_id = uuid.uuid4().hex
+        intent = self._create_intent(account, segment_id, len(unique))
+        self.fault("after_intent")
+        ours = self._claim(account, list(unique.values()), segment_id)
+        self.fault("after_claims")
+        if ours:
+            self._commit_segment(account, segment_id, intent, ours, attributes)
+        else:
+            self._set_intent_state(account, segment_id, "aborted")
+        stored = len(ours)
+        result = UpsertResult(request.received_events, stored, request.received_events - stored)
+        telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
+        return result
+
+    def _commit_segment(self, account, segment_id, intent, ours: list[EventDraft], attributes) -> None:
+        param_keys = {k for e in ours for k in e.params}
+        attribute_keys = {k for e in ours for k in attributes.get(e.user_id, {})}
+        rows = []
+        for e in ours:
+            row = {"event_id": e.event_id, "user_id": e.user_id, "event_name": e.event_name, "timestamp": e.timestamp}
+            row.update({param_column(k): v for k, v in e.params.items()})
+            row.update({attribute_column(k): v for k, v in attributes.get(e.user_id, {}).items()})
+            rows.append(row)
+        data = encode_segment(rows, param_keys, attribute_keys)
+        last_error: Exception | None = None
+        for _attempt in range(3):
+            entry = self.clock.now()
+            entry_ms = _ms(entry)
+            path = segment_path(account, entry_ms, segment_id)
+            intent = self._stamp_intent(account, segment_id, intent, path, entry_ms)
+            self.fault("after_stamp")
+            try:
+                self.container.upload_blob(path, data, overwrite=False, timeout=self.commit_timeout)
+            except ResourceExistsError:
+                pass  # a previous attempt's put did land
+            except AzureError as exc:
+                last_error = exc
+                if not self._blob_exists(path):
+                    continue  # restamp and retry: the row must not carry an entry time older than its commit
+            self.fault("after_upload")
+            self._set_intent_state(account, segment_id, "committed")
+            self.fault("after_commit_mark")
+            return
+        self._set_intent_state(account, segment_id, "aborted")
+        raise TransientError(f"the event store could not commit a segment ({type(last_error).__name__}); retry the request")
+
+    def write_segment(self, account: str, table: pa.Table) -> SegmentRef:
+        """Append an already-unique table of stored events as one segment (bulk loads and benchmarks).
+
+        Bypasses the dedup index, which the export never reads; the table must be sorted by event_id
+        and use the segment column names (event_id, user_id, event_name, timestamp, p:*, a:*).
+        """
+        check_account(account)
+        segment_id = uuid.uuid4().hex
+        entry_ms = _ms(self.clock.now())
+        path = segment_path(account, entry_ms, segment_id)
+        self.container.upload_blob(path, encode_table(table), overwrite=False, timeout=self.commit_timeout)
+        return SegmentRef(entry_ms, segment_id, path)
+
+    # ---------------------------------------------------------------- intents and claims
+
+    def _create_intent(self, account: str, segment_id: str, events: int):
+        now_ms = _ms(self.clock.now())
+        entity = {
+            "PartitionKey": account,
+            "RowKey": segment_id,
+            "state": "pending",
+            "events": events,
+            "created_ms": str(now_ms),
+            "deadline_ms": str(now_ms + self.claim_budget * 1000),
+            "path": "",
+        }
+        self.segments_table.create_entity(entity)
+        return self.segments_table.get_entity(account, segment_id)
+
+    def _stamp_intent(self, account, segment_id, intent, path, entry_ms):
+        entity = dict(intent)
+        # Table ints are 32-bit; milliseconds are kept as decimal strings.
+        entity.update(path=path, entry_ms=str(entry_ms), deadline_ms=str(entry_ms + self.commit_timeout * 1000))
+        try:
+            self.segments_table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=intent.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            raise TransientError("a concurrent request took over these events; retry the request") from None
+        return self.segments_table.get_entity(account, segment_id)
+
+    def _set_intent_state(self, account, segment_id, state, etag: str | None = None) -> None:
+        entity = {"PartitionKey": account, "RowKey": segment_id, "state": state}
+        if etag:
+            self.segments_table.update_entity(entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        else:
+            self.segments_table.update_entity(entity, mode=UpdateMode.MERGE)
+
+    def _claim(self, account: str, events: list[EventDraft], segment_id: str) -> list[EventDraft]:
+        """Claim each event for this segment; return the ones this request stores."""
+        by_partition: dict[str, list[EventDraft]] = defaultdict(list)
+        for e in events:
+            by_partition[f"{account}~{e.event_id[:2]}"].append(e)
+        chunks = [
+            (pk, group[i : i + TRANSACTION_SIZE])
+            for pk, group in by_partition.items()
+            for i in range(0, len(group), TRANSACTION_SIZE)
+        ]
+        ours: list[EventDraft] = []
+        contested: list[tuple[str, EventDraft]] = []
+        with ThreadPoolExecutor(WORKERS) as pool:
+            for won, lost in pool.map(lambda c: self._claim_chunk(c[0], c[1], segment_id), chunks):
+                ours.extend(won)
+                contested.extend(lost)
+        states: dict[str, str] = {}
+        for pk, e in contested:
+            if self._resolve(account, pk, e.event_id, segment_id, states):
+                ours.append(e)
+        return ours
+
+    def _claim_chunk(self, pk: str, chunk: list[EventDraft], segment_id: str):
+        ops = [("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in chunk]
+        try:
+            self.events.submit_transaction(ops)
+            return chunk, []
+        except (TableTransactionError, ResourceExistsError):
+            pass  # some are claimed already: the transaction rolled back whole, go one by one
+        won, lost = [], []
+        for e in chunk:
+            try:
+                self.events.create_entity({"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id})
+                won.append(e)
+            except ResourceExistsError:
+                lost.append((pk, e))
+        return won, lost
+
+    def _resolve(self, account, pk, event_id, segment_id, states: dict[str, str]) -> bool:
+        """An event claimed by another segment: True if this request now owns it, False if a duplicate."""
+        give_up = time.monotonic() + self.commit_timeout
+        while True:
+            claim = self.events.get_entity(pk, event_id)
+            other = claim["segment"]
+            if other == segment_id:
+                return True
+            state = states.get(other) or self._segment_state(account, other)
+            if state in ("committed", "dead"):
+                states[other] = state
+            if state == "committed":
+                return False
+            if state == "dead":
+                try:
+                    self.events.update_entity(
+                        {"PartitionKey": pk, "RowKey": event_id, "segment": segment_id},
+                        mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                    )
+                    return True
+                except ResourceModifiedError:
+                    continue  # someone else took it over first; look again
+            if time.monotonic() > give_up:
+                raise TransientError("a concurrent request is storing the same events; retry the request")
+            self.sleep(self.poll_interval)
+
+    def _segment_state(self, account: str, segment_id: str) -> str:
+        """committed, dead (will never commit) or pending (may still commit)."""
+        try:
+            intent = self.segments_table.get_entity(account, segment_id)
+        except ResourceNotFoundError:
+            return "dead"
+        if intent["state"] == "committed":
+            return "committed"
+        # The blob is the truth: an intent whose put landed is committed whatever its state says.
+        if intent.get("path") and self._blob_exists(intent["path"]):
+            return "committed"
+        if intent["state"] == "aborted":
+            return "dead"
+        if _ms(self.clock.now()) <= int(intent["deadline_ms"]):
+            return "pending"
+        # Past its deadline the owner's put can no longer land (server-side timeout): abort it so
+        # that a late stamp by a slow owner fails on the ETag.
+        try:
+            self._set_intent_state(account, segment_id, "aborted", etag=intent.metadata["etag"])
+        except ResourceModifiedError:
+            return self._segment_state(account, segment_id)
+        return "dead"
+
+    def _blob_exists(self, path: str) -> bool:
+        try:
+            return self.container.get_blob_client(path).exists()
+        except HttpResponseError:
+            return False
+
+    # ---------------------------------------------------------------- profiles and catalog
+
+    def _merge_profiles(self, account: str, users: list[UserDraft]) -> dict[str, dict[str, str | None]]:
+        """Merge each user's attributes into the profile; return the rendered attributes in force per user."""
+        merged: dict[str, UserDraft] = {}
+        for user in users:
+            into = merged.setdefault(user.user_id, UserDraft(user.user_id))
+            into.identifiers.update(user.identifiers)
+            into.attributes.update(user.attributes)
+        with ThreadPoolExecutor(WORKERS) as pool:
+            results = list(pool.map(lambda u: (u.user_id, self._merge_profile(account, u)), merged.values()))
+        return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results}
+
+    def _merge_profile(self, account: str, user: UserDraft) -> dict[str, Any]:
+        for _ in range(10):
+            try:
+                current = self.profiles.get_entity(account, _key(user.user_id))
+            except ResourceNotFoundError:
+                current = None
+            fresh = current is None or current.get("deleted", False)
+            attributes = {} if fresh else json.loads(current.get("attributes", "{}"))
+            identifiers = {} if fresh else json.loads(current.get("identifiers", "{}"))
+            new_attributes = {**attributes, **user.attributes}
+            new_identifiers = {**identifiers, **user.identifiers}
+            if current is not None and not fresh and new_attributes == attributes and new_identifiers == identifiers:
+                return attributes
+            entity = {
+                "PartitionKey": account,
+                "RowKey": _key(user.user_id),
+                "user_id": user.user_id,
+                "attributes": json.dumps(new_attributes, separators=(",", ":"), ensure_ascii=False),
+                "identifiers": json.dumps(new_identifiers, separators=(",", ":"), ensure_ascii=False),
+                "deleted": False,
+                "updated_at": iso(self.clock.now()),
+            }
+            if len(entity["attributes"]) > MAX_PROPERTY_CHARS or len(entity["identifiers"]) > MAX_PROPERTY_CHARS:
+                raise InputError(f"users[{user.user_id}].attributes", "the merged profile is too large")
+            try:
+                if current is None:
+                    self.profiles.create_entity(entity)
+                else:
+                    self.profiles.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    )
+                return new_attributes
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # a concurrent upsert of the same user: merge again on top of it
+        raise TransientError(f"profile of user {user.user_id!r} is being changed concurrently; retry")
+
+    def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
+        """Tombstone a profile; events already stored stay and are still exported."""
+        check_account(account)
+        if not user_id:
+            raise InputError("user_id", "must be a non-empty string")
+        try:
+            current = self.profiles.get_entity(account, _key(user_id))
+        except ResourceNotFoundError:
+            raise NotFoundError(f"user {user_id!r} not found in account {account!r}", field="user_id") from None
+        self.profiles.update_entity(
+            {"PartitionKey": account, "RowKey": _key(user_id), "deleted": True, "deleted_at": iso(self.clock.now())},
+            mode=UpdateMode.MERGE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+        )
+        return {"account": account, "user_id": user_id, "deleted": True}
+
+    def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
+        try:
+            entity = self.profiles.get_entity(account, _key(user_id))
+        except ResourceNotFoundError:
+            return None
+        return {
+            "user_id": entity["user_id"],
+            "attributes": json.loads(entity.get("attributes", "{}")),
+            "identifiers": json.loads(entity.get("identifiers", "{}")),
+            "deleted": entity.get("deleted", False),
+        }
+
+    def _extend_catalog(self, account: str, users: list[UserDraft]) -> None:
+        params: dict[str, set[str]] = defaultdict(set)
+        attribute_keys: set[str] = set()
+        for user in users:
+            attribute_keys.update(user.attributes)
+            for e in user.events:
+                params[e.event_name].update(e.params)
+        wanted = {f"event~{_key(name)}": (name, keys) for name, keys in params.items()}
+        wanted["attributes"] = ("", attribute_keys)
+        for row_key, (name, keys) in wanted.items():
+            self._extend_catalog_entry(account, row_key, name, keys)
+
+    def _extend_catalog_entry(self, account: str, row_key: str, name: str, keys: set[str]) -> None:
+        for _ in range(10):
+            try:
+                current = self.catalog_table.get_entity(account, row_key)
+            except ResourceNotFoundError:
+                current = None
+            known = set(json.loads(current["keys"])) if current else set()
+            if current is not None and keys <= known:
+                return
+            entity = {"PartitionKey": account, "RowKey": row_key, "name": name, "keys": json.dumps(sorted(known | keys))}
+            try:
+                if current is None:
+                    self.catalog_table.create_entity(entity)
+                else:
+                    self.catalog_table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    )
+                return
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+        raise TransientError("the catalog is being changed concurrently; retry")
+
+    def catalog(self, account: str) -> dict[str, Any]:
+        """Event names with their parameter keys, and attribute keys, seen for an account."""
+        check_account(account)
+        events: dict[str, list[str]] = {}
+        attributes: list[str] = []
+        for entity in self.catalog_table.query_entities("PartitionKey eq @pk", parameters={"pk": account}):
+            if entity["RowKey"] == "attributes":
+                attributes = json.loads(entity["keys"])
+            else:
+                events[entity["name"]] = json.loads(entity["keys"])
+        return {"account": account, "events": dict(sorted(events.items())), "attributes": attributes}
+
+    # ---------------------------------------------------------------- reading windows
+
+    def segments(self, account: str, start: datetime, end: datetime) -> list[SegmentRef]:
+        """The committed segments whose entry time is in [start, end), in read order."""
+        start_ms, end_ms = _ms(start), _ms(end)
+        refs = []
+        for hour in hours_covering(start, end):
+            for blob in self.container.list_blobs(name_starts_with=hour_prefix(account, hour)):
+                ref = parse_segment_name(blob.name)
+                if ref is not None and start_ms <= ref.entry_ms < end_ms:
+                    refs.append(ref)
+        return sorted(refs)
+
+    def read_window(
+        self,
+        account: str,
+        start: datetime,
+        end: datetime,
+        *,
+        event_names: Iterable[str] | None = None,
+        columns: Iterable[str] = (),
+        batch_rows: int = 65_536,
+        prefetch: int = 3,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
+
+        `columns` are segment columns beyond the fixed four (`p:<key>`, `a:<key>`); every batch has
+        exactly the fixed columns plus these, missing ones null. Memory: a few segments, never the window.
+        """
+        names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
+        schema = pa.schema([(n, pa.string()) for n in names])
+        wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
+        refs = self.segments(account, start, end)
+        with ThreadPoolExecutor(max(1, prefetch)) as pool:
+            pending: deque = deque()
+            queue = iter(refs)
+            for ref in queue:
+                pending.append(pool.submit(self._download, ref.path))
+                if len(pending) >= prefetch:
+                    break
+            while pending:
+                data = pending.popleft().result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self._download, nxt.path))
+                yield from _conform(data, schema, wanted, batch_rows)
+
+    def _download(self, path: str) -> bytes:
+        return self.container.download_blob(path, max_concurrency=2).readall()
+
+
+def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    present = set(parquet.schema_arrow.names)
+    read = [n for n in schema.names if n in present]
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read):
+        if wanted is not None:
+            batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
+        if batch.num_rows == 0:
+            continue
+        arrays = [
+            batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string())
+            for n in schema.names
+        ]
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the demo export end to end on a private Azurite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m exporter demo "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Idempotent setup of a fresh clone: Python venv with every dependency, and Azurite from npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm install --silent --no-audit --no-fund
+echo "setup done: .venv and node_modules/.bin/azurite are ready" >&2

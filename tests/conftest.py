@@ -1,0 +1,91 @@
+"""Shared fixtures: one Azurite per session, isolated storage names per test, an injected clock."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from exporter import api
+from exporter.clock import ManualClock
+from exporter.context import Context
+from exporter.devstorage import start_azurite
+from exporter.settings import Settings
+
+SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def azurite_connection() -> str:
+    """Azurite from CI (EXPORT_TEST_STORAGE) or a private one started on free ports."""
+    given = os.environ.get("EXPORT_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    azurite = start_azurite()
+    try:
+        yield azurite.connection_string
+    finally:
+        azurite.stop()
+
+
+@pytest.fixture
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def settings(azurite_connection: str, tag: str) -> Settings:
+    return Settings(
+        storage_connection=azurite_connection,
+        table_prefix=f"t{tag}",
+        queue_name=f"jobs-{tag}",
+        ucd_container=f"ucd-{tag}",
+        secret_key=SECRET_KEY,
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def ctx(settings: Settings, clock: ManualClock) -> Context:
+    return Context.create(settings, clock)
+
+
+@pytest.fixture
+def blob_service(azurite_connection: str) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(azurite_connection)
+
+
+@pytest.fixture
+def customer_container(blob_service: BlobServiceClient, tag: str):
+    """The customer's own container (on the same Azurite account)."""
+    container = blob_service.create_container(f"cust-{tag}")
+    return container
+
+
+def call(ctx: Context, operation: str, body: Any = None, **params: str) -> api.ApiResponse:
+    """Run an API operation as the HTTP routes and the CLI do."""
+    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    return api.handle(ctx, operation, api.ApiRequest(params=params, body=raw))
+
+
+def integration_body(connection_string: str, container: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "name": "warehouse feed",
+        "destination": {"type": "azure_blob", "connection_string": connection_string, "container": container, "prefix": "insider/"},
+        "events": [{"name": "purchase", "params": ["price", "currency"]}, {"name": "email_open", "params": []}],
+        "attributes": ["email"],
+        "frequency_hours": 1,
+        "status": "active",
+    }
+    body.update(overrides)
+    return body

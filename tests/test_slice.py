@@ -1,0 +1,48 @@
+"""The walking skeleton end to end on Azurite: upsert, create, tick, and the exact CSV file."""
+import csv
+import io
+from datetime import timedelta
+
+from exporter.host import tick
+from tests.conftest import T0, call, integration_body
+
+
+def _rows(container, name):
+    text = container.download_blob(name).readall().decode()
+    assert text.endswith("\r\n")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(ctx, clock, customer_container, azurite_connection):
+    created = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    assert created.status == 201, created.body
+    iid = created.body["id"]
+
+    clock.advance(minutes=10)
+    body = {"users": [
+        {"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [
+            {"event_name": "purchase", "timestamp": "2026-11-25T08:00:00Z", "event_params": {"price": 9.5, "currency": "EUR", "sku": "x"}},
+            {"event_name": "page_view", "timestamp": "2026-11-28T10:09:00Z"},
+        ]},
+        {"user_id": "anon-7", "events": [{"event_name": "email_open", "timestamp": "2026-11-28T10:09:30Z", "event_params": {"campaign": "c1"}}]},
+    ]}
+    assert call(ctx, "ucd_upsert", body, account="acme").body == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
+
+    clock.set(T0 + timedelta(hours=1, seconds=119))
+    assert tick(ctx)["worker"]["windows_exported"] == 0, "a window is not due before end + settle"
+    clock.set(T0 + timedelta(hours=1, seconds=120))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+
+    start, end = int(T0.timestamp()), int(T0.timestamp()) + 3600
+    name = f"insider/acme_events_{iid}_{start}_{end}.csv"
+    assert [b.name for b in customer_container.list_blobs()] == [name]
+    rows = _rows(customer_container, name)
+    assert rows[0] == ["event_id", "user_id", "event_name", "timestamp", "price", "currency", "attr_email"]
+    by_user = {r[1]: r for r in rows[1:]}
+    assert set(by_user) == {"u1", "anon-7"}, "page_view is not selected; anonymous users are exported"
+    assert by_user["u1"][2:] == ["purchase", "2026-11-25T08:00:00.000Z", "9.5", "EUR", "a@example.com"]
+    assert by_user["anon-7"][2:] == ["email_open", "2026-11-28T10:09:30.000Z", "", "", ""]
+    assert len(by_user["u1"][0]) == 32
+
+    show = call(ctx, "integrations_show", account="acme", id=iid).body
+    assert show["last_success_end"] == "2026-11-28T11:00:00.000Z"
