@@ -70,3 +70,8 @@ def integration_resume(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="accounts/{account}/integrations/{id}/runs", methods=["GET"])
 def integration_runs(req: func.HttpRequest) -> func.HttpResponse:
     return triggers.http("accounts/{account}/integrations/{id}/runs", req)
+
+
+@app.route(route="accounts/{account}/integrations/{id}/replay", methods=["POST"])
+def integration_replay(req: func.HttpRequest) -> func.HttpResponse:
+    return triggers.http("accounts/{account}/integrations/{id}/replay", req)

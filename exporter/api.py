@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .context import Context
+from .jobs import replay_window
 from .errors import ExporterError, InputError
 from .logs import redact
 from .ucd.request import load_json_body, parse_upsert
@@ -53,6 +54,12 @@ def _limit(request: ApiRequest) -> int:
     return int(raw)
 
 
+def _object(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise InputError("body", "must be a JSON object")
+    return body
+
+
 def _upsert(ctx: Context, r: ApiRequest) -> dict:
     return ctx.ucd.upsert(parse_upsert(r.params["account"], r.json())).to_json()
 
@@ -72,6 +79,7 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_resume": lambda ctx, r: ctx.integrations.resume(r.params["account"], r.params["id"]),
     "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
     "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
+    "integrations_replay": lambda ctx, r: replay_window(ctx, r.params["account"], r.params["id"], _object(r.json()).get("start")),
 }
 
 CREATED = {"integrations_create"}
@@ -90,6 +98,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "accounts/{account}/integrations/{id}/pause", "integrations_pause"),
     ("POST", "accounts/{account}/integrations/{id}/resume", "integrations_resume"),
     ("GET", "accounts/{account}/integrations/{id}/runs", "integrations_runs"),
+    ("POST", "accounts/{account}/integrations/{id}/replay", "integrations_replay"),
 ]
 
 

@@ -28,6 +28,7 @@ EXAMPLES = {
     "integrations resume": "python -m exporter integrations resume --account acme 3f9c0a1b2c3d",
     "integrations delete": "python -m exporter integrations delete --account acme 3f9c0a1b2c3d",
     "integrations runs": "python -m exporter integrations runs --account acme 3f9c0a1b2c3d --format table",
+    "integrations replay": "python -m exporter integrations replay --account acme 3f9c0a1b2c3d --start 1795860000",
     "tick": "python -m exporter tick --now 2026-11-28T12:05:00Z",
     "serve": "python -m exporter serve --port 7071",
     "demo": "python -m exporter demo --hours 6",
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=100)
     runs.add_argument("--format", choices=("json", "table"), default="json")
 
+    replay = verb(integ, "replay", "re-export one delivered window under the same name with the same bytes", [account, ident], "integrations replay")
+    replay.add_argument("--start", type=int, required=True, help="the window's start, Unix seconds (see `runs`)")
+
     verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", [], "tick")
     serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", [], "serve")
     serve.add_argument("--host", default="127.0.0.1")
@@ -118,6 +122,7 @@ OPERATIONS = {
     ("integrations", "resume"): "integrations_resume",
     ("integrations", "delete"): "integrations_delete",
     ("integrations", "runs"): "integrations_runs",
+    ("integrations", "replay"): "integrations_replay",
 }
 WITH_BODY = {"ucd_upsert", "integrations_verify", "integrations_create", "integrations_update"}
 
@@ -193,6 +198,8 @@ def _run(args) -> int:
         request.headers["If-Match"] = args.if_match
     if operation == "integrations_runs":
         request.query["limit"] = str(args.limit)
+    if operation == "integrations_replay":
+        request.body = json.dumps({"start": args.start}).encode()
     answer = api.handle(ctx, operation, request)
     if operation == "integrations_runs" and args.format == "table" and answer.status < 400:
         from .progress import runs_table

@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import telemetry
-from .clock import iso
+from .clock import from_unix, iso
 from .context import Context
-from .errors import ConflictError, CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
-from .export.plan import file_name
+from .errors import (
+    ConflictError, CredentialError, DestinationError, ExporterError, InputError, NotFoundError, TransientError,
+)
+from .export.plan import EventSelection, file_name
 from .export.runner import export_window
 from .integrations.model import Integration
 from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
@@ -125,7 +127,7 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
     record = RunRecord(
         integration.account, integration.id, window.start_unix, window.end_unix,
         destination.path_for(file_name("", integration.account, integration.id, window)),
-        status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()),
+        status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()), selection=selection_json(integration),
     )
     context = {"account": integration.account, "integration_id": integration.id,
                "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts}
@@ -230,3 +232,34 @@ def lag_seconds(integration: Integration, now: datetime) -> float | None:
     if integration.activated_at is None:
         return None
     return export_lag_seconds(integration.activated_at, integration.last_success_end, now)
+
+
+def selection_json(integration: Integration) -> str:
+    return json.dumps({"events": [{"name": e.name, "params": list(e.params)} for e in integration.events],
+                       "attributes": list(integration.attributes)})
+
+
+def replay_window(ctx: Context, account: str, integration_id: str, start_unix: Any) -> dict[str, Any]:
+    """Re-export one delivered window under the same name with the same bytes; state never moves.
+
+    The window's bounds and selection come from its run record, so a later change of frequency or
+    selection does not change what a replay writes.
+    """
+    if isinstance(start_unix, bool) or not isinstance(start_unix, int):
+        raise InputError("start", "must be the window's start as Unix seconds (see `integrations runs`)")
+    integration = ctx.repo.get(account, integration_id)
+    record = ctx.runs.get(account, integration_id, start_unix)
+    if record is None or record.status != EXPORTED:
+        raise NotFoundError(f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start")
+    selection = json.loads(record.selection) if record.selection else json.loads(selection_json(integration))
+    frozen = integration.with_changes(
+        events=tuple(EventSelection(e["name"], tuple(e["params"])) for e in selection["events"]),
+        attributes=tuple(selection["attributes"]),
+    )
+    window = Window(from_unix(record.window_start), from_unix(record.window_end))
+    with telemetry.window_span(account, integration_id, window.start_unix, window.end_unix):
+        result = export_window(ctx.ucd, frozen, window, ctx.destination_for(integration))
+    log.info("window replayed", extra={"account": account, "integration_id": integration_id,
+                                       "window_start": window.start_unix, "file": result.path, "rows": result.rows})
+    return {"replayed": True, "file": result.path, "window_start": window.start_unix, "window_end": window.end_unix,
+            "rows": result.rows, "bytes": result.bytes}

@@ -27,10 +27,13 @@ class RunRecord:
     attempts: int = 0
     error: str = ""
     updated_at: str = ""
+    selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
+
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("account")
+        data.pop("selection")
         data["error"] = self.error or None
         return data
 

@@ -65,19 +65,39 @@ def _every(seconds: float, stop: threading.Event, work, name: str) -> threading.
     return thread
 
 
-def serve(host: str, port: int, timer_seconds: float = 60.0, ctx: Context | None = None) -> int:
-    ctx = ctx or Context.create()
-    server = ThreadingHTTPServer((host, port), make_handler(ctx))
-    stop = threading.Event()
-    _every(timer_seconds, stop, lambda: schedule(ctx), "timer")
-    _every(1.0, stop, lambda: drain(ctx, retry_delay=30), "queue")
-    log.info("serving", extra={"url": f"http://{host}:{port}/api/"})
-    print(json.dumps({"serving": f"http://{host}:{port}/api/", "queue": ctx.settings.queue_name}), flush=True)
+class LocalHost:
+    """The HTTP server, the timer and the queue listener, started and stopped together."""
+
+    def __init__(self, ctx: Context, host: str = "127.0.0.1", port: int = 7071, timer_seconds: float = 60.0,
+                 queue_poll_seconds: float = 1.0):
+        self.ctx = ctx
+        self.server = ThreadingHTTPServer((host, port), make_handler(ctx))
+        self.url = f"http://{host}:{self.server.server_port}/api/"
+        self._stop = threading.Event()
+        self._timer_seconds = timer_seconds
+        self._queue_poll_seconds = queue_poll_seconds
+
+    def start(self) -> "LocalHost":
+        _every(self._timer_seconds, self._stop, lambda: schedule(self.ctx), "timer")
+        _every(self._queue_poll_seconds, self._stop, lambda: drain(self.ctx, retry_delay=30), "queue")
+        threading.Thread(target=self.server.serve_forever, name="http", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(host: str, port: int, timer_seconds: float = 60.0) -> int:
+    """Run until interrupted."""
+    local = LocalHost(Context.create(), host, port, timer_seconds).start()
+    log.info("serving", extra={"url": local.url})
+    print(json.dumps({"serving": local.url, "queue": local.ctx.settings.queue_name}), flush=True)
     try:
-        server.serve_forever()
+        threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
-        stop.set()
-        server.server_close()
+        local.stop()
     return 0

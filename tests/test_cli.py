@@ -1,0 +1,88 @@
+"""The operator CLI as an operator runs it: a subprocess, JSON on stdout, --now, exit codes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET_KEY, integration_body
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli(azurite_connection, tag, tmp_path):
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": azurite_connection,
+        "EXPORT_TABLE_PREFIX": f"c{tag}",
+        "EXPORT_QUEUE_NAME": f"cli-{tag}",
+        "UCD_CONTAINER": f"ucd-cli-{tag}",
+        "EXPORT_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def run(*args, stdin: str | None = None):
+        done = subprocess.run([sys.executable, "-m", "exporter", *args], input=stdin, capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=120)
+        return done.returncode, json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout, done.stderr
+
+    return run
+
+
+def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_path):
+    body = integration_body(azurite_connection, customer_container.container_name)
+    (tmp_path / "integration.json").write_text(json.dumps(body))
+    code, created, _ = cli("integrations", "create", "--account", "acme", "integration.json", "--now", "2026-11-28T10:00:00Z")
+    assert code == 0, created
+    assert created["activated_at"] == "2026-11-28T10:00:00.000Z"
+    assert "AccountKey=***" in created["destination"]["connection_string"]
+
+    events = {"users": [{"user_id": "u1", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:30:00Z",
+                                                      "event_params": {"price": 3}}]}]}
+    code, answer, _ = cli("ucd", "upsert", "--account", "acme", "-", "--now", "2026-11-28T10:30:00Z", stdin=json.dumps(events))
+    assert (code, answer) == (0, {"received_events": 1, "stored_events": 1, "duplicate_events": 0})
+
+    code, ticked, _ = cli("tick", "--now", "2026-11-28T12:05:00Z")
+    assert code == 0 and ticked["worker"]["windows_exported"] == 2
+    names = sorted(b.name for b in customer_container.list_blobs())
+    assert names == [f"insider/acme_events_{created['id']}_1795860000_1795863600.csv",
+                     f"insider/acme_events_{created['id']}_1795863600_1795867200.csv"]
+
+    code, runs, _ = cli("integrations", "runs", "--account", "acme", created["id"])
+    assert code == 0 and [r["rows"] for r in runs["runs"]] == [0, 1]
+    code, table, _ = cli("integrations", "runs", "--account", "acme", created["id"], "--format", "table")
+    assert code == 0 and "exported" in table and "window start" in table
+
+    first = names[0]
+    before = customer_container.download_blob(first).readall()
+    customer_container.delete_blob(first)
+    code, replayed, _ = cli("integrations", "replay", "--account", "acme", created["id"], "--start", "1795860000")
+    assert code == 0 and replayed["file"] == first
+    assert customer_container.download_blob(first).readall() == before
+    code, shown, _ = cli("integrations", "show", "--account", "acme", created["id"])
+    assert shown["last_success_end"] == "2026-11-28T12:00:00.000Z", "a replay never moves last_success_end"
+
+
+def test_refusals_exit_non_zero_with_a_json_error_naming_the_field(cli):
+    code, answer, _ = cli("ucd", "upsert", "--account", "acme", "-", stdin='{"users": [{"user_id": ""}]}')
+    assert code == 1 and answer["error"]["field"] == "users[0].user_id"
+    code, answer, _ = cli("ucd", "upsert", "--account", "Bad_Name", "-", stdin='{"users": []}')
+    assert code == 1 and answer["error"]["field"] == "account"
+    code, answer, _ = cli("integrations", "show", "--account", "acme", "nope")
+    assert code == 1 and answer["error"]["code"] == "not_found"
+    code, answer, _ = cli("tick", "--now", "yesterday")
+    assert code == 1 and answer["error"]["field"] == "--now"
+    code, answer, _ = cli("integrations", "frobnicate")
+    assert code == 2 and answer["error"]["code"] == "usage"
+    code, answer, _ = cli("ucd", "upsert", "--account", "acme", "missing.json")
+    assert code == 1 and answer["error"]["field"] == "file"
+
+
+def test_every_verb_has_help_with_an_example():
+    for verb in (["ucd", "upsert"], ["integrations", "create"], ["integrations", "runs"], ["integrations", "replay"], ["tick"], ["serve"], ["demo"]):
+        done = subprocess.run([sys.executable, "-m", "exporter", *verb, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0
+        assert "--now" in done.stdout and "example:" in done.stdout, verb
