@@ -181,9 +181,7 @@ def _run(args) -> int:
         from .host import tick
         from .progress import Progress
 
-        with Progress("exporting windows") as progress:
-            result = tick(ctx, on_result=lambda r: progress.advance(r.get("exported", 0)))
-        _print(result)
+        _print(tick(ctx, progress=lambda total: Progress("exporting windows", total)))
         return 0
     operation = OPERATIONS[(args.verb, args.action)]
     params = {"account": args.account}

@@ -48,8 +48,15 @@ def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], Non
     return {"jobs": processed, "failed_deliveries": failed, "poisoned": poisoned, "windows_exported": windows}
 
 
-def tick(ctx: Context, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run the scheduler once, then work the queue until it is empty."""
+def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """Run the scheduler once, then work the queue until it is empty.
+
+    `progress(total)` may return a context manager with `advance(n)`, told of each exported window.
+    """
     scheduled = schedule(ctx)
-    worked = drain(ctx, on_result=on_result)
+    if progress is None:
+        worked = drain(ctx)
+    else:
+        with progress(scheduled["windows_due"]) as bar:
+            worked = drain(ctx, on_result=lambda result: bar.advance(result.get("exported", 0)))
     return {"scheduler": scheduled, "worker": worked}

@@ -24,7 +24,7 @@ from .export.plan import EventSelection, file_name
 from .export.runner import export_window
 from .integrations.model import Integration
 from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
-from .windows import Window, due_windows, export_lag_seconds, is_due, next_start
+from .windows import Window, backlog, due_windows, export_lag_seconds, is_due, next_start
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ExportJob:
 def schedule(ctx: Context) -> dict[str, Any]:
     """Queue one job per active integration with a due window that is not already queued or running."""
     now = ctx.clock.now()
-    queued, busy = [], 0
+    queued, busy, windows_due = [], 0, 0
     queue = ctx.storage.queue()
     for integration in ctx.repo.all_active():
         anchor = integration.activated_at
@@ -70,7 +70,8 @@ def schedule(ctx: Context) -> dict[str, Any]:
             continue  # changed under us: the next minute sees it again
         queue.send_message(ExportJob(integration.account, integration.id).to_message())
         queued.append(integration.id)
-    return {"queued": len(queued), "already_queued": busy, "integrations": queued, "now": iso(now)}
+        windows_due += backlog(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds)
+    return {"queued": len(queued), "already_queued": busy, "windows_due": windows_due, "integrations": queued, "now": iso(now)}
 
 
 # ------------------------------------------------------------------ worker
@@ -133,7 +134,7 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
                "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts}
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
         try:
-            result = export_window(ctx.ucd, integration, window, destination)
+            result = _as_exporter_error(export_window, ctx.ucd, integration, window, destination)
         except ExporterError as error:
             record.status = RETRYING if isinstance(error, TransientError) else FAILED
             record.error = error.message
@@ -152,6 +153,16 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
     log.info("window exported", extra={**context, "file": result.path, "rows": result.rows,
                                        "bytes": result.bytes, "duration_ms": record.duration_ms})
     return record
+
+
+def _as_exporter_error(fn, *args):
+    """Failures of our own storage (reading the UCD) are transient: retried, and visible in the run record."""
+    try:
+        return fn(*args)
+    except ExporterError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise TransientError(f"internal storage failure while exporting ({type(error).__name__})") from error
 
 
 def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
@@ -184,9 +195,26 @@ def _modify(ctx: Context, integration: Integration, **changes: Any) -> Integrati
 
 
 def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
-    """A credential or destination error stops delivery at once (I6)."""
+    """A credential or destination error stops delivery at once (I6).
+
+    Unless the customer replaced the destination meanwhile: the error was about the old credentials.
+    """
     status = "credential_error" if isinstance(error, CredentialError) else "destination_error"
-    _modify(ctx, integration, status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
+    current = integration
+    for _ in range(10):
+        if current.destination != integration.destination:
+            return
+        try:
+            ctx.repo.replace(current.with_changes(status=status, last_error=error.message, queued_until=None,
+                                                  updated_at=ctx.clock.now()))
+            break
+        except ConflictError:
+            try:
+                current = ctx.repo.get(integration.account, integration.id)
+            except NotFoundError:
+                return
+        except NotFoundError:
+            return
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id)
     log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,

@@ -250,10 +250,11 @@ class UcdStore:
             for won, lost in pool.map(lambda c: self._claim_chunk(c[0], c[1], segment_id), chunks):
                 ours.extend(won)
                 contested.extend(lost)
-        states: dict[str, str] = {}
-        for pk, e in contested:
-            if self._resolve(account, pk, e.event_id, segment_id, states):
-                ours.append(e)
+        states: dict[str, str] = {}  # shared by the threads: a racing double lookup is harmless
+        if contested:
+            with ThreadPoolExecutor(WORKERS) as pool:
+                won = pool.map(lambda c: self._resolve(account, c[0], c[1].event_id, segment_id, states), contested)
+                ours.extend(e for (_pk, e), mine in zip(contested, list(won)) if mine)
         return ours
 
     def _claim_chunk(self, pk: str, chunk: list[EventDraft], segment_id: str):
