@@ -63,14 +63,14 @@ class IntegrationRepo:
     def replace(self, integration: Integration) -> Integration:
         """Write the whole record if nobody changed it since it was read (ETag)."""
         try:
-            self.table.update_entity(
+            written = self.table.update_entity(
                 integration.to_entity(), mode=UpdateMode.REPLACE, etag=integration.etag, match_condition=MatchConditions.IfNotModified
             )
         except ResourceModifiedError:
             raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
         except ResourceNotFoundError:
             raise NotFoundError(f"integration {integration.id!r} not found in account {integration.account!r}", field="id") from None
-        return self.get(integration.account, integration.id)
+        return integration.with_changes(etag=written["etag"])
 
     def delete(self, integration: Integration) -> None:
         """Remove the integration and free its slot together."""

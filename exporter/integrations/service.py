@@ -93,7 +93,7 @@ class IntegrationService:
             status=changes.status,
             created_at=now,
             updated_at=now,
-            activated_at=now if changes.status == "active" else None,
+            activated_at=_whole_second(now) if changes.status == "active" else None,
         )
         stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
@@ -185,7 +185,7 @@ class IntegrationService:
             frequency_hours=changes.frequency_hours or current.frequency_hours,
             status=status,
             last_error=last_error,
-            activated_at=current.activated_at or (now if status == "active" else None),
+            activated_at=current.activated_at or (_whole_second(now) if status == "active" else None),
             updated_at=now,
         )
 
@@ -228,3 +228,8 @@ class IntegrationService:
         self.repo.delete(current)
         return {"id": integration_id, "deleted": True}
 
+
+
+def _whole_second(when):
+    """Windows start at activation; whole seconds keep the Unix bounds in file names exact."""
+    return when.replace(microsecond=0)
