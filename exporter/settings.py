@@ -14,6 +14,11 @@ class Settings:
     """Every knob the app reads; `local.settings.sample.json` lists each one."""
 
     storage_connection: str = DEFAULT_CONNECTION
+    # Identity-based AzureWebJobsStorage (as deployed by infra/): service URIs plus a managed identity.
+    storage_blob_uri: str = ""
+    storage_queue_uri: str = ""
+    storage_table_uri: str = ""
+    storage_client_id: str = ""
     settle_seconds: int = 120
     queue_name: str = "export-jobs"
     table_prefix: str = ""
@@ -49,8 +54,15 @@ class Settings:
                 raise ConfigurationError(name, f"must be at least {minimum}")
             return value
 
+        uris = [env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "") for kind in ("blob", "queue", "table")]
+        if any(uris) and not all(uris):
+            raise ConfigurationError("AzureWebJobsStorage__blobServiceUri", "and the queue and table service URIs must be set together")
         settings = cls(
-            storage_connection=env.get("AzureWebJobsStorage") or DEFAULT_CONNECTION,
+            storage_connection=env.get("AzureWebJobsStorage") or ("" if any(uris) else DEFAULT_CONNECTION),
+            storage_blob_uri=uris[0],
+            storage_queue_uri=uris[1],
+            storage_table_uri=uris[2],
+            storage_client_id=env.get("AzureWebJobsStorage__clientId", ""),
             settle_seconds=integer("EXPORT_SETTLE_SECONDS", 120, 1),
             queue_name=env.get("EXPORT_QUEUE_NAME") or "export-jobs",
             table_prefix=env.get("EXPORT_TABLE_PREFIX", ""),

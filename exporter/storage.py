@@ -31,10 +31,17 @@ class Storage:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        conn = self.settings.storage_connection
-        self.blobs = BlobServiceClient.from_connection_string(conn)
-        self.table_service = TableServiceClient.from_connection_string(conn)
-        self._conn = conn
+        settings = self.settings
+        if settings.storage_connection:
+            conn = settings.storage_connection
+            self.blobs = BlobServiceClient.from_connection_string(conn)
+            self.table_service = TableServiceClient.from_connection_string(conn)
+            self._queue_client = lambda name, **kw: QueueClient.from_connection_string(conn, name, **kw)
+        else:
+            credential = _managed_identity(settings.storage_client_id)
+            self.blobs = BlobServiceClient(settings.storage_blob_uri, credential=credential)
+            self.table_service = TableServiceClient(settings.storage_table_uri, credential=credential)
+            self._queue_client = lambda name, **kw: QueueClient(settings.storage_queue_uri, name, credential=credential, **kw)
 
     def table(self, name: str) -> TableClient:
         with self._lock:
@@ -49,8 +56,7 @@ class Storage:
 
     def queue(self, name: str | None = None) -> QueueClient:
         """A queue client speaking the Functions host's Base64 message encoding."""
-        return QueueClient.from_connection_string(
-            self._conn,
+        return self._queue_client(
             name or self.settings.queue_name,
             message_encode_policy=TextBase64EncodePolicy(),
             message_decode_policy=TextBase64DecodePolicy(),
@@ -73,6 +79,13 @@ class Storage:
         except ResourceExistsError:
             pass
         return self
+
+
+def _managed_identity(client_id: str):
+    """The app's user-assigned identity in Azure (AzureWebJobsStorage__clientId), else the default chain."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
 
 
 _shared: dict[Settings, Storage] = {}

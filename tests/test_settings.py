@@ -1,0 +1,57 @@
+"""Settings from the environment, as the Functions host passes app settings."""
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter.errors import ConfigurationError
+from exporter.settings import DEFAULT_CONNECTION, Settings
+from exporter.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+IDENTITY = {
+    "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+    "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+    "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
+    "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
+}
+
+
+def test_defaults_are_the_documented_ones():
+    s = Settings.from_env({})
+    assert (s.storage_connection, s.settle_seconds, s.queue_name, s.poison_queue_name) == (
+        DEFAULT_CONNECTION, 120, "export-jobs", "export-jobs-poison")
+    assert (s.max_windows_per_run, s.max_seconds_per_run, s.lease_seconds, s.ucd_commit_timeout_seconds) == (12, 240, 600, 20)
+
+
+def test_the_sample_lists_every_setting_the_app_reads():
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    read = {"AzureWebJobsStorage", "EXPORT_SECRET_KEY", "EXPORT_SETTLE_SECONDS", "EXPORT_QUEUE_NAME", "EXPORT_TABLE_PREFIX",
+            "UCD_CONTAINER", "UCD_COMMIT_TIMEOUT_SECONDS", "EXPORT_MAX_WINDOWS_PER_RUN", "EXPORT_MAX_SECONDS_PER_RUN",
+            "EXPORT_LEASE_SECONDS", "EXPORT_MAX_DEQUEUE_COUNT"}
+    assert read <= set(values)
+    sample = Settings.from_env({k: v for k, v in values.items() if k != "EXPORT_SECRET_KEY"})
+    assert sample.settle_seconds == 120 and sample.queue_name == "export-jobs"
+
+
+def test_bad_values_name_the_setting():
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({"EXPORT_SETTLE_SECONDS": "soon"})
+    assert error.value.field == "EXPORT_SETTLE_SECONDS"
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({"EXPORT_SETTLE_SECONDS": "30", "UCD_COMMIT_TIMEOUT_SECONDS": "20"})
+    assert error.value.field == "UCD_COMMIT_TIMEOUT_SECONDS", "a commit must fit well inside settle"
+
+
+def test_identity_based_storage_uses_the_service_uris_without_a_connection_string():
+    s = Settings.from_env(IDENTITY)
+    assert s.storage_connection == ""
+    storage = Storage(s)
+    assert storage.blobs.url.startswith("https://acct.blob.core.windows.net")
+    assert storage.table_service.url.startswith("https://acct.table.core.windows.net")
+    assert storage.queue().url == "https://acct.queue.core.windows.net/export-jobs"
+
+
+def test_identity_settings_must_come_together():
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net"})
