@@ -1,75 +1,111 @@
-"""Telemetry through the OpenTelemetry API only.
+"""Export telemetry (spans and metrics) through the OpenTelemetry API only.
 
-The Functions Python worker configures Azure Monitor itself when
-PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true and azure-monitor-opentelemetry is installed, so
-this module never sets a provider or an exporter (doing so would double every signal). Without a
-configured provider the API is a no-op: telemetry is off and nothing fails. Attributes are only
-account, integration id and reason: never a secret.
+No provider, reader or exporter is configured here, on purpose: in Azure Functions the Python worker
+configures Azure Monitor itself (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true with
+azure-monitor-opentelemetry in requirements.txt, reading APPLICATIONINSIGHTS_CONNECTION_STRING), and a
+second configuration from app code would duplicate or fight it. Without any configured provider the
+API is a no-op: telemetry is off and nothing fails. Attributes are only account, integration id,
+window bounds and a retry reason; exception text that could hold a secret is never recorded.
 """
 from __future__ import annotations
 
 import threading
+import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
-_NAME = "exporter"
-# The global proxies forward to whatever provider is set later (by the worker, or a test).
-_tracer = trace.get_tracer(_NAME)
-_meter = metrics.get_meter(_NAME)
+from .errors import ExporterError
+from .logs import redact
 
-_rows = _meter.create_counter("export.rows", unit="{row}", description="Rows exported")
-_bytes = _meter.create_counter("export.bytes", unit="By", description="CSV bytes exported")
+_SCOPE = "exporter"
+
+# Obtained at import on purpose: until a provider is set these are the API's global proxies, and the
+# proxies rebind every tracer, meter and instrument created through them to the provider set later
+# (by the Functions worker, or by a test). tests/test_telemetry.py proves this in a fresh process.
+_tracer = trace.get_tracer(_SCOPE)
+_meter = metrics.get_meter(_SCOPE)
+
+_rows = _meter.create_counter("export.rows", unit="{row}", description="Rows written to exported files")
+_bytes = _meter.create_counter("export.bytes", unit="By", description="Bytes written to exported files")
 _windows = _meter.create_counter("export.windows", unit="{window}", description="Windows exported")
 _duration = _meter.create_histogram("export.window_duration", unit="s", description="Time to export one window")
-_credential_errors = _meter.create_counter("export.credential_errors", description="Integrations stopped by a credential error")
-_retries = _meter.create_counter("export.retries", description="Window exports that failed transiently and will be retried")
-_poison = _meter.create_counter("export.poison_messages", description="Export jobs moved to the poison queue")
-_received = _meter.create_counter("ucd.events_received", unit="{event}", description="Events received by upsert")
-_stored = _meter.create_counter("ucd.events_stored", unit="{event}", description="Events newly stored")
-_duplicates = _meter.create_counter("ucd.events_duplicate", unit="{event}", description="Events already stored")
+_credential_errors = _meter.create_counter(
+    "export.credential_errors", unit="{error}", description="Integrations stopped by a credential error")
+_retries = _meter.create_counter(
+    "export.retries", unit="{retry}", description="Window exports that failed transiently and will be retried")
+_poison = _meter.create_counter(
+    "export.poison_messages", unit="{message}", description="Export jobs moved to the poison queue")
+_received = _meter.create_counter("ucd.events_received", unit="{event}", description="Events received by UCD upserts")
+_stored = _meter.create_counter("ucd.events_stored", unit="{event}", description="Events newly stored by UCD upserts")
+_duplicates = _meter.create_counter(
+    "ucd.events_duplicate", unit="{event}", description="Events received that were already stored")
 
 _lag: dict[tuple[str, str], float] = {}
 _lag_lock = threading.Lock()
 
 
 def _observe_lag(_options: CallbackOptions) -> Iterator[Observation]:
+    """Report the latest known lag of every integration this process has seen."""
     with _lag_lock:
         items = list(_lag.items())
     for (account, integration_id), lag in items:
-        yield Observation(lag, {"account": account, "integration_id": integration_id})
+        yield Observation(lag, _attrs(account, integration_id))
 
 
 _meter.create_observable_gauge(
     "export.lag_seconds", callbacks=[_observe_lag], unit="s",
-    description="Now minus last_success_end, per active integration",
+    description="Time since the end of the last exported window, per integration",
 )
 
 
 def _attrs(account: str, integration_id: str) -> dict[str, str]:
+    """The two attributes every export signal carries."""
     return {"account": account, "integration_id": integration_id}
 
 
+def _safe_message(error: BaseException) -> str:
+    """Our own errors' messages (secret-free by design, redacted again); otherwise only the type name."""
+    if isinstance(error, ExporterError):
+        return redact(error.message)
+    return type(error).__name__
+
+
+def _record_error(span: Span, error: BaseException) -> None:
+    """Mark the span as failed and add an exception event without the raw exception text."""
+    message = _safe_message(error)
+    cls = type(error)
+    type_name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    # Frames only (file, line, source): str() of a third-party error can echo a request or response,
+    # e.g. a SAS signature in a storage 403 body, so it never reaches the stack trace either.
+    stack = "".join(traceback.format_tb(error.__traceback__)) + f"{type_name}: {message}\n"
+    span.record_exception(error, attributes={
+        "exception.type": type_name, "exception.message": message,
+        "exception.stacktrace": "Traceback (most recent call last):\n" + stack,
+    }, escaped=True)
+    span.set_attribute("error.type", type_name)
+    span.set_status(Status(StatusCode.ERROR, message))
+
+
 @contextmanager
-def window_span(account: str, integration_id: str, start: int, end: int):
-    """A span around one window's export; exceptions are recorded and mark it as an error."""
-    attributes = {**_attrs(account, integration_id), "window.start": start, "window.end": end}
+def window_span(account: str, integration_id: str, start: int, end: int) -> Iterator[Span]:
+    """Span "export.window" around one window's export; an exception is recorded and marks it failed."""
+    attributes = {**_attrs(account, integration_id), "window.start": int(start), "window.end": int(end)}
+    # The SDK's own exception handling would put str(exception) into the event and the status.
     with _tracer.start_as_current_span("export.window", attributes=attributes, record_exception=False,
                                        set_status_on_exception=False) as span:
         try:
             yield span
         except BaseException as error:
-            # Our errors carry customer-safe messages; the type name is enough for anything else.
-            span.set_status(Status(StatusCode.ERROR, getattr(error, "message", type(error).__name__)))
-            span.set_attribute("error.type", type(error).__name__)
+            _record_error(span, error)
             raise
 
 
 def record_window_exported(account: str, integration_id: str, rows: int, nbytes: int, duration_s: float) -> None:
-    """Count one delivered window with its rows, bytes and duration."""
+    """Count one exported window with its rows and bytes, and record its duration."""
     attrs = _attrs(account, integration_id)
     _rows.add(rows, attrs)
     _bytes.add(nbytes, attrs)
@@ -78,7 +114,7 @@ def record_window_exported(account: str, integration_id: str, rows: int, nbytes:
 
 
 def record_export_lag(account: str, integration_id: str, lag_seconds: float) -> None:
-    """Remember the latest lag of an integration; the gauge reports it at each collection."""
+    """Remember an integration's latest lag; the export.lag_seconds gauge reports it at each collection."""
     with _lag_lock:
         _lag[(account, integration_id)] = float(lag_seconds)
 
@@ -89,17 +125,17 @@ def record_credential_error(account: str, integration_id: str) -> None:
 
 
 def record_retry(account: str, integration_id: str, reason: str) -> None:
-    """Count a transient failure that will be retried."""
+    """Count a transient failure that will be retried, by reason (an error code, never a message)."""
     _retries.add(1, {**_attrs(account, integration_id), "reason": reason})
 
 
 def record_poison_message(account: str, integration_id: str) -> None:
-    """Count a job moved to the poison queue."""
+    """Count an export job moved to the poison queue."""
     _poison.add(1, _attrs(account, integration_id))
 
 
 def record_upsert(account: str, received: int, stored: int, duplicates: int) -> None:
-    """Count an upsert's received, stored and duplicate events."""
+    """Count one upsert's received, newly stored and duplicate events."""
     attrs = {"account": account}
     _received.add(received, attrs)
     _stored.add(stored, attrs)
