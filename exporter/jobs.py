@@ -54,11 +54,13 @@ def schedule(ctx: Context) -> dict[str, Any]:
     now = ctx.clock.now()
     queued, busy, windows_due = [], 0, 0
     queue = ctx.storage.queue()
-    for integration in ctx.repo.all_active():
+    for integration in ctx.repo.all_unpaused():
         anchor = integration.activated_at
         if anchor is None:
             continue
         telemetry.record_export_lag(integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now))
+        if integration.status != "active":
+            continue
         if not is_due(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds):
             continue
         if integration.queued_until and integration.queued_until > now:

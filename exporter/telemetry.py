@@ -10,6 +10,7 @@ window bounds and a retry reason; exception text that could hold a secret is nev
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from typing import Iterator
@@ -44,14 +45,21 @@ _stored = _meter.create_counter("ucd.events_stored", unit="{event}", description
 _duplicates = _meter.create_counter(
     "ucd.events_duplicate", unit="{event}", description="Events received that were already stored")
 
-_lag: dict[tuple[str, str], float] = {}
+# (account, integration) -> (lag seconds, monotonic time it was measured). The scheduler measures every
+# minute; a value not refreshed for LAG_STALE_SECONDS (a paused or deleted integration, or a timer that
+# moved to another instance) is no longer reported, so alerts never fire on a stale number.
+_lag: dict[tuple[str, str], tuple[float, float]] = {}
 _lag_lock = threading.Lock()
+LAG_STALE_SECONDS = 300.0
 
 
 def _observe_lag(_options: CallbackOptions) -> Iterator[Observation]:
-    """Report the latest known lag of every integration this process has seen."""
+    """Report the latest fresh lag of every integration this process measured."""
+    now = time.monotonic()
     with _lag_lock:
-        items = list(_lag.items())
+        for key in [k for k, (_lag_s, at) in _lag.items() if now - at > LAG_STALE_SECONDS]:
+            del _lag[key]
+        items = [(key, lag) for key, (lag, _at) in _lag.items()]
     for (account, integration_id), lag in items:
         yield Observation(lag, _attrs(account, integration_id))
 
@@ -116,7 +124,7 @@ def record_window_exported(account: str, integration_id: str, rows: int, nbytes:
 def record_export_lag(account: str, integration_id: str, lag_seconds: float) -> None:
     """Remember an integration's latest lag; the export.lag_seconds gauge reports it at each collection."""
     with _lag_lock:
-        _lag[(account, integration_id)] = float(lag_seconds)
+        _lag[(account, integration_id)] = (float(lag_seconds), time.monotonic())
 
 
 def record_credential_error(account: str, integration_id: str) -> None:

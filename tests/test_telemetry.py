@@ -285,3 +285,12 @@ def test_an_exported_window_emits_its_span_and_metrics(otel, ctx, clock, custome
     assert len(window_spans) == 2
     assert window_spans[0].attributes["window.start"] == int(T0.timestamp())
     assert sum(s.attributes["export.rows"] for s in window_spans) == 3
+
+
+def test_a_lag_not_refreshed_for_five_minutes_is_no_longer_reported(otel, iid, monkeypatch):
+    reader = otel[0]
+    telemetry.record_export_lag("acme", iid, 42.0)
+    assert _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 42.0
+    later = telemetry.time.monotonic() + telemetry.LAG_STALE_SECONDS + 1
+    monkeypatch.setattr(telemetry.time, "monotonic", lambda: later)
+    assert _points(reader, "export.lag_seconds", integration_id=iid) == []

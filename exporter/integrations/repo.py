@@ -36,8 +36,9 @@ class IntegrationRepo:
         )
         return sorted((Integration.from_entity(e) for e in entities), key=lambda i: (i.created_at, i.id))
 
-    def all_active(self) -> Iterator[Integration]:
-        for entity in self.table.query_entities("kind eq 'integration' and status eq 'active'"):
+    def all_unpaused(self) -> Iterator[Integration]:
+        """Every integration meant to deliver: active ones, and the ones stopped by an error (they lag)."""
+        for entity in self.table.query_entities("kind eq 'integration' and status ne 'paused'"):
             yield Integration.from_entity(entity)
 
     def create(self, integration: Integration) -> Integration:
