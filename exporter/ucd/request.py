@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_USERS = 10_000
 MAX_EVENTS = 50_000
 MAX_NAME_LENGTH = 256
+# Names become Table Storage keys (percent-encoded, at most 1 KiB), so they are bounded in UTF-8 bytes too.
+MAX_NAME_BYTES = 256
+# A profile's attributes and identifiers are each one Table Storage string property.
+MAX_PROFILE_CHARS = 30_000
 USER_FIELDS = {"user_id", "identifiers", "attributes", "events"}
 EVENT_FIELDS = {"event_name", "timestamp", "event_params"}
 
@@ -61,6 +66,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf: refused like Infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
     """Parse a request body; non-finite numbers (NaN, Infinity) are refused."""
     raw = body.encode() if isinstance(body, str) else body
@@ -69,7 +81,7 @@ def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
     if not raw.strip():
         raise InputError("body", "is empty; a JSON object is required")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("body", f"is not valid JSON ({exc})") from None
 
@@ -81,7 +93,27 @@ def _name(value: Any, field_name: str) -> str:
         raise InputError(field_name, f"is longer than {MAX_NAME_LENGTH} characters")
     if any(ord(c) < 32 for c in value):
         raise InputError(field_name, "must not contain control characters")
+    _text(value, field_name)
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InputError(field_name, f"is longer than {MAX_NAME_BYTES} bytes in UTF-8")
     return value
+
+
+def _text(value: Any, field_name: str) -> None:
+    """Every string must be valid Unicode: a lone surrogate (JSON `\\ud800`) cannot be stored."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(field_name, "must be valid Unicode text (no unpaired surrogates)") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _object(value: Any, field_name: str) -> dict[str, Any]:
@@ -89,13 +121,23 @@ def _object(value: Any, field_name: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InputError(field_name, "must be a JSON object")
-    for key in value:
+    for key, item in value.items():
         _name(key, f"{field_name} key")
+        _text(item, f"{field_name}.{key}")
+    return value
+
+
+def _profile_part(value: dict[str, Any], field_name: str) -> dict[str, Any]:
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) > MAX_PROFILE_CHARS:
+        raise InputError(field_name, f"is larger than {MAX_PROFILE_CHARS} characters as JSON")
     return value
 
 
 def _timestamp(value: Any, field_name: str) -> tuple[int, str]:
-    when = parse_instant(value, field_name) if isinstance(value, str) else None
+    try:
+        when = parse_instant(value, field_name) if isinstance(value, str) else None
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InputError(field_name, "is out of range") from None
     if when is None:
         raise InputError(field_name, "must be an ISO 8601 date-time string")
     if not (EPOCH <= when < datetime(9999, 1, 1, tzinfo=timezone.utc)):
@@ -130,8 +172,8 @@ def parse_upsert(account: str, body: Any) -> UpsertRequest:
         user_id = _name(user.get("user_id"), f"{where}.user_id")
         draft = UserDraft(
             user_id=user_id,
-            identifiers=_object(user.get("identifiers"), f"{where}.identifiers"),
-            attributes=_object(user.get("attributes"), f"{where}.attributes"),
+            identifiers=_profile_part(_object(user.get("identifiers"), f"{where}.identifiers"), f"{where}.identifiers"),
+            attributes=_profile_part(_object(user.get("attributes"), f"{where}.attributes"), f"{where}.attributes"),
         )
         events = user.get("events")
         if events is None:
