@@ -20,14 +20,40 @@ def redact(text: str) -> str:
     return text
 
 
+def _redact_record(record: logging.LogRecord) -> None:
+    record.msg = redact(record.getMessage())
+    record.args = ()
+    for key, value in list(record.__dict__.items()):
+        if key not in _STANDARD and isinstance(value, str):
+            setattr(record, key, redact(value))
+
+
 class RedactingFilter(logging.Filter):
+    """On handlers: catches the `extra` fields, which are set after a record is created."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = ()
-        for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
+        _redact_record(record)
         return True
+
+
+_factory_installed = False
+
+
+def _install_record_factory() -> None:
+    """Redact every record as it is created, so even handlers added later (an Application Insights
+    handler, a test's capture) never see a key or a SAS signature (urllib3 logs full URLs at DEBUG)."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +67,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: int = logging.INFO) -> None:
     """Structured, redacted logs on stderr (stdout is reserved for the CLI's JSON answers)."""
+    _install_record_factory()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
@@ -52,7 +79,8 @@ def configure(level: int = logging.INFO) -> None:
 
 
 def install_redaction() -> None:
-    """Inside the Functions host, whose handlers we do not own: redact on every existing handler."""
+    """Inside the Functions host, whose handlers we do not own: redact records at creation and on every handler."""
+    _install_record_factory()
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

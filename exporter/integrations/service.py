@@ -194,8 +194,9 @@ class IntegrationService:
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         for _ in range(5):
+            changed = change(current)  # a refusal of the change itself (ConflictError) is not a race: not retried
             try:
-                return self.repo.replace(change(current))
+                return self.repo.replace(changed)
             except ConflictError:
                 if if_match is not None:
                     raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match") from None

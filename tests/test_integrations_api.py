@@ -1,0 +1,400 @@
+"""The integrations API (DESIGN 5, 6, I7, I8): validation, the 5-integration limit, updates and their
+races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
+import base64
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+from exporter.clock import iso
+from exporter.destinations.azure_blob import DEV_ACCOUNT, DEV_KEY, parse_connection_string
+from exporter.host import tick
+from tests.conftest import T0, call, integration_body
+
+WRONG_KEY = base64.b64encode(b"a-wrong-key-that-is-valid-base64!" * 2).decode()
+
+
+def create(ctx, conn, container, account="acme", **overrides) -> dict:
+    answer = call(ctx, "integrations_create", integration_body(conn, container, **overrides), account=account)
+    assert answer.status == 201, answer.body
+    return answer.body
+
+
+def show(ctx, iid, account="acme") -> dict:
+    answer = call(ctx, "integrations_show", account=account, id=iid)
+    assert answer.status == 200, answer.body
+    return answer.body
+
+
+def update(ctx, iid, body, account="acme", **headers):
+    from exporter import api
+
+    return api.handle(ctx, "integrations_update", api.ApiRequest(
+        params={"account": account, "id": iid}, body=json.dumps(body).encode(), headers=headers,
+    ))
+
+
+def listed(ctx, account="acme") -> list[dict]:
+    return call(ctx, "integrations_list", account=account).body["integrations"]
+
+
+def blob_names(container) -> list[str]:
+    return sorted(b.name for b in container.list_blobs())
+
+
+# ------------------------------------------------------------------ validation (I8)
+
+INVALID = [
+    ("frequency 3", {"frequency_hours": 3}, "frequency_hours", "must be one of 1, 2, 4, 6, 12, 24"),
+    ("frequency as a string", {"frequency_hours": "1"}, "frequency_hours", "must be one of"),
+    ("frequency as a bool", {"frequency_hours": True}, "frequency_hours", "must be one of"),
+    ("no events", {"events": []}, "events", "at least one event"),
+    ("event without name", {"events": [{"params": ["price"]}]}, "events[0].name", "non-empty string"),
+    ("duplicate event", {"events": [{"name": "purchase"}, {"name": "purchase"}]}, "events[1].name", "selected twice"),
+    ("param listed twice", {"events": [{"name": "purchase", "params": ["price", "price"]}]}, "events[0].params[1]", "listed twice"),
+    ("attribute twice", {"attributes": ["email", "email"]}, "attributes[1]", "selected twice"),
+    ("unknown top-level field", {"colour": "blue"}, "colour", "not a known field"),
+    ("param named like a fixed column", {"events": [{"name": "purchase", "params": ["event_id"]}]}, "events[0].params[0]", "collide"),
+    ("param attr_email and attribute email", {"events": [{"name": "purchase", "params": ["attr_email"]}], "attributes": ["email"]},
+     "attributes[0]", "collide"),
+    ("status credential_error", {"status": "credential_error"}, "status", "'active' or 'paused'"),
+    ("no name", {"name": ""}, "name", "non-empty"),
+]
+
+
+@pytest.mark.parametrize("case, overrides, field, reason", INVALID, ids=[c[0] for c in INVALID])
+def test_create_refuses_invalid_bodies_naming_the_field_and_stores_nothing(
+    ctx, customer_container, azurite_connection, case, overrides, field, reason
+):
+    body = integration_body(azurite_connection, customer_container.container_name, **overrides)
+    answer = call(ctx, "integrations_create", body, account="acme")
+    assert answer.status == 400, answer.body
+    assert answer.body["error"]["code"] == "invalid_input"
+    assert answer.body["error"]["field"] == field
+    assert reason in answer.body["error"]["message"] and answer.body["error"]["message"].startswith(field)
+    assert listed(ctx) == []
+    assert blob_names(customer_container) == [], "a malformed body is refused before any verification write"
+
+
+@pytest.mark.parametrize("destination_change, field", [
+    ({"region": "westeurope"}, "destination.region"),
+    ({"container": "Bad_Name"}, "destination.container"),
+    ({"container": "ab"}, "destination.container"),
+    ({"type": "ftp"}, "destination.type"),
+    ({"prefix": "a\\b"}, "destination.prefix"),
+])
+def test_create_refuses_invalid_destinations_naming_the_field(ctx, customer_container, azurite_connection, destination_change, field):
+    body = integration_body(azurite_connection, customer_container.container_name)
+    body["destination"].update(destination_change)
+    answer = call(ctx, "integrations_create", body, account="acme")
+    assert (answer.status, answer.body["error"]["field"]) == (400, field), answer.body
+    assert listed(ctx) == []
+
+
+def test_update_refuses_invalid_bodies_and_changes_nothing(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    before = ctx.repo.get("acme", iid)
+    for body, field in [
+        ({"status": "credential_error"}, "status"),
+        ({"frequency_hours": 5}, "frequency_hours"),
+        ({"colour": "blue"}, "colour"),
+        ({}, "body"),
+        ({"events": [{"name": "purchase", "params": ["attr_email"]}]}, "attributes[0]"),  # collides with the stored attribute
+        ({"destination": {"container": "NO"}}, "destination.container"),
+    ]:
+        answer = update(ctx, iid, body)
+        assert (answer.status, answer.body["error"]["field"]) == (400, field), (body, answer.body)
+    after = ctx.repo.get("acme", iid)
+    assert after.etag == before.etag and after == before
+
+
+# ------------------------------------------------------------------ the limit of 5
+
+
+def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(ctx, customer_container, azurite_connection):
+    ids = [create(ctx, azurite_connection, customer_container.container_name, name=f"feed {i}")["id"] for i in range(5)]
+    sixth = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    assert sixth.status == 409
+    assert sixth.body["error"]["code"] == "limit_reached"
+    message = sixth.body["error"]["message"]
+    assert "5" in message and "delete one" in message and "S3" in message
+    assert len(listed(ctx)) == 5
+
+    assert call(ctx, "integrations_delete", account="acme", id=ids[2]).status == 200
+    again = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    assert again.status == 201, again.body
+    assert len(listed(ctx)) == 5
+    assert call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name),
+                account="acme").status == 409
+
+
+def test_the_limit_is_per_account(ctx, customer_container, azurite_connection):
+    for i in range(5):
+        create(ctx, azurite_connection, customer_container.container_name, account="acme")
+    create(ctx, azurite_connection, customer_container.container_name, account="globex")
+    assert len(listed(ctx, "globex")) == 1
+
+
+def test_concurrent_creates_on_a_fresh_account_exactly_five_succeed(ctx, customer_container, azurite_connection):
+    start = threading.Barrier(10)
+    body = integration_body(azurite_connection, customer_container.container_name)
+
+    def attempt(_):
+        start.wait()
+        return call(ctx, "integrations_create", body, account="rush")
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(attempt, range(10)))
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [201] * 5 + [409] * 5, [a.body for a in answers]
+    assert {a.body["error"]["code"] for a in answers if a.status == 409} == {"limit_reached"}
+    stored = ctx.repo.list("rush")
+    assert len(stored) == 5
+    assert sorted(i.slot for i in stored) == [0, 1, 2, 3, 4]
+    assert {i.id for i in stored} == {a.body["id"] for a in answers if a.status == 201}
+
+
+# ------------------------------------------------------------------ no secret in answers (I7)
+
+
+def test_show_list_create_and_update_never_contain_the_connection_string(ctx, customer_container, azurite_connection):
+    name = customer_container.container_name
+    created = create(ctx, azurite_connection, name)
+    sas = generate_container_sas(DEV_ACCOUNT, name, account_key=DEV_KEY, permission=ContainerSasPermissions(write=True, create=True),
+                                 expiry=T0 + timedelta(days=36500))
+    url = f"{parse_connection_string(azurite_connection).blob_endpoint}/{name}?{sas}"
+    body = integration_body(url, name)
+    sas_created = call(ctx, "integrations_create", body, account="acme").body
+    updated = update(ctx, created["id"], {"destination": {"connection_string": azurite_connection}}).body
+    answers = [created, sas_created, updated, show(ctx, created["id"]), show(ctx, sas_created["id"]), call(ctx, "integrations_list", account="acme").body]
+    signature = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
+    for answer in answers:
+        text = json.dumps(answer)
+        assert DEV_KEY not in text and azurite_connection not in text and signature not in text and sas not in text
+    assert show(ctx, created["id"])["destination"]["connection_string"] == (
+        f"BlobEndpoint={parse_connection_string(azurite_connection).blob_endpoint};AccountName={DEV_ACCOUNT};AccountKey=***"
+    )
+    assert show(ctx, sas_created["id"])["destination"]["connection_string"].endswith(";SharedAccessSignature=***")
+    assert {i["destination"]["connection_string"] for i in listed(ctx)} == {
+        show(ctx, created["id"])["destination"]["connection_string"], show(ctx, sas_created["id"])["destination"]["connection_string"]
+    }
+
+
+# ------------------------------------------------------------------ updates
+
+
+def test_frequency_change(ctx, clock, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    clock.advance(minutes=5)
+    answer = update(ctx, iid, {"frequency_hours": 2})
+    assert answer.status == 200, answer.body
+    assert "verification" not in answer.body, "no destination change, no verification"
+    stored = show(ctx, iid)
+    assert stored["frequency_hours"] == 2
+    assert stored["updated_at"] == iso(T0 + timedelta(minutes=5))
+    assert stored["activated_at"] == iso(T0)
+
+
+def test_prefix_change_is_verified(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    answer = update(ctx, iid, {"destination": {"prefix": "elsewhere/deep/"}})
+    assert answer.status == 200, answer.body
+    assert answer.body["verification"]["test_file"]["name"].startswith("elsewhere/deep/")
+    assert answer.body["destination"]["prefix"] == "elsewhere/deep/"
+    assert blob_names(customer_container) == []
+
+    customer_container.delete_container()  # verification must notice it now
+    refused = update(ctx, iid, {"destination": {"prefix": "third/"}})
+    assert (refused.status, refused.body["error"]["code"]) == (422, "destination_error"), refused.body
+    assert show(ctx, iid)["destination"]["prefix"] == "elsewhere/deep/"
+
+
+def test_destination_update_with_a_wrong_key_is_refused_and_changes_nothing(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    before = ctx.repo.get("acme", iid)
+    wrong = azurite_connection.replace(DEV_KEY, WRONG_KEY)
+    answer = update(ctx, iid, {"name": "renamed", "destination": {"connection_string": wrong}})
+    assert (answer.status, answer.body["error"]["code"]) == (422, "credential_error"), answer.body
+    after = ctx.repo.get("acme", iid)
+    assert after == before and after.etag == before.etag
+    assert ctx.integrations.secrets.open(after.destination.sealed_secret) == azurite_connection
+
+
+def test_if_match_with_the_current_etag_succeeds_and_a_stale_one_is_412(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    etag = show(ctx, iid)["etag"]
+    assert etag
+    first = update(ctx, iid, {"name": "first"}, **{"If-Match": etag})
+    assert first.status == 200, first.body
+    assert first.body["etag"] != etag
+    second = update(ctx, iid, {"name": "second"}, **{"If-Match": etag})
+    assert (second.status, second.body["error"]["code"]) == (412, "precondition_failed")
+    assert show(ctx, iid)["name"] == "first"
+
+
+def test_an_edit_that_read_before_another_edit_is_refused(ctx, customer_container, azurite_connection, monkeypatch):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    stale = ctx.repo.get("acme", iid)
+    assert update(ctx, iid, {"name": "edit B"}).status == 200  # lands between A's read and A's write
+
+    real_get, reads = ctx.repo.get, []
+
+    def first_read_is_stale(account, integration_id):
+        reads.append(integration_id)
+        return stale if len(reads) == 1 else real_get(account, integration_id)
+
+    monkeypatch.setattr(ctx.repo, "get", first_read_is_stale)
+    losing = update(ctx, iid, {"name": "edit A"})
+    monkeypatch.undo()
+    assert (losing.status, losing.body["error"]["code"]) == (409, "conflict"), losing.body
+    assert show(ctx, iid)["name"] == "edit B"
+
+
+def test_two_concurrent_edits_of_the_same_field_exactly_one_wins(ctx, customer_container, azurite_connection, monkeypatch):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    real_get = ctx.repo.get
+    both_have_read = threading.Barrier(2)
+    local = threading.local()
+
+    def get_then_wait(account, integration_id):
+        found = real_get(account, integration_id)
+        if not getattr(local, "waited", False):
+            local.waited = True
+            both_have_read.wait(timeout=30)  # both edits hold the same version before either writes
+        return found
+
+    monkeypatch.setattr(ctx.repo, "get", get_then_wait)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda n: (n, update(ctx, iid, {"frequency_hours": n})), [2, 4]))
+    monkeypatch.undo()
+    statuses = sorted(a.status for _, a in answers)
+    assert statuses == [200, 409], [a.body for _, a in answers]
+    winner = next(n for n, a in answers if a.status == 200)
+    assert show(ctx, iid)["frequency_hours"] == winner
+
+
+def test_a_worker_state_change_racing_an_edit_does_not_fail_the_edit(ctx, customer_container, azurite_connection, monkeypatch):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    stale = ctx.repo.get("acme", iid)
+    delivered = T0 + timedelta(hours=1)
+    ctx.repo.replace(stale.with_changes(last_success_end=delivered))  # the worker, between the edit's read and write
+
+    real_get, reads = ctx.repo.get, []
+
+    def first_read_is_stale(account, integration_id):
+        reads.append(integration_id)
+        return stale if len(reads) == 1 else real_get(account, integration_id)
+
+    monkeypatch.setattr(ctx.repo, "get", first_read_is_stale)
+    answer = update(ctx, iid, {"frequency_hours": 6})
+    monkeypatch.undo()
+    assert answer.status == 200, answer.body
+    assert len(reads) >= 2, "the edit was retried on the fresh record"
+    stored = show(ctx, iid)
+    assert stored["frequency_hours"] == 6
+    assert stored["last_success_end"] == iso(delivered), "the edit must not undo the worker's progress"
+
+
+# ------------------------------------------------------------------ pause / resume
+
+
+def test_pause_and_resume_keep_activation_and_progress(ctx, clock, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    clock.set(T0 + timedelta(hours=1, minutes=2))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+    assert show(ctx, iid)["last_success_end"] == iso(T0 + timedelta(hours=1))
+
+    paused = call(ctx, "integrations_pause", account="acme", id=iid)
+    assert (paused.status, paused.body["status"]) == (200, "paused")
+    clock.set(T0 + timedelta(hours=5, minutes=2))
+    assert tick(ctx)["worker"]["windows_exported"] == 0, "a paused integration is skipped"
+    assert show(ctx, iid)["last_success_end"] == iso(T0 + timedelta(hours=1))
+
+    resumed = call(ctx, "integrations_resume", account="acme", id=iid)
+    assert resumed.status == 200, resumed.body
+    assert resumed.body["status"] == "active"
+    assert resumed.body["activated_at"] == iso(T0)
+    assert resumed.body["last_success_end"] == iso(T0 + timedelta(hours=1))
+    assert tick(ctx)["worker"]["windows_exported"] == 4, "resuming catches up on the paused windows"
+
+
+def test_pause_and_resume_are_idempotent_and_patch_status_works_too(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    assert call(ctx, "integrations_resume", account="acme", id=iid).body["status"] == "active"
+    assert update(ctx, iid, {"status": "paused"}).body["status"] == "paused"
+    assert call(ctx, "integrations_pause", account="acme", id=iid).body["status"] == "paused"
+    assert update(ctx, iid, {"status": "active"}).body["status"] == "active"
+
+
+def test_credential_error_recovery_needs_verified_credentials(ctx, clock, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    current = ctx.repo.get("acme", iid)
+    reason = "the storage account refused the credentials: wrong account key, or an expired or invalid SAS (AuthorizationFailure)"
+    ctx.repo.replace(current.with_changes(status="credential_error", last_error=reason))  # what the worker does
+    assert show(ctx, iid)["last_error"] == reason
+
+    for op in ("integrations_resume", "integrations_pause"):
+        refused = call(ctx, op, account="acme", id=iid)
+        assert (refused.status, refused.body["error"]["code"]) == (409, "conflict"), refused.body
+        assert "credentials" in refused.body["error"]["message"]
+    assert update(ctx, iid, {"status": "active"}).status == 409
+    refused = update(ctx, iid, {"status": "active"}, **{"If-Match": show(ctx, iid)["etag"]})
+    assert (refused.status, refused.body["error"]["code"]) == (409, "conflict"), "a refused change is not a stale ETag"
+    still_wrong = update(ctx, iid, {"destination": {"connection_string": azurite_connection.replace(DEV_KEY, WRONG_KEY)}})
+    assert still_wrong.status == 422
+    assert show(ctx, iid)["status"] == "credential_error"
+
+    clock.advance(hours=3)
+    fixed = update(ctx, iid, {"destination": {"connection_string": azurite_connection}})
+    assert fixed.status == 200, fixed.body
+    assert fixed.body["verification"]["ok"] is True
+    stored = show(ctx, iid)
+    assert stored["status"] == "active" and stored["last_error"] is None
+    assert stored["activated_at"] == iso(T0), "recovery keeps the activation; catch-up resumes from last_success_end"
+
+
+# ------------------------------------------------------------------ delete
+
+
+def test_delete_then_everything_is_404(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    deleted = call(ctx, "integrations_delete", account="acme", id=iid)
+    assert (deleted.status, deleted.body) == (200, {"id": iid, "deleted": True})
+    for op, body in [("integrations_show", None), ("integrations_runs", None), ("integrations_delete", None),
+                     ("integrations_pause", None), ("integrations_resume", None), ("integrations_update", {"name": "x"})]:
+        answer = call(ctx, op, body, account="acme", id=iid)
+        assert (answer.status, answer.body["error"]["code"]) == (404, "not_found"), (op, answer.body)
+    assert listed(ctx) == []
+    slots = list(ctx.storage.table("integrations").query_entities("PartitionKey eq 'acme'"))
+    assert slots == [], "the slot is freed with the integration"
+
+
+def test_unknown_integration_is_404(ctx):
+    assert call(ctx, "integrations_show", account="acme", id="nope").status == 404
+    assert call(ctx, "integrations_runs", account="acme", id="nope").status == 404
+
+
+# ------------------------------------------------------------------ activated_at
+
+
+def test_activated_at_is_the_clock_time_when_created_active(ctx, clock, customer_container, azurite_connection):
+    clock.set(T0 + timedelta(minutes=17, seconds=3))
+    created = create(ctx, azurite_connection, customer_container.container_name)
+    assert created["activated_at"] == iso(T0 + timedelta(minutes=17, seconds=3)) == created["created_at"]
+
+
+def test_created_paused_has_no_activation_until_resumed(ctx, clock, customer_container, azurite_connection):
+    created = create(ctx, azurite_connection, customer_container.container_name, status="paused")
+    assert created["status"] == "paused" and created["activated_at"] is None
+    clock.set(T0 + timedelta(hours=3))
+    assert tick(ctx)["worker"]["windows_exported"] == 0
+    clock.set(T0 + timedelta(hours=3, minutes=30))
+    resumed = call(ctx, "integrations_resume", account="acme", id=created["id"]).body
+    assert resumed["status"] == "active"
+    assert resumed["activated_at"] == iso(T0 + timedelta(hours=3, minutes=30))
+    clock.set(T0 + timedelta(hours=4, minutes=32))
+    assert tick(ctx)["worker"]["windows_exported"] == 1, "the first window starts at resume time"
+    assert show(ctx, created["id"])["last_success_end"] == iso(T0 + timedelta(hours=4, minutes=30))

@@ -1,0 +1,272 @@
+"""I7: connection strings, keys and SAS signatures appear in no answer, log, table, queue message or run
+record, through a full scenario on Azurite; and the redaction of log text."""
+import base64
+import dataclasses
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from azure.storage.queue import QueueClient
+
+from exporter import logs
+from exporter.context import Context
+from exporter.destinations.azure_blob import DEV_ACCOUNT, DEV_KEY, parse_connection_string
+from exporter.host import tick
+from exporter.runs import EXPORTED, FAILED, POISONED
+from tests.conftest import T0, call, integration_body
+
+WRONG_KEY = base64.b64encode(b"QQ-distinctive-wrong-key-for-the-secret-scan-QQ").decode()
+
+
+def _sas_url(azurite_connection: str, container: str) -> tuple[str, str]:
+    sas = generate_container_sas(DEV_ACCOUNT, container, account_key=DEV_KEY,
+                                 permission=ContainerSasPermissions(write=True, create=True),
+                                 expiry=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    return f"{parse_connection_string(azurite_connection).blob_endpoint}/{container}?{sas}", sas
+
+
+def _events(*timestamps: str) -> dict:
+    return {"users": [{"user_id": f"u{i}", "attributes": {"email": f"u{i}@example.com"},
+                       "events": [{"event_name": "purchase", "timestamp": ts, "event_params": {"price": i, "currency": "EUR"}}]}
+                      for i, ts in enumerate(timestamps)]}
+
+
+class _RawLines(logging.Handler):
+    """The app's own records as logged, before any redacting filter has touched them."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines += [record.getMessage(), logs.JsonFormatter().format(record)]
+
+
+@pytest.fixture
+def app_log_lines():
+    handler, app_logger = _RawLines(), logging.getLogger("exporter")
+    app_logger.addHandler(handler)
+    yield handler.lines
+    app_logger.removeHandler(handler)
+
+
+def test_no_secret_anywhere_through_a_full_scenario(
+    ctx, clock, settings, customer_container, azurite_connection, caplog, monkeypatch, app_log_lines
+):
+    caplog.set_level(logging.DEBUG)
+    for name in ("azure", "urllib3", "exporter"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    # As in the Functions host: the app's redacting filter on the handlers (here caplog's). Third-party
+    # records (urllib3 logs each request URL, SAS signature included, at DEBUG) are checked as the
+    # handlers see them; the app's own records are also checked raw, before redaction (app_log_lines).
+    logs.install_redaction()
+    name = customer_container.container_name
+    wrong_conn = azurite_connection.replace(DEV_KEY, WRONG_KEY)
+    url, sas = _sas_url(azurite_connection, name)
+    sig = parse_qs(urlsplit(url).query)["sig"][0]
+    sig_in_url = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
+    expired_url = url.replace("se=2100", "se=2000")
+
+    answers: list[str] = []
+    sent: list[str] = []
+    real_send = QueueClient.send_message
+
+    def recording_send(self, content, *args, **kwargs):
+        sent.append(str(content))
+        return real_send(self, content, *args, **kwargs)
+
+    monkeypatch.setattr(QueueClient, "send_message", recording_send)
+
+    def api(op, body=None, expect=None, **params):
+        answer = call(ctx, op, body, **params)
+        answers.append(json.dumps(answer.body))
+        if expect is not None:
+            assert answer.status == expect, (op, answer.body)
+        return answer.body
+
+    # Two integrations: an account-key connection string and a SAS URL (no delete permission).
+    key_id = api("integrations_create", integration_body(azurite_connection, name, destination={
+        "type": "azure_blob", "connection_string": azurite_connection, "container": name, "prefix": "key/"}), 201, account="acme")["id"]
+    sas_id = api("integrations_create", integration_body(url, name, destination={
+        "type": "azure_blob", "connection_string": url, "container": name, "prefix": "sas/"}), 201, account="acme")["id"]
+    api("integrations_verify", {"type": "azure_blob", "connection_string": url, "prefix": "sas/"}, 200, account="acme")
+
+    clock.set(T0 + timedelta(minutes=5))
+    api("ucd_upsert", _events("2026-11-28T10:04:00Z", "2026-11-25T08:00:00Z"), 200, account="acme")
+    clock.set(T0 + timedelta(hours=1, minutes=5))
+    api("ucd_upsert", _events("2026-11-28T11:04:00Z"), 200, account="acme")
+    for hour in (1, 2):
+        clock.set(T0 + timedelta(hours=hour, minutes=2))
+        assert tick(ctx)["worker"]["windows_exported"] == 2
+
+    # Refused credentials: verify, create and update with a wrong key or an expired SAS.
+    api("integrations_verify", {"type": "azure_blob", "connection_string": wrong_conn, "container": name}, 422, account="acme")
+    api("integrations_verify", {"type": "azure_blob", "connection_string": expired_url}, 422, account="acme")
+    api("integrations_create", integration_body(wrong_conn, name), 422, account="acme")
+    api("integrations_update", {"destination": {"connection_string": wrong_conn}}, 422, account="acme", id=key_id)
+    api("integrations_create", integration_body(azurite_connection + "AccountKey=not base64!", name), 400, account="acme")
+
+    # A job that keeps failing lands in the poison queue (a host allowing no redelivery).
+    poison_ctx = Context.create(dataclasses.replace(settings, max_dequeue_count=0), clock)
+    clock.set(T0 + timedelta(hours=3, minutes=2))
+    assert tick(poison_ctx)["worker"]["poisoned"] == 2
+    poisoned_runs = ctx.runs.list("acme", key_id) + ctx.runs.list("acme", sas_id)
+    assert POISONED in {r.status for r in poisoned_runs}
+    poisoned_queue = [m.content for m in ctx.storage.queue(settings.poison_queue_name).peek_messages(max_messages=32)]
+    assert len(poisoned_queue) == 2
+
+    # The customer's key stops working while exporting: the worker stops the integration.
+    stored = ctx.repo.get("acme", key_id)
+    ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
+        stored.destination, sealed_secret=ctx.integrations.secrets.seal(wrong_conn))))
+    clock.set(T0 + timedelta(hours=4, minutes=2))
+    tick(ctx)
+
+    # An unexpected failure whose text carries secrets: the 500 answer and its log line must not.
+    monkeypatch.setattr(ctx.integrations, "list", lambda account: (_ for _ in ()).throw(
+        RuntimeError(f"boom {azurite_connection} {url} {wrong_conn}")))
+    api("integrations_list", None, 500, account="acme")
+    monkeypatch.undo()
+    monkeypatch.setattr(QueueClient, "send_message", recording_send)
+
+    for iid in (key_id, sas_id):
+        api("integrations_show", None, 200, account="acme", id=iid)
+        api("integrations_runs", None, 200, account="acme", id=iid)
+    api("integrations_list", None, 200, account="acme")
+    api("ucd_catalog", None, 200, account="acme")
+
+    # The scenario did what it claims.
+    key_state = ctx.repo.get("acme", key_id)
+    assert key_state.status == "credential_error" and "refused the credentials" in key_state.last_error
+    runs = ctx.runs.list("acme", key_id) + ctx.runs.list("acme", sas_id)
+    assert {r.status for r in runs} >= {EXPORTED, FAILED}
+    assert any(b.name.startswith("sas/") for b in customer_container.list_blobs())
+
+    # Gather every place a secret could land.
+    haystacks: dict[str, list[str]] = {"answers": answers, "sent queue messages": sent}
+    records = caplog.records
+    formatter, plain = logs.JsonFormatter(), logging.Formatter()
+    haystacks["log messages"] = [r.getMessage() for r in records]
+    haystacks["json log lines"] = [formatter.format(r) for r in records]
+    haystacks["log exceptions"] = [plain.formatException(r.exc_info) for r in records if r.exc_info]
+    haystacks["app log records, unredacted"] = app_log_lines
+    tables = [t.name for t in ctx.storage.table_service.list_tables() if t.name.startswith(settings.table_prefix)]
+    assert len(tables) >= 6
+    entities = []
+    for table in tables:
+        for entity in ctx.storage.table_service.get_table_client(table).list_entities():
+            entities.append(json.dumps({**dict(entity), "_meta": entity.metadata}, default=str))
+    haystacks["table entities"] = entities
+    queued = []
+    for queue_name in (settings.queue_name, settings.poison_queue_name):
+        queued += [m.content for m in ctx.storage.queue(queue_name).peek_messages(max_messages=32)]
+    haystacks["queued messages"] = queued + poisoned_queue
+    haystacks["run records"] = [json.dumps(dataclasses.asdict(r)) for r in runs + poisoned_runs]
+
+    assert records and sent and queued and entities and app_log_lines
+    assert any("integration stopped" in line for line in app_log_lines), "the worker's credential stop was logged"
+    assert any("unexpected failure" in m for m in haystacks["log messages"]), "the 500's log line was captured"
+    secrets = {
+        "dev account key": DEV_KEY, "dev key (partial)": DEV_KEY[:16], "dev key (url-quoted)": quote(DEV_KEY, safe=""),
+        "wrong key": WRONG_KEY, "wrong key (partial)": WRONG_KEY[:16],
+        "account-key connection string": azurite_connection, "wrong-key connection string": wrong_conn,
+        "SAS URL": url, "SAS token": sas, "sig": sig, "sig as in the URL": sig_in_url,
+    }
+    for where, texts in haystacks.items():
+        for text in texts:
+            for what, secret in secrets.items():
+                assert secret not in text, f"{what} found in {where}: {text[:300]}"
+
+    # At rest the secret is sealed, not plaintext.
+    integrations = [e for e in ctx.storage.table("integrations").list_entities() if e.get("kind") == "integration"]
+    assert len(integrations) == 2
+    plaintexts = {azurite_connection, url, wrong_conn}
+    for entity in integrations:
+        assert entity["secret"] not in plaintexts and "AccountKey" not in entity["secret"] and "sig=" not in entity["secret"]
+        assert ctx.integrations.secrets.open(entity["secret"]) in plaintexts
+
+
+# ------------------------------------------------------------------ redaction (pure)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc/+def==;EndpointSuffix=core.windows.net",
+     "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=core.windows.net"),
+    ("accountkey=abc== trailing", "accountkey=*** trailing"),
+    ("BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=2024&sp=cw&sig=abc%2B%3D;QueueEndpoint=x",
+     "BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=***;QueueEndpoint=x"),
+    ("GET https://a.blob.core.windows.net/c/f.csv?sv=2024&sig=abc%2Bdef&se=2100 403", "GET https://a.blob.core.windows.net/c/f.csv?sv=2024&sig=***&se=2100 403"),
+    ("https://a/c?sig=abc", "https://a/c?sig=***"),
+    ('{"connection_string": "AccountKey=abc", "sas": "x&SIG=def"}', '{"connection_string": "AccountKey=***", "sas": "x&SIG=***"}'),
+    ("AccountKey=one and AccountKey=two", "AccountKey=*** and AccountKey=***"),
+    ("nothing to hide: design=1, signature=plain word", "nothing to hide: design=1, signature=plain word"),
+])
+def test_redact(text, expected):
+    assert logs.redact(text) == expected
+
+
+def test_redact_is_idempotent():
+    once = logs.redact(f"AccountKey={DEV_KEY};x?sig=abc")
+    assert logs.redact(once) == once and DEV_KEY not in once
+
+
+def test_redacting_filter_cleans_message_args_and_extra_fields():
+    connection = f"AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY}"
+    record = logging.LogRecord("exporter.test", logging.ERROR, __file__, 1, "failed with %s at %s", (connection, "https://a/c?sig=SIG1"), None)
+    record.reason = f"url https://a/c?sv=1&sig=SIG2 key AccountKey={WRONG_KEY}"
+    record.rows = 3
+    assert logs.RedactingFilter().filter(record) is True
+    line = logs.JsonFormatter().format(record)
+    for text in (record.getMessage(), line):
+        assert DEV_KEY not in text and WRONG_KEY not in text and "SIG1" not in text and "SIG2" not in text
+    data = json.loads(line)
+    assert data["message"] == f"failed with AccountName={DEV_ACCOUNT};AccountKey=*** at https://a/c?sig=***"
+    assert data["reason"] == "url https://a/c?sv=1&sig=*** key AccountKey=***"
+    assert data["rows"] == 3 and data["level"] == "ERROR" and data["logger"] == "exporter.test"
+    assert record.args == ()
+
+
+def test_configure_and_install_redaction_redact_what_reaches_the_handlers(capsys):
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        logs.configure(logging.INFO)
+        logging.getLogger("exporter.test").info("connecting with %s", f"AccountKey={DEV_KEY}", extra={"url": "https://a/c?sig=SIG3"})
+        err = capsys.readouterr().err
+        assert DEV_KEY not in err and "SIG3" not in err and "AccountKey=***" in err
+        assert json.loads(err.strip().splitlines()[-1])["url"] == "https://a/c?sig=***"
+
+        host_handler = logging.StreamHandler()
+        root.handlers[:] = [host_handler]
+        logs.install_redaction()
+        logs.install_redaction()
+        assert sum(isinstance(f, logs.RedactingFilter) for f in host_handler.filters) == 1
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def test_records_are_redacted_when_created_even_for_handlers_added_later():
+    import logging
+
+    from exporter import logs
+
+    logs.install_redaction()
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("urllib3.connectionpool.test")
+    handler = Capture()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("GET /c/f.csv?sv=2024&sig=SECRETSIGNATURE%%3D&se=2030 AccountKey=abc%s", "def")
+    finally:
+        logger.removeHandler(handler)
+    assert seen and "SECRETSIGNATURE" not in seen[0] and "abcdef" not in seen[0]
