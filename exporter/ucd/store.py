@@ -12,11 +12,15 @@ Upsert protocol (each step survives a crash of the process at any point):
 6. the intent is marked `committed` (a pending intent whose blob exists counts as committed too).
 A retry of the same request finds its events claimed by either a committed segment (duplicates)
 or a dead one (taken over), so it neither loses nor duplicates an event.
+A request first commits the events it claimed outright; only then, holding no pending claim, does it
+wait for events other requests hold, and it commits the dead ones it took over as a further segment.
+So no request waits while another waits on it: overlapping concurrent upserts cannot deadlock.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections import defaultdict, deque
@@ -69,6 +73,22 @@ log = logging.getLogger(__name__)
 TRANSACTION_SIZE = 100
 WORKERS = 8
 MAX_PROPERTY_CHARS = 30_000
+READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
+DOWNLOAD_CONCURRENCY = 2  # connections per segment download
+
+
+def _prefer_jemalloc() -> None:
+    """See exporter/__init__.py: if pyarrow started before the package set its allocator, at least
+    route the pyarrow-level allocations (Parquet decode, CSV) to jemalloc."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "jemalloc") != "jemalloc":
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, AttributeError):
+        pass  # a build without jemalloc (e.g. Windows wheels): keep the default
+
+
+_prefer_jemalloc()
 
 
 def _ms(when: datetime) -> int:
@@ -143,16 +163,30 @@ class UcdStore:
         segment_id = uuid.uuid4().hex
         intent = self._create_intent(account, segment_id, len(unique))
         self.fault("after_intent")
-        ours = self._claim(account, list(unique.values()), segment_id)
+        ours, contested = self._claim(account, list(unique.values()), segment_id)
         self.fault("after_claims")
+        stored = self._commit_or_abort(account, segment_id, intent, ours, attributes)
+        # Only now, holding no pending claim, wait for the events other requests hold. A request never
+        # waits while others may wait on it, so overlapping concurrent upserts cannot deadlock.
+        states: dict[str, str] = {}  # shared by the threads: a racing double lookup is harmless
+        while contested:
+            dead = self._await_owners(account, contested, states)
+            if not dead:
+                break
+            segment_id = uuid.uuid4().hex
+            intent = self._create_intent(account, segment_id, len(dead))
+            taken, contested = self._take_over(dead, segment_id)
+            stored += self._commit_or_abort(account, segment_id, intent, taken, attributes)
+        result = UpsertResult(request.received_events, stored, request.received_events - stored)
+        telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
+        return result
+
+    def _commit_or_abort(self, account, segment_id, intent, ours: list[EventDraft], attributes) -> int:
         if ours:
             self._commit_segment(account, segment_id, intent, ours, attributes)
         else:
             self._set_intent_state(account, segment_id, "aborted")
-        stored = len(ours)
-        result = UpsertResult(request.received_events, stored, request.received_events - stored)
-        telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
-        return result
+        return len(ours)
 
     def _commit_segment(self, account, segment_id, intent, ours: list[EventDraft], attributes) -> None:
         param_keys = {k for e in ours for k in e.params}
@@ -171,12 +205,18 @@ class UcdStore:
             path = segment_path(account, entry_ms, segment_id)
             intent = self._stamp_intent(account, segment_id, intent, path, entry_ms)
             self.fault("after_stamp")
+            started = time.monotonic()
             try:
-                self.container.upload_blob(path, data, overwrite=False, timeout=self.commit_timeout)
+                # One attempt only (retry_total=0): an SDK retry after its back-off would land the put
+                # after the deadline, with the old entry time, perhaps after another request took over.
+                self.container.upload_blob(path, data, overwrite=False, timeout=self.commit_timeout, retry_total=0)
             except ResourceExistsError:
                 pass  # a previous attempt's put did land
             except AzureError as exc:
                 last_error = exc
+                # A failed put may still be running on the server until its server-side timeout; only
+                # after that is "no blob" final, and a restamped put cannot race the old one.
+                self.sleep(max(0.0, started + self.commit_timeout - time.monotonic()))
                 if not self._blob_exists(path):
                     continue  # restamp and retry: the row must not carry an entry time older than its commit
             self.fault("after_upload")
@@ -234,8 +274,8 @@ class UcdStore:
         else:
             self.segments_table.update_entity(entity, mode=UpdateMode.MERGE)
 
-    def _claim(self, account: str, events: list[EventDraft], segment_id: str) -> list[EventDraft]:
-        """Claim each event for this segment; return the ones this request stores."""
+    def _claim(self, account: str, events: list[EventDraft], segment_id: str):
+        """Claim each event for this segment; return (claimed, contested as (partition, event))."""
         by_partition: dict[str, list[EventDraft]] = defaultdict(list)
         for e in events:
             by_partition[f"{account}~{e.event_id[:2]}"].append(e)
@@ -250,12 +290,7 @@ class UcdStore:
             for won, lost in pool.map(lambda c: self._claim_chunk(c[0], c[1], segment_id), chunks):
                 ours.extend(won)
                 contested.extend(lost)
-        states: dict[str, str] = {}  # shared by the threads: a racing double lookup is harmless
-        if contested:
-            with ThreadPoolExecutor(WORKERS) as pool:
-                won = pool.map(lambda c: self._resolve(account, c[0], c[1].event_id, segment_id, states), contested)
-                ours.extend(e for (_pk, e), mine in zip(contested, list(won)) if mine)
-        return ours
+        return ours, contested
 
     def _claim_chunk(self, pk: str, chunk: list[EventDraft], segment_id: str):
         ops = [("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in chunk]
@@ -273,31 +308,48 @@ class UcdStore:
                 lost.append((pk, e))
         return won, lost
 
-    def _resolve(self, account, pk, event_id, segment_id, states: dict[str, str]) -> bool:
-        """An event claimed by another segment: True if this request now owns it, False if a duplicate."""
+    def _await_owners(self, account, contested, states: dict[str, str]):
+        """Wait until the owner of each contested event has committed or died; return the dead ones' claims."""
+        with ThreadPoolExecutor(WORKERS) as pool:
+            found = list(pool.map(lambda c: self._await_owner(account, c[0], c[1].event_id, states), contested))
+        return [(pk, e, claim) for (pk, e), claim in zip(contested, found) if claim is not None]
+
+    def _await_owner(self, account, pk, event_id, states: dict[str, str]):
+        """An event claimed by another segment: None if that segment committed it (a duplicate),
+        else the claim (with its ETag) once its segment can no longer commit."""
         give_up = time.monotonic() + self.commit_timeout
         while True:
             claim = self.events.get_entity(pk, event_id)
             other = claim["segment"]
-            if other == segment_id:
-                return True
             state = states.get(other) or self._segment_state(account, other)
             if state in ("committed", "dead"):
                 states[other] = state
             if state == "committed":
-                return False
+                return None
             if state == "dead":
-                try:
-                    self.events.update_entity(
-                        {"PartitionKey": pk, "RowKey": event_id, "segment": segment_id},
-                        mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
-                    )
-                    return True
-                except ResourceModifiedError:
-                    continue  # someone else took it over first; look again
+                return claim
             if time.monotonic() > give_up:
                 raise TransientError("a concurrent request is storing the same events; retry the request")
             self.sleep(self.poll_interval)
+
+    def _take_over(self, dead, segment_id: str):
+        """Move dead claims to this segment (ETag-guarded); return (taken, lost to another taker)."""
+        def take(item):
+            pk, event, claim = item
+            try:
+                self.events.update_entity(
+                    {"PartitionKey": pk, "RowKey": event.event_id, "segment": segment_id},
+                    mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                )
+                return True
+            except ResourceModifiedError:
+                return False  # someone else took it over first; look again
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            outcome = list(pool.map(take, dead))
+        taken = [e for (_pk, e, _c), won in zip(dead, outcome) if won]
+        lost = [(pk, e) for (pk, e, _c), won in zip(dead, outcome) if not won]
+        return taken, lost
 
     def _segment_state(self, account: str, segment_id: str) -> str:
         """committed, dead (will never commit) or pending (may still commit)."""
@@ -454,14 +506,21 @@ class UcdStore:
 
     def segments(self, account: str, start: datetime, end: datetime) -> list[SegmentRef]:
         """The committed segments whose entry time is in [start, end), in read order."""
+        return list(self._iter_segments(account, start, end))
+
+    def _iter_segments(self, account: str, start: datetime, end: datetime) -> Iterator[SegmentRef]:
+        """`segments`, one hour listing at a time, so reading can start before the last hour is listed.
+
+        Hours are disjoint and ascending, so sorting within each hour gives the same order as one sort.
+        """
         start_ms, end_ms = _ms(start), _ms(end)
-        refs = []
         for hour in hours_covering(start, end):
+            refs = []
             for blob in self.container.list_blobs(name_starts_with=hour_prefix(account, hour)):
                 ref = parse_segment_name(blob.name)
                 if ref is not None and start_ms <= ref.entry_ms < end_ms:
                     refs.append(ref)
-        return sorted(refs)
+            yield from sorted(refs)
 
     def read_window(
         self,
@@ -472,7 +531,7 @@ class UcdStore:
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
-        prefetch: int = 3,
+        prefetch: int = READ_PREFETCH,
     ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
 
@@ -482,30 +541,36 @@ class UcdStore:
         names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
-        refs = self.segments(account, start, end)
+        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps
+        # the caller's CSV encoding; at most `prefetch` decoded segments are held at once.
+        def load(ref: SegmentRef) -> list[pa.RecordBatch]:
+            return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
+
         with ThreadPoolExecutor(max(1, prefetch)) as pool:
             pending: deque = deque()
-            queue = iter(refs)
+            queue = self._iter_segments(account, start, end)
             for ref in queue:
-                pending.append(pool.submit(self._download, ref.path))
+                pending.append(pool.submit(load, ref))
                 if len(pending) >= prefetch:
                     break
             while pending:
-                data = pending.popleft().result()
+                batches = pending.popleft().result()
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self._download, nxt.path))
-                yield from _conform(data, schema, wanted, batch_rows)
+                    pending.append(pool.submit(load, nxt))
+                yield from batches
+                del batches
 
     def _download(self, path: str) -> bytes:
-        return self.container.download_blob(path, max_concurrency=2).readall()
+        return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
 
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
     parquet = pq.ParquetFile(pa.BufferReader(data))
     present = set(parquet.schema_arrow.names)
     read = [n for n in schema.names if n in present]
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read):
+    # One thread per segment: the read_window workers already decode segments side by side.
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
         if wanted is not None:
             batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
         if batch.num_rows == 0:
