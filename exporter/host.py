@@ -17,12 +17,19 @@ log = logging.getLogger(__name__)
 VISIBILITY_SECONDS = 300
 
 
-def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds."""
+MAX_JOBS_PER_DRAIN = 10_000
+
+
+def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], None] | None = None,
+          max_jobs: int = MAX_JOBS_PER_DRAIN) -> dict[str, Any]:
+    """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds.
+
+    Stops after `max_jobs` deliveries, so a job that keeps re-queueing itself fails visibly instead of forever.
+    """
     queue = ctx.storage.queue()
     poison = ctx.storage.queue(ctx.settings.poison_queue_name)
     processed = failed = poisoned = windows = 0
-    while True:
+    while processed + failed + poisoned < max_jobs:
         messages = list(queue.receive_messages(messages_per_page=16, visibility_timeout=VISIBILITY_SECONDS, max_messages=16))
         if not messages:
             break

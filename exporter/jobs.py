@@ -113,9 +113,15 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, An
             _stop(ctx, integration, error)
             return {"exported": len(exported), "windows": exported, "stopped": error.code, "reason": error.message}
         exported.append(record.to_json())
-        integration = _advance(ctx, integration, window)
-        if integration is None or integration.status != "active":
+        advanced = _advance(ctx, integration, window)
+        if advanced is None or advanced.status != "active":
+            # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
+            try:
+                _release(ctx, ctx.repo.get(integration.account, integration.id))
+            except NotFoundError:
+                pass
             return {"exported": len(exported), "windows": exported, "reason": "integration changed concurrently"}
+        integration = advanced
 
     if is_due(integration.activated_at, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
         _follow_up(ctx, integration)
