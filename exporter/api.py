@@ -12,9 +12,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from azure.core.exceptions import AzureError
+
 from .context import Context
 from .jobs import replay_window
-from .errors import ExporterError, InputError
+from .errors import ExporterError, InputError, TransientError
 from .logs import redact
 from .ucd.request import load_json_body, parse_upsert
 
@@ -112,6 +114,10 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
         if operation == "integrations_verify":
             body = {"ok": False, "test_file": None, **body}
         return ApiResponse(error.status, body)
+    except AzureError as error:
+        # Our own storage failing (timeouts, 5xx, throttling after the SDK's retries): the caller retries.
+        log.warning("storage failure in %s (%s)", operation, type(error).__name__)
+        return ApiResponse(503, TransientError("the service's storage is unavailable; retry the request").to_json())
     except Exception as error:  # noqa: BLE001 - the last line of defence; never echo the text
         # The traceback goes to the logs through the redacting filter, never into the answer.
         log.error("unexpected failure in %s (%s): %s", operation, type(error).__name__, redact(traceback.format_exc()))

@@ -86,7 +86,8 @@ def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
         raise InputError("body", f"is not valid JSON ({exc})") from None
 
 
-def _name(value: Any, field_name: str) -> str:
+def check_name(value: Any, field_name: str) -> str:
+    """A user id, event name or key: non-empty, bounded, printable, storable as a Table key."""
     if not isinstance(value, str) or not value.strip():
         raise InputError(field_name, "must be a non-empty string")
     if len(value) > MAX_NAME_LENGTH:
@@ -122,7 +123,7 @@ def _object(value: Any, field_name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(field_name, "must be a JSON object")
     for key, item in value.items():
-        _name(key, f"{field_name} key")
+        check_name(key, f"{field_name} key")
         _text(item, f"{field_name}.{key}")
     return value
 
@@ -169,7 +170,7 @@ def parse_upsert(account: str, body: Any) -> UpsertRequest:
         unknown = set(user) - USER_FIELDS
         if unknown:
             raise InputError(f"{where}.{sorted(unknown)[0]}", "is not a known field")
-        user_id = _name(user.get("user_id"), f"{where}.user_id")
+        user_id = check_name(user.get("user_id"), f"{where}.user_id")
         draft = UserDraft(
             user_id=user_id,
             identifiers=_profile_part(_object(user.get("identifiers"), f"{where}.identifiers"), f"{where}.identifiers"),
@@ -190,7 +191,7 @@ def parse_upsert(account: str, body: Any) -> UpsertRequest:
             unknown = set(event) - EVENT_FIELDS
             if unknown:
                 raise InputError(f"{ewhere}.{sorted(unknown)[0]}", "is not a known field")
-            name = _name(event.get("event_name"), f"{ewhere}.event_name")
+            name = check_name(event.get("event_name"), f"{ewhere}.event_name")
             if "timestamp" not in event:
                 raise InputError(f"{ewhere}.timestamp", "is required")
             ts_ms, ts_text = _timestamp(event.get("timestamp"), f"{ewhere}.timestamp")

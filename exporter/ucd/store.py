@@ -53,7 +53,7 @@ from ..storage import (
     UCD_SEGMENTS_TABLE,
     Storage,
 )
-from .request import EventDraft, UpsertRequest, UserDraft, check_account
+from .request import EventDraft, UpsertRequest, UserDraft, check_account, check_name
 from .segments import (
     FIXED_COLUMNS,
     SegmentRef,
@@ -75,6 +75,7 @@ WORKERS = 8
 MAX_PROPERTY_CHARS = 30_000
 READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
+LIST_CONCURRENCY = 4  # hour prefixes listed at once
 
 
 def _prefer_jemalloc() -> None:
@@ -394,18 +395,14 @@ class UcdStore:
         return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results}
 
     def _merge_profile(self, account: str, user: UserDraft) -> dict[str, Any]:
-        for _ in range(10):
-            try:
-                current = self.profiles.get_entity(account, _key(user.user_id))
-            except ResourceNotFoundError:
-                current = None
+        def merge(current):
             fresh = current is None or current.get("deleted", False)
             attributes = {} if fresh else json.loads(current.get("attributes", "{}"))
             identifiers = {} if fresh else json.loads(current.get("identifiers", "{}"))
             new_attributes = {**attributes, **user.attributes}
             new_identifiers = {**identifiers, **user.identifiers}
-            if current is not None and not fresh and new_attributes == attributes and new_identifiers == identifiers:
-                return attributes
+            if not fresh and new_attributes == attributes and new_identifiers == identifiers:
+                return None, attributes
             entity = {
                 "PartitionKey": account,
                 "RowKey": _key(user.user_id),
@@ -417,23 +414,14 @@ class UcdStore:
             }
             if len(entity["attributes"]) > MAX_PROPERTY_CHARS or len(entity["identifiers"]) > MAX_PROPERTY_CHARS:
                 raise InputError(f"users[{user.user_id}].attributes", "the merged profile is too large")
-            try:
-                if current is None:
-                    self.profiles.create_entity(entity)
-                else:
-                    self.profiles.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                    )
-                return new_attributes
-            except (ResourceExistsError, ResourceModifiedError):
-                continue  # a concurrent upsert of the same user: merge again on top of it
-        raise TransientError(f"profile of user {user.user_id!r} is being changed concurrently; retry")
+            return entity, new_attributes
+
+        return _read_modify_write(self.profiles, account, _key(user.user_id), merge, f"profile of user {user.user_id!r}")
 
     def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
         """Tombstone a profile; events already stored stay and are still exported."""
         check_account(account)
-        if not user_id:
-            raise InputError("user_id", "must be a non-empty string")
+        check_name(user_id, "user_id")
         try:
             current = self.profiles.get_entity(account, _key(user_id))
         except ResourceNotFoundError:
@@ -469,26 +457,13 @@ class UcdStore:
             self._extend_catalog_entry(account, row_key, name, keys)
 
     def _extend_catalog_entry(self, account: str, row_key: str, name: str, keys: set[str]) -> None:
-        for _ in range(10):
-            try:
-                current = self.catalog_table.get_entity(account, row_key)
-            except ResourceNotFoundError:
-                current = None
+        def extend(current):
             known = set(json.loads(current["keys"])) if current else set()
             if current is not None and keys <= known:
-                return
-            entity = {"PartitionKey": account, "RowKey": row_key, "name": name, "keys": json.dumps(sorted(known | keys))}
-            try:
-                if current is None:
-                    self.catalog_table.create_entity(entity)
-                else:
-                    self.catalog_table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                    )
-                return
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-        raise TransientError("the catalog is being changed concurrently; retry")
+                return None, None
+            return {"PartitionKey": account, "RowKey": row_key, "name": name, "keys": json.dumps(sorted(known | keys))}, None
+
+        _read_modify_write(self.catalog_table, account, row_key, extend, "the catalog")
 
     def catalog(self, account: str) -> dict[str, Any]:
         """Event names with their parameter keys, and attribute keys, seen for an account."""
@@ -509,18 +484,28 @@ class UcdStore:
         return list(self._iter_segments(account, start, end))
 
     def _iter_segments(self, account: str, start: datetime, end: datetime) -> Iterator[SegmentRef]:
-        """`segments`, one hour listing at a time, so reading can start before the last hour is listed.
+        """`segments`, hour by hour, so reading can start before the last hour is listed.
 
         Hours are disjoint and ascending, so sorting within each hour gives the same order as one sort.
         """
         start_ms, end_ms = _ms(start), _ms(end)
-        for hour in hours_covering(start, end):
+
+        def list_hour(hour: datetime) -> list[SegmentRef]:
             refs = []
             for blob in self.container.list_blobs(name_starts_with=hour_prefix(account, hour)):
                 ref = parse_segment_name(blob.name)
                 if ref is not None and start_ms <= ref.entry_ms < end_ms:
                     refs.append(ref)
-            yield from sorted(refs)
+            return sorted(refs)
+
+        hours = list(hours_covering(start, end))
+        if len(hours) == 1:
+            yield from list_hour(hours[0])
+            return
+        # The hours are listed side by side (a listing is a round trip or more each), consumed in order.
+        with ThreadPoolExecutor(min(LIST_CONCURRENCY, len(hours))) as pool:
+            for refs in pool.map(list_hour, hours):
+                yield from refs
 
     def read_window(
         self,
@@ -563,6 +548,30 @@ class UcdStore:
 
     def _download(self, path: str) -> bytes:
         return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
+
+
+def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str) -> Any:
+    """Optimistic concurrency on one entity: `change(current or None)` gives (entity to write or None, result);
+    a concurrent writer makes it read and change again."""
+    for _ in range(10):
+        try:
+            current = table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            current = None
+        entity, result = change(current)
+        if entity is None:
+            return result
+        try:
+            if current is None:
+                table.create_entity(entity)
+            else:
+                table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                )
+            return result
+        except (ResourceExistsError, ResourceModifiedError):
+            continue
+    raise TransientError(f"{what} is being changed concurrently; retry")
 
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
