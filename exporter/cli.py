@@ -56,8 +56,10 @@ def load_local_settings(path: Path = Path("local.settings.json")) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    now_help = "run as if at this ISO 8601 time (simulation and tests); default: the real clock"
     common = Parser(add_help=False)
-    common.add_argument("--now", help="run as if at this ISO 8601 time (simulation and tests); default: the real clock")
+    # SUPPRESS: a verb's own default must not erase a --now given before the verb.
+    common.add_argument("--now", default=argparse.SUPPRESS, help=now_help)
     account = Parser(add_help=False)
     account.add_argument("--account", required=True, help="the account name (lowercase letters, digits, '-')")
     body = Parser(add_help=False)
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     ident = Parser(add_help=False)
     ident.add_argument("id", help="the integration id")
 
-    root = Parser(prog="python -m exporter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    root = Parser(prog="python -m exporter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root.add_argument("--now", default=None, help=now_help)
     verbs = root.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(parent, name, help_text, parents, key):

@@ -86,3 +86,12 @@ def test_every_verb_has_help_with_an_example():
         done = subprocess.run([sys.executable, "-m", "exporter", *verb, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0
         assert "--now" in done.stdout and "example:" in done.stdout, verb
+
+
+def test_now_is_taken_before_or_after_the_verb():
+    from exporter.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--now", "2026-11-28T10:00:00Z", "tick"]).now == "2026-11-28T10:00:00Z"
+    assert parser.parse_args(["tick", "--now", "2026-11-28T11:00:00Z"]).now == "2026-11-28T11:00:00Z"
+    assert parser.parse_args(["tick"]).now is None
