@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -148,7 +149,9 @@ def _clock(args):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logs.configure()
+    # A person at a terminal gets progress bars and the JSON answer; per-window log lines would
+    # tear the bar apart, so they are shown when stderr is a file or a pipe (CI, cron, log shipping).
+    logs.configure(logging.WARNING if sys.stderr.isatty() else logging.INFO)
     load_local_settings()
     try:
         args = build_parser().parse_args(argv)
