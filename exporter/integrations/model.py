@@ -10,6 +10,7 @@ from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
 from ..errors import InputError
+from ..ucd.request import check_fields
 from ..export.plan import EventSelection, column_plan
 from ..windows import FREQUENCIES_HOURS
 
@@ -156,11 +157,7 @@ class IntegrationChanges:
 
 def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
     """Validate a create (`partial=False`) or update body; every error names its field."""
-    if not isinstance(body, dict):
-        raise InputError("body", "must be a JSON object")
-    unknown = set(body) - BODY_FIELDS
-    if unknown:
-        raise InputError(sorted(unknown)[0], "is not a known field")
+    check_fields(body, BODY_FIELDS, "body")
     required = () if partial else ("name", "destination", "events", "frequency_hours")
     for name in required:
         if name not in body:
@@ -196,11 +193,7 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
 
 
 def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InputError("destination", "must be a JSON object")
-    unknown = set(value) - DESTINATION_FIELDS
-    if unknown:
-        raise InputError(f"destination.{sorted(unknown)[0]}", "is not a known field")
+    check_fields(value, DESTINATION_FIELDS, "destination")
     kind = value.get("type", "azure_blob" if partial else None)
     if kind not in DESTINATION_TYPES:
         raise InputError("destination.type", f"must be one of {', '.join(DESTINATION_TYPES)}")
@@ -234,11 +227,7 @@ def _events(value: Any) -> tuple[EventSelection, ...]:
     events = []
     seen: set[str] = set()
     for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InputError(f"events[{i}]", "must be a JSON object with 'name' and 'params'")
-        unknown = set(item) - {"name", "params"}
-        if unknown:
-            raise InputError(f"events[{i}].{sorted(unknown)[0]}", "is not a known field")
+        check_fields(item, {"name", "params"}, f"events[{i}]", "a JSON object with 'name' and 'params'")
         name = _key_name(item.get("name"), f"events[{i}].name")
         if name in seen:
             raise InputError(f"events[{i}].name", f"event {name!r} is selected twice")

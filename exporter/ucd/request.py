@@ -148,61 +148,63 @@ def _timestamp(value: Any, field_name: str) -> tuple[int, str]:
     return ms, text
 
 
+def check_fields(value: Any, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, Any]:
+    """A JSON object with no field outside `allowed`; errors name the path."""
+    if not isinstance(value, dict):
+        raise InputError(where, f"must be {what}")
+    unknown = set(value) - allowed
+    if unknown:
+        raise InputError(f"{where}.{sorted(unknown)[0]}" if where != "body" else sorted(unknown)[0], "is not a known field")
+    return value
+
+
 def parse_upsert(account: str, body: Any) -> UpsertRequest:
     """Validate a whole upsert body; the first problem raises InputError naming its path."""
     check_account(account)
-    if not isinstance(body, dict):
-        raise InputError("body", "must be a JSON object with a 'users' list")
-    unknown = set(body) - {"users"}
-    if unknown:
-        raise InputError(sorted(unknown)[0], "is not a known field")
+    check_fields(body, {"users"}, "body", "a JSON object with a 'users' list")
     users = body.get("users")
     if not isinstance(users, list) or not users:
         raise InputError("users", "must be a non-empty list")
     if len(users) > MAX_USERS:
         raise InputError("users", f"has {len(users)} users; the limit is {MAX_USERS} per request")
-    total_events = 0
     drafts: list[UserDraft] = []
+    total_events = 0
     for i, user in enumerate(users):
-        where = f"users[{i}]"
-        if not isinstance(user, dict):
-            raise InputError(where, "must be a JSON object")
-        unknown = set(user) - USER_FIELDS
-        if unknown:
-            raise InputError(f"{where}.{sorted(unknown)[0]}", "is not a known field")
-        user_id = check_name(user.get("user_id"), f"{where}.user_id")
-        draft = UserDraft(
-            user_id=user_id,
-            identifiers=_profile_part(_object(user.get("identifiers"), f"{where}.identifiers"), f"{where}.identifiers"),
-            attributes=_profile_part(_object(user.get("attributes"), f"{where}.attributes"), f"{where}.attributes"),
-        )
-        events = user.get("events")
-        if events is None:
-            events = []
-        if not isinstance(events, list):
-            raise InputError(f"{where}.events", "must be a list")
-        total_events += len(events)
-        if total_events > MAX_EVENTS:
-            raise InputError(f"{where}.events", f"the request holds more than {MAX_EVENTS} events; split it")
-        for j, event in enumerate(events):
-            ewhere = f"{where}.events[{j}]"
-            if not isinstance(event, dict):
-                raise InputError(ewhere, "must be a JSON object")
-            unknown = set(event) - EVENT_FIELDS
-            if unknown:
-                raise InputError(f"{ewhere}.{sorted(unknown)[0]}", "is not a known field")
-            name = check_name(event.get("event_name"), f"{ewhere}.event_name")
-            if "timestamp" not in event:
-                raise InputError(f"{ewhere}.timestamp", "is required")
-            ts_ms, ts_text = _timestamp(event.get("timestamp"), f"{ewhere}.timestamp")
-            params = _object(event.get("event_params"), f"{ewhere}.event_params")
-            draft.events.append(EventDraft(
-                event_id=event_id(account, user_id, name, ts_ms, params),
-                user_id=user_id,
-                event_name=name,
-                timestamp=ts_text,
-                params={k: render(v) for k, v in params.items()},
-            ))
+        draft = _parse_user(account, user, f"users[{i}]", total_events)
+        total_events += len(draft.events)
         drafts.append(draft)
     return UpsertRequest(account=account, users=drafts)
 
+
+def _parse_user(account: str, user: Any, where: str, events_before: int) -> UserDraft:
+    check_fields(user, USER_FIELDS, where)
+    draft = UserDraft(
+        user_id=check_name(user.get("user_id"), f"{where}.user_id"),
+        identifiers=_profile_part(_object(user.get("identifiers"), f"{where}.identifiers"), f"{where}.identifiers"),
+        attributes=_profile_part(_object(user.get("attributes"), f"{where}.attributes"), f"{where}.attributes"),
+    )
+    events = user.get("events")
+    if events is None:
+        events = []
+    if not isinstance(events, list):
+        raise InputError(f"{where}.events", "must be a list")
+    if events_before + len(events) > MAX_EVENTS:
+        raise InputError(f"{where}.events", f"the request holds more than {MAX_EVENTS} events; split it")
+    draft.events = [_parse_event(account, draft.user_id, event, f"{where}.events[{j}]") for j, event in enumerate(events)]
+    return draft
+
+
+def _parse_event(account: str, user_id: str, event: Any, where: str) -> EventDraft:
+    check_fields(event, EVENT_FIELDS, where)
+    name = check_name(event.get("event_name"), f"{where}.event_name")
+    if "timestamp" not in event:
+        raise InputError(f"{where}.timestamp", "is required")
+    ts_ms, ts_text = _timestamp(event.get("timestamp"), f"{where}.timestamp")
+    params = _object(event.get("event_params"), f"{where}.event_params")
+    return EventDraft(
+        event_id=event_id(account, user_id, name, ts_ms, params),
+        user_id=user_id,
+        event_name=name,
+        timestamp=ts_text,
+        params={k: render(v) for k, v in params.items()},
+    )
