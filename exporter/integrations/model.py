@@ -10,7 +10,7 @@ from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
 from ..errors import InputError
-from ..ucd.request import check_fields
+from ..ucd.request import check_fields, check_name
 from ..export.plan import EventSelection, column_plan
 from ..windows import FREQUENCIES_HOURS
 
@@ -213,14 +213,6 @@ def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
     return {"type": kind, "connection_string": connection, "container": container, "prefix": prefix, "given": set(value)}
 
 
-def _key_name(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 256:
-        raise InputError(field_name, "must be a non-empty string of at most 256 characters")
-    if any(ord(c) < 32 for c in value):
-        raise InputError(field_name, "must not contain control characters")
-    return value
-
-
 def _events(value: Any) -> tuple[EventSelection, ...]:
     if not isinstance(value, list) or not value:
         raise InputError("events", "must be a non-empty list: select at least one event")
@@ -228,14 +220,14 @@ def _events(value: Any) -> tuple[EventSelection, ...]:
     seen: set[str] = set()
     for i, item in enumerate(value):
         check_fields(item, {"name", "params"}, f"events[{i}]", "a JSON object with 'name' and 'params'")
-        name = _key_name(item.get("name"), f"events[{i}].name")
+        name = check_name(item.get("name"), f"events[{i}].name")
         if name in seen:
             raise InputError(f"events[{i}].name", f"event {name!r} is selected twice")
         seen.add(name)
         params = item.get("params", [])
         if not isinstance(params, list):
             raise InputError(f"events[{i}].params", "must be a list of parameter keys")
-        events.append(EventSelection(name, tuple(_key_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params))))
+        events.append(EventSelection(name, tuple(check_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params))))
     return tuple(events)
 
 
@@ -244,7 +236,7 @@ def _attributes(value: Any) -> tuple[str, ...]:
         raise InputError("attributes", "must be a list of attribute keys")
     keys = []
     for i, key in enumerate(value):
-        key = _key_name(key, f"attributes[{i}]")
+        key = check_name(key, f"attributes[{i}]")
         if key in keys:
             raise InputError(f"attributes[{i}]", f"attribute {key!r} is selected twice")
         keys.append(key)
