@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from . import telemetry
@@ -139,7 +139,8 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
         status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()), selection=selection_json(integration),
     )
     context = {"account": integration.account, "integration_id": integration.id,
-               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts}
+               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts,
+               "delivery": dequeue_count}
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
         try:
             result = _as_exporter_error(export_window, ctx.ucd, integration, window, destination)
@@ -263,11 +264,6 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
     _modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
     return {"recorded": True, "integration_id": integration.id}
 
-
-def lag_seconds(integration: Integration, now: datetime) -> float | None:
-    if integration.activated_at is None:
-        return None
-    return export_lag_seconds(integration.activated_at, integration.last_success_end, now)
 
 
 def selection_json(integration: Integration) -> str:

@@ -110,7 +110,7 @@ def test_create_verifies_and_answers_with_the_verification(ctx, customer_contain
 def test_sas_url_without_delete_permission_verifies_and_says_the_test_file_stays(ctx, customer_container, azurite_connection):
     name = customer_container.container_name
     url = sas_url(azurite_connection, name, write=True, create=True)  # no delete
-    assert url.startswith(f"http://127.0.0.1:") and f"/{DEV_ACCOUNT}/{name}?" in url
+    assert url.startswith("http://127.0.0.1:") and f"/{DEV_ACCOUNT}/{name}?" in url
 
     answer = call(ctx, "integrations_verify", destination(url, None), account="acme")
 

@@ -6,7 +6,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pyarrow as pa
-import pytest
 
 from exporter.ucd import UcdStore, parse_upsert
 from exporter.ucd.segments import FIXED_COLUMNS
