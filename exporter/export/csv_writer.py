@@ -17,31 +17,43 @@ class BlockSink:
     """A write-only file that hands on exactly `block_bytes` at a time (the last block may be shorter).
 
     Cutting at fixed offsets keeps the block list a function of the bytes alone, so a retry stages
-    the same blocks under the same ids.
+    the same blocks under the same ids. Each byte is copied once, into the block being filled (Arrow
+    reuses the buffer it writes from, so it must be copied); a full block is handed on as it is
+    (a bytearray nobody writes to again) and a fresh one started.
     """
 
     def __init__(self, emit: Callable[[bytes], None], block_bytes: int = BLOCK_BYTES):
         self._emit = emit
         self._block_bytes = block_bytes
-        self._buffer = bytearray()
+        self._block = bytearray(block_bytes)  # zeroed on demand: pages are touched only as they fill
+        self._filled = 0
         self.bytes_written = 0
         self.closed = False
 
     def write(self, data) -> int:
-        self._buffer += data
-        self.bytes_written += len(data)
-        while len(self._buffer) >= self._block_bytes:
-            self._emit(bytes(self._buffer[: self._block_bytes]))
-            del self._buffer[: self._block_bytes]
-        return len(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        offset = 0
+        while offset < size:
+            take = min(size - offset, self._block_bytes - self._filled)
+            self._block[self._filled : self._filled + take] = view[offset : offset + take]
+            self._filled += take
+            offset += take
+            if self._filled == self._block_bytes:
+                block, self._block, self._filled = self._block, bytearray(self._block_bytes), 0
+                self._emit(block)
+        self.bytes_written += size
+        return size
 
     def flush(self) -> None:
         pass
 
     def finish(self) -> None:
-        if self._buffer:
-            self._emit(bytes(self._buffer))
-            self._buffer.clear()
+        block, filled = self._block, self._filled
+        self._block, self._filled = bytearray(), 0
+        if filled:
+            del block[filled:]
+            self._emit(block)
 
 
 def write_csv(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, sink: BlockSink) -> int:

@@ -14,6 +14,8 @@ from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
 from .plan import column_plan, file_name
 
+MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
+
 
 @dataclass(frozen=True)
 class WindowExport:
@@ -35,7 +37,7 @@ class BlockUploader:
     so memory stays bounded by blocks, not by the file.
     """
 
-    def __init__(self, destination: Destination, path: str, max_in_flight: int = 4):
+    def __init__(self, destination: Destination, path: str, max_in_flight: int = MAX_IN_FLIGHT):
         self.destination = destination
         self.path = path
         self.block_ids: list[str] = []
@@ -77,7 +79,7 @@ def export_window(
     destination: Destination,
     *,
     block_bytes: int = BLOCK_BYTES,
-    max_in_flight: int = 4,
+    max_in_flight: int = MAX_IN_FLIGHT,
 ) -> WindowExport:
     """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit."""
     started = time.monotonic()

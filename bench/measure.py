@@ -1,0 +1,360 @@
+"""One measurement in a fresh process: `python -m bench.measure SPEC.json`, prints one JSON line.
+
+Run by `python -m bench` (never imported by it), so that each measurement's peak RSS
+(`ru_maxrss`) is its own: imports, buffers and allocator state of one measurement cannot
+inflate another's.
+"""
+from __future__ import annotations
+
+import exporter  # noqa: F401  first, as in the Functions worker: it picks Arrow's allocator before pyarrow loads
+import csv
+import io
+import json
+import resource
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from azure.storage.blob import BlobServiceClient
+
+from exporter.clock import ManualClock
+from exporter.context import Context
+from exporter.export import runner
+from exporter.export.csv_writer import BLOCK_BYTES
+from exporter.jobs import ExportJob, process_job
+from exporter.settings import Settings
+from exporter.ucd import store as store_module
+from exporter.ucd.segments import FIXED_COLUMNS
+
+from . import data
+
+
+def rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    `ru_maxrss` (RUSAGE_SELF) survives execve on Linux: a child started by a big parent reports at least
+    the parent's RSS at fork time. VmHWM is the high-water mark of this process's own address space,
+    so it is preferred where /proc exists; ru_maxrss is the fallback (and is reported alongside).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return ru_maxrss_mb()
+
+
+def ru_maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _settings(spec: dict[str, Any]) -> Settings:
+    return Settings(
+        storage_connection=spec["connection"], table_prefix=spec["table_prefix"], queue_name=spec["queue"],
+        ucd_container=spec["ucd_container"], secret_key=spec["secret_key"],
+    )
+
+
+def _window(spec: dict[str, Any]) -> tuple[datetime, datetime]:
+    return data.window_bounds(spec["hours"], spec.get("frequency_hours", 1))
+
+
+def _segment_paths(ctx: Context, spec: dict[str, Any]) -> list[str]:
+    start, end = _window(spec)
+    return [ref.path for ref in ctx.ucd.segments(spec["account"], start, end)]
+
+
+# ---------------------------------------------------------------- 1, 4, 5: the project's export
+
+
+def export(spec: dict[str, Any]) -> dict[str, Any]:
+    """`process_job` on a fresh integration whose only due window is the benchmark window."""
+    frequency = spec.get("frequency_hours", 1)
+    start, end = _window(spec)
+    clock = ManualClock(start)
+    ctx = Context.create(_settings(spec), clock)
+    body = {
+        "name": f"bench {frequency}h",
+        "destination": {"type": "azure_blob", "connection_string": spec["connection"],
+                        "container": spec["out_container"], "prefix": spec.get("prefix", "bench/")},
+        "events": data.SELECTION_EVENTS,
+        "attributes": data.SELECTION_ATTRIBUTES,
+        "frequency_hours": frequency,
+        "status": "active",
+    }
+    integration = ctx.integrations.create(spec["account"], body)
+    clock.set(end + timedelta(seconds=ctx.settings.settle_seconds + 1))
+    job = ExportJob(spec["account"], integration["id"]).to_message()
+    rss_before = rss_mb()
+    profiler = None
+    if spec.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    result = process_job(ctx, job)
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    if profiler is not None:
+        profiler.stop()
+        out = Path(spec["profile"])
+        out.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+        (out.with_suffix(".html")).write_text(profiler.output_html())
+    peak = rss_mb()
+    if result.get("exported") != 1:
+        raise SystemExit(f"expected one exported window, got {result}")
+    window = result["windows"][0]
+    ctx.integrations.delete(spec["account"], integration["id"])  # frees the slot (5 per account)
+    return {
+        "seconds": seconds, "rows": window["rows"], "bytes": window["bytes"], "file": window["file"],
+        "peak_rss_mb": peak, "rss_before_mb": rss_before, "cpu_seconds": cpu,
+        "arrow_pool_peak_mb": pa.default_memory_pool().max_memory() / 1e6,
+    }
+
+
+# ---------------------------------------------------------------- 2: the I/O floor
+
+
+def _download_all(container, paths: list[str], prefetch: int) -> int:
+    """Download exactly these blobs, `prefetch` at a time, as the store's read path does."""
+    with ThreadPoolExecutor(max(1, prefetch)) as pool:
+        return sum(pool.map(lambda p: len(container.download_blob(p, max_concurrency=store_module.DOWNLOAD_CONCURRENCY).readall()), paths))
+
+
+def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:
+    """Stage `payload` in `block_bytes` blocks, `in_flight` at a time, then commit (as BlockUploader)."""
+    blob = container.get_blob_client(name)
+    ids = [runner.block_id(i) for i in range(0, max(1, -(-len(payload) // block_bytes)))]
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(lambda i: blob.stage_block(ids[i], payload[i * block_bytes:(i + 1) * block_bytes],
+                                                 length=len(payload[i * block_bytes:(i + 1) * block_bytes])),
+                      range(len(ids))))
+    blob.commit_block_list(ids)
+
+
+def io_floor(spec: dict[str, Any]) -> dict[str, Any]:
+    """The window's segment bytes downloaded and a CSV-sized blob uploaded, overlapped as in the export."""
+    ctx = Context.create(_settings(spec), ManualClock(data.T0))
+    paths = _segment_paths(ctx, spec)
+    service = BlobServiceClient.from_connection_string(spec["connection"])
+    ucd = service.get_container_client(spec["ucd_container"])
+    out = service.get_container_client(spec["out_container"])
+    size = spec["csv_bytes"]
+    payload = memoryview((b"0123456789abcdef,\"quoted\",x\r\n" * (size // 29 + 1))[:size])
+    prefetch = store_module.READ_PREFETCH
+    block_bytes, in_flight = BLOCK_BYTES, runner.MAX_IN_FLIGHT
+    results: dict[str, Any] = {"segments": len(paths), "prefetch": prefetch, "block_bytes": block_bytes,
+                               "in_flight": in_flight}
+
+    t0 = time.perf_counter()
+    read = _download_all(ucd, paths, prefetch)
+    results["download_seconds"] = time.perf_counter() - t0
+    results["segment_bytes"] = read
+
+    t0 = time.perf_counter()
+    _upload(out, "bench-floor/upload-only.csv", payload, block_bytes, in_flight)
+    results["upload_seconds"] = time.perf_counter() - t0
+
+    # The floor: both at once, as the export overlaps reading and staging.
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    downloader = threading.Thread(target=_download_all, args=(ucd, paths, prefetch))
+    downloader.start()
+    _upload(out, "bench-floor/floor.csv", payload, block_bytes, in_flight)
+    downloader.join()
+    results["seconds"] = time.perf_counter() - t0
+    results["cpu_seconds"] = time.process_time() - cpu0
+    results["bytes"] = size
+    results["peak_rss_mb"] = rss_mb()
+    return results
+
+
+# ---------------------------------------------------------------- 3: naive baseline
+
+
+def naive(spec: dict[str, Any]) -> dict[str, Any]:
+    """The same selection the obvious way: pyarrow → Python rows → csv.writer → one upload."""
+    ctx = Context.create(_settings(spec), ManualClock(data.T0))
+    service = BlobServiceClient.from_connection_string(spec["connection"])
+    ucd = service.get_container_client(spec["ucd_container"])
+    out = service.get_container_client(spec["out_container"])
+    names = set(data.selection_names())
+    params: dict[str, set[str]] = {}
+    for e in data.SELECTION_EVENTS:
+        for p in e["params"]:
+            params.setdefault(p, set()).add(e["name"])
+    header = list(FIXED_COLUMNS) + list(params) + [f"attr_{a}" for a in data.SELECTION_ATTRIBUTES]
+    sources = list(FIXED_COLUMNS) + [f"p:{p}" for p in params] + [f"a:{a}" for a in data.SELECTION_ATTRIBUTES]
+    rss_before = rss_mb()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    paths = _segment_paths(ctx, spec)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(header)
+    rows = 0
+    for path in paths:
+        table = pq.read_table(io.BytesIO(ucd.download_blob(path).readall()))
+        for row in table.to_pylist():
+            if row["event_name"] not in names:
+                continue
+            cells = []
+            for h, s in zip(header, sources):
+                value = row.get(s)
+                if h in params and row["event_name"] not in params[h]:
+                    value = None
+                cells.append("" if value is None else value)
+            writer.writerow(cells)
+            rows += 1
+    body = text.getvalue().encode("utf-8")
+    out.upload_blob("bench-naive/naive.csv", body, overwrite=True)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": rows, "bytes": len(body), "peak_rss_mb": rss_mb(), "rss_before_mb": rss_before,
+            "cpu_seconds": time.process_time() - cpu0}
+
+
+# ---------------------------------------------------------------- window read (UCD)
+
+
+def window_read(spec: dict[str, Any]) -> dict[str, Any]:
+    """`UcdStore.read_window` for the export's selection, batches consumed and dropped."""
+    ctx = Context.create(_settings(spec), ManualClock(data.T0))
+    start, end = _window(spec)
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    rows = 0
+    nbytes = 0
+    for batch in ctx.ucd.read_window(spec["account"], start, end, event_names=data.selection_names(),
+                                     columns=data.selection_columns()):
+        rows += batch.num_rows
+        nbytes += batch.nbytes
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": rows, "arrow_bytes": nbytes, "peak_rss_mb": rss_mb(),
+            "cpu_seconds": time.process_time() - cpu0}
+
+
+# ---------------------------------------------------------------- upsert
+
+
+def _request(spec: dict[str, Any], r: int) -> dict[str, Any]:
+    """A realistic upsert body: `users_per_request` users with attributes, events of mixed parameters."""
+    per_user = spec["events_per_request"] // spec["users_per_request"]
+    users = []
+    base = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+    for u in range(spec["users_per_request"]):
+        uid = f"ingest-{r:04d}-{u:05d}"
+        events = []
+        for k in range(per_user):
+            name = data.EVENT_NAMES[(u + k) % len(data.EVENT_NAMES)]
+            params: dict[str, Any] = {}
+            for key in sorted(data.PARAMS_OF[name]):
+                params[key] = {
+                    "price": round(1 + (u * 7 + k) % 5000 / 10, 2), "currency": "EUR", "quantity": 1 + k % 5,
+                    "sku": f"SKU-{(u * 31 + k) % 50000:06d}", "is_gift": k % 2 == 0,
+                    "tags": ["sale", {"step": k % 3}], "url": f"https://shop.example.com/p/{u}?k={k}",
+                    "rating": 1 + k % 5,
+                }[key]
+            ts = base + timedelta(seconds=r * 60 + k, milliseconds=u)
+            events.append({"event_name": name, "timestamp": ts.isoformat().replace("+00:00", "Z"),
+                           "event_params": params})
+        users.append({"user_id": uid, "identifiers": {"email": f"{uid}@example.com"},
+                      "attributes": {"email": f"{uid}@example.com", "country": "TR", "plan": "pro", "age": 20 + u % 50},
+                      "events": events})
+    return {"users": users}
+
+
+def upsert(spec: dict[str, Any]) -> dict[str, Any]:
+    """`ctx.ucd.upsert` of realistic requests, then the raw writes its design must make, with the SDK."""
+    from azure.data.tables import TableServiceClient
+
+    from exporter.ucd.request import parse_upsert
+    from exporter.ucd.store import TRANSACTION_SIZE, WORKERS
+
+    account = spec["ingest_account"]
+    clock = ManualClock(datetime(2026, 11, 29, 0, 0, tzinfo=timezone.utc))
+    ctx = Context.create(_settings(spec), clock)
+    bodies = [_request(spec, r) for r in range(spec["requests"])]
+    requests = [parse_upsert(account, json.loads(json.dumps(b))) for b in bodies]
+    event_ids = [[e.event_id for u in req.users for e in u.events] for req in requests]
+    stored = 0
+    t0 = time.perf_counter()
+    per_request = []
+    for req in requests:
+        clock.advance(seconds=5)
+        t = time.perf_counter()
+        stored += ctx.ucd.upsert(req).stored_events
+        per_request.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - t0
+    seg_sizes = [b.size for b in ctx.storage.ucd_container().list_blobs(name_starts_with=f"{account}/events/")]
+
+    # The floor: one claim entity per event, grouped by the same partitions, 100 per transaction,
+    # 8 threads; plus one segment put of the same size. Into a scratch table.
+    tables = TableServiceClient.from_connection_string(spec["connection"])
+    scratch = tables.create_table_if_not_exists(f"{spec['table_prefix']}floor")
+    service_container = BlobServiceClient.from_connection_string(spec["connection"]).get_container_client(
+        spec["ucd_container"])
+    floor_per_request = []
+    run = uuid.uuid4().hex[:8]
+    t0 = time.perf_counter()
+    for r, ids in enumerate(event_ids):
+        t = time.perf_counter()
+        groups: dict[str, list[str]] = {}
+        for eid in ids:
+            groups.setdefault(f"{run}-{r}~{eid[:2]}", []).append(eid)
+        chunks = [(pk, g[i:i + TRANSACTION_SIZE]) for pk, g in groups.items() for i in range(0, len(g), TRANSACTION_SIZE)]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(lambda c: scratch.submit_transaction(
+                [("create", {"PartitionKey": c[0], "RowKey": e, "segment": "x"}) for e in c[1]]), chunks))
+        size = seg_sizes[r] if r < len(seg_sizes) else seg_sizes[-1]
+        service_container.upload_blob(f"floor/{r:04d}.parquet", b"\0" * size, overwrite=True)
+        floor_per_request.append(time.perf_counter() - t)
+    floor_seconds = time.perf_counter() - t0
+    events = sum(len(ids) for ids in event_ids)
+    return {
+        "seconds": seconds, "events": events, "stored": stored, "requests": len(requests),
+        "transactions_per_request": len(chunks), "floor_seconds": floor_seconds,
+        "per_request_ms": [round(x * 1000) for x in per_request],
+        "floor_per_request_ms": [round(x * 1000) for x in floor_per_request],
+        "peak_rss_mb": rss_mb(),
+    }
+
+
+KINDS = {"export": export, "io_floor": io_floor, "naive": naive, "window_read": window_read, "upsert": upsert}
+
+
+def _tune(spec: dict[str, Any]) -> None:
+    """Experiments only: override the read/stage knobs (`tune` in the spec) before measuring."""
+    tune = spec.get("tune") or {}
+    from exporter.ucd.store import UcdStore
+
+    if "prefetch" in tune:
+        UcdStore.read_window.__kwdefaults__["prefetch"] = tune["prefetch"]
+    if "batch_rows" in tune:
+        UcdStore.read_window.__kwdefaults__["batch_rows"] = tune["batch_rows"]
+    if "block_bytes" in tune:
+        runner.export_window.__kwdefaults__["block_bytes"] = tune["block_bytes"]
+    if "in_flight" in tune:
+        runner.export_window.__kwdefaults__["max_in_flight"] = tune["in_flight"]
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    _tune(spec)
+    result = KINDS[spec["kind"]](spec)
+    result["ru_maxrss_mb"] = ru_maxrss_mb()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
