@@ -31,6 +31,7 @@ from exporter.export.csv_writer import BLOCK_BYTES
 from exporter.jobs import ExportJob, process_job
 from exporter.settings import Settings
 from exporter.ucd import store as store_module
+from exporter.ucd.store import claim_partition
 from exporter.ucd.segments import FIXED_COLUMNS
 
 from . import data
@@ -310,7 +311,7 @@ def upsert(spec: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         groups: dict[str, list[str]] = {}
         for eid in ids:
-            groups.setdefault(f"{run}-{r}~{eid[:2]}", []).append(eid)
+            groups.setdefault(claim_partition(f"{run}-{r}", eid), []).append(eid)
         chunks = [(pk, g[i:i + TRANSACTION_SIZE]) for pk, g in groups.items() for i in range(0, len(g), TRANSACTION_SIZE)]
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda c: scratch.submit_transaction(

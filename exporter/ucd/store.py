@@ -71,6 +71,10 @@ from .values import render
 log = logging.getLogger(__name__)
 
 TRANSACTION_SIZE = 100
+# The dedup index is partitioned by account and the first hex digit of the event id: 16 partitions
+# per account. Few enough that a request's claims fill 100-entity transactions (one round trip per
+# 100 events), enough to spread an account's ingest over several partition servers.
+CLAIM_PARTITION_CHARS = 1
 WORKERS = 8
 MAX_PROPERTY_CHARS = 30_000
 READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
@@ -90,6 +94,10 @@ def _prefer_jemalloc() -> None:
 
 
 _prefer_jemalloc()
+
+
+def claim_partition(account: str, event_id: str) -> str:
+    return f"{account}~{event_id[:CLAIM_PARTITION_CHARS]}"
 
 
 def _ms(when: datetime) -> int:
@@ -279,7 +287,7 @@ class UcdStore:
         """Claim each event for this segment; return (claimed, contested as (partition, event))."""
         by_partition: dict[str, list[EventDraft]] = defaultdict(list)
         for e in events:
-            by_partition[f"{account}~{e.event_id[:2]}"].append(e)
+            by_partition[claim_partition(account, e.event_id)].append(e)
         chunks = [
             (pk, group[i : i + TRANSACTION_SIZE])
             for pk, group in by_partition.items()
