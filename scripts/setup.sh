@@ -7,6 +7,8 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# This machine's pip config names local mirrors that may be absent; those warnings are noise.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+  2> >(grep -v "^WARNING: Location 'file:" >&2)
 npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm install --silent --no-audit --no-fund
 echo "setup done: .venv and node_modules/.bin/azurite are ready" >&2
