@@ -123,14 +123,24 @@ def check_container_name(name: Any, field: str = "destination.container") -> str
     return name
 
 
+def _error_code(exc: HttpResponseError) -> str:
+    """The storage error code ('AuthorizationFailure', ...), from the SDK or the response header."""
+    code = getattr(exc, "error_code", None) or (exc.response.headers.get("x-ms-error-code") if exc.response is not None else None) or ""
+    return str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum
+
+
+def _is_permission_refusal(exc: BaseException) -> bool:
+    """Valid credentials that lack a permission (as opposed to wrong or expired ones)."""
+    return isinstance(exc, HttpResponseError) and exc.status_code in (401, 403) and _error_code(exc) in PERMISSION_CODES
+
+
 def classify(exc: BaseException, container: str) -> ExporterError:
     """Turn an SDK failure into our error types, in words a customer can act on."""
     if isinstance(exc, ExporterError):
         return exc
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         status = exc.status_code
-        code = getattr(exc, "error_code", None) or (exc.response.headers.get("x-ms-error-code") if exc.response is not None else None) or ""
-        code = str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum: show 'AuthorizationFailure'
+        code = _error_code(exc)
         if status in (401, 403):
             if code in PERMISSION_CODES:
                 return CredentialError(f"the credentials are valid but lack permission for this operation ({code})")
@@ -182,10 +192,9 @@ class AzureBlobDestination:
                 f"could not reach {self.credentials.blob_endpoint}: the storage account name or endpoint is wrong, or unreachable"
             ) from None
         except Exception as exc:  # noqa: BLE001 - classified below, never re-raised with SDK text
-            error = classify(exc, self.container_name)
-            if isinstance(error, CredentialError) and "lack permission" in error.message:
-                error = CredentialError("the credentials cannot write to the container (no write permission)")
-            raise error from None
+            if _is_permission_refusal(exc):
+                raise CredentialError("the credentials cannot write to the container (no write permission)") from None
+            raise classify(exc, self.container_name) from None
         deleted = True
         note = None
         try:
