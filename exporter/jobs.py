@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from . import telemetry
 from .clock import from_unix, iso
@@ -188,9 +188,12 @@ def _advance(ctx: Context, integration: Integration, window: Window) -> Integrat
     raise TransientError("could not record the delivered window; it will be re-checked")
 
 
-def _modify(ctx: Context, integration: Integration, **changes: Any) -> Integration | None:
-    """Apply worker-owned changes with ETag retries; None if the integration is gone."""
+def _modify(ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None,
+            **changes: Any) -> Integration | None:
+    """Apply worker-owned changes with ETag retries; None if the integration is gone or `unless(fresh)` holds."""
     for _ in range(10):
+        if unless is not None and unless(integration):
+            return None
         try:
             return ctx.repo.replace(integration.with_changes(**changes))
         except ConflictError:
@@ -209,21 +212,10 @@ def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
     Unless the customer replaced the destination meanwhile: the error was about the old credentials.
     """
     status = "credential_error" if isinstance(error, CredentialError) else "destination_error"
-    current = integration
-    for _ in range(10):
-        if current.destination != integration.destination:
-            return
-        try:
-            ctx.repo.replace(current.with_changes(status=status, last_error=error.message, queued_until=None,
-                                                  updated_at=ctx.clock.now()))
-            break
-        except ConflictError:
-            try:
-                current = ctx.repo.get(integration.account, integration.id)
-            except NotFoundError:
-                return
-        except NotFoundError:
-            return
+    stopped = _modify(ctx, integration, unless=lambda fresh: fresh.destination != integration.destination,
+                      status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
+    if stopped is None:
+        return
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id)
     log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,

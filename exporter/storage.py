@@ -28,6 +28,7 @@ class Storage:
 
     settings: Settings
     _tables: dict[str, TableClient] = field(default_factory=dict)
+    _queues: dict[str, QueueClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -55,12 +56,16 @@ class Storage:
         return self.blobs.get_container_client(self.settings.ucd_container)
 
     def queue(self, name: str | None = None) -> QueueClient:
-        """A queue client speaking the Functions host's Base64 message encoding."""
-        return self._queue_client(
-            name or self.settings.queue_name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
+        """A queue client speaking the Functions host's Base64 message encoding (one per queue)."""
+        name = name or self.settings.queue_name
+        with self._lock:
+            client = self._queues.get(name)
+            if client is None:
+                client = self._queue_client(
+                    name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+                )
+                self._queues[name] = client
+            return client
 
     def ensure(self) -> "Storage":
         """Create the tables, queues and the UCD container if missing (idempotent)."""

@@ -175,8 +175,8 @@ class AzureBlobDestination:
         credential: Any = (
             {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
         )
+        self._credential = credential
         self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
-        self._verify_client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **VERIFY_OPTIONS)
 
     def path_for(self, file_name: str) -> str:
         return join_prefix(self.prefix, file_name)
@@ -184,7 +184,10 @@ class AzureBlobDestination:
     def verify(self, test_file_name: str) -> dict[str, Any]:
         """Write a small test file under the prefix and try to delete it (DESIGN 5)."""
         path = self.path_for(test_file_name)
-        blob = self._verify_client.get_blob_client(path)
+        verify_client = ContainerClient(
+            self.credentials.blob_endpoint, self.container_name, credential=self._credential, **VERIFY_OPTIONS
+        )
+        blob = verify_client.get_blob_client(path)
         try:
             blob.upload_blob(b"Verification file written by the event export. Safe to delete.\n", overwrite=True)
         except ServiceRequestError:
