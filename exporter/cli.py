@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from azure.core.exceptions import AzureError
+
 from . import api, logs
 from .clock import ManualClock, SystemClock, parse_instant
 from .errors import ExporterError, InputError
@@ -163,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExporterError as error:
         _print(error.to_json())
         return 1 if error.status < 500 else 3
+    except AzureError as error:
+        _print({"error": {"code": "storage_unavailable", "message": (
+            f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
+            "is Azurite running? (python -m exporter.devstorage starts one)")}})
+        return 3
 
 
 def _run(args) -> int:

@@ -95,3 +95,16 @@ def test_now_is_taken_before_or_after_the_verb():
     assert parser.parse_args(["--now", "2026-11-28T10:00:00Z", "tick"]).now == "2026-11-28T10:00:00Z"
     assert parser.parse_args(["tick", "--now", "2026-11-28T11:00:00Z"]).now == "2026-11-28T11:00:00Z"
     assert parser.parse_args(["tick"]).now is None
+
+
+def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
+    from exporter.devstorage import connection_string, free_port
+
+    closed = free_port()
+    env = {**os.environ, "AzureWebJobsStorage": connection_string(closed, closed, closed), "EXPORT_SECRET_KEY": SECRET_KEY,
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "exporter", "ucd", "catalog", "--account", "acme"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 3
+    assert json.loads(done.stdout)["error"]["code"] == "storage_unavailable"
+    assert "Traceback" not in done.stderr
