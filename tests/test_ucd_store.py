@@ -300,3 +300,17 @@ def test_batches_are_bounded_by_batch_rows(ctx, clock):
     assert sum(sizes) == 32 and max(sizes) <= 10 and len(batches) >= 4, sizes
     filtered = list(ctx.ucd.read_window("acme", *WIDE, batch_rows=4, event_names=["purchase"]))
     assert sum(b.num_rows for b in filtered) == 32 and max(b.num_rows for b in filtered) <= 4
+
+
+def test_a_merge_too_large_for_a_profile_refuses_the_request_before_any_profile_is_written(ctx):
+    big = "x" * 20_000
+    assert call(ctx, "ucd_upsert", {"users": [{"user_id": "b", "attributes": {"one": big}}]}, account="acme").status == 200
+    body = {"users": [
+        {"user_id": "a", "attributes": {"email": "a@example.com"}, "events": [{"event_name": "e", "timestamp": "2026-11-28T10:00:00Z"}]},
+        {"user_id": "b", "attributes": {"two": big}},
+    ]}
+    answer = call(ctx, "ucd_upsert", body, account="acme")
+    assert answer.status == 400 and answer.body["error"]["field"] == "users[1].attributes"
+    assert ctx.ucd.profile("acme", "a") is None, "no profile of the refused request was written"
+    assert ctx.ucd.profile("acme", "b")["attributes"] == {"one": big}
+    assert list(ctx.ucd.read_window("acme", T0 - timedelta(days=1), T0 + timedelta(days=1))) == []

@@ -53,7 +53,7 @@ from ..storage import (
     UCD_SEGMENTS_TABLE,
     Storage,
 )
-from .request import EventDraft, UpsertRequest, UserDraft, check_account, check_name
+from .request import MAX_PROFILE_CHARS, EventDraft, UpsertRequest, UserDraft, check_account, check_name
 from .segments import (
     FIXED_COLUMNS,
     SegmentRef,
@@ -76,7 +76,6 @@ TRANSACTION_SIZE = 100
 # 100 events), enough to spread an account's ingest over several partition servers.
 CLAIM_PARTITION_CHARS = 1
 WORKERS = 8
-MAX_PROPERTY_CHARS = 30_000
 READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
@@ -392,17 +391,31 @@ class UcdStore:
     # ---------------------------------------------------------------- profiles and catalog
 
     def _merge_profiles(self, account: str, users: list[UserDraft]) -> dict[str, dict[str, str | None]]:
-        """Merge each user's attributes into the profile; return the rendered attributes in force per user."""
+        """Merge each user's attributes into the profile; return the rendered attributes in force per user.
+
+        All profiles are read and every merge is checked first, so a merge that would be too large
+        refuses the request before any profile is written (I8); the writes then start from those reads.
+        """
         merged: dict[str, UserDraft] = {}
-        for user in users:
+        where: dict[str, str] = {}
+        for i, user in enumerate(users):
             into = merged.setdefault(user.user_id, UserDraft(user.user_id))
             into.identifiers.update(user.identifiers)
             into.attributes.update(user.attributes)
+            where.setdefault(user.user_id, f"users[{i}]")
+        drafts = list(merged.values())
         with ThreadPoolExecutor(WORKERS) as pool:
-            results = list(pool.map(lambda u: (u.user_id, self._merge_profile(account, u)), merged.values()))
+            currents = list(pool.map(lambda u: _get(self.profiles, account, _key(u.user_id)), drafts))
+            for user, current in zip(drafts, currents):
+                self._profile_merge(account, user, where[user.user_id])(current)  # raises if too large
+            results = list(pool.map(
+                lambda pair: (pair[0].user_id, self._merge_profile(account, pair[0], where[pair[0].user_id], pair[1])),
+                zip(drafts, currents),
+            ))
         return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results}
 
-    def _merge_profile(self, account: str, user: UserDraft) -> dict[str, Any]:
+    def _profile_merge(self, account: str, user: UserDraft, where: str) -> Callable[[Any], tuple[dict | None, Any]]:
+        """The change that merges `user` into a stored profile (for `_read_modify_write`)."""
         def merge(current):
             fresh = current is None or current.get("deleted", False)
             attributes = {} if fresh else json.loads(current.get("attributes", "{}"))
@@ -420,11 +433,16 @@ class UcdStore:
                 "deleted": False,
                 "updated_at": iso(self.clock.now()),
             }
-            if len(entity["attributes"]) > MAX_PROPERTY_CHARS or len(entity["identifiers"]) > MAX_PROPERTY_CHARS:
-                raise InputError(f"users[{user.user_id}].attributes", "the merged profile is too large")
+            for part in ("attributes", "identifiers"):
+                if len(entity[part]) > MAX_PROFILE_CHARS:
+                    raise InputError(f"{where}.{part}", f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters")
             return entity, new_attributes
 
-        return _read_modify_write(self.profiles, account, _key(user.user_id), merge, f"profile of user {user.user_id!r}")
+        return merge
+
+    def _merge_profile(self, account: str, user: UserDraft, where: str, current: Any) -> dict[str, Any]:
+        return _read_modify_write(self.profiles, account, _key(user.user_id), self._profile_merge(account, user, where),
+                                  f"profile of user {user.user_id!r}", current=current)
 
     def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
         """Tombstone a profile; events already stored stay and are still exported."""
@@ -558,14 +576,23 @@ class UcdStore:
         return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
 
 
-def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str) -> Any:
+_UNREAD = object()
+
+
+def _get(table, partition: str, row: str) -> Any:
+    try:
+        return table.get_entity(partition, row)
+    except ResourceNotFoundError:
+        return None
+
+
+def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str,
+                       current: Any = _UNREAD) -> Any:
     """Optimistic concurrency on one entity: `change(current or None)` gives (entity to write or None, result);
-    a concurrent writer makes it read and change again."""
+    a concurrent writer makes it read and change again. `current` may pass in a read already made."""
     for _ in range(10):
-        try:
-            current = table.get_entity(partition, row)
-        except ResourceNotFoundError:
-            current = None
+        if current is _UNREAD:
+            current = _get(table, partition, row)
         entity, result = change(current)
         if entity is None:
             return result
@@ -578,7 +605,7 @@ def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], 
                 )
             return result
         except (ResourceExistsError, ResourceModifiedError):
-            continue
+            current = _UNREAD
     raise TransientError(f"{what} is being changed concurrently; retry")
 
 
