@@ -51,27 +51,22 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        destination = parse_destination(body, partial=False)
-        return self._verify(destination)
+        return self._verified(parse_destination(body, partial=False))[1]
 
-    def _verify(self, destination: dict[str, Any]) -> dict[str, Any]:
+    def _verified(self, destination: dict[str, Any]) -> tuple[DestinationConfig, dict[str, Any]]:
+        """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         client = self.open_destination(
             destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
         )
-        name = f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt"
-        return client.verify(name)
-
-    def _sealed(self, destination: dict[str, Any]) -> DestinationConfig:
-        client = self.open_destination(
-            destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
-        )
-        return DestinationConfig(
+        verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
+        sealed = DestinationConfig(
             type=destination["type"],
             container=client.container_name,
             prefix=destination["prefix"],
             sealed_secret=self.secrets.seal(destination["connection_string"]),
             masked=client.credentials.masked,
         )
+        return sealed, verification
 
     # ------------------------------------------------------------- create / read
 
@@ -80,13 +75,13 @@ class IntegrationService:
         check_account(account)
         changes = parse_body(body, partial=False)
         check_columns(changes.events, changes.attributes)
-        verification = self._verify(changes.destination)
+        destination, verification = self._verified(changes.destination)
         now = self.clock.now()
         integration = Integration(
             account=account,
             id=uuid.uuid4().hex[:12],
             name=changes.name,
-            destination=self._sealed(changes.destination),
+            destination=destination,
             events=changes.events,
             attributes=changes.attributes,
             frequency_hours=changes.frequency_hours,
@@ -140,12 +135,7 @@ class IntegrationService:
         current = self.repo.get(account, integration_id)
         destination, verification = None, None
         if changes.destination is not None:
-            merged = self._merged_destination(current, changes.destination)
-            verification = self._verify(merged)
-            destination = self._sealed(merged) if changes.destination["connection_string"] else DestinationConfig(
-                type=merged["type"], container=merged["container"], prefix=merged["prefix"],
-                sealed_secret=current.destination.sealed_secret, masked=current.destination.masked,
-            )
+            destination, verification = self._verified(self._merged_destination(current, changes.destination))
         extra = {"verification": verification} if verification else {}
         return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
 
