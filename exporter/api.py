@@ -18,7 +18,7 @@ from .context import Context
 from .jobs import replay_window
 from .errors import ExporterError, InputError, TransientError
 from .logs import redact
-from .ucd.request import load_json_body, parse_upsert
+from .ucd.request import check_fields, load_json_body, parse_upsert
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,6 @@ def _limit(request: ApiRequest) -> int:
     return int(raw)
 
 
-def _object(body: Any) -> dict:
-    if not isinstance(body, dict):
-        raise InputError("body", "must be a JSON object")
-    return body
-
-
 def _upsert(ctx: Context, r: ApiRequest) -> dict:
     return ctx.ucd.upsert(parse_upsert(r.params["account"], r.json())).to_json()
 
@@ -81,7 +75,7 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_resume": lambda ctx, r: ctx.integrations.resume(r.params["account"], r.params["id"]),
     "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
     "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
-    "integrations_replay": lambda ctx, r: replay_window(ctx, r.params["account"], r.params["id"], _object(r.json()).get("start")),
+    "integrations_replay": lambda ctx, r: replay_window(ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")),
 }
 
 CREATED = {"integrations_create"}

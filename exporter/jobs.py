@@ -23,6 +23,7 @@ from .errors import (
 from .export.plan import EventSelection, file_name
 from .export.runner import export_window
 from .integrations.model import Integration
+from .integrations.model import events_json
 from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
 from .windows import Window, backlog, due_windows, export_lag_seconds, is_due, next_start
 
@@ -259,8 +260,8 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
 
 
 def selection_json(integration: Integration) -> str:
-    return json.dumps({"events": [{"name": e.name, "params": list(e.params)} for e in integration.events],
-                       "attributes": list(integration.attributes)})
+    """What a window was exported with, kept on its run record for replays."""
+    return json.dumps({"events": events_json(integration.events), "attributes": list(integration.attributes)})
 
 
 def replay_window(ctx: Context, account: str, integration_id: str, start_unix: Any) -> dict[str, Any]:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -89,3 +90,27 @@ def integration_body(connection_string: str, container: str, **overrides: Any) -
     }
     body.update(overrides)
     return body
+
+
+def run_together(work: Callable[[int], Any], n: int, timeout: float = 120) -> list[Any]:
+    """Run work(0..n-1) on n threads released at the same instant; return their results, or raise the first error."""
+    barrier = threading.Barrier(n, timeout=60)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a worker did not finish"
+    if errors:
+        raise errors[0]
+    return results

@@ -31,7 +31,7 @@ from exporter.host import drain, tick
 from exporter.jobs import ExportJob, process_job, schedule
 from exporter.runs import EXPORTED, FAILED, POISONED, RETRYING
 from exporter.windows import Window, is_due
-from tests.conftest import T0, call, integration_body
+from tests.conftest import T0, call, integration_body, run_together
 
 ACCOUNT = "acme"
 H = timedelta(hours=1)
@@ -357,22 +357,7 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
             return real_advance(*args, **kwargs)
         monkeypatch.setattr(jobs, "_advance", advance_together)
 
-    start = threading.Barrier(2, timeout=60)
-    results, errors = [None, None], []
-
-    def work(i):
-        try:
-            start.wait()
-            results[i] = process_job(workers[i], body, 1)
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    results = run_together(lambda i: process_job(workers[i], body, 1), 2)
     if meet_at_advance:
         assert calls[:2] == [Window(ACT, ACT + H)] * 2, "both workers exported window 1 before either advanced"
     assert sum(r["exported"] for r in results) >= 4

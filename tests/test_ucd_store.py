@@ -1,7 +1,6 @@
 """The UCD store on Azurite: stored rows not transmissions, entry time, profiles, catalog, window reads."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -9,7 +8,7 @@ import pyarrow as pa
 
 from exporter.ucd import UcdStore, parse_upsert
 from exporter.ucd.segments import FIXED_COLUMNS
-from tests.conftest import T0, call
+from tests.conftest import T0, call, run_together
 
 TS = "2026-11-28T09:00:00Z"
 WIDE = (T0 - timedelta(hours=12), T0 + timedelta(hours=12))
@@ -100,24 +99,9 @@ def test_a_hundred_sends_store_one_row(ctx, clock):
 def test_concurrent_duplicate_upserts_store_each_event_once(ctx, clock):
     pool = [ev(ts=f"2026-11-28T09:{m:02d}:00Z", n=m) for m in range(40)]
     bodies = [[pool[(8 * i + k) % 40] for k in range(20)] for i in range(8)]  # each event in 4 bodies
-    barrier = threading.Barrier(8)
-    results, errors = [None] * 8, []
-
-    def worker(i):
-        store = UcdStore(ctx.storage, clock)  # one store per worker, as on separate instances
-        request = parse_upsert("acme", {"users": [{"user_id": "u1", "events": bodies[i]}]})
-        barrier.wait()
-        try:
-            results[i] = store.upsert(request)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    stores = [UcdStore(ctx.storage, clock) for _ in range(8)]  # one store per worker, as on separate instances
+    requests = [parse_upsert("acme", {"users": [{"user_id": "u1", "events": body}]}) for body in bodies]
+    results = run_together(lambda i: stores[i].upsert(requests[i]), 8)
     assert all(r.received_events == 20 and r.stored_events + r.duplicate_events == 20 for r in results)
     assert sum(r.stored_events for r in results) == 40
     counts = Counter(ids(ctx))

@@ -72,7 +72,7 @@ class Integration:
                 "prefix": self.destination.prefix,
                 "connection_string": self.destination.masked,
             },
-            "events": [{"name": e.name, "params": list(e.params)} for e in self.events],
+            "events": events_json(self.events),
             "attributes": list(self.attributes),
             "frequency_hours": self.frequency_hours,
             "status": self.status,
@@ -94,7 +94,7 @@ class Integration:
             "prefix": self.destination.prefix,
             "secret": self.destination.sealed_secret,
             "destination_masked": self.destination.masked,
-            "events": json.dumps([{"name": e.name, "params": list(e.params)} for e in self.events]),
+            "events": json.dumps(events_json(self.events)),
             "attributes": json.dumps(list(self.attributes)),
             "frequency_hours": self.frequency_hours,
             "status": self.status,
@@ -133,6 +133,11 @@ class Integration:
             slot=int(entity.get("slot", 0)),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
+
+
+def events_json(events: tuple[EventSelection, ...]) -> list[dict[str, Any]]:
+    """The selected events as the API and storage write them: [{"name", "params"}]."""
+    return [{"name": e.name, "params": list(e.params)} for e in events]
 
 
 def _iso(when: datetime | None) -> str | None:
