@@ -1,0 +1,1 @@
+"""Local tools: never part of the deployed function app (see .funcignore)."""
