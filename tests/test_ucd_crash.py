@@ -23,8 +23,8 @@ VISIBLE_AFTER = {"after_upload", "after_commit_mark"}  # the segment blob has la
 WIDE = (T0 - timedelta(hours=2), T0 + timedelta(hours=6))
 
 
-class Crash(Exception):
-    """The process dies here."""
+class Crash(BaseException):
+    """The process dies here (BaseException: a dead process runs no clean-up)."""
 
 
 def crash_at(point, occurrence=1):

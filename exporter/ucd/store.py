@@ -35,10 +35,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.core import MatchConditions
@@ -126,6 +127,15 @@ def _no_fault(point: str) -> None:
     return None
 
 
+@dataclass
+class _Segment:
+    """One segment being stored: its intent as last read, and whether a put of it may still land."""
+
+    id: str
+    intent: Any = None
+    put_pending: bool = False
+
+
 class UcdStore:
     """Stored events, profiles and catalog of every account, on the app's storage account."""
 
@@ -168,12 +178,7 @@ class UcdStore:
         if not unique:
             return UpsertResult(request.received_events, 0, request.received_events)
 
-        segment_id = uuid.uuid4().hex
-        intent = self._create_intent(account, segment_id, len(unique))
-        self.fault("after_intent")
-        ours, contested = self._claim(account, list(unique.values()), segment_id)
-        self.fault("after_claims")
-        stored = self._commit_or_abort(account, segment_id, intent, ours, attributes)
+        stored, contested = self._store_segment(account, len(unique), lambda sid: self._claim(account, list(unique.values()), sid), attributes)
         # Only now, holding no pending claim, wait for the events other requests hold. A request never
         # waits while others may wait on it, so overlapping concurrent upserts cannot deadlock.
         states: dict[str, str] = {}  # shared by the threads: a racing double lookup is harmless
@@ -181,22 +186,43 @@ class UcdStore:
             dead = self._await_owners(account, contested, states)
             if not dead:
                 break
-            segment_id = uuid.uuid4().hex
-            intent = self._create_intent(account, segment_id, len(dead))
-            taken, contested = self._take_over(dead, segment_id)
-            stored += self._commit_or_abort(account, segment_id, intent, taken, attributes)
+            taken, contested = self._store_segment(account, len(dead), lambda sid: self._take_over(dead, sid), attributes)
+            stored += taken
         result = UpsertResult(request.received_events, stored, request.received_events - stored)
         telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
         return result
 
-    def _commit_or_abort(self, account, segment_id, intent, ours: list[EventDraft], attributes) -> int:
-        if ours:
-            self._commit_segment(account, segment_id, intent, ours, attributes)
-        else:
-            self._set_intent_state(account, segment_id, "aborted")
-        return len(ours)
+    def _store_segment(self, account, events: int, claim, attributes) -> tuple[int, list]:
+        """One segment: intent, claims (`claim(segment_id)` → (ours, contested)), commit; return (stored, contested).
 
-    def _commit_segment(self, account, segment_id, intent, ours: list[EventDraft], attributes) -> None:
+        If the request fails before its put can have started, the intent is aborted at once, so the
+        claims it holds are free for the request's retry instead of blocking it until their deadline.
+        """
+        segment = _Segment(uuid.uuid4().hex)
+        try:
+            segment.intent = self._create_intent(account, segment.id, events)
+            self.fault("after_intent")
+            ours, contested = claim(segment.id)
+            self.fault("after_claims")
+            if ours:
+                self._commit_segment(account, segment, ours, attributes)
+            else:
+                self._set_intent_state(account, segment.id, "aborted")
+        except Exception:  # noqa: BLE001 - re-raised; a crash (BaseException) leaves the intent to its deadline
+            self._give_up(account, segment)
+            raise
+        return len(ours), contested
+
+    def _give_up(self, account: str, segment: "_Segment") -> None:
+        """Abort a failed request's intent, unless a put may still land (then its deadline decides)."""
+        if segment.intent is None or segment.put_pending:
+            return
+        try:
+            self._set_intent_state(account, segment.id, "aborted", etag=segment.intent.metadata["etag"])
+        except AzureError:
+            pass  # changed meanwhile (a stamp whose answer was lost) or unreachable: the deadline frees the claims
+
+    def _commit_segment(self, account: str, segment: "_Segment", ours: list[EventDraft], attributes) -> None:
         param_keys = {k for e in ours for k in e.params}
         attribute_keys = {k for e in ours for k in attributes.get(e.user_id, {})}
         rows = []
@@ -210,10 +236,11 @@ class UcdStore:
         for _attempt in range(3):
             entry = self.clock.now()
             entry_ms = _ms(entry)
-            path = segment_path(account, entry_ms, segment_id)
-            intent = self._stamp_intent(account, segment_id, intent, path, entry_ms)
+            path = segment_path(account, entry_ms, segment.id)
+            segment.intent = self._stamp_intent(account, segment.id, segment.intent, path, entry_ms)
             self.fault("after_stamp")
             started = time.monotonic()
+            segment.put_pending = True
             try:
                 # One attempt only (retry_total=0): an SDK retry after its back-off would land the put
                 # after the deadline, with the old entry time, perhaps after another request took over.
@@ -225,14 +252,25 @@ class UcdStore:
                 # A failed put may still be running on the server until its server-side timeout; only
                 # after that is "no blob" final, and a restamped put cannot race the old one.
                 self.sleep(max(0.0, started + self.commit_timeout - time.monotonic()))
-                if not self._blob_exists(path):
+                if not self._blob_exists(path):  # raises when storage cannot say: then no second put
+                    segment.put_pending = False
                     continue  # restamp and retry: the row must not carry an entry time older than its commit
             self.fault("after_upload")
-            self._set_intent_state(account, segment_id, "committed")
+            self._mark_committed(account, segment.id)
             self.fault("after_commit_mark")
             return
-        self._set_intent_state(account, segment_id, "aborted")
+        self._set_intent_state(account, segment.id, "aborted")
         raise TransientError(f"the event store could not commit a segment ({type(last_error).__name__}); retry the request")
+
+    def _mark_committed(self, account: str, segment_id: str) -> None:
+        """Idempotent, so retried on a lost answer; if it still fails, the landed blob says committed anyway."""
+        for attempt in range(3):
+            try:
+                self._set_intent_state(account, segment_id, "committed")
+                return
+            except (ServiceRequestError, ServiceResponseError):
+                if attempt == 2:
+                    raise
 
     def write_segment(self, account: str, table: pa.Table) -> SegmentRef:
         """Append an already-unique table of stored events as one segment (bulk loads and benchmarks).
@@ -260,7 +298,15 @@ class UcdStore:
             "deadline_ms": str(now_ms + self.claim_budget * 1000),
             "path": "",
         }
-        self.segments_table.create_entity(entity)
+        for attempt in range(3):
+            try:
+                self.segments_table.create_entity(entity)
+                break
+            except ResourceExistsError:
+                break  # the segment id is this request's own: an earlier attempt's create landed
+            except (ServiceRequestError, ServiceResponseError):
+                if _get(self.segments_table, account, segment_id) is not None or attempt == 2:
+                    break  # landed, its answer lost (or give up: the read below raises if it is absent)
         return self.segments_table.get_entity(account, segment_id)
 
     def _stamp_intent(self, account, segment_id, intent, path, entry_ms):
@@ -272,6 +318,11 @@ class UcdStore:
                 entity, mode=UpdateMode.REPLACE, etag=intent.metadata["etag"], match_condition=MatchConditions.IfNotModified
             )
         except ResourceModifiedError:
+            # Either another request aborted this intent, or our own stamp landed and the SDK's retry
+            # of it met the new ETag: the intent's content tells which.
+            current = self.segments_table.get_entity(account, segment_id)
+            if current.get("state") == "pending" and current.get("path") == path and current.get("entry_ms") == str(entry_ms):
+                return current
             raise TransientError("a concurrent request took over these events; retry the request") from None
         return self.segments_table.get_entity(account, segment_id)
 
@@ -305,16 +356,35 @@ class UcdStore:
         try:
             self.events.submit_transaction(ops)
             return chunk, []
-        except (TableTransactionError, ResourceExistsError):
-            pass  # some are claimed already: the transaction rolled back whole, go one by one
+        except (TableTransactionError, ResourceExistsError, ServiceRequestError, ServiceResponseError):
+            # Some are claimed already (the transaction rolled back whole), or its answer was lost:
+            # one by one, each claim tells whose it is.
+            pass
         won, lost = [], []
         for e in chunk:
-            try:
-                self.events.create_entity({"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id})
+            if self._claim_one(pk, e.event_id, segment_id):
                 won.append(e)
-            except ResourceExistsError:
+            else:
                 lost.append((pk, e))
         return won, lost
+
+    def _claim_one(self, pk: str, event_id: str, segment_id: str) -> bool:
+        """Create one claim; an existing claim is ours only if it names our segment (a create whose
+        answer was lost has landed: "already exists" then means us, not another request)."""
+        for attempt in range(3):
+            try:
+                self.events.create_entity({"PartitionKey": pk, "RowKey": event_id, "segment": segment_id})
+                return True
+            except ResourceExistsError:
+                return self.events.get_entity(pk, event_id)["segment"] == segment_id
+            except (ServiceRequestError, ServiceResponseError):
+                # The create is not retried by the SDK (a POST): its outcome is unknown until read.
+                claim = _get(self.events, pk, event_id)
+                if claim is not None:
+                    return claim["segment"] == segment_id
+                if attempt == 2:
+                    raise
+        return False
 
     def _await_owners(self, account, contested, states: dict[str, str]):
         """Wait until the owner of each contested event has committed or died; return the dead ones' claims."""
@@ -350,8 +420,10 @@ class UcdStore:
                     mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
                 )
                 return True
-            except ResourceModifiedError:
-                return False  # someone else took it over first; look again
+            except (ResourceModifiedError, ServiceRequestError, ServiceResponseError):
+                # Someone else took it over first, or our own update landed and its answer was lost
+                # (the SDK's retry then meets our new ETag): the claim's segment tells which.
+                return self.events.get_entity(pk, event.event_id)["segment"] == segment_id
 
         with ThreadPoolExecutor(WORKERS) as pool:
             outcome = list(pool.map(take, dead))
@@ -383,10 +455,11 @@ class UcdStore:
         return "dead"
 
     def _blob_exists(self, path: str) -> bool:
+        """Whether a segment landed; when storage cannot say, raise: "no" would allow a second copy."""
         try:
             return self.container.get_blob_client(path).exists()
-        except HttpResponseError:
-            return False
+        except AzureError:
+            raise TransientError("the event store cannot tell whether a segment landed; retry the request") from None
 
     # ---------------------------------------------------------------- profiles and catalog
 

@@ -1,0 +1,187 @@
+"""Storage that applies a write but loses its answer: the UCD must read its own write as its own.
+
+A fault-injecting proxy sits between the store and Azurite's Table service. Its `reset_after` fault
+lets Azurite apply a request and then resets the connection, so the SDK retries a PUT and meets its
+own first write (412 or 409); a POST is not retried by the SDK and fails with the outcome unknown.
+Each test is one of those answers read as "another request did it", which lost or blocked events.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from exporter.context import Context
+from exporter.errors import TransientError
+from exporter.local.faultproxy import FaultProxy, Rule
+from exporter.storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE
+from exporter.ucd import UcdStore, parse_upsert
+from tests.conftest import T0
+
+WIDE = (T0 - timedelta(hours=2), T0 + timedelta(hours=6))
+
+
+class Crash(BaseException):
+    """The process dies here (BaseException: nothing in the store may run clean-up for a dead process)."""
+
+
+def body(n: int = 3, user: str = "u1") -> dict:
+    return {"users": [{"user_id": user, "events": [
+        {"event_name": "purchase", "timestamp": f"2026-11-27T08:00:{i:02d}Z", "event_params": {"i": i}} for i in range(n)
+    ]}]}
+
+
+@pytest.fixture
+def table_proxy(azurite_connection):
+    match = re.search(r"TableEndpoint=(http://[^/;]+)", azurite_connection)
+    assert match, azurite_connection
+    proxy = FaultProxy(match.group(1)).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxied(ctx, clock, settings, table_proxy, azurite_connection):
+    """A store whose Table calls pass through the proxy (blobs and queues go straight to Azurite)."""
+    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
+    proxied_ctx = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
+
+    def store(**kw) -> UcdStore:
+        s = UcdStore(proxied_ctx.storage, clock, commit_timeout_seconds=1, sleep=lambda _s: None, **kw)
+        s.poll_interval = 0.01
+        return s
+
+    return store
+
+
+def stored(ctx) -> Counter:
+    return Counter(r["event_id"] for b in ctx.ucd.read_window("acme", *WIDE) for r in b.to_pylist())
+
+
+def ids(request_body) -> set[str]:
+    return {e.event_id for u in parse_upsert("acme", request_body).users for e in u.events}
+
+
+def assert_exactly_once(ctx, request_body) -> None:
+    counts = stored(ctx)
+    assert set(counts) == ids(request_body), "an acknowledged event is missing"
+    assert set(counts.values()) == {1}, "an event is stored twice"
+
+
+def crash_after_claims(ctx, clock) -> None:
+    """A first request claims every event, then dies; past its claim budget its segment is dead."""
+    def die(point):
+        if point == "after_claims":
+            raise Crash(point)
+
+    dying = UcdStore(ctx.storage, clock, fault=die)
+    with pytest.raises(Crash):
+        dying.upsert(parse_upsert("acme", body()))
+    clock.advance(seconds=dying.claim_budget + 1)
+
+
+def test_a_take_over_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
+    """The confirmed loss: the retried take-over PUT meets its own write (412), and the event was
+    counted as a duplicate of a segment that never held it. A resend could not bring it back."""
+    crash_after_claims(ctx, clock)
+    table_proxy.add(Rule("reset_after", method="PUT", path=rf"{UCD_EVENTS_TABLE}\(", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", body()))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert (result.stored_events, result.duplicate_events) == (3, 0)
+    assert_exactly_once(ctx, body())
+    again = proxied().upsert(parse_upsert("acme", body()))
+    assert (again.stored_events, again.duplicate_events) == (0, 3)
+    assert_exactly_once(ctx, body())
+
+
+def test_a_claim_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
+    """A single claim create lands but its answer is lost: the event is ours, not someone else's."""
+    ctx.ucd.upsert(parse_upsert("acme", body(1)))  # event 0 stored: the batch claim of the next request fails
+    table_proxy.add(Rule("reset_after", method="POST", path=rf"^/[^/]+/[^/]*{UCD_EVENTS_TABLE}(\?|$)", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", body(3)))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert (result.stored_events, result.duplicate_events) == (2, 1)
+    assert_exactly_once(ctx, body(3))
+
+
+def test_a_claim_transaction_whose_answer_is_lost_keeps_every_event(ctx, clock, proxied, table_proxy):
+    """The whole claim transaction lands, its answer is lost: every event is still ours."""
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", body(5)))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert (result.stored_events, result.duplicate_events) == (5, 0)
+    assert_exactly_once(ctx, body(5))
+
+
+def test_an_intent_whose_answer_is_lost_is_still_ours(ctx, clock, proxied, table_proxy):
+    table_proxy.add(Rule("reset_after", method="POST", path=rf"^/[^/]+/[^/]*{UCD_SEGMENTS_TABLE}(\?|$)", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", body()))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert result.stored_events == 3
+    assert_exactly_once(ctx, body())
+
+
+def test_a_stamp_whose_answer_is_lost_commits_at_once(ctx, clock, proxied, table_proxy):
+    """The stamp PUT is retried by the SDK and meets its own write (412): not a take-over by another request."""
+    table_proxy.add(Rule("reset_after", method="PUT", path=rf"{UCD_SEGMENTS_TABLE}\(", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", body()))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert result.stored_events == 3
+    assert_exactly_once(ctx, body())
+
+
+def test_a_request_that_failed_on_a_transient_fault_succeeds_on_its_next_attempt(ctx, clock, proxied):
+    """A failed request gives up its claims at once, so its retry does not wait for their deadline."""
+    def storage_fails_once_claimed(point):
+        if point == "after_claims":
+            raise TransientError("the storage failed after the claims landed")  # the process lives on
+
+    with pytest.raises(TransientError):
+        proxied(fault=storage_fails_once_claimed).upsert(parse_upsert("acme", body()))
+
+    result = proxied().upsert(parse_upsert("acme", body()))  # same instant: no deadline has passed
+
+    assert (result.stored_events, result.duplicate_events) == (3, 0)
+    assert_exactly_once(ctx, body())
+
+
+def test_an_unanswered_existence_check_never_puts_a_second_copy(ctx, clock, proxied, table_proxy, monkeypatch):
+    """After a failed segment put, a failed existence check is not read as "no blob": the request
+    fails (503) without a restamped second put, and the events are stored once in the end."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    store = proxied()
+    real_put = ctx.ucd.container.upload_blob  # another client of the same container: its own blob clients stay real
+    puts = []
+
+    def put_lands_answer_lost(path, data, **kw):
+        puts.append(path)
+        real_put(path, data, **kw)
+        raise ServiceRequestError("connection reset after the put")
+
+    class Unanswered:
+        def exists(self):
+            raise HttpResponseError(message="503 server busy")
+
+    monkeypatch.setattr(store.container, "upload_blob", put_lands_answer_lost)
+    monkeypatch.setattr(store.container, "get_blob_client", lambda path: Unanswered())
+    with pytest.raises(TransientError):
+        store.upsert(parse_upsert("acme", body()))
+    assert len(puts) == 1, "no second put while the first one's outcome is unknown"
+
+    clock.advance(seconds=store.claim_budget + 1)
+    result = proxied().upsert(parse_upsert("acme", body()))
+    assert (result.stored_events, result.duplicate_events) == (0, 3)
+    assert_exactly_once(ctx, body())
