@@ -16,11 +16,50 @@ from azure.core.exceptions import AzureError
 
 from .context import Context
 from .jobs import replay_window
-from .errors import ExporterError, InputError, TransientError
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    CredentialError,
+    DestinationError,
+    ExporterError,
+    InputError,
+    LimitError,
+    NotFoundError,
+    PreconditionFailed,
+    TransientError,
+)
 from .logs import redact
-from .ucd.request import check_fields, load_json_body, parse_upsert
+from .ucd.request import parse_upsert
+from .validation import check_fields, load_json_body
 
 log = logging.getLogger(__name__)
+
+
+# The one mapping of error classes to HTTP statuses (the CLI derives its exit codes from it).
+HTTP_STATUS: dict[type[ExporterError], int] = {
+    InputError: 400,
+    NotFoundError: 404,
+    ConflictError: 409,
+    LimitError: 409,
+    PreconditionFailed: 412,
+    CredentialError: 422,
+    DestinationError: 422,
+    TransientError: 503,
+    ConfigurationError: 500,
+}
+
+
+def http_status(error: ExporterError) -> int:
+    """The HTTP status of an error class (the nearest mapped base class; 500 for anything else)."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def exit_code(status: int) -> int:
+    """CLI exit code of an answer: 0 done, 1 refused, 3 server-side failure."""
+    return 0 if status < 400 else (1 if status < 500 else 3)
 
 
 @dataclass
@@ -52,7 +91,7 @@ class ApiResponse:
 def _limit(request: ApiRequest) -> int:
     raw = request.query.get("limit", "1000")
     if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        raise InputError("limit", "must be a whole number from 1 to 10000")
+        raise InputError("must be a whole number from 1 to 10000", field="limit")
     return int(raw)
 
 
@@ -107,7 +146,7 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
         body = error.to_json()
         if operation == "integrations_verify":
             body = {"ok": False, "test_file": None, **body}
-        return ApiResponse(error.status, body)
+        return ApiResponse(http_status(error), body)
     except AzureError as error:
         # Our own storage failing (timeouts, 5xx, throttling after the SDK's retries): the caller retries.
         log.warning("storage failure in %s (%s)", operation, type(error).__name__)

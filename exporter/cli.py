@@ -139,7 +139,7 @@ def _read_body(name: str) -> bytes:
     try:
         return Path(name).read_bytes()
     except OSError as error:
-        raise InputError("file", f"cannot read {name!r}: {error.strerror}") from None
+        raise InputError(f"cannot read {name!r}: {error.strerror}", field="file") from None
 
 
 def _print(body: Any) -> None:
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except ExporterError as error:
         _print(error.to_json())
-        return 1 if error.status < 500 else 3
+        return api.exit_code(api.http_status(error))
     except AzureError as error:
         _print({"error": {"code": "storage_unavailable", "message": (
             f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
@@ -218,4 +218,4 @@ def _run(args) -> int:
         sys.stdout.write(runs_table(answer.body["runs"]))
     else:
         _print(answer.body)
-    return 0 if answer.status < 400 else (1 if answer.status < 500 else 3)
+    return api.exit_code(answer.status)

@@ -36,14 +36,14 @@ class ManualClock:
 def parse_instant(text: str, field: str) -> datetime:
     """Parse ISO 8601; a value without an offset is taken as UTC."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError(field, "must be an ISO 8601 date-time")
+        raise InputError("must be an ISO 8601 date-time", field=field)
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise InputError(field, f"is not an ISO 8601 date-time: {text!r}") from None
+        raise InputError(f"is not an ISO 8601 date-time: {text!r}", field=field) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)

@@ -1,11 +1,14 @@
-"""The small error hierarchy; `exporter.api` maps it to HTTP statuses and CLI exits in one place."""
+"""The small error hierarchy. Every error is `SomeError(message, field=...)`.
+
+Domain code raises these and knows nothing of HTTP: `exporter.api` maps each class to an HTTP
+status and a CLI exit code, in one place.
+"""
 from __future__ import annotations
 
 
 class ExporterError(Exception):
-    """Base of every error the app answers with on purpose."""
+    """Base of every error the app answers with on purpose; `field` names what it is about."""
 
-    status = 500
     code = "internal_error"
 
     def __init__(self, message: str, *, field: str | None = None):
@@ -21,64 +24,62 @@ class ExporterError(Exception):
 
 
 class InputError(ExporterError):
-    """The request is malformed; `field` names what is wrong (a JSON path such as users[3].events[0].timestamp)."""
+    """The request is malformed; `field` is its JSON path (such as users[3].events[0].timestamp)."""
 
-    status = 400
     code = "invalid_input"
 
-    def __init__(self, field: str, reason: str):
+    def __init__(self, reason: str, *, field: str):
         super().__init__(f"{field}: {reason}", field=field)
         self.reason = reason
 
 
 class NotFoundError(ExporterError):
-    status = 404
     code = "not_found"
 
 
 class ConflictError(ExporterError):
     """A concurrent change won; the caller should re-read and retry."""
 
-    status = 409
     code = "conflict"
 
 
 class PreconditionFailed(ExporterError):
-    status = 412
     code = "precondition_failed"
 
 
 class LimitError(ExporterError):
-    status = 409
     code = "limit_reached"
 
 
 class CredentialError(ExporterError):
     """The destination refused our credentials or permissions; delivery stops until they are fixed."""
 
-    status = 422
     code = "credential_error"
 
 
 class DestinationError(ExporterError):
     """The destination is misconfigured in a way retries cannot fix (e.g. its container is missing)."""
 
-    status = 422
     code = "destination_error"
 
 
 class TransientError(ExporterError):
     """Timeouts, 5xx, throttling, a busy concurrent writer: try again later."""
 
-    status = 503
     code = "transient_error"
 
 
 class ConfigurationError(ExporterError):
-    """An app setting is missing or invalid."""
+    """An app setting is missing or invalid; `field` names the setting."""
 
-    status = 500
     code = "configuration_error"
 
-    def __init__(self, setting: str, reason: str):
-        super().__init__(f"setting {setting} {reason}", field=setting)
+    def __init__(self, reason: str, *, field: str):
+        super().__init__(f"setting {field} {reason}", field=field)
+        self.reason = reason
+
+
+class InternalError(ExporterError):
+    """A bug of ours (an unexpected exception), as opposed to a fault that may pass by itself."""
+
+    code = "internal_error"

@@ -22,7 +22,7 @@ from .errors import (
 )
 from .export.plan import EventSelection, file_name
 from .export.runner import export_window
-from .integrations.model import Integration
+from .integrations.model import Integration, Status
 from .integrations.model import events_json
 from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
 from .windows import Window, backlog, due_windows, export_lag_seconds, is_due, next_start
@@ -60,7 +60,7 @@ def schedule(ctx: Context) -> dict[str, Any]:
         if anchor is None:
             continue
         telemetry.record_export_lag(integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now))
-        if integration.status != "active":
+        if integration.status != Status.ACTIVE:
             continue
         if not is_due(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds):
             continue
@@ -94,7 +94,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, An
         integration = ctx.repo.get(job.account, job.integration_id)
     except NotFoundError:
         return {"exported": 0, "reason": "integration deleted"}
-    if integration.status != "active" or integration.activated_at is None:
+    if integration.status != Status.ACTIVE or integration.activated_at is None:
         _release(ctx, integration)
         return {"exported": 0, "reason": f"integration is {integration.status}"}
 
@@ -115,7 +115,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, An
             return {"exported": len(exported), "windows": exported, "stopped": error.code, "reason": error.message}
         exported.append(record.to_json())
         advanced = _advance(ctx, integration, window)
-        if advanced is None or advanced.status != "active":
+        if advanced is None or advanced.status != Status.ACTIVE:
             # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
             try:
                 _release(ctx, ctx.repo.get(integration.account, integration.id))
@@ -212,7 +212,7 @@ def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
 
     Unless the customer replaced the destination meanwhile: the error was about the old credentials.
     """
-    status = "credential_error" if isinstance(error, CredentialError) else "destination_error"
+    status = Status.CREDENTIAL_ERROR if isinstance(error, CredentialError) else Status.DESTINATION_ERROR
     stopped = _modify(ctx, integration, unless=lambda fresh: fresh.destination != integration.destination,
                       status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
     if stopped is None:
@@ -271,7 +271,7 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
     selection does not change what a replay writes.
     """
     if isinstance(start_unix, bool) or not isinstance(start_unix, int):
-        raise InputError("start", "must be the window's start as Unix seconds (see `integrations runs`)")
+        raise InputError("must be the window's start as Unix seconds (see `integrations runs`)", field="start")
     integration = ctx.repo.get(account, integration_id)
     record = ctx.runs.get(account, integration_id, start_unix)
     if record is None or record.status != EXPORTED:

@@ -13,11 +13,11 @@ from .errors import ConfigurationError
 class SecretBox:
     def __init__(self, key: str):
         if not key:
-            raise ConfigurationError("EXPORT_SECRET_KEY", "is not set (generate one with `python -m exporter secret-key`)")
+            raise ConfigurationError("is not set (generate one with `python -m exporter secret-key`)", field="EXPORT_SECRET_KEY")
         try:
             self._fernet = Fernet(key.encode())
         except (ValueError, TypeError):
-            raise ConfigurationError("EXPORT_SECRET_KEY", "is not a valid Fernet key") from None
+            raise ConfigurationError("is not a valid Fernet key", field="EXPORT_SECRET_KEY") from None
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
@@ -26,7 +26,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            raise ConfigurationError("EXPORT_SECRET_KEY", "cannot decrypt a stored secret (was the key rotated?)") from None
+            raise ConfigurationError("cannot decrypt a stored secret (was the key rotated?)", field="EXPORT_SECRET_KEY") from None
 
 
 def new_key() -> str:

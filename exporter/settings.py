@@ -49,14 +49,14 @@ class Settings:
             try:
                 value = int(raw)
             except ValueError:
-                raise ConfigurationError(name, f"must be a whole number, got {raw!r}") from None
+                raise ConfigurationError(f"must be a whole number, got {raw!r}", field=name) from None
             if value < minimum:
-                raise ConfigurationError(name, f"must be at least {minimum}")
+                raise ConfigurationError(f"must be at least {minimum}", field=name)
             return value
 
         uris = [env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "") for kind in ("blob", "queue", "table")]
         if any(uris) and not all(uris):
-            raise ConfigurationError("AzureWebJobsStorage__blobServiceUri", "and the queue and table service URIs must be set together")
+            raise ConfigurationError("and the queue and table service URIs must be set together", field="AzureWebJobsStorage__blobServiceUri")
         settings = cls(
             storage_connection=env.get("AzureWebJobsStorage") or ("" if any(uris) else DEFAULT_CONNECTION),
             storage_blob_uri=uris[0],
@@ -82,6 +82,5 @@ class Settings:
         # has to fit well inside the settle time.
         if self.ucd_commit_timeout_seconds * 2 > self.settle_seconds:
             raise ConfigurationError(
-                "UCD_COMMIT_TIMEOUT_SECONDS",
-                "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window",
+                "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window", field="UCD_COMMIT_TIMEOUT_SECONDS",
             )

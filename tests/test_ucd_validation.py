@@ -9,10 +9,13 @@ import json
 
 import pytest
 
+from exporter import api
 from exporter.errors import InputError
 from exporter.storage import UCD_CATALOG_TABLE, UCD_EVENTS_TABLE, UCD_PROFILES_TABLE, UCD_SEGMENTS_TABLE
+from exporter import validation
 from exporter.ucd import request as ucd_request
-from exporter.ucd.request import load_json_body, parse_upsert
+from exporter.ucd.request import parse_upsert
+from exporter.validation import load_json_body
 from exporter.ucd.values import event_id
 from tests.conftest import T0, call
 
@@ -181,7 +184,7 @@ def test_parse_upsert_names_the_bad_field(body, field):
     with pytest.raises(InputError) as err:
         parse_upsert("acme", body)
     assert err.value.field == field
-    assert err.value.status == 400
+    assert api.http_status(err.value) == 400
 
 
 @pytest.mark.parametrize("account", ["Acme", "ac_me", "a", "-acme", "acme/x", "", "a" * 64, None, 7])
@@ -255,7 +258,7 @@ def test_api_refuses_unparseable_bodies_and_stores_nothing(ctx, raw):
 
 
 def test_api_refuses_an_over_large_body(ctx):
-    raw = b'{"users": [{"user_id": "u1"}]' + b" " * ucd_request.MAX_BODY_BYTES + b"}"
+    raw = b'{"users": [{"user_id": "u1"}]' + b" " * validation.MAX_BODY_BYTES + b"}"
     assert_refused(call(ctx, "ucd_upsert", raw, account="acme"), "body")
     assert_nothing_stored(ctx)
 

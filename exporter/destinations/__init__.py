@@ -23,4 +23,4 @@ def open_destination(kind: str, connection_string: str, container: str, prefix: 
     """Build a destination client from its (decrypted) parameters."""
     if kind == "azure_blob":
         return AzureBlobDestination(connection_string, container, prefix)
-    raise InputError("destination.type", f"{kind!r} is not available yet; available: {', '.join(AVAILABLE_TYPES)}")
+    raise InputError(f"{kind!r} is not available yet; available: {', '.join(AVAILABLE_TYPES)}", field="destination.type")

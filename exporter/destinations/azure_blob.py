@@ -64,7 +64,7 @@ class BlobCredentials:
 def parse_connection_string(text: Any) -> BlobCredentials:
     """Account key or SAS connection strings (explicit endpoints too) and SAS container URLs."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError(FIELD, "is required")
+        raise InputError("is required", field=FIELD)
     text = text.strip()
     if text.lower().startswith(("https://", "http://")):
         return _parse_sas_url(text)
@@ -72,7 +72,7 @@ def parse_connection_string(text: Any) -> BlobCredentials:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         key, sep, value = part.partition("=")
         if not sep or not key:
-            raise InputError(FIELD, "is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)")
+            raise InputError("is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)", field=FIELD)
         pairs[key.strip().lower()] = value.strip()
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         return BlobCredentials(f"http://127.0.0.1:10000/{DEV_ACCOUNT}", DEV_ACCOUNT, account_key=DEV_KEY)
@@ -81,23 +81,23 @@ def parse_connection_string(text: Any) -> BlobCredentials:
     sas = pairs.get("sharedaccesssignature")
     endpoint = pairs.get("blobendpoint")
     if not key and not sas:
-        raise InputError(FIELD, "is malformed: it has neither an AccountKey nor a SharedAccessSignature")
+        raise InputError("is malformed: it has neither an AccountKey nor a SharedAccessSignature", field=FIELD)
     if key:
         if not account:
-            raise InputError(FIELD, "is malformed: AccountKey needs an AccountName")
+            raise InputError("is malformed: AccountKey needs an AccountName", field=FIELD)
         try:
             base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
-            raise InputError(FIELD, "is malformed: AccountKey is not valid Base64") from None
+            raise InputError("is malformed: AccountKey is not valid Base64", field=FIELD) from None
     if not endpoint:
         if not account:
-            raise InputError(FIELD, "is malformed: it needs an AccountName or a BlobEndpoint")
+            raise InputError("is malformed: it needs an AccountName or a BlobEndpoint", field=FIELD)
         protocol = pairs.get("defaultendpointsprotocol", "https")
         suffix = pairs.get("endpointsuffix", "core.windows.net")
         endpoint = f"{protocol}://{account}.blob.{suffix}"
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(FIELD, "is malformed: BlobEndpoint is not an http(s) URL")
+        raise InputError("is malformed: BlobEndpoint is not an http(s) URL", field=FIELD)
     if not account:
         account = parts.path.strip("/").split("/")[0] if parts.path.strip("/") else parts.hostname.split(".")[0]
     return BlobCredentials(endpoint.rstrip("/"), account, account_key=key, sas=sas.lstrip("?") if sas else None)
@@ -106,10 +106,10 @@ def parse_connection_string(text: Any) -> BlobCredentials:
 def _parse_sas_url(text: str) -> BlobCredentials:
     parts = urlsplit(text)
     if not parts.hostname or not parts.query or "sig" not in parse_qs(parts.query):
-        raise InputError(FIELD, "is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string")
+        raise InputError("is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string", field=FIELD)
     segments = [s for s in parts.path.split("/") if s]
     if not segments:
-        raise InputError(FIELD, "is a SAS URL without a container name")
+        raise InputError("is a SAS URL without a container name", field=FIELD)
     container = segments[-1]
     base_path = "/".join(segments[:-1])
     endpoint = f"{parts.scheme}://{parts.netloc}" + (f"/{base_path}" if base_path else "")
@@ -119,7 +119,7 @@ def _parse_sas_url(text: str) -> BlobCredentials:
 
 def check_container_name(name: Any, field: str = "destination.container") -> str:
     if not isinstance(name, str) or not CONTAINER_RE.match(name):
-        raise InputError(field, "must be a container name: 3-63 lowercase letters, digits and single hyphens")
+        raise InputError("must be a container name: 3-63 lowercase letters, digits and single hyphens", field=field)
     return name
 
 
@@ -168,7 +168,7 @@ class AzureBlobDestination:
         self.credentials = parse_connection_string(connection_string)
         name = self.credentials.container or container
         if self.credentials.container and container and container != self.credentials.container:
-            raise InputError("destination.container", "does not match the container of the SAS URL")
+            raise InputError("does not match the container of the SAS URL", field="destination.container")
         self.container_name = check_container_name(name)
         self.prefix = prefix or ""
         creds = self.credentials

@@ -72,10 +72,10 @@ def column_plan(events: Sequence[EventSelection], attributes: Sequence[str]) -> 
         for j, key in enumerate(event.params):
             where = f"events[{i}].params[{j}]"
             if key in seen_here:
-                raise InputError(where, f"parameter {key!r} is listed twice for event {event.name!r}")
+                raise InputError(f"parameter {key!r} is listed twice for event {event.name!r}", field=where)
             seen_here.add(key)
             if key in owner and key not in param_events:
-                raise InputError(where, f"column {key!r} would collide with {owner[key]}")
+                raise InputError(f"column {key!r} would collide with {owner[key]}", field=where)
             if key not in param_events:
                 param_events[key] = set()
                 order.append(key)
@@ -88,7 +88,7 @@ def column_plan(events: Sequence[EventSelection], attributes: Sequence[str]) -> 
     for i, key in enumerate(attributes):
         header = f"attr_{key}"
         if header in owner:
-            raise InputError(f"attributes[{i}]", f"column {header!r} would collide with {owner[header]}")
+            raise InputError(f"column {header!r} would collide with {owner[header]}", field=f"attributes[{i}]")
         owner[header] = f"attribute {key!r}"
         columns.append(CsvColumn(header, attribute_column(key)))
     return ColumnPlan(tuple(columns), tuple(e.name for e in events))

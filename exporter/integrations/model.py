@@ -4,19 +4,34 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
 from ..errors import InputError
-from ..ucd.request import check_fields, check_name
+from ..validation import check_fields, check_name
 from ..export.plan import EventSelection, column_plan
 from ..windows import FREQUENCIES_HOURS
 
-STATUSES = ("active", "paused", "credential_error", "destination_error")
-SETTABLE_STATUSES = ("active", "paused")
-STOPPED_STATUSES = ("credential_error", "destination_error")
+
+
+class Status(StrEnum):
+    """Where an integration stands. Customers set active or paused; a destination failure sets the others."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CREDENTIAL_ERROR = "credential_error"  # the destination refused the credentials or a permission
+    DESTINATION_ERROR = "destination_error"  # e.g. the container is missing
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by a destination failure: only verified new credentials resume it."""
+        return self in (Status.CREDENTIAL_ERROR, Status.DESTINATION_ERROR)
+
+
+SETTABLE_STATUSES = (Status.ACTIVE, Status.PAUSED)
 BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status"}
 DESTINATION_FIELDS = {"type", "connection_string", "container", "prefix"}
 MAX_PREFIX = 512
@@ -43,7 +58,7 @@ class Integration:
     events: tuple[EventSelection, ...]
     attributes: tuple[str, ...]
     frequency_hours: int
-    status: str
+    status: Status
     created_at: datetime
     updated_at: datetime
     activated_at: datetime | None = None
@@ -52,6 +67,9 @@ class Integration:
     queued_until: datetime | None = None
     slot: int = 0
     etag: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))  # a plain "paused" from a caller becomes the enum
 
     def with_changes(self, **changes: Any) -> "Integration":
         return replace(self, **changes)
@@ -75,7 +93,7 @@ class Integration:
             "events": events_json(self.events),
             "attributes": list(self.attributes),
             "frequency_hours": self.frequency_hours,
-            "status": self.status,
+            "status": self.status.value,
             "activated_at": _iso(self.activated_at),
             "last_success_end": _iso(self.last_success_end),
             "last_error": self.last_error,
@@ -97,7 +115,7 @@ class Integration:
             "events": json.dumps(events_json(self.events)),
             "attributes": json.dumps(list(self.attributes)),
             "frequency_hours": self.frequency_hours,
-            "status": self.status,
+            "status": self.status.value,
             "activated_at": _iso(self.activated_at) or "",
             "last_success_end": _iso(self.last_success_end) or "",
             "last_error": self.last_error or "",
@@ -123,7 +141,7 @@ class Integration:
             events=tuple(EventSelection(e["name"], tuple(e["params"])) for e in json.loads(entity["events"])),
             attributes=tuple(json.loads(entity["attributes"])),
             frequency_hours=int(entity["frequency_hours"]),
-            status=entity["status"],
+            status=Status(entity["status"]),
             created_at=_parse(entity["created_at"]),
             updated_at=_parse(entity["updated_at"]),
             activated_at=_parse(entity.get("activated_at")),
@@ -157,7 +175,7 @@ class IntegrationChanges:
     events: tuple[EventSelection, ...] | None = None
     attributes: tuple[str, ...] | None = None
     frequency_hours: int | None = None
-    status: str | None = None
+    status: Status | None = None
 
 
 def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
@@ -166,14 +184,14 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
     required = () if partial else ("name", "destination", "events", "frequency_hours")
     for name in required:
         if name not in body:
-            raise InputError(name, "is required")
+            raise InputError("is required", field=name)
     if partial and not body:
-        raise InputError("body", "has no field to change")
+        raise InputError("has no field to change", field="body")
     changes = IntegrationChanges()
     if "name" in body:
         name = body["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-            raise InputError("name", f"must be a non-empty string of at most {MAX_NAME} characters")
+            raise InputError(f"must be a non-empty string of at most {MAX_NAME} characters", field="name")
         changes.name = name.strip()
     if "destination" in body:
         changes.destination = parse_destination(body["destination"], partial=partial)
@@ -186,14 +204,14 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
     if "frequency_hours" in body:
         frequency = body["frequency_hours"]
         if isinstance(frequency, bool) or frequency not in FREQUENCIES_HOURS:
-            raise InputError("frequency_hours", f"must be one of {', '.join(map(str, FREQUENCIES_HOURS))}")
+            raise InputError(f"must be one of {', '.join(map(str, FREQUENCIES_HOURS))}", field="frequency_hours")
         changes.frequency_hours = int(frequency)
     if "status" in body:
         if body["status"] not in SETTABLE_STATUSES:
-            raise InputError("status", "must be 'active' or 'paused'")
-        changes.status = body["status"]
+            raise InputError("must be 'active' or 'paused'", field="status")
+        changes.status = Status(body["status"])
     elif not partial:
-        changes.status = "active"
+        changes.status = Status.ACTIVE
     return changes
 
 
@@ -201,12 +219,12 @@ def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
     check_fields(value, DESTINATION_FIELDS, "destination")
     kind = value.get("type", "azure_blob" if partial else None)
     if kind not in DESTINATION_TYPES:
-        raise InputError("destination.type", f"must be one of {', '.join(DESTINATION_TYPES)}")
+        raise InputError(f"must be one of {', '.join(DESTINATION_TYPES)}", field="destination.type")
     connection = value.get("connection_string")
     if connection is None and not partial:
-        raise InputError("destination.connection_string", "is required")
+        raise InputError("is required", field="destination.connection_string")
     if connection is not None and (not isinstance(connection, str) or not connection.strip()):
-        raise InputError("destination.connection_string", "must be a non-empty string")
+        raise InputError("must be a non-empty string", field="destination.connection_string")
     container = value.get("container")
     if container is not None:
         check_container_name(container)
@@ -214,36 +232,36 @@ def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
     if prefix is None:
         prefix = ""
     if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
-        raise InputError("destination.prefix", f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'")
+        raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field="destination.prefix")
     return {"type": kind, "connection_string": connection, "container": container, "prefix": prefix, "given": set(value)}
 
 
 def _events(value: Any) -> tuple[EventSelection, ...]:
     if not isinstance(value, list) or not value:
-        raise InputError("events", "must be a non-empty list: select at least one event")
+        raise InputError("must be a non-empty list: select at least one event", field="events")
     events = []
     seen: set[str] = set()
     for i, item in enumerate(value):
         check_fields(item, {"name", "params"}, f"events[{i}]", "a JSON object with 'name' and 'params'")
         name = check_name(item.get("name"), f"events[{i}].name")
         if name in seen:
-            raise InputError(f"events[{i}].name", f"event {name!r} is selected twice")
+            raise InputError(f"event {name!r} is selected twice", field=f"events[{i}].name")
         seen.add(name)
         params = item.get("params", [])
         if not isinstance(params, list):
-            raise InputError(f"events[{i}].params", "must be a list of parameter keys")
+            raise InputError("must be a list of parameter keys", field=f"events[{i}].params")
         events.append(EventSelection(name, tuple(check_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params))))
     return tuple(events)
 
 
 def _attributes(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise InputError("attributes", "must be a list of attribute keys")
+        raise InputError("must be a list of attribute keys", field="attributes")
     keys = []
     for i, key in enumerate(value):
         key = check_name(key, f"attributes[{i}]")
         if key in keys:
-            raise InputError(f"attributes[{i}]", f"attribute {key!r} is selected twice")
+            raise InputError(f"attribute {key!r} is selected twice", field=f"attributes[{i}]")
         keys.append(key)
     return tuple(keys)
 

@@ -8,7 +8,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from ..errors import ConflictError, LimitError, NotFoundError
-from .model import Integration
+from .model import Integration, Status
 
 MAX_DESTINATIONS_PER_ACCOUNT = 5
 
@@ -38,7 +38,8 @@ class IntegrationRepo:
 
     def all_unpaused(self) -> Iterator[Integration]:
         """Every integration meant to deliver: active ones, and the ones stopped by an error (they lag)."""
-        for entity in self.table.query_entities("kind eq 'integration' and status ne 'paused'"):
+        paused = Status.PAUSED.value
+        for entity in self.table.query_entities(f"kind eq 'integration' and status ne '{paused}'"):
             yield Integration.from_entity(entity)
 
     def create(self, integration: Integration) -> Integration:

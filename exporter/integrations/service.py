@@ -10,12 +10,12 @@ from ..destinations import Destination, open_destination
 from ..errors import ConflictError, PreconditionFailed
 from ..runs import RunRepo
 from ..secrets import SecretBox
-from ..ucd.request import check_account
+from ..validation import check_account
 from .model import (
-    STOPPED_STATUSES,
     DestinationConfig,
     Integration,
     IntegrationChanges,
+    Status,
     check_columns,
     parse_body,
     parse_destination,
@@ -88,7 +88,7 @@ class IntegrationService:
             status=changes.status,
             created_at=now,
             updated_at=now,
-            activated_at=_whole_second(now) if changes.status == "active" else None,
+            activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
         )
         stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
@@ -156,16 +156,16 @@ class IntegrationService:
         status = current.status
         last_error = current.last_error
         if changes.status is not None:
-            if changes.status == "active" and current.status in STOPPED_STATUSES and destination is None:
+            if changes.status == Status.ACTIVE and current.status.stopped and destination is None:
                 raise ConflictError(
                     f"the integration stopped with a {current.status.replace('_', ' ')}; "
                     "update its destination credentials (they are verified) to resume",
                     field="status",
                 )
             status = changes.status
-        elif destination is not None and current.status in STOPPED_STATUSES:
-            status = "active"  # verified credentials end a credential or destination error
-        if status == "active" and current.status != "active":
+        elif destination is not None and current.status.stopped:
+            status = Status.ACTIVE  # verified credentials end a credential or destination error
+        if status == Status.ACTIVE and current.status != Status.ACTIVE:
             last_error = None
         return current.with_changes(
             name=changes.name or current.name,
@@ -175,7 +175,7 @@ class IntegrationService:
             frequency_hours=changes.frequency_hours or current.frequency_hours,
             status=status,
             last_error=last_error,
-            activated_at=current.activated_at or (_whole_second(now) if status == "active" else None),
+            activated_at=current.activated_at or (_whole_second(now) if status == Status.ACTIVE else None),
             updated_at=now,
         )
 
@@ -199,19 +199,19 @@ class IntegrationService:
     def pause(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
         current = self.repo.get(account, integration_id)
-        if current.status in STOPPED_STATUSES:
+        if current.status.stopped:
             raise ConflictError(f"the integration is stopped by a {current.status.replace('_', ' ')}; fix its credentials first", field="status")
-        if current.status == "paused":
+        if current.status == Status.PAUSED:
             return self._answer(current)
-        return self._answer(self._write(current, lambda c: c.with_changes(status="paused", updated_at=self.clock.now()), None))
+        return self._answer(self._write(current, lambda c: c.with_changes(status=Status.PAUSED, updated_at=self.clock.now()), None))
 
     def resume(self, account: str, integration_id: str) -> dict[str, Any]:
         """Back to active; the next runs catch up from last_success_end (never re-export, never skip)."""
         check_account(account)
         current = self.repo.get(account, integration_id)
-        if current.status == "active":
+        if current.status == Status.ACTIVE:
             return self._answer(current)
-        return self.update(account, integration_id, {"status": "active"})
+        return self.update(account, integration_id, {"status": Status.ACTIVE.value})
 
     def delete(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)

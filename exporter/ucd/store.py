@@ -54,7 +54,8 @@ from ..storage import (
     UCD_SEGMENTS_TABLE,
     Storage,
 )
-from .request import MAX_PROFILE_CHARS, EventDraft, UpsertRequest, UserDraft, check_account, check_name
+from ..validation import check_account, check_name
+from .request import MAX_PROFILE_CHARS, EventDraft, UpsertRequest, UserDraft
 from .segments import (
     FIXED_COLUMNS,
     SegmentRef,
@@ -508,7 +509,7 @@ class UcdStore:
             }
             for part in ("attributes", "identifiers"):
                 if len(entity[part]) > MAX_PROFILE_CHARS:
-                    raise InputError(f"{where}.{part}", f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters")
+                    raise InputError(f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters", field=f"{where}.{part}")
             return entity, new_attributes
 
         return merge

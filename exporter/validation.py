@@ -1,0 +1,90 @@
+"""Checks of request values shared by every API operation: JSON bodies, objects, names, accounts.
+
+Each raises InputError naming the field (a JSON path), so a refusal says exactly what to fix.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .errors import InputError
+
+ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_NAME_LENGTH = 256
+# Names become Table Storage keys (percent-encoded, at most 1 KiB), so they are bounded in UTF-8 bytes too.
+MAX_NAME_BYTES = 256
+
+
+def check_account(account: Any, field_name: str = "account") -> str:
+    """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
+    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+        raise InputError("must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit", field=field_name)
+    return account
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf: refused like Infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Parse a request body; non-finite numbers (NaN, Infinity) are refused."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise InputError(f"is {len(raw)} bytes; the limit is {max_bytes} bytes, split the request", field="body")
+    if not raw.strip():
+        raise InputError("is empty; a JSON object is required", field="body")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid JSON ({exc})", field="body") from None
+
+
+def check_name(value: Any, field_name: str) -> str:
+    """A user id, event name or key: non-empty, bounded, printable, storable as a Table key."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", field=field_name)
+    if len(value) > MAX_NAME_LENGTH:
+        raise InputError(f"is longer than {MAX_NAME_LENGTH} characters", field=field_name)
+    if any(ord(c) < 32 for c in value):
+        raise InputError("must not contain control characters", field=field_name)
+    check_text(value, field_name)
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InputError(f"is longer than {MAX_NAME_BYTES} bytes in UTF-8", field=field_name)
+    return value
+
+
+def check_text(value: Any, field_name: str) -> None:
+    """Every string must be valid Unicode: a lone surrogate (JSON `\\ud800`) cannot be stored."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError("must be valid Unicode text (no unpaired surrogates)", field=field_name) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def check_fields(value: Any, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, Any]:
+    """A JSON object with no field outside `allowed`; errors name the path."""
+    if not isinstance(value, dict):
+        raise InputError(f"must be {what}", field=where)
+    unknown = set(value) - allowed
+    if unknown:
+        raise InputError("is not a known field", field=f"{where}.{sorted(unknown)[0]}" if where != "body" else sorted(unknown)[0])
+    return value
