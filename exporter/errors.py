@@ -43,6 +43,10 @@ class ConflictError(ExporterError):
     code = "conflict"
 
 
+class StaleRecordError(ConflictError):
+    """A conditional write found the record changed since it was read (an ETag mismatch)."""
+
+
 class PreconditionFailed(ExporterError):
     code = "precondition_failed"
 

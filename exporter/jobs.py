@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from . import telemetry
@@ -67,14 +67,30 @@ def schedule(ctx: Context) -> dict[str, Any]:
         if integration.queued_until and integration.queued_until > now:
             busy += 1
             continue
-        try:
-            ctx.repo.replace(integration.with_changes(queued_until=now + timedelta(seconds=ctx.settings.lease_seconds)))
-        except (ConflictError, NotFoundError):
+        lease = now + timedelta(seconds=ctx.settings.lease_seconds)
+        if not _take_lease(ctx, integration, lease):
             continue  # changed under us: the next minute sees it again
         queue.send_message(ExportJob(integration.account, integration.id).to_message())
         queued.append(integration.id)
         windows_due += backlog(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds)
     return {"queued": len(queued), "already_queued": busy, "windows_due": windows_due, "integrations": queued, "now": iso(now)}
+
+
+def _take_lease(ctx: Context, integration: Integration, lease: datetime) -> bool:
+    """Mark the integration queued until `lease`; True if this scheduler run holds that lease."""
+    try:
+        ctx.repo.replace(integration.with_changes(queued_until=lease))
+        return True
+    except NotFoundError:
+        return False
+    except ConflictError:
+        # Another writer won, or our own write landed and its answer was lost (the SDK's retry of it
+        # then meets our new ETag): only the stored lease tells which.
+        try:
+            fresh = ctx.repo.get(integration.account, integration.id)
+        except NotFoundError:
+            return False
+        return fresh.queued_until is not None and iso(fresh.queued_until) == iso(lease)
 
 
 # ------------------------------------------------------------------ worker

@@ -4,10 +4,15 @@ from __future__ import annotations
 from typing import Iterator
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from ..errors import ConflictError, LimitError, NotFoundError
+from ..errors import ConflictError, LimitError, NotFoundError, StaleRecordError, TransientError
 from .model import Integration, Status
 
 MAX_DESTINATIONS_PER_ACCOUNT = 5
@@ -48,19 +53,35 @@ class IntegrationRepo:
         The slot entities make the per-account limit exact under concurrent creates: a transaction
         whose slot is taken fails whole, so no sixth integration and no orphaned slot can exist.
         """
-        for slot in range(MAX_DESTINATIONS_PER_ACCOUNT):
+        slot = 0
+        lost_answers = 0
+        while slot < MAX_DESTINATIONS_PER_ACCOUNT:
             candidate = integration.with_changes(slot=slot)
             slot_entity = {"PartitionKey": integration.account, "RowKey": _slot_key(slot), "kind": "slot", "integration_id": integration.id}
             try:
                 self.table.submit_transaction([("create", slot_entity), ("create", candidate.to_entity())])
             except TableTransactionError:
+                slot += 1
                 continue
+            except (ServiceRequestError, ServiceResponseError):
+                # The outcome is unknown: the id is new, so if it exists now the transaction was ours.
+                lost_answers += 1
+                if self._find(integration.account, integration.id) is None:
+                    if lost_answers >= 3:
+                        raise TransientError("the integration could not be stored; retry") from None
+                    continue  # it did not land: the same slot again
             return self.get(integration.account, integration.id)
         raise LimitError(
             f"account {integration.account!r} already has {MAX_DESTINATIONS_PER_ACCOUNT} destination integrations "
             "(Azure Blob, S3 and GCS together); delete one before adding another",
             field="account",
         )
+
+    def _find(self, account: str, integration_id: str) -> Integration | None:
+        try:
+            return self.get(account, integration_id)
+        except NotFoundError:
+            return None
 
     def replace(self, integration: Integration) -> Integration:
         """Write the whole record if nobody changed it since it was read (ETag)."""
@@ -69,7 +90,7 @@ class IntegrationRepo:
                 integration.to_entity(), mode=UpdateMode.REPLACE, etag=integration.etag, match_condition=MatchConditions.IfNotModified
             )
         except ResourceModifiedError:
-            raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
+            raise StaleRecordError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
         except ResourceNotFoundError:
             raise NotFoundError(f"integration {integration.id!r} not found in account {integration.account!r}", field="id") from None
         return integration.with_changes(etag=written["etag"])
@@ -83,3 +104,7 @@ class IntegrationRepo:
             ])
         except TableTransactionError:
             raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
+        except (ServiceRequestError, ServiceResponseError):
+            # The outcome is unknown: gone now means our delete landed and only its answer was lost.
+            if self._find(integration.account, integration.id) is not None:
+                raise TransientError(f"integration {integration.id!r} could not be deleted; retry") from None

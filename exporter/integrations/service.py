@@ -6,8 +6,9 @@ import uuid
 from typing import Any, Callable
 
 from ..clock import Clock, to_unix
+from ..concurrency import retry_on_conflict
 from ..destinations import Destination, open_destination
-from ..errors import ConflictError, PreconditionFailed
+from ..errors import ConflictError, PreconditionFailed, StaleRecordError
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
@@ -183,18 +184,25 @@ class IntegrationService:
         """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
-        for _ in range(5):
-            changed = change(current)  # a refusal of the change itself (ConflictError) is not a race: not retried
-            try:
-                return self.repo.replace(changed)
-            except ConflictError:
-                if if_match is not None:
-                    raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match") from None
-                fresh = self.repo.get(current.account, current.id)
-                if fresh.config() != current.config():
-                    raise
-                current = fresh
-        raise ConflictError("the integration keeps changing; retry", field="id")
+        attempted: list[Integration] = []
+
+        def attempt(integration: Integration) -> Integration:
+            if attempted and _same_record(integration, attempted[-1]):
+                return integration  # our own write landed and only its answer was lost
+            attempted.append(change(integration))  # a refusal of the change itself (ConflictError) is not a race, not retried
+            return self.repo.replace(attempted[-1])
+
+        def reread(stale: Integration) -> Integration:
+            fresh = self.repo.get(stale.account, stale.id)
+            if _same_record(fresh, attempted[-1]):
+                return fresh
+            if if_match is not None:
+                raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
+            if fresh.config() != stale.config():
+                raise ConflictError(f"integration {stale.id!r} was changed concurrently; read it again and retry", field="id")
+            return fresh
+
+        return retry_on_conflict(current, attempt, reread, conflicts=(StaleRecordError,), what="the integration", attempts=5)
 
     def pause(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
@@ -219,6 +227,11 @@ class IntegrationService:
         self.repo.delete(current)
         return {"id": integration_id, "deleted": True}
 
+
+
+def _same_record(a: Integration, b: Integration) -> bool:
+    """Equal as stored (times at the stored precision), whatever the ETags."""
+    return a.to_entity() == b.to_entity()
 
 
 def _whole_second(when):

@@ -1,0 +1,110 @@
+"""Integration state whose write was applied but whose answer was lost is read as our own write.
+
+The app's Table calls pass through a fault-injecting proxy: `reset_after` lets Azurite apply a
+request and resets the connection, so the SDK retries a PUT and meets its own write (412), and a
+POST (a transaction) fails with its outcome unknown. Each test is such an answer once read as
+"somebody else changed it", which dropped a job, refused an applied edit or created twice.
+"""
+from __future__ import annotations
+
+import re
+import pytest
+
+from exporter.context import Context
+from exporter.jobs import schedule
+from exporter.local.faultproxy import FaultProxy, Rule
+from exporter.storage import INTEGRATIONS_TABLE
+from tests.conftest import call, integration_body
+
+INTEGRATION_PUT = rf"{INTEGRATIONS_TABLE}\(PartitionKey"
+
+
+@pytest.fixture
+def table_proxy(azurite_connection):
+    match = re.search(r"TableEndpoint=(http://[^/;]+)", azurite_connection)
+    assert match, azurite_connection
+    proxy = FaultProxy(match.group(1)).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxied(settings, clock, table_proxy, azurite_connection) -> Context:
+    """The app with its Table calls through the proxy (blobs and queues go straight to Azurite)."""
+    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
+    return Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
+
+
+@pytest.fixture
+def integration(ctx, customer_container, azurite_connection) -> dict:
+    answer = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    assert answer.status == 201, answer.body
+    return answer.body
+
+
+def test_a_lease_whose_answer_is_lost_still_queues_the_job(ctx, clock, proxied, table_proxy, integration):
+    clock.advance(hours=1, minutes=3)
+    table_proxy.add(Rule("reset_after", method="PUT", path=INTEGRATION_PUT))
+
+    scheduled = schedule(proxied)
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert scheduled["queued"] == 1, "the lease landed: the job must be sent, not left for the lease to expire"
+    assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) == 1
+
+
+@pytest.mark.parametrize("if_match", [False, True])
+def test_an_edit_whose_answer_is_lost_answers_the_edit(ctx, proxied, table_proxy, integration, if_match):
+    from exporter import api
+
+    headers = {"If-Match": integration["etag"]} if if_match else {}
+    table_proxy.add(Rule("reset_after", method="PUT", path=INTEGRATION_PUT))
+
+    answer = api.handle(proxied, "integrations_update", api.ApiRequest(
+        params={"account": "acme", "id": integration["id"]}, body=b'{"frequency_hours": 6}', headers=headers,
+    ))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert answer.status == 200, answer.body
+    assert answer.body["frequency_hours"] == 6
+    assert call(ctx, "integrations_show", account="acme", id=integration["id"]).body["frequency_hours"] == 6
+
+
+def test_a_create_whose_answer_is_lost_creates_once(ctx, proxied, table_proxy, customer_container, azurite_connection):
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch"))
+
+    answer = call(proxied, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert answer.status == 201, answer.body
+    listed = call(ctx, "integrations_list", account="acme").body["integrations"]
+    assert [i["id"] for i in listed] == [answer.body["id"]]
+
+
+def test_a_delete_whose_answer_is_lost_answers_deleted(ctx, proxied, table_proxy, integration):
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch"))
+
+    answer = call(proxied, "integrations_delete", account="acme", id=integration["id"])
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert answer.status == 200, answer.body
+    assert call(ctx, "integrations_show", account="acme", id=integration["id"]).status == 404
+
+
+def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, proxied, integration, azurite_connection):
+    """Sending twice is safe (a job is idempotent); sending never is a stuck integration until the lease ends."""
+    queue_match = re.search(r"QueueEndpoint=(http://[^/;]+)", azurite_connection)
+    queue_proxy = FaultProxy(queue_match.group(1)).start()
+    try:
+        connection = re.sub(r"QueueEndpoint=http://[^/;]+", f"QueueEndpoint={queue_proxy.url}", azurite_connection)
+        through = Context.create(proxied.settings.__class__(**{**proxied.settings.__dict__, "storage_connection": connection}), clock)
+        clock.advance(hours=1, minutes=3)
+        queue_proxy.add(Rule("reset_before", method="POST", path=r"/messages"))
+
+        scheduled = schedule(through)
+
+        assert queue_proxy.injected["reset_before"] == 1
+        assert scheduled["queued"] == 1
+        assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) >= 1
+    finally:
+        queue_proxy.stop()
