@@ -1,6 +1,7 @@
 """Time is injected everywhere: the real clock in production, a fixed or manual one in tests and `--now`."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -33,20 +34,31 @@ class ManualClock:
         return self._now
 
 
+# RFC 3339's date-time: a full date, a full time with optional fraction, and an offset (Z or ±HH:MM).
+# Week dates, ordinal dates, basic format, bare dates and zone-less times are refused: a time without
+# an offset is ambiguous, and the others are spellings no client of ours needs.
+RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+RFC3339_HINT = "must be an RFC 3339 date-time with an offset, such as 2026-11-28T10:00:00.000Z"
+
+
 def parse_instant(text: str, field: str) -> datetime:
-    """Parse ISO 8601; a value without an offset is taken as UTC."""
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("must be an ISO 8601 date-time", field=field)
-    raw = text.strip()
-    if raw.endswith(("Z", "z")):
-        raw = raw[:-1] + "+00:00"
+    """Parse an RFC 3339 date-time with an offset (fractions beyond microseconds are cut); UTC out."""
+    if not isinstance(text, str):
+        raise InputError(RFC3339_HINT, field=field)
+    found = RFC3339.match(text.strip())
+    if found is None:
+        raise InputError(f"{RFC3339_HINT}; got {text!r}", field=field)
+    fraction = (found["fraction"] or "")[:7]  # the dot and at most six digits
+    offset = "+00:00" if found["offset"] in ("Z", "z") else found["offset"]
     try:
-        value = datetime.fromisoformat(raw)
+        value = datetime.fromisoformat(f"{found['date']}T{found['time']}{fraction}{offset}")
+        return value.astimezone(timezone.utc)
     except ValueError:
-        raise InputError(f"is not an ISO 8601 date-time: {text!r}", field=field) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        raise InputError(f"is not a valid date-time: {text!r}", field=field) from None
+    except OverflowError:
+        raise InputError("is out of range", field=field) from None
 
 
 def to_unix(when: datetime) -> int:

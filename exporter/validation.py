@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from typing import Any
 
 from .errors import InputError
@@ -16,6 +17,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_NAME_LENGTH = 256
 # Names become Table Storage keys (percent-encoded, at most 1 KiB), so they are bounded in UTF-8 bytes too.
 MAX_NAME_BYTES = 256
+# Event parameters and attributes may nest; a request needs far less than this, and much deeper
+# input is only a way to exhaust the parser.
+MAX_DEPTH = 32
 
 
 def check_account(account: Any, field_name: str = "account") -> str:
@@ -36,17 +40,53 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose key repeats is ambiguous (which value wins differs between parsers): refused."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
 def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """Parse a request body; non-finite numbers (NaN, Infinity) are refused."""
+    """Parse a request body; non-finite numbers, duplicate keys and nesting beyond MAX_DEPTH are refused."""
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > max_bytes:
         raise InputError(f"is {len(raw)} bytes; the limit is {max_bytes} bytes, split the request", field="body")
     if not raw.strip():
         raise InputError("is empty; a JSON object is required", field="body")
+    too_deep = f"nests objects and lists deeper than {MAX_DEPTH} levels"
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(str(exc), field="body") from None
+    except RecursionError:
+        raise InputError(too_deep, field="body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"is not valid JSON ({exc})", field="body") from None
+    if _nesting(value) > MAX_DEPTH:
+        raise InputError(too_deep, field="body")
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deeply objects and lists nest (iteratively: the value may be as deep as the parser allowed)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def check_name(value: Any, field_name: str) -> str:
@@ -55,7 +95,7 @@ def check_name(value: Any, field_name: str) -> str:
         raise InputError("must be a non-empty string", field=field_name)
     if len(value) > MAX_NAME_LENGTH:
         raise InputError(f"is longer than {MAX_NAME_LENGTH} characters", field=field_name)
-    if any(ord(c) < 32 for c in value):
+    if any(unicodedata.category(c) == "Cc" for c in value):  # C0, DEL and C1 (NEL...) alike
         raise InputError("must not contain control characters", field=field_name)
     check_text(value, field_name)
     if len(value.encode("utf-8")) > MAX_NAME_BYTES:
