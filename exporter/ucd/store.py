@@ -61,7 +61,6 @@ from .segments import (
     SegmentRef,
     attribute_column,
     encode_segment,
-    encode_table,
     hour_prefix,
     hours_covering,
     param_column,
@@ -272,19 +271,6 @@ class UcdStore:
             except (ServiceRequestError, ServiceResponseError):
                 if attempt == 2:
                     raise
-
-    def write_segment(self, account: str, table: pa.Table) -> SegmentRef:
-        """Append an already-unique table of stored events as one segment (bulk loads and benchmarks).
-
-        Bypasses the dedup index, which the export never reads; the table must be sorted by event_id
-        and use the segment column names (event_id, user_id, event_name, timestamp, p:*, a:*).
-        """
-        check_account(account)
-        segment_id = uuid.uuid4().hex
-        entry_ms = _ms(self.clock.now())
-        path = segment_path(account, entry_ms, segment_id)
-        self.container.upload_blob(path, encode_table(table), overwrite=False, timeout=self.commit_timeout)
-        return SegmentRef(entry_ms, segment_id, path)
 
     # ---------------------------------------------------------------- intents and claims
 
