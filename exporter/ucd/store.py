@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from collections import defaultdict, deque
@@ -80,20 +79,6 @@ WORKERS = 8
 READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
-
-
-def _prefer_jemalloc() -> None:
-    """See exporter/__init__.py: if pyarrow started before the package set its allocator, at least
-    route the pyarrow-level allocations (Parquet decode, CSV) to jemalloc."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "jemalloc") != "jemalloc":
-        return
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except (NotImplementedError, AttributeError):
-        pass  # a build without jemalloc (e.g. Windows wheels): keep the default
-
-
-_prefer_jemalloc()
 
 
 def claim_partition(account: str, event_id: str) -> str:
