@@ -72,7 +72,7 @@ def test_crash_then_retry_after_the_deadline_stores_each_event_once(ctx, clock, 
     visible = stored_ids(ctx)
     assert visible == (Counter(unique_ids()) if point in VISIBLE_AFTER else Counter()), "a crash never half-writes a segment"
 
-    clock.advance(seconds=max(crashing.claim_budget, crashing.commit_timeout) + 1)
+    clock.advance(seconds=max(crashing.ingest.claim_budget, crashing.ingest.commit_timeout) + 1)
     retry_body = {"users": BODY["users"] + [EXTRA]}  # the retry also carries new events
     result = UcdStore(ctx.storage, clock).upsert(request(retry_body))
     assert_consistent(result)
@@ -101,7 +101,7 @@ EXPECTED_WITHOUT_WAITING = {
 def test_crash_then_immediate_retry_is_exactly_once_or_503(ctx, clock, point):
     def store(**kw):
         s = UcdStore(ctx.storage, clock, commit_timeout_seconds=1, sleep=lambda s: None, **kw)
-        s.poll_interval = 0.01
+        s.ingest.poll_interval = 0.01
         return s
 
     with pytest.raises(Crash):
@@ -122,7 +122,7 @@ def test_crash_then_immediate_retry_is_exactly_once_or_503(ctx, clock, point):
         assert set(counts) == unique_ids()
 
     # Whatever happened, a retry once the crashed segment's deadline has passed completes the job exactly once.
-    clock.advance(seconds=ctx.ucd.claim_budget + 1)
+    clock.advance(seconds=ctx.ucd.ingest.claim_budget + 1)
     result = store().upsert(request())
     assert_consistent(result)
     counts = stored_ids(ctx)
@@ -140,7 +140,7 @@ def test_crash_while_committing_taken_over_events(ctx, clock):
     with pytest.raises(Crash):
         second.upsert(request(retry_body))
     assert set(stored_ids(ctx)) == unique_ids({"users": [EXTRA]})
-    clock.advance(seconds=second.commit_timeout + 1)
+    clock.advance(seconds=second.ingest.commit_timeout + 1)
     result = UcdStore(ctx.storage, clock).upsert(request(retry_body))
     assert (result.received_events, result.stored_events, result.duplicate_events) == (12, 9, 3)
     counts = stored_ids(ctx)
@@ -205,7 +205,7 @@ def test_a_failed_put_is_restamped_with_the_later_time(ctx, clock):
     assert not ctx.ucd.container.get_blob_client(first_path).exists()
     intent = ctx.storage.table(UCD_SEGMENTS_TABLE).get_entity("acme", segment.segment_id)
     assert intent["state"] == "committed" and intent["path"] == second_path and int(intent["entry_ms"]) == stamps[1]
-    assert int(intent["deadline_ms"]) == stamps[1] + store.commit_timeout * 1000
+    assert int(intent["deadline_ms"]) == stamps[1] + store.ingest.commit_timeout * 1000
     assert set(stored_ids(ctx).values()) == {1}
 
 

@@ -50,7 +50,7 @@ def proxied(ctx, clock, settings, table_proxy, azurite_connection):
 
     def store(**kw) -> UcdStore:
         s = UcdStore(proxied_ctx.storage, clock, commit_timeout_seconds=1, sleep=lambda _s: None, **kw)
-        s.poll_interval = 0.01
+        s.ingest.poll_interval = 0.01
         return s
 
     return store
@@ -79,7 +79,7 @@ def crash_after_claims(ctx, clock) -> None:
     dying = UcdStore(ctx.storage, clock, fault=die)
     with pytest.raises(Crash):
         dying.upsert(parse_upsert("acme", body()))
-    clock.advance(seconds=dying.claim_budget + 1)
+    clock.advance(seconds=dying.ingest.claim_budget + 1)
 
 
 def test_a_take_over_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
@@ -181,7 +181,7 @@ def test_an_unanswered_existence_check_never_puts_a_second_copy(ctx, clock, prox
         store.upsert(parse_upsert("acme", body()))
     assert len(puts) == 1, "no second put while the first one's outcome is unknown"
 
-    clock.advance(seconds=store.claim_budget + 1)
+    clock.advance(seconds=store.ingest.claim_budget + 1)
     result = proxied().upsert(parse_upsert("acme", body()))
     assert (result.stored_events, result.duplicate_events) == (0, 3)
     assert_exactly_once(ctx, body())

@@ -221,8 +221,8 @@ def test_a_window_reads_only_its_own_segments(ctx, clock, monkeypatch):
     assert list(path_of) == entries
 
     downloaded = []
-    real = ctx.ucd._download
-    monkeypatch.setattr(ctx.ucd, "_download", lambda path: downloaded.append(path) or real(path))
+    real = ctx.ucd.reader._download
+    monkeypatch.setattr(ctx.ucd.reader, "_download", lambda path: downloaded.append(path) or real(path))
 
     def window(start, end):
         downloaded.clear()
