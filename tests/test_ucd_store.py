@@ -190,6 +190,17 @@ def test_catalog_lists_event_names_params_and_attributes_per_account(ctx):
     assert call(ctx, "ucd_catalog", account="Bad_Account").status == 400
 
 
+def test_concurrent_catalog_and_profile_writers_lose_no_key(ctx, clock):
+    """Eight requests extend the same catalog entries and profile at once: each lost race re-reads and merges again."""
+    stores = [UcdStore(ctx.storage, clock) for _ in range(8)]
+    requests = [parse_upsert("acme", {"users": [{"user_id": "u1", "attributes": {f"k{i}": i},
+                                                 "events": [ev(**{f"p{i}": i})]}]}) for i in range(8)]
+    run_together(lambda i: stores[i].upsert(requests[i]), 8)
+    assert ctx.ucd.catalog("acme")["events"] == {"purchase": sorted(f"p{i}" for i in range(8))}
+    assert ctx.ucd.catalog("acme")["attributes"] == sorted(f"k{i}" for i in range(8))
+    assert ctx.ucd.profile("acme", "u1")["attributes"] == {f"k{i}": i for i in range(8)}
+
+
 # ------------------------------------------------------------------ reading windows
 
 

@@ -12,7 +12,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 
 from ..clock import Clock, iso
-from ..errors import InputError, NotFoundError, TransientError
+from ..concurrency import retry_on_conflict
+from ..errors import InputError, NotFoundError
 from ..storage import UCD_CATALOG_TABLE, UCD_PROFILES_TABLE, Storage
 from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
@@ -148,28 +149,31 @@ class Profiles:
 
 
 _UNREAD = object()
+# Another writer created or changed the entity since we read it: read again and redo the change.
+CONFLICTS = (ResourceExistsError, ResourceModifiedError)
 
 
 def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str,
                        current: Any = _UNREAD) -> Any:
     """Optimistic concurrency on one entity: `change(current or None)` gives (entity to write or None, result);
     a concurrent writer makes it read and change again. `current` may pass in a read already made."""
-    for _ in range(10):
-        if current is _UNREAD:
-            current = get_or_none(table, partition, row)
+    def read(_stale: Any = None) -> Any:
+        return get_or_none(table, partition, row)
+
+    def attempt(current: Any) -> Any:
         entity, result = change(current)
-        if entity is None:
-            return result
-        try:
-            if current is None:
-                table.create_entity(entity)
-            else:
-                table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                )
-            return result
-        except (ResourceExistsError, ResourceModifiedError):
-            current = _UNREAD
-    raise TransientError(f"{what} is being changed concurrently; retry")
+        if entity is not None:
+            _write(table, entity, current)
+        return result
+
+    return retry_on_conflict(read() if current is _UNREAD else current, attempt, read, conflicts=CONFLICTS, what=what)
 
 
+def _write(table, entity: dict[str, Any], current: Any) -> None:
+    """Create the entity, or replace `current` only if nobody changed it since it was read."""
+    if current is None:
+        table.create_entity(entity)
+    else:
+        table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+        )
