@@ -1,4 +1,5 @@
-"""UCD upsert validation (I8): every malformed request gets a 400 naming the field, and nothing is stored.
+"""UCD upsert validation: every malformed request gets a 400 naming the field, and nothing is stored
+(bad input, docs/invariants.md).
 
 Pure tests of `parse_upsert` / `load_json_body`, then the same cases through the API against Azurite,
 each checking that no profile, catalog entry, intent, dedup claim or segment blob was written.

@@ -38,7 +38,8 @@ class Profiles:
         """Merge each user's attributes into the profile; return the rendered attributes in force per user.
 
         All profiles are read and every merge is checked first, so a merge that would be too large
-        refuses the request before any profile is written (I8); the writes then start from those reads.
+        refuses the request before any profile is written (bad input: docs/invariants.md); the writes then
+        start from those reads.
         """
         merged: dict[str, UserDraft] = {}
         where: dict[str, str] = {}

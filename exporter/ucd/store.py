@@ -2,6 +2,7 @@
 
 `ingest.py` stores events exactly once (the upsert protocol), `profiles.py` keeps profiles and the
 catalog, `reader.py` streams a window's events. They share one client of the segments' container.
+How they fit the app: docs/architecture.md; what they guarantee: docs/invariants.md.
 """
 from __future__ import annotations
 
