@@ -18,7 +18,7 @@ from exporter.ucd import request as ucd_request
 from exporter.ucd.request import parse_upsert
 from exporter.validation import load_json_body
 from exporter.ucd.values import event_id
-from tests.conftest import T0, call
+from tests.ucd_helpers import T0, call
 
 TS = "2026-11-28T10:00:00Z"
 
