@@ -1,6 +1,7 @@
 """UCD window reads: entry-time order, only a window's own segments, event and column selection, bounded batches."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pyarrow as pa
@@ -100,3 +101,21 @@ def test_batches_are_bounded_by_batch_rows(ctx, clock):
     assert sum(sizes) == 32 and max(sizes) <= 10 and len(batches) >= 4, sizes
     filtered = list(ctx.ucd.read_window("acme", *WIDE, batch_rows=4, event_names=["purchase"]))
     assert sum(b.num_rows for b in filtered) == 32 and max(b.num_rows for b in filtered) <= 4
+
+
+def test_a_window_is_streamed_a_few_segments_ahead(ctx, clock, monkeypatch):
+    """Nothing is read until the first batch is asked for; then only `prefetch` segments ahead, never the window."""
+    for minute in range(8):
+        clock.set(T0 + timedelta(minutes=minute))
+        upsert(ctx, [{"user_id": f"u{minute}", "events": [ev(k=minute)]}])
+    downloaded = []
+    real = ctx.ucd.reader._download
+    monkeypatch.setattr(ctx.ucd.reader, "_download", lambda path: downloaded.append(path) or real(path))
+
+    batches = ctx.ucd.read_window("acme", *WIDE, prefetch=2)
+    assert downloaded == []
+    assert next(batches).column("user_id").to_pylist() == ["u0"]
+    time.sleep(0.5)  # time enough for an eager reader to fetch the rest
+    assert len(downloaded) <= 3, "the segment being consumed and two ahead"
+    assert [b.column("user_id")[0].as_py() for b in batches] == [f"u{m}" for m in range(1, 8)]
+    assert len(downloaded) == 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import islice
 from typing import Iterable, Iterator
 
 import pyarrow as pa
@@ -75,31 +76,30 @@ class WindowReader:
         names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
-        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps
-        # the caller's CSV encoding; at most `prefetch` decoded segments are held at once.
+
         def load(ref: SegmentRef) -> list[pa.RecordBatch]:
             return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
 
-        with ThreadPoolExecutor(max(1, prefetch)) as pool:
-            pending: deque = deque()
-            queue = self._iter_segments(account, start, end)
-            for ref in queue:
-                pending.append(pool.submit(load, ref))
-                if len(pending) >= prefetch:
-                    break
+        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
+        # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
+        ahead = max(1, prefetch)
+        with ThreadPoolExecutor(ahead) as pool:
+            refs = self._iter_segments(account, start, end)
+            pending = deque(pool.submit(load, ref) for ref in islice(refs, ahead))
             while pending:
                 batches = pending.popleft().result()
-                nxt = next(queue, None)
+                nxt = next(refs, None)
                 if nxt is not None:
                     pending.append(pool.submit(load, nxt))
                 yield from batches
-                del batches
+                del batches  # drop this segment before waiting for the next one
 
     def _download(self, path: str) -> bytes:
         return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
 
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """One segment's rows of the wanted event names, in batches of at most `batch_rows`, shaped as `schema`."""
     parquet = pq.ParquetFile(pa.BufferReader(data))
     present = set(parquet.schema_arrow.names)
     read = [n for n in schema.names if n in present]
