@@ -57,11 +57,14 @@ CLAIM_PARTITION_CHARS = 1
 
 
 def claim_partition(account: str, event_id: str) -> str:
+    """The dedup index partition that holds an event's claim."""
     return f"{account}~{event_id[:CLAIM_PARTITION_CHARS]}"
 
 
 @dataclass(frozen=True)
 class UpsertResult:
+    """What an upsert answers: events received, newly stored, and already stored (duplicates)."""
+
     received_events: int
     stored_events: int
     duplicate_events: int
@@ -75,6 +78,7 @@ class UpsertResult:
 
 
 def no_fault(point: str) -> None:
+    """The production fault hook: no crash anywhere."""
     return None
 
 

@@ -104,6 +104,7 @@ class Profiles:
         return {"account": account, "user_id": user_id, "deleted": True}
 
     def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
+        """A user's stored profile (a tombstoned one too), or None."""
         try:
             entity = self.table.get_entity(account, _key(user_id))
         except ResourceNotFoundError:

@@ -51,6 +51,7 @@ class UcdStore:
         return self.profiles.delete_user(account, user_id)
 
     def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
+        """A user's stored profile (a tombstoned one too), or None."""
         return self.profiles.profile(account, user_id)
 
     def catalog(self, account: str) -> dict[str, Any]:
