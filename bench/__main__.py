@@ -1,6 +1,6 @@
 """`python -m bench`: the export benchmark (see bench/README.md).
 
-Starts one Azurite, loads a deterministic data set through `UcdStore.write_segment`, runs each
+Starts one Azurite, loads a deterministic data set through `bench.data.write_segment`, runs each
 measurement in a fresh `python -m bench.measure` process (so peak RSS is per measurement), prints a
 table and writes the figures as JSON.
 """

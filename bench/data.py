@@ -2,12 +2,13 @@
 
 Every segment is a pure function of (seed, segment index, rows): the same flags give the same rows,
 the same entry times and so the same export bytes. Only the segment ids (uuid4, from
-`UcdStore.write_segment`) differ between loads, and they never reach a CSV file.
+`write_segment`) differ between loads, and they never reach a CSV file.
 """
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,11 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exporter.clock import ManualClock
+from azure.storage.blob import ContainerClient
+
 from exporter.progress import Progress
 from exporter.storage import Storage
-from exporter.ucd import UcdStore
-from exporter.ucd.segments import attribute_column, param_column
+from exporter.ucd.segments import SegmentRef, attribute_column, encode_table, param_column, segment_path
+from exporter.validation import check_account
 
 T0 = datetime(2026, 11, 28, 0, 0, 0, tzinfo=timezone.utc)
 SEED = 20261128
@@ -162,16 +164,30 @@ def segment_table(index: int, rows: int, entry_ms: int) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=[("event_id", "ascending")]))
 
 
+def write_segment(container: ContainerClient, account: str, entry_ms: int, table: pa.Table, timeout: int) -> SegmentRef:
+    """Store an already-unique table of events as one committed segment stamped `entry_ms`.
+
+    Bypasses the dedup index and the segment intents, which the export never reads; the table must be
+    sorted by event_id and use the segment column names (event_id, user_id, event_name, timestamp, p:*, a:*).
+    """
+    check_account(account)
+    segment_id = uuid.uuid4().hex
+    path = segment_path(account, entry_ms, segment_id)
+    container.upload_blob(path, encode_table(table), overwrite=False, timeout=timeout)
+    return SegmentRef(entry_ms, segment_id, path)
+
+
 def load(storage: Storage, account: str, layout: Layout, hours: range, threads: int = 4) -> dict:
-    """Write every segment of `hours` through `UcdStore.write_segment`, each with its own entry time."""
+    """Write every segment of `hours` through `write_segment`, each with its own entry time."""
     started = time.monotonic()
     indexes = [h * layout.segments_per_hour + j for h in hours for j in range(layout.segments_per_hour)]
+    container = storage.ucd_container()
+    timeout = storage.settings.ucd_commit_timeout_seconds
 
     def one(index: int) -> tuple[int, int]:
         entry_ms = layout.entry_ms(index)
         table = segment_table(index, layout.rows_per_segment, entry_ms)
-        clock = ManualClock(datetime.fromtimestamp(entry_ms / 1000, tz=timezone.utc))
-        UcdStore(storage, clock).write_segment(account, table)
+        write_segment(container, account, entry_ms, table, timeout)
         return table.num_rows, 1
 
     done = []

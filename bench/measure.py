@@ -30,9 +30,10 @@ from exporter.export import runner
 from exporter.export.csv_writer import BLOCK_BYTES
 from exporter.jobs import ExportJob, process_job
 from exporter.settings import Settings
-from exporter.ucd import store as store_module
-from exporter.ucd.store import claim_partition
+from exporter.ucd import reader as ucd_reader
+from exporter.ucd.ingest import TRANSACTION_SIZE, claim_partition
 from exporter.ucd.segments import FIXED_COLUMNS
+from exporter.ucd.tables import WORKERS
 
 from . import data
 
@@ -129,7 +130,7 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
 def _download_all(container, paths: list[str], prefetch: int) -> int:
     """Download exactly these blobs, `prefetch` at a time, as the store's read path does."""
     with ThreadPoolExecutor(max(1, prefetch)) as pool:
-        return sum(pool.map(lambda p: len(container.download_blob(p, max_concurrency=store_module.DOWNLOAD_CONCURRENCY).readall()), paths))
+        return sum(pool.map(lambda p: len(container.download_blob(p, max_concurrency=ucd_reader.DOWNLOAD_CONCURRENCY).readall()), paths))
 
 
 def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:
@@ -152,7 +153,7 @@ def io_floor(spec: dict[str, Any]) -> dict[str, Any]:
     out = service.get_container_client(spec["out_container"])
     size = spec["csv_bytes"]
     payload = memoryview((b"0123456789abcdef,\"quoted\",x\r\n" * (size // 29 + 1))[:size])
-    prefetch = store_module.READ_PREFETCH
+    prefetch = ucd_reader.READ_PREFETCH
     block_bytes, in_flight = BLOCK_BYTES, runner.MAX_IN_FLIGHT
     results: dict[str, Any] = {"segments": len(paths), "prefetch": prefetch, "block_bytes": block_bytes,
                                "in_flight": in_flight}
@@ -279,7 +280,6 @@ def upsert(spec: dict[str, Any]) -> dict[str, Any]:
     from azure.data.tables import TableServiceClient
 
     from exporter.ucd.request import parse_upsert
-    from exporter.ucd.store import TRANSACTION_SIZE, WORKERS
 
     account = spec["ingest_account"]
     clock = ManualClock(datetime(2026, 11, 29, 0, 0, tzinfo=timezone.utc))
@@ -336,12 +336,11 @@ KINDS = {"export": export, "io_floor": io_floor, "naive": naive, "window_read": 
 def _tune(spec: dict[str, Any]) -> None:
     """Experiments only: override the read/stage knobs (`tune` in the spec) before measuring."""
     tune = spec.get("tune") or {}
-    from exporter.ucd.store import UcdStore
-
+    read_defaults = ucd_reader.WindowReader.read_window.__kwdefaults__
     if "prefetch" in tune:
-        UcdStore.read_window.__kwdefaults__["prefetch"] = tune["prefetch"]
+        read_defaults["prefetch"] = tune["prefetch"]
     if "batch_rows" in tune:
-        UcdStore.read_window.__kwdefaults__["batch_rows"] = tune["batch_rows"]
+        read_defaults["batch_rows"] = tune["batch_rows"]
     if "block_bytes" in tune:
         runner.export_window.__kwdefaults__["block_bytes"] = tune["block_bytes"]
     if "in_flight" in tune:

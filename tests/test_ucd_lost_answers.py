@@ -8,8 +8,6 @@ Each test is one of those answers read as "another request did it", which lost o
 from __future__ import annotations
 
 import re
-from collections import Counter
-from datetime import timedelta
 
 import pytest
 
@@ -18,13 +16,7 @@ from exporter.errors import TransientError
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE
 from exporter.ucd import UcdStore, parse_upsert
-from tests.conftest import T0
-
-WIDE = (T0 - timedelta(hours=2), T0 + timedelta(hours=6))
-
-
-class Crash(BaseException):
-    """The process dies here (BaseException: nothing in the store may run clean-up for a dead process)."""
+from tests.ucd_helpers import Crash, crash_at, event_ids, quick_store, stored_ids
 
 
 def body(n: int = 3, user: str = "u1") -> dict:
@@ -48,38 +40,21 @@ def proxied(ctx, clock, settings, table_proxy, azurite_connection):
     connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
     proxied_ctx = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
 
-    def store(**kw) -> UcdStore:
-        s = UcdStore(proxied_ctx.storage, clock, commit_timeout_seconds=1, sleep=lambda _s: None, **kw)
-        s.poll_interval = 0.01
-        return s
-
-    return store
-
-
-def stored(ctx) -> Counter:
-    return Counter(r["event_id"] for b in ctx.ucd.read_window("acme", *WIDE) for r in b.to_pylist())
-
-
-def ids(request_body) -> set[str]:
-    return {e.event_id for u in parse_upsert("acme", request_body).users for e in u.events}
+    return lambda **kw: quick_store(proxied_ctx.storage, clock, **kw)
 
 
 def assert_exactly_once(ctx, request_body) -> None:
-    counts = stored(ctx)
-    assert set(counts) == ids(request_body), "an acknowledged event is missing"
+    counts = stored_ids(ctx)
+    assert set(counts) == event_ids(request_body), "an acknowledged event is missing"
     assert set(counts.values()) == {1}, "an event is stored twice"
 
 
 def crash_after_claims(ctx, clock) -> None:
     """A first request claims every event, then dies; past its claim budget its segment is dead."""
-    def die(point):
-        if point == "after_claims":
-            raise Crash(point)
-
-    dying = UcdStore(ctx.storage, clock, fault=die)
+    dying = UcdStore(ctx.storage, clock, fault=crash_at("after_claims"))
     with pytest.raises(Crash):
         dying.upsert(parse_upsert("acme", body()))
-    clock.advance(seconds=dying.claim_budget + 1)
+    clock.advance(seconds=dying.ingest.claim_budget + 1)
 
 
 def test_a_take_over_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
@@ -181,7 +156,7 @@ def test_an_unanswered_existence_check_never_puts_a_second_copy(ctx, clock, prox
         store.upsert(parse_upsert("acme", body()))
     assert len(puts) == 1, "no second put while the first one's outcome is unknown"
 
-    clock.advance(seconds=store.claim_budget + 1)
+    clock.advance(seconds=store.ingest.claim_budget + 1)
     result = proxied().upsert(parse_upsert("acme", body()))
     assert (result.stored_events, result.duplicate_events) == (0, 3)
     assert_exactly_once(ctx, body())

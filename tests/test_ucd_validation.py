@@ -1,4 +1,5 @@
-"""UCD upsert validation (I8): every malformed request gets a 400 naming the field, and nothing is stored.
+"""UCD upsert validation: every malformed request gets a 400 naming the field, and nothing is stored
+(bad input, docs/invariants.md).
 
 Pure tests of `parse_upsert` / `load_json_body`, then the same cases through the API against Azurite,
 each checking that no profile, catalog entry, intent, dedup claim or segment blob was written.
@@ -17,7 +18,7 @@ from exporter.ucd import request as ucd_request
 from exporter.ucd.request import parse_upsert
 from exporter.validation import load_json_body
 from exporter.ucd.values import event_id
-from tests.conftest import T0, call
+from tests.ucd_helpers import T0, call
 
 TS = "2026-11-28T10:00:00Z"
 

@@ -1,4 +1,4 @@
-"""Validation of an upsert body, all of it before anything is stored (I8)."""
+"""Validation of an upsert body, all of it before anything is stored (bad input: docs/invariants.md)."""
 from __future__ import annotations
 
 import json

@@ -86,3 +86,8 @@ def encode_table(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, compression="zstd")
     return sink.getvalue()
+
+
+def to_ms(when: datetime) -> int:
+    """An instant as whole milliseconds since the epoch, the unit of entry times."""
+    return int(round(when.timestamp() * 1000))
