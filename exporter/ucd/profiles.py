@@ -1,6 +1,7 @@
 """UCD profiles (merged attributes and identifiers, tombstones) and the catalog of names and keys seen."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,20 @@ from .tables import WORKERS, get_or_none
 from .values import render
 
 
-def _key(text: str) -> str:
-    """Table keys may not hold / \\ # ? or control characters; percent-encode them."""
-    return quote(text, safe="")
+MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
+
+
+def table_key(text: str) -> str:
+    """A name as a Table key: ASCII percent-encoded (keys may not hold / \\ # ? or control characters),
+    other characters as they are; a name whose key would be too long is keyed by its SHA-256.
+
+    Percent-encoding every character (up to 12 bytes each in UTF-8) made valid names of 256 bytes
+    too long for a key. The hash form starts with `~`, which the encoded form never holds.
+    """
+    key = "".join(quote(c, safe="").replace("~", "%7E") if c < "\x80" else c for c in text)
+    if len(key) > MAX_KEY_CHARS:
+        return "~" + hashlib.sha256(text.encode()).hexdigest()
+    return key
 
 
 class Profiles:
@@ -50,7 +62,7 @@ class Profiles:
             where.setdefault(user.user_id, f"users[{i}]")
         drafts = list(merged.values())
         with ThreadPoolExecutor(WORKERS) as pool:
-            currents = list(pool.map(lambda u: get_or_none(self.table, account, _key(u.user_id)), drafts))
+            currents = list(pool.map(lambda u: get_or_none(self.table, account, table_key(u.user_id)), drafts))
             for user, current in zip(drafts, currents):
                 self._profile_merge(account, user, where[user.user_id])(current)  # raises if too large
             results = list(pool.map(
@@ -71,7 +83,7 @@ class Profiles:
                 return None, attributes
             entity = {
                 "PartitionKey": account,
-                "RowKey": _key(user.user_id),
+                "RowKey": table_key(user.user_id),
                 "user_id": user.user_id,
                 "attributes": json.dumps(new_attributes, separators=(",", ":"), ensure_ascii=False),
                 "identifiers": json.dumps(new_identifiers, separators=(",", ":"), ensure_ascii=False),
@@ -86,7 +98,7 @@ class Profiles:
         return merge
 
     def _merge_profile(self, account: str, user: UserDraft, where: str, current: Any) -> dict[str, Any]:
-        return _read_modify_write(self.table, account, _key(user.user_id), self._profile_merge(account, user, where),
+        return _read_modify_write(self.table, account, table_key(user.user_id), self._profile_merge(account, user, where),
                                   f"profile of user {user.user_id!r}", current=current)
 
     def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
@@ -94,11 +106,11 @@ class Profiles:
         check_account(account)
         check_name(user_id, "user_id")
         try:
-            current = self.table.get_entity(account, _key(user_id))
+            current = self.table.get_entity(account, table_key(user_id))
         except ResourceNotFoundError:
             raise NotFoundError(f"user {user_id!r} not found in account {account!r}", field="user_id") from None
         self.table.update_entity(
-            {"PartitionKey": account, "RowKey": _key(user_id), "deleted": True, "deleted_at": iso(self.clock.now())},
+            {"PartitionKey": account, "RowKey": table_key(user_id), "deleted": True, "deleted_at": iso(self.clock.now())},
             mode=UpdateMode.MERGE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified,
         )
         return {"account": account, "user_id": user_id, "deleted": True}
@@ -106,7 +118,7 @@ class Profiles:
     def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
         """A user's stored profile (a tombstoned one too), or None."""
         try:
-            entity = self.table.get_entity(account, _key(user_id))
+            entity = self.table.get_entity(account, table_key(user_id))
         except ResourceNotFoundError:
             return None
         return {
@@ -123,7 +135,7 @@ class Profiles:
             attribute_keys.update(user.attributes)
             for e in user.events:
                 params[e.event_name].update(e.params)
-        wanted = {f"event~{_key(name)}": (name, keys) for name, keys in params.items()}
+        wanted = {f"event~{table_key(name)}": (name, keys) for name, keys in params.items()}
         wanted["attributes"] = ("", attribute_keys)
         for row_key, (name, keys) in wanted.items():
             self._extend_catalog_entry(account, row_key, name, keys)
