@@ -14,29 +14,24 @@ from typing import Any, Sequence
 
 from azure.core.exceptions import AzureError
 
-from . import api, logs
+from . import api, logs, routes
 from .clock import ManualClock, SystemClock, parse_instant
 from .errors import ExporterError, InputError
 
+# The verbs that are not operations of the API; the operations' examples are in exporter.routes.
 EXAMPLES = {
-    "ucd upsert": "python -m exporter ucd upsert --account acme events.json",
-    "ucd delete-user": "python -m exporter ucd delete-user --account acme user-42",
-    "ucd catalog": "python -m exporter ucd catalog --account acme",
-    "integrations verify": "python -m exporter integrations verify --account acme destination.json",
-    "integrations create": "python -m exporter integrations create --account acme integration.json",
-    "integrations list": "python -m exporter integrations list --account acme",
-    "integrations show": "python -m exporter integrations show --account acme 3f9c0a1b2c3d",
-    "integrations update": "echo '{\"frequency_hours\": 6}' | python -m exporter integrations update --account acme 3f9c0a1b2c3d -",
-    "integrations pause": "python -m exporter integrations pause --account acme 3f9c0a1b2c3d",
-    "integrations resume": "python -m exporter integrations resume --account acme 3f9c0a1b2c3d",
-    "integrations delete": "python -m exporter integrations delete --account acme 3f9c0a1b2c3d",
-    "integrations runs": "python -m exporter integrations runs --account acme 3f9c0a1b2c3d --format table",
-    "integrations replay": "python -m exporter integrations replay --account acme 3f9c0a1b2c3d --start 1795860000",
     "tick": "python -m exporter tick --now 2026-11-28T12:05:00Z",
     "serve": "python -m exporter serve --port 7071",
     "demo": "python -m exporter demo --hours 6",
     "secret-key": "python -m exporter secret-key",
 }
+GROUPS = {"ucd": "the user content database", "integrations": "manage export integrations"}
+PARAMS = {  # route parameters: {account} is the option --account, the others are positional
+    "account": "the account name (lowercase letters, digits, '-')",
+    "id": "the integration id",
+    "user_id": "the user's id",
+}
+TABLES = {"integrations_runs": "runs"}  # operations whose answer `--format table` shows as a table: the list's key
 
 
 class UsageError(Exception):
@@ -63,74 +58,71 @@ def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     # SUPPRESS: a verb's own default must not erase a --now given before the verb.
     common.add_argument("--now", default=argparse.SUPPRESS, help=now_help)
-    account = Parser(add_help=False)
-    account.add_argument("--account", required=True, help="the account name (lowercase letters, digits, '-')")
-    body = Parser(add_help=False)
-    body.add_argument("file", nargs="?", default="-", help="JSON body file, or - for standard input (default)")
-    ident = Parser(add_help=False)
-    ident.add_argument("id", help="the integration id")
 
     root = Parser(prog="python -m exporter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root.add_argument("--now", default=None, help=now_help)
     verbs = root.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(parent, name, help_text, parents, key):
+    def verb(parent, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         return parent.add_parser(
-            name, help=help_text, description=help_text, parents=[common, *parents],
-            epilog=f"example:\n  {EXAMPLES[key]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+            name, help=help_text, description=help_text, parents=[common],
+            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    ucd = verbs.add_parser("ucd", help="the user content database").add_subparsers(dest="action", required=True, metavar="ACTION")
-    verb(ucd, "upsert", "store users and events; answers received/stored/duplicate counts", [account, body], "ucd upsert")
-    delete_user = verb(ucd, "delete-user", "tombstone a user profile (stored events stay)", [account], "ucd delete-user")
-    delete_user.add_argument("user_id")
-    verb(ucd, "catalog", "event names with parameter keys, and attribute keys", [account], "ucd catalog")
+    groups: dict[str, Any] = {}
+    for op in routes.OPERATIONS.values():
+        group, action = op.verb.split()
+        if group not in groups:
+            groups[group] = verbs.add_parser(group, help=GROUPS[group]).add_subparsers(dest="action", required=True, metavar="ACTION")
+        _add_operation(verb(groups[group], action, op.help, op.example), op)
 
-    integ = verbs.add_parser("integrations", help="manage export integrations").add_subparsers(dest="action", required=True, metavar="ACTION")
-    verb(integ, "verify", "verify a destination: write a test file and try to delete it", [account, body], "integrations verify")
-    verb(integ, "create", "create an integration (the destination is verified first)", [account, body], "integrations create")
-    verb(integ, "list", "list an account's integrations", [account], "integrations list")
-    verb(integ, "show", "show one integration", [account, ident], "integrations show")
-    update = verb(integ, "update", "change an integration (credentials are verified first)", [account, ident, body], "integrations update")
-    update.add_argument("--if-match", help="refuse the change if the integration's ETag is no longer this")
-    verb(integ, "pause", "pause delivery", [account, ident], "integrations pause")
-    verb(integ, "resume", "resume delivery; catches up from the last delivered window", [account, ident], "integrations resume")
-    verb(integ, "delete", "delete an integration and free its slot", [account, ident], "integrations delete")
-    runs = verb(integ, "runs", "run history: one record per exported window, newest first", [account, ident], "integrations runs")
-    runs.add_argument("--limit", type=int, default=100)
-    runs.add_argument("--format", choices=("json", "table"), default="json")
-
-    replay = verb(integ, "replay", "re-export one delivered window under the same name with the same bytes", [account, ident], "integrations replay")
-    replay.add_argument("--start", type=int, required=True, help="the window's start, Unix seconds (see `runs`)")
-
-    verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", [], "tick")
-    serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", [], "serve")
+    verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", EXAMPLES["tick"])
+    serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--timer-seconds", type=float, default=60.0)
-    demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", [], "demo")
+    demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", EXAMPLES["demo"])
     demo.add_argument("--hours", type=int, default=6)
     demo.add_argument("--users", type=int, default=200)
-    verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", [], "secret-key")
+    verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 
 
-OPERATIONS = {
-    ("ucd", "upsert"): "ucd_upsert",
-    ("ucd", "delete-user"): "ucd_delete_user",
-    ("ucd", "catalog"): "ucd_catalog",
-    ("integrations", "verify"): "integrations_verify",
-    ("integrations", "create"): "integrations_create",
-    ("integrations", "list"): "integrations_list",
-    ("integrations", "show"): "integrations_show",
-    ("integrations", "update"): "integrations_update",
-    ("integrations", "pause"): "integrations_pause",
-    ("integrations", "resume"): "integrations_resume",
-    ("integrations", "delete"): "integrations_delete",
-    ("integrations", "runs"): "integrations_runs",
-    ("integrations", "replay"): "integrations_replay",
-}
-WITH_BODY = {"ucd_upsert", "integrations_verify", "integrations_create", "integrations_update"}
+def _add_operation(parser: argparse.ArgumentParser, op: routes.Operation) -> None:
+    """An operation's arguments: its route parameters, FILE if it takes a body, then its options."""
+    parser.set_defaults(operation=op.name)
+    for param in op.params:
+        if param == "account":
+            parser.add_argument("--account", required=True, help=PARAMS[param])
+        else:
+            parser.add_argument(param, help=PARAMS[param])
+    if op.body:
+        parser.add_argument("file", nargs="?", default="-", help="JSON body file, or - for standard input (default)")
+    for option in op.options:
+        parser.add_argument(option.flag, dest=option.dest, type=option.type, default=option.default, required=option.required, help=option.help)
+    if op.name in TABLES:
+        parser.add_argument("--format", choices=("json", "table"), default="json", help="json (default), or a table for people")
+
+
+def _request(op: routes.Operation, args: argparse.Namespace) -> api.ApiRequest:
+    """The request the HTTP route would get, from the command line."""
+    request = api.ApiRequest(params={param: getattr(args, param) for param in op.params})
+    if op.body:
+        request.body = _read_body(args.file)
+    fields = {}
+    for option in op.options:
+        value = getattr(args, option.dest)
+        if value is None or value == "":
+            continue
+        if option.goes_to == "header":
+            request.headers[option.key] = str(value)
+        elif option.goes_to == "query":
+            request.query[option.key] = str(value)
+        else:
+            fields[option.key] = value
+    if fields:
+        request.body = json.dumps(fields).encode()
+    return request
 
 
 def _read_body(name: str) -> bytes:
@@ -196,26 +188,12 @@ def _run(args) -> int:
 
         _print(tick(ctx, progress=lambda total: Progress("exporting windows", total)))
         return 0
-    operation = OPERATIONS[(args.verb, args.action)]
-    params = {"account": args.account}
-    if hasattr(args, "id"):
-        params["id"] = args.id
-    if hasattr(args, "user_id"):
-        params["user_id"] = args.user_id
-    request = api.ApiRequest(params=params)
-    if operation in WITH_BODY:
-        request.body = _read_body(args.file)
-    if getattr(args, "if_match", None):
-        request.headers["If-Match"] = args.if_match
-    if operation == "integrations_runs":
-        request.query["limit"] = str(args.limit)
-    if operation == "integrations_replay":
-        request.body = json.dumps({"start": args.start}).encode()
-    answer = api.handle(ctx, operation, request)
-    if operation == "integrations_runs" and args.format == "table" and answer.status < 400:
+    operation = routes.OPERATIONS[args.operation]
+    answer = api.handle(ctx, operation.name, _request(operation, args))
+    if getattr(args, "format", "json") == "table" and answer.status < 400:
         from .progress import runs_table
 
-        sys.stdout.write(runs_table(answer.body["runs"]))
+        sys.stdout.write(runs_table(answer.body[TABLES[operation.name]]))
     else:
         _print(answer.body)
     return 0 if answer.status < 400 else (1 if answer.status < 500 else 3)

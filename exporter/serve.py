@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api
+from . import api, routes
 from .context import Context
 from .host import drain
 from .jobs import schedule
@@ -23,7 +23,7 @@ def make_handler(ctx: Context):
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             parts = urlsplit(self.path)
-            found = api.match(self.command, parts.path)
+            found = routes.match(self.command, parts.path)
             if found is None:
                 return self._send(404, {"error": {"code": "not_found", "message": f"no route {self.command} {parts.path}"}})
             operation, params = found
@@ -32,7 +32,7 @@ def make_handler(ctx: Context):
                 params=params, body=self.rfile.read(length) if length else b"",
                 query=dict(parse_qsl(parts.query)), headers=dict(self.headers.items()),
             )
-            answer = api.handle(ctx, operation, request)
+            answer = api.handle(ctx, operation.name, request)
             self._send(answer.status, answer.body)
 
         def _send(self, status: int, body: dict) -> None:
