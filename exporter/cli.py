@@ -39,10 +39,28 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors answer in JSON on stdout too, like every refusal."""
+    """Usage errors answer in JSON on stdout too, like every refusal; options and positionals mix freely.
+
+    argparse stops matching positionals once an option comes between them (`update ID --if-match E -`
+    leaves `-` unrecognized). A verb's parser (a leaf: no subcommands) therefore parses intermixed:
+    options first, then the positionals left over. Only leaves can: the stdlib refuses intermixed
+    parsing of a parser with subcommands, and the subcommand action hands each verb its arguments
+    through `parse_known_args`, which is where this hooks in.
+    """
+
+    _intermixing = False
 
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(message)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back here for each of its two passes
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def load_local_settings(path: Path = Path("local.settings.json")) -> None:

@@ -1,4 +1,5 @@
 """The operator CLI as an operator runs it: a subprocess, JSON on stdout, --now, exit codes."""
+import argparse
 import json
 import os
 import subprocess
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter import routes
+from exporter.cli import UsageError, build_parser
 from tests.conftest import SECRET_KEY, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +68,14 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
     code, shown, _ = cli("integrations", "show", "--account", "acme", created["id"])
     assert shown["last_success_end"] == "2026-11-28T12:00:00.000Z", "a replay never moves last_success_end"
 
+    # Options and positionals in the order people type them: the positional `-` after --if-match.
+    code, updated, _ = cli("integrations", "update", "--account", "acme", created["id"], "--if-match", shown["etag"], "-",
+                           stdin='{"name": "renamed feed"}')
+    assert code == 0 and updated["name"] == "renamed feed"
+    code, refused, _ = cli("integrations", "update", created["id"], "--if-match", shown["etag"], "--account", "acme", "-",
+                           stdin='{"name": "again"}')
+    assert code == 1 and refused["error"]["code"] == "precondition_failed", "the ETag is stale after the first update"
+
 
 def test_refusals_exit_non_zero_with_a_json_error_naming_the_field(cli):
     code, answer, _ = cli("ucd", "upsert", "--account", "acme", "-", stdin='{"users": [{"user_id": ""}]}')
@@ -89,12 +100,86 @@ def test_every_verb_has_help_with_an_example():
 
 
 def test_now_is_taken_before_or_after_the_verb():
-    from exporter.cli import build_parser
-
     parser = build_parser()
     assert parser.parse_args(["--now", "2026-11-28T10:00:00Z", "tick"]).now == "2026-11-28T10:00:00Z"
     assert parser.parse_args(["tick", "--now", "2026-11-28T11:00:00Z"]).now == "2026-11-28T11:00:00Z"
     assert parser.parse_args(["tick"]).now is None
+
+
+def _verbs(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
+    """Every verb's own parser (a leaf), with the words that reach it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _verbs(sub, (*words, name))
+            return
+    yield words, parser
+
+
+VERBS = dict(_verbs(build_parser()))
+NOW = "2026-11-28T10:00:00Z"
+
+
+def _sample(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[str], dict]:
+    """A value for every argument of a verb: (options as [flag, value] pairs, positionals, what they parse to)."""
+    options, positionals, expected = [], [], {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.dest == "now":
+            continue
+        if action.option_strings:
+            value = action.choices[-1] if action.choices else ("7" if action.type in (int, float) else f"v-{action.dest}")
+            options.append([action.option_strings[0], value])
+            expected[action.dest] = action.type(value) if action.type else value
+        else:
+            value = "-" if action.dest == "file" else f"p-{action.dest}"  # `-`: standard input, the case users hit
+            positionals.append(value)
+            expected[action.dest] = value
+    return options, positionals, expected
+
+
+def _orders(options: list[list[str]], positionals: list[str]) -> list[list[list[str]]]:
+    """The same arguments typed in different orders, as groups of tokens (positionals keep their own order)."""
+    singles = [[p] for p in positionals]
+
+    def interleave(first, second):
+        return [group for i in range(max(len(first), len(second))) for group in first[i:i + 1] + second[i:i + 1]]
+
+    return [options + singles, singles + options, singles + options[::-1],
+            interleave(singles, options), interleave(options, singles)]
+
+
+def test_every_verb_is_tested_for_argument_order():
+    names = {" ".join(words) for words in VERBS}
+    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "serve", "demo", "secret-key"} == names
+
+
+@pytest.mark.parametrize("words", list(VERBS), ids=" ".join)
+def test_options_and_positionals_mix_in_any_order_for_every_verb(words):
+    parser = build_parser()
+    options, positionals, expected = _sample(VERBS[words])
+    now = ["--now", NOW]
+    for groups in _orders(options, positionals):
+        for middle in range(len(groups) + 1):  # --now after the verb: first, between any two arguments, last
+            cases = [(["--now", NOW, *words, *sum(groups, [])], NOW),  # --now before the verb
+                     ([*words, *sum(groups[:middle] + [now] + groups[middle:], [])], NOW)]
+            if middle == 0:
+                cases.append(([*words, *sum(groups, [])], None))
+            for argv, expected_now in cases:
+                args = vars(parser.parse_args(argv))
+                assert {key: args[key] for key in expected} == expected, argv
+                assert args["now"] == expected_now, argv
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["integrations", "show", "--account", "acme"], "the following arguments are required: id"),
+    (["integrations", "update", "--account", "acme", "ID", "-", "extra"], "unrecognized arguments: extra"),
+    (["integrations", "replay", "ID", "--account", "acme"], "the following arguments are required: --start"),
+    (["integrations", "runs", "ID", "--limit", "many", "--account", "acme"], "--limit: invalid int value: 'many'"),
+])
+def test_mixed_order_still_refuses_what_is_missing_or_extra(argv, message):
+    with pytest.raises(UsageError) as refused:
+        build_parser().parse_args(argv)
+    assert message in str(refused.value)
 
 
 def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
