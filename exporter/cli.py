@@ -96,12 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", EXAMPLES["tick"])
     serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--timer-seconds", type=float, default=60.0)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=7071, help="the HTTP port, as `func start` uses (default: 7071; 0: a free one)")
+    serve.add_argument("--timer-seconds", type=float, default=60.0,
+                       help="how often the scheduler runs (default: 60, the Functions timer's every minute)")
     demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", EXAMPLES["demo"])
-    demo.add_argument("--hours", type=int, default=6)
-    demo.add_argument("--users", type=int, default=200)
+    demo.add_argument("--hours", type=int, default=6, help="how many hourly windows to simulate and export (default: 6)")
+    demo.add_argument("--users", type=int, default=200, help="how many users send events each hour (default: 200)")
     verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 

@@ -76,7 +76,7 @@ def route(function: str, template: str, *operations: Operation) -> Route:
 
 
 IF_MATCH = Option("--if-match", "header", "If-Match", "refuse the change if the integration's ETag is no longer this")
-LIMIT = Option("--limit", "query", "limit", "at most this many records, newest first (1 to 10000)", type=int, default=100)
+LIMIT = Option("--limit", "query", "limit", "at most this many records, newest first (1 to 10000; default: 100)", type=int, default=100)
 START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
 EXAMPLE_ID = "3f9c0a1b2c3d"
 CLI = "python -m exporter"

@@ -99,6 +99,22 @@ def test_every_verb_has_help_with_an_example():
         assert "--now" in done.stdout and "example:" in done.stdout, verb
 
 
+def test_every_argument_of_every_verb_has_a_help_text():
+    for words, parser in VERBS.items():
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"{' '.join(words)}: {action.dest} has no help"
+
+
+def test_every_verb_and_verb_group_is_listed_with_a_help_text():
+    parsers = [build_parser()]
+    for parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(choice.help for choice in action._choices_actions), [c.dest for c in action._choices_actions]
+                parsers += action.choices.values()
+    assert len(parsers) == 1 + 2 + len(VERBS), "the root, the groups ucd and integrations, and every verb"
+
+
 def test_now_is_taken_before_or_after_the_verb():
     parser = build_parser()
     assert parser.parse_args(["--now", "2026-11-28T10:00:00Z", "tick"]).now == "2026-11-28T10:00:00Z"
