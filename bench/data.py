@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exporter.clock import ManualClock
-from exporter.progress import Progress
+from exporter.local.progress import Progress
 from exporter.storage import Storage
 from exporter.ucd import UcdStore
 from exporter.ucd.segments import attribute_column, param_column

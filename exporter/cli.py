@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +32,8 @@ PARAMS = {  # route parameters: {account} is the option --account, the others ar
     "id": "the integration id",
     "user_id": "the user's id",
 }
-TABLES = {"integrations_runs": "runs"}  # operations whose answer `--format table` shows as a table: the list's key
+# `--format table` (runs_table): the operations whose answer holds run records, under this key.
+TABLES = {"integrations_runs": "runs"}
 
 
 class UsageError(Exception):
@@ -157,6 +159,25 @@ def _print(body: Any) -> None:
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
 
 
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """The run history as a fixed-width table, newest first (`integrations runs --format table`)."""
+
+    def when(unix: int) -> str:
+        return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    headers = ["window start (UTC)", "end", "status", "rows", "bytes", "ms", "tries", "file / error"]
+    rows = [
+        [when(r["window_start"]), when(r["window_end"]), r["status"], str(r["rows"]), str(r["bytes"]),
+         str(r["duration_ms"]), str(r["attempts"]), r["error"] or r["file"]]
+        for r in runs
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _clock(args):
     return ManualClock(parse_instant(args.now, "--now")) if args.now else SystemClock()
 
@@ -179,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AzureError as error:
         _print({"error": {"code": "storage_unavailable", "message": (
             f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
-            "is Azurite running? (python -m exporter.devstorage starts one)")}})
+            "is Azurite running? (python -m exporter.local.devstorage starts one)")}})
         return 3
 
 
@@ -191,27 +212,26 @@ def _run(args) -> int:
 
         _print({"EXPORT_SECRET_KEY": new_key()})
         return 0
+    # The local tools (exporter.local, never deployed) are imported only by the verbs that use them.
     if args.verb == "demo":
-        from .demo import run_demo
+        from .local.demo import run_demo
 
         return run_demo(hours=args.hours, users=args.users, now=args.now)
     clock = _clock(args)
     if args.verb == "serve":
-        from .serve import serve
+        from .local.serve import serve
 
         return serve(args.host, args.port, args.timer_seconds)
     ctx = Context.create(clock=clock)
     if args.verb == "tick":
-        from .host import tick
-        from .progress import Progress
+        from .local.host import tick
+        from .local.progress import Progress
 
         _print(tick(ctx, progress=lambda total: Progress("exporting windows", total)))
         return 0
     operation = routes.OPERATIONS[args.operation]
     answer = api.handle(ctx, operation.name, _request(operation, args))
     if getattr(args, "format", "json") == "table" and answer.status < 400:
-        from .progress import runs_table
-
         sys.stdout.write(runs_table(answer.body[TABLES[operation.name]]))
     else:
         _print(answer.body)

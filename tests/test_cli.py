@@ -199,7 +199,7 @@ def test_mixed_order_still_refuses_what_is_missing_or_extra(argv, message):
 
 
 def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
-    from exporter.devstorage import connection_string, free_port
+    from exporter.local.devstorage import connection_string, free_port
 
     closed = free_port()
     env = {**os.environ, "AzureWebJobsStorage": connection_string(closed, closed, closed), "EXPORT_SECRET_KEY": SECRET_KEY,
@@ -209,3 +209,10 @@ def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
     assert done.returncode == 3
     assert json.loads(done.stdout)["error"]["code"] == "storage_unavailable"
     assert "Traceback" not in done.stderr
+
+
+def test_devstorage_help_prints_help_without_starting_azurite():
+    done = subprocess.run([sys.executable, "-m", "exporter.local.devstorage", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m exporter.local.devstorage")
+    assert "AccountName=" not in done.stdout

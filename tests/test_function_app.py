@@ -3,12 +3,15 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import azure.functions as func
 
 import function_app
 from exporter import api, routes, triggers
 
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # get_functions() validates names into state it keeps, so a second call fails: index once.
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
@@ -101,3 +104,22 @@ def test_import_function_app_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
     assert functions == 3 + http_routes == 13
+
+
+def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():
+    assert "exporter/local" in (ROOT / ".funcignore").read_text().splitlines()
+    # Every deployed module (the CLI too: it imports the local tools only inside the verbs that use them).
+    code = """
+import importlib, sys
+from pathlib import Path
+import function_app
+from exporter import cli
+cli.build_parser().parse_args(["integrations", "runs", "--account", "acme", "x", "--format", "table"])
+for path in sorted(Path("exporter").rglob("*.py")):
+    parts = path.with_suffix("").parts
+    if "local" not in parts and parts[-1] != "__main__":
+        importlib.import_module(".".join(p for p in parts if p != "__init__"))
+print(sorted(m for m in sys.modules if m.startswith("exporter.local")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -17,14 +17,15 @@ from datetime import datetime, timedelta, timezone
 
 from azure.storage.blob import BlobServiceClient
 
-from . import api
-from .clock import ManualClock, iso, parse_instant
-from .context import Context
+from .. import api
+from ..cli import runs_table
+from ..clock import ManualClock, iso, parse_instant
+from ..context import Context
+from ..secrets import new_key
+from ..settings import Settings
 from .devstorage import start_azurite
 from .host import tick
-from .progress import Progress, runs_table
-from .secrets import new_key
-from .settings import Settings
+from .progress import Progress
 
 ACCOUNT = "demo-shop"
 CUSTOMER_CONTAINER = "customer-exports"

@@ -1,7 +1,8 @@
 """`python -m exporter serve`: the local stand-in for the Functions host.
 
-HTTP routes of function_app.py on localhost, the every-minute timer and a queue listener with
-dequeue counts and a poison queue. Real clock; storage from AzureWebJobsStorage.
+The HTTP routes of exporter/routes.py (those function_app.py registers) on localhost, the
+every-minute timer and a queue listener with dequeue counts and a poison queue. Real clock;
+storage from AzureWebJobsStorage.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api, routes
-from .context import Context
+from .. import api, routes
+from ..context import Context
+from ..jobs import schedule
 from .host import drain
-from .jobs import schedule
 
 log = logging.getLogger(__name__)
 
