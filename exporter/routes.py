@@ -2,7 +2,7 @@
 
 function_app.py registers one HTTP function per route below, `serve` routes raw paths with
 `match`, and the CLI builds one verb per operation; `exporter.api` holds what each operation does.
-The routes, methods and statuses are the HTTP contract (docs/architecture.md, "HTTP API").
+The routes, methods and statuses are the HTTP contract (docs/architecture.md, "HTTP API and CLI").
 
 A route template's `{account}` becomes the CLI's `--account`; its other parameters are positional
 arguments, in template order, followed by FILE when the operation takes a JSON body.

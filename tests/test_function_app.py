@@ -48,7 +48,7 @@ def test_queue_bindings_use_the_settings_queue_and_its_poison_queue():
     assert bindings["scheduler"]["schedule"] == "0 * * * * *"
 
 
-# The HTTP contract (docs/architecture.md, "HTTP API"): method, route under /api, status of a success.
+# The HTTP contract (docs/architecture.md, "HTTP API and CLI"): method, route under /api, status of a success.
 CONTRACT = {
     ("POST", "ucd/{account}/upsert", 200),
     ("DELETE", "ucd/{account}/users/{user_id}", 200),
