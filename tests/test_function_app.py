@@ -3,6 +3,7 @@ import inspect
 import json
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import azure.functions as func
@@ -33,12 +34,16 @@ def test_timer_queue_and_http_triggers_are_indexed():
 
 
 def test_every_binding_arg_name_matches_a_handler_parameter():
+    # As the Python worker checks at load: parameters and bindings match both ways, annotations are types.
     for name, fn in _functions().items():
-        parameters = set(inspect.signature(fn.get_user_function()).parameters)
-        for binding in json.loads(fn.get_function_json())["bindings"]:
-            if binding["name"] == "$return":
-                continue
-            assert binding["name"] in parameters, f"{name}: binding {binding['name']!r} has no parameter"
+        handler = fn.get_user_function()
+        parameters = set(inspect.signature(handler).parameters)
+        bound = {b["name"] for b in json.loads(fn.get_function_json())["bindings"]} - {"$return"}
+        assert bound == parameters, f"{name}: bindings {bound} but parameters {parameters}"
+        hints = typing.get_type_hints(handler)
+        assert all(isinstance(hint, type) for hint in hints.values()), f"{name}: {hints}"
+        if name in {r.function for r in routes.ROUTES}:
+            assert hints == {"req": func.HttpRequest, "return": func.HttpResponse}, name
 
 
 def test_queue_bindings_use_the_settings_queue_and_its_poison_queue():
