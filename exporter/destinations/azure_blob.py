@@ -74,7 +74,7 @@ def parse_connection_string(text: Any) -> BlobCredentials:
         pairs[key.strip().lower()] = value.strip()
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         # The emulator's shorthand names a storage on this machine, not the customer's: refused, not guessed at.
-        raise InputError(FIELD, "development storage is not a customer destination; use explicit endpoints")
+        raise InputError(reason="development storage is not a customer destination; use explicit endpoints", field=FIELD)
     account = pairs.get("accountname", "")
     key = pairs.get("accountkey")
     sas = pairs.get("sharedaccesssignature")
