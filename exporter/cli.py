@@ -52,10 +52,10 @@ class Parser(argparse.ArgumentParser):
 
     _intermixing = False
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise UsageError(message)
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         if self._subparsers is not None or self._intermixing:
             return super().parse_known_args(args, namespace)
         self._intermixing = True  # parse_known_intermixed_args calls back here for each of its two passes

@@ -137,7 +137,7 @@ def match(method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
     """Route a raw path (for `serve`): the operation and its parameters, or None (405s too)."""
     for pattern, r in _COMPILED:
         found = pattern.match(path)
-        op = r.operation(method) if found else None
-        if op is not None:
+        op = r.operation(method) if found is not None else None
+        if found is not None and op is not None:
             return op, {k: unquote(v) for k, v in found.groupdict().items()}
     return None

@@ -102,7 +102,7 @@ def test_every_verb_has_help_with_an_example():
 def test_every_verb_has_an_example_and_each_operation_its_own():
     for words, parser in VERBS.items():
         text = parser.format_help()
-        assert "--now" in text and f"example:\n  " in text, words
+        assert "--now" in text and "example:\n  " in text, words
         example = text.split("example:\n  ", 1)[1]
         assert f"python -m exporter {' '.join(words)}" in example, f"{' '.join(words)}: the example shows another verb"
 

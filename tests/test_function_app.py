@@ -11,7 +11,6 @@ import azure.functions as func
 import function_app
 from exporter import api, routes, triggers
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 # get_functions() validates names into state it keeps, so a second call fails: index once.

@@ -14,6 +14,7 @@ import logging
 import random
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
@@ -42,7 +43,7 @@ def sample_hour(rng: random.Random, users: int, hour_start: datetime) -> dict:
     """One hour of traffic: page views, carts, purchases and email opens of known and anonymous users."""
     batch = []
     for n in range(users):
-        user = {"user_id": f"user-{n:04d}"}
+        user: dict[str, Any] = {"user_id": f"user-{n:04d}"}
         if n % 10 == 9:
             user = {"user_id": f"anon-{rng.randrange(10**6):06d}"}  # anonymous: no identifiers, no attributes
         else:

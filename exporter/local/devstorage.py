@@ -75,7 +75,8 @@ def start_azurite(timeout: float = 30) -> Azurite:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Azurite exited at start: {process.stderr.read().decode(errors='replace')[-2000:]}")
+            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"Azurite exited at start: {err[-2000:]}")
         if all(_listening(p) for p in ports):
             return Azurite(process, ports)
         time.sleep(0.1)
