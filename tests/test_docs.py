@@ -16,11 +16,11 @@ def test_every_invariant_has_a_section_in_order_with_how_it_is_kept_and_proved()
 def test_every_file_the_docs_name_exists():
     for doc in DOCS:
         text = doc.read_text()
-        tests = set(re.findall(r"\btest_\w+\.py\b", text))
+        tests = set(re.findall(r"\btest_[\w*]+\.py\b", text))  # a name, or a pattern such as test_ucd_*.py
         paths = set(re.findall(r"`((?:exporter|tests|scripts|infra)/[\w/.]*\w|function_app\.py)`", text))
         assert paths, doc.name
         for name in tests:
-            assert (ROOT / "tests" / name).is_file(), f"{doc.name}: {name}"
+            assert list((ROOT / "tests").glob(name)), f"{doc.name}: no {name}"
         for path in paths:
             assert (ROOT / path).exists(), f"{doc.name}: {path}"
 
