@@ -1,7 +1,11 @@
-"""The Azure Functions app (Python v2 model): a table of triggers. The work lives in `exporter/`."""
+"""The Azure Functions app (Python v2 model): a table of triggers. The work lives in `exporter/`.
+
+The HTTP functions are registered from `exporter.routes.ROUTES`, one function per route template,
+named after the route so the host's function names (and function keys) stay stable.
+"""
 import azure.functions as func
 
-from exporter import triggers
+from exporter import routes, triggers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -27,51 +31,18 @@ def export_poison(message: func.QueueMessage) -> None:
     triggers.on_poison(message)
 
 
-@app.route(route="ucd/{account}/upsert", methods=["POST"])
-def ucd_upsert(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("ucd/{account}/upsert", req)
+def http_function(route: routes.Route):
+    """The handler of one route template; the host passes the request as `req` (the route's arg_name)."""
+
+    def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return triggers.http(route, req)
+
+    handler.__name__ = handler.__qualname__ = route.function
+    handler.__doc__ = f"{' '.join(route.methods)} /api/{route.template}"
+    return handler
 
 
-@app.route(route="ucd/{account}/users/{user_id}", methods=["DELETE"])
-def ucd_user(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("ucd/{account}/users/{user_id}", req)
-
-
-@app.route(route="ucd/{account}/catalog", methods=["GET"])
-def ucd_catalog(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("ucd/{account}/catalog", req)
-
-
-@app.route(route="accounts/{account}/integrations/verify", methods=["POST"])
-def integrations_verify(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/verify", req)
-
-
-@app.route(route="accounts/{account}/integrations", methods=["GET", "POST"])
-def integrations(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations", req)
-
-
-@app.route(route="accounts/{account}/integrations/{id}", methods=["GET", "PATCH", "DELETE"])
-def integration(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/{id}", req)
-
-
-@app.route(route="accounts/{account}/integrations/{id}/pause", methods=["POST"])
-def integration_pause(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/{id}/pause", req)
-
-
-@app.route(route="accounts/{account}/integrations/{id}/resume", methods=["POST"])
-def integration_resume(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/{id}/resume", req)
-
-
-@app.route(route="accounts/{account}/integrations/{id}/runs", methods=["GET"])
-def integration_runs(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/{id}/runs", req)
-
-
-@app.route(route="accounts/{account}/integrations/{id}/replay", methods=["POST"])
-def integration_replay(req: func.HttpRequest) -> func.HttpResponse:
-    return triggers.http("accounts/{account}/integrations/{id}/replay", req)
+for _route in routes.ROUTES:
+    app.function_name(name=_route.function)(
+        app.route(route=_route.template, methods=_route.methods, trigger_arg_name="req")(http_function(_route))
+    )

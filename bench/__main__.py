@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from exporter.devstorage import start_azurite
+from exporter.local.devstorage import start_azurite
 from exporter.secrets import new_key
 from exporter.settings import Settings
 from exporter.storage import Storage

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from azure.storage.blob import ContainerClient
 
-from exporter.progress import Progress
+from exporter.local.progress import Progress
 from exporter.storage import Storage
 from exporter.ucd.segments import SegmentRef, attribute_column, encode_table, param_column, segment_path
 from exporter.validation import check_account

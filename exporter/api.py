@@ -1,5 +1,7 @@
 """The management API as plain operations, shared by the Functions HTTP triggers, `serve` and the CLI.
 
+Which routes and verbs reach them, and with which success status, is declared in `exporter.routes`.
+
 This is the one place where errors become answers: ExporterError → its status and JSON body;
 anything else → 500 with a generic message (exception text may carry secrets, so it is not echoed).
 """
@@ -7,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from azure.core.exceptions import AzureError
 
+from . import routes
 from .context import Context
 from .jobs import replay_window
 from .errors import (
@@ -117,31 +119,15 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_replay": lambda ctx, r: replay_window(ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")),
 }
 
-CREATED = {"integrations_create"}
-
-# (method, route template under /api, operation): the HTTP contract of DESIGN section 6.
-ROUTES: list[tuple[str, str, str]] = [
-    ("POST", "ucd/{account}/upsert", "ucd_upsert"),
-    ("DELETE", "ucd/{account}/users/{user_id}", "ucd_delete_user"),
-    ("GET", "ucd/{account}/catalog", "ucd_catalog"),
-    ("POST", "accounts/{account}/integrations/verify", "integrations_verify"),
-    ("POST", "accounts/{account}/integrations", "integrations_create"),
-    ("GET", "accounts/{account}/integrations", "integrations_list"),
-    ("GET", "accounts/{account}/integrations/{id}", "integrations_show"),
-    ("PATCH", "accounts/{account}/integrations/{id}", "integrations_update"),
-    ("DELETE", "accounts/{account}/integrations/{id}", "integrations_delete"),
-    ("POST", "accounts/{account}/integrations/{id}/pause", "integrations_pause"),
-    ("POST", "accounts/{account}/integrations/{id}/resume", "integrations_resume"),
-    ("GET", "accounts/{account}/integrations/{id}/runs", "integrations_runs"),
-    ("POST", "accounts/{account}/integrations/{id}/replay", "integrations_replay"),
-]
+if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route
+    raise RuntimeError(f"exporter.api and exporter.routes disagree: {sorted(set(OPERATIONS) ^ set(routes.OPERATIONS))}")
 
 
 def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
     """Run one operation and turn its outcome, or its error, into a status and a JSON body."""
     try:
         body = OPERATIONS[operation](ctx, request)
-        return ApiResponse(201 if operation in CREATED else 200, body)
+        return ApiResponse(routes.OPERATIONS[operation].status, body)
     except ExporterError as error:
         body = error.to_json()
         if operation == "integrations_verify":
@@ -155,22 +141,3 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
         # The traceback goes to the logs through the redacting filter, never into the answer.
         log.error("unexpected failure in %s (%s): %s", operation, type(error).__name__, redact(traceback.format_exc()))
         return ApiResponse(500, {"error": {"code": "internal_error", "message": "unexpected failure; see the logs"}})
-
-
-def _compile(template: str) -> re.Pattern:
-    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return re.compile(f"^/api/{pattern}/?$")
-
-
-_COMPILED = [(method, _compile(template), op) for method, template, op in ROUTES]
-
-
-def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    """Route a raw path (for `serve`); returns (operation, params) or None. 405s are reported as None too."""
-    from urllib.parse import unquote
-
-    for route_method, pattern, op in _COMPILED:
-        found = pattern.match(path)
-        if found and route_method == method:
-            return op, {k: unquote(v) for k, v in found.groupdict().items()}
-    return None

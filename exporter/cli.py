@@ -9,34 +9,31 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from azure.core.exceptions import AzureError
 
-from . import api, logs
+from . import api, logs, routes
 from .clock import ManualClock, SystemClock, parse_instant
 from .errors import ExporterError, InputError
 
+# The verbs that are not operations of the API; the operations' examples are in exporter.routes.
 EXAMPLES = {
-    "ucd upsert": "python -m exporter ucd upsert --account acme events.json",
-    "ucd delete-user": "python -m exporter ucd delete-user --account acme user-42",
-    "ucd catalog": "python -m exporter ucd catalog --account acme",
-    "integrations verify": "python -m exporter integrations verify --account acme destination.json",
-    "integrations create": "python -m exporter integrations create --account acme integration.json",
-    "integrations list": "python -m exporter integrations list --account acme",
-    "integrations show": "python -m exporter integrations show --account acme 3f9c0a1b2c3d",
-    "integrations update": "echo '{\"frequency_hours\": 6}' | python -m exporter integrations update --account acme 3f9c0a1b2c3d -",
-    "integrations pause": "python -m exporter integrations pause --account acme 3f9c0a1b2c3d",
-    "integrations resume": "python -m exporter integrations resume --account acme 3f9c0a1b2c3d",
-    "integrations delete": "python -m exporter integrations delete --account acme 3f9c0a1b2c3d",
-    "integrations runs": "python -m exporter integrations runs --account acme 3f9c0a1b2c3d --format table",
-    "integrations replay": "python -m exporter integrations replay --account acme 3f9c0a1b2c3d --start 1795860000",
     "tick": "python -m exporter tick --now 2026-11-28T12:05:00Z",
     "serve": "python -m exporter serve --port 7071",
     "demo": "python -m exporter demo --hours 6",
     "secret-key": "python -m exporter secret-key",
 }
+GROUPS = {"ucd": "the user content database", "integrations": "manage export integrations"}
+PARAMS = {  # route parameters: {account} is the option --account, the others are positional
+    "account": "the account name (lowercase letters, digits, '-')",
+    "id": "the integration id",
+    "user_id": "the user's id",
+}
+# `--format table` (runs_table): the operations whose answer holds run records, under this key.
+TABLES = {"integrations_runs": "runs"}
 
 
 class UsageError(Exception):
@@ -44,10 +41,28 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors answer in JSON on stdout too, like every refusal."""
+    """Usage errors answer in JSON on stdout too, like every refusal; options and positionals mix freely.
 
-    def error(self, message: str):  # type: ignore[override]
+    argparse stops matching positionals once an option comes between them (`update ID --if-match E -`
+    leaves `-` unrecognized). A verb's parser (a leaf: no subcommands) therefore parses intermixed:
+    options first, then the positionals left over. Only leaves can: the stdlib refuses intermixed
+    parsing of a parser with subcommands, and the subcommand action hands each verb its arguments
+    through `parse_known_args`, which is where this hooks in.
+    """
+
+    _intermixing = False
+
+    def error(self, message: str):
         raise UsageError(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back here for each of its two passes
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def load_local_settings(path: Path = Path("local.settings.json")) -> None:
@@ -63,74 +78,72 @@ def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     # SUPPRESS: a verb's own default must not erase a --now given before the verb.
     common.add_argument("--now", default=argparse.SUPPRESS, help=now_help)
-    account = Parser(add_help=False)
-    account.add_argument("--account", required=True, help="the account name (lowercase letters, digits, '-')")
-    body = Parser(add_help=False)
-    body.add_argument("file", nargs="?", default="-", help="JSON body file, or - for standard input (default)")
-    ident = Parser(add_help=False)
-    ident.add_argument("id", help="the integration id")
 
     root = Parser(prog="python -m exporter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root.add_argument("--now", default=None, help=now_help)
     verbs = root.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(parent, name, help_text, parents, key):
+    def verb(parent, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         return parent.add_parser(
-            name, help=help_text, description=help_text, parents=[common, *parents],
-            epilog=f"example:\n  {EXAMPLES[key]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+            name, help=help_text, description=help_text, parents=[common],
+            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    ucd = verbs.add_parser("ucd", help="the user content database").add_subparsers(dest="action", required=True, metavar="ACTION")
-    verb(ucd, "upsert", "store users and events; answers received/stored/duplicate counts", [account, body], "ucd upsert")
-    delete_user = verb(ucd, "delete-user", "tombstone a user profile (stored events stay)", [account], "ucd delete-user")
-    delete_user.add_argument("user_id")
-    verb(ucd, "catalog", "event names with parameter keys, and attribute keys", [account], "ucd catalog")
+    groups: dict[str, Any] = {}
+    for op in routes.OPERATIONS.values():
+        group, action = op.verb.split()
+        if group not in groups:
+            groups[group] = verbs.add_parser(group, help=GROUPS[group]).add_subparsers(dest="action", required=True, metavar="ACTION")
+        _add_operation(verb(groups[group], action, op.help, op.example), op)
 
-    integ = verbs.add_parser("integrations", help="manage export integrations").add_subparsers(dest="action", required=True, metavar="ACTION")
-    verb(integ, "verify", "verify a destination: write a test file and try to delete it", [account, body], "integrations verify")
-    verb(integ, "create", "create an integration (the destination is verified first)", [account, body], "integrations create")
-    verb(integ, "list", "list an account's integrations", [account], "integrations list")
-    verb(integ, "show", "show one integration", [account, ident], "integrations show")
-    update = verb(integ, "update", "change an integration (credentials are verified first)", [account, ident, body], "integrations update")
-    update.add_argument("--if-match", help="refuse the change if the integration's ETag is no longer this")
-    verb(integ, "pause", "pause delivery", [account, ident], "integrations pause")
-    verb(integ, "resume", "resume delivery; catches up from the last delivered window", [account, ident], "integrations resume")
-    verb(integ, "delete", "delete an integration and free its slot", [account, ident], "integrations delete")
-    runs = verb(integ, "runs", "run history: one record per exported window, newest first", [account, ident], "integrations runs")
-    runs.add_argument("--limit", type=int, default=100)
-    runs.add_argument("--format", choices=("json", "table"), default="json")
-
-    replay = verb(integ, "replay", "re-export one delivered window under the same name with the same bytes", [account, ident], "integrations replay")
-    replay.add_argument("--start", type=int, required=True, help="the window's start, Unix seconds (see `runs`)")
-
-    verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", [], "tick")
-    serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", [], "serve")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--timer-seconds", type=float, default=60.0)
-    demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", [], "demo")
-    demo.add_argument("--hours", type=int, default=6)
-    demo.add_argument("--users", type=int, default=200)
-    verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", [], "secret-key")
+    verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", EXAMPLES["tick"])
+    serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"])
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=7071, help="the HTTP port, as `func start` uses (default: 7071; 0: a free one)")
+    serve.add_argument("--timer-seconds", type=float, default=60.0,
+                       help="how often the scheduler runs (default: 60, the Functions timer's every minute)")
+    demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", EXAMPLES["demo"])
+    demo.add_argument("--hours", type=int, default=6, help="how many hourly windows to simulate and export (default: 6)")
+    demo.add_argument("--users", type=int, default=200, help="how many users send events each hour (default: 200)")
+    verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 
 
-OPERATIONS = {
-    ("ucd", "upsert"): "ucd_upsert",
-    ("ucd", "delete-user"): "ucd_delete_user",
-    ("ucd", "catalog"): "ucd_catalog",
-    ("integrations", "verify"): "integrations_verify",
-    ("integrations", "create"): "integrations_create",
-    ("integrations", "list"): "integrations_list",
-    ("integrations", "show"): "integrations_show",
-    ("integrations", "update"): "integrations_update",
-    ("integrations", "pause"): "integrations_pause",
-    ("integrations", "resume"): "integrations_resume",
-    ("integrations", "delete"): "integrations_delete",
-    ("integrations", "runs"): "integrations_runs",
-    ("integrations", "replay"): "integrations_replay",
-}
-WITH_BODY = {"ucd_upsert", "integrations_verify", "integrations_create", "integrations_update"}
+def _add_operation(parser: argparse.ArgumentParser, op: routes.Operation) -> None:
+    """An operation's arguments: its route parameters, FILE if it takes a body, then its options."""
+    parser.set_defaults(operation=op.name)
+    for param in op.params:
+        if param == "account":
+            parser.add_argument("--account", required=True, help=PARAMS[param])
+        else:
+            parser.add_argument(param, help=PARAMS[param])
+    if op.body:
+        parser.add_argument("file", nargs="?", default="-", help="JSON body file, or - for standard input (default)")
+    for option in op.options:
+        parser.add_argument(option.flag, dest=option.dest, type=option.type, default=option.default, required=option.required, help=option.help)
+    if op.name in TABLES:
+        parser.add_argument("--format", choices=("json", "table"), default="json", help="json (default), or a table for people")
+
+
+def _request(op: routes.Operation, args: argparse.Namespace) -> api.ApiRequest:
+    """The request the HTTP route would get, from the command line."""
+    request = api.ApiRequest(params={param: getattr(args, param) for param in op.params})
+    if op.body:
+        request.body = _read_body(args.file)
+    fields = {}
+    for option in op.options:
+        value = getattr(args, option.dest)
+        if value is None or value == "":
+            continue
+        if option.goes_to == "header":
+            request.headers[option.key] = str(value)
+        elif option.goes_to == "query":
+            request.query[option.key] = str(value)
+        else:
+            fields[option.key] = value
+    if fields:
+        request.body = json.dumps(fields).encode()
+    return request
 
 
 def _read_body(name: str) -> bytes:
@@ -144,6 +157,25 @@ def _read_body(name: str) -> bytes:
 
 def _print(body: Any) -> None:
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """The run history as a fixed-width table, newest first (`integrations runs --format table`)."""
+
+    def when(unix: int) -> str:
+        return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    headers = ["window start (UTC)", "end", "status", "rows", "bytes", "ms", "tries", "file / error"]
+    rows = [
+        [when(r["window_start"]), when(r["window_end"]), r["status"], str(r["rows"]), str(r["bytes"]),
+         str(r["duration_ms"]), str(r["attempts"]), r["error"] or r["file"]]
+        for r in runs
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _clock(args):
@@ -168,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AzureError as error:
         _print({"error": {"code": "storage_unavailable", "message": (
             f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
-            "is Azurite running? (python -m exporter.devstorage starts one)")}})
+            "is Azurite running? (python -m exporter.local.devstorage starts one)")}})
         return 3
 
 
@@ -180,42 +212,27 @@ def _run(args) -> int:
 
         _print({"EXPORT_SECRET_KEY": new_key()})
         return 0
+    # The local tools (exporter.local, never deployed) are imported only by the verbs that use them.
     if args.verb == "demo":
-        from .demo import run_demo
+        from .local.demo import run_demo
 
         return run_demo(hours=args.hours, users=args.users, now=args.now)
     clock = _clock(args)
     if args.verb == "serve":
-        from .serve import serve
+        from .local.serve import serve
 
         return serve(args.host, args.port, args.timer_seconds)
     ctx = Context.create(clock=clock)
     if args.verb == "tick":
-        from .host import tick
-        from .progress import Progress
+        from .local.host import tick
+        from .local.progress import Progress
 
         _print(tick(ctx, progress=lambda total: Progress("exporting windows", total)))
         return 0
-    operation = OPERATIONS[(args.verb, args.action)]
-    params = {"account": args.account}
-    if hasattr(args, "id"):
-        params["id"] = args.id
-    if hasattr(args, "user_id"):
-        params["user_id"] = args.user_id
-    request = api.ApiRequest(params=params)
-    if operation in WITH_BODY:
-        request.body = _read_body(args.file)
-    if getattr(args, "if_match", None):
-        request.headers["If-Match"] = args.if_match
-    if operation == "integrations_runs":
-        request.query["limit"] = str(args.limit)
-    if operation == "integrations_replay":
-        request.body = json.dumps({"start": args.start}).encode()
-    answer = api.handle(ctx, operation, request)
-    if operation == "integrations_runs" and args.format == "table" and answer.status < 400:
-        from .progress import runs_table
-
-        sys.stdout.write(runs_table(answer.body["runs"]))
+    operation = routes.OPERATIONS[args.operation]
+    answer = api.handle(ctx, operation.name, _request(operation, args))
+    if getattr(args, "format", "json") == "table" and answer.status < 400:
+        sys.stdout.write(runs_table(answer.body[TABLES[operation.name]]))
     else:
         _print(answer.body)
     return api.exit_code(answer.status)

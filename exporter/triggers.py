@@ -9,6 +9,7 @@ import azure.functions as func
 
 from . import api, jobs, logs
 from .context import Context
+from .routes import Route
 
 log = logging.getLogger(__name__)
 _context: Context | None = None
@@ -32,11 +33,11 @@ def use_context(ctx: Context | None) -> None:
         _context = ctx
 
 
-def http(template: str, req: func.HttpRequest) -> func.HttpResponse:
+def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     """Dispatch a request of one route template by its method."""
     method = req.method.upper()
-    operation = next((op for m, t, op in api.ROUTES if t == template and m == method), None)
-    if operation is None:
+    operation = route.operation(method)
+    if operation is None:  # the host only passes the route's methods; this answers anyone else
         return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here"}})
     request = api.ApiRequest(
         params=dict(req.route_params), body=req.get_body() or b"", query=dict(req.params), headers=dict(req.headers)
@@ -46,7 +47,7 @@ def http(template: str, req: func.HttpRequest) -> func.HttpResponse:
     except Exception as error:  # noqa: BLE001 - configuration errors must still answer in JSON
         log.error("cannot start: %s", type(error).__name__)
         return _json(500, {"error": {"code": "configuration_error", "message": str(getattr(error, "message", "see logs"))}})
-    answer = api.handle(ctx, operation, request)
+    answer = api.handle(ctx, operation.name, request)
     return _json(answer.status, answer.body)
 
 

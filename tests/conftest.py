@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from exporter import api
 from exporter.clock import ManualClock
 from exporter.context import Context
-from exporter.devstorage import start_azurite
+from exporter.local.devstorage import start_azurite
 from exporter.settings import Settings
 
 SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="

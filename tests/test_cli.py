@@ -1,4 +1,5 @@
 """The operator CLI as an operator runs it: a subprocess, JSON on stdout, --now, exit codes."""
+import argparse
 import json
 import os
 import subprocess
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter import routes
+from exporter.cli import UsageError, build_parser
 from tests.conftest import SECRET_KEY, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +68,14 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
     code, shown, _ = cli("integrations", "show", "--account", "acme", created["id"])
     assert shown["last_success_end"] == "2026-11-28T12:00:00.000Z", "a replay never moves last_success_end"
 
+    # Options and positionals in the order people type them: the positional `-` after --if-match.
+    code, updated, _ = cli("integrations", "update", "--account", "acme", created["id"], "--if-match", shown["etag"], "-",
+                           stdin='{"name": "renamed feed"}')
+    assert code == 0 and updated["name"] == "renamed feed"
+    code, refused, _ = cli("integrations", "update", created["id"], "--if-match", shown["etag"], "--account", "acme", "-",
+                           stdin='{"name": "again"}')
+    assert code == 1 and refused["error"]["code"] == "precondition_failed", "the ETag is stale after the first update"
+
 
 def test_refusals_exit_non_zero_with_a_json_error_naming_the_field(cli):
     code, answer, _ = cli("ucd", "upsert", "--account", "acme", "-", stdin='{"users": [{"user_id": ""}]}')
@@ -88,17 +99,115 @@ def test_every_verb_has_help_with_an_example():
         assert "--now" in done.stdout and "example:" in done.stdout, verb
 
 
-def test_now_is_taken_before_or_after_the_verb():
-    from exporter.cli import build_parser
+def test_every_verb_has_an_example_and_each_operation_its_own():
+    for words, parser in VERBS.items():
+        text = parser.format_help()
+        assert "--now" in text and "example:\n  " in text, words
+        example = text.split("example:\n  ", 1)[1]
+        assert f"python -m exporter {' '.join(words)}" in example, f"{' '.join(words)}: the example shows another verb"
 
+
+def test_every_argument_of_every_verb_has_a_help_text():
+    for words, parser in VERBS.items():
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"{' '.join(words)}: {action.dest} has no help"
+
+
+def test_every_verb_and_verb_group_is_listed_with_a_help_text():
+    parsers = [build_parser()]
+    for parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(choice.help for choice in action._choices_actions), [c.dest for c in action._choices_actions]
+                parsers += action.choices.values()
+    assert len(parsers) == 1 + 2 + len(VERBS), "the root, the groups ucd and integrations, and every verb"
+
+
+def test_now_is_taken_before_or_after_the_verb():
     parser = build_parser()
     assert parser.parse_args(["--now", "2026-11-28T10:00:00Z", "tick"]).now == "2026-11-28T10:00:00Z"
     assert parser.parse_args(["tick", "--now", "2026-11-28T11:00:00Z"]).now == "2026-11-28T11:00:00Z"
     assert parser.parse_args(["tick"]).now is None
 
 
+def _verbs(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
+    """Every verb's own parser (a leaf), with the words that reach it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _verbs(sub, (*words, name))
+            return
+    yield words, parser
+
+
+VERBS = dict(_verbs(build_parser()))
+NOW = "2026-11-28T10:00:00Z"
+
+
+def _sample(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[str], dict]:
+    """A value for every argument of a verb: (options as [flag, value] pairs, positionals, what they parse to)."""
+    options, positionals, expected = [], [], {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.dest == "now":
+            continue
+        if action.option_strings:
+            value = action.choices[-1] if action.choices else ("7" if action.type in (int, float) else f"v-{action.dest}")
+            options.append([action.option_strings[0], value])
+            expected[action.dest] = action.type(value) if action.type else value
+        else:
+            value = "-" if action.dest == "file" else f"p-{action.dest}"  # `-`: standard input, the case users hit
+            positionals.append(value)
+            expected[action.dest] = value
+    return options, positionals, expected
+
+
+def _orders(options: list[list[str]], positionals: list[str]) -> list[list[list[str]]]:
+    """The same arguments typed in different orders, as groups of tokens (positionals keep their own order)."""
+    singles = [[p] for p in positionals]
+
+    def interleave(first, second):
+        return [group for i in range(max(len(first), len(second))) for group in first[i:i + 1] + second[i:i + 1]]
+
+    return [options + singles, singles + options, singles + options[::-1],
+            interleave(singles, options), interleave(options, singles)]
+
+
+def test_every_verb_is_tested_for_argument_order():
+    names = {" ".join(words) for words in VERBS}
+    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "serve", "demo", "secret-key"} == names
+
+
+@pytest.mark.parametrize("words", list(VERBS), ids=" ".join)
+def test_options_and_positionals_mix_in_any_order_for_every_verb(words):
+    parser = build_parser()
+    options, positionals, expected = _sample(VERBS[words])
+    now = ["--now", NOW]
+    for groups in _orders(options, positionals):
+        for middle in range(len(groups) + 1):  # --now after the verb: first, between any two arguments, last
+            cases = [(["--now", NOW, *words, *sum(groups, [])], NOW),  # --now before the verb
+                     ([*words, *sum(groups[:middle] + [now] + groups[middle:], [])], NOW)]
+            if middle == 0:
+                cases.append(([*words, *sum(groups, [])], None))
+            for argv, expected_now in cases:
+                args = vars(parser.parse_args(argv))
+                assert {key: args[key] for key in expected} == expected, argv
+                assert args["now"] == expected_now, argv
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["integrations", "show", "--account", "acme"], "the following arguments are required: id"),
+    (["integrations", "update", "--account", "acme", "ID", "-", "extra"], "unrecognized arguments: extra"),
+    (["integrations", "replay", "ID", "--account", "acme"], "the following arguments are required: --start"),
+    (["integrations", "runs", "ID", "--limit", "many", "--account", "acme"], "--limit: invalid int value: 'many'"),
+])
+def test_mixed_order_still_refuses_what_is_missing_or_extra(argv, message):
+    with pytest.raises(UsageError) as refused:
+        build_parser().parse_args(argv)
+    assert message in str(refused.value)
+
+
 def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
-    from exporter.devstorage import connection_string, free_port
+    from exporter.local.devstorage import connection_string, free_port
 
     closed = free_port()
     env = {**os.environ, "AzureWebJobsStorage": connection_string(closed, closed, closed), "EXPORT_SECRET_KEY": SECRET_KEY,
@@ -108,3 +217,10 @@ def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
     assert done.returncode == 3
     assert json.loads(done.stdout)["error"]["code"] == "storage_unavailable"
     assert "Traceback" not in done.stderr
+
+
+def test_devstorage_help_prints_help_without_starting_azurite():
+    done = subprocess.run([sys.executable, "-m", "exporter.local.devstorage", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m exporter.local.devstorage")
+    assert "AccountName=" not in done.stdout

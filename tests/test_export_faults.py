@@ -27,7 +27,7 @@ from exporter.destinations.azure_blob import AzureBlobDestination
 from exporter.errors import CredentialError, TransientError
 from exporter.export.plan import column_plan, file_name, join_prefix
 from exporter.export.runner import export_window
-from exporter.host import drain, tick
+from exporter.local.host import drain, tick
 from exporter.jobs import ExportJob, process_job, schedule
 from exporter.runs import EXPORTED, FAILED, POISONED, RETRYING
 from exporter.windows import Window, is_due

@@ -3,10 +3,15 @@ import inspect
 import json
 import subprocess
 import sys
+import typing
+from pathlib import Path
+
+import azure.functions as func
 
 import function_app
-from exporter import api
+from exporter import api, routes, triggers
 
+ROOT = Path(__file__).resolve().parent.parent
 
 # get_functions() validates names into state it keeps, so a second call fails: index once.
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
@@ -28,12 +33,16 @@ def test_timer_queue_and_http_triggers_are_indexed():
 
 
 def test_every_binding_arg_name_matches_a_handler_parameter():
+    # As the Python worker checks at load: parameters and bindings match both ways, annotations are types.
     for name, fn in _functions().items():
-        parameters = set(inspect.signature(fn.get_user_function()).parameters)
-        for binding in json.loads(fn.get_function_json())["bindings"]:
-            if binding["name"] == "$return":
-                continue
-            assert binding["name"] in parameters, f"{name}: binding {binding['name']!r} has no parameter"
+        handler = fn.get_user_function()
+        parameters = set(inspect.signature(handler).parameters)
+        bound = {b["name"] for b in json.loads(fn.get_function_json())["bindings"]} - {"$return"}
+        assert bound == parameters, f"{name}: bindings {bound} but parameters {parameters}"
+        hints = typing.get_type_hints(handler)
+        assert all(isinstance(hint, type) for hint in hints.values()), f"{name}: {hints}"
+        if name in {r.function for r in routes.ROUTES}:
+            assert hints == {"req": func.HttpRequest, "return": func.HttpResponse}, name
 
 
 def test_queue_bindings_use_the_settings_queue_and_its_poison_queue():
@@ -43,17 +52,78 @@ def test_queue_bindings_use_the_settings_queue_and_its_poison_queue():
     assert bindings["scheduler"]["schedule"] == "0 * * * * *"
 
 
-def test_every_api_route_has_an_http_trigger_with_its_method():
-    routes = {}
-    for fn in FUNCTIONS.values():
+# The HTTP contract (docs/architecture.md, "HTTP API and CLI"): method, route under /api, status of a success.
+CONTRACT = {
+    ("POST", "ucd/{account}/upsert", 200),
+    ("DELETE", "ucd/{account}/users/{user_id}", 200),
+    ("GET", "ucd/{account}/catalog", 200),
+    ("POST", "accounts/{account}/integrations/verify", 200),
+    ("POST", "accounts/{account}/integrations", 201),
+    ("GET", "accounts/{account}/integrations", 200),
+    ("GET", "accounts/{account}/integrations/{id}", 200),
+    ("PATCH", "accounts/{account}/integrations/{id}", 200),
+    ("DELETE", "accounts/{account}/integrations/{id}", 200),
+    ("POST", "accounts/{account}/integrations/{id}/pause", 200),
+    ("POST", "accounts/{account}/integrations/{id}/resume", 200),
+    ("GET", "accounts/{account}/integrations/{id}/runs", 200),
+    ("POST", "accounts/{account}/integrations/{id}/replay", 200),
+}
+
+
+def test_the_route_table_is_the_http_contract():
+    assert {(op.method, op.template, op.status) for op in routes.OPERATIONS.values()} == CONTRACT
+    assert set(routes.OPERATIONS) == set(api.OPERATIONS), "every operation has code, and every piece of code a route"
+    templates = [r.template for r in routes.ROUTES]
+    assert len(set(templates)) == len(templates), "one Functions function per route template"
+
+
+def test_every_route_is_one_http_function_bound_with_its_methods():
+    bound = {}
+    for name, fn in FUNCTIONS.items():
         for binding in json.loads(fn.get_function_json())["bindings"]:
             if binding["type"] == "httpTrigger":
-                routes[binding["route"]] = {m.upper() for m in binding["methods"]}
-    for method, template, _operation in api.ROUTES:
-        assert method in routes.get(template, set()), f"{method} {template} is not bound"
+                bound[name] = (binding["route"], sorted(m.upper() for m in binding["methods"]), binding["authLevel"])
+    assert bound == {r.function: (r.template, sorted(r.methods), "FUNCTION") for r in routes.ROUTES}
+    # The names the host knows (and keys function keys by) stay what they were before the table.
+    assert set(bound) == {"ucd_upsert", "ucd_user", "ucd_catalog", "integrations_verify", "integrations", "integration",
+                          "integration_pause", "integration_resume", "integration_runs", "integration_replay"}
+
+
+def test_each_http_function_dispatches_its_own_route(monkeypatch):
+    seen = []
+    monkeypatch.setattr(triggers, "http", lambda route, req: seen.append(route))
+    for r in routes.ROUTES:
+        FUNCTIONS[r.function].get_user_function()(req=None)
+    assert seen == list(routes.ROUTES)
+
+
+def test_a_method_the_route_does_not_serve_is_a_405():
+    handler = FUNCTIONS["ucd_catalog"].get_user_function()
+    answer = handler(func.HttpRequest("PUT", "/api/ucd/acme/catalog", body=b"", route_params={"account": "acme"}))
+    assert answer.status_code == 405 and json.loads(answer.get_body())["error"]["code"] == "method_not_allowed"
 
 
 def test_import_function_app_in_a_fresh_interpreter():
-    out = subprocess.run([sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
-                         capture_output=True, text=True, check=True)
-    assert int(out.stdout.strip()) >= 11
+    code = "import function_app; from exporter import routes; print(len(function_app.app.get_functions()), len(routes.ROUTES))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    functions, http_routes = map(int, out.stdout.split())
+    assert functions == 3 + http_routes == 13
+
+
+def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():
+    assert "exporter/local" in (ROOT / ".funcignore").read_text().splitlines()
+    # Every deployed module (the CLI too: it imports the local tools only inside the verbs that use them).
+    code = """
+import importlib, sys
+from pathlib import Path
+import function_app
+from exporter import cli
+cli.build_parser().parse_args(["integrations", "runs", "--account", "acme", "x", "--format", "table"])
+for path in sorted(Path("exporter").rglob("*.py")):
+    parts = path.with_suffix("").parts
+    if "local" not in parts and parts[-1] != "__main__":
+        importlib.import_module(".".join(p for p in parts if p != "__init__"))
+print(sorted(m for m in sys.modules if m.startswith("exporter.local")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -17,9 +17,9 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob._generated.models import StorageErrorCode
 
 from exporter.clock import to_unix
-from exporter.destinations.azure_blob import DEV_ACCOUNT, DEV_KEY, classify, parse_connection_string
-from exporter.devstorage import free_port
+from exporter.destinations.azure_blob import classify, parse_connection_string
 from exporter.errors import CredentialError, DestinationError, InputError, TransientError
+from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY, free_port
 from tests.conftest import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"definitely-not-the-devstoreaccount1-key!" * 2).decode()
@@ -242,9 +242,19 @@ def test_parse_explicit_endpoints_as_azurite_uses_them(azurite_connection):
     assert DEV_KEY not in creds.masked and "AccountKey=***" in creds.masked
 
 
-def test_parse_use_development_storage():
-    creds = parse_connection_string("UseDevelopmentStorage=true")
-    assert (creds.blob_endpoint, creds.account_name, creds.account_key) == (f"http://127.0.0.1:10000/{DEV_ACCOUNT}", DEV_ACCOUNT, DEV_KEY)
+@pytest.mark.parametrize("text", ["UseDevelopmentStorage=true", "usedevelopmentstorage=TRUE;DevelopmentStorageProxyUri=http://127.0.0.1"])
+def test_development_storage_is_not_a_customer_destination(text):
+    with pytest.raises(InputError) as refused:
+        parse_connection_string(text)
+    assert refused.value.field == "destination.connection_string"
+    assert refused.value.reason == "development storage is not a customer destination; use explicit endpoints"
+
+
+def test_verify_refuses_development_storage_naming_the_field(ctx, customer_container):
+    body = {"type": "azure_blob", "connection_string": "UseDevelopmentStorage=true", "container": customer_container.container_name}
+    answer = call(ctx, "integrations_verify", body, account="acme")
+    assert answer.status == 400 and answer.body["error"]["field"] == "destination.connection_string"
+    assert list(customer_container.list_blobs()) == []
 
 
 def test_parse_sas_connection_string():

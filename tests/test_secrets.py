@@ -13,8 +13,9 @@ from azure.storage.queue import QueueClient
 
 from exporter import logs
 from exporter.context import Context
-from exporter.destinations.azure_blob import DEV_ACCOUNT, DEV_KEY, parse_connection_string
-from exporter.host import tick
+from exporter.destinations.azure_blob import parse_connection_string
+from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
+from exporter.local.host import tick
 from exporter.runs import EXPORTED, FAILED, POISONED
 from tests.conftest import T0, call, integration_body
 

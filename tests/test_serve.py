@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from exporter.serve import LocalHost
+from exporter.local.serve import LocalHost
 from tests.conftest import T0, integration_body
 
 

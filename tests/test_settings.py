@@ -24,6 +24,15 @@ def test_defaults_are_the_documented_ones():
     assert (s.max_windows_per_run, s.max_seconds_per_run, s.lease_seconds, s.ucd_commit_timeout_seconds) == (12, 240, 600, 20)
 
 
+def test_the_apps_own_storage_may_be_the_emulators_shorthand():
+    """AzureWebJobsStorage=UseDevelopmentStorage=true (the default) goes to the SDK, which knows Azurite's ports;
+    only customer destinations refuse the shorthand."""
+    storage = Storage(Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}))
+    assert storage.blobs.url.startswith("http://127.0.0.1:10000/devstoreaccount1")
+    assert storage.queue().url == "http://127.0.0.1:10001/devstoreaccount1/export-jobs"
+    assert storage.table_service.url.startswith("http://127.0.0.1:10002/devstoreaccount1")
+
+
 def test_the_sample_lists_every_setting_the_app_reads():
     values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     read = {"AzureWebJobsStorage", "EXPORT_SECRET_KEY", "EXPORT_SETTLE_SECONDS", "EXPORT_QUEUE_NAME", "EXPORT_TABLE_PREFIX",

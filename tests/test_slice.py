@@ -3,7 +3,7 @@ import csv
 import io
 from datetime import timedelta
 
-from exporter.host import tick
+from exporter.local.host import tick
 from tests.conftest import T0, call, integration_body
 
 

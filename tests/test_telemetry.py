@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter import telemetry
 from exporter.errors import CredentialError
-from exporter.host import tick
+from exporter.local.host import tick
 from tests.conftest import T0, call, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,6 @@ from ..errors import CredentialError, DestinationError, ExporterError, InputErro
 from ..export.plan import join_prefix
 
 FIELD = "destination.connection_string"
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 PERMISSION_CODES = {
     "AuthorizationPermissionMismatch",
@@ -75,7 +73,8 @@ def parse_connection_string(text: Any) -> BlobCredentials:
             raise InputError("is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)", field=FIELD)
         pairs[key.strip().lower()] = value.strip()
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
-        return BlobCredentials(f"http://127.0.0.1:10000/{DEV_ACCOUNT}", DEV_ACCOUNT, account_key=DEV_KEY)
+        # The emulator's shorthand names a storage on this machine, not the customer's: refused, not guessed at.
+        raise InputError(reason="development storage is not a customer destination; use explicit endpoints", field=FIELD)
     account = pairs.get("accountname", "")
     key = pairs.get("accountkey")
     sas = pairs.get("sharedaccesssignature")

@@ -1,4 +1,7 @@
-"""Azurite for local runs and tests: started from node_modules on free ports, stopped afterwards."""
+"""Azurite for local runs and tests: started from node_modules on free ports, stopped afterwards.
+
+`python -m exporter.local.devstorage` starts one and prints its connection string (see --help).
+"""
 from __future__ import annotations
 
 import os
@@ -9,9 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .destinations.azure_blob import DEV_ACCOUNT, DEV_KEY
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+# Azurite's well-known development account: public, the same on every machine, and never a
+# customer's (customer destinations refuse `UseDevelopmentStorage=true`, see destinations/azure_blob.py).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -70,7 +75,8 @@ def start_azurite(timeout: float = 30) -> Azurite:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Azurite exited at start: {process.stderr.read().decode(errors='replace')[-2000:]}")
+            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"Azurite exited at start: {err[-2000:]}")
         if all(_listening(p) for p in ports):
             return Azurite(process, ports)
         time.sleep(0.1)
@@ -84,11 +90,20 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def main() -> int:
-    """`python -m exporter.devstorage`: start Azurite, print its connection string, run until stopped."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m exporter.local.devstorage`: start Azurite, print its connection string, run until stopped."""
+    import argparse
     import signal
     import sys
 
+    argparse.ArgumentParser(
+        prog="python -m exporter.local.devstorage",
+        description="Start an in-memory Azurite on three free ports, print its connection string (one line;\n"
+                    "use it as AzureWebJobsStorage) and run until interrupted or terminated.",
+        epilog="example:\n  python -m exporter.local.devstorage > azurite.txt &\n"
+               "  export AzureWebJobsStorage=\"$(head -n 1 azurite.txt)\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     azurite = start_azurite()
     print(azurite.connection_string, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -41,23 +41,3 @@ class Progress:
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def runs_table(runs: list[dict[str, Any]]) -> str:
-    """The run history as a fixed-width table, newest first."""
-    from datetime import datetime, timezone
-
-    def when(unix: int) -> str:
-        return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-    headers = ["window start (UTC)", "end", "status", "rows", "bytes", "ms", "tries", "file / error"]
-    rows = [
-        [when(r["window_start"]), when(r["window_end"]), r["status"], str(r["rows"]), str(r["bytes"]),
-         str(r["duration_ms"]), str(r["attempts"]), r["error"] or r["file"]]
-        for r in runs
-    ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines) + "\n"

@@ -14,17 +14,19 @@ import logging
 import random
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from . import api
-from .clock import ManualClock, iso, parse_instant
-from .context import Context
+from .. import api
+from ..cli import runs_table
+from ..clock import ManualClock, iso, parse_instant
+from ..context import Context
+from ..secrets import new_key
+from ..settings import Settings
 from .devstorage import start_azurite
 from .host import tick
-from .progress import Progress, runs_table
-from .secrets import new_key
-from .settings import Settings
+from .progress import Progress
 
 ACCOUNT = "demo-shop"
 CUSTOMER_CONTAINER = "customer-exports"
@@ -41,7 +43,7 @@ def sample_hour(rng: random.Random, users: int, hour_start: datetime) -> dict:
     """One hour of traffic: page views, carts, purchases and email opens of known and anonymous users."""
     batch = []
     for n in range(users):
-        user = {"user_id": f"user-{n:04d}"}
+        user: dict[str, Any] = {"user_id": f"user-{n:04d}"}
         if n % 10 == 9:
             user = {"user_id": f"anon-{rng.randrange(10**6):06d}"}  # anonymous: no identifiers, no attributes
         else:

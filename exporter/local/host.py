@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .context import Context
-from .jobs import process_job, record_poison, schedule
+from ..context import Context
+from ..jobs import process_job, record_poison, schedule
 
 log = logging.getLogger(__name__)
 

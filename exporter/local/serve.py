@@ -1,7 +1,8 @@
 """`python -m exporter serve`: the local stand-in for the Functions host.
 
-HTTP routes of function_app.py on localhost, the every-minute timer and a queue listener with
-dequeue counts and a poison queue. Real clock; storage from AzureWebJobsStorage.
+The HTTP routes of exporter/routes.py (those function_app.py registers) on localhost, the
+every-minute timer and a queue listener with dequeue counts and a poison queue. Real clock;
+storage from AzureWebJobsStorage.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api
-from .context import Context
+from .. import api, routes
+from ..context import Context
+from ..jobs import schedule
 from .host import drain
-from .jobs import schedule
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def make_handler(ctx: Context):
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             parts = urlsplit(self.path)
-            found = api.match(self.command, parts.path)
+            found = routes.match(self.command, parts.path)
             if found is None:
                 return self._send(404, {"error": {"code": "not_found", "message": f"no route {self.command} {parts.path}"}})
             operation, params = found
@@ -32,7 +33,7 @@ def make_handler(ctx: Context):
                 params=params, body=self.rfile.read(length) if length else b"",
                 query=dict(parse_qsl(parts.query)), headers=dict(self.headers.items()),
             )
-            answer = api.handle(ctx, operation, request)
+            answer = api.handle(ctx, operation.name, request)
             self._send(answer.status, answer.body)
 
         def _send(self, status: int, body: dict) -> None:

@@ -1,0 +1,143 @@
+"""The management operations, declared once.
+
+function_app.py registers one HTTP function per route below, `serve` routes raw paths with
+`match`, and the CLI builds one verb per operation; `exporter.api` holds what each operation does.
+The routes, methods and statuses are the HTTP contract (docs/architecture.md, "HTTP API and CLI").
+
+A route template's `{account}` becomes the CLI's `--account`; its other parameters are positional
+arguments, in template order, followed by FILE when the operation takes a JSON body.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from urllib.parse import unquote
+
+
+@dataclass(frozen=True)
+class Option:
+    """A CLI option that becomes part of the HTTP request: a header, a query parameter or a body field."""
+
+    flag: str  # "--if-match"
+    goes_to: str  # "header", "query" or "body"
+    key: str  # the header, query parameter or body field it fills
+    help: str
+    type: type = str
+    default: object = None
+    required: bool = False
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores it under."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method of a route and one CLI verb, calling the same code (exporter.api.OPERATIONS)."""
+
+    name: str
+    method: str
+    verb: str  # the CLI words, "integrations update"
+    help: str
+    example: str  # shown by the verb's --help
+    body: bool = False  # the request body is a JSON document: FILE or - (standard input) on the CLI
+    status: int = 200  # the status of a success
+    options: tuple[Option, ...] = ()
+    template: str = ""  # filled in by `route`
+
+    @property
+    def params(self) -> list[str]:
+        """The route parameters, in template order."""
+        return re.findall(r"\{(\w+)\}", self.template)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Functions HTTP function: a route template under /api and the operations (methods) it serves.
+
+    `function` is the function's name in the host: keep it stable, function keys and logs use it.
+    """
+
+    function: str
+    template: str
+    operations: tuple[Operation, ...]
+
+    @property
+    def methods(self) -> list[str]:
+        return [op.method for op in self.operations]
+
+    def operation(self, method: str) -> Operation | None:
+        return next((op for op in self.operations if op.method == method), None)
+
+
+def route(function: str, template: str, *operations: Operation) -> Route:
+    return Route(function, template, tuple(replace(op, template=template) for op in operations))
+
+
+IF_MATCH = Option("--if-match", "header", "If-Match", "refuse the change if the integration's ETag is no longer this")
+LIMIT = Option("--limit", "query", "limit", "at most this many records, newest first (1 to 10000; default: 100)", type=int, default=100)
+START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
+EXAMPLE_ID = "3f9c0a1b2c3d"
+CLI = "python -m exporter"
+
+ROUTES: tuple[Route, ...] = (
+    route("ucd_upsert", "ucd/{account}/upsert",
+          Operation("ucd_upsert", "POST", "ucd upsert", "store users and events; answers received/stored/duplicate counts",
+                    f"{CLI} ucd upsert --account acme events.json", body=True)),
+    route("ucd_user", "ucd/{account}/users/{user_id}",
+          Operation("ucd_delete_user", "DELETE", "ucd delete-user", "tombstone a user profile (stored events stay)",
+                    f"{CLI} ucd delete-user --account acme user-42")),
+    route("ucd_catalog", "ucd/{account}/catalog",
+          Operation("ucd_catalog", "GET", "ucd catalog", "event names with parameter keys, and attribute keys",
+                    f"{CLI} ucd catalog --account acme")),
+    route("integrations_verify", "accounts/{account}/integrations/verify",
+          Operation("integrations_verify", "POST", "integrations verify", "verify a destination: write a test file and try to delete it",
+                    f"{CLI} integrations verify --account acme destination.json", body=True)),
+    route("integrations", "accounts/{account}/integrations",
+          Operation("integrations_list", "GET", "integrations list", "list an account's integrations",
+                    f"{CLI} integrations list --account acme"),
+          Operation("integrations_create", "POST", "integrations create", "create an integration (the destination is verified first)",
+                    f"{CLI} integrations create --account acme integration.json", body=True, status=201)),
+    route("integration", "accounts/{account}/integrations/{id}",
+          Operation("integrations_show", "GET", "integrations show", "show one integration",
+                    f"{CLI} integrations show --account acme {EXAMPLE_ID}"),
+          Operation("integrations_update", "PATCH", "integrations update", "change an integration (credentials are verified first)",
+                    f"echo '{{\"frequency_hours\": 6}}' | {CLI} integrations update --account acme {EXAMPLE_ID} -",
+                    body=True, options=(IF_MATCH,)),
+          Operation("integrations_delete", "DELETE", "integrations delete", "delete an integration and free its slot",
+                    f"{CLI} integrations delete --account acme {EXAMPLE_ID}")),
+    route("integration_pause", "accounts/{account}/integrations/{id}/pause",
+          Operation("integrations_pause", "POST", "integrations pause", "pause delivery",
+                    f"{CLI} integrations pause --account acme {EXAMPLE_ID}")),
+    route("integration_resume", "accounts/{account}/integrations/{id}/resume",
+          Operation("integrations_resume", "POST", "integrations resume", "resume delivery; catches up from the last delivered window",
+                    f"{CLI} integrations resume --account acme {EXAMPLE_ID}")),
+    route("integration_runs", "accounts/{account}/integrations/{id}/runs",
+          Operation("integrations_runs", "GET", "integrations runs", "run history: one record per exported window, newest first",
+                    f"{CLI} integrations runs --account acme {EXAMPLE_ID} --format table", options=(LIMIT,))),
+    route("integration_replay", "accounts/{account}/integrations/{id}/replay",
+          Operation("integrations_replay", "POST", "integrations replay",
+                    "re-export one delivered window under the same name with the same bytes",
+                    f"{CLI} integrations replay --account acme {EXAMPLE_ID} --start 1795860000", options=(START,))),
+)
+
+OPERATIONS: dict[str, Operation] = {op.name: op for r in ROUTES for op in r.operations}
+
+
+def _compile(template: str) -> re.Pattern:
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return re.compile(f"^/api/{pattern}/?$")
+
+
+_COMPILED = [(_compile(r.template), r) for r in ROUTES]
+
+
+def match(method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+    """Route a raw path (for `serve`): the operation and its parameters, or None (405s too)."""
+    for pattern, r in _COMPILED:
+        found = pattern.match(path)
+        op = r.operation(method) if found is not None else None
+        if found is not None and op is not None:
+            return op, {k: unquote(v) for k, v in found.groupdict().items()}
+    return None
