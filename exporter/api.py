@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
 
 from . import routes
 from .context import Context
@@ -25,6 +25,7 @@ from .errors import (
     DestinationError,
     ExporterError,
     InputError,
+    InternalError,
     LimitError,
     NotFoundError,
     PreconditionFailed,
@@ -123,6 +124,12 @@ if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code w
     raise RuntimeError(f"exporter.api and exporter.routes disagree: {sorted(set(OPERATIONS) ^ set(routes.OPERATIONS))}")
 
 
+def _refused_as_malformed(error: AzureError) -> bool:
+    """A 4xx from our own storage other than timeouts, throttling and races: it will refuse a retry too."""
+    status = getattr(error, "status_code", None)
+    return isinstance(error, HttpResponseError) and status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429)
+
+
 def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
     """Run one operation and turn its outcome, or its error, into a status and a JSON body."""
     try:
@@ -134,6 +141,11 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
             body = {"ok": False, "test_file": None, **body}
         return ApiResponse(http_status(error), body)
     except AzureError as error:
+        if _refused_as_malformed(error):
+            # Our storage refused what we sent as invalid: retrying cannot help, so it is a bug of ours.
+            log.error("storage refused a request in %s (%s %s): %s", operation, type(error).__name__,
+                      getattr(error, "status_code", ""), redact(traceback.format_exc()))
+            return ApiResponse(500, InternalError("the service's storage refused the request; see the logs").to_json())
         # Our own storage failing (timeouts, 5xx, throttling after the SDK's retries): the caller retries.
         log.warning("storage failure in %s (%s)", operation, type(error).__name__)
         return ApiResponse(503, TransientError("the service's storage is unavailable; retry the request").to_json())

@@ -32,3 +32,23 @@ def test_replay_needs_a_delivered_window(ctx, azurite_connection, customer_conta
     assert call(ctx, "integrations_replay", {"start": "soon"}, account="acme", id=iid).body["error"]["field"] == "start"
     answer = call(ctx, "integrations_replay", {"start": 1795860000}, account="acme", id=iid)
     assert answer.status == 404 and answer.body["error"]["field"] == "start"
+
+
+def test_our_storage_refusing_a_request_as_malformed_is_a_500_not_a_retry(ctx, monkeypatch):
+    """A 400 from our own storage will be a 400 again: answering "503, retry" would make clients retry forever."""
+    from azure.core.exceptions import HttpResponseError
+
+    class Refused:
+        status_code = 400
+        reason = "Bad Request"
+        headers = {"x-ms-error-code": "OutOfRangeInput"}
+
+        def text(self):
+            return ""
+
+    def refuse(*_args, **_kwargs):
+        raise HttpResponseError(message="OutOfRangeInput", response=Refused())
+
+    monkeypatch.setattr(ctx.ucd, "catalog", refuse)
+    answer = call(ctx, "ucd_catalog", account="acme")
+    assert answer.status == 500 and answer.body["error"]["code"] == "internal_error", answer.body
