@@ -1,24 +1,18 @@
 """Shared fixtures: one Azurite per session, isolated storage names per test, an injected clock."""
 from __future__ import annotations
 
-import json
 import os
-import threading
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from exporter import api
 from exporter.clock import ManualClock
 from exporter.context import Context
 from exporter.local.devstorage import start_azurite
 from exporter.settings import Settings
-
-SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="
-T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
+# Re-exported for the modules that still import helpers from here; new code imports tests.helpers.
+from tests.helpers import SECRET_KEY, T0, call, integration_body, run_together  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -73,44 +67,7 @@ def customer_container(blob_service: BlobServiceClient, tag: str):
     return container
 
 
-def call(ctx: Context, operation: str, body: Any = None, **params: str) -> api.ApiResponse:
-    """Run an API operation as the HTTP routes and the CLI do."""
-    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    return api.handle(ctx, operation, api.ApiRequest(params=params, body=raw))
-
-
-def integration_body(connection_string: str, container: str, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "name": "warehouse feed",
-        "destination": {"type": "azure_blob", "connection_string": connection_string, "container": container, "prefix": "insider/"},
-        "events": [{"name": "purchase", "params": ["price", "currency"]}, {"name": "email_open", "params": []}],
-        "attributes": ["email"],
-        "frequency_hours": 1,
-        "status": "active",
-    }
-    body.update(overrides)
-    return body
-
-
-def run_together(work: Callable[[int], Any], n: int, timeout: float = 120) -> list[Any]:
-    """Run work(0..n-1) on n threads released at the same instant; return their results, or raise the first error."""
-    barrier = threading.Barrier(n, timeout=60)
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a worker did not finish"
-    if errors:
-        raise errors[0]
-    return results
+@pytest.fixture
+def scratch_container(blob_service: BlobServiceClient, tag: str):
+    """A second container on the same account, for clean re-exports to compare bytes with."""
+    return blob_service.create_container(f"scratch-{tag}")

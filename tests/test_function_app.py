@@ -13,8 +13,7 @@ from exporter import api, routes, triggers
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# get_functions() validates names into state it keeps, so a second call fails: index once.
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+from tests.app_functions import FUNCTIONS  # indexed once per process, shared with the day test
 
 
 def _functions():

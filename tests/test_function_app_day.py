@@ -20,8 +20,8 @@ from azure.functions.timer import TimerRequest
 
 from exporter import triggers
 from exporter.clock import iso
-from tests.conftest import T0, integration_body
-from tests.test_function_app import FUNCTIONS  # get_functions() may run only once per process
+from tests.app_functions import FUNCTIONS
+from tests.helpers import T0, integration_body
 
 HANDLERS = {name: fn.get_user_function() for name, fn in FUNCTIONS.items()}
 ACCOUNT = "acme"

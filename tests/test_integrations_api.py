@@ -13,7 +13,7 @@ from exporter.clock import iso
 from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
-from tests.conftest import T0, call, integration_body
+from tests.helpers import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"a-wrong-key-that-is-valid-base64!" * 2).decode()
 

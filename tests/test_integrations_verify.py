@@ -20,7 +20,7 @@ from exporter.clock import to_unix
 from exporter.destinations.azure_blob import classify, parse_connection_string
 from exporter.errors import CredentialError, DestinationError, InputError, TransientError
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY, free_port
-from tests.conftest import T0, call, integration_body
+from tests.helpers import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"definitely-not-the-devstoreaccount1-key!" * 2).decode()
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from exporter import telemetry
 from exporter.errors import CredentialError
 from exporter.local.host import tick
-from tests.conftest import T0, call, integration_body
+from tests.helpers import T0, call, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_METRICS = {

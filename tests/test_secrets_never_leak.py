@@ -1,5 +1,5 @@
-"""I7: connection strings, keys and SAS signatures appear in no answer, log, table, queue message or run
-record, through a full scenario on Azurite; and the redaction of log text."""
+"""Connection strings, keys and SAS signatures appear in no answer, log, table, queue message or run
+record, through a full scenario on Azurite (docs/invariants.md: secrets)."""
 import base64
 import dataclasses
 import json
@@ -17,7 +17,7 @@ from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from exporter.runs import EXPORTED, FAILED, POISONED
-from tests.conftest import T0, call, integration_body
+from tests.helpers import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"QQ-distinctive-wrong-key-for-the-secret-scan-QQ").decode()
 
@@ -188,86 +188,3 @@ def test_no_secret_anywhere_through_a_full_scenario(
     for entity in integrations:
         assert entity["secret"] not in plaintexts and "AccountKey" not in entity["secret"] and "sig=" not in entity["secret"]
         assert ctx.integrations.secrets.open(entity["secret"]) in plaintexts
-
-
-# ------------------------------------------------------------------ redaction (pure)
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc/+def==;EndpointSuffix=core.windows.net",
-     "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=core.windows.net"),
-    ("accountkey=abc== trailing", "accountkey=*** trailing"),
-    ("BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=2024&sp=cw&sig=abc%2B%3D;QueueEndpoint=x",
-     "BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=***;QueueEndpoint=x"),
-    ("GET https://a.blob.core.windows.net/c/f.csv?sv=2024&sig=abc%2Bdef&se=2100 403", "GET https://a.blob.core.windows.net/c/f.csv?sv=2024&sig=***&se=2100 403"),
-    ("https://a/c?sig=abc", "https://a/c?sig=***"),
-    ('{"connection_string": "AccountKey=abc", "sas": "x&SIG=def"}', '{"connection_string": "AccountKey=***", "sas": "x&SIG=***"}'),
-    ("AccountKey=one and AccountKey=two", "AccountKey=*** and AccountKey=***"),
-    ("nothing to hide: design=1, signature=plain word", "nothing to hide: design=1, signature=plain word"),
-])
-def test_redact(text, expected):
-    assert logs.redact(text) == expected
-
-
-def test_redact_is_idempotent():
-    once = logs.redact(f"AccountKey={DEV_KEY};x?sig=abc")
-    assert logs.redact(once) == once and DEV_KEY not in once
-
-
-def test_redacting_filter_cleans_message_args_and_extra_fields():
-    connection = f"AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY}"
-    record = logging.LogRecord("exporter.test", logging.ERROR, __file__, 1, "failed with %s at %s", (connection, "https://a/c?sig=SIG1"), None)
-    record.reason = f"url https://a/c?sv=1&sig=SIG2 key AccountKey={WRONG_KEY}"
-    record.rows = 3
-    assert logs.RedactingFilter().filter(record) is True
-    line = logs.JsonFormatter().format(record)
-    for text in (record.getMessage(), line):
-        assert DEV_KEY not in text and WRONG_KEY not in text and "SIG1" not in text and "SIG2" not in text
-    data = json.loads(line)
-    assert data["message"] == f"failed with AccountName={DEV_ACCOUNT};AccountKey=*** at https://a/c?sig=***"
-    assert data["reason"] == "url https://a/c?sv=1&sig=*** key AccountKey=***"
-    assert data["rows"] == 3 and data["level"] == "ERROR" and data["logger"] == "exporter.test"
-    assert record.args == ()
-
-
-def test_configure_and_install_redaction_redact_what_reaches_the_handlers(capsys):
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    try:
-        logs.configure(logging.INFO)
-        logging.getLogger("exporter.test").info("connecting with %s", f"AccountKey={DEV_KEY}", extra={"url": "https://a/c?sig=SIG3"})
-        err = capsys.readouterr().err
-        assert DEV_KEY not in err and "SIG3" not in err and "AccountKey=***" in err
-        assert json.loads(err.strip().splitlines()[-1])["url"] == "https://a/c?sig=***"
-
-        host_handler = logging.StreamHandler()
-        root.handlers[:] = [host_handler]
-        logs.install_redaction()
-        logs.install_redaction()
-        assert sum(isinstance(f, logs.RedactingFilter) for f in host_handler.filters) == 1
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-
-
-def test_records_are_redacted_when_created_even_for_handlers_added_later():
-    import logging
-
-    from exporter import logs
-
-    logs.install_redaction()
-    seen = []
-
-    class Capture(logging.Handler):
-        def emit(self, record):
-            seen.append(record.getMessage())
-
-    logger = logging.getLogger("urllib3.connectionpool.test")
-    handler = Capture()
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        logger.debug("GET /c/f.csv?sv=2024&sig=SECRETSIGNATURE%%3D&se=2030 AccountKey=abc%s", "def")
-    finally:
-        logger.removeHandler(handler)
-    assert seen and "SECRETSIGNATURE" not in seen[0] and "abcdef" not in seen[0]

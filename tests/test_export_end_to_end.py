@@ -1,10 +1,10 @@
-"""The walking skeleton end to end on Azurite: upsert, create, tick, and the exact CSV file."""
+"""End to end on Azurite: upsert, create, tick, and the exact CSV file with its name, header and rows."""
 import csv
 import io
 from datetime import timedelta
 
 from exporter.local.host import tick
-from tests.conftest import T0, call, integration_body
+from tests.helpers import T0, call, integration_body
 
 
 def _rows(container, name):

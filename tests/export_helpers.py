@@ -1,0 +1,260 @@
+"""Scenario helpers for the export tests on Azurite: data, setup, delivery, and the exactly-once check.
+
+`assert_exactly_once` checks what is really stored against docs/invariants.md: each stored event of a
+selected type (entry time at or after activation) is in exactly one exported file, the files tile
+[activated_at, last_success_end) without gap or overlap, each file holds exactly the rows of its
+window, and an empty window has a header-only file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import threading
+from collections import Counter
+from datetime import timedelta
+
+from exporter.clock import from_unix, iso
+from exporter.destinations import open_destination as real_open_destination
+from exporter.destinations.azure_blob import AzureBlobDestination
+from exporter.errors import TransientError
+from exporter.export.plan import column_plan, file_name, join_prefix
+from exporter.export.runner import export_window
+from exporter.jobs import process_job, schedule
+from exporter.local.host import drain
+from exporter.runs import EXPORTED
+from exporter.windows import Window, is_due
+from tests.helpers import T0, call, integration_body
+
+ACCOUNT = "acme"
+H = timedelta(hours=1)
+SETTLE = timedelta(seconds=120)
+ACT = T0 + timedelta(minutes=17, seconds=23)  # activation off the clock hour
+WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
+
+_seq = itertools.count()
+
+
+# ------------------------------------------------------------------ data and setup
+
+
+def upsert(ctx, users: int = 2) -> int:
+    """Store 3 events per user (two selected types, one not) plus an anonymous user's event."""
+    k = next(_seq)
+    when = lambda i, j: iso(T0 - timedelta(days=3) + timedelta(seconds=k * 10 + i, milliseconds=j))  # noqa: E731
+    body = {"users": [
+        {"user_id": f"u{i}", "attributes": {"email": f"u{i}@example.com"}, "events": [
+            {"event_name": "purchase", "timestamp": when(i, 1), "event_params": {"price": k + i / 2, "currency": 'EUR, "x"'}},
+            {"event_name": "email_open", "timestamp": when(i, 2), "event_params": {"campaign": f"c{k}"}},
+            {"event_name": "page_view", "timestamp": when(i, 3)},
+        ]}
+        for i in range(users)
+    ] + [{"user_id": f"anon-{k}", "events": [{"event_name": "email_open", "timestamp": when(9, 4)}]}]}
+    answer = call(ctx, "ucd_upsert", body, account=ACCOUNT)
+    assert answer.status == 200, answer.body
+    assert answer.body["stored_events"] == 3 * users + 1
+    return answer.body["stored_events"]
+
+
+def populate(ctx, clock, hours: range, skip: set[int] = frozenset()) -> None:
+    """Events at the start instant of each window (a boundary), inside it, and near its end."""
+    for h in hours:
+        if h in skip:
+            continue
+        for offset in (timedelta(0), timedelta(minutes=23), timedelta(minutes=59, seconds=59)):
+            if ACT + h * H + offset < clock.now():
+                continue  # the clock never runs backwards
+            clock.set(ACT + h * H + offset)
+            upsert(ctx)
+
+
+def create(ctx, clock, connection: str, container: str, **overrides) -> str:
+    clock.set(ACT - timedelta(minutes=10))
+    upsert(ctx)  # stored before activation: must never be exported
+    clock.set(ACT)
+    created = call(ctx, "integrations_create", integration_body(connection, container, **overrides), account=ACCOUNT)
+    assert created.status == 201, created.body
+    assert created.body["activated_at"] == iso(ACT)
+    return created.body["id"]
+
+
+def due_at(hours: int) -> timedelta:
+    return ACT + hours * H + SETTLE
+
+
+def deliver_one(ctx):
+    """Receive one job and run it as the host would; on a crash the message becomes visible again."""
+    queue = ctx.storage.queue()
+    messages = list(queue.receive_messages(max_messages=1, visibility_timeout=300))
+    assert len(messages) == 1, "expected one queued job"
+    message = messages[0]
+    try:
+        result = process_job(ctx, message.content, message.dequeue_count)
+    except BaseException:
+        queue.update_message(message, visibility_timeout=0)  # the host redelivers it
+        raise
+    queue.delete_message(message)
+    return result
+
+
+def tick_collecting(ctx, results: list) -> dict:
+    """`tick`, keeping each job's result."""
+    scheduled = schedule(ctx)
+    return {"scheduler": scheduled, "worker": drain(ctx, on_result=results.append)}
+
+
+def queued_messages(ctx, name=None) -> list:
+    return list(ctx.storage.queue(name).peek_messages(max_messages=32))
+
+# ------------------------------------------------------------------ the invariant
+
+
+def read_ids(ctx, start, end, names) -> list[str]:
+    return [i for batch in ctx.ucd.read_window(ACCOUNT, start, end, event_names=names) for i in batch.column("event_id").to_pylist()]
+
+
+def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
+    prefix = join_prefix(integration.destination.prefix, "")
+    pattern = re.compile(re.escape(prefix) + rf"{ACCOUNT}_events_{integration.id}_(\d+)_(\d+)\.csv")
+    files = []
+    for blob in container.list_blobs():
+        found = pattern.fullmatch(blob.name)
+        assert found, f"unexpected blob in the customer's container: {blob.name}"
+        files.append((int(found[1]), int(found[2]), blob.name))
+    return sorted(files)
+
+
+def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool = True) -> dict[tuple[int, int], bytes]:
+    """I1-I4 against the stored events, the customer's container, the run records and the state."""
+    integration = ctx.repo.get(ACCOUNT, integration_id)
+    names = [e.name for e in integration.events]
+    plan = column_plan(integration.events, integration.attributes)
+    header = ("".join(f'"{h}",' for h in plan.header)[:-1] + "\r\n").encode()
+    activated, last = integration.activated_at, integration.last_success_end
+    assert last is not None, "nothing was delivered"
+    files = exported_files(ctx, container, integration)
+
+    # I2: one file per window, from activation to last_success_end, contiguous, frequency long, named by bounds.
+    assert files, "no files"
+    assert files[0][0] == int(activated.timestamp()), "the first window starts at activation"
+    assert files[-1][1] == int(last.timestamp()), "the last file ends at last_success_end"
+    for (s1, e1, _), (s2, _e2, _) in zip(files, files[1:]):
+        assert s2 == e1, f"gap or overlap between windows ending {e1} and starting {s2}"
+    length = integration.frequency_hours * 3600
+    for start, end, name in files:
+        assert end - start == length
+        expected_name = join_prefix(integration.destination.prefix, file_name("", ACCOUNT, integration.id, Window(from_unix(start), from_unix(end))))
+        assert name == expected_name
+
+    # Each file holds exactly the stored rows of its window; empty windows are header only.
+    exported: Counter[str] = Counter()
+    contents = {}
+    for start, end, name in files:
+        data = container.download_blob(name).readall()
+        contents[(start, end)] = data
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        assert rows[0] == plan.header
+        ids = [r[0] for r in rows[1:]]
+        expected = read_ids(ctx, from_unix(start), from_unix(end), names)
+        assert sorted(ids) == sorted(expected), f"file {name} does not hold exactly its window's rows"
+        assert len(ids) == len(set(ids)), f"duplicate row in {name}"
+        if not expected:
+            assert data == header, f"empty window {name} is not header only"
+        exported.update(ids)
+        record = ctx.runs.get(ACCOUNT, integration.id, start)
+        assert record is not None and record.status == EXPORTED, (name, record)
+        assert (record.window_end, record.file, record.rows, record.bytes) == (end, name, len(ids), len(data))
+
+    # I1: every stored event of a selected type since activation is in exactly one file.
+    duplicated = {i: n for i, n in exported.items() if n != 1}
+    assert not duplicated, f"events exported more than once: {duplicated}"
+    delivered = set(read_ids(ctx, activated, last, names))
+    assert set(exported) == delivered
+    before = set(read_ids(ctx, activated - timedelta(days=1), activated, names))
+    assert before, "the scenario stores events before activation"
+    assert not before & set(exported), "nothing before activation is exported"
+    if up_to_date:
+        everything = set(read_ids(ctx, activated, ctx.clock.now() + timedelta(days=1), names))
+        assert everything == set(exported), "a stored event of a selected type was not exported"
+        assert not is_due(activated, last, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds)
+    assert integration.status == "active"
+    return contents
+
+
+def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch, connection):
+    """Re-export every window into a scratch container: each file must be byte-identical."""
+    integration = ctx.repo.get(ACCOUNT, integration_id)
+    clean = AzureBlobDestination(connection, scratch.container_name, integration.destination.prefix)
+    for (start, end), data in contents.items():
+        result = export_window(ctx.ucd, integration, Window(from_unix(start), from_unix(end)), clean)
+        assert scratch.download_blob(result.path).readall() == data, f"window {start} differs from a clean export"
+
+
+# ------------------------------------------------------------------ destinations that fail on purpose
+
+
+class FlakyDestination:
+    """The real destination, but staging or committing raises TransientError the first `failures` times."""
+
+    def __init__(self, inner, state):
+        self.inner, self.state = inner, state
+
+    def path_for(self, name):
+        return self.inner.path_for(name)
+
+    def verify(self, name):
+        return self.inner.verify(name)
+
+    def _maybe_fail(self, operation):
+        with self.state["lock"]:
+            self.state["calls"].append(operation)
+            if self.state["failures"] > 0:
+                self.state["failures"] -= 1
+                raise TransientError("the storage service is unavailable or throttling (503 ServerBusy)")
+
+    def stage_block(self, path, block_id, data):
+        self._maybe_fail("stage")
+        self.inner.stage_block(path, block_id, data)
+
+    def commit_blocks(self, path, block_ids):
+        self._maybe_fail("commit")
+        self.inner.commit_blocks(path, block_ids)
+
+
+def flaky(ctx, monkeypatch, failures):
+    state = {"failures": failures, "calls": [], "lock": threading.Lock()}
+    monkeypatch.setattr(ctx, "open_destination", lambda *a: FlakyDestination(real_open_destination(*a), state))
+    return state
+
+
+class ExpiringDestination:
+    """The real destination until `good_commits` files are committed; from then on the real destination
+    built with a wrong account key, so Azurite refuses with a real 403 that the app classifies."""
+
+    def __init__(self, good, bad, state):
+        self.good, self.bad, self.state = good, bad, state
+
+    def _target(self):
+        return self.bad if self.state["expired"] else self.good
+
+    def path_for(self, name):
+        return self.good.path_for(name)
+
+    def verify(self, name):
+        return self._target().verify(name)
+
+    def stage_block(self, path, block_id, data):
+        target = self._target()
+        if target is self.bad:
+            self.state["refused"].append(path)
+        target.stage_block(path, block_id, data)
+
+    def commit_blocks(self, path, block_ids):
+        target = self._target()
+        if target is self.bad:
+            self.state["refused"].append(path)
+        target.commit_blocks(path, block_ids)
+        self.state["committed"].append(path)
+        if len(self.state["committed"]) >= self.state["good_commits"]:
+            self.state["expired"] = True

@@ -1,0 +1,59 @@
+"""Helpers shared by test modules: the start instant, the app's secret key, API calls, concurrent workers.
+
+Fixtures stay in conftest.py; test modules import helpers from here, never from conftest or each other.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from exporter import api
+from exporter.context import Context
+
+SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def call(ctx: Context, operation: str, body: Any = None, **params: str) -> api.ApiResponse:
+    """Run an API operation as the HTTP routes and the CLI do."""
+    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    return api.handle(ctx, operation, api.ApiRequest(params=params, body=raw))
+
+
+def integration_body(connection_string: str, container: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "name": "warehouse feed",
+        "destination": {"type": "azure_blob", "connection_string": connection_string, "container": container, "prefix": "insider/"},
+        "events": [{"name": "purchase", "params": ["price", "currency"]}, {"name": "email_open", "params": []}],
+        "attributes": ["email"],
+        "frequency_hours": 1,
+        "status": "active",
+    }
+    body.update(overrides)
+    return body
+
+
+def run_together(work: Callable[[int], Any], n: int, timeout: float = 120) -> list[Any]:
+    """Run work(0..n-1) on n threads released at the same instant; return their results, or raise the first error."""
+    barrier = threading.Barrier(n, timeout=60)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a worker did not finish"
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,105 @@
+"""The same job delivered twice, overlapping, or to two workers at once: each window is exported once,
+and every rewrite has the same bytes as a clean export."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from exporter import jobs
+from exporter.context import Context
+from exporter.jobs import ExportJob, process_job, schedule
+from exporter.local.host import drain
+from exporter.windows import Window
+from tests.export_helpers import (
+    ACCOUNT,
+    ACT,
+    H,
+    assert_bytes_match_a_clean_export,
+    assert_exactly_once,
+    create,
+    due_at,
+    populate,
+)
+from tests.helpers import run_together
+
+# ------------------------------------------------------------------ the same message delivered twice
+
+
+def test_the_same_message_queued_twice_exports_each_window_once(
+        ctx, clock, customer_container, azurite_connection, scratch_container):
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(3), skip={2})
+    clock.set(due_at(3))
+    assert schedule(ctx)["queued"] == 1
+    ctx.storage.queue().send_message(ExportJob(ACCOUNT, iid).to_message())  # at-least-once: a duplicate
+    results = []
+    worked = drain(ctx, on_result=results.append)
+    assert worked["jobs"] == 2
+    assert sorted(r["exported"] for r in results) == [0, 3]
+    contents = assert_exactly_once(ctx, customer_container, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
+
+
+def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
+        ctx, clock, customer_container, azurite_connection, scratch_container, monkeypatch):
+    """The duplicate runs to completion between the first delivery's commit and its advance."""
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(3), skip={1})
+    clock.set(due_at(3))
+    body = ExportJob(ACCOUNT, iid).to_message()
+
+    real_advance = jobs._advance
+    inner = []
+
+    def advance_after_a_duplicate(*args, **kwargs):
+        if not inner:
+            inner.append(None)
+            inner[0] = process_job(ctx, body, 1)  # the same message, delivered again meanwhile
+        return real_advance(*args, **kwargs)
+    monkeypatch.setattr(jobs, "_advance", advance_after_a_duplicate)
+
+    outer = process_job(ctx, body, 1)
+    assert inner[0]["exported"] == 3
+    assert outer.get("stopped") is None and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 3 * H
+    contents = assert_exactly_once(ctx, customer_container, iid)
+    assert len(contents) == 3
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
+
+
+# ------------------------------------------------------------------ two workers at once
+
+
+@pytest.mark.parametrize("meet_at_advance", [False, True])
+def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
+        ctx, settings, clock, customer_container, azurite_connection, scratch_container, monkeypatch, meet_at_advance):
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(4), skip={2})
+    clock.set(due_at(4))
+    body = ExportJob(ACCOUNT, iid).to_message()
+    workers = [Context.create(settings, clock), Context.create(settings, clock)]
+
+    if meet_at_advance:
+        # Both workers commit window 1 and only then race on the ETag-guarded advance.
+        meet = threading.Barrier(2, timeout=60)
+        real_advance = jobs._advance
+        calls = []
+        lock = threading.Lock()
+
+        def advance_together(*args, **kwargs):
+            with lock:
+                calls.append(args[2])
+                wait = len(calls) <= 2
+            if wait:
+                meet.wait()
+            return real_advance(*args, **kwargs)
+        monkeypatch.setattr(jobs, "_advance", advance_together)
+
+    results = run_together(lambda i: process_job(workers[i], body, 1), 2)
+    if meet_at_advance:
+        assert calls[:2] == [Window(ACT, ACT + H)] * 2, "both workers exported window 1 before either advanced"
+    assert sum(r["exported"] for r in results) >= 4
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 4 * H
+    contents = assert_exactly_once(ctx, customer_container, iid)
+    assert len(contents) == 4
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
