@@ -20,7 +20,8 @@ from .context import Context
 from .errors import (
     ConflictError, CredentialError, DestinationError, ExporterError, InputError, NotFoundError, TransientError,
 )
-from .export.plan import EventSelection, file_name
+from .export.naming import window_path
+from .export.plan import EventSelection
 from .export.runner import export_window
 from .integrations.model import Integration, Status
 from .integrations.model import events_json
@@ -152,7 +153,7 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
     attempts = (previous.attempts if previous else 0) + 1
     record = RunRecord(
         integration.account, integration.id, window.start_unix, window.end_unix,
-        destination.path_for(file_name("", integration.account, integration.id, window)),
+        window_path(integration.destination.prefix, integration.account, integration.id, window),
         status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()), selection=selection_json(integration),
     )
     context = {"account": integration.account, "integration_id": integration.id,
@@ -265,7 +266,7 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
         previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
         ctx.runs.put(RunRecord(
             integration.account, integration.id, window.start_unix, window.end_unix,
-            previous.file if previous else file_name(integration.destination.prefix, integration.account, integration.id, window),
+            previous.file if previous else window_path(integration.destination.prefix, integration.account, integration.id, window),
             status=POISONED, attempts=previous.attempts if previous else 0,
             error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {previous.error if previous else 'unknown error'}",
             updated_at=iso(ctx.clock.now()),

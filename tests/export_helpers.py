@@ -19,7 +19,8 @@ from exporter.clock import from_unix, iso
 from exporter.destinations import open_destination as real_open_destination
 from exporter.destinations.azure_blob import AzureBlobDestination
 from exporter.errors import TransientError
-from exporter.export.plan import column_plan, file_name, join_prefix
+from exporter.export.naming import join_prefix, window_path
+from exporter.export.plan import column_plan
 from exporter.export.runner import export_window
 from exporter.jobs import process_job, schedule
 from exporter.local.host import drain
@@ -144,8 +145,7 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
     length = integration.frequency_hours * 3600
     for start, end, name in files:
         assert end - start == length
-        expected_name = join_prefix(integration.destination.prefix, file_name("", ACCOUNT, integration.id, Window(from_unix(start), from_unix(end))))
-        assert name == expected_name
+        assert name == window_path(integration.destination.prefix, ACCOUNT, integration.id, Window(from_unix(start), from_unix(end)))
 
     # Each file holds exactly the stored rows of its window; empty windows are header only.
     exported: Counter[str] = Counter()
@@ -200,8 +200,9 @@ class FlakyDestination:
     def __init__(self, inner, state):
         self.inner, self.state = inner, state
 
-    def path_for(self, name):
-        return self.inner.path_for(name)
+    @property
+    def prefix(self):
+        return self.inner.prefix
 
     def verify(self, name):
         return self.inner.verify(name)
@@ -238,8 +239,9 @@ class ExpiringDestination:
     def _target(self):
         return self.bad if self.state["expired"] else self.good
 
-    def path_for(self, name):
-        return self.good.path_for(name)
+    @property
+    def prefix(self):
+        return self.good.prefix
 
     def verify(self, name):
         return self._target().verify(name)

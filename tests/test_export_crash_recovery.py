@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter import jobs
-from exporter.export.plan import file_name
+from exporter.export.naming import window_path
 from exporter.export.runner import export_window
 from exporter.jobs import schedule
 from exporter.local.host import drain
@@ -55,7 +55,7 @@ def test_a_worker_dying_after_the_commit_and_before_the_run_record_is_redelivere
     with pytest.raises(Exception):  # noqa: B017 - the worker dies (however the failure is wrapped)
         deliver_one(ctx)
     first = Window(ACT, ACT + H)
-    name = f"insider/{file_name('', ACCOUNT, iid, first)}"
+    name = window_path("insider/", ACCOUNT, iid, first)
     assert died == [name]
     assert [b.name for b in customer_container.list_blobs()] == [name], "the blob was committed before the crash"
     record = ctx.runs.get(ACCOUNT, iid, first.start_unix)

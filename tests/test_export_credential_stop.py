@@ -8,7 +8,7 @@ from exporter.clock import iso
 from exporter.destinations import open_destination as real_open_destination
 from exporter.destinations.azure_blob import AzureBlobDestination
 from exporter.errors import CredentialError
-from exporter.export.plan import file_name
+from exporter.export.naming import window_path
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import tick
 from exporter.runs import FAILED
@@ -52,7 +52,7 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     assert integration.last_success_end == ACT + 2 * H, "the lag remains: nothing after the refusal counts"
     assert integration.queued_until is None
     third = Window(ACT + 2 * H, ACT + 3 * H)
-    assert set(state["refused"]) == {f"insider/{file_name('', ACCOUNT, iid, third)}"}, "no further window was attempted"
+    assert set(state["refused"]) == {window_path("insider/", ACCOUNT, iid, third)}, "no further window was attempted"
     assert len(list(customer_container.list_blobs())) == 2
     record = ctx.runs.get(ACCOUNT, iid, third.start_unix)
     assert record.status == FAILED and "refused the credentials" in record.error

@@ -21,7 +21,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
-from ..export.plan import join_prefix
+from ..export.naming import join_prefix
 
 FIELD = "destination.connection_string"
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -177,12 +177,9 @@ class AzureBlobDestination:
         self._credential = credential
         self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
 
-    def path_for(self, file_name: str) -> str:
-        return join_prefix(self.prefix, file_name)
-
     def verify(self, test_file_name: str) -> dict[str, Any]:
         """Write a small test file under the prefix and try to delete it (DESIGN 5)."""
-        path = self.path_for(test_file_name)
+        path = join_prefix(self.prefix, test_file_name)
         verify_client = ContainerClient(
             self.credentials.blob_endpoint, self.container_name, credential=self._credential, **VERIFY_OPTIONS
         )

@@ -1,4 +1,4 @@
-"""The CSV column plan and the file name (DESIGN 4): pure, no I/O."""
+"""The CSV column plan (pure, no I/O): which columns, in which order (docs/architecture.md, "The export file")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,9 +9,6 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..ucd.segments import FIXED_COLUMNS, attribute_column, param_column
-from ..windows import Window
-
-EXPORT_TYPE = "events"
 
 
 @dataclass(frozen=True)
@@ -92,15 +89,3 @@ def column_plan(events: Sequence[EventSelection], attributes: Sequence[str]) -> 
         owner[header] = f"attribute {key!r}"
         columns.append(CsvColumn(header, attribute_column(key)))
     return ColumnPlan(tuple(columns), tuple(e.name for e in events))
-
-
-def file_name(prefix: str, account: str, integration_id: str, window: Window) -> str:
-    """`{prefix}/{account}_{events}_{integration_id}_{start_unix}_{end_unix}.csv`; an empty prefix is the root."""
-    base = f"{account}_{EXPORT_TYPE}_{integration_id}_{window.start_unix}_{window.end_unix}.csv"
-    return join_prefix(prefix, base)
-
-
-def join_prefix(prefix: str, name: str) -> str:
-    """Join with exactly one '/', whether or not the prefix ends in one."""
-    prefix = prefix.strip("/")
-    return f"{prefix}/{name}" if prefix else name

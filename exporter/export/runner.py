@@ -12,7 +12,8 @@ from ..integrations.model import Integration
 from ..ucd import UcdStore
 from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
-from .plan import column_plan, file_name
+from .naming import window_path
+from .plan import column_plan
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
 
@@ -84,7 +85,7 @@ def export_window(
     """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit."""
     started = time.monotonic()
     plan = column_plan(integration.events, integration.attributes)
-    path = destination.path_for(file_name("", integration.account, integration.id, window))
+    path = window_path(destination.prefix, integration.account, integration.id, window)
     batches = ucd.read_window(
         integration.account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
     )

@@ -1,0 +1,26 @@
+"""Where a window's file goes (pure): its name, and the prefix it is put under.
+
+The one place that names files: the engine, the worker's run records, the poison record and every
+destination's test file use these functions (docs/architecture.md, "The export file").
+"""
+from __future__ import annotations
+
+from ..windows import Window
+
+EXPORT_TYPE = "events"
+
+
+def file_name(account: str, integration_id: str, window: Window) -> str:
+    """`{account}_{events}_{integration_id}_{start_unix}_{end_unix}.csv`: the same window, the same name."""
+    return f"{account}_{EXPORT_TYPE}_{integration_id}_{window.start_unix}_{window.end_unix}.csv"
+
+
+def join_prefix(prefix: str, name: str) -> str:
+    """Join with exactly one '/', whether or not the prefix ends in one; an empty prefix is the root."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{name}" if prefix else name
+
+
+def window_path(prefix: str, account: str, integration_id: str, window: Window) -> str:
+    """The path of a window's file under the destination's prefix."""
+    return join_prefix(prefix, file_name(account, integration_id, window))
