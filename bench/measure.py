@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 
 from exporter.clock import ManualClock
 from exporter.context import Context
+from exporter.destinations.azure_blob import block_id
 from exporter.export import runner
 from exporter.export.csv_writer import BLOCK_BYTES
 from exporter.jobs import ExportJob, process_job
@@ -136,7 +137,7 @@ def _download_all(container, paths: list[str], prefetch: int) -> int:
 def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:
     """Stage `payload` in `block_bytes` blocks, `in_flight` at a time, then commit (as BlockUploader)."""
     blob = container.get_blob_client(name)
-    ids = [runner.block_id(i) for i in range(0, max(1, -(-len(payload) // block_bytes)))]
+    ids = [block_id(i) for i in range(0, max(1, -(-len(payload) // block_bytes)))]
     with ThreadPoolExecutor(in_flight) as pool:
         list(pool.map(lambda i: blob.stage_block(ids[i], payload[i * block_bytes:(i + 1) * block_bytes],
                                                  length=len(payload[i * block_bytes:(i + 1) * block_bytes])),

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .clock import Clock, SystemClock
-from .destinations import Destination
 from .destinations import open_destination as default_destination
+from .export.destination import Destination
 from .integrations.repo import IntegrationRepo
 from .integrations.service import IntegrationService
 from .runs import RunRepo

@@ -204,6 +204,9 @@ class FlakyDestination:
     def prefix(self):
         return self.inner.prefix
 
+    def describe(self):
+        return self.inner.describe()
+
     def verify(self, name):
         return self.inner.verify(name)
 
@@ -214,13 +217,13 @@ class FlakyDestination:
                 self.state["failures"] -= 1
                 raise TransientError("the storage service is unavailable or throttling (503 ServerBusy)")
 
-    def stage_block(self, path, block_id, data):
+    def stage_block(self, path, index, data):
         self._maybe_fail("stage")
-        self.inner.stage_block(path, block_id, data)
+        self.inner.stage_block(path, index, data)
 
-    def commit_blocks(self, path, block_ids):
+    def commit_blocks(self, path, count):
         self._maybe_fail("commit")
-        self.inner.commit_blocks(path, block_ids)
+        self.inner.commit_blocks(path, count)
 
 
 def flaky(ctx, monkeypatch, failures):
@@ -243,20 +246,23 @@ class ExpiringDestination:
     def prefix(self):
         return self.good.prefix
 
+    def describe(self):
+        return self._target().describe()
+
     def verify(self, name):
         return self._target().verify(name)
 
-    def stage_block(self, path, block_id, data):
+    def stage_block(self, path, index, data):
         target = self._target()
         if target is self.bad:
             self.state["refused"].append(path)
-        target.stage_block(path, block_id, data)
+        target.stage_block(path, index, data)
 
-    def commit_blocks(self, path, block_ids):
+    def commit_blocks(self, path, count):
         target = self._target()
         if target is self.bad:
             self.state["refused"].append(path)
-        target.commit_blocks(path, block_ids)
+        target.commit_blocks(path, count)
         self.state["committed"].append(path)
         if len(self.state["committed"]) >= self.state["good_commits"]:
             self.state["expired"] = True

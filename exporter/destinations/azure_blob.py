@@ -21,6 +21,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
+from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
 
 FIELD = "destination.connection_string"
@@ -160,8 +161,13 @@ def classify(exc: BaseException, container: str) -> ExporterError:
     return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
 
 
+def block_id(index: int) -> str:
+    """Deterministic and equal-length, as the service requires within one blob."""
+    return base64.b64encode(f"block-{index:08d}".encode()).decode()
+
+
 class AzureBlobDestination:
-    """A customer's container, reached with their credentials."""
+    """A customer's container, reached with their credentials (implements exporter.export.destination.Destination)."""
 
     def __init__(self, connection_string: str, container: str | None, prefix: str):
         self.credentials = parse_connection_string(connection_string)
@@ -177,8 +183,11 @@ class AzureBlobDestination:
         self._credential = credential
         self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
 
-    def verify(self, test_file_name: str) -> dict[str, Any]:
-        """Write a small test file under the prefix and try to delete it (DESIGN 5)."""
+    def describe(self) -> DestinationInfo:
+        return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
+
+    def verify(self, test_file_name: str) -> Verification:
+        """Write a small test file under the prefix and try to delete it (docs/architecture.md, "Verify authentication")."""
         path = join_prefix(self.prefix, test_file_name)
         verify_client = ContainerClient(
             self.credentials.blob_endpoint, self.container_name, credential=self._credential, **VERIFY_OPTIONS
@@ -204,21 +213,18 @@ class AzureBlobDestination:
                 note = "the credentials may not delete objects, so the test file stays in the container; you may delete it by hand"
             else:
                 raise classify(exc, self.container_name) from None
-        result: dict[str, Any] = {"ok": True, "test_file": {"name": path, "deleted": deleted}}
-        if note:
-            result["note"] = note
-        return result
+        return Verification(test_file=path, deleted=deleted, note=note)
 
-    def stage_block(self, path: str, block_id: str, data: bytes) -> None:
+    def stage_block(self, path: str, index: int, data: bytes) -> None:
         try:
-            self.client.get_blob_client(path).stage_block(block_id, data, length=len(data))
+            self.client.get_blob_client(path).stage_block(block_id(index), data, length=len(data))
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
 
-    def commit_blocks(self, path: str, block_ids: list[str]) -> None:
+    def commit_blocks(self, path: str, count: int) -> None:
         try:
             self.client.get_blob_client(path).commit_block_list(
-                block_ids, content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+                [block_id(i) for i in range(count)], content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
             )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None

@@ -1,17 +1,16 @@
 """Export one window of one integration into its destination, as staged blocks and one commit (I4)."""
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..destinations import Destination
 from ..integrations.model import Integration
 from ..ucd import UcdStore
 from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
+from .destination import Destination
 from .naming import window_path
 from .plan import column_plan
 
@@ -26,11 +25,6 @@ class WindowExport:
     duration_s: float
 
 
-def block_id(index: int) -> str:
-    """Deterministic and equal-length, as the service requires within one blob."""
-    return base64.b64encode(f"block-{index:08d}".encode()).decode()
-
-
 class BlockUploader:
     """Stages blocks in the background while the next batch is read and encoded.
 
@@ -41,17 +35,16 @@ class BlockUploader:
     def __init__(self, destination: Destination, path: str, max_in_flight: int = MAX_IN_FLIGHT):
         self.destination = destination
         self.path = path
-        self.block_ids: list[str] = []
+        self.count = 0  # blocks handed to the pool so far
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="stage")
         self._futures: list[Future] = []
 
     def stage(self, data: bytes) -> None:
         self._raise_if_failed()
-        ident = block_id(len(self.block_ids))
-        self.block_ids.append(ident)
+        index, self.count = self.count, self.count + 1
         self._slots.acquire()
-        future = self._pool.submit(self.destination.stage_block, self.path, ident, data)
+        future = self._pool.submit(self.destination.stage_block, self.path, index, data)
         future.add_done_callback(lambda _f: self._slots.release())
         self._futures.append(future)
 
@@ -67,7 +60,7 @@ class BlockUploader:
                 future.result()
         finally:
             self._pool.shutdown(wait=True)
-        self.destination.commit_blocks(self.path, self.block_ids)
+        self.destination.commit_blocks(self.path, self.count)
 
     def abandon(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

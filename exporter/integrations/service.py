@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
-from ..destinations import Destination, open_destination
+from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, PreconditionFailed, StaleRecordError
 from ..runs import RunRepo
 from ..secrets import SecretBox
@@ -24,9 +24,6 @@ from .model import (
 from .repo import IntegrationRepo
 
 log = logging.getLogger(__name__)
-
-DestinationFactory = Callable[[str, str, str, str], Destination]
-
 
 class IntegrationService:
     def __init__(
@@ -60,14 +57,15 @@ class IntegrationService:
             destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
         )
         verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
+        info = client.describe()
         sealed = DestinationConfig(
             type=destination["type"],
-            container=client.container_name,
+            container=info.container,
             prefix=destination["prefix"],
             sealed_secret=self.secrets.seal(destination["connection_string"]),
-            masked=client.credentials.masked,
+            masked=info.masked,
         )
-        return sealed, verification
+        return sealed, verification.to_json()
 
     # ------------------------------------------------------------- create / read
 

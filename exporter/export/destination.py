@@ -1,0 +1,55 @@
+"""What the export engine writes to. Azure Blob implements it today; S3 and GCS implement the same.
+
+A destination names nothing itself (exporter.export.naming does) and shows no secret: the service
+stores and shows what `describe()` gives, and every failure is raised as CredentialError,
+DestinationError or TransientError with a message built without SDK exception text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class DestinationInfo:
+    """What may be stored and shown about a destination: never a secret."""
+
+    container: str  # the container or bucket the files go into
+    masked: str  # the credentials with their secret parts masked: all anyone ever sees
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A passed verification: the test file written under the prefix, and whether it could be deleted."""
+
+    test_file: str
+    deleted: bool
+    note: str | None = None  # why the test file stays, in words the customer can act on
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": True, "test_file": {"name": self.test_file, "deleted": self.deleted}}
+        if self.note:
+            body["note"] = self.note
+        return body
+
+
+class Destination(Protocol):
+    """Where an integration's files go: blocks staged invisibly, then committed at once."""
+
+    prefix: str  # files go under it
+
+    def describe(self) -> DestinationInfo:
+        """Where files go and the masked credentials, to store and show."""
+        ...
+
+    def verify(self, test_file_name: str) -> Verification:
+        """Write a small test file under the prefix, then try to delete it."""
+        ...
+
+    def stage_block(self, path: str, index: int, data: bytes) -> None:
+        """Upload block `index` (0, 1, ...) of the file at `path`; nothing is visible until the commit."""
+        ...
+
+    def commit_blocks(self, path: str, count: int) -> None:
+        """Make blocks 0 .. count-1 the file at `path`, at once: complete or not at all."""
+        ...
