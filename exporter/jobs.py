@@ -21,10 +21,9 @@ from .errors import (
     ConflictError, CredentialError, DestinationError, ExporterError, InputError, NotFoundError, TransientError,
 )
 from .export.naming import window_path
-from .export.plan import EventSelection
+from .export.plan import Selection
 from .export.runner import export_window
 from .integrations.model import Integration, Status
-from .integrations.model import events_json
 from .runs import EXPORTED, FAILED, POISONED, RETRYING, RunRecord
 from .windows import Window, backlog, due_windows, export_lag_seconds, is_due, next_start
 
@@ -161,7 +160,8 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
                "delivery": dequeue_count}
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
         try:
-            result = _as_exporter_error(export_window, ctx.ucd, integration, window, destination)
+            result = _as_exporter_error(
+                export_window, ctx.ucd, integration.account, integration.id, integration.selection, window, destination)
         except ExporterError as error:
             record.status = RETRYING if isinstance(error, TransientError) else FAILED
             record.error = error.message
@@ -278,7 +278,7 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
 
 def selection_json(integration: Integration) -> str:
     """What a window was exported with, kept on its run record for replays."""
-    return json.dumps({"events": events_json(integration.events), "attributes": list(integration.attributes)})
+    return json.dumps(integration.selection.to_json())
 
 
 def replay_window(ctx: Context, account: str, integration_id: str, start_unix: Any) -> dict[str, Any]:
@@ -293,14 +293,10 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
     record = ctx.runs.get(account, integration_id, start_unix)
     if record is None or record.status != EXPORTED:
         raise NotFoundError(f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start")
-    selection = json.loads(record.selection) if record.selection else json.loads(selection_json(integration))
-    frozen = integration.with_changes(
-        events=tuple(EventSelection(e["name"], tuple(e["params"])) for e in selection["events"]),
-        attributes=tuple(selection["attributes"]),
-    )
+    selection = Selection.from_json(json.loads(record.selection)) if record.selection else integration.selection
     window = Window(from_unix(record.window_start), from_unix(record.window_end))
     with telemetry.window_span(account, integration_id, window.start_unix, window.end_unix):
-        result = export_window(ctx.ucd, frozen, window, ctx.destination_for(integration))
+        result = export_window(ctx.ucd, account, integration_id, selection, window, ctx.destination_for(integration))
     log.info("window replayed", extra={"account": account, "integration_id": integration_id,
                                        "window_start": window.start_unix, "file": result.path, "rows": result.rows})
     return {"replayed": True, "file": result.path, "window_start": window.start_unix, "window_end": window.end_unix,

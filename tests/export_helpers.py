@@ -187,7 +187,8 @@ def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch, co
     integration = ctx.repo.get(ACCOUNT, integration_id)
     clean = AzureBlobDestination(connection, scratch.container_name, integration.destination.prefix)
     for (start, end), data in contents.items():
-        result = export_window(ctx.ucd, integration, Window(from_unix(start), from_unix(end)), clean)
+        window = Window(from_unix(start), from_unix(end))
+        result = export_window(ctx.ucd, ACCOUNT, integration.id, integration.selection, window, clean)
         assert scratch.download_blob(result.path).readall() == data, f"window {start} differs from a clean export"
 
 

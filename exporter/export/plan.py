@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,6 +15,30 @@ from ..ucd.segments import FIXED_COLUMNS, attribute_column, param_column
 class EventSelection:
     name: str
     params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a file holds: the selected events, each with its parameters, and the user attributes."""
+
+    events: tuple[EventSelection, ...]
+    attributes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": events_json(self.events), "attributes": list(self.attributes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Selection":
+        return cls(events_from_json(data["events"]), tuple(data["attributes"]))
+
+
+def events_json(events: Sequence[EventSelection]) -> list[dict[str, Any]]:
+    """The selected events as the API and storage write them: [{"name", "params"}]."""
+    return [{"name": e.name, "params": list(e.params)} for e in events]
+
+
+def events_from_json(items: list[dict[str, Any]]) -> tuple[EventSelection, ...]:
+    return tuple(EventSelection(e["name"], tuple(e["params"])) for e in items)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Export one window of one integration into its destination, as staged blocks and one commit (I4)."""
+"""Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files)."""
 from __future__ import annotations
 
 import threading
@@ -6,13 +6,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..integrations.model import Integration
 from ..ucd import UcdStore
 from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
 from .destination import Destination
 from .naming import window_path
-from .plan import column_plan
+from .plan import Selection, column_plan
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
 
@@ -68,7 +67,9 @@ class BlockUploader:
 
 def export_window(
     ucd: UcdStore,
-    integration: Integration,
+    account: str,
+    integration_id: str,
+    selection: Selection,
     window: Window,
     destination: Destination,
     *,
@@ -77,11 +78,9 @@ def export_window(
 ) -> WindowExport:
     """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit."""
     started = time.monotonic()
-    plan = column_plan(integration.events, integration.attributes)
-    path = window_path(destination.prefix, integration.account, integration.id, window)
-    batches = ucd.read_window(
-        integration.account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
-    )
+    plan = column_plan(selection.events, selection.attributes)
+    path = window_path(destination.prefix, account, integration_id, window)
+    batches = ucd.read_window(account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns)
     uploader = BlockUploader(destination, path, max_in_flight)
     sink = BlockSink(uploader.stage, block_bytes)
     try:

@@ -12,7 +12,7 @@ from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
 from ..errors import InputError
 from ..validation import check_fields, check_name
-from ..export.plan import EventSelection, column_plan
+from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
 from ..windows import FREQUENCIES_HOURS
 
 
@@ -73,6 +73,10 @@ class Integration:
 
     def with_changes(self, **changes: Any) -> "Integration":
         return replace(self, **changes)
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(self.events, self.attributes)
 
     def config(self) -> tuple:
         """What a customer edits, as opposed to the delivery state the worker moves."""
@@ -138,7 +142,7 @@ class Integration:
                 sealed_secret=entity["secret"],
                 masked=entity["destination_masked"],
             ),
-            events=tuple(EventSelection(e["name"], tuple(e["params"])) for e in json.loads(entity["events"])),
+            events=events_from_json(json.loads(entity["events"])),
             attributes=tuple(json.loads(entity["attributes"])),
             frequency_hours=int(entity["frequency_hours"]),
             status=Status(entity["status"]),
@@ -151,11 +155,6 @@ class Integration:
             slot=int(entity.get("slot", 0)),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
-
-
-def events_json(events: tuple[EventSelection, ...]) -> list[dict[str, Any]]:
-    """The selected events as the API and storage write them: [{"name", "params"}]."""
-    return [{"name": e.name, "params": list(e.params)} for e in events]
 
 
 def _iso(when: datetime | None) -> str | None:
