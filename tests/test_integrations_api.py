@@ -1,5 +1,5 @@
-"""The integrations API (DESIGN 5, 6, I7, I8): validation, the 5-integration limit, updates and their
-races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
+"""The integrations API (docs/architecture.md, docs/invariants.md): validation, the 5-integration limit,
+updates and their races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
 import base64
 import json
 import threading
@@ -11,6 +11,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.clock import iso
 from exporter.destinations.azure_blob import parse_connection_string
+from exporter.integrations.model import DestinationConfig, DestinationRequest, parse_destination
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from tests.helpers import T0, call, integration_body
@@ -211,6 +212,24 @@ def test_prefix_change_is_verified(ctx, customer_container, azurite_connection):
     refused = update(ctx, iid, {"destination": {"prefix": "third/"}})
     assert (refused.status, refused.body["error"]["code"]) == (422, "destination_error"), refused.body
     assert show(ctx, iid)["destination"]["prefix"] == "elsewhere/deep/"
+
+
+def test_a_destination_update_keeps_what_it_does_not_give():
+    stored = DestinationConfig(type="azure_blob", container="exports", prefix="old/", sealed_secret="sealed", masked="***")
+    opened = []
+
+    def open_secret(sealed):
+        opened.append(sealed)
+        return "the stored secret"
+
+    given = parse_destination({"prefix": "new/"}, partial=True)
+    assert given == DestinationRequest(type=None, connection_string=None, container=None, prefix="new/")
+    assert given.filled_from(stored, open_secret) == DestinationRequest("azure_blob", "the stored secret", "exports", "new/")
+    assert opened == ["sealed"]
+    rooted = parse_destination({"prefix": None, "connection_string": "new secret"}, partial=True).filled_from(stored, open_secret)
+    assert (rooted.prefix, rooted.connection_string, opened) == ("", "new secret", ["sealed"]), "null is the root; a given secret is not opened"
+    created = parse_destination({"type": "azure_blob", "connection_string": "s"}, partial=False)
+    assert created == DestinationRequest("azure_blob", "s", None, ""), "on create the prefix defaults to the root"
 
 
 def test_destination_update_with_a_wrong_key_is_refused_and_changes_nothing(ctx, customer_container, azurite_connection):

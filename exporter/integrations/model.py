@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Callable
 
 from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_TYPES
@@ -165,12 +165,31 @@ def _parse(text: str | None) -> datetime | None:
     return parse_instant(text, "stored") if text else None
 
 
+@dataclass(frozen=True)
+class DestinationRequest:
+    """A validated destination body. On an update, None means 'not given': the stored value stays."""
+
+    type: str | None
+    connection_string: str | None
+    container: str | None  # None on create too: a SAS URL names its container
+    prefix: str | None
+
+    def filled_from(self, stored: DestinationConfig, open_secret: Callable[[str], str]) -> "DestinationRequest":
+        """This request with what it does not give taken from the stored destination (its secret opened only then)."""
+        return DestinationRequest(
+            type=self.type if self.type is not None else stored.type,
+            connection_string=self.connection_string or open_secret(stored.sealed_secret),
+            container=self.container if self.container is not None else stored.container,
+            prefix=self.prefix if self.prefix is not None else stored.prefix,
+        )
+
+
 @dataclass
 class IntegrationChanges:
     """A validated create or update body; None means 'not given'."""
 
     name: str | None = None
-    destination: dict[str, Any] | None = None  # type, connection_string (maybe None on update), container, prefix
+    destination: DestinationRequest | None = None
     events: tuple[EventSelection, ...] | None = None
     attributes: tuple[str, ...] | None = None
     frequency_hours: int | None = None
@@ -214,11 +233,14 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
     return changes
 
 
-def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
+def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
+    """Validate a destination body; on an update (`partial`) a field not given stays None."""
     check_fields(value, DESTINATION_FIELDS, "destination")
-    kind = value.get("type", "azure_blob" if partial else None)
-    if kind not in DESTINATION_TYPES:
-        raise InputError(f"must be one of {', '.join(DESTINATION_TYPES)}", field="destination.type")
+    kind = None
+    if "type" in value or not partial:
+        kind = value.get("type")
+        if kind not in DESTINATION_TYPES:
+            raise InputError(f"must be one of {', '.join(DESTINATION_TYPES)}", field="destination.type")
     connection = value.get("connection_string")
     if connection is None and not partial:
         raise InputError("is required", field="destination.connection_string")
@@ -227,12 +249,16 @@ def parse_destination(value: Any, *, partial: bool) -> dict[str, Any]:
     container = value.get("container")
     if container is not None:
         check_container_name(container)
-    prefix = value.get("prefix", "")
-    if prefix is None:
-        prefix = ""
+    prefix = _prefix(value.get("prefix")) if "prefix" in value or not partial else None
+    return DestinationRequest(type=kind, connection_string=connection, container=container, prefix=prefix)
+
+
+def _prefix(value: Any) -> str:
+    """A blob path prefix; null is the container root."""
+    prefix = "" if value is None else value
     if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
         raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field="destination.prefix")
-    return {"type": kind, "connection_string": connection, "container": container, "prefix": prefix, "given": set(value)}
+    return prefix
 
 
 def _events(value: Any) -> tuple[EventSelection, ...]:

@@ -14,6 +14,7 @@ from ..secrets import SecretBox
 from ..validation import check_account
 from .model import (
     DestinationConfig,
+    DestinationRequest,
     Integration,
     IntegrationChanges,
     Status,
@@ -51,18 +52,18 @@ class IntegrationService:
             body = body["destination"]
         return self._verified(parse_destination(body, partial=False))[1]
 
-    def _verified(self, destination: dict[str, Any]) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(self, destination: DestinationRequest) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         client = self.open_destination(
-            destination["type"], destination["connection_string"], destination["container"], destination["prefix"]
+            destination.type, destination.connection_string, destination.container, destination.prefix
         )
         verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
         sealed = DestinationConfig(
-            type=destination["type"],
+            type=destination.type,
             container=info.container,
-            prefix=destination["prefix"],
-            sealed_secret=self.secrets.seal(destination["connection_string"]),
+            prefix=destination.prefix,
+            sealed_secret=self.secrets.seal(destination.connection_string),
             masked=info.masked,
         )
         return sealed, verification.to_json()
@@ -134,18 +135,9 @@ class IntegrationService:
         current = self.repo.get(account, integration_id)
         destination, verification = None, None
         if changes.destination is not None:
-            destination, verification = self._verified(self._merged_destination(current, changes.destination))
+            destination, verification = self._verified(changes.destination.filled_from(current.destination, self.secrets.open))
         extra = {"verification": verification} if verification else {}
         return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
-
-    def _merged_destination(self, current: Integration, given: dict[str, Any]) -> dict[str, Any]:
-        keys = given["given"]
-        return {
-            "type": given["type"] if "type" in keys else current.destination.type,
-            "connection_string": given["connection_string"] or self.secrets.open(current.destination.sealed_secret),
-            "container": given["container"] if given["container"] is not None else current.destination.container,
-            "prefix": given["prefix"] if "prefix" in keys else current.destination.prefix,
-        }
 
     def _apply(self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None) -> Integration:
         now = self.clock.now()
