@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 
 from . import routes
 from .context import Context
-from .jobs import replay_window
+from .integrations.replay import replay_window
 from .errors import (
     ConfigurationError,
     ConflictError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter import jobs
+from exporter.jobs import worker
 from exporter.export.naming import window_path
 from exporter.export.runner import export_window
 from exporter.jobs import schedule
@@ -50,7 +50,7 @@ def test_a_worker_dying_after_the_commit_and_before_the_run_record_is_redelivere
                 died.append(result.path)
                 raise RuntimeError("worker killed")
             return result
-        monkeypatch.setattr(jobs, "export_window", dying_export)
+        monkeypatch.setattr(worker, "export_window", dying_export)
 
     with pytest.raises(Exception):  # noqa: B017 - the worker dies (however the failure is wrapped)
         deliver_one(ctx)
@@ -79,7 +79,7 @@ def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered
     clock.set(due_at(3))
     schedule(ctx)
 
-    real_advance = jobs._advance
+    real_advance = worker._advance
     failures = []
 
     def advance_once_fails(*args, **kwargs):
@@ -87,7 +87,7 @@ def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered
             failures.append(args[2])
             raise RuntimeError("worker killed before advancing")
         return real_advance(*args, **kwargs)
-    monkeypatch.setattr(jobs, "_advance", advance_once_fails)
+    monkeypatch.setattr(worker, "_advance", advance_once_fails)
 
     with pytest.raises(RuntimeError):
         deliver_one(ctx)

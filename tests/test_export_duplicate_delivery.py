@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from exporter import jobs
+from exporter.jobs import worker
 from exporter.context import Context
 from exporter.jobs import ExportJob, process_job, schedule
 from exporter.local.host import drain
@@ -49,7 +49,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
     clock.set(due_at(3))
     body = ExportJob(ACCOUNT, iid).to_message()
 
-    real_advance = jobs._advance
+    real_advance = worker._advance
     inner = []
 
     def advance_after_a_duplicate(*args, **kwargs):
@@ -57,7 +57,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
             inner.append(None)
             inner[0] = process_job(ctx, body, 1)  # the same message, delivered again meanwhile
         return real_advance(*args, **kwargs)
-    monkeypatch.setattr(jobs, "_advance", advance_after_a_duplicate)
+    monkeypatch.setattr(worker, "_advance", advance_after_a_duplicate)
 
     outer = process_job(ctx, body, 1)
     assert inner[0]["exported"] == 3
@@ -82,7 +82,7 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
     if meet_at_advance:
         # Both workers commit window 1 and only then race on the ETag-guarded advance.
         meet = threading.Barrier(2, timeout=60)
-        real_advance = jobs._advance
+        real_advance = worker._advance
         calls = []
         lock = threading.Lock()
 
@@ -93,7 +93,7 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
             if wait:
                 meet.wait()
             return real_advance(*args, **kwargs)
-        monkeypatch.setattr(jobs, "_advance", advance_together)
+        monkeypatch.setattr(worker, "_advance", advance_together)
 
     results = run_together(lambda i: process_job(workers[i], body, 1), 2)
     if meet_at_advance:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from exporter import jobs
+from exporter.jobs import worker
 from exporter.context import Context
 from exporter.jobs import schedule
 from exporter.local.host import drain
@@ -80,17 +80,17 @@ def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(
     populate(ctx, clock, range(3))
     clock.set(due_at(3))
     assert schedule(ctx)["queued"] == 1
-    real_advance = jobs._advance
+    real_advance = worker._advance
 
     def pause_then_advance(ctx_, integration, window):
         call(ctx_, "integrations_pause", account=ACCOUNT, id=iid)  # the customer pauses mid-run
         return real_advance(ctx_, ctx_.repo.get(ACCOUNT, iid), window)
 
-    monkeypatch.setattr(jobs, "_advance", pause_then_advance)
+    monkeypatch.setattr(worker, "_advance", pause_then_advance)
     result = deliver_one(ctx)
     assert result["exported"] == 1 and result["reason"] == "integration changed concurrently"
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None, "the lease is released, not left to expire"
-    monkeypatch.setattr(jobs, "_advance", real_advance)
+    monkeypatch.setattr(worker, "_advance", real_advance)
     call(ctx, "integrations_resume", account=ACCOUNT, id=iid)
     assert schedule(ctx)["queued"] == 1, "queued again on the next minute, not after the lease"
     drain(ctx)

@@ -1,0 +1,12 @@
+"""Scheduler and worker: fan-out and exactly-once window delivery (docs/invariants.md).
+
+messages: the queue message; scheduler: the timer's fan-out under a lease; worker: the queue
+trigger's export of due windows; poison: a job that kept failing. Replay is an API operation
+(exporter.integrations.replay).
+"""
+from .messages import ExportJob
+from .poison import record_poison
+from .scheduler import schedule
+from .worker import process_job
+
+__all__ = ["ExportJob", "process_job", "record_poison", "schedule"]

@@ -1,0 +1,38 @@
+"""The poison queue: a job that kept failing is made visible in the run history, and its integration freed."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from .. import telemetry
+from ..clock import iso
+from ..context import Context
+from ..errors import NotFoundError
+from ..export.naming import window_path
+from ..runs import POISONED, RunRecord
+from ..windows import Window, next_start
+from .messages import ExportJob
+from .state import modify
+
+
+def record_poison(ctx: Context, body: str) -> dict[str, Any]:
+    """A job that kept failing: make it visible in the run history and free the integration for the scheduler."""
+    try:
+        job = ExportJob.from_message(body)
+        integration = ctx.repo.get(job.account, job.integration_id)
+    except (ValueError, KeyError, TypeError, NotFoundError):
+        return {"recorded": False}
+    telemetry.record_poison_message(integration.account, integration.id)
+    start = next_start(integration.activated_at, integration.last_success_end) if integration.activated_at else None
+    if start is not None:
+        window = Window(start, start + timedelta(hours=integration.frequency_hours))
+        previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+        ctx.runs.put(RunRecord(
+            integration.account, integration.id, window.start_unix, window.end_unix,
+            previous.file if previous else window_path(integration.destination.prefix, integration.account, integration.id, window),
+            status=POISONED, attempts=previous.attempts if previous else 0,
+            error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {previous.error if previous else 'unknown error'}",
+            updated_at=iso(ctx.clock.now()),
+        ))
+    modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
+    return {"recorded": True, "integration_id": integration.id}

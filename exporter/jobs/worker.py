@@ -1,0 +1,168 @@
+"""The worker (queue trigger): export an integration's due windows, oldest first, exactly once.
+
+Exactly once rests on three facts: a window's file name and bytes are a pure function of stored
+data, so a repeated export rewrites the same file; the file is committed before the run record and
+before `last_success_end` moves; and `last_success_end` only moves through an ETag-conditional write
+from the window's start to its end, so two workers cannot both advance it or skip a window
+(docs/invariants.md).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from .. import telemetry
+from ..clock import iso
+from ..context import Context
+from ..errors import ConflictError, CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
+from ..export.naming import window_path
+from ..export.runner import export_window
+from ..integrations.model import Integration, Status
+from ..runs import EXPORTED, FAILED, RETRYING, RunRecord
+from ..windows import Window, due_windows, is_due, next_start
+from .messages import ExportJob
+from .state import modify
+
+log = logging.getLogger(__name__)
+
+
+def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, Any]:
+    """Export the integration's due windows, oldest first, within this invocation's bound.
+
+    Raises TransientError to have the message delivered again (the host's retry and poison queue).
+    """
+    try:
+        job = ExportJob.from_message(body)
+    except (ValueError, KeyError, TypeError):
+        log.error("dropping a malformed export job message")
+        return {"exported": 0, "reason": "malformed message"}
+    try:
+        integration = ctx.repo.get(job.account, job.integration_id)
+    except NotFoundError:
+        return {"exported": 0, "reason": "integration deleted"}
+    if integration.status != Status.ACTIVE or integration.activated_at is None:
+        _release(ctx, integration)
+        return {"exported": 0, "reason": f"integration is {integration.status}"}
+
+    started = time.monotonic()
+    destination = ctx.destination_for(integration)
+    exported: list[dict[str, Any]] = []
+    windows = list(due_windows(
+        integration.activated_at, integration.last_success_end, integration.frequency_hours,
+        ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
+    ))
+    for window in windows:
+        if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
+            break
+        try:
+            record = _export_one(ctx, integration, window, destination, dequeue_count)
+        except (CredentialError, DestinationError) as error:
+            _stop(ctx, integration, error)
+            return {"exported": len(exported), "windows": exported, "stopped": error.code, "reason": error.message}
+        exported.append(record.to_json())
+        advanced = _advance(ctx, integration, window)
+        if advanced is None or advanced.status != Status.ACTIVE:
+            # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
+            try:
+                _release(ctx, ctx.repo.get(integration.account, integration.id))
+            except NotFoundError:
+                pass
+            return {"exported": len(exported), "windows": exported, "reason": "integration changed concurrently"}
+        integration = advanced
+
+    if is_due(integration.activated_at, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
+        _follow_up(ctx, integration)
+        return {"exported": len(exported), "windows": exported, "follow_up": True}
+    _release(ctx, integration)
+    return {"exported": len(exported), "windows": exported, "follow_up": False}
+
+
+def _export_one(ctx: Context, integration: Integration, window: Window, destination, dequeue_count: int) -> RunRecord:
+    previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+    attempts = (previous.attempts if previous else 0) + 1
+    record = RunRecord(
+        integration.account, integration.id, window.start_unix, window.end_unix,
+        window_path(integration.destination.prefix, integration.account, integration.id, window),
+        status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()),
+        selection=json.dumps(integration.selection.to_json()),  # what a replay exports again
+    )
+    context = {"account": integration.account, "integration_id": integration.id,
+               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts,
+               "delivery": dequeue_count}
+    with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
+        try:
+            result = _as_exporter_error(
+                export_window, ctx.ucd, integration.account, integration.id, integration.selection, window, destination)
+        except ExporterError as error:
+            record.status = RETRYING if isinstance(error, TransientError) else FAILED
+            record.error = error.message
+            ctx.runs.put(record)
+            if isinstance(error, TransientError):
+                telemetry.record_retry(integration.account, integration.id, error.code)
+                log.warning("window export failed, will retry", extra={**context, "error": error.message})
+            raise
+        span.set_attribute("export.rows", result.rows)
+        span.set_attribute("export.bytes", result.bytes)
+    record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
+    record.duration_ms = int(result.duration_s * 1000)
+    record.error = ""
+    ctx.runs.put(record)
+    telemetry.record_window_exported(integration.account, integration.id, result.rows, result.bytes, result.duration_s)
+    log.info("window exported", extra={**context, "file": result.path, "rows": result.rows,
+                                       "bytes": result.bytes, "duration_ms": record.duration_ms})
+    return record
+
+
+def _as_exporter_error(fn, *args):
+    """Failures of our own storage (reading the UCD) are transient: retried, and visible in the run record."""
+    try:
+        return fn(*args)
+    except ExporterError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise TransientError(f"internal storage failure while exporting ({type(error).__name__})") from error
+
+
+def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
+    """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state)."""
+    for _ in range(10):
+        if integration.last_success_end and integration.last_success_end >= window.end:
+            return integration  # another worker delivered it (same name, same bytes)
+        if next_start(integration.activated_at, integration.last_success_end) != window.start:
+            return None
+        try:
+            return ctx.repo.replace(integration.with_changes(last_success_end=window.end, last_error=None))
+        except ConflictError:
+            integration = ctx.repo.get(integration.account, integration.id)
+    raise TransientError("could not record the delivered window; it will be re-checked")
+
+
+def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
+    """A credential or destination error stops delivery at once (docs/invariants.md: credential errors).
+
+    Unless the customer replaced the destination meanwhile: the error was about the old credentials.
+    """
+    status = Status.CREDENTIAL_ERROR if isinstance(error, CredentialError) else Status.DESTINATION_ERROR
+    stopped = modify(ctx, integration, unless=lambda fresh: fresh.destination != integration.destination,
+                      status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
+    if stopped is None:
+        return
+    if isinstance(error, CredentialError):
+        telemetry.record_credential_error(integration.account, integration.id)
+    log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,
+                                            "status": status, "reason": error.message})
+
+
+def _release(ctx: Context, integration: Integration) -> None:
+    if integration.queued_until is not None:
+        modify(ctx, integration, queued_until=None)
+
+
+def _follow_up(ctx: Context, integration: Integration) -> None:
+    """A long catch-up continues in a new message, so no invocation nears the Functions timeout."""
+    lease = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
+    if modify(ctx, integration, queued_until=lease) is not None:
+        ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, "follow-up").to_message())
