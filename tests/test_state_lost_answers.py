@@ -108,3 +108,38 @@ def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, proxied, i
         assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) >= 1
     finally:
         queue_proxy.stop()
+
+
+def test_an_advance_whose_answer_is_lost_counts_the_window_as_delivered(ctx, clock, proxied, table_proxy, integration):
+    from exporter.jobs import ExportJob, process_job
+
+    clock.advance(hours=1, minutes=3)
+    table_proxy.add(Rule("reset_after", method="PUT", path=INTEGRATION_PUT))  # the first write is the advance
+
+    outcome = process_job(proxied, ExportJob("acme", integration["id"]).to_message())
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert outcome["exported"] == 1 and outcome["follow_up"] is False
+    assert call(ctx, "integrations_show", account="acme", id=integration["id"]).body["last_success_end"] == "2026-11-28T11:00:00.000Z"
+
+
+def test_a_follow_up_lease_whose_answer_is_lost_still_sends_the_follow_up(settings, ctx, clock, table_proxy, integration, azurite_connection):
+    from exporter.jobs import ExportJob, process_job
+
+    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
+    one_window = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection, "max_windows_per_run": 1}), clock)
+    clock.advance(hours=2, minutes=3)
+    puts = []
+
+    def second_put(method, path, headers):  # the advance, then the follow-up's lease
+        puts.append(path)
+        return len(puts) == 2
+
+    table_proxy.add(Rule("reset_after", method="PUT", path=INTEGRATION_PUT, when=second_put))
+
+    outcome = process_job(one_window, ExportJob("acme", integration["id"]).to_message())
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert outcome["exported"] == 1 and outcome["follow_up"] is True
+    assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) == 1, "the follow-up was sent"
+    assert ctx.repo.get("acme", integration["id"]).queued_until is not None

@@ -17,14 +17,14 @@ from typing import Any
 from .. import telemetry
 from ..clock import iso
 from ..context import Context
-from ..errors import ConflictError, CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
+from ..errors import CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
 from ..export.naming import window_path
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
 from ..runs import EXPORTED, FAILED, RETRYING, RunRecord
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
-from .state import modify
+from .state import conditionally, modify
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,19 @@ def _as_exporter_error(fn, *args):
 
 
 def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
-    """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state)."""
-    for _ in range(10):
-        if integration.last_success_end and integration.last_success_end >= window.end:
-            return integration  # another worker delivered it (same name, same bytes)
-        if next_start(integration.activated_at, integration.last_success_end) != window.start:
+    """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state).
+
+    None if the integration moved elsewhere meanwhile (a frequency change, say): nothing to advance.
+    """
+
+    def attempt(current: Integration) -> Integration | None:
+        if current.last_success_end and current.last_success_end >= window.end:
+            return current  # delivered: by another worker (same name, same bytes), or our own lost answer
+        if next_start(current.activated_at, current.last_success_end) != window.start:
             return None
-        try:
-            return ctx.repo.replace(integration.with_changes(last_success_end=window.end, last_error=None))
-        except ConflictError:
-            integration = ctx.repo.get(integration.account, integration.id)
-    raise TransientError("could not record the delivered window; it will be re-checked")
+        return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None))
+
+    return conditionally(ctx, integration, attempt)
 
 
 def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
