@@ -105,7 +105,7 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
         profiler.start()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    result = process_job(ctx, job)
+    result = process_job(ctx, job).to_json()
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     if profiler is not None:

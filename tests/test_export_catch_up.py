@@ -34,13 +34,13 @@ def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
     for hours in range(2, 7):
         clock.set(due_at(hours))
         assert tick(ctx)["scheduler"]["queued"] == 0, "paused integrations are skipped"
-    assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message())["exported"] == 0, "a stale message delivers nothing"
+    assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0, "a stale message delivers nothing"
     assert len(list(customer_container.list_blobs())) == 1
 
     assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).body["status"] == "active"
     results = []
     assert tick_collecting(ctx, results)["worker"]["windows_exported"] == 5
-    assert [w["window_start"] for w in results[0]["windows"]] == [int((ACT + k * H).timestamp()) for k in range(1, 6)]
+    assert [w.window_start for w in results[0].windows] == [int((ACT + k * H).timestamp()) for k in range(1, 6)]
     contents = assert_exactly_once(ctx, customer_container, iid)
     assert len(contents) == 6
     assert ctx.repo.get(ACCOUNT, iid).activated_at == ACT, "resuming keeps the original anchor"
@@ -57,10 +57,12 @@ def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_
     clock.set(due_at(7))
     results = []
     worked = tick_collecting(ctx, results)["worker"]
-    assert [r["exported"] for r in results] == [2, 2, 2, 1]
-    assert [r["follow_up"] for r in results] == [True, True, True, False]
+    assert [r.exported for r in results] == [2, 2, 2, 1]
+    assert [r.follow_up for r in results] == [True, True, True, False]
+    assert results[-1].to_json() == {"exported": 1, "windows": [results[-1].windows[0].to_json()], "follow_up": False,
+                                     "stopped": None, "reason": None}, "the JSON form keeps every key"
     assert worked == {"jobs": 4, "failed_deliveries": 0, "poisoned": 0, "windows_exported": 7}
-    starts = [w["window_start"] for r in results for w in r["windows"]]
+    starts = [w.window_start for r in results for w in r.windows]
     assert starts == [int((ACT + k * H).timestamp()) for k in range(7)]
     contents = assert_exactly_once(ctx, customer_container, iid)
     assert len(contents) == 7

@@ -44,7 +44,7 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     results = []
     worked = tick_collecting(ctx, results)["worker"]
     assert worked["windows_exported"] == 2
-    assert results[0]["stopped"] == CredentialError.code
+    assert results[0].stopped == CredentialError.code
     integration = ctx.repo.get(ACCOUNT, iid)
     assert integration.status == "credential_error"
     assert "refused the credentials" in integration.last_error
@@ -61,7 +61,7 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     refused_before = len(state["refused"])
     clock.advance(hours=1)
     assert tick(ctx)["scheduler"]["queued"] == 0
-    assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message())["exported"] == 0
+    assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0
     assert len(state["refused"]) == refused_before and len(state["committed"]) == 2
     assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).status == 409, "only verified credentials resume it"
 
@@ -75,6 +75,6 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     results.clear()
     worked = tick_collecting(ctx, results)["worker"]
     assert worked["windows_exported"] == 4  # windows 3, 4, 5 and the one that came due meanwhile
-    starts = [w["window_start"] for r in results for w in r["windows"]]
+    starts = [w.window_start for r in results for w in r.windows]
     assert starts == [int((ACT + k * H).timestamp()) for k in range(2, 6)], "oldest first, from last_success_end"
     assert_exactly_once(ctx, customer_container, iid)

@@ -36,7 +36,7 @@ def test_the_same_message_queued_twice_exports_each_window_once(
     results = []
     worked = drain(ctx, on_result=results.append)
     assert worked["jobs"] == 2
-    assert sorted(r["exported"] for r in results) == [0, 3]
+    assert sorted(r.exported for r in results) == [0, 3]
     contents = assert_exactly_once(ctx, customer_container, iid)
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
 
@@ -60,8 +60,8 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
     monkeypatch.setattr(worker, "_advance", advance_after_a_duplicate)
 
     outer = process_job(ctx, body, 1)
-    assert inner[0]["exported"] == 3
-    assert outer.get("stopped") is None and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 3 * H
+    assert inner[0].exported == 3
+    assert outer.stopped is None and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 3 * H
     contents = assert_exactly_once(ctx, customer_container, iid)
     assert len(contents) == 3
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
@@ -98,7 +98,7 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
     results = run_together(lambda i: process_job(workers[i], body, 1), 2)
     if meet_at_advance:
         assert calls[:2] == [Window(ACT, ACT + H)] * 2, "both workers exported window 1 before either advanced"
-    assert sum(r["exported"] for r in results) >= 4
+    assert sum(r.exported for r in results) >= 4
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 4 * H
     contents = assert_exactly_once(ctx, customer_container, iid)
     assert len(contents) == 4

@@ -28,7 +28,7 @@ def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_jo
     populate(ctx, clock, range(5))
     clock.set(due_at(5))
     assert schedule(ctx)["queued"] == 1
-    assert deliver_one(ctx)["follow_up"] is True
+    assert deliver_one(ctx).follow_up is True
     assert len(queued_messages(ctx)) == 1, "the follow-up message"
     clock.advance(seconds=30)
     again = schedule(ctx)
@@ -62,7 +62,7 @@ def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(
 
     results = []
     assert drain(ctx, on_result=results.append)["jobs"] == 2
-    assert sorted(r["exported"] for r in results) == [0, 1]
+    assert sorted(r.exported for r in results) == [0, 1]
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None
     assert schedule(ctx)["queued"] == 0, "up to date: nothing to queue"
     assert_exactly_once(ctx, customer_container, iid)
@@ -88,7 +88,7 @@ def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(
 
     monkeypatch.setattr(worker, "_advance", pause_then_advance)
     result = deliver_one(ctx)
-    assert result["exported"] == 1 and result["reason"] == "integration changed concurrently"
+    assert (result.exported, result.reason) == (1, "integration changed concurrently")
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None, "the lease is released, not left to expire"
     monkeypatch.setattr(worker, "_advance", real_advance)
     call(ctx, "integrations_resume", account=ACCOUNT, id=iid)

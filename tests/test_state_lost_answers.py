@@ -119,7 +119,7 @@ def test_an_advance_whose_answer_is_lost_counts_the_window_as_delivered(ctx, clo
     outcome = process_job(proxied, ExportJob("acme", integration["id"]).to_message())
 
     assert table_proxy.injected["reset_after"] == 1
-    assert outcome["exported"] == 1 and outcome["follow_up"] is False
+    assert (outcome.exported, outcome.follow_up) == (1, False)
     assert call(ctx, "integrations_show", account="acme", id=integration["id"]).body["last_success_end"] == "2026-11-28T11:00:00.000Z"
 
 
@@ -140,6 +140,6 @@ def test_a_follow_up_lease_whose_answer_is_lost_still_sends_the_follow_up(settin
     outcome = process_job(one_window, ExportJob("acme", integration["id"]).to_message())
 
     assert table_proxy.injected["reset_after"] == 1
-    assert outcome["exported"] == 1 and outcome["follow_up"] is True
+    assert (outcome.exported, outcome.follow_up) == (1, True)
     assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) == 1, "the follow-up was sent"
     assert ctx.repo.get("acme", integration["id"]).queued_until is not None

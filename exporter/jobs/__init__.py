@@ -7,6 +7,6 @@ trigger's export of due windows; poison: a job that kept failing. Replay is an A
 from .messages import ExportJob
 from .poison import record_poison
 from .scheduler import schedule
-from .worker import process_job
+from .worker import JobOutcome, process_job
 
-__all__ = ["ExportJob", "process_job", "record_poison", "schedule"]
+__all__ = ["ExportJob", "JobOutcome", "process_job", "record_poison", "schedule"]

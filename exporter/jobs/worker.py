@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,27 +30,45 @@ from .state import conditionally, modify
 log = logging.getLogger(__name__)
 
 
-def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JobOutcome:
+    """What one delivery of a job did."""
+
+    windows: tuple[RunRecord, ...] = ()  # exported by this delivery, oldest first
+    follow_up: bool = False  # a follow-up message continues the catch-up
+    stopped: str | None = None  # the error code that stopped the integration (credential or destination)
+    reason: str | None = None  # why the job ended before bringing the integration up to date
+
+    @property
+    def exported(self) -> int:
+        return len(self.windows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exported": self.exported, "windows": [w.to_json() for w in self.windows],
+                "follow_up": self.follow_up, "stopped": self.stopped, "reason": self.reason}
+
+
+def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     """Export the integration's due windows, oldest first, within this invocation's bound.
 
-    Raises TransientError to have the message delivered again (the host's retry and poison queue).
+    Raises to have the message delivered again (the host's retry, then the poison queue).
     """
     try:
         job = ExportJob.from_message(body)
     except (ValueError, KeyError, TypeError):
         log.error("dropping a malformed export job message")
-        return {"exported": 0, "reason": "malformed message"}
+        return JobOutcome(reason="malformed message")
     try:
         integration = ctx.repo.get(job.account, job.integration_id)
     except NotFoundError:
-        return {"exported": 0, "reason": "integration deleted"}
+        return JobOutcome(reason="integration deleted")
     if integration.status != Status.ACTIVE or integration.activated_at is None:
         _release(ctx, integration)
-        return {"exported": 0, "reason": f"integration is {integration.status}"}
+        return JobOutcome(reason=f"integration is {integration.status}")
 
     started = time.monotonic()
     destination = ctx.destination_for(integration)
-    exported: list[dict[str, Any]] = []
+    exported: list[RunRecord] = []
     windows = list(due_windows(
         integration.activated_at, integration.last_success_end, integration.frequency_hours,
         ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
@@ -58,11 +77,10 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, An
         if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
             break
         try:
-            record = _export_one(ctx, integration, window, destination, dequeue_count)
+            exported.append(_export_one(ctx, integration, window, destination, dequeue_count))
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
-            return {"exported": len(exported), "windows": exported, "stopped": error.code, "reason": error.message}
-        exported.append(record.to_json())
+            return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
         advanced = _advance(ctx, integration, window)
         if advanced is None or advanced.status != Status.ACTIVE:
             # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
@@ -70,14 +88,14 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> dict[str, An
                 _release(ctx, ctx.repo.get(integration.account, integration.id))
             except NotFoundError:
                 pass
-            return {"exported": len(exported), "windows": exported, "reason": "integration changed concurrently"}
+            return JobOutcome(tuple(exported), reason="integration changed concurrently")
         integration = advanced
 
     if is_due(integration.activated_at, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
         _follow_up(ctx, integration)
-        return {"exported": len(exported), "windows": exported, "follow_up": True}
+        return JobOutcome(tuple(exported), follow_up=True)
     _release(ctx, integration)
-    return {"exported": len(exported), "windows": exported, "follow_up": False}
+    return JobOutcome(tuple(exported))
 
 
 def _export_one(ctx: Context, integration: Integration, window: Window, destination, dequeue_count: int) -> RunRecord:

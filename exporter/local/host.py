@@ -10,7 +10,7 @@ import logging
 from typing import Any, Callable
 
 from ..context import Context
-from ..jobs import process_job, record_poison, schedule
+from ..jobs import JobOutcome, process_job, record_poison, schedule
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ VISIBILITY_SECONDS = 300
 MAX_JOBS_PER_DRAIN = 10_000
 
 
-def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], None] | None = None,
+def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[JobOutcome], None] | None = None,
           max_jobs: int = MAX_JOBS_PER_DRAIN) -> dict[str, Any]:
     """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds.
 
@@ -49,7 +49,7 @@ def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[dict], Non
                 continue
             queue.delete_message(message)
             processed += 1
-            windows += result.get("exported", 0)
+            windows += result.exported
             if on_result:
                 on_result(result)
     return {"jobs": processed, "failed_deliveries": failed, "poisoned": poisoned, "windows_exported": windows}
@@ -65,5 +65,5 @@ def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str
         worked = drain(ctx)
     else:
         with progress(scheduled["windows_due"]) as bar:
-            worked = drain(ctx, on_result=lambda result: bar.advance(result.get("exported", 0)))
+            worked = drain(ctx, on_result=lambda result: bar.advance(result.exported))
     return {"scheduler": scheduled, "worker": worked}
