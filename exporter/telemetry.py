@@ -5,7 +5,8 @@ configures Azure Monitor itself (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=tru
 azure-monitor-opentelemetry in requirements.txt, reading APPLICATIONINSIGHTS_CONNECTION_STRING), and a
 second configuration from app code would duplicate or fight it. Without any configured provider the
 API is a no-op: telemetry is off and nothing fails. Attributes are only account, integration id,
-window bounds and a retry reason; exception text that could hold a secret is never recorded.
+window bounds, a retry reason and an exception class name; exception text that could hold a secret is
+never recorded.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ _credential_errors = _meter.create_counter(
     "export.credential_errors", unit="{error}", description="Integrations stopped by a credential error")
 _retries = _meter.create_counter(
     "export.retries", unit="{retry}", description="Window exports that failed transiently and will be retried")
+_internal_errors = _meter.create_counter(
+    "export.internal_errors", unit="{error}", description="Window exports that failed with an unexpected exception (a bug)")
 _poison = _meter.create_counter(
     "export.poison_messages", unit="{message}", description="Export jobs moved to the poison queue")
 _received = _meter.create_counter("ucd.events_received", unit="{event}", description="Events received by UCD upserts")
@@ -135,6 +138,11 @@ def record_credential_error(account: str, integration_id: str) -> None:
 def record_retry(account: str, integration_id: str, reason: str) -> None:
     """Count a transient failure that will be retried, by reason (an error code, never a message)."""
     _retries.add(1, {**_attrs(account, integration_id), "reason": reason})
+
+
+def record_internal_error(account: str, integration_id: str, error_type: str) -> None:
+    """Count a window export that failed with an unexpected exception, by its class name (never its text)."""
+    _internal_errors.add(1, {**_attrs(account, integration_id), "error.type": error_type})
 
 
 def record_poison_message(account: str, integration_id: str) -> None:

@@ -1,13 +1,21 @@
-"""Transient destination failures are retried by redelivery and never flip the status; a job failing
-on every delivery is poisoned, recorded in the run history, and scheduled again."""
+"""Failures are retried by redelivery and recorded as what they are: a transient fault never flips the
+status, a bug is an internal error, not a retry, and a configuration error names the setting. A job
+failing on every delivery is poisoned with its cause in the run history, and scheduled again."""
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import logging
 
-from exporter.errors import TransientError
+import pytest
+from azure.core.exceptions import ServiceResponseError
+
+from exporter.context import Context
+from exporter.errors import ConfigurationError, InternalError, TransientError
+from exporter.integrations.model import Status
 from exporter.jobs import schedule
 from exporter.local.host import drain
-from exporter.runs import EXPORTED, POISONED, RETRYING
+from exporter.runs import EXPORTED, FAILED, POISONED, RETRYING
+from exporter.secrets import new_key
 from exporter.windows import Window
 from tests.export_helpers import (
     ACCOUNT,
@@ -22,6 +30,8 @@ from tests.export_helpers import (
     queued_messages,
 )
 from tests.helpers import call
+
+UNDECRYPTABLE = "configuration error: setting EXPORT_SECRET_KEY cannot decrypt a stored secret (was the key rotated?)"
 
 
 def test_transient_destination_failures_are_retried_by_redelivery_and_never_flip_the_status(
@@ -82,3 +92,81 @@ def test_a_job_failing_on_every_delivery_is_poisoned_then_rescheduled(
     assert (record.status, record.attempts) == (EXPORTED, 7)
     assert_exactly_once(ctx, customer_container, iid)
     assert ctx.repo.get(ACCOUNT, iid).last_error is None
+
+
+# ------------------------------------------------------------------ a bug is not a transient fault
+
+
+@pytest.mark.parametrize("failure, raised, status, error, logged", [
+    (KeyError("event_id"), InternalError, FAILED, "internal error (KeyError)", "bug: unexpected KeyError"),
+    (ServiceResponseError("connection reset"), TransientError, RETRYING,
+     "internal storage failure while exporting (ServiceResponseError)", "will retry"),
+])
+def test_an_unexpected_exception_is_recorded_as_a_bug_and_a_storage_fault_as_transient(
+        ctx, clock, customer_container, azurite_connection, monkeypatch, caplog, failure, raised, status, error, logged):
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(1))
+    clock.set(due_at(1))
+    schedule(ctx)
+
+    def failing_read(*args, **kwargs):
+        raise failure
+    monkeypatch.setattr(ctx.ucd, "read_window", failing_read)
+    caplog.set_level(logging.INFO, logger="exporter")
+
+    with pytest.raises(raised):
+        deliver_one(ctx)
+    record = ctx.runs.get(ACCOUNT, iid, Window(ACT, ACT + H).start_unix)
+    assert (record.status, record.error, record.attempts) == (status, error, 1)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("exporter.jobs")]
+    assert any(logged in line for line in lines), lines
+    unlike = "will retry" if raised is InternalError else "bug"
+    assert not any(unlike in line for line in lines), "a bug is not logged as a retry, nor a fault as a bug"
+    integration = ctx.repo.get(ACCOUNT, iid)
+    assert integration.status == Status.ACTIVE and integration.last_success_end is None
+
+    monkeypatch.undo()  # fixed: the redelivery exports it
+    assert drain(ctx)["windows_exported"] == 1
+    assert_exactly_once(ctx, customer_container, iid)
+
+
+# ------------------------------------------------------------------ the poison record names the cause
+
+
+def test_a_window_poisoned_by_an_undecryptable_secret_records_the_configuration_error(
+        ctx, settings, clock, customer_container, azurite_connection):
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(1))
+    clock.set(due_at(1))
+    rotated = Context.create(dataclasses.replace(settings, secret_key=new_key()), clock)  # the key was rotated
+    assert schedule(rotated)["queued"] == 1
+
+    with pytest.raises(ConfigurationError):
+        deliver_one(rotated)  # fails decrypting the destination secret, before any export began
+    first = Window(ACT, ACT + H)
+    record = ctx.runs.get(ACCOUNT, iid, first.start_unix)
+    assert (record.status, record.error, record.attempts) == (FAILED, UNDECRYPTABLE, 1)
+
+    assert drain(rotated) == {"jobs": 0, "failed_deliveries": 4, "poisoned": 1, "windows_exported": 0}
+    record = ctx.runs.get(ACCOUNT, iid, first.start_unix)
+    assert (record.status, record.attempts) == (POISONED, 5)
+    assert record.error == f"gave up after 5 deliveries: {UNDECRYPTABLE}"
+
+    clock.advance(minutes=1)
+    assert schedule(ctx)["queued"] == 1, "scheduled again; with the right key it delivers"
+    drain(ctx)
+    assert_exactly_once(ctx, customer_container, iid)
+
+
+def test_a_window_poisoned_by_a_bug_records_the_internal_error(
+        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
+    populate(ctx, clock, range(1))
+    clock.set(due_at(1))
+    schedule(ctx)
+    monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
+
+    assert drain(ctx)["poisoned"] == 1
+    record = ctx.runs.get(ACCOUNT, iid, Window(ACT, ACT + H).start_unix)
+    assert (record.status, record.error) == (POISONED, "gave up after 5 deliveries: internal error (KeyError)")
+

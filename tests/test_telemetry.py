@@ -31,7 +31,7 @@ from tests.helpers import T0, call, integration_body
 ROOT = Path(__file__).resolve().parent.parent
 ALL_METRICS = {
     "export.rows", "export.bytes", "export.windows", "export.window_duration", "export.lag_seconds",
-    "export.credential_errors", "export.retries", "export.poison_messages",
+    "export.credential_errors", "export.retries", "export.internal_errors", "export.poison_messages",
     "ucd.events_received", "ucd.events_stored", "ucd.events_duplicate",
 }
 
@@ -124,6 +124,7 @@ def test_failure_counters_carry_account_integration_and_reason(otel, iid):
     telemetry.record_retry("acme", iid, "transient_error")
     telemetry.record_retry("acme", iid, "transient_error")
     telemetry.record_retry("acme", iid, "conflict")
+    telemetry.record_internal_error("acme", iid, "KeyError")
     telemetry.record_poison_message("acme", iid)
     telemetry.record_poison_message("acme", iid)
 
@@ -133,6 +134,8 @@ def test_failure_counters_carry_account_integration_and_reason(otel, iid):
     retries = {attrs["reason"]: point.value for _, attrs, point in _points(reader, "export.retries", integration_id=iid)}
     assert retries == {"transient_error": 2, "conflict": 1}
     assert _one(reader, "export.retries", integration_id=iid, reason="conflict")[1] == {**base, "reason": "conflict"}
+    _, attrs, point = _one(reader, "export.internal_errors", integration_id=iid)
+    assert (attrs, point.value) == ({**base, "error.type": "KeyError"}, 1)
     _, attrs, point = _one(reader, "export.poison_messages", integration_id=iid)
     assert (attrs, point.value) == (base, 2)
 
@@ -213,7 +216,8 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
 
 CALL_EVERYTHING = """
 t.record_window_exported('a', 'i', 1, 2, 0.1); t.record_export_lag('a', 'i', 5); t.record_credential_error('a', 'i')
-t.record_retry('a', 'i', 'x'); t.record_poison_message('a', 'i'); t.record_upsert('a', 1, 1, 0)
+t.record_retry('a', 'i', 'x'); t.record_internal_error('a', 'i', 'KeyError'); t.record_poison_message('a', 'i')
+t.record_upsert('a', 1, 1, 0)
 with t.window_span('a', 'i', 1, 2) as s:
     s.set_attribute('export.rows', 1)
 try:
@@ -294,3 +298,20 @@ def test_a_lag_not_refreshed_for_five_minutes_is_no_longer_reported(otel, iid, m
     later = telemetry.time.monotonic() + telemetry.LAG_STALE_SECONDS + 1
     monkeypatch.setattr(telemetry.time, "monotonic", lambda: later)
     assert _points(reader, "export.lag_seconds", integration_id=iid) == []
+
+
+def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(
+        otel, ctx, clock, customer_container, azurite_connection, monkeypatch):
+    reader, spans = otel
+    iid = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme").body["id"]
+    monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
+    clock.set(T0 + timedelta(hours=1, minutes=5))
+    assert tick(ctx)["worker"]["failed_deliveries"] >= 1
+
+    _, attrs, point = _one(reader, "export.internal_errors", integration_id=iid)
+    assert attrs["error.type"] == "KeyError" and point.value >= 1
+    assert _points(reader, "export.retries", integration_id=iid) == []
+    [failed, *_] = [s for s in _spans(spans, iid) if s.name == "export.window"]
+    assert failed.attributes["error.type"] == "exporter.errors.InternalError"
+    assert failed.status.description == "internal error (KeyError)"
+

@@ -31,8 +31,15 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
             integration.account, integration.id, window.start_unix, window.end_unix,
             previous.file if previous else window_path(integration.destination.prefix, integration.account, integration.id, window),
             status=POISONED, attempts=previous.attempts if previous else 0,
-            error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {previous.error if previous else 'unknown error'}",
+            error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}",
             updated_at=iso(ctx.clock.now()),
         ))
     modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
     return {"recorded": True, "integration_id": integration.id}
+
+
+def _last_failure(previous: RunRecord | None) -> str:
+    """What the window's last attempt recorded; a job can also fail outside a window's export (say, advancing)."""
+    if previous is not None and previous.error:
+        return previous.error
+    return "no window export failed; the job failed around it (see the logs)"

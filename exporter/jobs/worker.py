@@ -8,20 +8,28 @@ from the window's start to its end, so two workers cannot both advance it or ski
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
+
+from azure.core.exceptions import AzureError
 
 from .. import telemetry
 from ..clock import iso
 from ..context import Context
-from ..errors import CredentialError, DestinationError, ExporterError, NotFoundError, TransientError
+from ..errors import (
+    ConfigurationError, CredentialError, DestinationError, ExporterError, InternalError, NotFoundError, TransientError,
+)
+from ..export.destination import Destination
 from ..export.naming import window_path
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
+from ..logs import redact
 from ..runs import EXPORTED, FAILED, RETRYING, RunRecord
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
@@ -51,7 +59,8 @@ class JobOutcome:
 def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     """Export the integration's due windows, oldest first, within this invocation's bound.
 
-    Raises to have the message delivered again (the host's retry, then the poison queue).
+    Raises to have the message delivered again (the host's retry, then the poison queue): a transient
+    fault may pass, and a bug or a configuration error is retried too, but recorded as what it is.
     """
     try:
         job = ExportJob.from_message(body)
@@ -67,7 +76,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         return JobOutcome(reason=f"integration is {integration.status}")
 
     started = time.monotonic()
-    destination = ctx.destination_for(integration)
+    destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
     windows = list(due_windows(
         integration.activated_at, integration.last_success_end, integration.frequency_hours,
@@ -98,30 +107,23 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     return JobOutcome(tuple(exported))
 
 
-def _export_one(ctx: Context, integration: Integration, window: Window, destination, dequeue_count: int) -> RunRecord:
-    previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
-    attempts = (previous.attempts if previous else 0) + 1
-    record = RunRecord(
-        integration.account, integration.id, window.start_unix, window.end_unix,
-        window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=RETRYING, attempts=attempts, updated_at=iso(ctx.clock.now()),
-        selection=json.dumps(integration.selection.to_json()),  # what a replay exports again
-    )
+def _export_one(ctx: Context, integration: Integration, window: Window, destination: Callable[[], Destination],
+                dequeue_count: int) -> RunRecord:
+    """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
+    record = _run_record(ctx, integration, window)
     context = {"account": integration.account, "integration_id": integration.id,
-               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": attempts,
+               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": record.attempts,
                "delivery": dequeue_count}
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
         try:
-            result = _as_exporter_error(
-                export_window, ctx.ucd, integration.account, integration.id, integration.selection, window, destination)
-        except ExporterError as error:
-            record.status = RETRYING if isinstance(error, TransientError) else FAILED
-            record.error = error.message
-            ctx.runs.put(record)
-            if isinstance(error, TransientError):
-                telemetry.record_retry(integration.account, integration.id, error.code)
-                log.warning("window export failed, will retry", extra={**context, "error": error.message})
-            raise
+            # Opening the destination (decrypting its secret) is part of the attempt, so its failure is recorded too.
+            result = export_window(ctx.ucd, integration.account, integration.id, integration.selection, window, destination())
+        except Exception as raw:  # noqa: BLE001 - classified, recorded, raised again
+            error = classify_failure(raw)
+            _record_failure(ctx, record, error, raw, context)
+            if error is raw:
+                raise
+            raise error from raw
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
     record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
@@ -134,14 +136,51 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
     return record
 
 
-def _as_exporter_error(fn, *args):
-    """Failures of our own storage (reading the UCD) are transient: retried, and visible in the run record."""
-    try:
-        return fn(*args)
-    except ExporterError:
-        raise
-    except Exception as error:  # noqa: BLE001
-        raise TransientError(f"internal storage failure while exporting ({type(error).__name__})") from error
+def _run_record(ctx: Context, integration: Integration, window: Window) -> RunRecord:
+    """This attempt's run record, counting the attempts before it."""
+    previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+    return RunRecord(
+        integration.account, integration.id, window.start_unix, window.end_unix,
+        window_path(integration.destination.prefix, integration.account, integration.id, window),
+        status=RETRYING, attempts=(previous.attempts if previous else 0) + 1, updated_at=iso(ctx.clock.now()),
+        selection=json.dumps(integration.selection.to_json()),  # what a replay exports again
+    )
+
+
+def classify_failure(error: Exception) -> ExporterError:
+    """What a failure means: ours say so; our own storage's SDK errors may pass; anything else is a bug."""
+    if isinstance(error, ExporterError):
+        return error
+    if isinstance(error, AzureError):  # reading the UCD; the destination classifies its own
+        return TransientError(f"internal storage failure while exporting ({type(error).__name__})")
+    return InternalError(f"internal error ({type(error).__name__})")
+
+
+def failure_text(error: ExporterError) -> str:
+    """A run record's error: safe words, prefixed by the cause where the message alone does not name it."""
+    if isinstance(error, ConfigurationError):
+        return f"configuration error: {error.message}"
+    return error.message
+
+
+def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: Exception, context: dict[str, Any]) -> None:
+    """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
+    transient = isinstance(error, TransientError)
+    record.status = RETRYING if transient else FAILED
+    record.error = failure_text(error)
+    ctx.runs.put(record)
+    extra = {**context, "error": record.error}
+    if transient:
+        telemetry.record_retry(record.account, record.integration_id, error.code)
+        log.warning("window export failed, will retry", extra=extra)
+    elif isinstance(error, InternalError):
+        telemetry.record_internal_error(record.account, record.integration_id, type(raw).__name__)
+        # The traceback is what a fix needs; redacted, as any text that did not come from our own messages.
+        trace = redact("".join(traceback.format_exception(raw)))
+        log.error("bug: unexpected %s while exporting a window; redelivery tries again, but it needs a fix",
+                  type(raw).__name__, extra={**extra, "traceback": trace})
+    elif not isinstance(error, (CredentialError, DestinationError)):  # those stop the integration, logged there
+        log.error("window export failed (%s); redelivery tries again", error.code, extra=extra)
 
 
 def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
