@@ -22,6 +22,7 @@ from exporter.errors import TransientError
 from exporter.export.naming import join_prefix, window_path
 from exporter.export.plan import column_plan
 from exporter.export.runner import export_window
+from exporter.integrations.model import Status
 from exporter.jobs import process_job, schedule
 from exporter.local.host import drain
 from exporter.runs import EXPORTED
@@ -127,7 +128,8 @@ def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
 
 
 def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool = True) -> dict[tuple[int, int], bytes]:
-    """I1-I4 against the stored events, the customer's container, the run records and the state."""
+    """docs/invariants.md (exactly once, windows, catch-up, files) against the stored events, the customer's
+    container, the run records and the state."""
     integration = ctx.repo.get(ACCOUNT, integration_id)
     names = [e.name for e in integration.events]
     plan = column_plan(integration.events, integration.attributes)
@@ -136,7 +138,7 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
     assert last is not None, "nothing was delivered"
     files = exported_files(ctx, container, integration)
 
-    # I2: one file per window, from activation to last_success_end, contiguous, frequency long, named by bounds.
+    # Windows: one file per window, from activation to last_success_end, contiguous, frequency long, named by bounds.
     assert files, "no files"
     assert files[0][0] == int(activated.timestamp()), "the first window starts at activation"
     assert files[-1][1] == int(last.timestamp()), "the last file ends at last_success_end"
@@ -166,7 +168,7 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
         assert record is not None and record.status == EXPORTED, (name, record)
         assert (record.window_end, record.file, record.rows, record.bytes) == (end, name, len(ids), len(data))
 
-    # I1: every stored event of a selected type since activation is in exactly one file.
+    # Exactly once: every stored event of a selected type since activation is in exactly one file.
     duplicated = {i: n for i, n in exported.items() if n != 1}
     assert not duplicated, f"events exported more than once: {duplicated}"
     delivered = set(read_ids(ctx, activated, last, names))
@@ -178,7 +180,7 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
         everything = set(read_ids(ctx, activated, ctx.clock.now() + timedelta(days=1), names))
         assert everything == set(exported), "a stored event of a selected type was not exported"
         assert not is_due(activated, last, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds)
-    assert integration.status == "active"
+    assert integration.status == Status.ACTIVE
     return contents
 
 

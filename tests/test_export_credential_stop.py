@@ -9,6 +9,7 @@ from exporter.destinations import open_destination as real_open_destination
 from exporter.destinations.azure_blob import AzureBlobDestination
 from exporter.errors import CredentialError
 from exporter.export.naming import window_path
+from exporter.integrations.model import Status
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import tick
 from exporter.runs import FAILED
@@ -46,7 +47,7 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     assert worked["windows_exported"] == 2
     assert results[0].stopped == CredentialError.code
     integration = ctx.repo.get(ACCOUNT, iid)
-    assert integration.status == "credential_error"
+    assert integration.status == Status.CREDENTIAL_ERROR
     assert "refused the credentials" in integration.last_error
     assert WRONG_KEY not in integration.last_error
     assert integration.last_success_end == ACT + 2 * H, "the lag remains: nothing after the refusal counts"

@@ -49,7 +49,7 @@ def test_transient_destination_failures_are_retried_by_redelivery_and_never_flip
     assert (record.status, record.attempts) == (RETRYING, 1)
     assert "unavailable" in record.error
     integration = ctx.repo.get(ACCOUNT, iid)
-    assert integration.status == "active" and integration.last_success_end is None
+    assert integration.status == Status.ACTIVE and integration.last_success_end is None
     assert list(customer_container.list_blobs()) == [], "nothing is visible before the commit"
 
     worked = drain(ctx)
@@ -79,7 +79,7 @@ def test_a_job_failing_on_every_delivery_is_poisoned_then_rescheduled(
     assert (record.status, record.attempts) == (POISONED, 5)
     assert "gave up after 5 deliveries" in record.error
     integration = ctx.repo.get(ACCOUNT, iid)
-    assert integration.status == "active", "a transient failure never flips the status"
+    assert integration.status == Status.ACTIVE, "a transient failure never flips the status"
     assert integration.queued_until is None and integration.last_success_end is None
     assert "poison" in integration.last_error
     assert call(ctx, "integrations_runs", account=ACCOUNT, id=iid).body["runs"][0]["status"] == POISONED

@@ -11,7 +11,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.clock import iso
 from exporter.destinations.azure_blob import parse_connection_string
-from exporter.integrations.model import DestinationConfig, DestinationRequest, parse_destination
+from exporter.integrations.model import DestinationConfig, DestinationRequest, Status, parse_destination
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from tests.helpers import T0, call, integration_body
@@ -47,7 +47,7 @@ def blob_names(container) -> list[str]:
     return sorted(b.name for b in container.list_blobs())
 
 
-# ------------------------------------------------------------------ validation (I8)
+# ------------------------------------------------------------------ validation (docs/invariants.md: bad input)
 
 INVALID = [
     ("frequency 3", {"frequency_hours": 3}, "frequency_hours", "must be one of 1, 2, 4, 6, 12, 24"),
@@ -159,7 +159,7 @@ def test_concurrent_creates_on_a_fresh_account_exactly_five_succeed(ctx, custome
     assert {i.id for i in stored} == {a.body["id"] for a in answers if a.status == 201}
 
 
-# ------------------------------------------------------------------ no secret in answers (I7)
+# ------------------------------------------------------------------ no secret in answers (docs/invariants.md: secrets)
 
 
 def test_show_list_create_and_update_never_contain_the_connection_string(ctx, customer_container, azurite_connection):
@@ -353,7 +353,7 @@ def test_credential_error_recovery_needs_verified_credentials(ctx, clock, custom
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     current = ctx.repo.get("acme", iid)
     reason = "the storage account refused the credentials: wrong account key, or an expired or invalid SAS (AuthorizationFailure)"
-    ctx.repo.replace(current.with_changes(status="credential_error", last_error=reason))  # what the worker does
+    ctx.repo.replace(current.with_changes(status=Status.CREDENTIAL_ERROR, last_error=reason))  # what the worker does
     assert show(ctx, iid)["last_error"] == reason
 
     for op in ("integrations_resume", "integrations_pause"):

@@ -1,4 +1,4 @@
-"""Verify authentication (DESIGN 5) against Azurite: every outcome, through verify and create.
+"""Verify authentication (docs/architecture.md) against Azurite: every outcome, through verify and create.
 
 A failing verification refuses the create whole: no integration and no slot are stored.
 """

@@ -14,6 +14,7 @@ from azure.storage.queue import QueueClient
 from exporter import logs
 from exporter.context import Context
 from exporter.destinations.azure_blob import parse_connection_string
+from exporter.integrations.model import Status
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from exporter.runs import EXPORTED, FAILED, POISONED
@@ -141,7 +142,7 @@ def test_no_secret_anywhere_through_a_full_scenario(
 
     # The scenario did what it claims.
     key_state = ctx.repo.get("acme", key_id)
-    assert key_state.status == "credential_error" and "refused the credentials" in key_state.last_error
+    assert key_state.status == Status.CREDENTIAL_ERROR and "refused the credentials" in key_state.last_error
     runs = ctx.runs.list("acme", key_id) + ctx.runs.list("acme", sas_id)
     assert {r.status for r in runs} >= {EXPORTED, FAILED}
     assert any(b.name.startswith("sas/") for b in customer_container.list_blobs())

@@ -69,7 +69,7 @@ class Integration:
     etag: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", Status(self.status))  # a plain "paused" from a caller becomes the enum
+        object.__setattr__(self, "status", Status(self.status))  # a plain string from a caller becomes the enum
 
     def with_changes(self, **changes: Any) -> "Integration":
         return replace(self, **changes)
@@ -226,7 +226,7 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         changes.frequency_hours = int(frequency)
     if "status" in body:
         if body["status"] not in SETTABLE_STATUSES:
-            raise InputError("must be 'active' or 'paused'", field="status")
+            raise InputError(f"must be {' or '.join(repr(s.value) for s in SETTABLE_STATUSES)}", field="status")
         changes.status = Status(body["status"])
     elif not partial:
         changes.status = Status.ACTIVE
@@ -292,5 +292,5 @@ def _attributes(value: Any) -> tuple[str, ...]:
 
 
 def check_columns(events: tuple[EventSelection, ...], attributes: tuple[str, ...]) -> None:
-    """Refuse a selection whose CSV columns would collide (DESIGN 4)."""
+    """Refuse a selection whose CSV columns would collide (docs/architecture.md, "The export file")."""
     column_plan(events, attributes)
