@@ -7,6 +7,7 @@ from typing import Callable
 from .clock import Clock, SystemClock
 from .destinations import open_destination as default_destination
 from .export.destination import Destination
+from .integrations.model import Integration
 from .integrations.repo import IntegrationRepo
 from .integrations.service import IntegrationService
 from .runs import RunRepo
@@ -46,7 +47,7 @@ class Context:
         )
         return cls(settings, clock, storage, ucd, repo, runs, service, open_destination)
 
-    def destination_for(self, integration) -> Destination:
+    def destination_for(self, integration: Integration) -> Destination:
         """The integration's destination client, with its secret decrypted only here."""
         d = integration.destination
         return self.open_destination(d.type, self.integrations.secrets.open(d.sealed_secret), d.container, d.prefix)
