@@ -11,7 +11,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.clock import iso
 from exporter.destinations.azure_blob import parse_connection_string
-from exporter.integrations.model import DestinationConfig, DestinationRequest, Status, parse_destination
+from exporter.integrations.model import DestinationConfig, DestinationParams, DestinationRequest, Status, parse_destination
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from tests.helpers import T0, call, integration_body
@@ -224,12 +224,13 @@ def test_a_destination_update_keeps_what_it_does_not_give():
 
     given = parse_destination({"prefix": "new/"}, partial=True)
     assert given == DestinationRequest(type=None, connection_string=None, container=None, prefix="new/")
-    assert given.filled_from(stored, open_secret) == DestinationRequest("azure_blob", "the stored secret", "exports", "new/")
+    assert given.filled_from(stored, open_secret) == DestinationParams("azure_blob", "the stored secret", "exports", "new/")
     assert opened == ["sealed"]
     rooted = parse_destination({"prefix": None, "connection_string": "new secret"}, partial=True).filled_from(stored, open_secret)
     assert (rooted.prefix, rooted.connection_string, opened) == ("", "new secret", ["sealed"]), "null is the root; a given secret is not opened"
     created = parse_destination({"type": "azure_blob", "connection_string": "s"}, partial=False)
     assert created == DestinationRequest("azure_blob", "s", None, ""), "on create the prefix defaults to the root"
+    assert created.complete() == DestinationParams("azure_blob", "s", None, "")
 
 
 def test_destination_update_with_a_wrong_key_is_refused_and_changes_nothing(ctx, customer_container, azurite_connection):

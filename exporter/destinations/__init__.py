@@ -10,11 +10,11 @@ from .azure_blob import AzureBlobDestination
 DESTINATION_TYPES = ("azure_blob", "s3", "gcs")
 AVAILABLE_TYPES = ("azure_blob",)
 
-# (type, secret, container, prefix) -> a destination client
-DestinationFactory = Callable[[str, str, str, str], Destination]
+# (type, secret, container (None: named by the secret, as a SAS URL does), prefix) -> a destination client
+DestinationFactory = Callable[[str, str, str | None, str], Destination]
 
 
-def open_destination(kind: str, connection_string: str, container: str, prefix: str) -> Destination:
+def open_destination(kind: str, connection_string: str, container: str | None, prefix: str) -> Destination:
     """Build a destination client from its (decrypted) parameters: the one factory."""
     if kind == "azure_blob":
         return AzureBlobDestination(connection_string, container, prefix)

@@ -10,11 +10,10 @@ from typing import Any, Callable
 from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
-from ..errors import InputError
-from ..validation import check_fields, check_name
+from ..errors import InputError, InternalError
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
+from ..validation import check_fields, check_name
 from ..windows import FREQUENCIES_HOURS
-
 
 
 class Status(StrEnum):
@@ -166,17 +165,33 @@ def _parse(text: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class DestinationParams:
+    """A complete destination, to open and verify: the secret in clear, so never stored or shown."""
+
+    type: str
+    connection_string: str
+    container: str | None  # a SAS URL may name the container instead
+    prefix: str
+
+
+@dataclass(frozen=True)
 class DestinationRequest:
     """A validated destination body. On an update, None means 'not given': the stored value stays."""
 
     type: str | None
     connection_string: str | None
-    container: str | None  # None on create too: a SAS URL names its container
+    container: str | None
     prefix: str | None
 
-    def filled_from(self, stored: DestinationConfig, open_secret: Callable[[str], str]) -> "DestinationRequest":
-        """This request with what it does not give taken from the stored destination (its secret opened only then)."""
-        return DestinationRequest(
+    def complete(self) -> DestinationParams:
+        """A create's destination, which validation (`partial=False`) made complete."""
+        if self.type is None or self.connection_string is None or self.prefix is None:
+            raise InternalError("a destination was verified before it was complete")
+        return DestinationParams(self.type, self.connection_string, self.container, self.prefix)
+
+    def filled_from(self, stored: DestinationConfig, open_secret: Callable[[str], str]) -> DestinationParams:
+        """An update's destination: what it does not give comes from the stored one (its secret opened only then)."""
+        return DestinationParams(
             type=self.type if self.type is not None else stored.type,
             connection_string=self.connection_string or open_secret(stored.sealed_secret),
             container=self.container if self.container is not None else stored.container,

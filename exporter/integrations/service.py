@@ -8,13 +8,13 @@ from typing import Any, Callable
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
 from ..destinations import DestinationFactory, open_destination
-from ..errors import ConflictError, PreconditionFailed, StaleRecordError
+from ..errors import ConflictError, InputError, PreconditionFailed, StaleRecordError
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
 from .model import (
     DestinationConfig,
-    DestinationRequest,
+    DestinationParams,
     Integration,
     IntegrationChanges,
     Status,
@@ -50,9 +50,9 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        return self._verified(parse_destination(body, partial=False))[1]
+        return self._verified(parse_destination(body, partial=False).complete())[1]
 
-    def _verified(self, destination: DestinationRequest) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(self, destination: DestinationParams) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         client = self.open_destination(
             destination.type, destination.connection_string, destination.container, destination.prefix
@@ -75,7 +75,9 @@ class IntegrationService:
         check_account(account)
         changes = parse_body(body, partial=False)
         check_columns(changes.events, changes.attributes)
-        destination, verification = self._verified(changes.destination)
+        if changes.destination is None:  # parse_body refuses this already; it tells the type checker so
+            raise InputError("is required", field="destination")
+        destination, verification = self._verified(changes.destination.complete())
         now = self.clock.now()
         integration = Integration(
             account=account,
