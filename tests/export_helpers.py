@@ -228,6 +228,9 @@ class FlakyDestination:
         self._maybe_fail("commit")
         self.inner.commit_blocks(path, count)
 
+    def abandon_blocks(self, path):
+        self.inner.abandon_blocks(path)
+
 
 def flaky(ctx, monkeypatch, failures):
     state = {"failures": failures, "calls": [], "lock": threading.Lock()}
@@ -269,3 +272,6 @@ class ExpiringDestination:
         self.state["committed"].append(path)
         if len(self.state["committed"]) >= self.state["good_commits"]:
             self.state["expired"] = True
+
+    def abandon_blocks(self, path):
+        self._target().abandon_blocks(path)

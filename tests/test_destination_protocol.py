@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from exporter.context import Context
 from exporter.destinations.azure_blob import AzureBlobDestination
 from exporter.export.destination import DestinationInfo, Verification
 from exporter.export.naming import join_prefix, window_path
+from exporter.export.plan import EventSelection, Selection
 from exporter.export.runner import export_window
 from exporter.local.host import tick
 from exporter.windows import Window
@@ -20,6 +23,7 @@ class MemoryDestination:
     def __init__(self, files: dict[str, bytes], container: str, prefix: str):
         self.files, self.container, self.prefix = files, container, prefix
         self._staged: dict[str, dict[int, bytes]] = {}
+        self.abandoned: list[str] = []
 
     def describe(self) -> DestinationInfo:
         return DestinationInfo(container=self.container, masked=f"memory://{self.container} (key ***)")
@@ -33,6 +37,10 @@ class MemoryDestination:
     def commit_blocks(self, path: str, count: int) -> None:
         staged = self._staged.pop(path)
         self.files[path] = b"".join(staged[i] for i in range(count))
+
+    def abandon_blocks(self, path: str) -> None:
+        self.abandoned.append(path)
+        self._staged.pop(path, None)
 
 
 def test_a_destination_implementing_only_the_protocol_is_verified_stored_and_delivered_to(
@@ -62,3 +70,19 @@ def test_a_destination_implementing_only_the_protocol_is_verified_stored_and_del
     export_window(ctx.ucd, "acme", iid, integration.selection, window, azure)
     assert scratch_container.download_blob(path).readall() == files[path], "the same bytes in any destination"
     assert files[path].count(b"\r\n") == 4, "the header and three rows"
+
+
+def test_an_export_failing_before_its_commit_abandons_its_blocks_and_shows_nothing():
+    class FailingUcd:
+        def read_window(self, *args, **kwargs):
+            yield from ()
+            raise ConnectionError("the store went away mid-window")
+
+    files: dict[str, bytes] = {}
+    destination = MemoryDestination(files, "bucket-a", "feed/")
+    window = Window(T0, T0 + timedelta(hours=1))
+    with pytest.raises(ConnectionError):
+        export_window(FailingUcd(), "acme", "i1", Selection((EventSelection("purchase"),)), window, destination, block_bytes=8)
+    assert destination.abandoned == [window_path("feed/", "acme", "i1", window)]
+    assert files == {}, "nothing is visible: no commit"
+

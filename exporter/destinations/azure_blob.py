@@ -221,6 +221,9 @@ class AzureBlobDestination:
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
 
+    def abandon_blocks(self, path: str) -> None:
+        """Nothing to do: the service drops uncommitted blocks after a week, and a retry restages the same ids."""
+
     def commit_blocks(self, path: str, count: int) -> None:
         try:
             self.client.get_blob_client(path).commit_block_list(

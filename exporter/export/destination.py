@@ -53,3 +53,7 @@ class Destination(Protocol):
     def commit_blocks(self, path: str, count: int) -> None:
         """Make blocks 0 .. count-1 the file at `path`, at once: complete or not at all."""
         ...
+
+    def abandon_blocks(self, path: str) -> None:
+        """Give up an export that failed before its commit (an S3 multipart upload is aborted); best effort."""
+        ...

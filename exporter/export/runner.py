@@ -1,6 +1,7 @@
 """Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,8 @@ from .naming import window_path
 from .plan import Selection, column_plan
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class BlockUploader:
 
     def abandon(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.destination.abandon_blocks(self.path)
+        except Exception:  # noqa: BLE001 - best effort: the failure that got us here is the one to raise
+            log.warning("could not abandon the staged blocks of %s", self.path)
 
 
 def export_window(
