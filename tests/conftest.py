@@ -11,6 +11,7 @@ from exporter.clock import ManualClock
 from exporter.context import Context
 from exporter.local.devstorage import start_azurite
 from exporter.settings import Settings
+
 # Re-exported for the modules that still import helpers from here; new code imports tests.helpers.
 from tests.helpers import SECRET_KEY, T0, call, integration_body, run_together  # noqa: F401
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.jobs import worker
 from exporter.export.naming import window_path
 from exporter.export.runner import export_window
-from exporter.jobs import schedule
+from exporter.jobs import schedule, worker
 from exporter.local.host import drain
 from exporter.runs import EXPORTED
 from exporter.windows import Window

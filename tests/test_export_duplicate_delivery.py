@@ -6,9 +6,8 @@ import threading
 
 import pytest
 
-from exporter.jobs import worker
 from exporter.context import Context
-from exporter.jobs import ExportJob, process_job, schedule
+from exporter.jobs import ExportJob, process_job, schedule, worker
 from exporter.local.host import drain
 from exporter.windows import Window
 from tests.export_helpers import (

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import azure.functions as func
 
-import function_app
 from exporter import api, routes, triggers
+from tests.app_functions import FUNCTIONS  # indexed once per process, shared with the day test
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from tests.app_functions import FUNCTIONS  # indexed once per process, shared with the day test
 
 
 def _functions():

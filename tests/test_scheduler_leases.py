@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from exporter.jobs import worker
 from exporter.context import Context
-from exporter.jobs import schedule
+from exporter.jobs import schedule, worker
 from exporter.local.host import drain
 from tests.export_helpers import (
     ACCOUNT,

@@ -23,7 +23,13 @@ from .. import telemetry
 from ..clock import iso
 from ..context import Context
 from ..errors import (
-    ConfigurationError, CredentialError, DestinationError, ExporterError, InternalError, NotFoundError, TransientError,
+    ConfigurationError,
+    CredentialError,
+    DestinationError,
+    ExporterError,
+    InternalError,
+    NotFoundError,
+    TransientError,
 )
 from ..export.destination import Destination
 from ..export.naming import window_path
@@ -75,11 +81,12 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         _release(ctx, integration)
         return JobOutcome(reason=f"integration is {integration.status}")
 
+    activated = integration.activated_at  # never moves once set
     started = time.monotonic()
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
     windows = list(due_windows(
-        integration.activated_at, integration.last_success_end, integration.frequency_hours,
+        activated, integration.last_success_end, integration.frequency_hours,
         ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
     ))
     for window in windows:
@@ -100,7 +107,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             return JobOutcome(tuple(exported), reason="integration changed concurrently")
         integration = advanced
 
-    if is_due(integration.activated_at, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
+    if is_due(activated, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
         _follow_up(ctx, integration)
         return JobOutcome(tuple(exported), follow_up=True)
     _release(ctx, integration)
@@ -192,7 +199,7 @@ def _advance(ctx: Context, integration: Integration, window: Window) -> Integrat
     def attempt(current: Integration) -> Integration | None:
         if current.last_success_end and current.last_success_end >= window.end:
             return current  # delivered: by another worker (same name, same bytes), or our own lost answer
-        if next_start(current.activated_at, current.last_success_end) != window.start:
+        if current.activated_at is None or next_start(current.activated_at, current.last_success_end) != window.start:
             return None
         return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None))
 
