@@ -7,6 +7,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+EXPORTING = "exporting"  # recorded before the first byte: the window's bounds and selection are fixed from here on
 EXPORTED = "exported"
 RETRYING = "retrying"
 FAILED = "failed"

@@ -40,15 +40,21 @@ def due_windows(
     now: datetime,
     settle_seconds: int,
     limit: int | None = None,
+    begun_end: datetime | None = None,
 ) -> Iterator[Window]:
-    """The windows ready for export, oldest first, at most `limit` of them."""
+    """The windows ready for export, oldest first, at most `limit` of them.
+
+    `begun_end` is the end of a window whose export already began at the next start: it keeps the
+    length it began with, since its file may be committed (a frequency change applies after it).
+    """
     length = timedelta(hours=frequency_hours)
     settle = timedelta(seconds=settle_seconds)
     start = next_start(activated_at, last_success_end)
+    end = begun_end or start + length
     count = 0
-    while start + length + settle <= now and (limit is None or count < limit):
-        yield Window(start, start + length)
-        start += length
+    while end + settle <= now and (limit is None or count < limit):
+        yield Window(start, end)
+        start, end = end, end + length
         count += 1
 
 

@@ -1,11 +1,12 @@
 """The poison queue: a job that kept failing is made visible in the run history, and its integration freed."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
 from .. import telemetry
-from ..clock import iso
+from ..clock import iso, to_unix
 from ..context import Context
 from ..errors import NotFoundError
 from ..export.naming import window_path
@@ -25,15 +26,17 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
     telemetry.record_poison_message(integration.account, integration.id)
     start = next_start(integration.activated_at, integration.last_success_end) if integration.activated_at else None
     if start is not None:
-        window = Window(start, start + timedelta(hours=integration.frequency_hours))
-        previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
-        ctx.runs.put(RunRecord(
-            integration.account, integration.id, window.start_unix, window.end_unix,
-            previous.file if previous else window_path(integration.destination.prefix, integration.account, integration.id, window),
-            status=POISONED, attempts=previous.attempts if previous else 0,
-            error=f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}",
-            updated_at=iso(ctx.clock.now()),
-        ))
+        previous = ctx.runs.get(integration.account, integration.id, to_unix(start))
+        if previous is not None:  # the window as it began: its bounds, file and selection stay
+            record = dataclasses.replace(previous, status=POISONED)
+        else:
+            window = Window(start, start + timedelta(hours=integration.frequency_hours))
+            record = RunRecord(integration.account, integration.id, window.start_unix, window.end_unix,
+                               window_path(integration.destination.prefix, integration.account, integration.id, window),
+                               status=POISONED)
+        record.error = f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}"
+        record.updated_at = iso(ctx.clock.now())
+        ctx.runs.put(record)
     modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
     return {"recorded": True, "integration_id": integration.id}
 

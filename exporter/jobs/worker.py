@@ -20,7 +20,7 @@ from typing import Any, Callable
 from azure.core.exceptions import AzureError
 
 from .. import telemetry
-from ..clock import iso
+from ..clock import from_unix, iso, to_unix
 from ..context import Context
 from ..errors import (
     ConfigurationError,
@@ -33,10 +33,11 @@ from ..errors import (
 )
 from ..export.destination import Destination
 from ..export.naming import window_path
+from ..export.plan import Selection
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
-from ..runs import EXPORTED, FAILED, RETRYING, RunRecord
+from ..runs import EXPORTED, EXPORTING, FAILED, RETRYING, RunRecord
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
 from .state import conditionally, modify
@@ -85,15 +86,18 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     started = time.monotonic()
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
+    begun = _begun(ctx, integration)
     windows = list(due_windows(
         activated, integration.last_success_end, integration.frequency_hours,
         ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
+        begun_end=from_unix(begun.window_end) if begun else None,
     ))
     for window in windows:
         if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
             break
+        selection = _selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
         try:
-            exported.append(_export_one(ctx, integration, window, destination, dequeue_count))
+            exported.append(_export_one(ctx, integration, window, selection, destination, dequeue_count))
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
             return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
@@ -114,17 +118,37 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     return JobOutcome(tuple(exported))
 
 
-def _export_one(ctx: Context, integration: Integration, window: Window, destination: Callable[[], Destination],
-                dequeue_count: int) -> RunRecord:
+def _begun(ctx: Context, integration: Integration) -> RunRecord | None:
+    """The run record of a window whose export began at the next start, if any.
+
+    Its file may be committed even though `last_success_end` never moved (a worker died between the
+    two), so that window keeps the bounds and the selection it began with: exporting it again gives
+    the same name and bytes, where the current frequency or selection could overlap the committed file.
+    """
+    if integration.activated_at is None:
+        return None
+    start = next_start(integration.activated_at, integration.last_success_end)
+    record = ctx.runs.get(integration.account, integration.id, to_unix(start))
+    return record if record is not None and record.attempts > 0 and record.window_end > record.window_start else None
+
+
+def _selection_of(record: RunRecord) -> Selection | None:
+    return Selection.from_json(json.loads(record.selection)) if record.selection else None
+
+
+def _export_one(ctx: Context, integration: Integration, window: Window, selection: Selection | None,
+                destination: Callable[[], Destination], dequeue_count: int) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
-    record = _run_record(ctx, integration, window)
+    selection = selection or integration.selection
+    record = _run_record(ctx, integration, window, selection)
+    ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {"account": integration.account, "integration_id": integration.id,
                "window_start": window.start_unix, "window_end": window.end_unix, "attempt": record.attempts,
                "delivery": dequeue_count}
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
         try:
             # Opening the destination (decrypting its secret) is part of the attempt, so its failure is recorded too.
-            result = export_window(ctx.ucd, integration.account, integration.id, integration.selection, window, destination())
+            result = export_window(ctx.ucd, integration.account, integration.id, selection, window, destination())
         except Exception as raw:  # noqa: BLE001 - classified, recorded, raised again
             error = classify_failure(raw)
             _record_failure(ctx, record, error, raw, context)
@@ -143,14 +167,14 @@ def _export_one(ctx: Context, integration: Integration, window: Window, destinat
     return record
 
 
-def _run_record(ctx: Context, integration: Integration, window: Window) -> RunRecord:
+def _run_record(ctx: Context, integration: Integration, window: Window, selection: Selection) -> RunRecord:
     """This attempt's run record, counting the attempts before it."""
     previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
     return RunRecord(
         integration.account, integration.id, window.start_unix, window.end_unix,
         window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=RETRYING, attempts=(previous.attempts if previous else 0) + 1, updated_at=iso(ctx.clock.now()),
-        selection=json.dumps(integration.selection.to_json()),  # what a replay exports again
+        status=EXPORTING, attempts=(previous.attempts if previous else 0) + 1, updated_at=iso(ctx.clock.now()),
+        selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
     )
 
 
