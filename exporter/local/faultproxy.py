@@ -8,7 +8,8 @@ and injects faults where a rule says so or, in random mode, on a share of the ca
 - `500`, `503`, `429`: an error answer without reaching the server (`Retry-After` on 503 and 429);
 - `slow`: the request is forwarded after a delay;
 - `timeout`: the storage service's own timeout: after a wait, `500 OperationTimedOut`; the request
-  was applied or not (an even chance), as the service documents for a timed-out operation;
+  was applied or not (an even chance), as the service documents for a timed-out operation
+  (`timeout_applied`: always applied, for rules in tests);
 - `bad_signature`: forwarded with its SharedKey signature spoiled, so the server itself refuses it
   (403), as it does once the customer has rotated the key we hold.
 
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit
 KINDS = ("reset_before", "reset_after", "500", "503", "429", "slow")
 # The random-mode default stays KINDS; these are for rules or an explicit `randomly(rate, ALL_KINDS)`.
 ALL_KINDS = KINDS + ("timeout",)
-RULE_ONLY_KINDS = ("bad_signature",)
+RULE_ONLY_KINDS = ("bad_signature", "timeout_applied")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -224,9 +225,9 @@ class FaultProxy:
                     return self._error(int(kind))
                 if kind == "slow":
                     time.sleep(proxy.slow_seconds)
-                if kind == "timeout":
+                if kind in ("timeout", "timeout_applied"):
                     time.sleep(proxy.timeout_seconds)
-                    if proxy._coin():
+                    if kind == "timeout_applied" or proxy._coin():
                         try:
                             self._forward(body)
                         except OSError:
