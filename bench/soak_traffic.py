@@ -95,8 +95,10 @@ class Traffic:
         return self._remember(Upsert(at, account.account, {"users": users}))
 
     def _remember(self, upsert: Upsert) -> Upsert:
+        history = self.history[upsert.account]
         if sum(len(u.get("events", [])) for u in upsert.body["users"]) < 200:  # bursts are not resent whole
-            self.history[upsert.account].append(upsert.body)
+            history.append(upsert.body)
+            del history[:-200]
         return upsert
 
     def _old_events(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
