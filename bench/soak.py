@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tick-kills", type=float, default=0.08, help="share of ticks whose worker is SIGKILLed (default 0.08)")
     p.add_argument("--upsert-kills", type=float, default=0.03, help="share of upserts killed mid-request (default 0.03)")
     p.add_argument("--copies", type=float, default=0.1, help="share of job deliveries sent again as extra copies (default 0.1)")
+    p.add_argument("--max-attempts", type=int, default=10,
+                   help="sends of one request before the platform gives up on it and reports it (default 10)")
     p.add_argument("--volume", type=float, default=1.0, help="scales the request rate of every account (default 1)")
     p.add_argument("--commit-timeout", type=int, default=2,
                    help="UCD_COMMIT_TIMEOUT_SECONDS for the soak (default 2: the store waits it out in real time after a failed put)")
@@ -154,7 +156,7 @@ class Soak:
         self.actions: list[Action] = []
         self.seq = itertools.count()
         self.stats: dict[str, Any] = {
-            "upserts": {"requests": 0, "attempts": 0, "acknowledged": 0, "refused": {}, "killed": 0},
+            "upserts": {"requests": 0, "attempts": 0, "acknowledged": 0, "refused": {}}, "abandoned": [],
             "deletes": {"requests": 0, "attempts": 0},
             "ticks": 0, "jobs": {"delivered": 0, "failed": 0, "poisoned": 0, "copies": 0, "queue_errors": 0, "timer_errors": 0,
                      "startup_errors": 0},
@@ -212,7 +214,8 @@ class Soak:
             self.stats["deletes"]["requests"] += 1
             self._schedule(item.at, lambda now, item=item: self._delete_user(item.account, item.user_id, 0))
 
-    def _upsert(self, account: str, body: dict[str, Any], attempt: int) -> None:
+    def _upsert(self, account: str, body: dict[str, Any], attempt: int, first: datetime | None = None) -> None:
+        first = first or self.clock.now()
         ids = self.events.sent(account, body)
         self.stats["upserts"]["attempts"] += 1
         plan = self._kill_plan("upsert", self.args.upsert_kills)
@@ -227,9 +230,13 @@ class Soak:
         if status is not None and 400 <= status < 500:
             self._failure(f"upsert refused with {status}: {outcome.answer.get('body')}")
             return
-        self._retry(attempt, lambda now: self._upsert(account, body, attempt + 1))
+        if attempt + 1 >= self.args.max_attempts:
+            self._abandon(f"upsert of {len(ids)} events to {account}", first, outcome)
+            return
+        self._retry(attempt, lambda now: self._upsert(account, body, attempt + 1, first))
 
-    def _delete_user(self, account: str, user_id: str, attempt: int) -> None:
+    def _delete_user(self, account: str, user_id: str, attempt: int, first: datetime | None = None) -> None:
+        first = first or self.clock.now()
         self.stats["deletes"]["attempts"] += 1
         outcome = self._call({"op": "delete_user", "now": iso(self.clock.now()), "account": account, "user_id": user_id},
                              None, "delete")
@@ -239,12 +246,23 @@ class Soak:
         if status is not None and 400 <= status < 500:
             self._failure(f"delete of {user_id} refused with {status}: {outcome.answer.get('body')}")
             return
-        self._retry(attempt, lambda now: self._delete_user(account, user_id, attempt + 1))
+        if attempt + 1 >= self.args.max_attempts:
+            self._abandon(f"delete of {account}/{user_id}", first, outcome)
+            return
+        self._retry(attempt, lambda now: self._delete_user(account, user_id, attempt + 1, first))
 
     def _retry(self, attempt: int, run: Callable[[datetime], None]) -> None:
         """The platform's retry: later, longer after each refusal (past a dead request's claim budget)."""
         delay = min(61 * 2 ** attempt, 1800) + self.chaos.uniform(0, 60)
         self._schedule(self.clock.now() + timedelta(seconds=delay), run, "retry")
+
+    def _abandon(self, what: str, first: datetime, outcome: Outcome) -> None:
+        """A request the platform could not get acknowledged: a liveness failure of the app, reported."""
+        last = outcome.answer or {"killed": outcome.killed}
+        self.stats["abandoned"].append({"request": what, "first_sent": iso(first), "attempts": self.args.max_attempts,
+                                        "last_answer": last})
+        self._failure(f"{what} first sent {iso(first)} was refused {self.args.max_attempts} times, "
+                      f"until {iso(self.clock.now())}; last answer {json.dumps(last)[:300]}")
 
     # ---------------------------------------------------------------- ticks (timer + queue)
 
@@ -485,14 +503,16 @@ class Soak:
             "kills": self.stats["kills"], "worker_processes": self.workers.spawned,
             "checks": summary(verdict), "failure_count": verdict.failure_count + len(self.failures),
             "failures": failures[:80],
-            "upserts": self.stats["upserts"], "deletes": self.stats["deletes"], "ticks": self.stats["ticks"],
+            "upserts": self.stats["upserts"], "deletes": self.stats["deletes"], "abandoned": self.stats["abandoned"],
+            "ticks": self.stats["ticks"],
             "jobs": self.stats["jobs"], "credential_errors_seen": self.stats["credential_errors_seen"],
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
             "integrations": [{"label": r.label, "id": r.id, "activated_at": iso(r.activated_at),
                               "frequencies": [[iso(c.effective_from), c.hours] for c in r.frequencies],
                               "deleted_at": iso(r.deleted_at) if r.deleted_at else None} for r in self.all_records],
             "operations": self.stats["operations"], "kill_log": self.kill_log,
-            "settings": {"step_minutes": self.args.step_minutes, "rate": self.args.rate, "tick_kills": self.args.tick_kills,
+            "settings": {"step_minutes": self.args.step_minutes, "max_attempts": self.args.max_attempts,
+                         "rate": self.args.rate, "tick_kills": self.args.tick_kills,
                          "upsert_kills": self.args.upsert_kills, "copies": self.args.copies, "volume": self.args.volume,
                          "commit_timeout_seconds": self.args.commit_timeout, "backoff_factor": self.args.backoff_factor,
                          "settle_seconds": self.settings.settle_seconds},
