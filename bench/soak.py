@@ -226,7 +226,8 @@ class Soak:
             self.stats["upserts"]["acknowledged"] += 1
             return
         refused = self.stats["upserts"]["refused"]
-        refused[str(status or "killed")] = refused.get(str(status or "killed"), 0) + 1
+        why = "killed" if status is None else ("cold start" if "startup_error" in outcome.answer else str(status))
+        refused[why] = refused.get(why, 0) + 1
         if status is not None and 400 <= status < 500:
             self._failure(f"upsert refused with {status}: {outcome.answer.get('body')}")
             return

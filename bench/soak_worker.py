@@ -94,7 +94,7 @@ class WorkerApp:
         try:
             self.context()
         except Exception as error:  # noqa: BLE001 - a cold start that met a fault: the host answers 500
-            logging.warning("start-up failed: %s", type(error).__name__)
+            logging.error("start-up failed: %s", type(error).__name__)
             return {"status": 500, "body": None, "startup_error": type(error).__name__}
         return getattr(self, f"op_{command['op']}")(command)
 
