@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .soak_check import Verdict, check, entry_times, summary
-from .soak_ledger import EventLedger, FrequencyChange, IntegrationRecord
+from .soak_customers import SITES, Customers
+from .soak_ledger import EventLedger
 from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, start_servers
 from .soak_sites import AzureBlobSite, Site
 from .soak_traffic import AccountTraffic, DeleteUser, Traffic, Upsert
@@ -63,45 +64,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat()
-
-
-# ------------------------------------------------------------------ the scenario
-
-
-@dataclass(frozen=True)
-class IntegrationSpec:
-    label: str
-    account: str
-    site: str
-    prefix: str
-    events: tuple[tuple[str, tuple[str, ...]], ...]
-    attributes: tuple[str, ...]
-    frequency: int
-    create_hour: float  # hours after the start
-
-    def body(self, site: Site) -> dict[str, Any]:
-        return {"name": self.label, "destination": site.destination(self.prefix),
-                "events": [{"name": n, "params": list(p)} for n, p in self.events],
-                "attributes": list(self.attributes), "frequency_hours": self.frequency, "status": "active"}
-
-
-INTEGRATIONS = (
-    IntegrationSpec("a-hourly", "acme", "acme", "hourly/", (("purchase", ("price", "currency", "coupon")), ("email_open", ("campaign",))),
-                    ("email", "plan"), 1, 0.12),
-    IntegrationSpec("a-two", "acme", "acme", "", (("page_view", ("url",)),), (), 2, 0.55),
-    IntegrationSpec("a-four", "acme", "acme", "feeds/four",
-                    (("search", ("query", "filters")), ("login", ("method", "success")), ("add_to_cart", ("sku", "quantity")),
-                     ("purchase", ("sku", "price"))), ("country", "prefs"), 4, 1.3),
-    IntegrationSpec("a-six", "acme", "acme-six", "six/", (("add_to_cart", ("sku", "price")), ("purchase", ("price", "quantity"))),
-                    ("plan", "score"), 6, 2.7),
-    IntegrationSpec("a-twelve", "acme", "acme", "twelve/", (("login", ()), ("search", ("results",))), (), 12, 5.1),
-    IntegrationSpec("g-daily", "globex", "globex", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9),
-    IntegrationSpec("g-hourly", "globex", "globex", "g/hourly", (("page_view", ("url", "referrer")), ("email_open", ("subject",))),
-                    ("country",), 1, -0.1),  # negative: a share of the run (created a tenth of the way in)
-)
-RECREATED = IntegrationSpec("a-twelve-2", "acme", "acme", "twelve/", (("login", ("method",)), ("search", ("query",))),
-                            ("plan",), 24, 0)
-SITES = {"acme": "acme-exports", "acme-six": "acme-six-drop", "globex": "globex-drop"}
 
 
 @dataclass(order=True)
@@ -144,6 +106,7 @@ class Soak:
             name: AzureBlobSite(name, container, servers.customers_faulty, servers.customers_direct, servers.proxies["destination"])
             for name, container in SITES.items()
         }
+        self.customers = Customers(self.handlers, servers, self.sites, self.clock, self._failure)
         self.traffic = Traffic(args.seed, [
             AccountTraffic("acme", users=400, requests_per_hour=2.0 * args.volume, bursts_per_day=1.0 * args.volume),
             AccountTraffic("globex", users=150, requests_per_hour=0.7 * args.volume, bursts_per_day=0.3 * args.volume,
@@ -151,8 +114,6 @@ class Soak:
         ])
         self.chaos = random.Random(args.seed * 7919 + 1)
         self.events = EventLedger()
-        self.records: dict[str, IntegrationRecord] = {}  # label -> the live (or last) record
-        self.all_records: list[IntegrationRecord] = []
         self.actions: list[Action] = []
         self.seq = itertools.count()
         self.stats: dict[str, Any] = {
@@ -161,7 +122,7 @@ class Soak:
             "ticks": 0, "jobs": {"delivered": 0, "failed": 0, "poisoned": 0, "copies": 0, "queue_errors": 0, "timer_errors": 0,
                      "startup_errors": 0},
             "kills": {"tick": 0, "upsert": 0, "at_request": 0, "at_commit": 0, "timed": 0, "unplanned": 0, "by_proxy": {}},
-            "credential_errors_seen": 0, "operations": [], "wall_seconds_by_call": {},
+            "wall_seconds_by_call": {},
         }
         self.failures: list[str] = []
         self.kill_log: list[dict[str, Any]] = []
@@ -170,7 +131,7 @@ class Soak:
     # ---------------------------------------------------------------- the run
 
     def run(self) -> dict[str, Any]:
-        self._plan_scenario()
+        self.customers.plan(self.start, self.args.days, self._schedule)
         self.servers.set_rate(self.args.rate)
         step = timedelta(minutes=self.args.step_minutes)
         t, day = self.start, 0
@@ -321,110 +282,6 @@ class Soak:
             self._failure(f"worker error during {op} at {command['now']}: {outcome.answer['error']}")
         return outcome
 
-    # ---------------------------------------------------------------- the customers' operations
-
-    def _plan_scenario(self) -> None:
-        hours = self.args.days * 24
-        for spec in INTEGRATIONS:
-            at = spec.create_hour if spec.create_hour >= 0 else -spec.create_hour * hours
-            self._schedule(self.start + timedelta(hours=at), lambda now, spec=spec: self._create(spec), f"create {spec.label}")
-        h = lambda share, plus=0.0: self.start + timedelta(hours=share * hours + plus)  # noqa: E731
-        self._schedule(h(0.25), lambda now: self._simple("a-four", "pause"), "pause a-four")
-        self._schedule(h(0.25, 7), lambda now: self._simple("a-four", "resume"), "resume a-four")
-        self._schedule(h(0.35), lambda now: self._frequency("a-two", 6), "a-two every 6 h")
-        self._schedule(h(0.45), lambda now: self._revoke("acme-six"), "revoke acme-six")
-        self._schedule(h(0.45, 1), lambda now: self._update_refused("a-six"), "update a-six with the revoked key")
-        self._schedule(h(0.45, 9), lambda now: self._restore("acme-six"), "restore acme-six")
-        self._schedule(h(0.6), lambda now: self._delete("a-twelve"), "delete a-twelve")
-        self._schedule(h(0.6, 0.5), lambda now: self._create(RECREATED), "recreate a-twelve")
-        self._schedule(h(0.7), lambda now: self._frequency("a-hourly", 2), "a-hourly every 2 h")
-        self._schedule(h(0.8), lambda now: self._revoke("globex"), "revoke globex")
-        self._schedule(h(0.8, 5), lambda now: self._restore("globex"), "restore globex")
-
-    def _api(self, handler: str, method: str, url: str, route: dict[str, str], body: Any = None) -> tuple[int, Any]:
-        """A management call through the app's HTTP handler (no random faults: a lost create would be ambiguous)."""
-        import azure.functions as func
-
-        request = func.HttpRequest(method, url, body=b"" if body is None else json.dumps(body).encode(),
-                                   route_params=route, params={}, headers={"Content-Type": "application/json"})
-        with self.servers.calm():
-            response = self.handlers[handler](request)
-        answer = json.loads(response.get_body() or b"null")
-        if method != "GET":
-            self.stats["operations"].append({"at": iso(self.clock.now()), "call": f"{method} {url}", "status": response.status_code})
-        return response.status_code, answer
-
-    def _integration_url(self, record: IntegrationRecord, tail: str = "") -> tuple[str, dict[str, str]]:
-        return f"/api/accounts/{record.account}/integrations/{record.id}{tail}", {"account": record.account, "id": record.id}
-
-    def _create(self, spec: IntegrationSpec) -> None:
-        status, answer = self._api("integrations", "POST", f"/api/accounts/{spec.account}/integrations",
-                                   {"account": spec.account}, spec.body(self.sites[spec.site]))
-        if status != 201:
-            self._failure(f"create {spec.label}: {status} {answer}")
-            return
-        activated = datetime.fromisoformat(answer["activated_at"].replace("Z", "+00:00"))
-        record = IntegrationRecord(answer["id"], spec.label, spec.account, spec.site, spec.prefix, spec.events,
-                                   spec.attributes, activated, [FrequencyChange(activated, spec.frequency)])
-        self.records[spec.label] = record
-        self.all_records.append(record)
-
-    def _simple(self, label: str, verb: str) -> None:
-        record = self.records[label]
-        url, route = self._integration_url(record, f"/{verb}")
-        status, answer = self._api(f"integration_{verb}", "POST", url, route)
-        if status != 200 or answer["status"] != ("paused" if verb == "pause" else "active"):
-            self._failure(f"{verb} {label}: {status} {answer}")
-
-    def _frequency(self, label: str, hours: int) -> None:
-        record = self.records[label]
-        url, route = self._integration_url(record)
-        status, answer = self._api("integration", "PATCH", url, route, {"frequency_hours": hours})
-        if status != 200:
-            self._failure(f"frequency of {label}: {status} {answer}")
-            return
-        since = answer["last_success_end"] or answer["activated_at"]
-        record.frequencies.append(FrequencyChange(datetime.fromisoformat(since.replace("Z", "+00:00")), hours))
-
-    def _delete(self, label: str) -> None:
-        record = self.records[label]
-        url, route = self._integration_url(record)
-        status, answer = self._api("integration", "DELETE", url, route)
-        if status != 200:
-            self._failure(f"delete {label}: {status} {answer}")
-            return
-        record.deleted_at = self.clock.now()
-
-    def _revoke(self, site: str) -> None:
-        self.sites[site].revoke()
-
-    def _update_refused(self, label: str) -> None:
-        """While the key is revoked, an update with it must fail verification (I6: only verified credentials)."""
-        record = self.records[label]
-        url, route = self._integration_url(record)
-        status, answer = self._api("integration", "PATCH", url, route,
-                                   {"destination": {"connection_string": self.servers.customers_faulty}})
-        if status != 422:
-            self._failure(f"update of {label} with a revoked key answered {status}, not 422: {answer}")
-
-    def _restore(self, site: str) -> None:
-        """The customer's new key works again: they put it into every integration of that destination."""
-        self.sites[site].restore()
-        for record in self._live():
-            if record.site != site:
-                continue
-            url, route = self._integration_url(record)
-            status, shown = self._api("integration", "GET", url, route)
-            if shown.get("status") == "credential_error":
-                self.stats["credential_errors_seen"] += 1
-            status, answer = self._api("integration", "PATCH", url, route,
-                                       {"destination": {"connection_string": self.servers.customers_faulty}})
-            if status != 200 or answer["status"] != "active":
-                self._failure(f"restoring {record.label}: {status} {answer}")
-
-    def _live(self) -> list[IntegrationRecord]:
-        return [r for r in self.all_records if r.deleted_at is None]
-
     # ---------------------------------------------------------------- the end
 
     def _finish(self) -> None:
@@ -438,29 +295,13 @@ class Soak:
         for _round in range(30):
             now += timedelta(minutes=11)
             self._tick(now, kills=False)
-            lag = self._lag(now)
+            lag = self.customers.lag(now, self.settle)
             if not lag:
                 self.final = now
                 return
             self._progress(f"behind at {iso(now)}: {lag}")
         self.final = now
-        self._failure(f"not caught up by {iso(now)}: {self._lag(now)}")
-
-    def _expected_end(self, record: IntegrationRecord, now: datetime) -> str | None:
-        """last_success_end once every window due at `now` is delivered (None: no window due yet)."""
-        windows = list(record.windows(now, self.settle))
-        return _api_iso(windows[-1][1]) if windows else None
-
-    def _lag(self, now: datetime) -> dict[str, str]:
-        """The live integrations not yet up to date at `now`, with where they stand."""
-        lag = {}
-        for record in self._live():
-            url, route = self._integration_url(record)
-            _status, shown = self._api("integration", "GET", url, route)
-            expected = self._expected_end(record, now)
-            if shown.get("status") != "active" or shown.get("last_success_end") != expected:
-                lag[record.label] = f"{shown.get('status')} at {shown.get('last_success_end')}, expected {expected}"
-        return lag
+        self._failure(f"not caught up by {iso(now)}: {self.customers.lag(now, self.settle)}")
 
     def _faults(self) -> dict[str, dict[str, int]]:
         """Faults injected at random per proxy (the requests that carried a kill are not counted)."""
@@ -487,7 +328,7 @@ class Soak:
         stored: dict[str, list[int]] = {}
         for account in ("acme", "globex"):
             stored.update(entry_times(self.ctx.ucd, account, self.start - timedelta(hours=1), self.final + timedelta(hours=1)))
-        verdict = check(self.events, stored, self.all_records, self.sites, self.final, self.settle)
+        verdict = check(self.events, stored, self.customers.all, self.sites, self.final, self.settle)
         return self._json(verdict)
 
     def _json(self, verdict: Verdict) -> dict[str, Any]:
@@ -506,12 +347,12 @@ class Soak:
             "failures": failures[:80],
             "upserts": self.stats["upserts"], "deletes": self.stats["deletes"], "abandoned": self.stats["abandoned"],
             "ticks": self.stats["ticks"],
-            "jobs": self.stats["jobs"], "credential_errors_seen": self.stats["credential_errors_seen"],
+            "jobs": self.stats["jobs"], "credential_errors_seen": self.customers.credential_errors_seen,
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
             "integrations": [{"label": r.label, "id": r.id, "activated_at": iso(r.activated_at),
                               "frequencies": [[iso(c.effective_from), c.hours] for c in r.frequencies],
-                              "deleted_at": iso(r.deleted_at) if r.deleted_at else None} for r in self.all_records],
-            "operations": self.stats["operations"], "kill_log": self.kill_log,
+                              "deleted_at": iso(r.deleted_at) if r.deleted_at else None} for r in self.customers.all],
+            "operations": self.customers.calls, "kill_log": self.kill_log,
             "settings": {"step_minutes": self.args.step_minutes, "max_attempts": self.args.max_attempts,
                          "rate": self.args.rate, "tick_kills": self.args.tick_kills,
                          "upsert_kills": self.args.upsert_kills, "copies": self.args.copies, "volume": self.args.volume,
@@ -521,10 +362,6 @@ class Soak:
 
     def close(self) -> None:
         self.workers.stop()
-
-
-def _api_iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def _fields(settings) -> dict[str, Any]:
