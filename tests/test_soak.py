@@ -37,7 +37,7 @@ def report(tmp_path_factory) -> dict:
 
 def test_the_soak_runs_its_chaos_and_checks_every_window(report):
     assert report["seed"] == 11 and report["days"] == 2
-    assert report["events_stored"] > 500 and report["rows_exported"] > 0
+    assert report["events_stored"] > 200 and report["rows_exported"] > 0
     assert sum(report["faults_injected"]["total"].values()) > 10
     assert report["faults_injected"]["total"].get("bad_signature", 0) > 0, "a customer's key was revoked"
     assert report["kills"]["tick"] + report["kills"]["upsert"] > 0
