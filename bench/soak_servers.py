@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from exporter.devstorage import start_azurite
+from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import ALL_KINDS, FaultProxy, Rule
 
 APP_SERVICES = ("Blob", "Queue", "Table")

@@ -46,7 +46,6 @@ def test_the_soak_runs_its_chaos_and_checks_every_window(report):
     assert report["upserts"]["acknowledged"] + len(abandoned) == report["upserts"]["requests"]
     assert len(report["integrations"]) == 8, "seven integrations, one deleted and recreated"
     assert report["windows"] > 50 and report["files"] > 50
-    assert report["wall_seconds"] < 200
 
 
 def test_the_soak_finds_nothing_lost_or_duplicated(report):

@@ -19,7 +19,7 @@ import pytest
 from exporter.clock import iso
 from exporter.context import Context
 from exporter.local.faultproxy import FaultProxy, Rule
-from tests.conftest import T0, call
+from tests.helpers import T0, call
 
 ACCOUNT = "acme"
 USERS, EVENTS_PER_USER = 5, 200  # few users: the profile reads and writes stay out of the count

@@ -1,4 +1,6 @@
-"""Found by the soak (`python -m bench.soak --days 3 --seed 3`: 79 acknowledged events in no segment):
+"""A claim transaction applied but answered with a storage timeout keeps every event.
+
+Found by the soak (`python -m bench.soak --days 3 --seed 3`: 79 acknowledged events in no segment):
 a claim batch that the table service applied but answered `500 OperationTimedOut` loses its events.
 
 The SDK retries the POST; the retry conflicts with the claims its first attempt created, so the store
@@ -20,7 +22,7 @@ from exporter.context import Context
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.settings import Settings
 from exporter.ucd.request import parse_upsert
-from tests.conftest import T0, call
+from tests.helpers import T0, call
 
 ACCOUNT = "acme"
 
@@ -33,8 +35,6 @@ def table_proxy(azurite_connection):
     proxy.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="soak finding: a claim whose create was applied but answered with an error is "
-                                       "taken for another request's and never written to a segment (ucd/store.py)")
 def test_a_claim_batch_applied_but_answered_500_loses_no_event(settings: Settings, clock, table_proxy):
     proxy, connection = table_proxy
     ctx = Context.create(dataclasses.replace(settings, storage_connection=connection), clock)
