@@ -398,6 +398,24 @@ def test_unknown_integration_is_404(ctx):
     assert call(ctx, "integrations_runs", account="acme", id="nope").status == 404
 
 
+ID_OPERATIONS = [("integrations_show", None), ("integrations_runs", None), ("integrations_delete", None),
+                 ("integrations_pause", None), ("integrations_resume", None), ("integrations_update", {"name": "x"}),
+                 ("integrations_replay", {"start": 1795860000})]
+
+
+@pytest.mark.parametrize("iid", ["3f9c0a1b/2c3d", "a/b", "..", "3f9c0a1b2c3d#", "3F9C0A1B2C3D", "3f9c0a1b2c3d\n", "x" * 2000, "é"])
+def test_an_id_that_no_integration_can_have_is_404_without_asking_storage(ctx, monkeypatch, iid):
+    """Ids are 12 lowercase hex digits; '/' (an encoded %2F in the route) used to reach storage and answer 503."""
+    def untouchable(*_args, **_kwargs):
+        raise AssertionError("storage was asked about an id no integration can have")
+
+    monkeypatch.setattr(ctx.repo.table, "get_entity", untouchable)
+    for op, body in ID_OPERATIONS:
+        answer = call(ctx, op, body, account="acme", id=iid)
+        assert (answer.status, answer.body["error"]["code"], answer.body["error"]["field"]) == (404, "not_found", "id"), (op, answer.body)
+        assert answer.body["error"]["message"] == f"integration {iid!r} not found in account 'acme'", "the answer to an unknown id"
+
+
 # ------------------------------------------------------------------ activated_at
 
 
