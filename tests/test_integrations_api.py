@@ -256,6 +256,16 @@ def test_if_match_with_the_current_etag_succeeds_and_a_stale_one_is_412(ctx, cus
     assert show(ctx, iid)["name"] == "first"
 
 
+def test_if_match_star_matches_any_current_version_but_not_a_missing_one(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    update(ctx, iid, {"name": "changed first"})
+    answer = update(ctx, iid, {"name": "any version"}, **{"If-Match": "*"})
+    assert answer.status == 200 and answer.body["name"] == "any version", answer.body
+    assert call(ctx, "integrations_delete", account="acme", id=iid).status == 200
+    gone = update(ctx, iid, {"name": "x"}, **{"If-Match": "*"})
+    assert (gone.status, gone.body["error"]["code"]) == (404, "not_found"), gone.body
+
+
 def test_an_edit_that_read_before_another_edit_is_refused(ctx, customer_container, azurite_connection, monkeypatch):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     stale = ctx.repo.get("acme", iid)

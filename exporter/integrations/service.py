@@ -174,6 +174,8 @@ class IntegrationService:
 
     def _write(self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None) -> Integration:
         """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
+        if if_match is not None and if_match.strip() == "*":
+            if_match = None  # HTTP: `*` matches any current version, and `current` exists (it was just read)
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         attempted: list[Integration] = []
