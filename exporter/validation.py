@@ -24,7 +24,7 @@ MAX_DEPTH = 32
 
 def check_account(account: Any, field_name: str = "account") -> str:
     """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
-    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+    if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):  # `$` alone lets "acme\n" through
         raise InputError("must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit", field=field_name)
     return account
 

@@ -64,6 +64,9 @@ INVALID = [
      "attributes[0]", "collide"),
     ("status credential_error", {"status": "credential_error"}, "status", "'active' or 'paused'"),
     ("no name", {"name": ""}, "name", "non-empty"),
+    ("name with a control character", {"name": "feed\x00"}, "name", "control characters"),
+    ("name with a newline", {"name": "feed\nsecond line"}, "name", "control characters"),
+    ("name with an unpaired surrogate", {"name": "feed \ud800"}, "name", "Unicode"),
 ]
 
 
@@ -87,6 +90,8 @@ def test_create_refuses_invalid_bodies_naming_the_field_and_stores_nothing(
     ({"container": "ab"}, "destination.container"),
     ({"type": "ftp"}, "destination.type"),
     ({"prefix": "a\\b"}, "destination.prefix"),
+    ({"container": "exports\n"}, "destination.container"),  # `$` matched before the newline: 422 from storage before
+    ({"connection_string": "AccountName=a;AccountKey=a2V5;x=\ud800"}, "destination.connection_string"),  # a 500 before
 ])
 def test_create_refuses_invalid_destinations_naming_the_field(ctx, customer_container, azurite_connection, destination_change, field):
     body = integration_body(azurite_connection, customer_container.container_name)

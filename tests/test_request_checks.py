@@ -81,3 +81,11 @@ def test_a_zone_less_timestamp_through_the_api_is_a_400_naming_it(ctx):
     body = {"users": [{"user_id": "u1", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:00:00"}]}]}
     answer = call(ctx, "ucd_upsert", json.dumps(body).encode(), account="acme")
     assert answer.status == 400 and answer.body["error"]["field"] == "users[0].events[0].timestamp", answer.body
+
+
+@pytest.mark.parametrize("operation", ["ucd_catalog", "integrations_list"])
+@pytest.mark.parametrize("account", ["acme\n", "acme\r\n", "\nacme"])
+def test_an_account_with_a_trailing_newline_is_a_400(ctx, operation, account):
+    """`^...$` matched "acme\\n" (`$` matches before a final newline), so it was taken as an account."""
+    answer = call(ctx, operation, account=account)
+    assert (answer.status, answer.body["error"]["field"]) == (400, "account"), answer.body

@@ -134,7 +134,7 @@ def _parse_sas_url(text: str) -> BlobCredentials:
 
 
 def check_container_name(name: Any, field: str = "destination.container") -> str:
-    if not isinstance(name, str) or not CONTAINER_RE.match(name):
+    if not isinstance(name, str) or not CONTAINER_RE.fullmatch(name):  # `$` alone lets "name\n" through
         raise InputError("must be a container name: 3-63 lowercase letters, digits and single hyphens", field=field)
     return name
 

@@ -226,6 +226,9 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         name = body["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise InputError(f"must be a non-empty string of at most {MAX_NAME} characters", field="name")
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            raise InputError("must not contain control characters", field="name")
+        check_text(name, "name")
         changes.name = name.strip()
     if "destination" in body:
         changes.destination = parse_destination(body["destination"], partial=partial)
@@ -262,6 +265,7 @@ def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
         raise InputError("is required", field="destination.connection_string")
     if connection is not None and (not isinstance(connection, str) or not connection.strip()):
         raise InputError("must be a non-empty string", field="destination.connection_string")
+    check_text(connection, "destination.connection_string")
     container = value.get("container")
     if container is not None:
         check_container_name(container)
