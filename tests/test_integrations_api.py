@@ -118,6 +118,30 @@ def test_update_refuses_invalid_bodies_and_changes_nothing(ctx, customer_contain
     assert after.etag == before.etag and after == before
 
 
+# ------------------------------------------------------------------ selections the catalog has not seen
+
+
+def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_each_field(ctx, customer_container, azurite_connection):
+    stored = call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [
+        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"currency": "EUR"}}]}]}, account="acme")
+    assert stored.status == 200, stored.body
+    created = create(ctx, azurite_connection, customer_container.container_name,
+                     events=[{"name": "purchase", "params": ["currency", "price"]}, {"name": "refund", "params": ["amount"]}],
+                     attributes=["email", "plan"])
+    expected = [
+        "events[0].params[1]: parameter 'price' has not been seen on event 'purchase' in this account yet; its column stays empty until it is.",
+        "events[1].name: event 'refund' has not been seen in this account yet; the files hold no rows of it until it is.",
+        "events[1].params[0]: parameter 'amount' has not been seen on event 'refund' in this account yet; its column stays empty until it is.",
+        "attributes[1]: attribute 'plan' has not been seen on a user of this account yet; its column stays empty until it is.",
+    ]
+    assert created["warnings"] == expected
+    assert show(ctx, created["id"])["warnings"] == expected
+    call(ctx, "ucd_upsert", {"users": [{"user_id": "u2", "attributes": {"plan": "pro"}, "events": [
+        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 1}},
+        {"event_name": "refund", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"amount": 1}}]}]}, account="acme")
+    assert "warnings" not in show(ctx, created["id"]), "once seen, no warning"
+
+
 # ------------------------------------------------------------------ the limit of 5
 
 

@@ -34,14 +34,14 @@ class IntegrationService:
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
-        known_events: Callable[[str], set[str]] | None = None,
+        catalog: Callable[[str], dict[str, Any]] | None = None,
     ):
         self.repo = repo
         self.runs_repo = runs
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
-        self.known_events = known_events
+        self.catalog = catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
 
     # ------------------------------------------------------------- verification
 
@@ -119,14 +119,25 @@ class IntegrationService:
         return body
 
     def _warnings(self, integration: Integration) -> list[str]:
-        if self.known_events is None:
+        """A selected event, parameter or attribute the account's catalog has not seen yet: one sentence each, naming its field."""
+        if self.catalog is None:
             return []
-        known = self.known_events(integration.account)
-        return [
-            f"events[{i}].name: {e.name!r} has not been seen in this account yet; its files stay empty until it is"
-            for i, e in enumerate(integration.events)
-            if e.name not in known
-        ]
+        catalog = self.catalog(integration.account)
+        seen_events: dict[str, list[str]] = catalog["events"]
+        warnings = []
+        for i, event in enumerate(integration.events):
+            if event.name not in seen_events:
+                warnings.append(f"events[{i}].name: event {event.name!r} has not been seen in this account yet; "
+                                "the files hold no rows of it until it is.")
+            seen_params = set(seen_events.get(event.name, ()))
+            warnings += [f"events[{i}].params[{j}]: parameter {param!r} has not been seen on event {event.name!r} "
+                         "in this account yet; its column stays empty until it is."
+                         for j, param in enumerate(event.params) if param not in seen_params]
+        seen_attributes = set(catalog["attributes"])
+        warnings += [f"attributes[{k}]: attribute {key!r} has not been seen on a user of this account yet; "
+                     "its column stays empty until it is."
+                     for k, key in enumerate(integration.attributes) if key not in seen_attributes]
+        return warnings
 
     # ------------------------------------------------------------- changes
 
