@@ -50,10 +50,12 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        return self._verified(parse_destination(body, partial=False).complete())[1]
+        return self._verified(parse_destination(body, partial=False).complete(), seal=False)[1]
 
-    def _verified(self, destination: DestinationParams) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(self, destination: DestinationParams, seal: bool = True) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
+        # Sealed first: without a usable EXPORT_SECRET_KEY a create or update fails before writing a test file.
+        sealed_secret = self.secrets.seal(destination.connection_string) if seal else ""
         client = self.open_destination(
             destination.type, destination.connection_string, destination.container, destination.prefix
         )
@@ -63,7 +65,7 @@ class IntegrationService:
             type=destination.type,
             container=info.container,
             prefix=destination.prefix,
-            sealed_secret=self.secrets.seal(destination.connection_string),
+            sealed_secret=sealed_secret,
             masked=info.masked,
         )
         return sealed, verification.to_json()
