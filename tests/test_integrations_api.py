@@ -1,6 +1,8 @@
 """The integrations API (docs/architecture.md, docs/invariants.md): validation, the 5-integration limit,
 updates and their races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
 import base64
+import csv
+import io
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -462,6 +464,28 @@ def test_activated_at_is_the_clock_time_when_created_active(ctx, clock, customer
     clock.set(T0 + timedelta(minutes=17, seconds=3))
     created = create(ctx, azurite_connection, customer_container.container_name)
     assert created["activated_at"] == iso(T0 + timedelta(minutes=17, seconds=3)) == created["created_at"]
+
+
+def test_activation_rounds_up_so_an_event_stored_before_it_is_not_exported(ctx, clock, customer_container, azurite_connection):
+    """I3, no historical export: rounded down, activation at 10:00:00.5 became 10:00:00 and took the event stored at 10:00:00.5."""
+    clock.set(T0 + timedelta(milliseconds=500))
+    created = create(ctx, azurite_connection, customer_container.container_name)
+    assert created["activated_at"] == iso(T0 + timedelta(seconds=1))
+
+    def store(user: str) -> None:
+        answer = call(ctx, "ucd_upsert", {"users": [{"user_id": user, "events": [
+            {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z"}]}]}, account="acme")
+        assert answer.body["stored_events"] == 1, answer.body
+
+    store("before-activation")  # stored at activation - 0.5 s
+    clock.set(T0 + timedelta(seconds=1))
+    store("at-activation")
+    clock.set(T0 + timedelta(hours=1, minutes=3))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+    [blob] = customer_container.list_blobs(name_starts_with="insider/acme_")
+    assert blob.name.endswith(f"_{1795860001}_{1795860001 + 3600}.csv")
+    rows = list(csv.DictReader(io.StringIO(customer_container.download_blob(blob.name).readall().decode())))
+    assert [r["user_id"] for r in rows] == ["at-activation"]
 
 
 def test_created_paused_has_no_activation_until_resumed(ctx, clock, customer_container, azurite_connection):

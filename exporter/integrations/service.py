@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ..clock import Clock, to_unix
@@ -241,6 +242,11 @@ def _same_record(a: Integration, b: Integration) -> bool:
     return a.to_entity() == b.to_entity()
 
 
-def _whole_second(when):
-    """Windows start at activation; whole seconds keep the Unix bounds in file names exact."""
-    return when.replace(microsecond=0)
+def _whole_second(when: datetime) -> datetime:
+    """Windows start at activation; whole seconds keep the Unix bounds in file names exact.
+
+    Rounded up, never down: an event stored before the activation instant is history, and I3 says
+    no historical export.
+    """
+    whole = when.replace(microsecond=0)
+    return whole if whole == when else whole + timedelta(seconds=1)
