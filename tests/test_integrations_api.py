@@ -287,6 +287,14 @@ def test_if_match_with_the_current_etag_succeeds_and_a_stale_one_is_412(ctx, cus
     assert show(ctx, iid)["name"] == "first"
 
 
+def test_list_items_carry_the_etag_that_show_gives_and_an_update_accepts(ctx, customer_container, azurite_connection):
+    """The README says list and show return an `etag`; list items had none."""
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    [item] = listed(ctx)
+    assert item["etag"] and item["etag"] == show(ctx, iid)["etag"]
+    assert update(ctx, iid, {"name": "renamed"}, **{"If-Match": item["etag"]}).status == 200
+
+
 def test_if_match_star_matches_any_current_version_but_not_a_missing_one(ctx, customer_container, azurite_connection):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     update(ctx, iid, {"name": "changed first"})

@@ -101,7 +101,7 @@ class IntegrationService:
 
     def list(self, account: str) -> dict[str, Any]:
         check_account(account)
-        return {"integrations": [i.to_json() for i in self.repo.list(account)]}
+        return {"integrations": [{**i.to_json(), "etag": i.etag} for i in self.repo.list(account)]}
 
     def show(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
