@@ -39,7 +39,9 @@ def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     method = req.method.upper()
     operation = route.operation(method)
     if operation is None:  # the host only passes the route's methods; this answers anyone else
-        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here"}})
+        allowed = ", ".join(route.methods)
+        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here; use {allowed}"}},
+                     headers={"Allow": allowed})
     request = api.ApiRequest(
         params=dict(req.route_params), body=req.get_body() or b"", query=dict(req.params), headers=dict(req.headers)
     )
@@ -55,8 +57,8 @@ def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     return _json(answer.status, answer.body)
 
 
-def _json(status: int, body: dict) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
 def on_timer() -> dict:

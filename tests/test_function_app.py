@@ -98,6 +98,7 @@ def test_a_method_the_route_does_not_serve_is_a_405():
     handler = FUNCTIONS["ucd_catalog"].get_user_function()
     answer = handler(func.HttpRequest("PUT", "/api/ucd/acme/catalog", body=b"", route_params={"account": "acme"}))
     assert answer.status_code == 405 and json.loads(answer.get_body())["error"]["code"] == "method_not_allowed"
+    assert answer.headers["Allow"] == "GET"
 
 
 def test_import_function_app_in_a_fresh_interpreter():
