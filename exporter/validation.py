@@ -126,5 +126,12 @@ def check_fields(value: Any, allowed: set[str], where: str, what: str = "a JSON 
         raise InputError(f"must be {what}", field=where)
     unknown = set(value) - allowed
     if unknown:
-        raise InputError("is not a known field", field=f"{where}.{sorted(unknown)[0]}" if where != "body" else sorted(unknown)[0])
+        raise InputError("is not a known field", field=_member(where, sorted(unknown)[0]))
     return value
+
+
+def _member(where: str, key: str) -> str:
+    """The JSON path of an object's member: `where.key`, or `where["key"]` for a key that is empty or not a plain name."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return key if where == "body" else f"{where}.{key}"
+    return f"{where}[{json.dumps(key)}]"
