@@ -27,7 +27,7 @@ BODY_TIMEOUT_SECONDS = 10.0
 MAX_LINE = 8192  # one chunk-size or trailer line of a chunked body
 # Every standard method is routed (a wrong one on a real route is a 405 naming the allowed ones); others are a 501.
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-ERROR_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 408: "timeout", 411: "length_required",
+ERROR_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 411: "length_required",
                413: "payload_too_large", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented",
                505: "http_version_not_supported"}
 
