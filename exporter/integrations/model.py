@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -12,7 +13,7 @@ from ..destinations import DESTINATION_TYPES
 from ..destinations.azure_blob import check_container_name
 from ..errors import InputError, InternalError
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
-from ..validation import check_fields, check_name
+from ..validation import check_fields, check_name, check_text
 from ..windows import FREQUENCIES_HOURS
 
 
@@ -225,6 +226,9 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         name = body["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise InputError(f"must be a non-empty string of at most {MAX_NAME} characters", field="name")
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            raise InputError("must not contain control characters", field="name")
+        check_text(name, "name")
         changes.name = name.strip()
     if "destination" in body:
         changes.destination = parse_destination(body["destination"], partial=partial)
@@ -261,6 +265,7 @@ def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
         raise InputError("is required", field="destination.connection_string")
     if connection is not None and (not isinstance(connection, str) or not connection.strip()):
         raise InputError("must be a non-empty string", field="destination.connection_string")
+    check_text(connection, "destination.connection_string")
     container = value.get("container")
     if container is not None:
         check_container_name(container)
@@ -271,8 +276,15 @@ def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
 def _prefix(value: Any) -> str:
     """A blob path prefix; null is the container root."""
     prefix = "" if value is None else value
-    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
+    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or "\\" in prefix or any(unicodedata.category(c) == "Cc" for c in prefix):
         raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field="destination.prefix")
+    # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
+    # segment would be resolved away by URL normalization and an empty one names a different path.
+    check_text(prefix, "destination.prefix")
+    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InputError("must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
+                         field="destination.prefix")
     return prefix
 
 
