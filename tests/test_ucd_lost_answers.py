@@ -7,7 +7,9 @@ Each test is one of those answers read as "another request did it", which lost o
 """
 from __future__ import annotations
 
+import itertools
 import re
+from collections import defaultdict
 
 import pytest
 
@@ -16,6 +18,7 @@ from exporter.errors import TransientError
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE
 from exporter.ucd import UcdStore, parse_upsert
+from exporter.ucd.ingest import CLAIM_PARTITION_CHARS
 from tests.ucd_helpers import Crash, crash_at, event_ids, quick_store, stored_ids
 
 
@@ -73,16 +76,52 @@ def test_a_take_over_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, t
     assert_exactly_once(ctx, body())
 
 
-def test_a_claim_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
-    """A single claim create lands but its answer is lost: the event is ours, not someone else's."""
-    ctx.ucd.upsert(parse_upsert("acme", body(1)))  # event 0 stored: the batch claim of the next request fails
-    table_proxy.add(Rule("reset_after", method="POST", path=rf"^/[^/]+/[^/]*{UCD_EVENTS_TABLE}(\?|$)", times=1))
+def one_partition_body(n: int) -> dict:
+    """`n` events of user u1 whose claims share one dedup partition, so they are claimed in one transaction."""
+    by_partition: dict[str, list[dict]] = defaultdict(list)
+    for i in range(40 * n):
+        event = {"event_name": "purchase", "timestamp": f"2026-11-27T08:{i // 60:02d}:{i % 60:02d}Z", "event_params": {"i": i}}
+        [user] = parse_upsert("acme", {"users": [{"user_id": "u1", "events": [event]}]}).users
+        group = by_partition[user.events[0].event_id[:CLAIM_PARTITION_CHARS]]
+        group.append(event)
+        if len(group) == n:
+            return {"users": [{"user_id": "u1", "events": group}]}
+    raise AssertionError("not enough events in one partition")
 
-    result = proxied().upsert(parse_upsert("acme", body(3)))
+
+def nth_batch(n: int):
+    """A rule condition: the n-th claim transaction (`$batch`) through the proxy, counted from 1."""
+    seen = itertools.count(1)
+    return lambda method, path, headers: next(seen) == n
+
+
+def test_a_claim_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
+    """After a conflict, the transaction claiming the rest of the chunk lands but its answer is lost:
+    those events are ours, not someone else's."""
+    three = one_partition_body(3)
+    ctx.ucd.upsert(parse_upsert("acme", {"users": [{"user_id": "u1", "events": three["users"][0]["events"][:1]}]}))
+    # The first transaction meets the stored event and rolls back; the second claims the other two.
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch", when=nth_batch(2)))
+
+    result = proxied().upsert(parse_upsert("acme", three))
 
     assert table_proxy.injected["reset_after"] == 1
     assert (result.stored_events, result.duplicate_events) == (2, 1)
-    assert_exactly_once(ctx, body(3))
+    assert_exactly_once(ctx, three)
+
+
+def test_a_conflicting_claim_transaction_whose_answer_is_lost_is_still_judged(ctx, clock, proxied, table_proxy):
+    """The transaction that meets a stored event rolls back and its answer is lost: the stored event is
+    a duplicate, the others are claimed, none is read as someone else's or lost."""
+    three = one_partition_body(3)
+    ctx.ucd.upsert(parse_upsert("acme", {"users": [{"user_id": "u1", "events": three["users"][0]["events"][:1]}]}))
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch", times=1))
+
+    result = proxied().upsert(parse_upsert("acme", three))
+
+    assert table_proxy.injected["reset_after"] == 1
+    assert (result.stored_events, result.duplicate_events) == (2, 1)
+    assert_exactly_once(ctx, three)
 
 
 def test_a_claim_transaction_whose_answer_is_lost_keeps_every_event(ctx, clock, proxied, table_proxy):

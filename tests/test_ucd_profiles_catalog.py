@@ -91,3 +91,22 @@ def test_concurrent_catalog_and_profile_writers_lose_no_key(ctx, clock):
     assert ctx.ucd.catalog("acme")["events"] == {"purchase": sorted(f"p{i}" for i in range(8))}
     assert ctx.ucd.catalog("acme")["attributes"] == sorted(f"k{i}" for i in range(8))
     assert ctx.ucd.profile("acme", "u1")["attributes"] == {f"k{i}": i for i in range(8)}
+
+
+def test_a_store_extends_the_catalog_only_with_names_and_keys_it_has_not_seen_there(ctx, monkeypatch):
+    """The catalog only grows: once a store has extended it with a name and its keys, a request that
+    brings nothing new leaves it alone (no reads), and one new key extends it again."""
+    extended = []
+    real = ctx.ucd.profiles.extend_catalog
+    monkeypatch.setattr(ctx.ucd.profiles, "extend_catalog", lambda account, users: (extended.append(account), real(account, users)))
+    upsert(ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=1)]}])
+    upsert(ctx, [{"user_id": "u2", "attributes": {"email": "b@x"}, "events": [ev(price=2), ev(ts="2026-11-28T09:01:00Z")]}])
+    assert extended == ["acme"]
+    upsert(ctx, [{"user_id": "u3", "events": [ev(price=3, currency="EUR")]}])
+    upsert(ctx, [{"user_id": "u4", "attributes": {"plan": "pro"}, "events": [ev(price=4)]}])
+    upsert(ctx, [{"user_id": "u1", "events": [ev("view")]}])
+    upsert(ctx, [{"user_id": "u1", "events": [ev(price=5)]}], account="globex")
+    assert extended == ["acme"] * 4 + ["globex"]
+    assert ctx.ucd.catalog("acme") == {"account": "acme", "events": {"purchase": ["currency", "price"], "view": []},
+                                       "attributes": ["email", "plan"]}
+    assert ctx.ucd.catalog("globex")["events"] == {"purchase": ["price"]}

@@ -7,6 +7,7 @@ each checking that no profile, catalog entry, intent, dedup claim or segment blo
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -301,3 +302,19 @@ def test_the_fixed_body_stores_what_was_refused(ctx):
     assert call(ctx, "ucd_upsert", body, account="acme").body == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
     assert ctx.ucd.profile("acme", "u2")["attributes"] == {"plan": "pro"}
     assert set(ctx.ucd.catalog("acme")["events"]) == {"purchase", "view"}
+
+
+def test_a_merge_too_large_for_the_stored_profile_is_refused_and_leaves_nothing(ctx):
+    """Only the stored profile shows the merge is too large; the intent written meanwhile is deleted too."""
+    first = {"users": [{"user_id": "u1", "attributes": {"a": "x" * 20_000}, "events": [good_event()]}]}
+    assert call(ctx, "ucd_upsert", first, account="acme").status == 200
+    before = {t: list(ctx.storage.table(t).list_entities()) for t in (UCD_CATALOG_TABLE, UCD_SEGMENTS_TABLE, UCD_EVENTS_TABLE)}
+
+    larger = {"users": [{"user_id": "u1", "attributes": {"b": "y" * 15_000},
+                         "events": [good_event(event_name="view", event_params={"page": "/"})]}]}
+    assert_refused(call(ctx, "ucd_upsert", larger, account="acme"), "users[0].attributes")
+
+    for table, entities in before.items():
+        assert list(ctx.storage.table(table).list_entities()) == entities, f"{table} changed"
+    assert ctx.ucd.profile("acme", "u1")["attributes"] == {"a": "x" * 20_000}
+    assert len(ctx.ucd.segments("acme", T0 - timedelta(hours=1), T0 + timedelta(hours=1))) == 1

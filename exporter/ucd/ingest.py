@@ -2,9 +2,9 @@
 
 Each step survives a crash of the process at any point:
 1. profiles merged and the catalog extended (idempotent merges, `profiles.py`);
-2. a *segment intent* is written: `pending`, with a deadline;
+2. a *segment intent* is written: `pending`, with a deadline (while step 1 runs: nothing names it yet);
 3. every event is *claimed* in the dedup index (`ucdevents`, one entity per event_id) for that
-   segment; an event already claimed by a committed segment is a duplicate; one claimed by a dead
+   segment; an event already claimed by (or found in the blob of) a committed segment is a duplicate; one claimed by a dead
    segment (aborted, or pending past its deadline with no blob) is taken over with an ETag update;
 4. the entry time is stamped on the intent (ETag-guarded: a taken-over intent cannot stamp);
 5. the segment blob is committed in one put whose server-side timeout ends before the deadline,
@@ -17,17 +17,32 @@ wait for events other requests hold, and it commits the dead ones it took over a
 So no request waits while another waits on it: overlapping concurrent upserts cannot deadlock.
 A write whose answer was lost (storage applied it, the connection dropped) is read back before it is
 judged: a claim, intent or stamp that names our segment is our own write, never another request's.
+
+Costs. The intent is written while the profiles merge (no claim names it yet, so a failure or a
+refused merge deletes it and leaves nothing); the catalog is not read again for names and keys this
+process has seen it hold (it only grows). Claims go in 100-entity transactions. A transaction
+that meets an existing claim rolls back whole; the claim it names is read, and its segment looked up
+once per request: if that segment committed, its blob lists every event it stored, so all of them are
+duplicates without a read of their claims, and the rest of the chunk is claimed in one transaction
+again. A resend of stored events therefore costs a few reads per owner segment, not per event. Only
+claims of segments that are pending or dead are read one by one (each needs its ETag to be taken
+over), and owners are awaited once per segment, not per event. (One query ORing a chunk's row keys is
+no way out: Azure Tables answers it with a scan of the whole partition, and allows 15 comparisons.)
 See docs/invariants.md (exactly once, settle) and docs/architecture.md (the UCD).
 """
 from __future__ import annotations
 
+import io
+import threading
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -37,7 +52,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
 from azure.storage.blob import ContainerClient
 
 from .. import telemetry
@@ -45,7 +60,7 @@ from ..clock import Clock
 from ..errors import TransientError
 from ..storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE, Storage
 from .profiles import Profiles
-from .request import EventDraft, UpsertRequest
+from .request import EventDraft, UpsertRequest, UserDraft
 from .segments import attribute_column, encode_segment, param_column, segment_path, to_ms
 from .tables import WORKERS, get_or_none
 
@@ -54,6 +69,12 @@ TRANSACTION_SIZE = 100
 # per account. Few enough that a request's claims fill 100-entity transactions (one round trip per
 # 100 events), enough to spread an account's ingest over several partition servers.
 CLAIM_PARTITION_CHARS = 1
+CLAIM_PARTITIONS = 16 ** CLAIM_PARTITION_CHARS
+# Events of committed owner segments a request may read from their blobs to recognise its duplicates:
+# a resend reads about as many as it sends; beyond this it reads the claims one by one.
+OWNER_READ_FACTOR = 2
+OWNER_READ_EXTRA = 10_000
+CATALOG_CACHE_ACCOUNTS = 10_000  # accounts whose catalog this process remembers (then it starts afresh)
 
 
 def claim_partition(account: str, event_id: str) -> str:
@@ -84,11 +105,45 @@ def no_fault(point: str) -> None:
 
 @dataclass
 class _Segment:
-    """One segment being stored: its intent as last read, and whether a put of it may still land."""
+    """One segment being stored: its intent as last written or read (and that ETag), and whether a put of it may still land."""
 
     id: str
-    intent: Any = None
+    intent: dict[str, Any] | None = None
+    etag: str | None = None
     put_pending: bool = False
+
+
+# A contested event: (dedup partition, the event, its claim as read, with the claim's ETag).
+Contested = tuple[str, EventDraft, Any]
+
+
+@dataclass
+class _Owners:
+    """What one request learns about the segments holding claims on its events; shared by its threads.
+
+    A segment's final state (committed or dead) is looked up once. A committed segment's event ids are
+    read once from its blob (within `budget` events): the request's events found there are duplicates
+    (`stored`), known without reading their claims.
+    """
+
+    wanted: frozenset[str]
+    budget: int
+    stored: frozenset[str] = frozenset()
+    states: dict[str, str] = field(default_factory=dict)
+    learning: dict[str, Future] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def unknown(self, events: list[EventDraft]) -> list[EventDraft]:
+        """The events not known to be stored already."""
+        stored = self.stored
+        return [e for e in events if e.event_id not in stored]
+
+    def wait_learning(self) -> None:
+        """Wait for the segments being learned now (their events may answer a conflict without a read)."""
+        with self.lock:
+            pending = list(self.learning.values())
+        for future in pending:
+            future.exception()  # waits until it is learned; a failure is its learner's to raise
 
 
 class Ingest:
@@ -116,6 +171,10 @@ class Ingest:
         self.poll_interval = 0.25
         self.events = storage.table(UCD_EVENTS_TABLE)
         self.segments_table = storage.table(UCD_SEGMENTS_TABLE)
+        # What this process has seen each account's catalog hold: the catalog only grows, so a request
+        # whose event names and keys are all known here has nothing to add to it.
+        self._catalog_seen: dict[str, dict[tuple[str, str], frozenset[str]]] = {}
+        self._catalog_lock = threading.Lock()
 
     def upsert(self, request: UpsertRequest) -> UpsertResult:
         """Store the request's events once each; profiles merged, catalog extended."""
@@ -124,36 +183,94 @@ class Ingest:
         for user in request.users:
             for event in user.events:
                 unique.setdefault(event.event_id, event)
-        attributes = self.profiles.merge(account, request.users)
-        self.fault("after_profiles")
-        self.profiles.extend_catalog(account, request.users)
-        self.fault("after_catalog")
         if not unique:
+            self.profiles.merge(account, request.users)
+            self.fault("after_profiles")
+            self._extend_catalog(account, request.users)
+            self.fault("after_catalog")
             return UpsertResult(request.received_events, 0, request.received_events)
 
-        stored, contested = self._store_segment(account, len(unique), lambda sid: self._claim(account, list(unique.values()), sid), attributes)
+        first = _Segment(uuid.uuid4().hex)
+        attributes = self._prepare(request, first, len(unique))
+        owners = _Owners(frozenset(unique), OWNER_READ_FACTOR * len(unique) + OWNER_READ_EXTRA)
+        events = list(unique.values())
+        stored, contested = self._store_segment(account, first, lambda sid: self._claim(account, events, sid, owners), attributes)
         # Only now, holding no pending claim, wait for the events other requests hold. A request never
         # waits while others may wait on it, so overlapping concurrent upserts cannot deadlock.
-        states: dict[str, str] = {}  # shared by the threads: a racing double lookup is harmless
         while contested:
-            dead = self._await_owners(account, contested, states)
+            dead = self._await_owners(account, contested, owners)
             if not dead:
                 break
-            taken, contested = self._store_segment(account, len(dead), lambda sid: self._take_over(dead, sid), attributes)
+            taken, contested = self._store_segment(account, _Segment(uuid.uuid4().hex), lambda sid: self._take_over(dead, sid),
+                                                   attributes, events=len(dead))
             stored += taken
         result = UpsertResult(request.received_events, stored, request.received_events - stored)
         telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
         return result
 
-    def _store_segment(self, account, events: int, claim, attributes) -> tuple[int, list]:
-        """One segment: intent, claims (`claim(segment_id)` → (ours, contested)), commit; return (stored, contested).
+    def _prepare(self, request: UpsertRequest, segment: _Segment, events: int) -> dict[str, dict[str, str | None]]:
+        """Merge the profiles and extend the catalog while the first segment's intent is written.
+
+        No claim names the intent before this returns, so if the merge is refused (bad input) or fails,
+        the intent is deleted and nothing of the request stays; after a crash it is a pending intent
+        that nothing refers to.
+        """
+        account = request.account
+        with ThreadPoolExecutor(1) as side:
+            created = side.submit(self._create_intent, account, segment.id, events)
+            try:
+                attributes = self.profiles.merge(account, request.users)
+                self.fault("after_profiles")
+                self._extend_catalog(account, request.users)
+                self.fault("after_catalog")
+            except Exception:  # re-raised; a crash (BaseException) leaves the claimless intent
+                self._drop_intent(account, segment.id, created)
+                raise
+            segment.intent, segment.etag = created.result()
+        return attributes
+
+    def _extend_catalog(self, account: str, users: list[UserDraft]) -> None:
+        """Extend the catalog (`Profiles.extend_catalog`), unless this process has seen it hold already
+        every event name, parameter key and attribute key of these users."""
+        entries: dict[tuple[str, str], set[str]] = defaultdict(set)
+        entries[("attributes", "")] = set()  # written even when empty
+        for user in users:
+            entries[("attributes", "")].update(user.attributes)
+            for e in user.events:
+                entries[("event", e.event_name)].update(e.params)
+        with self._catalog_lock:
+            seen = self._catalog_seen.get(account, {})
+            if all(entry in seen and keys <= seen[entry] for entry, keys in entries.items()):
+                return
+        self.profiles.extend_catalog(account, users)
+        with self._catalog_lock:
+            if account not in self._catalog_seen and len(self._catalog_seen) >= CATALOG_CACHE_ACCOUNTS:
+                self._catalog_seen.clear()
+            seen = self._catalog_seen.setdefault(account, {})
+            for entry, keys in entries.items():
+                seen[entry] = seen.get(entry, frozenset()) | keys
+
+    def _drop_intent(self, account: str, segment_id: str, created: Future) -> None:
+        """Delete an intent that no claim names (best effort: a leftover one is never looked at)."""
+        try:
+            created.result()
+        except Exception:  # it may have landed all the same: delete it anyway
+            pass
+        try:
+            self.segments_table.delete_entity(account, segment_id)
+        except AzureError:
+            pass
+
+    def _store_segment(self, account, segment: _Segment, claim, attributes, events: int = 0) -> tuple[int, list[Contested]]:
+        """One segment: intent (unless written already), claims (`claim(segment_id)` → (ours, contested)),
+        commit; return (stored, contested).
 
         If the request fails before its put can have started, the intent is aborted at once, so the
         claims it holds are free for the request's retry instead of blocking it until their deadline.
         """
-        segment = _Segment(uuid.uuid4().hex)
         try:
-            segment.intent = self._create_intent(account, segment.id, events)
+            if segment.intent is None:
+                segment.intent, segment.etag = self._create_intent(account, segment.id, events)
             self.fault("after_intent")
             ours, contested = claim(segment.id)
             self.fault("after_claims")
@@ -166,23 +283,23 @@ class Ingest:
             raise
         return len(ours), contested
 
-    def _give_up(self, account: str, segment: "_Segment") -> None:
+    def _give_up(self, account: str, segment: _Segment) -> None:
         """Abort a failed request's intent, unless a put may still land (then its deadline decides)."""
         if segment.intent is None or segment.put_pending:
             return
         try:
-            self._set_intent_state(account, segment.id, "aborted", etag=segment.intent.metadata["etag"])
+            self._set_intent_state(account, segment.id, "aborted", etag=segment.etag)
         except AzureError:
             pass  # changed meanwhile (a stamp whose answer was lost) or unreachable: the deadline frees the claims
 
-    def _commit_segment(self, account: str, segment: "_Segment", ours: list[EventDraft], attributes) -> None:
+    def _commit_segment(self, account: str, segment: _Segment, ours: list[EventDraft], attributes) -> None:
         """Stamp the entry time, put the blob, mark the intent committed; a put that did not land is restamped."""
         data = _encode(ours, attributes)
         last_error: AzureError | None = None
         for _attempt in range(3):
             entry_ms = to_ms(self.clock.now())
             path = segment_path(account, entry_ms, segment.id)
-            segment.intent = self._stamp_intent(account, segment.id, segment.intent, path, entry_ms)
+            segment.intent, segment.etag = self._stamp_intent(account, segment, path, entry_ms)
             self.fault("after_stamp")
             last_error = self._put(segment, path, data)
             if last_error is None:
@@ -193,7 +310,7 @@ class Ingest:
         self._set_intent_state(account, segment.id, "aborted")
         raise TransientError(f"the event store could not commit a segment ({type(last_error).__name__}); retry the request")
 
-    def _put(self, segment: "_Segment", path: str, data: bytes) -> AzureError | None:
+    def _put(self, segment: _Segment, path: str, data: bytes) -> AzureError | None:
         """Put the segment blob once: None if it landed, else the error, known final (no put still running)."""
         started = time.monotonic()
         segment.put_pending = True
@@ -224,7 +341,8 @@ class Ingest:
 
     # ---------------------------------------------------------------- intents and claims
 
-    def _create_intent(self, account: str, segment_id: str, events: int):
+    def _create_intent(self, account: str, segment_id: str, events: int) -> tuple[dict[str, Any], str | None]:
+        """Write a pending intent; return it and its ETag (from the create's answer, or read back)."""
         now_ms = to_ms(self.clock.now())
         entity = {
             "PartitionKey": account,
@@ -237,31 +355,31 @@ class Ingest:
         }
         for attempt in range(3):
             try:
-                self.segments_table.create_entity(entity)
-                break
+                return entity, self.segments_table.create_entity(entity)["etag"]
             except ResourceExistsError:
                 break  # the segment id is this request's own: an earlier attempt's create landed
             except (ServiceRequestError, ServiceResponseError):
                 if get_or_none(self.segments_table, account, segment_id) is not None or attempt == 2:
                     break  # landed, its answer lost (or give up: the read below raises if it is absent)
-        return self.segments_table.get_entity(account, segment_id)
+        current = self.segments_table.get_entity(account, segment_id)
+        return current, current.metadata["etag"]
 
-    def _stamp_intent(self, account, segment_id, intent, path, entry_ms):
-        entity = dict(intent)
+    def _stamp_intent(self, account: str, segment: _Segment, path: str, entry_ms: int) -> tuple[dict[str, Any], str | None]:
+        entity = dict(segment.intent or {})
         # Table ints are 32-bit; milliseconds are kept as decimal strings.
         entity.update(path=path, entry_ms=str(entry_ms), deadline_ms=str(entry_ms + self.commit_timeout * 1000))
         try:
-            self.segments_table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=intent.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            answer = self.segments_table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=segment.etag, match_condition=MatchConditions.IfNotModified
             )
         except ResourceModifiedError:
             # Either another request aborted this intent, or our own stamp landed and the SDK's retry
             # of it met the new ETag: the intent's content tells which.
-            current = self.segments_table.get_entity(account, segment_id)
+            current = self.segments_table.get_entity(account, segment.id)
             if current.get("state") == "pending" and current.get("path") == path and current.get("entry_ms") == str(entry_ms):
-                return current
+                return current, current.metadata["etag"]
             raise TransientError("a concurrent request took over these events; retry the request") from None
-        return self.segments_table.get_entity(account, segment_id)
+        return entity, answer["etag"]
 
     def _set_intent_state(self, account, segment_id, state, etag: str | None = None) -> None:
         entity = {"PartitionKey": account, "RowKey": segment_id, "state": state}
@@ -270,8 +388,8 @@ class Ingest:
         else:
             self.segments_table.update_entity(entity, mode=UpdateMode.MERGE)
 
-    def _claim(self, account: str, events: list[EventDraft], segment_id: str):
-        """Claim each event for this segment; return (claimed, contested as (partition, event))."""
+    def _claim(self, account: str, events: list[EventDraft], segment_id: str, owners: _Owners):
+        """Claim each event for this segment; return (claimed, contested). Events found stored are neither."""
         by_partition: dict[str, list[EventDraft]] = defaultdict(list)
         for e in events:
             by_partition[claim_partition(account, e.event_id)].append(e)
@@ -281,115 +399,198 @@ class Ingest:
             for i in range(0, len(group), TRANSACTION_SIZE)
         ]
         ours: list[EventDraft] = []
-        contested: list[tuple[str, EventDraft]] = []
+        contested: list[Contested] = []
         with ThreadPoolExecutor(WORKERS) as pool:
-            for won, lost in pool.map(lambda c: self._claim_chunk(c[0], c[1], segment_id), chunks):
+            for won, lost in pool.map(lambda c: self._claim_chunk(account, c[0], c[1], segment_id, owners), chunks):
                 ours.extend(won)
                 contested.extend(lost)
         return ours, contested
 
-    def _claim_chunk(self, pk: str, chunk: list[EventDraft], segment_id: str):
-        ops = [("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in chunk]
-        try:
-            self.events.submit_transaction(ops)
-            return chunk, []
-        except (TableTransactionError, ResourceExistsError, ServiceRequestError, ServiceResponseError):
-            # Some are claimed already (the transaction rolled back whole), or its answer was lost:
-            # one by one, each claim tells whose it is.
-            pass
-        won, lost = [], []
-        for e in chunk:
-            if self._claim_one(pk, e.event_id, segment_id):
-                won.append(e)
+    def _claim_chunk(self, account: str, pk: str, chunk: list[EventDraft], segment_id: str, owners: _Owners):
+        """Claim a chunk's events in one transaction; return (won, contested).
+
+        A transaction is all or nothing. When it meets an existing claim, that claim is read: if its
+        segment committed, the segment's events (read once per request) are duplicates and the rest is
+        claimed again in one transaction; otherwise every claim of the chunk is read and judged.
+        """
+        won: list[EventDraft] = []
+        lost: list[Contested] = []
+        pending = owners.unknown(chunk)
+        unanswered = 0
+        while pending:
+            claim = None
+            try:
+                self.events.submit_transaction([("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in pending])
+                won.extend(pending)
+                break
+            except TableTransactionError as exc:
+                if getattr(exc, "error_code", None) != TableErrorCode.ENTITY_ALREADY_EXISTS:
+                    raise
+                suspect = pending[exc.index] if 0 <= exc.index < len(pending) else pending[0]
+            except ResourceExistsError:
+                suspect = pending[0]
+            except (ServiceRequestError, ServiceResponseError):
+                # Unanswered (a POST is not retried by the SDK): the transaction landed whole or not at
+                # all, and its first claim tells which. A claim naming our segment is our own write.
+                unanswered += 1
+                suspect = pending[0]
+                claim = get_or_none(self.events, pk, suspect.event_id)
+                if claim is None:
+                    if unanswered == 3:
+                        raise
+                    continue
+                if claim["segment"] == segment_id:
+                    won.extend(pending)
+                    break
+            if claim is None:
+                owners.wait_learning()  # the chunks of a resend meet the same owners at once: one learns, the others wait
+                if suspect.event_id in owners.stored:
+                    pending = owners.unknown(pending)
+                    continue
+                claim = get_or_none(self.events, pk, suspect.event_id)
+            before = len(pending)
+            if (claim is not None and claim["segment"] != segment_id
+                    and self._learn(account, claim["segment"], owners) and suspect.event_id in owners.stored):
+                pending = owners.unknown(pending)
             else:
-                lost.append((pk, e))
+                pending = self._judge_each(pk, pending, segment_id, won, lost)
+            if len(pending) == before:
+                raise TransientError("the dedup index refused claims it does not hold; retry the request")
         return won, lost
 
-    def _claim_one(self, pk: str, event_id: str, segment_id: str) -> bool:
-        """Create one claim; an existing claim is ours only if it names our segment (a create whose
-        answer was lost has landed: "already exists" then means us, not another request)."""
-        for attempt in range(3):
-            try:
-                self.events.create_entity({"PartitionKey": pk, "RowKey": event_id, "segment": segment_id})
-                return True
-            except ResourceExistsError:
-                return self.events.get_entity(pk, event_id)["segment"] == segment_id
-            except (ServiceRequestError, ServiceResponseError):
-                # The create is not retried by the SDK (a POST): its outcome is unknown until read.
-                claim = get_or_none(self.events, pk, event_id)
-                if claim is not None:
-                    return claim["segment"] == segment_id
-                if attempt == 2:
-                    raise
-        return False
+    def _judge_each(self, pk: str, pending: list[EventDraft], segment_id: str, won: list, lost: list) -> list[EventDraft]:
+        """Read each claim: ours (a write whose answer was lost), another segment's (contested, with its
+        ETag), or none (returned, to be claimed)."""
+        free = []
+        for e in pending:
+            claim = get_or_none(self.events, pk, e.event_id)
+            if claim is None:
+                free.append(e)
+            elif claim["segment"] == segment_id:
+                won.append(e)
+            else:
+                lost.append((pk, e, claim))
+        return free
 
-    def _await_owners(self, account, contested, states: dict[str, str]):
-        """Wait until the owner of each contested event has committed or died; return the dead ones' claims."""
-        with ThreadPoolExecutor(WORKERS) as pool:
-            found = list(pool.map(lambda c: self._await_owner(account, c[0], c[1].event_id, states), contested))
-        return [(pk, e, claim) for (pk, e), claim in zip(contested, found) if claim is not None]
+    def _learn(self, account: str, segment_id: str, owners: _Owners) -> bool:
+        """Whether another segment committed and its events are now in `owners.stored` (once per segment)."""
+        with owners.lock:
+            future = owners.learning.get(segment_id)
+            mine = future is None
+            if future is None:
+                future = owners.learning[segment_id] = Future()
+        if not mine:
+            return future.result()
+        try:
+            known = self._read_owner(account, segment_id, owners)
+        except BaseException as exc:  # handed to the threads waiting on this segment, and re-raised
+            future.set_exception(exc)
+            raise
+        future.set_result(known)
+        return known
 
-    def _await_owner(self, account, pk, event_id, states: dict[str, str]):
-        """An event claimed by another segment: None if that segment committed it (a duplicate),
-        else the claim (with its ETag) once its segment can no longer commit."""
+    def _read_owner(self, account: str, segment_id: str, owners: _Owners) -> bool:
+        state, intent = self._owner_state(account, segment_id)
+        if state != "pending":
+            owners.states[segment_id] = state
+        if state != "committed" or intent is None:
+            return False
+        with owners.lock:
+            events = int(intent.get("events") or 0)
+            if events > owners.budget:
+                return False  # a large segment holding few of ours: their claims are read instead
+            owners.budget -= events
+        try:
+            data = self.container.download_blob(intent["path"]).readall()
+            ids = pq.read_table(io.BytesIO(data), columns=["event_id"]).column("event_id").to_pylist()
+        except (AzureError, pa.ArrowException):
+            return False  # the claims will tell, one read each
+        found = owners.wanted.intersection(ids)
+        with owners.lock:
+            owners.stored = owners.stored | found
+        return True
+
+    def _await_owners(self, account: str, contested: list[Contested], owners: _Owners) -> list[Contested]:
+        """Wait until the owner of each contested event has committed or died; return the dead ones' claims.
+
+        Owners are looked up once per segment and poll, not per event. A pending owner's claims cannot
+        move (only a dead owner's are taken over), and if one was taken over meanwhile, its ETag
+        tells at the take-over.
+        """
         give_up = time.monotonic() + self.commit_timeout
+        dead: list[Contested] = []
+        waiting = contested
         while True:
-            claim = self.events.get_entity(pk, event_id)
-            other = claim["segment"]
-            state = states.get(other) or self._segment_state(account, other)
-            if state in ("committed", "dead"):
-                states[other] = state
-            if state == "committed":
-                return None
-            if state == "dead":
-                return claim
+            segment_ids = sorted({claim["segment"] for _pk, _e, claim in waiting})
+            with ThreadPoolExecutor(WORKERS) as pool:
+                states = dict(zip(segment_ids, pool.map(lambda s: self._known_state(account, s, owners), segment_ids)))
+            still = []
+            for item in waiting:
+                state = states[item[2]["segment"]]
+                if state == "dead":
+                    dead.append(item)
+                elif state == "pending":
+                    still.append(item)
+            if not still:
+                return dead
             if time.monotonic() > give_up:
                 raise TransientError("a concurrent request is storing the same events; retry the request")
             self.sleep(self.poll_interval)
+            waiting = still
 
-    def _take_over(self, dead, segment_id: str):
+    def _known_state(self, account: str, segment_id: str, owners: _Owners) -> str:
+        """A segment's state; a final one (committed, dead) is looked up once per request."""
+        state = owners.states.get(segment_id)
+        if state is None:
+            state, _intent = self._owner_state(account, segment_id)
+            if state != "pending":
+                owners.states[segment_id] = state  # shared by the threads: a racing double lookup is harmless
+        return state
+
+    def _take_over(self, dead: list[Contested], segment_id: str):
         """Move dead claims to this segment (ETag-guarded); return (taken, lost to another taker)."""
-        def take(item):
+        def take(item: Contested):
             pk, event, claim = item
             try:
                 self.events.update_entity(
                     {"PartitionKey": pk, "RowKey": event.event_id, "segment": segment_id},
                     mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
                 )
-                return True
+                return None
             except (ResourceModifiedError, ServiceRequestError, ServiceResponseError):
                 # Someone else took it over first, or our own update landed and its answer was lost
                 # (the SDK's retry then meets our new ETag): the claim's segment tells which.
-                return self.events.get_entity(pk, event.event_id)["segment"] == segment_id
+                now = self.events.get_entity(pk, event.event_id)
+                return None if now["segment"] == segment_id else now
 
         with ThreadPoolExecutor(WORKERS) as pool:
             outcome = list(pool.map(take, dead))
-        taken = [e for (_pk, e, _c), won in zip(dead, outcome) if won]
-        lost = [(pk, e) for (pk, e, _c), won in zip(dead, outcome) if not won]
+        taken = [e for (_pk, e, _c), now in zip(dead, outcome) if now is None]
+        lost = [(pk, e, now) for (pk, e, _c), now in zip(dead, outcome) if now is not None]
         return taken, lost
 
-    def _segment_state(self, account: str, segment_id: str) -> str:
-        """committed, dead (will never commit) or pending (may still commit)."""
+    def _owner_state(self, account: str, segment_id: str) -> tuple[str, Any]:
+        """(committed, dead (will never commit) or pending (may still commit), its intent or None)."""
         try:
             intent = self.segments_table.get_entity(account, segment_id)
         except ResourceNotFoundError:
-            return "dead"
+            return "dead", None
         if intent["state"] == "committed":
-            return "committed"
+            return "committed", intent
         # The blob is the truth: an intent whose put landed is committed whatever its state says.
         if intent.get("path") and self._blob_exists(intent["path"]):
-            return "committed"
+            return "committed", intent
         if intent["state"] == "aborted":
-            return "dead"
+            return "dead", intent
         if to_ms(self.clock.now()) <= int(intent["deadline_ms"]):
-            return "pending"
+            return "pending", intent
         # Past its deadline the owner's put can no longer land (server-side timeout): abort it so
         # that a late stamp by a slow owner fails on the ETag.
         try:
             self._set_intent_state(account, segment_id, "aborted", etag=intent.metadata["etag"])
         except ResourceModifiedError:
-            return self._segment_state(account, segment_id)
-        return "dead"
+            return self._owner_state(account, segment_id)
+        return "dead", intent
 
     def _blob_exists(self, path: str) -> bool:
         """Whether a segment landed; when storage cannot say, raise: "no" would allow a second copy."""
