@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from .soak_ledger import FrequencyChange, IntegrationRecord
@@ -136,13 +136,21 @@ class Customers:
             self.fail(f"{verb} {label}: {status} {answer}")
 
     def frequency(self, label: str, hours: int) -> None:
-        """A new frequency applies from last_success_end (or activation): as the answer says it stands."""
+        """A new frequency applies from last_success_end (or activation), as the answer says it stands,
+        unless the window starting there has begun (its run record exists): then from that window's end."""
         record = self.records[label]
         status, answer = self._on(record, "integration", "PATCH", body={"frequency_hours": hours})
         if status != 200:
             self.fail(f"frequency of {label}: {status} {answer}")
             return
-        record.frequencies.append(FrequencyChange(_instant(answer["last_success_end"] or answer["activated_at"]), hours))
+        start = _instant(answer["last_success_end"] or answer["activated_at"])
+        status, runs = self._on(record, "integration_runs", "GET", "/runs")
+        if status != 200:
+            self.fail(f"runs of {label}: {status} {runs}")
+            return
+        begun = [r for r in runs["runs"] if r["window_start"] == int(start.timestamp()) and r["attempts"] > 0]
+        effective = datetime.fromtimestamp(begun[0]["window_end"], timezone.utc) if begun else start
+        record.frequencies.append(FrequencyChange(effective, hours))
 
     def delete(self, label: str) -> None:
         record = self.records[label]

@@ -10,10 +10,9 @@ from azure.storage.blob import BlobServiceClient
 from exporter.clock import ManualClock
 from exporter.context import Context
 from exporter.local.devstorage import start_azurite
+from exporter.local.faultproxy import FaultProxy
 from exporter.settings import Settings
-
-# Re-exported for the modules that still import helpers from here; new code imports tests.helpers.
-from tests.helpers import SECRET_KEY, T0, call, integration_body, run_together  # noqa: F401
+from tests.helpers import SECRET_KEY, T0, endpoint
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +43,14 @@ def settings(azurite_connection: str, tag: str) -> Settings:
         ucd_container=f"ucd-{tag}",
         secret_key=SECRET_KEY,
     )
+
+
+@pytest.fixture
+def table_proxy(azurite_connection: str):
+    """A fault-injecting proxy in front of Azurite's Table service (see tests.helpers.through)."""
+    proxy = FaultProxy(endpoint(azurite_connection, "Table")).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

@@ -4,13 +4,17 @@ Fixtures stay in conftest.py; test modules import helpers from here, never from 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from exporter import api
+from exporter.clock import Clock
 from exporter.context import Context
+from exporter.settings import Settings
 
 SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
@@ -57,3 +61,23 @@ def run_together(work: Callable[[int], Any], n: int, timeout: float = 120) -> li
     if errors:
         raise errors[0]
     return results
+
+
+# ------------------------------------------------------------------ storage behind a fault proxy
+
+
+def endpoint(connection: str, service: str) -> str:
+    """The http://host:port of one service ("Blob", "Queue", "Table") in an explicit connection string."""
+    found = re.search(rf"{service}Endpoint=(http://[^/;]+)", connection)
+    assert found, f"no {service}Endpoint in the test connection string"
+    return found[1]
+
+
+def through(connection: str, service: str, url: str) -> str:
+    """The connection string with one service reached through `url` (a proxy) instead."""
+    return connection.replace(f"{service}Endpoint={endpoint(connection, service)}", f"{service}Endpoint={url}")
+
+
+def proxied_context(settings: Settings, clock: Clock, connection: str, **changes: Any) -> Context:
+    """The app on `connection` (some service behind a proxy), with the test's isolated names."""
+    return Context.create(dataclasses.replace(settings, storage_connection=connection, **changes), clock)

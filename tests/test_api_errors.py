@@ -1,7 +1,7 @@
 """The one mapping of errors to answers (exporter.api.handle)."""
 from azure.core.exceptions import ServiceRequestError
 
-from tests.conftest import call
+from tests.helpers import call
 
 
 def test_our_storage_failing_is_a_503_to_retry_without_the_exception_text(ctx, monkeypatch):
@@ -26,7 +26,7 @@ def test_deleting_a_user_whose_id_cannot_be_a_key_is_refused_as_input(ctx):
 
 
 def test_replay_needs_a_delivered_window(ctx, azurite_connection, customer_container):
-    from tests.conftest import integration_body
+    from tests.helpers import integration_body
 
     iid = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme").body["id"]
     assert call(ctx, "integrations_replay", {"start": "soon"}, account="acme", id=iid).body["error"]["field"] == "start"

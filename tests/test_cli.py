@@ -10,7 +10,7 @@ import pytest
 
 from exporter import routes
 from exporter.cli import UsageError, build_parser
-from tests.conftest import SECRET_KEY, integration_body
+from tests.helpers import SECRET_KEY, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ from exporter.export import runner
 from exporter.jobs import schedule, worker
 from exporter.local.host import drain
 from exporter.windows import due_windows
-from tests.export_helpers import ACCOUNT, ACT, H, SETTLE, create, deliver_one, exported_files, populate, read_ids
+from tests.export_helpers import ACCOUNT, ACT, SETTLE, H, create, deliver_one, exported_files, populate, read_ids
 from tests.helpers import call
 
 

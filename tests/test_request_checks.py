@@ -11,7 +11,7 @@ import pytest
 from exporter.clock import parse_instant
 from exporter.errors import InputError
 from exporter.validation import MAX_DEPTH, check_fields, check_name, load_json_body
-from tests.conftest import call
+from tests.helpers import call
 
 
 def nested(depth: int) -> bytes:

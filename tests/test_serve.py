@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from exporter.local.serve import LocalHost
-from tests.conftest import T0, integration_body
+from tests.helpers import T0, integration_body
 
 
 def _request(method, url, body=None):

@@ -1,9 +1,8 @@
 """A short chaos soak (`python -m bench.soak`, two simulated days), so that CI keeps the soak working.
 
-The soak starts its own two Azurites and worker processes, so it runs as a subprocess. Failures of
-the known ingest bugs being fixed in exporter/ucd/store.py (tests/test_soak_finding_ingest_loss.py,
-tests/test_soak_finding_blocked_retry.py) turn this test into an xfail with the soak's own messages;
-any other failure fails it.
+The soak starts its own two Azurites and worker processes, so it runs as a subprocess. Any lost or
+duplicated event, missing or extra file fails it; only the known liveness limit of a large crashed
+retry (tests/test_ucd_take_over_cost.py) turns it into an xfail with the soak's own messages.
 """
 from __future__ import annotations
 
@@ -16,9 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Known, confirmed ingest bugs that are being fixed elsewhere (acknowledged events lost, events stored
-# twice, a large retried request never acknowledged): remove once their xfail tests pass.
-KNOWN = re.compile(r"^(lost at ingest: |stored \d+ times: |upsert of \d+ events to \S+ first sent \S+ was refused \d+ times)")
+# The one known limit (tests/test_ucd_take_over_cost.py): a large retry of a crashed request takes over
+# its dead claims one call per event, so under heavy faults it may be refused until the platform gives
+# up. A liveness limit, not a loss: anything else the soak reports fails this test.
+KNOWN = re.compile(r"^upsert of \d+ events to \S+ first sent \S+ was refused \d+ times")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,6 @@ def test_the_soak_finds_nothing_lost_or_duplicated(report):
     unknown = [f for f in report["failures"] if not KNOWN.match(f)]
     assert not unknown, "\n".join(unknown[:20])
     if not report["ok"]:
-        pytest.xfail("known ingest bugs (see tests/test_soak_finding_*.py): " + "; ".join(report["failures"][:3]))
+        pytest.xfail("known liveness limit (tests/test_ucd_take_over_cost.py): " + "; ".join(report["failures"][:3]))
     assert report["lost"] == 0 and report["duplicated"] == 0
     assert report["windows"] == report["files"]

@@ -7,32 +7,22 @@ POST (a transaction) fails with its outcome unknown. Each test is such an answer
 """
 from __future__ import annotations
 
-import re
 import pytest
 
 from exporter.context import Context
 from exporter.jobs import schedule
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.storage import INTEGRATIONS_TABLE
-from tests.conftest import call, integration_body
+from tests.helpers import call, endpoint, integration_body, proxied_context, through
 
 INTEGRATION_PUT = rf"{INTEGRATIONS_TABLE}\(PartitionKey"
 
 
 @pytest.fixture
-def table_proxy(azurite_connection):
-    match = re.search(r"TableEndpoint=(http://[^/;]+)", azurite_connection)
-    assert match, azurite_connection
-    proxy = FaultProxy(match.group(1)).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
 def proxied(settings, clock, table_proxy, azurite_connection) -> Context:
     """The app with its Table calls through the proxy (blobs and queues go straight to Azurite)."""
-    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
-    return Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
+    connection = through(azurite_connection, "Table", table_proxy.url)
+    return proxied_context(settings, clock, connection)
 
 
 @pytest.fixture
@@ -91,17 +81,15 @@ def test_a_delete_whose_answer_is_lost_answers_deleted(ctx, proxied, table_proxy
     assert call(ctx, "integrations_show", account="acme", id=integration["id"]).status == 404
 
 
-def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, proxied, integration, azurite_connection):
+def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, settings, integration, azurite_connection):
     """Sending twice is safe (a job is idempotent); sending never is a stuck integration until the lease ends."""
-    queue_match = re.search(r"QueueEndpoint=(http://[^/;]+)", azurite_connection)
-    queue_proxy = FaultProxy(queue_match.group(1)).start()
+    queue_proxy = FaultProxy(endpoint(azurite_connection, "Queue")).start()
     try:
-        connection = re.sub(r"QueueEndpoint=http://[^/;]+", f"QueueEndpoint={queue_proxy.url}", azurite_connection)
-        through = Context.create(proxied.settings.__class__(**{**proxied.settings.__dict__, "storage_connection": connection}), clock)
+        app = proxied_context(settings, clock, through(azurite_connection, "Queue", queue_proxy.url))
         clock.advance(hours=1, minutes=3)
         queue_proxy.add(Rule("reset_before", method="POST", path=r"/messages"))
 
-        scheduled = schedule(through)
+        scheduled = schedule(app)
 
         assert queue_proxy.injected["reset_before"] == 1
         assert scheduled["queued"] == 1
@@ -126,8 +114,8 @@ def test_an_advance_whose_answer_is_lost_counts_the_window_as_delivered(ctx, clo
 def test_a_follow_up_lease_whose_answer_is_lost_still_sends_the_follow_up(settings, ctx, clock, table_proxy, integration, azurite_connection):
     from exporter.jobs import ExportJob, process_job
 
-    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
-    one_window = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection, "max_windows_per_run": 1}), clock)
+    connection = through(azurite_connection, "Table", table_proxy.url)
+    one_window = proxied_context(settings, clock, connection, max_windows_per_run=1)
     clock.advance(hours=2, minutes=3)
     puts = []
 

@@ -12,7 +12,16 @@ import pytest
 from exporter.errors import TransientError
 from exporter.ucd import UcdStore
 from tests.ucd_helpers import (
-    TEN_EVENTS, WIDE, Crash, call, crash_at, event_ids, purchase_at, quick_store, stored_ids, upsert_request,
+    TEN_EVENTS,
+    WIDE,
+    Crash,
+    call,
+    crash_at,
+    event_ids,
+    purchase_at,
+    quick_store,
+    stored_ids,
+    upsert_request,
 )
 
 POINTS = ["after_profiles", "after_catalog", "after_intent", "after_claims", "after_stamp", "after_upload", "after_commit_mark"]

@@ -8,17 +8,16 @@ Each test is one of those answers read as "another request did it", which lost o
 from __future__ import annotations
 
 import itertools
-import re
 from collections import defaultdict
 
 import pytest
 
-from exporter.context import Context
 from exporter.errors import TransientError
-from exporter.local.faultproxy import FaultProxy, Rule
+from exporter.local.faultproxy import Rule
 from exporter.storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE
 from exporter.ucd import UcdStore, parse_upsert
 from exporter.ucd.ingest import CLAIM_PARTITION_CHARS
+from tests.helpers import proxied_context, through
 from tests.ucd_helpers import Crash, crash_at, event_ids, quick_store, stored_ids
 
 
@@ -29,19 +28,10 @@ def body(n: int = 3, user: str = "u1") -> dict:
 
 
 @pytest.fixture
-def table_proxy(azurite_connection):
-    match = re.search(r"TableEndpoint=(http://[^/;]+)", azurite_connection)
-    assert match, azurite_connection
-    proxy = FaultProxy(match.group(1)).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
 def proxied(ctx, clock, settings, table_proxy, azurite_connection):
     """A store whose Table calls pass through the proxy (blobs and queues go straight to Azurite)."""
-    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
-    proxied_ctx = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
+    connection = through(azurite_connection, "Table", table_proxy.url)
+    proxied_ctx = proxied_context(settings, clock, connection)
 
     return lambda **kw: quick_store(proxied_ctx.storage, clock, **kw)
 

@@ -8,15 +8,12 @@ front of Azurite's Table service (blobs go straight to Azurite).
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from exporter.context import Context
-from exporter.local.faultproxy import FaultProxy
 from exporter.ucd import ingest as ucd_ingest
 from exporter.ucd import parse_upsert
 from exporter.ucd.ingest import CLAIM_PARTITIONS
+from tests.helpers import proxied_context, through
 from tests.ucd_helpers import quick_store, stored_ids
 
 # O(partitions): a request's claims span at most CLAIM_PARTITIONS partitions; a few more calls go to
@@ -34,19 +31,10 @@ def body(*groups: list[dict]) -> dict:
 
 
 @pytest.fixture
-def table_proxy(azurite_connection):
-    match = re.search(r"TableEndpoint=(http://[^/;]+)", azurite_connection)
-    assert match, azurite_connection
-    proxy = FaultProxy(match.group(1)).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
 def send(ctx, clock, settings, table_proxy, azurite_connection):
     """Upsert a body through a store whose Table calls pass the proxy; return (result, Table calls made)."""
-    connection = re.sub(r"TableEndpoint=http://[^/;]+", f"TableEndpoint={table_proxy.url}", azurite_connection)
-    proxied_ctx = Context.create(settings.__class__(**{**settings.__dict__, "storage_connection": connection}), clock)
+    connection = through(azurite_connection, "Table", table_proxy.url)
+    proxied_ctx = proxied_context(settings, clock, connection)
 
     def send(request_body: dict):
         clock.advance(seconds=5)

@@ -11,14 +11,13 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import api
+from exporter import api, validation
 from exporter.errors import InputError
 from exporter.storage import UCD_CATALOG_TABLE, UCD_EVENTS_TABLE, UCD_PROFILES_TABLE, UCD_SEGMENTS_TABLE
-from exporter import validation
 from exporter.ucd import request as ucd_request
 from exporter.ucd.request import parse_upsert
-from exporter.validation import load_json_body
 from exporter.ucd.values import event_id
+from exporter.validation import load_json_body
 from tests.ucd_helpers import T0, call
 
 TS = "2026-11-28T10:00:00Z"

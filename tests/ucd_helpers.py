@@ -1,53 +1,20 @@
 """Helpers shared by the UCD tests (tests/test_ucd_*.py): calls, crash points, request bodies, what is stored.
 
-`T0`, `call` and `run_together` repeat tests/conftest.py's, which test modules must not import.
+The general helpers (`T0`, `call`, `run_together`) are in tests/helpers.py; this module re-exports them.
 """
 from __future__ import annotations
 
-import json
-import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import datetime, timedelta
+from typing import Callable
 
-from exporter import api
 from exporter.ucd import UcdStore, UpsertRequest, parse_upsert
+from tests.helpers import T0, call, run_together  # noqa: F401 - re-exported for the UCD tests
 
-T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)  # where the `clock` fixture starts
 WIDE = (T0 - timedelta(hours=12), T0 + timedelta(hours=12))  # wider than any UCD test moves the clock
 TS = "2026-11-28T09:00:00Z"
 
 # ------------------------------------------------------------------ running things
-
-
-def call(ctx, operation: str, body: Any = None, **params: str) -> api.ApiResponse:
-    """Run an API operation as the HTTP routes and the CLI do."""
-    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    return api.handle(ctx, operation, api.ApiRequest(params=params, body=raw))
-
-
-def run_together(work: Callable[[int], Any], n: int, timeout: float = 120) -> list[Any]:
-    """Run work(0..n-1) on n threads released at the same instant; return their results, or raise the first error."""
-    barrier = threading.Barrier(n, timeout=60)
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a worker did not finish"
-    if errors:
-        raise errors[0]
-    return results
 
 
 class Crash(BaseException):
