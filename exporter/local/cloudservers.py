@@ -18,13 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs
 
 from .devstorage import _listening, free_port
@@ -45,11 +46,19 @@ def _binary(name: str) -> str:
     return found
 
 
-def _wait_listening(process: subprocess.Popen, port: int, what: str, timeout: float = 30) -> None:
+def _spawn(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, IO[bytes]]:
+    """A server process and the temporary file its output goes to. Not a pipe: one that nobody reads
+    fills up after a few hundred logged requests, and the server then blocks on its next log line."""
+    log = tempfile.TemporaryFile()
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env), log
+
+
+def _wait_listening(process: subprocess.Popen, log: IO[bytes], port: int, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited at start: {process.stderr.read().decode(errors='replace')[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"{what} exited at start: {log.read().decode(errors='replace')[-2000:]}")
         if _listening(port):
             return
         time.sleep(0.05)
@@ -112,10 +121,9 @@ def start_moto(timeout: float = 30) -> MotoServer:
 
     port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_REQUESTS)}
-    process = subprocess.Popen([_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    process, log = _spawn([_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env)
     try:
-        _wait_listening(process, port, "moto_server", timeout)
+        _wait_listening(process, log, port, "moto_server", timeout)
         url = f"http://127.0.0.1:{port}"
         # Any key passes while the server is still open; exactly BOOTSTRAP_REQUESTS requests, no retries.
         from botocore.config import Config
@@ -153,10 +161,9 @@ class GcsEmulator:
 
 def start_gcs_emulator(timeout: float = 30) -> GcsEmulator:
     port = free_port()
-    process = subprocess.Popen(
-        [_binary("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
-    _wait_listening(process, port, "gcp-storage-emulator", timeout)
+    process, log = _spawn(
+        [_binary("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"], os.environ.copy())
+    _wait_listening(process, log, port, "gcp-storage-emulator", timeout)
     return GcsEmulator(f"http://127.0.0.1:{port}", process)
 
 
@@ -172,7 +179,7 @@ class TokenEndpoint:
     requests: list[str] = field(default_factory=list)  # paths asked
     _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> "TokenEndpoint":
+    def start(self) -> TokenEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -267,8 +274,9 @@ def main() -> int:
         raise
     print("\n".join(settings_lines(moto, gcs)), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    processes = [p for p in (moto.process, gcs.process) if p is not None]
     try:
-        while moto.process.poll() is None and gcs.process.poll() is None:
+        while all(p.poll() is None for p in processes):
             time.sleep(0.5)
     except (KeyboardInterrupt, SystemExit):
         pass
