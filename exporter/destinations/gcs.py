@@ -33,7 +33,7 @@ from google.oauth2 import service_account
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, DestinationKind, check_endpoint_url, mask_email
+from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
 
 REQUIRED = ("bucket", "service_account_key")
 KEY_FIELD = "destination.service_account_key"
@@ -88,7 +88,7 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
     return value
 
 
-CREDENTIAL_CHECKS = {
+CREDENTIAL_CHECKS: dict[str, Check] = {
     "service_account_key": check_service_account_key,
     "endpoint_url": check_endpoint_url,
 }

@@ -36,6 +36,7 @@ from .common import (
     CONTENT_TYPE,
     DELETE_NOTE,
     VERIFY_CONTENT,
+    Check,
     DestinationKind,
     check_endpoint_url,
     check_token,
@@ -91,7 +92,7 @@ def check_region(value: Any, field: str = "destination.region") -> str:
     return value
 
 
-CREDENTIAL_CHECKS = {
+CREDENTIAL_CHECKS: dict[str, Check] = {
     "region": check_region,
     "access_key_id": lambda v, f: check_token(v, f, "an access key id", 128),
     "secret_access_key": lambda v, f: check_token(v, f, "a secret access key", 256),

@@ -54,16 +54,14 @@ class IntegrationService:
 
     def _verified(self, destination: DestinationParams) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
-        client = self.open_destination(
-            destination.type, destination.connection_string, destination.container, destination.prefix
-        )
+        client = self.open_destination(destination.type, destination.secret, destination.container, destination.prefix)
         verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
         sealed = DestinationConfig(
             type=destination.type,
             container=info.container,
             prefix=destination.prefix,
-            sealed_secret=self.secrets.seal(destination.connection_string),
+            sealed_secret=self.secrets.seal(destination.secret),
             masked=info.masked,
         )
         return sealed, verification.to_json()
