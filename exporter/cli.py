@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError
 
 from . import api, logs, routes
 from .clock import ManualClock, SystemClock, parse_instant
-from .errors import ExporterError, InputError
+from .errors import ConfigurationError, ExporterError, InputError
 
 # The verbs that are not operations of the API; the operations' examples are in exporter.routes.
 EXAMPLES = {
@@ -68,7 +68,13 @@ class Parser(argparse.ArgumentParser):
 def load_local_settings(path: Path = Path("local.settings.json")) -> None:
     """Like `func start`: take the Values of local.settings.json for settings not already in the environment."""
     if path.exists():
-        values = json.loads(path.read_text()).get("Values", {})
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            document = None
+        values = document.get("Values", {}) if isinstance(document, dict) else None
+        if not isinstance(values, dict):
+            raise ConfigurationError("is not a JSON object with a \"Values\" object (see local.settings.sample.json)", field=str(path))
         for key, value in values.items():
             os.environ.setdefault(key, str(value))
 
@@ -188,13 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A person at a terminal gets progress bars and the JSON answer; per-window log lines would
     # tear the bar apart, so they are shown when stderr is a file or a pipe (CI, cron, log shipping).
     logs.configure(logging.WARNING if sys.stderr.isatty() else logging.INFO)
-    load_local_settings()
     try:
         args = build_parser().parse_args(argv)
     except UsageError as error:
         _print({"error": {"code": "usage", "message": str(error)}})
         return 2
     try:
+        load_local_settings()
         return _run(args)
     except ExporterError as error:
         _print(error.to_json())

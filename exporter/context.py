@@ -43,7 +43,7 @@ class Context:
         runs = RunRepo(storage.table(RUNS_TABLE))
         service = IntegrationService(
             repo, runs, SecretBox(settings.secret_key), clock, open_destination,
-            known_events=lambda account: set(ucd.catalog(account)["events"]),
+            catalog=ucd.catalog,
         )
         return cls(settings, clock, storage, ucd, repo, runs, service, open_destination)
 

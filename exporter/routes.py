@@ -133,6 +133,20 @@ def _compile(template: str) -> re.Pattern:
 _COMPILED = [(_compile(r.template), r) for r in ROUTES]
 
 
+def allowed_methods(path: str) -> list[str]:
+    """The methods of every route a raw path matches (for a 405's Allow header); empty if no route does."""
+    methods: list[str] = []
+    for pattern, r in _COMPILED:
+        if pattern.match(path):
+            methods += [m for m in r.methods if m not in methods]
+    return methods
+
+
+def takes_body(op: Operation) -> bool:
+    """Whether the HTTP request carries a body: a JSON document, or options that become body fields."""
+    return op.body or any(option.goes_to == "body" for option in op.options)
+
+
 def match(method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
     """Route a raw path (for `serve`): the operation and its parameters, or None (405s too)."""
     for pattern, r in _COMPILED:

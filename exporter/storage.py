@@ -4,11 +4,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from .errors import ConfigurationError
 from .settings import Settings
 
 INTEGRATIONS_TABLE = "integrations"
@@ -32,6 +33,14 @@ class Storage:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        try:
+            self._connect()
+        except ValueError:  # the SDKs' word for a malformed connection string or service URI; its text is not echoed
+            expected = ("a storage connection string such as DefaultEndpointsProtocol=https;AccountName=...;AccountKey=..."
+                        if self.settings.storage_connection else "the https:// URI of the storage account's service")
+            raise ConfigurationError(f"is malformed or incomplete: expected {expected}", field=_setting(self.settings)) from None
+
+    def _connect(self) -> None:
         settings = self.settings
         if settings.storage_connection:
             conn = settings.storage_connection
@@ -86,6 +95,11 @@ class Storage:
         return self
 
 
+def _setting(settings: Settings) -> str:
+    """The app setting that names the app's storage: the connection string, or else the identity-based URIs."""
+    return "AzureWebJobsStorage" if settings.storage_connection else "AzureWebJobsStorage__blobServiceUri"
+
+
 def _managed_identity(client_id: str):
     """The app's user-assigned identity in Azure (AzureWebJobsStorage__clientId), else the default chain."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -102,6 +116,17 @@ def storage_for(settings: Settings) -> Storage:
     with _shared_lock:
         storage = _shared.get(settings)
         if storage is None:
-            storage = Storage(settings).ensure()
+            storage = _ensured(Storage(settings))
             _shared[settings] = storage
         return storage
+
+
+def _ensured(storage: Storage) -> Storage:
+    """Storage.ensure(); refused credentials are a setting to fix, not an outage to wait out."""
+    try:
+        return storage.ensure()
+    except HttpResponseError as error:
+        if error.status_code not in (401, 403):
+            raise
+        raise ConfigurationError(f"is refused by the storage account (HTTP {error.status_code}): check its account key, SAS or identity",
+                                 field=_setting(storage.settings)) from None

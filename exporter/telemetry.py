@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -107,7 +107,8 @@ def _record_error(span: Span, error: BaseException) -> None:
 @contextmanager
 def window_span(account: str, integration_id: str, start: int, end: int, destination_type: str | None = None) -> Iterator[Span]:
     """Span "export.window" around one window's export; an exception is recorded and marks it failed."""
-    attributes = {**_attrs(account, integration_id, destination_type), "window.start": int(start), "window.end": int(end)}
+    attributes: dict[str, Any] = {**_attrs(account, integration_id, destination_type), "window.start": int(start),
+                                  "window.end": int(end)}
     # The SDK's own exception handling would put str(exception) into the event and the status.
     with _tracer.start_as_current_span("export.window", attributes=attributes, record_exception=False,
                                        set_status_on_exception=False) as span:

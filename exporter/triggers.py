@@ -9,6 +9,7 @@ import azure.functions as func
 
 from . import api, jobs, logs
 from .context import Context
+from .errors import ExporterError
 from .routes import Route
 
 log = logging.getLogger(__name__)
@@ -38,21 +39,26 @@ def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     method = req.method.upper()
     operation = route.operation(method)
     if operation is None:  # the host only passes the route's methods; this answers anyone else
-        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here"}})
+        allowed = ", ".join(route.methods)
+        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here; use {allowed}"}},
+                     headers={"Allow": allowed})
     request = api.ApiRequest(
         params=dict(req.route_params), body=req.get_body() or b"", query=dict(req.params), headers=dict(req.headers)
     )
     try:
         ctx = context()
-    except Exception as error:  # noqa: BLE001 - configuration errors must still answer in JSON
+    except ExporterError as error:  # a setting to fix (ConfigurationError), answered in JSON naming it
+        log.error("cannot start: %s", error.message)
+        return _json(api.http_status(error), error.to_json())
+    except Exception as error:  # noqa: BLE001 - still an answer in JSON; the text stays in the (redacted) logs
         log.error("cannot start: %s", type(error).__name__)
-        return _json(500, {"error": {"code": "configuration_error", "message": str(getattr(error, "message", "see logs"))}})
+        return _json(500, {"error": {"code": "internal_error", "message": "the app cannot start; see the logs"}})
     answer = api.handle(ctx, operation.name, request)
     return _json(answer.status, answer.body)
 
 
-def _json(status: int, body: dict) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
 def on_timer() -> dict:

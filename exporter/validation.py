@@ -24,7 +24,7 @@ MAX_DEPTH = 32
 
 def check_account(account: Any, field_name: str = "account") -> str:
     """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
-    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+    if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):  # `$` alone lets "acme\n" through
         raise InputError("must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit", field=field_name)
     return account
 
@@ -126,5 +126,12 @@ def check_fields(value: Any, allowed: set[str], where: str, what: str = "a JSON 
         raise InputError(f"must be {what}", field=where)
     unknown = set(value) - allowed
     if unknown:
-        raise InputError("is not a known field", field=f"{where}.{sorted(unknown)[0]}" if where != "body" else sorted(unknown)[0])
+        raise InputError("is not a known field", field=_member(where, sorted(unknown)[0]))
     return value
+
+
+def _member(where: str, key: str) -> str:
+    """The JSON path of an object's member: `where.key`, or `where["key"]` for a key that is empty or not a plain name."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return key if where == "body" else f"{where}.{key}"
+    return f"{where}[{json.dumps(key)}]"

@@ -224,3 +224,41 @@ def test_devstorage_help_prints_help_without_starting_azurite():
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m exporter.local.devstorage")
     assert "AccountName=" not in done.stdout
+
+
+def _bare_env(**settings: str) -> dict:
+    """The environment without the app's settings, then these."""
+    env = {k: v for k, v in os.environ.items() if k != "EXPORT_SECRET_KEY" and not k.startswith(("AzureWebJobsStorage", "EXPORT_", "UCD_"))}
+    return {**env, "PYTHONPATH": str(ROOT), **settings}
+
+
+def _exporter(env: dict, *args: str, cwd: Path) -> tuple[int, dict, str]:
+    done = subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+@pytest.mark.parametrize("value", ["garbage", "AccountName=x", "UseDevelopmentStorage=false"])
+def test_a_malformed_storage_setting_is_a_json_configuration_error_naming_it(tmp_path, value):
+    code, answer, stderr = _exporter(_bare_env(AzureWebJobsStorage=value), "ucd", "catalog", "--account", "acme", cwd=tmp_path)
+    assert code == 3 and "Traceback" not in stderr, stderr
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("configuration_error", "AzureWebJobsStorage")
+    assert value not in answer["error"]["message"], "a setting's value may be a secret: never echoed"
+
+
+def test_a_malformed_local_settings_file_is_a_json_configuration_error(tmp_path):
+    (tmp_path / "local.settings.json").write_text("{not json")
+    code, answer, stderr = _exporter(_bare_env(), "ucd", "catalog", "--account", "acme", cwd=tmp_path)
+    assert code == 3 and "Traceback" not in stderr, stderr
+    assert answer["error"]["field"] == "local.settings.json"
+
+
+def test_only_operations_that_need_the_secret_key_demand_it(tmp_path, azurite_connection, tag, customer_container):
+    env = _bare_env(AzureWebJobsStorage=azurite_connection, EXPORT_TABLE_PREFIX=f"k{tag}", UCD_CONTAINER=f"ucd-k{tag}",
+                    EXPORT_QUEUE_NAME=f"k-{tag}")
+    assert _exporter(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)[:2] == (0, {"account": "acme", "events": {}, "attributes": []})
+    assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})
+    (tmp_path / "integration.json").write_text(json.dumps(integration_body(azurite_connection, customer_container.container_name)))
+    code, answer, _ = _exporter(env, "integrations", "create", "--account", "acme", "integration.json", cwd=tmp_path)
+    assert (code, answer["error"]["code"], answer["error"]["field"]) == (3, "configuration_error", "EXPORT_SECRET_KEY"), answer
+    assert list(customer_container.list_blobs()) == [], "refused before the verification wrote a test file"
+    assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})

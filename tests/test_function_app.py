@@ -98,6 +98,7 @@ def test_a_method_the_route_does_not_serve_is_a_405():
     handler = FUNCTIONS["ucd_catalog"].get_user_function()
     answer = handler(func.HttpRequest("PUT", "/api/ucd/acme/catalog", body=b"", route_params={"account": "acme"}))
     assert answer.status_code == 405 and json.loads(answer.get_body())["error"]["code"] == "method_not_allowed"
+    assert answer.headers["Allow"] == "GET"
 
 
 def test_import_function_app_in_a_fresh_interpreter():
@@ -124,3 +125,16 @@ print(sorted(m for m in sys.modules if m.startswith("exporter.local")))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_malformed_storage_setting_answers_http_in_json_naming_it(monkeypatch):
+    monkeypatch.setenv("AzureWebJobsStorage", "garbage")
+    triggers.use_context(None)
+    try:
+        handler = FUNCTIONS["ucd_catalog"].get_user_function()
+        answer = handler(func.HttpRequest("GET", "/api/ucd/acme/catalog", body=b"", route_params={"account": "acme"}))
+    finally:
+        triggers.use_context(None)
+    body = json.loads(answer.get_body())
+    assert answer.status_code == 500 and answer.mimetype == "application/json"
+    assert (body["error"]["code"], body["error"]["field"]) == ("configuration_error", "AzureWebJobsStorage"), body

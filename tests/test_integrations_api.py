@@ -1,6 +1,8 @@
 """The integrations API (docs/architecture.md, docs/invariants.md): validation, the 5-integration limit,
 updates and their races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
 import base64
+import csv
+import io
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +66,9 @@ INVALID = [
      "attributes[0]", "collide"),
     ("status credential_error", {"status": "credential_error"}, "status", "'active' or 'paused'"),
     ("no name", {"name": ""}, "name", "non-empty"),
+    ("name with a control character", {"name": "feed\x00"}, "name", "control characters"),
+    ("name with a newline", {"name": "feed\nsecond line"}, "name", "control characters"),
+    ("name with an unpaired surrogate", {"name": "feed \ud800"}, "name", "Unicode"),
 ]
 
 
@@ -87,6 +92,8 @@ def test_create_refuses_invalid_bodies_naming_the_field_and_stores_nothing(
     ({"container": "ab"}, "destination.container"),
     ({"type": "ftp"}, "destination.type"),
     ({"prefix": "a\\b"}, "destination.prefix"),
+    ({"container": "exports\n"}, "destination.container"),  # `$` matched before the newline: 422 from storage before
+    ({"connection_string": "AccountName=a;AccountKey=a2V5;x=\ud800"}, "destination.connection_string"),  # a 500 before
 ])
 def test_create_refuses_invalid_destinations_naming_the_field(ctx, customer_container, azurite_connection, destination_change, field):
     body = integration_body(azurite_connection, customer_container.container_name)
@@ -111,6 +118,30 @@ def test_update_refuses_invalid_bodies_and_changes_nothing(ctx, customer_contain
         assert (answer.status, answer.body["error"]["field"]) == (400, field), (body, answer.body)
     after = ctx.repo.get("acme", iid)
     assert after.etag == before.etag and after == before
+
+
+# ------------------------------------------------------------------ selections the catalog has not seen
+
+
+def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_each_field(ctx, customer_container, azurite_connection):
+    stored = call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [
+        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"currency": "EUR"}}]}]}, account="acme")
+    assert stored.status == 200, stored.body
+    created = create(ctx, azurite_connection, customer_container.container_name,
+                     events=[{"name": "purchase", "params": ["currency", "price"]}, {"name": "refund", "params": ["amount"]}],
+                     attributes=["email", "plan"])
+    expected = [
+        "events[0].params[1]: parameter 'price' has not been seen on event 'purchase' in this account yet; its column stays empty until it is.",
+        "events[1].name: event 'refund' has not been seen in this account yet; the files hold no rows of it until it is.",
+        "events[1].params[0]: parameter 'amount' has not been seen on event 'refund' in this account yet; its column stays empty until it is.",
+        "attributes[1]: attribute 'plan' has not been seen on a user of this account yet; its column stays empty until it is.",
+    ]
+    assert created["warnings"] == expected
+    assert show(ctx, created["id"])["warnings"] == expected
+    call(ctx, "ucd_upsert", {"users": [{"user_id": "u2", "attributes": {"plan": "pro"}, "events": [
+        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 1}},
+        {"event_name": "refund", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"amount": 1}}]}]}, account="acme")
+    assert "warnings" not in show(ctx, created["id"]), "once seen, no warning"
 
 
 # ------------------------------------------------------------------ the limit of 5
@@ -256,6 +287,24 @@ def test_if_match_with_the_current_etag_succeeds_and_a_stale_one_is_412(ctx, cus
     assert show(ctx, iid)["name"] == "first"
 
 
+def test_list_items_carry_the_etag_that_show_gives_and_an_update_accepts(ctx, customer_container, azurite_connection):
+    """The README says list and show return an `etag`; list items had none."""
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    [item] = listed(ctx)
+    assert item["etag"] and item["etag"] == show(ctx, iid)["etag"]
+    assert update(ctx, iid, {"name": "renamed"}, **{"If-Match": item["etag"]}).status == 200
+
+
+def test_if_match_star_matches_any_current_version_but_not_a_missing_one(ctx, customer_container, azurite_connection):
+    iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
+    update(ctx, iid, {"name": "changed first"})
+    answer = update(ctx, iid, {"name": "any version"}, **{"If-Match": "*"})
+    assert answer.status == 200 and answer.body["name"] == "any version", answer.body
+    assert call(ctx, "integrations_delete", account="acme", id=iid).status == 200
+    gone = update(ctx, iid, {"name": "x"}, **{"If-Match": "*"})
+    assert (gone.status, gone.body["error"]["code"]) == (404, "not_found"), gone.body
+
+
 def test_an_edit_that_read_before_another_edit_is_refused(ctx, customer_container, azurite_connection, monkeypatch):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     stale = ctx.repo.get("acme", iid)
@@ -398,6 +447,24 @@ def test_unknown_integration_is_404(ctx):
     assert call(ctx, "integrations_runs", account="acme", id="nope").status == 404
 
 
+ID_OPERATIONS = [("integrations_show", None), ("integrations_runs", None), ("integrations_delete", None),
+                 ("integrations_pause", None), ("integrations_resume", None), ("integrations_update", {"name": "x"}),
+                 ("integrations_replay", {"start": 1795860000})]
+
+
+@pytest.mark.parametrize("iid", ["3f9c0a1b/2c3d", "a/b", "..", "3f9c0a1b2c3d#", "3F9C0A1B2C3D", "3f9c0a1b2c3d\n", "x" * 2000, "é"])
+def test_an_id_that_no_integration_can_have_is_404_without_asking_storage(ctx, monkeypatch, iid):
+    """Ids are 12 lowercase hex digits; '/' (an encoded %2F in the route) used to reach storage and answer 503."""
+    def untouchable(*_args, **_kwargs):
+        raise AssertionError("storage was asked about an id no integration can have")
+
+    monkeypatch.setattr(ctx.repo.table, "get_entity", untouchable)
+    for op, body in ID_OPERATIONS:
+        answer = call(ctx, op, body, account="acme", id=iid)
+        assert (answer.status, answer.body["error"]["code"], answer.body["error"]["field"]) == (404, "not_found", "id"), (op, answer.body)
+        assert answer.body["error"]["message"] == f"integration {iid!r} not found in account 'acme'", "the answer to an unknown id"
+
+
 # ------------------------------------------------------------------ activated_at
 
 
@@ -405,6 +472,28 @@ def test_activated_at_is_the_clock_time_when_created_active(ctx, clock, customer
     clock.set(T0 + timedelta(minutes=17, seconds=3))
     created = create(ctx, azurite_connection, customer_container.container_name)
     assert created["activated_at"] == iso(T0 + timedelta(minutes=17, seconds=3)) == created["created_at"]
+
+
+def test_activation_rounds_up_so_an_event_stored_before_it_is_not_exported(ctx, clock, customer_container, azurite_connection):
+    """I3, no historical export: rounded down, activation at 10:00:00.5 became 10:00:00 and took the event stored at 10:00:00.5."""
+    clock.set(T0 + timedelta(milliseconds=500))
+    created = create(ctx, azurite_connection, customer_container.container_name)
+    assert created["activated_at"] == iso(T0 + timedelta(seconds=1))
+
+    def store(user: str) -> None:
+        answer = call(ctx, "ucd_upsert", {"users": [{"user_id": user, "events": [
+            {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z"}]}]}, account="acme")
+        assert answer.body["stored_events"] == 1, answer.body
+
+    store("before-activation")  # stored at activation - 0.5 s
+    clock.set(T0 + timedelta(seconds=1))
+    store("at-activation")
+    clock.set(T0 + timedelta(hours=1, minutes=3))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+    [blob] = customer_container.list_blobs(name_starts_with="insider/acme_")
+    assert blob.name.endswith(f"_{1795860001}_{1795860001 + 3600}.csv")
+    rows = list(csv.DictReader(io.StringIO(customer_container.download_blob(blob.name).readall().decode())))
+    assert [r["user_id"] for r in rows] == ["at-activation"]
 
 
 def test_created_paused_has_no_activation_until_resumed(ctx, clock, customer_container, azurite_connection):

@@ -218,6 +218,32 @@ def test_unreachable_endpoint_fails_fast_saying_it_cannot_be_reached(ctx, custom
     assert elapsed < 10, f"verify and create against a closed port took {elapsed:.1f}s; verification must fail fast"
 
 
+@pytest.mark.parametrize("prefix", [".", "..", "../x", "a/./b", "a/..", "a//b", "./a", "a\x7fb", "a\u0085b", "x\ud800"])
+def test_a_prefix_with_dot_or_empty_segments_is_a_400_on_the_prefix_before_any_write(ctx, customer_container, azurite_connection, prefix):
+    """'.' used to verify as "wrong account key" (the SDK's URL lost the segment, so the signature failed), '../x' as "(400 OutOfRangeInput)"."""
+    dest = destination(azurite_connection, customer_container.container_name, prefix=prefix)
+    error = refused_everywhere(ctx, dest, customer_container.container_name)
+    assert (error["status"], error["code"], error["field"]) == (400, "invalid_input", "destination.prefix"), error
+    assert blob_names(customer_container) == []
+
+
+@pytest.mark.parametrize("prefix, under", [("/a/b/", "a/b/"), ("a/", "a/"), ("/", ""), ("", ""), (".hidden/x.y", ".hidden/x.y/")])
+def test_a_leading_or_trailing_slash_is_fine_the_prefix_is_joined_with_one_slash(ctx, customer_container, azurite_connection, prefix, under):
+    answer = call(ctx, "integrations_verify", destination(azurite_connection, customer_container.container_name, prefix=prefix), account="acme")
+    assert answer.body["ok"] is True, answer.body
+    name = answer.body["test_file"]["name"]
+    assert name.startswith(under + ".export-verify-") and "//" not in name
+
+
+def test_an_unknown_storage_account_is_named_as_such(ctx, customer_container, azurite_connection):
+    """Azurite (like any explicit endpoint) answers 404 ResourceNotFound for an account it does not have."""
+    endpoint = blob_endpoint(azurite_connection).rsplit("/", 1)[0]
+    conn = f"DefaultEndpointsProtocol=http;AccountName=nosuch;AccountKey={DEV_KEY};BlobEndpoint={endpoint}/nosuch"
+    error = refused_everywhere(ctx, destination(conn, customer_container.container_name), customer_container.container_name)
+    assert (error["status"], error["code"]) == (422, "destination_error")
+    assert error["message"] == "the storage account was not found: check the account name or endpoint"
+
+
 # ------------------------------------------------------------------ parse_connection_string (pure)
 
 
@@ -354,6 +380,24 @@ def test_classify_connection_failures_are_transient(exc):
 
 def test_classify_other_4xx_is_a_destination_error():
     assert isinstance(classify(http_error(409, "ContainerBeingDeleted"), "exports"), DestinationError)
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFound", "AccountNotFound"])
+def test_classify_an_unknown_account(code):
+    error = classify(http_error(404, code), "exports")
+    assert isinstance(error, DestinationError)
+    assert error.message == "the storage account was not found: check the account name or endpoint"
+
+
+@pytest.mark.parametrize("status, code", [(400, "OutOfRangeInput"), (400, "InvalidUri"), (400, "InvalidResourceName"),
+                                          (400, "InvalidQueryParameterValue"), (400, None), (409, "ContainerBeingDeleted"),
+                                          (409, "SomethingNew"), (412, "ConditionNotMet"), (404, "BlobNotFound")])
+def test_classify_every_other_refusal_is_a_sentence_not_a_bare_code(status, code):
+    message = classify(http_error(status, code), "exports").message
+    assert f"({status}" not in message, message
+    assert message.startswith("the ") and ("; " in message or ": " in message), message
+    if code:
+        assert message.endswith(f"(error code {code})"), "the code stays as a detail for support"
 
 
 def test_classified_messages_never_contain_the_key_or_the_sas():

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.clock import parse_instant
 from exporter.errors import InputError
-from exporter.validation import MAX_DEPTH, check_name, load_json_body
+from exporter.validation import MAX_DEPTH, check_fields, check_name, load_json_body
 from tests.conftest import call
 
 
@@ -81,3 +81,22 @@ def test_a_zone_less_timestamp_through_the_api_is_a_400_naming_it(ctx):
     body = {"users": [{"user_id": "u1", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:00:00"}]}]}
     answer = call(ctx, "ucd_upsert", json.dumps(body).encode(), account="acme")
     assert answer.status == 400 and answer.body["error"]["field"] == "users[0].events[0].timestamp", answer.body
+
+
+@pytest.mark.parametrize("operation", ["ucd_catalog", "integrations_list"])
+@pytest.mark.parametrize("account", ["acme\n", "acme\r\n", "\nacme"])
+def test_an_account_with_a_trailing_newline_is_a_400(ctx, operation, account):
+    """`^...$` matched "acme\\n" (`$` matches before a final newline), so it was taken as an account."""
+    answer = call(ctx, operation, account=account)
+    assert (answer.status, answer.body["error"]["field"]) == (400, "account"), answer.body
+
+
+@pytest.mark.parametrize("where, key, field", [
+    ("body", "colour", "colour"), ("destination", "region", "destination.region"),
+    ("body", "", 'body[""]'), ("body", "a.b", 'body["a.b"]'), ("events[0]", "1", 'events[0]["1"]'),
+])
+def test_an_unknown_member_is_named_by_a_json_path_even_when_its_key_is_empty_or_not_a_name(where, key, field):
+    """Found by test_ucd_upsert_properties.py: {"": null} was refused with the field "" (naming nothing)."""
+    with pytest.raises(InputError) as refused:
+        check_fields({key: None}, set(), where)
+    assert refused.value.field == field and refused.value.message == f"{field}: is not a known field"

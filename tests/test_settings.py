@@ -64,3 +64,22 @@ def test_identity_based_storage_uses_the_service_uris_without_a_connection_strin
 def test_identity_settings_must_come_together():
     with pytest.raises(ConfigurationError):
         Settings.from_env({"AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net"})
+
+
+def test_storage_that_refuses_the_apps_key_is_a_configuration_error_naming_the_setting(azurite_connection):
+    from exporter.storage import storage_for
+
+    wrong = ";".join("AccountKey=a2V5a2V5a2V5" if p.startswith("AccountKey=") else p for p in azurite_connection.split(";"))
+    with pytest.raises(ConfigurationError) as refused:
+        storage_for(Settings(storage_connection=wrong, table_prefix="tkey"))
+    assert refused.value.field == "AzureWebJobsStorage" and "403" in refused.value.message
+
+
+def test_the_secret_key_is_demanded_on_first_use_only():
+    from exporter.secrets import SecretBox
+
+    box = SecretBox("")  # building it asks nothing: an operation without secrets runs without a key
+    for use in (lambda: box.seal("x"), lambda: box.open("token")):
+        with pytest.raises(ConfigurationError) as refused:
+            use()
+        assert refused.value.field == "EXPORT_SECRET_KEY" and "not set" in refused.value.message

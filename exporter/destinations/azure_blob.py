@@ -23,6 +23,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
+from ..validation import check_text
 from .common import DestinationKind
 
 FIELD = "destination.connection_string"
@@ -34,6 +35,22 @@ PERMISSION_CODES = {
     "AuthorizationProtocolMismatch",
 }
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+ACCOUNT_NOT_FOUND_CODES = {"ResourceNotFound", "AccountNotFound"}
+# What a refusal means to a customer, by error code; any other refusal gets REFUSED_BY_STATUS's sentence.
+REFUSED_BY_CODE = {
+    "OutOfRangeInput": "the storage service refused the container name or the path prefix as out of range; check both",
+    "InvalidResourceName": "the storage service refused the container name or the path prefix as invalid; check both",
+    "InvalidUri": "the storage service could not use the address; check the endpoint in the connection string, the container name and the prefix",
+    "AccountIsDisabled": "the storage account is disabled; enable it in the Azure portal",
+    "ContainerBeingDeleted": "the container is being deleted; create it again once the deletion has finished",
+    "ContainerDisabled": "the container is disabled; enable it in the Azure portal",
+    "BlobImmutableDueToPolicy": "the container's immutability policy refuses new or changed files",
+}
+REFUSED_BY_STATUS = {
+    400: "the storage service refused the request as invalid; check the endpoint in the connection string, the container name and the prefix",
+    404: "the storage service found no such resource; check the account name or endpoint and the container name",
+    409: "the storage service refused the request because of the container's current state; check the container in the Azure portal",
+}
 CLIENT_OPTIONS = {"retry_total": 3, "retry_backoff_factor": 0.5, "connection_timeout": 10, "read_timeout": 120}
 # Verification answers a waiting customer: one quick retry (the storage SDK's own back-off starts at 15 s
 # and ignores retry_backoff_factor), so an unreachable endpoint fails in seconds, not minutes.
@@ -120,7 +137,7 @@ def _parse_sas_url(text: str) -> BlobCredentials:
 
 def check_container_name(name: Any, field: str = "destination.container") -> str:
     """Azure's container naming rule (S3 and GCS buckets have their own, in s3.py and gcs.py)."""
-    if not isinstance(name, str) or not CONTAINER_RE.match(name):
+    if not isinstance(name, str) or not CONTAINER_RE.fullmatch(name):  # `$` alone lets "name\n" through
         raise InputError("must be a container name: 3-63 lowercase letters, digits and single hyphens", field=field)
     return name
 
@@ -153,14 +170,23 @@ def classify(exc: BaseException, container: str) -> ExporterError:
             )
         if status == 404 and code == "ContainerNotFound":
             return DestinationError(f"container {container!r} does not exist in the storage account")
+        if status == 404 and code in ACCOUNT_NOT_FOUND_CODES:
+            return DestinationError("the storage account was not found: check the account name or endpoint")
         if status in TRANSIENT_STATUSES or status >= 500:
             return TransientError(f"the storage service is unavailable or throttling ({status} {code})".strip())
-        return DestinationError(f"the storage service refused the request ({status} {code})".strip())
+        return DestinationError(_refusal(status, code))
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return TransientError("could not reach the storage endpoint")
     if isinstance(exc, AzureError):
         return TransientError(f"storage request failed ({type(exc).__name__})")
     return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
+
+
+def _refusal(status: int, code: str) -> str:
+    """A refusal retries cannot fix, as a sentence a customer can act on; the code stays as a detail for support."""
+    sentence = REFUSED_BY_CODE.get(code) or REFUSED_BY_STATUS.get(status) or (
+        f"the storage service refused the request with HTTP status {status}; check the destination's settings")
+    return f"{sentence} (error code {code})" if code else sentence
 
 
 def block_id(index: int) -> str:
@@ -239,6 +265,7 @@ def _check_connection_string(value: Any, field: str = FIELD) -> str:
     """A non-empty string; it is parsed when the destination is opened (verification reports what is wrong)."""
     if not isinstance(value, str) or not value.strip():
         raise InputError("must be a non-empty string", field=field)
+    check_text(value, field)
     return value
 
 

@@ -7,12 +7,14 @@ credential parts as JSON) and back, how the masked credentials are shown, and ho
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..errors import InputError
 from ..export.destination import Destination
+from ..validation import check_text
 
 VERIFY_CONTENT = b"Verification file written by the event export. Safe to delete.\n"
 CONTENT_TYPE = "text/csv; charset=utf-8"
@@ -63,10 +65,17 @@ class DestinationKind:
 
 
 def check_prefix(value: Any, field: str = "destination.prefix") -> str:
-    """A path prefix; null is the container or bucket root."""
+    """A path prefix, the same rule for every type; null is the container or bucket root."""
     prefix = "" if value is None else value
-    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
+    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or "\\" in prefix or any(unicodedata.category(c) == "Cc" for c in prefix):
         raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field)
+    # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
+    # segment would be resolved away by URL normalization and an empty one names a different path.
+    check_text(prefix, field)
+    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InputError("must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
+                         field=field)
     return prefix
 
 
@@ -74,6 +83,7 @@ def check_token(value: Any, field: str, what: str, max_length: int = MAX_SECRET)
     """A non-empty string without whitespace or control characters (keys, key ids)."""
     if not isinstance(value, str) or not value or len(value) > max_length or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise InputError(f"must be {what}: a non-empty string without spaces, at most {max_length} characters", field=field)
+    check_text(value, field)
     return value
 
 
@@ -83,6 +93,7 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
         return None
     if not isinstance(value, str) or len(value) > 2048:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
+    check_text(value, field)
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)

@@ -23,16 +23,11 @@ from typing import Any, Mapping
 
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from google.api_core import exceptions as api_exceptions
-from google.auth import exceptions as auth_exceptions
-from google.auth.transport.requests import AuthorizedSession
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
-from google.oauth2 import service_account
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
+from ..validation import check_text
 from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
 
 REQUIRED = ("bucket", "service_account_key")
@@ -50,8 +45,14 @@ TIMEOUT = (10, 120)  # connect, read (seconds)
 VERIFY_TIMEOUT = (5, 30)
 WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means the caller skipped one
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-# Verification answers a waiting customer: a few seconds of retries, so a wrong endpoint fails fast.
-VERIFY_RETRY = DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
+
+
+def _verify_retry() -> Any:
+    """Verification answers a waiting customer: a few seconds of retries, so a wrong endpoint fails fast."""
+    # google-cloud-storage is imported where it is used: the app's cold start does not pay for it.
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 
 # ------------------------------------------------------------------ the body
@@ -59,7 +60,7 @@ VERIFY_RETRY = DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 def check_bucket(value: Any, field: str = "destination.bucket") -> str:
     """Cloud Storage's bucket naming rule ('_' and dotted names up to 222 characters, unlike S3 and Azure)."""
-    if not isinstance(value, str) or not BUCKET_RE.match(value) or ".." in value or (len(value) > 63 and "." not in value):
+    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value) or ".." in value or (len(value) > 63 and "." not in value):
         raise InputError("must be a Cloud Storage bucket name: 3-63 lowercase letters, digits, '-', '_' and '.'", field=field)
     return value
 
@@ -68,6 +69,7 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
     """A service-account key file (the JSON object Google issues), with a private key that parses."""
     if not isinstance(value, dict):
         raise InputError("must be the service account's JSON key file (an object)", field=field)
+    check_text(value, field)
     if len(json.dumps(value)) > MAX_KEY_BYTES:
         raise InputError(f"is larger than {MAX_KEY_BYTES} bytes; it is not a service account key file", field=field)
     for name in KEY_REQUIRED:
@@ -78,7 +80,7 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
             raise InputError("must be a string, as in the key file", field=f"{field}.{name}")
     if value["type"] != "service_account":
         raise InputError("must be 'service_account': create a key for a service account", field=f"{field}.type")
-    if not EMAIL_RE.match(value["client_email"]):
+    if not EMAIL_RE.fullmatch(value["client_email"]):
         raise InputError("must be the service account's email address", field=f"{field}.client_email")
     check_endpoint_url(value["token_uri"], f"{field}.token_uri")
     try:
@@ -121,7 +123,11 @@ class GcsCredentials:
     def endpoint(self) -> str:
         return self.endpoint_url or DEFAULT_ENDPOINT
 
-    def google_credentials(self) -> service_account.Credentials:
+    def google_credentials(self) -> Any:
+        """The google-auth service-account credentials (their token flow signs a JWT with the key)."""
+        from google.auth import exceptions as auth_exceptions
+        from google.oauth2 import service_account
+
         try:
             return service_account.Credentials.from_service_account_info(self.service_account_key, scopes=SCOPES)
         except (ValueError, KeyError, TypeError, auth_exceptions.GoogleAuthError):
@@ -158,6 +164,9 @@ def classify_status(status: int, bucket: str, operation: str | None = None) -> E
 
 def classify(exc: BaseException, bucket: str, operation: str | None = None) -> ExporterError:
     """Turn a google-cloud-storage, google-auth or requests failure into our error types."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
     if isinstance(exc, ExporterError):
         return exc
     if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
@@ -204,6 +213,9 @@ class GcsDestination:
         self.credentials = credentials
         self.bucket = check_bucket(bucket)
         self.prefix = prefix or ""
+        from google.auth.transport.requests import AuthorizedSession
+        from google.cloud import storage
+
         self._google = credentials.google_credentials()
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
         project = credentials.service_account_key.get("project_id") or "<none>"
@@ -226,10 +238,14 @@ class GcsDestination:
 
     def verify(self, test_file_name: str) -> Verification:
         """Write a small test file under the prefix and try to delete it (docs/architecture.md)."""
+        from google.api_core import exceptions as api_exceptions
+        from google.auth import exceptions as auth_exceptions
+
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
+        retry = _verify_retry()
         try:
-            blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=VERIFY_RETRY)
+            blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
         except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
             cause = exc.cause if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None else exc
             if isinstance(cause, requests.ConnectionError):
@@ -238,7 +254,7 @@ class GcsDestination:
                 raise DestinationError("could not reach the token_uri of the service account key") from None
             raise self._classify(cause, "write") from None
         try:
-            blob.delete(timeout=VERIFY_TIMEOUT, retry=VERIFY_RETRY)
+            blob.delete(timeout=VERIFY_TIMEOUT, retry=retry)
         except api_exceptions.Forbidden:
             return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
         except Exception as exc:  # noqa: BLE001

@@ -16,18 +16,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+# boto3 is imported where a client is made or a failure classified: the app's cold start (every
+# Functions instance, also those that never export to S3) does not pay for it.
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import DestinationInfo, Verification
@@ -81,13 +75,13 @@ VERIFY_OPTIONS = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_t
 
 def check_bucket(value: Any, field: str = "destination.bucket") -> str:
     """S3's bucket naming rule (not Azure's container rule: dots are allowed)."""
-    if not isinstance(value, str) or not BUCKET_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value) or ".." in value:
         raise InputError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'", field=field)
     return value
 
 
 def check_region(value: Any, field: str = "destination.region") -> str:
-    if not isinstance(value, str) or not REGION_RE.match(value):
+    if not isinstance(value, str) or not REGION_RE.fullmatch(value):
         raise InputError("must be an AWS region such as eu-west-1", field=field)
     return value
 
@@ -141,17 +135,26 @@ def _code(exc: ClientError) -> tuple[int | None, str]:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     code = str(exc.response.get("Error", {}).get("Code") or "")
     # Without an S3 error body botocore names the status as the code: that is no code.
-    return status, code if CODE_RE.match(code) and not code.isdigit() else ""
+    return status, code if CODE_RE.fullmatch(code) and not code.isdigit() else ""
 
 
 def _bucket_region(exc: ClientError) -> str | None:
     region = exc.response.get("Error", {}).get("Region") or (
         exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region"))
-    return region if isinstance(region, str) and REGION_RE.match(region) else None
+    return region if isinstance(region, str) and REGION_RE.fullmatch(region) else None
 
 
 def classify(exc: BaseException, bucket: str, region: str, operation: str | None = None) -> ExporterError:
     """Turn a boto3 failure into our error types, in words a customer can act on."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
     if isinstance(exc, ExporterError):
         return exc
     if isinstance(exc, ClientError):
@@ -187,7 +190,7 @@ def classify(exc: BaseException, bucket: str, region: str, operation: str | None
 
 # ------------------------------------------------------------------ the destination
 
-_session: boto3.session.Session | None = None
+_session: Any = None  # a boto3 Session
 _session_lock = threading.Lock()
 
 
@@ -207,6 +210,8 @@ def _new_client(**kwargs: Any) -> Any:
     global _session
     with _session_lock:
         if _session is None:
+            import boto3
+
             _session = boto3.session.Session()
         return _session.client("s3", **kwargs)
 
@@ -244,6 +249,8 @@ class S3Destination:
         creds = self.credentials
         # Path-style for S3-compatible endpoints (most need it); AWS itself picks its own style.
         style = "path" if creds.endpoint_url else "auto"
+        from botocore.config import Config
+
         config = Config(**options, s3={"addressing_style": style}, ignore_configured_endpoint_urls=True,
                         user_agent_extra="event-export")
         return _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config,
@@ -256,6 +263,8 @@ class S3Destination:
 
     def verify(self, test_file_name: str) -> Verification:
         """Write a small test file under the prefix and try to delete it (docs/architecture.md)."""
+        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
         path = join_prefix(self.prefix, test_file_name)
         client = self._client(VERIFY_OPTIONS)
         try:

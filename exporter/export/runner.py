@@ -52,8 +52,9 @@ class BlockUploader:
 
     def _raise_if_failed(self) -> None:
         for future in self._futures:
-            if future.done() and future.exception() is not None:
-                raise future.exception()
+            failure = future.exception() if future.done() else None
+            if failure is not None:
+                raise failure
         self._futures = [f for f in self._futures if not f.done()]
 
     def commit(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -12,7 +13,7 @@ from ..destinations import DESTINATION_KINDS, destination_kind
 from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
-from ..validation import check_fields, check_name
+from ..validation import check_fields, check_name, check_text
 from ..windows import FREQUENCIES_HOURS
 
 
@@ -246,6 +247,9 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         name = body["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise InputError(f"must be a non-empty string of at most {MAX_NAME} characters", field="name")
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            raise InputError("must not contain control characters", field="name")
+        check_text(name, "name")
         changes.name = name.strip()
     if "destination" in body:
         changes.destination = parse_destination(body["destination"], partial=partial)

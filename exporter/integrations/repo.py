@@ -1,6 +1,7 @@
 """Integrations in Table Storage, one partition per account; every write is conditional."""
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from azure.core import MatchConditions
@@ -16,6 +17,13 @@ from ..errors import ConflictError, LimitError, NotFoundError, StaleRecordError,
 from .model import Integration, Status
 
 MAX_DESTINATIONS_PER_ACCOUNT = 5
+# IntegrationService.create makes ids of 12 lowercase hex digits; anything else names no integration,
+# and some of it ('/', '#', '?', over 1 KiB) could not even be asked for as a Table key.
+ID_RE = re.compile(r"[0-9a-f]{12}")
+
+
+def _not_found(account: str, integration_id: str) -> NotFoundError:
+    return NotFoundError(f"integration {integration_id!r} not found in account {account!r}", field="id")
 
 
 def _slot_key(slot: int) -> str:
@@ -27,12 +35,14 @@ class IntegrationRepo:
         self.table = table
 
     def get(self, account: str, integration_id: str) -> Integration:
+        if not ID_RE.fullmatch(integration_id):
+            raise _not_found(account, integration_id)  # the answer to an unknown id, without asking storage
         try:
             entity = self.table.get_entity(account, integration_id)
         except ResourceNotFoundError:
-            raise NotFoundError(f"integration {integration_id!r} not found in account {account!r}", field="id") from None
+            raise _not_found(account, integration_id) from None
         if entity.get("kind") != "integration":
-            raise NotFoundError(f"integration {integration_id!r} not found in account {account!r}", field="id")
+            raise _not_found(account, integration_id)
         return Integration.from_entity(entity)
 
     def list(self, account: str) -> list[Integration]:
@@ -92,7 +102,7 @@ class IntegrationRepo:
         except ResourceModifiedError:
             raise StaleRecordError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
         except ResourceNotFoundError:
-            raise NotFoundError(f"integration {integration.id!r} not found in account {integration.account!r}", field="id") from None
+            raise _not_found(integration.account, integration.id) from None
         return integration.with_changes(etag=written["etag"])
 
     def delete(self, integration: Integration) -> None:

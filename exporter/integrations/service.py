@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ..clock import Clock, to_unix
@@ -34,14 +35,14 @@ class IntegrationService:
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
-        known_events: Callable[[str], set[str]] | None = None,
+        catalog: Callable[[str], dict[str, Any]] | None = None,
     ):
         self.repo = repo
         self.runs_repo = runs
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
-        self.known_events = known_events
+        self.catalog = catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
 
     # ------------------------------------------------------------- verification
 
@@ -50,10 +51,12 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        return self._verified(parse_destination(body, partial=False).complete())[1]
+        return self._verified(parse_destination(body, partial=False).complete(), seal=False)[1]
 
-    def _verified(self, destination: DestinationParams) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(self, destination: DestinationParams, seal: bool = True) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
+        # Sealed first: without a usable EXPORT_SECRET_KEY a create or update fails before writing a test file.
+        sealed_secret = self.secrets.seal(destination.secret) if seal else ""
         client = self.open_destination(destination.type, destination.secret, destination.container, destination.prefix)
         verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
@@ -61,7 +64,7 @@ class IntegrationService:
             type=destination.type,
             container=info.container,
             prefix=destination.prefix,
-            sealed_secret=self.secrets.seal(destination.secret),
+            sealed_secret=sealed_secret,
             masked=info.masked,
         )
         return sealed, verification.to_json()
@@ -96,7 +99,7 @@ class IntegrationService:
 
     def list(self, account: str) -> dict[str, Any]:
         check_account(account)
-        return {"integrations": [i.to_json() for i in self.repo.list(account)]}
+        return {"integrations": [{**i.to_json(), "etag": i.etag} for i in self.repo.list(account)]}
 
     def show(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
@@ -117,14 +120,25 @@ class IntegrationService:
         return body
 
     def _warnings(self, integration: Integration) -> list[str]:
-        if self.known_events is None:
+        """A selected event, parameter or attribute the account's catalog has not seen yet: one sentence each, naming its field."""
+        if self.catalog is None:
             return []
-        known = self.known_events(integration.account)
-        return [
-            f"events[{i}].name: {e.name!r} has not been seen in this account yet; its files stay empty until it is"
-            for i, e in enumerate(integration.events)
-            if e.name not in known
-        ]
+        catalog = self.catalog(integration.account)
+        seen_events: dict[str, list[str]] = catalog["events"]
+        warnings = []
+        for i, event in enumerate(integration.events):
+            if event.name not in seen_events:
+                warnings.append(f"events[{i}].name: event {event.name!r} has not been seen in this account yet; "
+                                "the files hold no rows of it until it is.")
+            seen_params = set(seen_events.get(event.name, ()))
+            warnings += [f"events[{i}].params[{j}]: parameter {param!r} has not been seen on event {event.name!r} "
+                         "in this account yet; its column stays empty until it is."
+                         for j, param in enumerate(event.params) if param not in seen_params]
+        seen_attributes = set(catalog["attributes"])
+        warnings += [f"attributes[{k}]: attribute {key!r} has not been seen on a user of this account yet; "
+                     "its column stays empty until it is."
+                     for k, key in enumerate(integration.attributes) if key not in seen_attributes]
+        return warnings
 
     # ------------------------------------------------------------- changes
 
@@ -172,6 +186,8 @@ class IntegrationService:
 
     def _write(self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None) -> Integration:
         """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
+        if if_match is not None and if_match.strip() == "*":
+            if_match = None  # HTTP: `*` matches any current version, and `current` exists (it was just read)
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         attempted: list[Integration] = []
@@ -224,6 +240,11 @@ def _same_record(a: Integration, b: Integration) -> bool:
     return a.to_entity() == b.to_entity()
 
 
-def _whole_second(when):
-    """Windows start at activation; whole seconds keep the Unix bounds in file names exact."""
-    return when.replace(microsecond=0)
+def _whole_second(when: datetime) -> datetime:
+    """Windows start at activation; whole seconds keep the Unix bounds in file names exact.
+
+    Rounded up, never down: an event stored before the activation instant is history, and I3 says
+    no historical export.
+    """
+    whole = when.replace(microsecond=0)
+    return whole if whole == when else whole + timedelta(seconds=1)

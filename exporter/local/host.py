@@ -34,14 +34,15 @@ def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[JobOutcome
         if not messages:
             break
         for message in messages:
-            if message.dequeue_count > ctx.settings.max_dequeue_count:
+            deliveries = message.dequeue_count or 1
+            if deliveries > ctx.settings.max_dequeue_count:
                 poison.send_message(message.content)
                 queue.delete_message(message)
                 record_poison(ctx, message.content)
                 poisoned += 1
                 continue
             try:
-                result = process_job(ctx, message.content, message.dequeue_count)
+                result = process_job(ctx, message.content, deliveries)
             except Exception as error:  # noqa: BLE001 - the host would retry it; so do we
                 failed += 1
                 log.warning("export job failed (delivery %d): %s", message.dequeue_count, type(error).__name__)

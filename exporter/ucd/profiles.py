@@ -91,7 +91,7 @@ class Profiles:
                 "updated_at": iso(self.clock.now()),
             }
             for part in ("attributes", "identifiers"):
-                if len(entity[part]) > MAX_PROFILE_CHARS:
+                if len(str(entity[part])) > MAX_PROFILE_CHARS:
                     raise InputError(f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters", field=f"{where}.{part}")
             return entity, new_attributes
 

@@ -74,7 +74,7 @@ def encode_segment(rows: Iterable[dict[str, str | None]], param_keys: Iterable[s
     columns = list(FIXED_COLUMNS) + [param_column(k) for k in sorted(set(param_keys))] + [
         attribute_column(k) for k in sorted(set(attribute_keys))
     ]
-    ordered = sorted(rows, key=lambda r: r["event_id"])
+    ordered = sorted(rows, key=lambda r: r["event_id"] or "")  # every row has its id
     table = pa.table(
         {name: pa.array([r.get(name) for r in ordered], type=pa.string()) for name in columns}
     )

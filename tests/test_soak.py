@@ -1,0 +1,57 @@
+"""A short chaos soak (`python -m bench.soak`, two simulated days), so that CI keeps the soak working.
+
+The soak starts its own two Azurites and worker processes, so it runs as a subprocess. Failures of
+the known ingest bugs being fixed in exporter/ucd/store.py (tests/test_soak_finding_ingest_loss.py,
+tests/test_soak_finding_blocked_retry.py) turn this test into an xfail with the soak's own messages;
+any other failure fails it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Known, confirmed ingest bugs that are being fixed elsewhere (acknowledged events lost, events stored
+# twice, a large retried request never acknowledged): remove once their xfail tests pass.
+KNOWN = re.compile(r"^(lost at ingest: |stored \d+ times: |upsert of \d+ events to \S+ first sent \S+ was refused \d+ times)")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("soak") / "soak.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--days", "2", "--seed", "11", "--volume", "0.5", "--step-minutes", "60", "--rate", "0.02",
+         "--tick-kills", "0.15", "--upsert-kills", "0.05", "--out", str(out), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert out.exists(), f"no report (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    answer = json.loads(out.read_text())
+    assert done.returncode == (0 if answer["ok"] else 1), done.stderr[-3000:]
+    return answer
+
+
+def test_the_soak_runs_its_chaos_and_checks_every_window(report):
+    assert report["seed"] == 11 and report["days"] == 2
+    assert report["events_stored"] > 200 and report["rows_exported"] > 0
+    assert sum(report["faults_injected"]["total"].values()) > 10
+    assert report["faults_injected"]["total"].get("bad_signature", 0) > 0, "a customer's key was revoked"
+    assert report["kills"]["tick"] + report["kills"]["upsert"] > 0
+    assert report["credential_errors_seen"] >= 1
+    abandoned = [a for a in report["abandoned"] if a["request"].startswith("upsert")]
+    assert report["upserts"]["acknowledged"] + len(abandoned) == report["upserts"]["requests"]
+    assert len(report["integrations"]) == 8, "seven integrations, one deleted and recreated"
+    assert report["windows"] > 50 and report["files"] > 50
+
+
+def test_the_soak_finds_nothing_lost_or_duplicated(report):
+    unknown = [f for f in report["failures"] if not KNOWN.match(f)]
+    assert not unknown, "\n".join(unknown[:20])
+    if not report["ok"]:
+        pytest.xfail("known ingest bugs (see tests/test_soak_finding_*.py): " + "; ".join(report["failures"][:3]))
+    assert report["lost"] == 0 and report["duplicated"] == 0
+    assert report["windows"] == report["files"]
