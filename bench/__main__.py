@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upsert-requests", type=int, default=5, help="upsert requests for the ingest measurement")
     p.add_argument("--upsert-events", type=int, default=2_000, help="events per upsert request (default 2,000)")
     p.add_argument("--skip-upsert", action="store_true", help="skip the ingest measurement (upsert, resend, write floor)")
+    p.add_argument("--cloud", default="s3,gcs", help="S3/GCS rows: the 1-hour export into moto / the GCS emulator "
+                                                      "against that destination's own I/O floor ('' to skip)")
     args = p.parse_args(argv)
     if args.hours < 4:
         p.error("--hours must be at least 4 (the doubled window needs room)")
@@ -164,8 +166,11 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
         export4["sha256"] = sha256_of(service, spec["out_container"], export4["file"])
         export4["same_bytes_as_export_1h"] = export4["sha256"] == export1["sha256"]
 
+    cloud_rows(args, connection, step, results)
     results["ratios"] = ratios(results)
+    add_cloud_ratios(results)
     report(results)
+    report_cloud(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
@@ -247,6 +252,54 @@ def report(r: dict[str, Any]) -> None:
     print("\ntargets")
     for name, ok in ra["targets"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
+
+
+# ---------------------------------------------------------------- S3 and GCS rows
+
+CLOUD_LABELS = {"s3": "S3 (moto)", "gcs": "GCS (gcp-storage-emulator)"}
+
+
+def cloud_rows(args: argparse.Namespace, connection: str, step, results: dict[str, Any]) -> None:
+    """The 1-hour export into each S3/GCS destination, and that destination's own I/O floor, in this run."""
+    from exporter.local.demotargets import open_target
+
+    for kind in [k for k in args.cloud.split(",") if k]:
+        print(f"starting the local {CLOUD_LABELS[kind]} ...", flush=True)
+        target = open_target(kind, connection)
+        try:
+            destination = {**target.body, "prefix": "bench/"}
+            r = step(f"export_1h_{kind}", "export", frequency_hours=1, destination=destination)
+            r["sha256"] = hashlib.sha256(target.read(r["file"])).hexdigest()
+            r["same_bytes_as_azure"] = r["sha256"] == results["export_1h"]["sha256"]
+            step(f"io_floor_{kind}", "io_floor_cloud", frequency_hours=1, csv_bytes=r["bytes"], destination=destination)
+        finally:
+            target.stop()
+
+
+def add_cloud_ratios(r: dict[str, Any]) -> None:
+    ra = r["ratios"]
+    for kind in CLOUD_LABELS:
+        if f"export_1h_{kind}" not in r:
+            continue
+        export, floor = r[f"export_1h_{kind}"], r[f"io_floor_{kind}"]
+        ra[f"{kind}_export_over_floor_time"] = export["seconds"] / floor["seconds"]
+        ra["targets"][f"{kind}: export <= 1.25 x its I/O floor"] = ra[f"{kind}_export_over_floor_time"] <= 1.25
+        ra["targets"][f"{kind}: peak RSS <= 300 MB"] = export["peak_rss_mb"] <= 300
+        ra["targets"][f"{kind}: same bytes as the Azure Blob file"] = export["same_bytes_as_azure"]
+
+
+def report_cloud(r: dict[str, Any]) -> None:
+    kinds = [k for k in CLOUD_LABELS if f"export_1h_{k}" in r]
+    if not kinds:
+        return
+    print(f"\n{'S3 and GCS (same window and selection)':<44} {'rows':>10} {'MB':>8} {'wall s':>8} {'rows/s':>11} {'MB/s':>8} {'RSS MB':>8} {'CPU s':>6}")
+    print("-" * 107)
+    for kind in kinds:
+        export, floor = r[f"export_1h_{kind}"], r[f"io_floor_{kind}"]
+        print(_row(f"export, 1 h window -> {CLOUD_LABELS[kind]}", export))
+        print(_row(f"I/O floor (download || {kind} upload)", {**floor, "rows": export["rows"]}))
+        print(f"   upload only: {floor['upload_seconds']:.2f} s; export / floor {r['ratios'][f'{kind}_export_over_floor_time']:.2f} "
+              f"(target <= 1.25); same bytes as Azure: {export['same_bytes_as_azure']}")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = Context.create(_settings(spec), clock)
     body = {
         "name": f"bench {frequency}h",
-        "destination": {"type": "azure_blob", "connection_string": spec["connection"],
-                        "container": spec["out_container"], "prefix": spec.get("prefix", "bench/")},
+        "destination": spec.get("destination") or {"type": "azure_blob", "connection_string": spec["connection"],
+                                                   "container": spec["out_container"], "prefix": spec.get("prefix", "bench/")},
         "events": data.SELECTION_EVENTS,
         "attributes": data.SELECTION_ATTRIBUTES,
         "frequency_hours": frequency,
@@ -345,7 +345,83 @@ def upsert(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-KINDS = {"export": export, "io_floor": io_floor, "naive": naive, "window_read": window_read, "upsert": upsert}
+# ---------------------------------------------------------------- S3 and GCS: their own I/O floor
+
+
+def _s3_upload(body: dict[str, Any], name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:
+    """A multipart upload with boto3 alone: parts of `block_bytes`, `in_flight` at a time, then complete."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.session.Session().client(
+        "s3", region_name=body["region"], endpoint_url=body.get("endpoint_url"),
+        aws_access_key_id=body["access_key_id"], aws_secret_access_key=body["secret_access_key"],
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=in_flight * 2))
+    upload = client.create_multipart_upload(Bucket=body["bucket"], Key=name)["UploadId"]
+    count = max(1, -(-len(payload) // block_bytes))
+
+    def part(i: int) -> dict[str, Any]:
+        chunk = bytes(payload[i * block_bytes:(i + 1) * block_bytes])
+        answer = client.upload_part(Bucket=body["bucket"], Key=name, UploadId=upload, PartNumber=i + 1, Body=chunk)
+        return {"PartNumber": i + 1, **{k: v for k, v in answer.items() if k == "ETag" or k.startswith("ChecksumCRC")}}
+    with ThreadPoolExecutor(in_flight) as pool:
+        parts = list(pool.map(part, range(count)))
+    client.complete_multipart_upload(Bucket=body["bucket"], Key=name, UploadId=upload, MultipartUpload={"Parts": parts})
+
+
+def _gcs_upload(body: dict[str, Any], name: str, payload: memoryview, block_bytes: int) -> None:
+    """A resumable upload with google-cloud-storage alone: chunks of `block_bytes` in order (GCS allows no other)."""
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import storage
+    from google.oauth2 import service_account
+
+    creds = service_account.Credentials.from_service_account_info(
+        body["service_account_key"], scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+    client = storage.Client(project="bench", credentials=creds, client_options={"api_endpoint": body["endpoint_url"]})
+    url = client.bucket(body["bucket"]).blob(name).create_resumable_upload_session(content_type="text/csv", checksum=None)
+    http, total = AuthorizedSession(creds), len(payload)
+    for start in range(0, total, block_bytes):
+        end = min(start + block_bytes, total)
+        of = total if end == total else "*"
+        answer = http.put(url, data=bytes(payload[start:end]), headers={"Content-Range": f"bytes {start}-{end - 1}/{of}"})
+        if answer.status_code not in ((200, 201) if end == total else (308,)):
+            raise SystemExit(f"GCS chunk refused: {answer.status_code}")
+
+
+def io_floor_cloud(spec: dict[str, Any]) -> dict[str, Any]:
+    """As io_floor, with the CSV-sized upload going to the S3 or GCS destination by its own protocol."""
+    ctx = Context.create(_settings(spec), ManualClock(data.T0))
+    paths = _segment_paths(ctx, spec)
+    ucd = BlobServiceClient.from_connection_string(spec["connection"]).get_container_client(spec["ucd_container"])
+    body, size = spec["destination"], spec["csv_bytes"]
+    payload = memoryview((b"0123456789abcdef,\"quoted\",x\r\n" * (size // 29 + 1))[:size])
+    prefetch, block_bytes, in_flight = ucd_reader.READ_PREFETCH, BLOCK_BYTES, runner.MAX_IN_FLIGHT
+
+    def upload(name: str) -> None:
+        if body["type"] == "s3":
+            _s3_upload(body, name, payload, block_bytes, in_flight)
+        else:
+            _gcs_upload(body, name, payload, block_bytes)
+
+    results: dict[str, Any] = {"segments": len(paths), "block_bytes": block_bytes, "in_flight": in_flight}
+    t0 = time.perf_counter()
+    results["segment_bytes"] = _download_all(ucd, paths, prefetch)
+    results["download_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    upload("bench-floor/upload-only.csv")
+    results["upload_seconds"] = time.perf_counter() - t0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    downloader = threading.Thread(target=_download_all, args=(ucd, paths, prefetch))
+    downloader.start()
+    upload("bench-floor/floor.csv")
+    downloader.join()
+    results.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0, bytes=size,
+                   peak_rss_mb=rss_mb())
+    return results
+
+
+KINDS = {"export": export, "io_floor": io_floor, "naive": naive, "window_read": window_read, "upsert": upsert,
+         "io_floor_cloud": io_floor_cloud}
 
 
 def _tune(spec: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from .errors import ConfigurationError, ExporterError, InputError
 EXAMPLES = {
     "tick": "python -m exporter tick --now 2026-11-28T12:05:00Z",
     "serve": "python -m exporter serve --port 7071",
-    "demo": "python -m exporter demo --hours 6",
+    "demo": "python -m exporter demo --hours 6 --destination s3",
     "secret-key": "python -m exporter secret-key",
 }
 GROUPS = {"ucd": "the user content database", "integrations": "manage export integrations"}
@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7071, help="the HTTP port, as `func start` uses (default: 7071; 0: a free one)")
     serve.add_argument("--timer-seconds", type=float, default=60.0,
                        help="how often the scheduler runs (default: 60, the Functions timer's every minute)")
-    demo = verb(verbs, "demo", "a demo export end to end on a private Azurite", EXAMPLES["demo"])
+    demo = verb(verbs, "demo", "a demo export end to end on private local servers", EXAMPLES["demo"])
     demo.add_argument("--hours", type=int, default=6, help="how many hourly windows to simulate and export (default: 6)")
     demo.add_argument("--users", type=int, default=200, help="how many users send events each hour (default: 200)")
+    demo.add_argument("--destination", choices=("azure_blob", "s3", "gcs"), default="azure_blob",
+                      help="the customer's destination type (default: azure_blob on Azurite; s3 on moto, gcs on gcp-storage-emulator)")
     verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 
@@ -222,7 +224,7 @@ def _run(args) -> int:
     if args.verb == "demo":
         from .local.demo import run_demo
 
-        return run_demo(hours=args.hours, users=args.users, now=args.now)
+        return run_demo(hours=args.hours, users=args.users, now=args.now, destination=args.destination)
     clock = _clock(args)
     if args.verb == "serve":
         from .local.serve import serve

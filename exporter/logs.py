@@ -10,6 +10,15 @@ _PATTERNS = [
     re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
+    # S3 and GCS: secrets in JSON or repr text, PEM private keys, SigV4 signatures and key ids, OAuth tokens.
+    re.compile(r"""(["'](?:aws_)?(?:secret_access_key|private_key|access_token|refresh_token|client_secret|assertion)["']\s*:\s*["'])(?:[^"'\\]|\\.)*""",
+               re.IGNORECASE),
+    re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)(?:\\n|[\sA-Za-z0-9+/=])+(?:-----END [A-Z ]*PRIVATE KEY-----)?"),
+    re.compile(r"((?:aws_)?secret_access_key=|[?&]assertion=|[?&]access_token=)[^&\s\"';,]+", re.IGNORECASE),
+    re.compile(r"((?:X-Amz-)?Signature=)[0-9a-f]{16,}", re.IGNORECASE),
+    re.compile(r"(Credential=[A-Z0-9]{4})[A-Z0-9]{8,}"),
+    re.compile(r"""((?:["']access_key_id["']\s*:\s*["']|aws_access_key_id=)[A-Za-z0-9]{4})[A-Za-z0-9]{8,}""", re.IGNORECASE),
+    re.compile(r"(Bearer )[A-Za-z0-9._~+/-]+=*"),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -74,7 +83,7 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("azure", "urllib3"):
+    for noisy in ("azure", "urllib3", "botocore", "boto3", "s3transfer", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

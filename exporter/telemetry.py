@@ -5,7 +5,7 @@ configures Azure Monitor itself (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=tru
 azure-monitor-opentelemetry in requirements.txt, reading APPLICATIONINSIGHTS_CONNECTION_STRING), and a
 second configuration from app code would duplicate or fight it. Without any configured provider the
 API is a no-op: telemetry is off and nothing fails. Attributes are only account, integration id,
-window bounds, a retry reason and an exception class name; exception text that could hold a secret is
+destination type, window bounds, a retry reason and an exception class name; exception text that could hold a secret is
 never recorded.
 """
 from __future__ import annotations
@@ -73,9 +73,12 @@ _meter.create_observable_gauge(
 )
 
 
-def _attrs(account: str, integration_id: str) -> dict[str, str]:
-    """The two attributes every export signal carries."""
-    return {"account": account, "integration_id": integration_id}
+def _attrs(account: str, integration_id: str, destination_type: str | None = None) -> dict[str, str]:
+    """The two attributes every export signal carries, and the destination type (azure_blob, s3, gcs) where known."""
+    attrs = {"account": account, "integration_id": integration_id}
+    if destination_type:
+        attrs["destination.type"] = destination_type
+    return attrs
 
 
 def _safe_message(error: BaseException) -> str:
@@ -102,9 +105,10 @@ def _record_error(span: Span, error: BaseException) -> None:
 
 
 @contextmanager
-def window_span(account: str, integration_id: str, start: int, end: int) -> Iterator[Span]:
+def window_span(account: str, integration_id: str, start: int, end: int, destination_type: str | None = None) -> Iterator[Span]:
     """Span "export.window" around one window's export; an exception is recorded and marks it failed."""
-    attributes: dict[str, Any] = {**_attrs(account, integration_id), "window.start": int(start), "window.end": int(end)}
+    attributes: dict[str, Any] = {**_attrs(account, integration_id, destination_type), "window.start": int(start),
+                                  "window.end": int(end)}
     # The SDK's own exception handling would put str(exception) into the event and the status.
     with _tracer.start_as_current_span("export.window", attributes=attributes, record_exception=False,
                                        set_status_on_exception=False) as span:
@@ -115,9 +119,10 @@ def window_span(account: str, integration_id: str, start: int, end: int) -> Iter
             raise
 
 
-def record_window_exported(account: str, integration_id: str, rows: int, nbytes: int, duration_s: float) -> None:
+def record_window_exported(account: str, integration_id: str, rows: int, nbytes: int, duration_s: float,
+                           destination_type: str | None = None) -> None:
     """Count one exported window with its rows and bytes, and record its duration."""
-    attrs = _attrs(account, integration_id)
+    attrs = _attrs(account, integration_id, destination_type)
     _rows.add(rows, attrs)
     _bytes.add(nbytes, attrs)
     _windows.add(1, attrs)
@@ -130,14 +135,14 @@ def record_export_lag(account: str, integration_id: str, lag_seconds: float) -> 
         _lag[(account, integration_id)] = (float(lag_seconds), time.monotonic())
 
 
-def record_credential_error(account: str, integration_id: str) -> None:
+def record_credential_error(account: str, integration_id: str, destination_type: str | None = None) -> None:
     """Count an integration stopped by a credential error."""
-    _credential_errors.add(1, _attrs(account, integration_id))
+    _credential_errors.add(1, _attrs(account, integration_id, destination_type))
 
 
-def record_retry(account: str, integration_id: str, reason: str) -> None:
+def record_retry(account: str, integration_id: str, reason: str, destination_type: str | None = None) -> None:
     """Count a transient failure that will be retried, by reason (an error code, never a message)."""
-    _retries.add(1, {**_attrs(account, integration_id), "reason": reason})
+    _retries.add(1, {**_attrs(account, integration_id, destination_type), "reason": reason})
 
 
 def record_internal_error(account: str, integration_id: str, error_type: str) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one Azurite per session, isolated storage names per test, an injected clock."""
+"""Shared fixtures: one Azurite, moto and GCS emulator per session, isolated storage names per test, an
+injected clock, and a customer destination of each type (`kit`)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,11 @@ from azure.storage.blob import BlobServiceClient
 
 from exporter.clock import ManualClock
 from exporter.context import Context
+from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, start_gcs_emulator, start_moto
 from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import FaultProxy
 from exporter.settings import Settings
+from tests.destination_helpers import KINDS, make_kit
 from tests.helpers import SECRET_KEY, T0, endpoint
 
 
@@ -79,3 +82,52 @@ def customer_container(blob_service: BlobServiceClient, tag: str):
 def scratch_container(blob_service: BlobServiceClient, tag: str):
     """A second container on the same account, for clean re-exports to compare bytes with."""
     return blob_service.create_container(f"scratch-{tag}")
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> MotoServer:
+    """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use."""
+    if os.environ.get("EXPORT_TEST_S3"):
+        yield MotoServer(os.environ["EXPORT_TEST_S3"], os.environ["EXPORT_TEST_S3_ACCESS_KEY_ID"],
+                         os.environ["EXPORT_TEST_S3_SECRET_ACCESS_KEY"])
+        return
+    server = start_moto()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> GcsEmulator:
+    """gcp-storage-emulator: from CI (EXPORT_TEST_GCS) or started here on first use."""
+    if os.environ.get("EXPORT_TEST_GCS"):
+        yield GcsEmulator(os.environ["EXPORT_TEST_GCS"])
+        return
+    emulator = start_gcs_emulator()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def token_endpoint() -> TokenEndpoint:
+    """The loopback OAuth token endpoint the test service-account keys name as their token_uri."""
+    endpoint = TokenEndpoint().start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture(params=KINDS)
+def kit(request, tag):
+    """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type."""
+    return make_kit(request, request.param, tag)
+
+
+@pytest.fixture
+def scratch_kit(request, kit, tag):
+    """A second, empty destination of the same type as `kit` (for clean re-exports)."""
+    return make_kit(request, kit.kind, tag + "s")

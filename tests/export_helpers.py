@@ -1,4 +1,7 @@
-"""Scenario helpers for the export tests on Azurite: data, setup, delivery, and the exactly-once check.
+"""Scenario helpers for the export tests: data, setup, delivery, and the exactly-once check.
+
+They run against the customer's Azure container on Azurite, or against any destination kit of
+tests/destination_helpers.py (an Azure container, an S3 bucket on moto, a GCS bucket on the emulator).
 
 `assert_exactly_once` checks what is really stored against docs/invariants.md: each stored event of a
 selected type (entry time at or after activation) is in exactly one exported file, the files tile
@@ -116,20 +119,28 @@ def read_ids(ctx, start, end, names) -> list[str]:
     return [i for batch in ctx.ucd.read_window(ACCOUNT, start, end, event_names=names) for i in batch.column("event_id").to_pylist()]
 
 
+def listing(store):
+    """(names, read) of the customer's files: in an Azure container (a ContainerClient) or a destination kit."""
+    if hasattr(store, "list_blobs"):
+        return (lambda: [b.name for b in store.list_blobs()]), (lambda name: store.download_blob(name).readall())
+    return store.names, store.read
+
+
 def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
     prefix = join_prefix(integration.destination.prefix, "")
     pattern = re.compile(re.escape(prefix) + rf"{ACCOUNT}_events_{integration.id}_(\d+)_(\d+)\.csv")
     files = []
-    for blob in container.list_blobs():
-        found = pattern.fullmatch(blob.name)
-        assert found, f"unexpected blob in the customer's container: {blob.name}"
-        files.append((int(found[1]), int(found[2]), blob.name))
+    names, _read = listing(container)
+    for name in names():
+        found = pattern.fullmatch(name)
+        assert found, f"unexpected blob in the customer's container: {name}"
+        files.append((int(found[1]), int(found[2]), name))
     return sorted(files)
 
 
 def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool = True) -> dict[tuple[int, int], bytes]:
     """docs/invariants.md (exactly once, windows, catch-up, files) against the stored events, the customer's
-    container, the run records and the state."""
+    container or bucket, the run records and the state."""
     integration = ctx.repo.get(ACCOUNT, integration_id)
     names = [e.name for e in integration.events]
     plan = column_plan(integration.events, integration.attributes)
@@ -152,8 +163,9 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
     # Each file holds exactly the stored rows of its window; empty windows are header only.
     exported: Counter[str] = Counter()
     contents = {}
+    _names, read = listing(container)
     for start, end, name in files:
-        data = container.download_blob(name).readall()
+        data = read(name)
         contents[(start, end)] = data
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
         assert rows[0] == plan.header
@@ -181,6 +193,9 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
         assert everything == set(exported), "a stored event of a selected type was not exported"
         assert not is_due(activated, last, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds)
     assert integration.status == Status.ACTIVE
+    pending_uploads = getattr(container, "pending_uploads", None)  # an S3 kit
+    if pending_uploads is not None:
+        assert pending_uploads() == [], "every multipart upload was completed or aborted"
     return contents
 
 
@@ -240,7 +255,8 @@ def flaky(ctx, monkeypatch, failures):
 
 class ExpiringDestination:
     """The real destination until `good_commits` files are committed; from then on the real destination
-    built with a wrong account key, so Azurite refuses with a real 403 that the app classifies."""
+    built with refused credentials (a wrong account key or secret key, or a service-account key whose
+    token request is refused), so the server refuses for real and the app classifies it."""
 
     def __init__(self, good, bad, state):
         self.good, self.bad, self.state = good, bad, state

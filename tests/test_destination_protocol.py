@@ -2,6 +2,7 @@
 protocol (exporter/export/destination.py), and the same window gives the same bytes in any destination."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -26,7 +27,8 @@ class MemoryDestination:
         self.abandoned: list[str] = []
 
     def describe(self) -> DestinationInfo:
-        return DestinationInfo(container=self.container, masked=f"memory://{self.container} (key ***)")
+        # As an S3 destination describes itself: the public part of its credentials, as JSON.
+        return DestinationInfo(container=self.container, masked=json.dumps({"access_key_id": f"memory://{self.container} (key ***)"}))
 
     def verify(self, test_file_name: str) -> Verification:
         return Verification(test_file=join_prefix(self.prefix, test_file_name), deleted=True)
@@ -47,11 +49,12 @@ def test_a_destination_implementing_only_the_protocol_is_verified_stored_and_del
         settings, clock, azurite_connection, scratch_container):
     files: dict[str, bytes] = {}
     ctx = Context.create(settings, clock, open_destination=lambda kind, secret, container, prefix: MemoryDestination(files, container, prefix))
-    destination = {"type": "s3", "connection_string": "a secret only the destination sees", "container": "bucket-a", "prefix": "feed/"}
+    destination = {"type": "s3", "bucket": "bucket-a", "prefix": "feed/", "region": "eu-west-1",
+                   "access_key_id": "AKIAMEMORYDESTINATION", "secret_access_key": "a-secret-only-the-destination-sees"}
     created = call(ctx, "integrations_create", integration_body("unused", "unused", destination=destination), account="acme")
     assert created.status == 201, created.body
-    assert created.body["destination"] == {"type": "s3", "container": "bucket-a", "prefix": "feed/",
-                                           "connection_string": "memory://bucket-a (key ***)"}
+    assert created.body["destination"] == {"type": "s3", "bucket": "bucket-a", "prefix": "feed/",
+                                           "access_key_id": "memory://bucket-a (key ***)"}
     assert created.body["verification"] == {"ok": True, "test_file": {"name": created.body["verification"]["test_file"]["name"], "deleted": True}}
     iid = created.body["id"]
 

@@ -260,13 +260,13 @@ def test_a_destination_update_keeps_what_it_does_not_give():
         return "the stored secret"
 
     given = parse_destination({"prefix": "new/"}, partial=True)
-    assert given == DestinationRequest(type=None, connection_string=None, container=None, prefix="new/")
+    assert given == DestinationRequest(type=None, parameters={}, prefix="new/")
     assert given.filled_from(stored, open_secret) == DestinationParams("azure_blob", "the stored secret", "exports", "new/")
     assert opened == ["sealed"]
     rooted = parse_destination({"prefix": None, "connection_string": "new secret"}, partial=True).filled_from(stored, open_secret)
-    assert (rooted.prefix, rooted.connection_string, opened) == ("", "new secret", ["sealed"]), "null is the root; a given secret is not opened"
+    assert (rooted.prefix, rooted.secret, opened) == ("", "new secret", ["sealed"]), "null is the root; a given secret is not opened"
     created = parse_destination({"type": "azure_blob", "connection_string": "s"}, partial=False)
-    assert created == DestinationRequest("azure_blob", "s", None, ""), "on create the prefix defaults to the root"
+    assert created == DestinationRequest("azure_blob", {"connection_string": "s"}, ""), "on create the prefix defaults to the root"
     assert created.complete() == DestinationParams("azure_blob", "s", None, "")
 
 

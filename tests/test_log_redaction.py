@@ -1,5 +1,6 @@
-"""Log redaction (pure): keys and SAS signatures are masked in messages, arguments, extra fields and
-records of any logger, whichever handler sees them."""
+"""Log redaction (pure): keys and SAS signatures (and the S3 and GCS credentials: secret keys, SigV4
+signatures and key ids, PEM private keys, OAuth tokens and assertions) are masked in messages,
+arguments, extra fields and records of any logger, whichever handler sees them."""
 import base64
 import json
 import logging
@@ -91,3 +92,21 @@ def test_records_are_redacted_when_created_even_for_handlers_added_later():
     finally:
         logger.removeHandler(handler)
     assert seen and "SECRETSIGNATURE" not in seen[0] and "abcdef" not in seen[0]
+
+
+@pytest.mark.parametrize("text, hidden, kept", [
+    ('{"secret_access_key": "wJalrXUtnFEMI/K7MDENG", "region": "eu-west-1"}', "wJalrXUtnFEMI", '"region": "eu-west-1"'),
+    ("{'private_key': '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----\\n', 'x': 1}", "MIIEvQIBADANBg", "'x': 1"),
+    ("key -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY----- end", "MIIEpAIBAAKCAQEA", " end"),
+    ("Authorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261128/us-east-1/s3/aws4_request, "
+     "SignedHeaders=host, Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024", "fe5f80f77d5fa3be", "SignedHeaders=host"),
+    ("Credential=AKIAIOSFODNN7EXAMPLE/20261128", "IOSFODNN7EXAMPLE", "Credential=AKIA"),
+    ("GET /b/o?X-Amz-Signature=abcdef0123456789abcdef&X-Amz-Date=1", "abcdef0123456789", "X-Amz-Date=1"),
+    ("Authorization: Bearer ya29.a0AfH6SMBx-token_value", "ya29.a0AfH6SMBx", "Authorization: Bearer ***"),
+    ('{"access_token": "ya29.secret", "expires_in": 3600}', "ya29.secret", '"expires_in": 3600'),
+    ("grant_type=jwt-bearer&assertion=eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.sig", "eyJhbGciOiJSUzI1NiJ9", "grant_type=jwt-bearer"),
+])
+def test_redact_cloud_credentials(text, hidden, kept):
+    redacted = logs.redact(text)
+    assert hidden not in redacted and kept in redacted, redacted
+    assert logs.redact(redacted) == redacted

@@ -1,5 +1,6 @@
-"""Connection strings, keys and SAS signatures appear in no answer, log, table, queue message or run
-record, through a full scenario on Azurite (docs/invariants.md: secrets)."""
+"""Connection strings, keys and SAS signatures (and the S3 and GCS credentials) appear in no answer, log,
+table, queue message or run record, through a full scenario on Azurite, moto and the GCS emulator
+(docs/invariants.md: secrets)."""
 import base64
 import dataclasses
 import json
@@ -14,10 +15,12 @@ from azure.storage.queue import QueueClient
 from exporter import logs
 from exporter.context import Context
 from exporter.destinations.azure_blob import parse_connection_string
-from exporter.integrations.model import Status
+from exporter.integrations.model import Status, parse_destination
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from exporter.runs import EXPORTED, FAILED, POISONED
+from tests.destination_helpers import integration_body as cloud_body
+from tests.destination_helpers import make_kit
 from tests.helpers import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"QQ-distinctive-wrong-key-for-the-secret-scan-QQ").decode()
@@ -189,3 +192,107 @@ def test_no_secret_anywhere_through_a_full_scenario(
     for entity in integrations:
         assert entity["secret"] not in plaintexts and "AccountKey" not in entity["secret"] and "sig=" not in entity["secret"]
         assert ctx.integrations.secrets.open(entity["secret"]) in plaintexts
+
+
+# ------------------------------------------------------------------ S3 and GCS (docs/invariants.md, I7, for the other two types)
+
+
+def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
+    ctx, clock, settings, request, tag, caplog, monkeypatch, app_log_lines
+):
+    """The S3 secret access key and the GCS private key (and the access tokens it earns, and the raw key
+    id) appear in no answer, log, table, queue message or run record: verify, create, refusals, exports,
+    a poisoned job, a credential stop mid-export and an unexpected failure whose text holds them."""
+    s3, gcs = make_kit(request, "s3", tag), make_kit(request, "gcs", tag)
+    for name in ("azure", "urllib3", "exporter", "botocore", "boto3", "s3transfer", "google"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    logs.install_redaction()
+    answers, sent = [], []
+    real_send = QueueClient.send_message
+
+    def recording_send(self, content, *args, **kwargs):
+        sent.append(str(content))
+        return real_send(self, content, *args, **kwargs)
+    monkeypatch.setattr(QueueClient, "send_message", recording_send)
+
+    def api(op, body=None, expect=None, **params):
+        answer = call(ctx, op, body, **params)
+        answers.append(json.dumps(answer.body))
+        if expect is not None:
+            assert answer.status == expect, (op, answer.body)
+        return answer.body
+
+    ids = {}
+    for kit in (s3, gcs):
+        api("integrations_verify", kit.body(), 200, account="acme")
+        ids[kit.kind] = api("integrations_create", cloud_body(kit.body(), events=[{"name": "purchase", "params": ["price"]}]),
+                            201, account="acme")["id"]
+        api("integrations_verify", kit.refused_body(), 422, account="acme")
+        api("integrations_create", cloud_body(kit.refused_body()), 422, account="acme")
+        update = {k: v for k, v in kit.refused_body().items() if k not in ("type", "bucket", "prefix")}
+        api("integrations_update", {"destination": update}, 422, account="acme", id=ids[kit.kind])
+    broken_key = {**gcs.key, "private_key": gcs.key["private_key"][:200]}
+    api("integrations_verify", gcs.body(key=broken_key), 400, account="acme")
+
+    clock.set(T0 + timedelta(minutes=5))
+    api("ucd_upsert", _events("2026-11-28T10:04:00Z", "2026-11-25T08:00:00Z"), 200, account="acme")
+    for hour in (1, 2):
+        clock.set(T0 + timedelta(hours=hour, minutes=2))
+        assert tick(ctx)["worker"]["windows_exported"] == 2
+    poison_ctx = Context.create(dataclasses.replace(settings, max_dequeue_count=0), clock)
+    clock.set(T0 + timedelta(hours=3, minutes=2))
+    assert tick(poison_ctx)["worker"]["poisoned"] == 2
+    poisoned = [r for iid in ids.values() for r in ctx.runs.list("acme", iid) if r.status == POISONED]
+    assert len(poisoned) == 2
+
+    # The credentials stop working while exporting: the worker stops both integrations.
+    for kit in (s3, gcs):
+        refused = parse_destination(kit.refused_body(), partial=False).complete().secret
+        stored = ctx.repo.get("acme", ids[kit.kind])
+        ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
+            stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused))))
+    clock.set(T0 + timedelta(hours=4, minutes=2))
+    tick(ctx)
+
+    monkeypatch.setattr(ctx.integrations, "list", lambda account: (_ for _ in ()).throw(
+        RuntimeError(f"boom {json.dumps(s3.body())} {gcs.body()!r}")))
+    api("integrations_list", None, 500, account="acme")
+    monkeypatch.undo()
+    for iid in ids.values():
+        api("integrations_show", None, 200, account="acme", id=iid)
+        api("integrations_runs", None, 200, account="acme", id=iid)
+    api("integrations_list", None, 200, account="acme")
+
+    runs = [r for iid in ids.values() for r in ctx.runs.list("acme", iid)] + poisoned
+    for iid in ids.values():
+        assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR
+    assert {r.status for r in runs} >= {EXPORTED, FAILED, POISONED}
+    assert s3.names() and gcs.names()
+
+    haystacks: dict[str, list[str]] = {"answers": answers, "sent queue messages": sent}
+    formatter, plain = logs.JsonFormatter(), logging.Formatter()
+    haystacks["log messages"] = [r.getMessage() for r in caplog.records]
+    haystacks["json log lines"] = [formatter.format(r) for r in caplog.records]
+    haystacks["log exceptions"] = [plain.formatException(r.exc_info) for r in caplog.records if r.exc_info]
+    haystacks["app log records, unredacted"] = app_log_lines
+    entities = []
+    for table in [t.name for t in ctx.storage.table_service.list_tables() if t.name.startswith(settings.table_prefix)]:
+        for entity in ctx.storage.table_service.get_table_client(table).list_entities():
+            entities.append(json.dumps({**dict(entity), "_meta": entity.metadata}, default=str))
+    haystacks["table entities"] = entities
+    haystacks["queued messages"] = [m.content for q in (settings.queue_name, settings.poison_queue_name)
+                                    for m in ctx.storage.queue(q).peek_messages(max_messages=32)]
+    haystacks["run records"] = [json.dumps(dataclasses.asdict(r)) for r in runs]
+    assert sent and entities and app_log_lines
+    assert any("botocore" in r.name for r in caplog.records) and any(r.name.startswith("google") or "urllib3" in r.name for r in caplog.records)
+
+    secrets = {**s3.secrets(), **gcs.secrets(), "access key id": s3.key["access_key_id"]}
+    secrets.update({f"access token {i}": token for i, token in enumerate(gcs.tokens.granted)})
+    assert gcs.tokens.granted, "the GCS exports ran the OAuth flow"
+    for where, texts in haystacks.items():
+        for text in texts:
+            for what, secret in secrets.items():
+                assert secret not in text, f"{what} found in {where}: {text[:300]}"
+    for entity in [e for e in ctx.storage.table("integrations").list_entities() if e.get("kind") == "integration"]:
+        opened = ctx.integrations.secrets.open(entity["secret"])
+        assert "secret_access_key" in opened or "private_key" in opened, "sealed, and opens to the credentials"

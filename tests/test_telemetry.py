@@ -5,6 +5,7 @@ the Functions worker would) and every test uses its own integration ids, reading
 filtered by attributes. What needs a pristine process (no provider at all, or a provider set after
 import) runs in a subprocess.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,7 +26,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter import telemetry
 from exporter.errors import CredentialError
+from exporter.integrations.model import Status, parse_destination
 from exporter.local.host import tick
+from tests.destination_helpers import integration_body as cloud_integration_body
 from tests.helpers import T0, call, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,3 +318,21 @@ def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(
     assert failed.attributes["error.type"] == "exporter.errors.InternalError"
     assert failed.status.description == "internal error (KeyError)"
 
+
+def test_every_destination_type_is_reported_on_spans_and_metrics(otel, ctx, clock, kit):
+    """Azure Blob, S3 and GCS exports carry destination.type; a credential stop is counted per type too."""
+    reader, spans = otel
+    iid = call(ctx, "integrations_create", cloud_integration_body(kit.body()), account="acme").body["id"]
+    clock.set(T0 + timedelta(hours=1, minutes=5))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+    assert _one(reader, "export.windows", integration_id=iid)[1]["destination.type"] == kit.kind
+    assert [s.attributes["destination.type"] for s in _spans(spans, iid) if s.name == "export.window"] == [kit.kind]
+
+    stored = ctx.repo.get("acme", iid)  # the credentials stop working
+    refused = parse_destination(kit.refused_body(), partial=False).complete().secret
+    ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
+        stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused))))
+    clock.set(T0 + timedelta(hours=2, minutes=5))
+    tick(ctx)
+    assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR
+    assert _one(reader, "export.credential_errors", integration_id=iid, **{"destination.type": kit.kind})[2].value == 1

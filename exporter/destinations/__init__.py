@@ -1,21 +1,33 @@
-"""Customer destinations: Azure Blob today; S3 and GCS share the integration limit and the Destination protocol."""
+"""Customer destinations: Azure Blob, Amazon S3 and Google Cloud Storage, behind the Destination protocol.
+
+Each type is a `DestinationKind` (exporter/destinations/common.py): its body fields and their checks,
+its secret, its client. They share the integration limit, the file names and bytes, and the protocol
+(exporter/export/destination.py).
+"""
 from __future__ import annotations
 
 from typing import Callable
 
 from ..errors import InputError
 from ..export.destination import Destination
-from .azure_blob import AzureBlobDestination
+from . import azure_blob, gcs, s3
+from .common import DestinationKind
 
-DESTINATION_TYPES = ("azure_blob", "s3", "gcs")
-AVAILABLE_TYPES = ("azure_blob",)
+DESTINATION_KINDS: dict[str, DestinationKind] = {kind.name: kind for kind in (azure_blob.KIND, s3.KIND, gcs.KIND)}
+DESTINATION_TYPES = tuple(DESTINATION_KINDS)
 
 # (type, secret, container (None: named by the secret, as a SAS URL does), prefix) -> a destination client
 DestinationFactory = Callable[[str, str, str | None, str], Destination]
 
 
-def open_destination(kind: str, connection_string: str, container: str | None, prefix: str) -> Destination:
+def destination_kind(kind: str, field: str = "destination.type") -> DestinationKind:
+    """The destination type named `kind`; anything else is refused naming the field."""
+    found = DESTINATION_KINDS.get(kind) if isinstance(kind, str) else None
+    if found is None:
+        raise InputError(f"must be one of {', '.join(DESTINATION_TYPES)}", field=field)
+    return found
+
+
+def open_destination(kind: str, secret: str, container: str | None, prefix: str) -> Destination:
     """Build a destination client from its (decrypted) parameters: the one factory."""
-    if kind == "azure_blob":
-        return AzureBlobDestination(connection_string, container, prefix)
-    raise InputError(f"{kind!r} is not available yet; available: {', '.join(AVAILABLE_TYPES)}", field="destination.type")
+    return destination_kind(kind).open(secret, container, prefix)

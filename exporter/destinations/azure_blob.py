@@ -23,6 +23,8 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
+from ..validation import check_text
+from .common import DestinationKind
 
 FIELD = "destination.connection_string"
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -134,6 +136,7 @@ def _parse_sas_url(text: str) -> BlobCredentials:
 
 
 def check_container_name(name: Any, field: str = "destination.container") -> str:
+    """Azure's container naming rule (S3 and GCS buckets have their own, in s3.py and gcs.py)."""
     if not isinstance(name, str) or not CONTAINER_RE.fullmatch(name):  # `$` alone lets "name\n" through
         raise InputError("must be a container name: 3-63 lowercase letters, digits and single hyphens", field=field)
     return name
@@ -256,3 +259,24 @@ class AzureBlobDestination:
             )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
+
+
+def _check_connection_string(value: Any, field: str = FIELD) -> str:
+    """A non-empty string; it is parsed when the destination is opened (verification reports what is wrong)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", field=field)
+    check_text(value, field)
+    return value
+
+
+KIND = DestinationKind(
+    name="azure_blob",
+    container_field="container",
+    check_container=lambda name, field: None if name is None else check_container_name(name, field),  # a SAS URL may name it
+    credential_checks={"connection_string": _check_connection_string},
+    required=("connection_string",),
+    to_secret=lambda fields: fields["connection_string"],
+    from_secret=lambda secret: {"connection_string": secret},
+    open=AzureBlobDestination,
+    shown=lambda masked: {"connection_string": masked},
+)

@@ -6,11 +6,11 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..clock import iso, parse_instant
-from ..destinations import DESTINATION_TYPES
-from ..destinations.azure_blob import check_container_name
+from ..destinations import DESTINATION_KINDS, destination_kind
+from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
 from ..validation import check_fields, check_name, check_text
@@ -33,14 +33,15 @@ class Status(StrEnum):
 
 SETTABLE_STATUSES = (Status.ACTIVE, Status.PAUSED)
 BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status"}
-DESTINATION_FIELDS = {"type", "connection_string", "container", "prefix"}
-MAX_PREFIX = 512
+# Every destination body field of any type; which of them a body may give depends on its type.
+DESTINATION_FIELDS = {"type", "prefix"}.union(*(kind.parameter_fields for kind in DESTINATION_KINDS.values()))
 MAX_NAME = 200
 
 
 @dataclass(frozen=True)
 class DestinationConfig:
-    """Where files go. `sealed_secret` is the encrypted connection string; `masked` is all anyone sees."""
+    """Where files go. `sealed_secret` is the encrypted secret (an Azure connection string, the S3 or GCS
+    credential part); `masked` is all anyone sees. `container` is the container or bucket."""
 
     type: str
     container: str
@@ -83,16 +84,17 @@ class Integration:
         return (self.name, self.destination, self.events, self.attributes, self.frequency_hours, self.status)
 
     def to_json(self) -> dict[str, Any]:
-        """The API form: never the connection string, only its masked form."""
+        """The API form: never the secret, only its masked form."""
+        kind = destination_kind(self.destination.type)
         return {
             "id": self.id,
             "account": self.account,
             "name": self.name,
             "destination": {
                 "type": self.destination.type,
-                "container": self.destination.container,
+                kind.container_field: self.destination.container,
                 "prefix": self.destination.prefix,
-                "connection_string": self.destination.masked,
+                **kind.shown(self.destination.masked),
             },
             "events": events_json(self.events),
             "attributes": list(self.attributes),
@@ -170,32 +172,51 @@ class DestinationParams:
     """A complete destination, to open and verify: the secret in clear, so never stored or shown."""
 
     type: str
-    connection_string: str
-    container: str | None  # a SAS URL may name the container instead
+    secret: str  # an Azure connection string; the JSON of the S3 or GCS credential part
+    container: str | None  # the container or bucket (a SAS URL may name the container instead)
     prefix: str
 
 
 @dataclass(frozen=True)
 class DestinationRequest:
-    """A validated destination body. On an update, None means 'not given': the stored value stays."""
+    """A validated destination body. On an update, None (or a field absent from `parameters`) means
+    'not given': the stored value stays.
+
+    `parameters` are the type's own fields as given: its container or bucket and its credential fields
+    (Azure Blob: connection_string; S3: region, access_key_id, secret_access_key, endpoint_url; GCS:
+    service_account_key, endpoint_url). An update that names no type is checked against the stored type.
+    """
 
     type: str | None
-    connection_string: str | None
-    container: str | None
+    parameters: Mapping[str, Any]
     prefix: str | None
 
     def complete(self) -> DestinationParams:
         """A create's destination, which validation (`partial=False`) made complete."""
-        if self.type is None or self.connection_string is None or self.prefix is None:
+        if self.type is None or self.prefix is None:
             raise InternalError("a destination was verified before it was complete")
-        return DestinationParams(self.type, self.connection_string, self.container, self.prefix)
+        kind = destination_kind(self.type)
+        return DestinationParams(self.type, kind.to_secret(kind.credentials(self.parameters)),
+                                 self.parameters.get(kind.container_field), self.prefix)
 
     def filled_from(self, stored: DestinationConfig, open_secret: Callable[[str], str]) -> DestinationParams:
-        """An update's destination: what it does not give comes from the stored one (its secret opened only then)."""
+        """An update's destination: what it does not give comes from the stored one (its secret opened only then).
+
+        The type never changes: another type is another integration.
+        """
+        if self.type is not None and self.type != stored.type:
+            raise InputError(f"cannot be changed from {stored.type!r}: create a new integration for a {self.type!r} "
+                             "destination and delete this one", field="destination.type")
+        kind = destination_kind(stored.type)
+        parameters = kind.check(self.parameters, partial=True)  # refuses another type's fields
+        given = kind.credentials(parameters)
+        if set(given) != set(kind.credential_checks):  # a part of the credentials: the rest stays
+            given = {**kind.from_secret(open_secret(stored.sealed_secret)), **given}
+        container = parameters.get(kind.container_field)
         return DestinationParams(
-            type=self.type if self.type is not None else stored.type,
-            connection_string=self.connection_string or open_secret(stored.sealed_secret),
-            container=self.container if self.container is not None else stored.container,
+            type=stored.type,
+            secret=kind.to_secret(given),
+            container=container if container is not None else stored.container,
             prefix=self.prefix if self.prefix is not None else stored.prefix,
         )
 
@@ -253,39 +274,16 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
 
 
 def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
-    """Validate a destination body; on an update (`partial`) a field not given stays None."""
+    """Validate a destination body by its type's rules; on an update (`partial`) a field not given stays
+    out, and a body without a type is checked against the stored type (`DestinationRequest.filled_from`)."""
     check_fields(value, DESTINATION_FIELDS, "destination")
+    parameters = {name: item for name, item in value.items() if name not in ("type", "prefix")}
     kind = None
     if "type" in value or not partial:
-        kind = value.get("type")
-        if kind not in DESTINATION_TYPES:
-            raise InputError(f"must be one of {', '.join(DESTINATION_TYPES)}", field="destination.type")
-    connection = value.get("connection_string")
-    if connection is None and not partial:
-        raise InputError("is required", field="destination.connection_string")
-    if connection is not None and (not isinstance(connection, str) or not connection.strip()):
-        raise InputError("must be a non-empty string", field="destination.connection_string")
-    check_text(connection, "destination.connection_string")
-    container = value.get("container")
-    if container is not None:
-        check_container_name(container)
-    prefix = _prefix(value.get("prefix")) if "prefix" in value or not partial else None
-    return DestinationRequest(type=kind, connection_string=connection, container=container, prefix=prefix)
-
-
-def _prefix(value: Any) -> str:
-    """A blob path prefix; null is the container root."""
-    prefix = "" if value is None else value
-    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or "\\" in prefix or any(unicodedata.category(c) == "Cc" for c in prefix):
-        raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field="destination.prefix")
-    # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
-    # segment would be resolved away by URL normalization and an empty one names a different path.
-    check_text(prefix, "destination.prefix")
-    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise InputError("must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
-                         field="destination.prefix")
-    return prefix
+        kind = destination_kind(value.get("type"))
+        parameters = kind.check(parameters, partial=partial)
+    prefix = check_prefix(value.get("prefix")) if "prefix" in value or not partial else None
+    return DestinationRequest(type=kind.name if kind else None, parameters=parameters, prefix=prefix)
 
 
 def _events(value: Any) -> tuple[EventSelection, ...]:

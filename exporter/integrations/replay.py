@@ -33,7 +33,7 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
         raise NotFoundError(f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start")
     selection = Selection.from_json(json.loads(record.selection)) if record.selection else integration.selection
     window = Window(from_unix(record.window_start), from_unix(record.window_end))
-    with telemetry.window_span(account, integration_id, window.start_unix, window.end_unix):
+    with telemetry.window_span(account, integration_id, window.start_unix, window.end_unix, integration.destination.type):
         result = export_window(ctx.ucd, account, integration_id, selection, window, ctx.destination_for(integration))
     log.info("window replayed", extra={"account": account, "integration_id": integration_id,
                                        "window_start": window.start_unix, "file": result.path, "rows": result.rows})

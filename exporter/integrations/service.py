@@ -56,10 +56,8 @@ class IntegrationService:
     def _verified(self, destination: DestinationParams, seal: bool = True) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         # Sealed first: without a usable EXPORT_SECRET_KEY a create or update fails before writing a test file.
-        sealed_secret = self.secrets.seal(destination.connection_string) if seal else ""
-        client = self.open_destination(
-            destination.type, destination.connection_string, destination.container, destination.prefix
-        )
+        sealed_secret = self.secrets.seal(destination.secret) if seal else ""
+        client = self.open_destination(destination.type, destination.secret, destination.container, destination.prefix)
         verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
         sealed = DestinationConfig(

@@ -145,13 +145,14 @@ def _export_one(ctx: Context, integration: Integration, window: Window, selectio
     context = {"account": integration.account, "integration_id": integration.id,
                "window_start": window.start_unix, "window_end": window.end_unix, "attempt": record.attempts,
                "delivery": dequeue_count}
-    with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix) as span:
+    kind = integration.destination.type
+    with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix, kind) as span:
         try:
             # Opening the destination (decrypting its secret) is part of the attempt, so its failure is recorded too.
             result = export_window(ctx.ucd, integration.account, integration.id, selection, window, destination())
         except Exception as raw:  # noqa: BLE001 - classified, recorded, raised again
             error = classify_failure(raw)
-            _record_failure(ctx, record, error, raw, context)
+            _record_failure(ctx, record, error, raw, context, kind)
             if error is raw:
                 raise
             raise error from raw
@@ -161,7 +162,7 @@ def _export_one(ctx: Context, integration: Integration, window: Window, selectio
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
-    telemetry.record_window_exported(integration.account, integration.id, result.rows, result.bytes, result.duration_s)
+    telemetry.record_window_exported(integration.account, integration.id, result.rows, result.bytes, result.duration_s, kind)
     log.info("window exported", extra={**context, "file": result.path, "rows": result.rows,
                                        "bytes": result.bytes, "duration_ms": record.duration_ms})
     return record
@@ -194,7 +195,8 @@ def failure_text(error: ExporterError) -> str:
     return error.message
 
 
-def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: Exception, context: dict[str, Any]) -> None:
+def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: Exception, context: dict[str, Any],
+                    destination_type: str | None = None) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
     transient = isinstance(error, TransientError)
     record.status = RETRYING if transient else FAILED
@@ -202,7 +204,7 @@ def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: 
     ctx.runs.put(record)
     extra = {**context, "error": record.error}
     if transient:
-        telemetry.record_retry(record.account, record.integration_id, error.code)
+        telemetry.record_retry(record.account, record.integration_id, error.code, destination_type)
         log.warning("window export failed, will retry", extra=extra)
     elif isinstance(error, InternalError):
         telemetry.record_internal_error(record.account, record.integration_id, type(raw).__name__)
@@ -241,7 +243,7 @@ def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
     if stopped is None:
         return
     if isinstance(error, CredentialError):
-        telemetry.record_credential_error(integration.account, integration.id)
+        telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
     log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,
                                             "status": status, "reason": error.message})
 

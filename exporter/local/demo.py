@@ -1,9 +1,10 @@
-"""`python -m exporter demo`: a demo export end to end on a private Azurite.
+"""`python -m exporter demo [--destination azure_blob|s3|gcs]`: a demo export end to end, all local.
 
-Starts Azurite on free ports, ingests a realistic sample hour by hour on a simulated clock (with
-resent duplicates, an event timestamped days ago, an anonymous and a deleted user), creates an
-Azure Blob integration into a "customer" container, ticks through the hours, and shows the files
-and a few rows. A narrative goes to stderr; the JSON summary to stdout.
+Starts Azurite on free ports (and moto or gcp-storage-emulator for an S3 or GCS destination, see
+demotargets.py), ingests a realistic sample hour by hour on a simulated clock (with resent
+duplicates, an event timestamped days ago, an anonymous and a deleted user), creates an integration
+into a "customer" container or bucket, ticks through the hours, and shows the files and a few rows.
+A narrative goes to stderr; the JSON summary to stdout.
 """
 from __future__ import annotations
 
@@ -16,20 +17,18 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from azure.storage.blob import BlobServiceClient
-
 from .. import api
 from ..cli import runs_table
 from ..clock import ManualClock, iso, parse_instant
 from ..context import Context
 from ..secrets import new_key
 from ..settings import Settings
+from .demotargets import DemoTarget, open_target
 from .devstorage import start_azurite
 from .host import tick
 from .progress import Progress
 
 ACCOUNT = "demo-shop"
-CUSTOMER_CONTAINER = "customer-exports"
 PRODUCTS = ["sku-100", "sku-200", "sku-300", "sku-400"]
 CAMPAIGNS = ["black-friday", "winter-sale", "welcome"]
 COUNTRIES = ["TR", "DE", "GB", "US"]
@@ -76,29 +75,32 @@ def _call(ctx: Context, operation: str, body=None, **params) -> dict:
     return answer.body
 
 
-def run_demo(hours: int = 6, users: int = 200, now: str | None = None) -> int:
+def run_demo(hours: int = 6, users: int = 200, now: str | None = None, destination: str = "azure_blob") -> int:
     start = parse_instant(now, "--now") if now else datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=hours + 1)
     logging.getLogger().setLevel(logging.WARNING)  # the narrative below is the demo's output
     say("Starting a private Azurite ...")
     azurite = start_azurite()
     try:
-        return _demo(azurite.connection_string, start, hours, users)
+        target = open_target(destination, azurite.connection_string)
+        try:
+            return _demo(azurite.connection_string, start, hours, users, target)
+        finally:
+            target.stop()
     finally:
         azurite.stop()
 
 
-def _demo(connection: str, t0: datetime, hours: int, users: int) -> int:
+def _demo(connection: str, t0: datetime, hours: int, users: int, target: DemoTarget) -> int:
     rng = random.Random(7)
     clock = ManualClock(t0)
     ctx = Context.create(Settings(storage_connection=connection, secret_key=new_key()), clock)
-    customer = BlobServiceClient.from_connection_string(connection).create_container(CUSTOMER_CONTAINER)
 
     clock.set(t0 - timedelta(minutes=30))
     before = _call(ctx, "ucd_upsert", sample_hour(rng, users, t0 - timedelta(hours=1)), account=ACCOUNT)
     say(f"Stored {before['stored_events']} {ACCOUNT} events before activation (never exported: no historical export)")
     clock.set(t0)
 
-    destination = {"type": "azure_blob", "connection_string": connection, "container": CUSTOMER_CONTAINER, "prefix": "insider/"}
+    destination = target.body
     verified = _call(ctx, "integrations_verify", destination, account=ACCOUNT)
     say(f"Verify authentication: ok={verified['ok']}, test file {verified['test_file']['name']} deleted={verified['test_file']['deleted']}")
     integration = _call(ctx, "integrations_create", {
@@ -109,7 +111,7 @@ def _demo(connection: str, t0: datetime, hours: int, users: int) -> int:
         "attributes": ["email", "country"], "frequency_hours": 1, "status": "active",
     }, account=ACCOUNT)
     iid = integration["id"]
-    say(f"Integration {iid} active from {integration['activated_at']} (hourly; connection string shown as {integration['destination']['connection_string']})")
+    say(f"Integration {iid} active from {integration['activated_at']} (hourly; destination shown as {json.dumps(integration['destination'])})")
 
     totals = {"received": 0, "stored": 0, "duplicates": 0}
     with Progress("simulating hours", total=hours) as progress:
@@ -131,17 +133,17 @@ def _demo(connection: str, t0: datetime, hours: int, users: int) -> int:
             progress.advance()
 
     say(f"Upserts: {totals['received']} events received, {totals['stored']} stored, {totals['duplicates']} duplicates")
-    files = sorted(b.name for b in customer.list_blobs())
-    say(f"\nFiles in container '{CUSTOMER_CONTAINER}':")
+    files = target.names()
+    say(f"\nFiles in {target.where}:")
     for name in files:
         say(f"  {name}")
-    head = customer.download_blob(files[0]).readall().decode() if files else ""
+    head = target.read(files[0]).decode() if files else ""
     sample = list(csv.reader(io.StringIO(head, newline="")))[:6]
     say(f"\nFirst rows of {files[0] if files else '-'}:")
     for row in sample:
         say("  " + ",".join(row))
     runs = _call(ctx, "integrations_runs", account=ACCOUNT, id=iid)["runs"]
     say("\nRun history:\n" + runs_table(runs))
-    print(json.dumps({"integration_id": iid, "files": files, "upserts": totals,
+    print(json.dumps({"integration_id": iid, "destination": target.kind, "files": files, "upserts": totals,
                       "rows_exported": sum(r["rows"] for r in runs), "sample_rows": sample}, indent=2))
     return 0

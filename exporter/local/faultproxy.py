@@ -7,6 +7,9 @@ and injects faults where a rule says so or, in random mode, on a share of the ca
 - `reset_after`: the server applies the request, then the answer is lost (the connection is reset);
 - `500`, `503`, `429`: an error answer without reaching the server (`Retry-After` on 503 and 429);
 - `slow`: the request is forwarded after a delay;
+- `401`, `403`, `404`: a refusal without reaching the server (for servers that cannot refuse, such
+  as a GCS emulator that ignores credentials);
+- `respond`: the rule's own canned `answer` (status, headers, body), e.g. an S3 XML error.
 - `timeout`: the storage service's own timeout: after a wait, `500 OperationTimedOut`; the request
   was applied or not (an even chance), as the service documents for a timed-out operation
   (`timeout_applied`: always applied, for rules in tests);
@@ -35,6 +38,9 @@ KINDS = ("reset_before", "reset_after", "500", "503", "429", "slow")
 # The random-mode default stays KINDS; these are for rules or an explicit `randomly(rate, ALL_KINDS)`.
 ALL_KINDS = KINDS + ("timeout",)
 RULE_ONLY_KINDS = ("bad_signature", "timeout_applied")
+REFUSALS = ("401", "403", "404")  # for rules: refusals a server cannot produce itself
+ERROR_CODES = {500: "InternalError", 503: "ServerBusy", 429: "TooManyRequests",
+               401: "NoAuthenticationInformation", 403: "AuthorizationPermissionMismatch", 404: "ResourceNotFound"}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -47,6 +53,7 @@ class Rule:
     path: str = ""  # a regular expression searched in the path and query
     times: int = 1
     when: Callable[[str, str, dict[str, str]], bool] | None = None  # (method, path, headers) -> match?
+    answer: tuple[int, dict[str, str], bytes] | None = None  # for kind "respond": status, headers, body
 
     def matches(self, method: str, path: str, headers: dict[str, str]) -> bool:
         if self.times <= 0 or (self.method and self.method != method):
@@ -125,14 +132,14 @@ class FaultProxy:
         with self._lock:
             self.rate, self.random_kinds = rate, kinds
 
-    def _decide(self, method: str, path: str, headers: dict[str, str]) -> str | None:
+    def _decide(self, method: str, path: str, headers: dict[str, str]) -> str | tuple | None:
         with self._lock:
             self.requests += 1
             for rule in self.rules:
                 if rule.matches(method, path, headers):
                     rule.times -= 1
                     self.injected[rule.kind] += 1
-                    return rule.kind
+                    return rule.answer if rule.kind == "respond" else rule.kind
             if self.rate and self._random.random() < self.rate:
                 kind = self._random.choice(self.random_kinds)
                 self.injected[kind] += 1
@@ -188,7 +195,7 @@ class FaultProxy:
                     self.wfile.write(body)
 
             def _error(self, status: int, code: str | None = None) -> None:
-                code = code or {500: "InternalError", 503: "ServerBusy", 429: "TooManyRequests"}[status]
+                code = code or ERROR_CODES[status]
                 body = f'{{"error":{{"code":"{code}","message":"injected by the fault proxy"}}}}'.encode()
                 headers = [("Content-Type", "application/json"), ("x-ms-error-code", code)]
                 if status in (429, 503):
@@ -219,9 +226,12 @@ class FaultProxy:
             def _serve_one(self) -> None:
                 body = self._body()
                 kind = proxy._decide(self.command, self.path, dict(self.headers.items()))
+                if isinstance(kind, tuple):
+                    status, headers, data = kind
+                    return self._answer(status, list(headers.items()), data)
                 if kind == "reset_before":
                     return self._reset()
-                if kind in ("500", "503", "429"):
+                if kind in ("500", "503", "429", *REFUSALS):
                     return self._error(int(kind))
                 if kind == "slow":
                     time.sleep(proxy.slow_seconds)

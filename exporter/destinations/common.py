@@ -1,0 +1,121 @@
+"""What every destination type shares: its description for the integration service, and body checks.
+
+A `DestinationKind` is a destination type as the integration service sees it: the body fields it
+takes (its container or bucket, and its credential fields), how they are checked, how the credential
+part becomes the one secret text sealed at rest (an Azure connection string as it is; the S3 and GCS
+credential parts as JSON) and back, how the masked credentials are shown, and how a client is opened.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from ..errors import InputError
+from ..export.destination import Destination
+from ..validation import check_text
+
+VERIFY_CONTENT = b"Verification file written by the event export. Safe to delete.\n"
+CONTENT_TYPE = "text/csv; charset=utf-8"
+DELETE_NOTE = "the credentials may not delete objects, so the test file stays in the bucket; you may delete it by hand"
+MAX_PREFIX = 512
+MAX_SECRET = 4096
+
+Check = Callable[[Any, str], Any]  # (value, field) -> the checked value, or InputError naming the field
+
+
+@dataclass(frozen=True)
+class DestinationKind:
+    """A destination type: its body, its secret and its client (exporter/destinations/__init__.py lists them)."""
+
+    name: str  # the body's "type": azure_blob, s3, gcs
+    container_field: str  # what the body calls the container: "container" or "bucket"
+    check_container: Check  # that type's naming rule (None passes where the container is optional)
+    credential_checks: Mapping[str, Check]  # the body's credential fields and their checks
+    required: tuple[str, ...]  # the fields a complete body must give
+    to_secret: Callable[[Mapping[str, Any]], str]  # checked credential fields -> the secret text (sealed at rest)
+    from_secret: Callable[[str], dict[str, Any]]  # the secret text -> its credential fields (to merge an update)
+    open: Callable[[str, str | None, str], Destination]  # (secret, container, prefix) -> a client
+    shown: Callable[[str], dict[str, Any]]  # the stored masked credentials -> the fields the API shows
+
+    @property
+    def parameter_fields(self) -> frozenset[str]:
+        """The body fields of this type besides `type` and `prefix`."""
+        return frozenset({self.container_field, *self.credential_checks})
+
+    def check(self, given: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
+        """Check a body's own fields (no `type`, no `prefix`); a complete body (`partial=False`) gives every required one."""
+        foreign = sorted(set(given) - self.parameter_fields)
+        if foreign:
+            raise InputError(f"is not a field of an {self.name!r} destination", field=f"destination.{foreign[0]}")
+        checked: dict[str, Any] = {}
+        for name, value in given.items():
+            check = self.check_container if name == self.container_field else self.credential_checks[name]
+            checked[name] = check(value, f"destination.{name}")
+        if not partial:
+            for name in self.required:
+                if checked.get(name) is None:
+                    raise InputError("is required", field=f"destination.{name}")
+        return checked
+
+    def credentials(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The credential fields among checked parameters."""
+        return {k: v for k, v in parameters.items() if k in self.credential_checks}
+
+
+def check_prefix(value: Any, field: str = "destination.prefix") -> str:
+    """A path prefix, the same rule for every type; null is the container or bucket root."""
+    prefix = "" if value is None else value
+    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or "\\" in prefix or any(unicodedata.category(c) == "Cc" for c in prefix):
+        raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field)
+    # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
+    # segment would be resolved away by URL normalization and an empty one names a different path.
+    check_text(prefix, field)
+    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InputError("must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
+                         field=field)
+    return prefix
+
+
+def check_token(value: Any, field: str, what: str, max_length: int = MAX_SECRET) -> str:
+    """A non-empty string without whitespace or control characters (keys, key ids)."""
+    if not isinstance(value, str) or not value or len(value) > max_length or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InputError(f"must be {what}: a non-empty string without spaces, at most {max_length} characters", field=field)
+    check_text(value, field)
+    return value
+
+
+def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> str | None:
+    """Optional http(s) base URL; no user info, query or fragment (they could carry secrets into responses)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
+    check_text(value, field)
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InputError("must be a plain base URL: no user name, password, query or fragment", field=field)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InputError("has an invalid port", field=field) from None
+    return value.strip().rstrip("/")
+
+
+def mask_middle(text: str, keep: int = 4) -> str:
+    """'AKIAIOSFODNN7EXAMPLE' -> 'AKIA************MPLE'; short values are hidden whole."""
+    if len(text) < 3 * keep:
+        return "*" * len(text)
+    return text[:keep] + "*" * (len(text) - 2 * keep) + text[-keep:]
+
+
+def mask_email(email: str) -> str:
+    """'exporter@proj.iam.gserviceaccount.com' -> 'ex******@proj.iam.gserviceaccount.com'."""
+    local, at, domain = email.partition("@")
+    if not at:
+        return mask_middle(email)
+    return local[:2] + "*" * max(len(local) - 2, 3) + "@" + domain

@@ -1,0 +1,183 @@
+"""Destinations of every type for tests: a "kit" per destination type (a fresh container or bucket on a
+local server, its destination body, a refused body, its listing), and the helpers that run the export
+scenarios of tests/export_helpers.py against any kit.
+
+The servers are real (their session fixtures are in conftest.py): Azurite, moto in server mode with
+IAM enforcement, gcp-storage-emulator, and a loopback OAuth token endpoint for service-account keys.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from exporter.clock import from_unix
+from exporter.destinations import open_destination
+from exporter.export.runner import export_window
+from exporter.integrations.model import parse_destination
+from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, service_account_key
+from exporter.local.devstorage import DEV_KEY
+from exporter.windows import Window
+from tests import export_helpers
+from tests.export_helpers import ACCOUNT
+from tests.helpers import integration_body as azure_integration_body
+
+KINDS = ("azure_blob", "s3", "gcs")
+WRONG_AZURE_KEY = base64.b64encode(b"a-wrong-account-key-for-the-destination-tests!!").decode()
+REGION = "us-east-1"
+
+
+def destination_from_body(body: dict[str, Any]):
+    """The real destination client a stored integration with this destination body would get."""
+    params = parse_destination(body, partial=False).complete()
+    return open_destination(params.type, params.secret, params.container, params.prefix)
+
+
+def integration_body(destination: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """tests.helpers.integration_body with a destination body of any type."""
+    return azure_integration_body("unused", "unused", destination=destination, **overrides)
+
+
+# ------------------------------------------------------------------ kits: one container or bucket each
+
+
+@dataclass
+class AzureKit:
+    connection: str
+    container: Any  # ContainerClient
+    kind: str = "azure_blob"
+    refusal_words: str = "refused the credentials"
+
+    def body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return {"type": self.kind, "connection_string": self.connection, "container": self.container.container_name, "prefix": prefix}
+
+    def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return {**self.body(prefix), "connection_string": self.connection.replace(DEV_KEY, WRONG_AZURE_KEY)}
+
+    def credentials_update(self) -> dict[str, Any]:
+        return {"connection_string": self.connection}
+
+    def names(self) -> list[str]:
+        return sorted(b.name for b in self.container.list_blobs())
+
+    def read(self, name: str) -> bytes:
+        return self.container.download_blob(name).readall()
+
+    def secrets(self) -> dict[str, str]:
+        return {"account key": DEV_KEY, "wrong key": WRONG_AZURE_KEY}
+
+
+@dataclass
+class S3Kit:
+    server: MotoServer
+    bucket: str
+    key: dict[str, str]  # a user allowed everything on this bucket
+    kind: str = "s3"
+    refusal_words: str = "secret access key does not match"
+    wrong_secret: str = field(default_factory=lambda: "wrong" + uuid.uuid4().hex + "X" * 8)
+
+    def body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return {"type": self.kind, "bucket": self.bucket, "prefix": prefix, "region": REGION,
+                "access_key_id": self.key["access_key_id"], "secret_access_key": self.key["secret_access_key"],
+                "endpoint_url": self.server.url}
+
+    def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return {**self.body(prefix), "secret_access_key": self.wrong_secret}
+
+    def credentials_update(self) -> dict[str, Any]:
+        return {"secret_access_key": self.key["secret_access_key"]}
+
+    def names(self) -> list[str]:
+        pages = self.server.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def read(self, name: str) -> bytes:
+        return self.server.client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+
+    def pending_uploads(self) -> list[str]:
+        """Multipart uploads neither completed nor aborted."""
+        return [u["Key"] for u in self.server.client().list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
+
+    def secrets(self) -> dict[str, str]:
+        return {"secret access key": self.key["secret_access_key"], "wrong secret": self.wrong_secret,
+                "admin secret": self.server.secret_access_key}
+
+
+@dataclass
+class GcsKit:
+    emulator: GcsEmulator
+    tokens: TokenEndpoint
+    bucket: str
+    key: dict[str, str]
+    kind: str = "gcs"
+    refusal_words: str = "refused the service account key"
+
+    def body(self, prefix: str = "insider/", key: dict[str, str] | None = None) -> dict[str, Any]:
+        return {"type": self.kind, "bucket": self.bucket, "prefix": prefix,
+                "service_account_key": key or self.key, "endpoint_url": self.emulator.url}
+
+    def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return self.body(prefix, {**self.key, "token_uri": f"{self.tokens.url}/refuse"})
+
+    def credentials_update(self) -> dict[str, Any]:
+        return {"service_account_key": self.key}
+
+    def names(self) -> list[str]:
+        return sorted(b.name for b in self.emulator.client().list_blobs(self.bucket))
+
+    def read(self, name: str) -> bytes:
+        return self.emulator.client().bucket(self.bucket).blob(name).download_as_bytes()
+
+    def secrets(self) -> dict[str, str]:
+        pem = self.key["private_key"]
+        body = "".join(pem.strip().splitlines()[1:-1])
+        return {"private key": pem, "private key (body)": body[40:100], "private key (JSON-escaped)": pem.replace("\n", "\\n")[:120]}
+
+
+_bucket_seq = itertools.count()
+
+
+def new_bucket_name(tag: str) -> str:
+    return f"b{tag}-{next(_bucket_seq)}"
+
+
+def make_kit(request, kind: str, tag: str):
+    """A fresh container or bucket of `kind` (the servers are started on first use)."""
+    name = new_bucket_name(tag)
+    if kind == "azure_blob":
+        connection = request.getfixturevalue("azurite_connection")
+        container = BlobServiceClient.from_connection_string(connection).create_container(name)
+        return AzureKit(connection, container)
+    if kind == "s3":
+        server = request.getfixturevalue("moto_s3")
+        server.client().create_bucket(Bucket=name)
+        key = server.create_user(f"u-{name}", ["s3:*"], name)
+        return S3Kit(server, name, key)
+    if kind == "gcs":
+        emulator = request.getfixturevalue("gcs_emulator")
+        tokens = request.getfixturevalue("token_endpoint")
+        emulator.client().create_bucket(name)
+        return GcsKit(emulator, tokens, name, service_account_key(f"{tokens.url}/token", name=f"sa-{name}"))
+    raise ValueError(kind)
+
+
+# ------------------------------------------------------------------ export scenarios against any kit
+
+
+def create(ctx, clock, kit, **overrides) -> str:
+    """An integration into the kit's destination, activated at ACT, with events stored before it."""
+    return export_helpers.create(ctx, clock, "unused", "unused", destination=kit.body(), **overrides)
+
+
+def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) -> None:
+    """Re-export every window into a scratch destination of the same type: each file must be byte-identical."""
+    integration = ctx.repo.get(ACCOUNT, integration_id)
+    clean = destination_from_body(scratch.body(integration.destination.prefix))
+    for (start, end), data in contents.items():
+        window = Window(from_unix(start), from_unix(end))
+        result = export_window(ctx.ucd, ACCOUNT, integration.id, integration.selection, window, clean)
+        assert scratch.read(result.path) == data, f"window {start} differs from a clean export"
