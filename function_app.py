@@ -3,6 +3,7 @@
 The HTTP functions are registered from `exporter.routes.ROUTES`, one function per route template,
 named after the route so the host's function names (and function keys) stay stable.
 """
+
 import azure.functions as func
 
 from exporter import routes, triggers

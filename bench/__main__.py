@@ -4,6 +4,7 @@ Starts one Azurite, loads a deterministic data set through `bench.data.write_seg
 measurement in a fresh `python -m bench.measure` process (so peak RSS is per measurement), prints a
 table and writes the figures as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,23 +30,35 @@ MB = 1_000_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--events", type=int, default=3_000_000, help="stored events in the base store (default 3,000,000)")
-    p.add_argument("--hours", type=int, default=6, help="hours of entry time they are spread over (default 6, at least 4)")
+    p.add_argument(
+        "--hours", type=int, default=6, help="hours of entry time they are spread over (default 6, at least 4)"
+    )
     p.add_argument("--segment-rows", type=int, default=30_000, help="target rows per segment (default 30,000)")
     p.add_argument("--out", default="bench-results/export.json", help="where the JSON figures go")
     p.add_argument("--skip-naive", action="store_true", help="skip the csv-module baseline (slow on big sets)")
     p.add_argument("--skip-4x", action="store_true", help="skip loading 3x more hours for measurement 4")
-    p.add_argument("--profile", action="store_true",
-                   help="also run the 1-hour export under pyinstrument (an extra, untimed run); "
-                        "writes bench-results/profile-export.txt and .html")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the 1-hour export under pyinstrument (an extra, untimed run); "
+        "writes bench-results/profile-export.txt and .html",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per timed measurement; the fastest is reported")
     p.add_argument("--upsert-requests", type=int, default=5, help="upsert requests for the ingest measurement")
     p.add_argument("--upsert-events", type=int, default=2_000, help="events per upsert request (default 2,000)")
-    p.add_argument("--skip-upsert", action="store_true", help="skip the ingest measurement (upsert, resend, write floor)")
-    p.add_argument("--cloud", default="s3,gcs", help="S3/GCS rows: the 1-hour export into moto / the GCS emulator "
-                                                      "against that destination's own I/O floor ('' to skip)")
+    p.add_argument(
+        "--skip-upsert", action="store_true", help="skip the ingest measurement (upsert, resend, write floor)"
+    )
+    p.add_argument(
+        "--cloud",
+        default="s3,gcs",
+        help="S3/GCS rows: the 1-hour export into moto / the GCS emulator "
+        "against that destination's own I/O floor ('' to skip)",
+    )
     args = p.parse_args(argv)
     if args.hours < 4:
         p.error("--hours must be at least 4 (the doubled window needs room)")
@@ -74,8 +87,9 @@ class Runner:
         self.count += 1
         path = self.workdir / f"spec-{self.count}.json"
         path.write_text(json.dumps({**self.spec, **extra, "kind": kind}))
-        proc = subprocess.run([sys.executable, "-m", "bench.measure", str(path)], cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.measure", str(path)], cwd=ROOT, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"measurement {kind} failed (exit {proc.returncode})")
@@ -94,8 +108,10 @@ def _row(label: str, r: dict[str, Any] | None) -> str:
     s = r["seconds"]
     rps = f"{rows / s:,.0f}" if rows else "-"
     mbs = f"{nbytes / MB / s:,.1f}" if nbytes else "-"
-    return (f"{label:<44} {rows or 0:>10,} {(nbytes or 0) / MB:>8.1f} {s:>8.2f} {rps:>11} {mbs:>8} "
-            f"{r.get('peak_rss_mb', 0):>8.0f} {r.get('cpu_seconds', 0):>6.2f}")
+    return (
+        f"{label:<44} {rows or 0:>10,} {(nbytes or 0) / MB:>8.1f} {s:>8.2f} {rps:>11} {mbs:>8} "
+        f"{r.get('peak_rss_mb', 0):>8.0f} {r.get('cpu_seconds', 0):>6.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,26 +129,48 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
     account = "bench"
     spec: dict[str, Any] = {
-        "connection": connection, "table_prefix": "bench", "queue": "bench-jobs", "ucd_container": "ucd-bench",
-        "out_container": "bench-out", "secret_key": new_key(), "account": account, "hours": args.hours,
-        "ingest_account": "bench-ingest", "requests": args.upsert_requests,
-        "events_per_request": args.upsert_events, "users_per_request": max(1, args.upsert_events // 10),
+        "connection": connection,
+        "table_prefix": "bench",
+        "queue": "bench-jobs",
+        "ucd_container": "ucd-bench",
+        "out_container": "bench-out",
+        "secret_key": new_key(),
+        "account": account,
+        "hours": args.hours,
+        "ingest_account": "bench-ingest",
+        "requests": args.upsert_requests,
+        "events_per_request": args.upsert_events,
+        "users_per_request": max(1, args.upsert_events // 10),
     }
-    settings = Settings(storage_connection=connection, table_prefix=spec["table_prefix"], queue_name=spec["queue"],
-                        ucd_container=spec["ucd_container"], secret_key=spec["secret_key"])
+    settings = Settings(
+        storage_connection=connection,
+        table_prefix=spec["table_prefix"],
+        queue_name=spec["queue"],
+        ucd_container=spec["ucd_container"],
+        secret_key=spec["secret_key"],
+    )
     storage = Storage(settings).ensure()
     service = BlobServiceClient.from_connection_string(connection)
     service.create_container(spec["out_container"])
 
     layout = data.Layout(args.events, args.hours, args.segment_rows)
-    print(f"loading {layout.segments_per_hour * args.hours} segments of {layout.rows_per_segment:,} rows "
-          f"over {args.hours} h ...", flush=True)
+    print(
+        f"loading {layout.segments_per_hour * args.hours} segments of {layout.rows_per_segment:,} rows "
+        f"over {args.hours} h ...",
+        flush=True,
+    )
     loaded = data.load(storage, account, layout, range(args.hours))
     print(f"  {loaded['events']:,} events in {loaded['seconds']} s", flush=True)
 
-    results: dict[str, Any] = {"dataset": {**loaded, "hours": args.hours, "segment_rows": layout.rows_per_segment,
-                                           "segments_per_hour": layout.segments_per_hour},
-                               "selection": {"events": data.SELECTION_EVENTS, "attributes": data.SELECTION_ATTRIBUTES}}
+    results: dict[str, Any] = {
+        "dataset": {
+            **loaded,
+            "hours": args.hours,
+            "segment_rows": layout.rows_per_segment,
+            "segments_per_hour": layout.segments_per_hour,
+        },
+        "selection": {"events": data.SELECTION_EVENTS, "attributes": data.SELECTION_ATTRIBUTES},
+    }
     runner = Runner(spec, Path(tempfile.mkdtemp(prefix="bench-")))
 
     def step(name: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -160,8 +198,11 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
         print(f"loading {3 * args.hours} more hours (store holds {4 * args.hours} h) ...", flush=True)
         more = data.load(storage, account, layout, range(args.hours, 4 * args.hours))
         print(f"  {more['events']:,} more events in {more['seconds']} s", flush=True)
-        results["dataset_4x"] = {"events": loaded["events"] + more["events"], "hours": 4 * args.hours,
-                                 "segments": loaded["segments"] + more["segments"]}
+        results["dataset_4x"] = {
+            "events": loaded["events"] + more["events"],
+            "hours": 4 * args.hours,
+            "segments": loaded["segments"] + more["segments"],
+        }
         export4 = step("export_1h_store_4x", "export", frequency_hours=1)
         export4["sha256"] = sha256_of(service, spec["out_container"], export4["file"])
         export4["same_bytes_as_export_1h"] = export4["sha256"] == export1["sha256"]
@@ -213,14 +254,21 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> None:
     d = r["dataset"]
-    print(f"\ndata set: {d['events']:,} events, {d['hours']} h, {d['segments']} segments "
-          f"({d['segment_rows']:,} rows each); window: 1 h, 3 of 6 event names, 4 params, 1 attribute")
-    print(f"\n{'measurement':<44} {'rows':>10} {'MB':>8} {'wall s':>8} {'rows/s':>11} {'MB/s':>8} {'RSS MB':>8} {'CPU s':>6}")
+    print(
+        f"\ndata set: {d['events']:,} events, {d['hours']} h, {d['segments']} segments "
+        f"({d['segment_rows']:,} rows each); window: 1 h, 3 of 6 event names, 4 params, 1 attribute"
+    )
+    print(
+        f"\n{'measurement':<44} {'rows':>10} {'MB':>8} {'wall s':>8} {'rows/s':>11} {'MB/s':>8} {'RSS MB':>8} {'CPU s':>6}"
+    )
     print("-" * 107)
     print(_row("1. export, 1 h window (process_job)", r["export_1h"]))
     f = r["io_floor"]
     print(_row("2. I/O floor (download || upload)", {**f, "rows": r["export_1h"]["rows"]}))
-    print(f"   {'download only: %.2f s (%d segments, %.1f MB); upload only: %.2f s' % (f['download_seconds'], f['segments'], f['segment_bytes'] / MB, f['upload_seconds'])}")
+    print(
+        f"   download only: {f['download_seconds']:.2f} s ({f['segments']} segments, {f['segment_bytes'] / MB:.1f} MB); "
+        f"upload only: {f['upload_seconds']:.2f} s"
+    )
     print(_row("3. naive (pyarrow rows + csv module)", r.get("naive")))
     print(_row("4. export, 1 h window, store with 4x hours", r.get("export_1h_store_4x")))
     print(_row("5. export, 2 h window (frequency 2)", r["export_2h"]))
@@ -228,21 +276,31 @@ def report(r: dict[str, Any]) -> None:
     print(_row("   read_window only (same selection)", {**w, "bytes": f["segment_bytes"]}))
     if "upsert" in r:
         u = r["upsert"]
-        print(f"\nupsert: {u['events']:,} events in {u['requests']} requests: {u['seconds']:.2f} s "
-              f"({u['events'] / u['seconds']:,.0f} events/s); floor (claims in 100-entity transactions on 8 threads "
-              f"+ one put per request): {u['floor_seconds']:.2f} s ({u['events'] / u['floor_seconds']:,.0f} events/s)")
-        print(f"resend of the same requests (all duplicates): {u['resend_seconds']:.2f} s "
-              f"({u['events'] / u['resend_seconds']:,.0f} events/s)")
+        print(
+            f"\nupsert: {u['events']:,} events in {u['requests']} requests: {u['seconds']:.2f} s "
+            f"({u['events'] / u['seconds']:,.0f} events/s); floor (claims in 100-entity transactions on 8 threads "
+            f"+ one put per request): {u['floor_seconds']:.2f} s ({u['events'] / u['floor_seconds']:,.0f} events/s)"
+        )
+        print(
+            f"resend of the same requests (all duplicates): {u['resend_seconds']:.2f} s "
+            f"({u['events'] / u['resend_seconds']:,.0f} events/s)"
+        )
     ra = r["ratios"]
     print("\nratios")
-    print(f"  1/2 export / I/O floor (time)           {ra['export_over_floor_time']:.2f}   target <= 1.25"
-          f"   (Python CPU {ra['export_over_floor_cpu']:.2f} x)")
+    print(
+        f"  1/2 export / I/O floor (time)           {ra['export_over_floor_time']:.2f}   target <= 1.25"
+        f"   (Python CPU {ra['export_over_floor_cpu']:.2f} x)"
+    )
     if "naive_over_export_time" in ra:
-        print(f"  3/1 naive / export (time)               {ra['naive_over_export_time']:.1f}    target >= 20"
-              f"   (RSS {ra['naive_over_export_rss']:.2f}; Python CPU {ra['naive_over_export_cpu']:.1f} x)")
+        print(
+            f"  3/1 naive / export (time)               {ra['naive_over_export_time']:.1f}    target >= 20"
+            f"   (RSS {ra['naive_over_export_rss']:.2f}; Python CPU {ra['naive_over_export_cpu']:.1f} x)"
+        )
     if "store4x_over_1x_time" in ra:
-        print(f"  4/1 4x-hours store / base (time)        {ra['store4x_over_1x_time']:.2f}   target <= 1.2"
-              f"   (RSS {ra['store4x_over_1x_rss']:.2f}; same bytes: {r['export_1h_store_4x']['same_bytes_as_export_1h']})")
+        print(
+            f"  4/1 4x-hours store / base (time)        {ra['store4x_over_1x_time']:.2f}   target <= 1.2"
+            f"   (RSS {ra['store4x_over_1x_rss']:.2f}; same bytes: {r['export_1h_store_4x']['same_bytes_as_export_1h']})"
+        )
     print(f"  5/1 2 h window / 1 h window (time)      {ra['window2h_over_1h_time']:.2f}")
     print(f"  5/1 2 h window / 1 h window (RSS)       {ra['window2h_over_1h_rss']:.2f}   target <= 1.15")
     print(f"  read_window / download of its segments  {ra['read_window_over_download_time']:.2f}")
@@ -292,14 +350,18 @@ def report_cloud(r: dict[str, Any]) -> None:
     kinds = [k for k in CLOUD_LABELS if f"export_1h_{k}" in r]
     if not kinds:
         return
-    print(f"\n{'S3 and GCS (same window and selection)':<44} {'rows':>10} {'MB':>8} {'wall s':>8} {'rows/s':>11} {'MB/s':>8} {'RSS MB':>8} {'CPU s':>6}")
+    print(
+        f"\n{'S3 and GCS (same window and selection)':<44} {'rows':>10} {'MB':>8} {'wall s':>8} {'rows/s':>11} {'MB/s':>8} {'RSS MB':>8} {'CPU s':>6}"
+    )
     print("-" * 107)
     for kind in kinds:
         export, floor = r[f"export_1h_{kind}"], r[f"io_floor_{kind}"]
         print(_row(f"export, 1 h window -> {CLOUD_LABELS[kind]}", export))
         print(_row(f"I/O floor (download || {kind} upload)", {**floor, "rows": export["rows"]}))
-        print(f"   upload only: {floor['upload_seconds']:.2f} s; export / floor {r['ratios'][f'{kind}_export_over_floor_time']:.2f} "
-              f"(target <= 1.25); same bytes as Azure: {export['same_bytes_as_azure']}")
+        print(
+            f"   upload only: {floor['upload_seconds']:.2f} s; export / floor {r['ratios'][f'{kind}_export_over_floor_time']:.2f} "
+            f"(target <= 1.25); same bytes as Azure: {export['same_bytes_as_azure']}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Every segment is a pure function of (seed, segment index, rows): the same flags 
 the same entry times and so the same export bytes. Only the segment ids (uuid4, from
 `write_segment`) differ between loads, and they never reach a CSV file.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from azure.storage.blob import ContainerClient
 
 from exporter.local.progress import Progress
@@ -90,7 +90,9 @@ def _strings(data: np.ndarray, width: int) -> pa.Array:
     """An (n, width) uint8 array of ASCII → a string array, no per-row Python."""
     n = data.shape[0]
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))])
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
+    )
 
 
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -134,18 +136,25 @@ def segment_table(index: int, rows: int, entry_ms: int) -> pa.Table:
 
     cents = rng.integers(50, 500_000, size=n)
     values = {
-        "price": pc.binary_join_element_wise(_num(cents // 100), pc.utf8_lpad(_num(cents % 100), width=2, padding="0"), "."),
+        "price": pc.binary_join_element_wise(
+            _num(cents // 100), pc.utf8_lpad(_num(cents % 100), width=2, padding="0"), "."
+        ),
         "currency": _pick(["EUR", "USD", "GBP", "TRY", "JPY"], rng.integers(0, 5, size=n)),
         "quantity": _num(rng.integers(1, 12, size=n)),
         "sku": _prefixed("SKU-", rng.integers(0, 50_000, size=n), width=6),
         "is_gift": _pick(["true", "false"], rng.integers(0, 2, size=n)),
-        "tags": _pick(['["sale"]', '["new","summer"]', '{"campaign":"bf","step":2}', "[]", '["a,b","say \\"hi\\""]'],
-                      rng.integers(0, 5, size=n)),
-        "url": _prefixed("https://shop.example.com/p/", rng.integers(0, 100_000, size=n), suffix="?ref=mail,top&q=\"x\""),
+        "tags": _pick(
+            ['["sale"]', '["new","summer"]', '{"campaign":"bf","step":2}', "[]", '["a,b","say \\"hi\\""]'],
+            rng.integers(0, 5, size=n),
+        ),
+        "url": _prefixed("https://shop.example.com/p/", rng.integers(0, 100_000, size=n), suffix='?ref=mail,top&q="x"'),
         "rating": _num(rng.integers(1, 6, size=n)),
     }
     columns: dict[str, pa.Array] = {
-        "event_id": event_ids, "user_id": user_ids, "event_name": names, "timestamp": timestamps,
+        "event_id": event_ids,
+        "user_id": user_ids,
+        "event_name": names,
+        "timestamp": timestamps,
     }
     null = pa.scalar(None, pa.string())
     for key in PARAM_KEYS:

@@ -4,9 +4,9 @@ Run by `python -m bench` (never imported by it), so that each measurement's peak
 (`ru_maxrss`) is its own: imports, buffers and allocator state of one measurement cannot
 inflate another's.
 """
+
 from __future__ import annotations
 
-import exporter  # noqa: F401  first, as in the Functions worker: it picks Arrow's allocator before pyarrow loads
 import csv
 import io
 import json
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from azure.storage.blob import BlobServiceClient
 
+import exporter  # noqa: F401  first, as in the Functions worker: it picks Arrow's allocator before pyarrow loads
 from exporter.clock import ManualClock
 from exporter.context import Context
 from exporter.destinations.azure_blob import block_id
@@ -61,8 +62,11 @@ def ru_maxrss_mb() -> float:
 
 def _settings(spec: dict[str, Any]) -> Settings:
     return Settings(
-        storage_connection=spec["connection"], table_prefix=spec["table_prefix"], queue_name=spec["queue"],
-        ucd_container=spec["ucd_container"], secret_key=spec["secret_key"],
+        storage_connection=spec["connection"],
+        table_prefix=spec["table_prefix"],
+        queue_name=spec["queue"],
+        ucd_container=spec["ucd_container"],
+        secret_key=spec["secret_key"],
     )
 
 
@@ -86,8 +90,13 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = Context.create(_settings(spec), clock)
     body = {
         "name": f"bench {frequency}h",
-        "destination": spec.get("destination") or {"type": "azure_blob", "connection_string": spec["connection"],
-                                                   "container": spec["out_container"], "prefix": spec.get("prefix", "bench/")},
+        "destination": spec.get("destination")
+        or {
+            "type": "azure_blob",
+            "connection_string": spec["connection"],
+            "container": spec["out_container"],
+            "prefix": spec.get("prefix", "bench/"),
+        },
         "events": data.SELECTION_EVENTS,
         "attributes": data.SELECTION_ATTRIBUTES,
         "frequency_hours": frequency,
@@ -119,8 +128,13 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
     window = result["windows"][0]
     ctx.integrations.delete(spec["account"], integration["id"])  # frees the slot (5 per account)
     return {
-        "seconds": seconds, "rows": window["rows"], "bytes": window["bytes"], "file": window["file"],
-        "peak_rss_mb": peak, "rss_before_mb": rss_before, "cpu_seconds": cpu,
+        "seconds": seconds,
+        "rows": window["rows"],
+        "bytes": window["bytes"],
+        "file": window["file"],
+        "peak_rss_mb": peak,
+        "rss_before_mb": rss_before,
+        "cpu_seconds": cpu,
         "arrow_pool_peak_mb": pa.default_memory_pool().max_memory() / 1e6,
     }
 
@@ -131,7 +145,12 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
 def _download_all(container, paths: list[str], prefetch: int) -> int:
     """Download exactly these blobs, `prefetch` at a time, as the store's read path does."""
     with ThreadPoolExecutor(max(1, prefetch)) as pool:
-        return sum(pool.map(lambda p: len(container.download_blob(p, max_concurrency=ucd_reader.DOWNLOAD_CONCURRENCY).readall()), paths))
+        return sum(
+            pool.map(
+                lambda p: len(container.download_blob(p, max_concurrency=ucd_reader.DOWNLOAD_CONCURRENCY).readall()),
+                paths,
+            )
+        )
 
 
 def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:
@@ -139,9 +158,16 @@ def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flig
     blob = container.get_blob_client(name)
     ids = [block_id(i) for i in range(0, max(1, -(-len(payload) // block_bytes)))]
     with ThreadPoolExecutor(in_flight) as pool:
-        list(pool.map(lambda i: blob.stage_block(ids[i], payload[i * block_bytes:(i + 1) * block_bytes],
-                                                 length=len(payload[i * block_bytes:(i + 1) * block_bytes])),
-                      range(len(ids))))
+        list(
+            pool.map(
+                lambda i: blob.stage_block(
+                    ids[i],
+                    payload[i * block_bytes : (i + 1) * block_bytes],
+                    length=len(payload[i * block_bytes : (i + 1) * block_bytes]),
+                ),
+                range(len(ids)),
+            )
+        )
     blob.commit_block_list(ids)
 
 
@@ -153,11 +179,15 @@ def io_floor(spec: dict[str, Any]) -> dict[str, Any]:
     ucd = service.get_container_client(spec["ucd_container"])
     out = service.get_container_client(spec["out_container"])
     size = spec["csv_bytes"]
-    payload = memoryview((b"0123456789abcdef,\"quoted\",x\r\n" * (size // 29 + 1))[:size])
+    payload = memoryview((b'0123456789abcdef,"quoted",x\r\n' * (size // 29 + 1))[:size])
     prefetch = ucd_reader.READ_PREFETCH
     block_bytes, in_flight = BLOCK_BYTES, runner.MAX_IN_FLIGHT
-    results: dict[str, Any] = {"segments": len(paths), "prefetch": prefetch, "block_bytes": block_bytes,
-                               "in_flight": in_flight}
+    results: dict[str, Any] = {
+        "segments": len(paths),
+        "prefetch": prefetch,
+        "block_bytes": block_bytes,
+        "in_flight": in_flight,
+    }
 
     t0 = time.perf_counter()
     read = _download_all(ucd, paths, prefetch)
@@ -222,8 +252,14 @@ def naive(spec: dict[str, Any]) -> dict[str, Any]:
     body = text.getvalue().encode("utf-8")
     out.upload_blob("bench-naive/naive.csv", body, overwrite=True)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rows": rows, "bytes": len(body), "peak_rss_mb": rss_mb(), "rss_before_mb": rss_before,
-            "cpu_seconds": time.process_time() - cpu0}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "bytes": len(body),
+        "peak_rss_mb": rss_mb(),
+        "rss_before_mb": rss_before,
+        "cpu_seconds": time.process_time() - cpu0,
+    }
 
 
 # ---------------------------------------------------------------- window read (UCD)
@@ -237,13 +273,19 @@ def window_read(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     rows = 0
     nbytes = 0
-    for batch in ctx.ucd.read_window(spec["account"], start, end, event_names=data.selection_names(),
-                                     columns=data.selection_columns()):
+    for batch in ctx.ucd.read_window(
+        spec["account"], start, end, event_names=data.selection_names(), columns=data.selection_columns()
+    ):
         rows += batch.num_rows
         nbytes += batch.nbytes
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rows": rows, "arrow_bytes": nbytes, "peak_rss_mb": rss_mb(),
-            "cpu_seconds": time.process_time() - cpu0}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "arrow_bytes": nbytes,
+        "peak_rss_mb": rss_mb(),
+        "cpu_seconds": time.process_time() - cpu0,
+    }
 
 
 # ---------------------------------------------------------------- upsert
@@ -262,17 +304,27 @@ def _request(spec: dict[str, Any], r: int) -> dict[str, Any]:
             params: dict[str, Any] = {}
             for key in sorted(data.PARAMS_OF[name]):
                 params[key] = {
-                    "price": round(1 + (u * 7 + k) % 5000 / 10, 2), "currency": "EUR", "quantity": 1 + k % 5,
-                    "sku": f"SKU-{(u * 31 + k) % 50000:06d}", "is_gift": k % 2 == 0,
-                    "tags": ["sale", {"step": k % 3}], "url": f"https://shop.example.com/p/{u}?k={k}",
+                    "price": round(1 + (u * 7 + k) % 5000 / 10, 2),
+                    "currency": "EUR",
+                    "quantity": 1 + k % 5,
+                    "sku": f"SKU-{(u * 31 + k) % 50000:06d}",
+                    "is_gift": k % 2 == 0,
+                    "tags": ["sale", {"step": k % 3}],
+                    "url": f"https://shop.example.com/p/{u}?k={k}",
                     "rating": 1 + k % 5,
                 }[key]
             ts = base + timedelta(seconds=r * 60 + k, milliseconds=u)
-            events.append({"event_name": name, "timestamp": ts.isoformat().replace("+00:00", "Z"),
-                           "event_params": params})
-        users.append({"user_id": uid, "identifiers": {"email": f"{uid}@example.com"},
-                      "attributes": {"email": f"{uid}@example.com", "country": "TR", "plan": "pro", "age": 20 + u % 50},
-                      "events": events})
+            events.append(
+                {"event_name": name, "timestamp": ts.isoformat().replace("+00:00", "Z"), "event_params": params}
+            )
+        users.append(
+            {
+                "user_id": uid,
+                "identifiers": {"email": f"{uid}@example.com"},
+                "attributes": {"email": f"{uid}@example.com", "country": "TR", "plan": "pro", "age": 20 + u % 50},
+                "events": events,
+            }
+        )
     return {"users": users}
 
 
@@ -295,17 +347,26 @@ def upsert(spec: dict[str, Any]) -> dict[str, Any]:
     tables = TableServiceClient.from_connection_string(spec["connection"])
     scratch = tables.create_table_if_not_exists(f"{spec['table_prefix']}floor")
     service_container = BlobServiceClient.from_connection_string(spec["connection"]).get_container_client(
-        spec["ucd_container"])
+        spec["ucd_container"]
+    )
     run = uuid.uuid4().hex[:8]
 
     def floor(r: int, ids: list[str], size: int) -> int:
         groups: dict[str, list[str]] = {}
         for eid in ids:
             groups.setdefault(claim_partition(f"{run}-{r}", eid), []).append(eid)
-        chunks = [(pk, g[i:i + TRANSACTION_SIZE]) for pk, g in groups.items() for i in range(0, len(g), TRANSACTION_SIZE)]
+        chunks = [
+            (pk, g[i : i + TRANSACTION_SIZE]) for pk, g in groups.items() for i in range(0, len(g), TRANSACTION_SIZE)
+        ]
         with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(lambda c: scratch.submit_transaction(
-                [("create", {"PartitionKey": c[0], "RowKey": e, "segment": "x"}) for e in c[1]]), chunks))
+            list(
+                pool.map(
+                    lambda c: scratch.submit_transaction(
+                        [("create", {"PartitionKey": c[0], "RowKey": e, "segment": "x"}) for e in c[1]]
+                    ),
+                    chunks,
+                )
+            )
         service_container.upload_blob(f"floor/{run}-{r:04d}.parquet", b"\0" * size, overwrite=True)
         return len(chunks)
 
@@ -335,9 +396,14 @@ def upsert(spec: dict[str, Any]) -> dict[str, Any]:
         resent_duplicates += again.duplicate_events
     events = sum(req.received_events for req in requests)
     return {
-        "seconds": sum(per_request), "events": events, "stored": stored, "requests": len(requests),
-        "transactions_per_request": transactions, "floor_seconds": sum(floor_per_request),
-        "resend_seconds": sum(resend_per_request), "resend_duplicates": resent_duplicates,
+        "seconds": sum(per_request),
+        "events": events,
+        "stored": stored,
+        "requests": len(requests),
+        "transactions_per_request": transactions,
+        "floor_seconds": sum(floor_per_request),
+        "resend_seconds": sum(resend_per_request),
+        "resend_duplicates": resent_duplicates,
         "per_request_ms": [round(x * 1000) for x in per_request],
         "floor_per_request_ms": [round(x * 1000) for x in floor_per_request],
         "resend_per_request_ms": [round(x * 1000) for x in resend_per_request],
@@ -354,16 +420,21 @@ def _s3_upload(body: dict[str, Any], name: str, payload: memoryview, block_bytes
     from botocore.config import Config
 
     client = boto3.session.Session().client(
-        "s3", region_name=body["region"], endpoint_url=body.get("endpoint_url"),
-        aws_access_key_id=body["access_key_id"], aws_secret_access_key=body["secret_access_key"],
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=in_flight * 2))
+        "s3",
+        region_name=body["region"],
+        endpoint_url=body.get("endpoint_url"),
+        aws_access_key_id=body["access_key_id"],
+        aws_secret_access_key=body["secret_access_key"],
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=in_flight * 2),
+    )
     upload = client.create_multipart_upload(Bucket=body["bucket"], Key=name)["UploadId"]
     count = max(1, -(-len(payload) // block_bytes))
 
     def part(i: int) -> dict[str, Any]:
-        chunk = bytes(payload[i * block_bytes:(i + 1) * block_bytes])
+        chunk = bytes(payload[i * block_bytes : (i + 1) * block_bytes])
         answer = client.upload_part(Bucket=body["bucket"], Key=name, UploadId=upload, PartNumber=i + 1, Body=chunk)
         return {"PartNumber": i + 1, **{k: v for k, v in answer.items() if k == "ETag" or k.startswith("ChecksumCRC")}}
+
     with ThreadPoolExecutor(in_flight) as pool:
         parts = list(pool.map(part, range(count)))
     client.complete_multipart_upload(Bucket=body["bucket"], Key=name, UploadId=upload, MultipartUpload={"Parts": parts})
@@ -376,14 +447,19 @@ def _gcs_upload(body: dict[str, Any], name: str, payload: memoryview, block_byte
     from google.oauth2 import service_account
 
     creds = service_account.Credentials.from_service_account_info(
-        body["service_account_key"], scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+        body["service_account_key"], scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
+    )
     client = storage.Client(project="bench", credentials=creds, client_options={"api_endpoint": body["endpoint_url"]})
-    url = client.bucket(body["bucket"]).blob(name).create_resumable_upload_session(content_type="text/csv", checksum=None)
+    url = (
+        client.bucket(body["bucket"]).blob(name).create_resumable_upload_session(content_type="text/csv", checksum=None)
+    )
     http, total = AuthorizedSession(creds), len(payload)
     for start in range(0, total, block_bytes):
         end = min(start + block_bytes, total)
         of = total if end == total else "*"
-        answer = http.put(url, data=bytes(payload[start:end]), headers={"Content-Range": f"bytes {start}-{end - 1}/{of}"})
+        answer = http.put(
+            url, data=bytes(payload[start:end]), headers={"Content-Range": f"bytes {start}-{end - 1}/{of}"}
+        )
         if answer.status_code not in ((200, 201) if end == total else (308,)):
             raise SystemExit(f"GCS chunk refused: {answer.status_code}")
 
@@ -394,7 +470,7 @@ def io_floor_cloud(spec: dict[str, Any]) -> dict[str, Any]:
     paths = _segment_paths(ctx, spec)
     ucd = BlobServiceClient.from_connection_string(spec["connection"]).get_container_client(spec["ucd_container"])
     body, size = spec["destination"], spec["csv_bytes"]
-    payload = memoryview((b"0123456789abcdef,\"quoted\",x\r\n" * (size // 29 + 1))[:size])
+    payload = memoryview((b'0123456789abcdef,"quoted",x\r\n' * (size // 29 + 1))[:size])
     prefetch, block_bytes, in_flight = ucd_reader.READ_PREFETCH, BLOCK_BYTES, runner.MAX_IN_FLIGHT
 
     def upload(name: str) -> None:
@@ -415,13 +491,20 @@ def io_floor_cloud(spec: dict[str, Any]) -> dict[str, Any]:
     downloader.start()
     upload("bench-floor/floor.csv")
     downloader.join()
-    results.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0, bytes=size,
-                   peak_rss_mb=rss_mb())
+    results.update(
+        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0, bytes=size, peak_rss_mb=rss_mb()
+    )
     return results
 
 
-KINDS = {"export": export, "io_floor": io_floor, "naive": naive, "window_read": window_read, "upsert": upsert,
-         "io_floor_cloud": io_floor_cloud}
+KINDS = {
+    "export": export,
+    "io_floor": io_floor,
+    "naive": naive,
+    "window_read": window_read,
+    "upsert": upsert,
+    "io_floor_cloud": io_floor_cloud,
+}
 
 
 def _tune(spec: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ acknowledged. Integrations are paused and resumed, re-timed, deleted and recreat
 is revoked for hours and then restored. At the end the faults stop, the clock runs on until every
 integration is up to date, and the delivered files are checked against the soak's own ledger.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,11 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .soak_check import Verdict, check, entry_times, summary
 from .soak_customers import SITES, Customers
@@ -37,22 +39,43 @@ KILL_KINDS = ("reset_before", "reset_after")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--days", type=float, default=30, help="simulated days of traffic (default 30, at least 2)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--step-minutes", type=int, default=30, help="simulated minutes between timer ticks (default 30)")
-    p.add_argument("--rate", type=float, default=0.01, help="share of storage calls given a random fault (default 0.01)")
-    p.add_argument("--tick-kills", type=float, default=0.08, help="share of ticks whose worker is SIGKILLed (default 0.08)")
-    p.add_argument("--upsert-kills", type=float, default=0.03, help="share of upserts killed mid-request (default 0.03)")
-    p.add_argument("--copies", type=float, default=0.1, help="share of job deliveries sent again as extra copies (default 0.1)")
-    p.add_argument("--max-attempts", type=int, default=10,
-                   help="sends of one request before the platform gives up on it and reports it (default 10)")
+    p.add_argument(
+        "--rate", type=float, default=0.01, help="share of storage calls given a random fault (default 0.01)"
+    )
+    p.add_argument(
+        "--tick-kills", type=float, default=0.08, help="share of ticks whose worker is SIGKILLed (default 0.08)"
+    )
+    p.add_argument(
+        "--upsert-kills", type=float, default=0.03, help="share of upserts killed mid-request (default 0.03)"
+    )
+    p.add_argument(
+        "--copies", type=float, default=0.1, help="share of job deliveries sent again as extra copies (default 0.1)"
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=10,
+        help="sends of one request before the platform gives up on it and reports it (default 10)",
+    )
     p.add_argument("--volume", type=float, default=1.0, help="scales the request rate of every account (default 1)")
-    p.add_argument("--commit-timeout", type=int, default=2,
-                   help="UCD_COMMIT_TIMEOUT_SECONDS for the soak (default 2: the store waits it out in real time after a failed put)")
-    p.add_argument("--backoff-factor", type=float, default=0.02,
-                   help="scales the storage SDKs' real-time retry back-off (default 0.02: 15 s becomes 0.3 s)")
+    p.add_argument(
+        "--commit-timeout",
+        type=int,
+        default=2,
+        help="UCD_COMMIT_TIMEOUT_SECONDS for the soak (default 2: the store waits it out in real time after a failed put)",
+    )
+    p.add_argument(
+        "--backoff-factor",
+        type=float,
+        default=0.02,
+        help="scales the storage SDKs' real-time retry back-off (default 0.02: 15 s becomes 0.3 s)",
+    )
     p.add_argument("--out", default=None, help="JSON report path (default bench-results/soak-<seed>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -90,8 +113,13 @@ class Soak:
         self.start = START
         self.end = START + timedelta(days=args.days)
         tag = f"s{args.seed}"
-        common = dict(table_prefix=tag, queue_name=f"jobs-{tag}", ucd_container=f"ucd-{tag}", secret_key=SECRET_KEY,
-                      ucd_commit_timeout_seconds=args.commit_timeout)
+        common = dict(
+            table_prefix=tag,
+            queue_name=f"jobs-{tag}",
+            ucd_container=f"ucd-{tag}",
+            secret_key=SECRET_KEY,
+            ucd_commit_timeout_seconds=args.commit_timeout,
+        )
         self.settings = Settings(storage_connection=servers.app_direct, **common)
         faulty = Settings(storage_connection=servers.app_faulty, **common)
         self.settle = timedelta(seconds=self.settings.settle_seconds)
@@ -100,28 +128,60 @@ class Soak:
         self.switch = KillSwitch(servers.proxies)
         out_dir = ROOT / "bench-results"
         out_dir.mkdir(exist_ok=True)
-        config = WorkerConfig(settings=_fields(faulty), backoff_factor=args.backoff_factor, visibility_seconds=8, retry_seconds=1)
+        config = WorkerConfig(
+            settings=_fields(faulty), backoff_factor=args.backoff_factor, visibility_seconds=8, retry_seconds=1
+        )
         self.workers = Workers(config, servers, self.switch, out_dir / f"soak-{args.seed}-workers.log")
         self.sites: dict[str, Site] = {
-            name: AzureBlobSite(name, container, servers.customers_faulty, servers.customers_direct, servers.proxies["destination"])
+            name: AzureBlobSite(
+                name, container, servers.customers_faulty, servers.customers_direct, servers.proxies["destination"]
+            )
             for name, container in SITES.items()
         }
         self.customers = Customers(self.handlers, servers, self.sites, self.clock, self._failure)
-        self.traffic = Traffic(args.seed, [
-            AccountTraffic("acme", users=400, requests_per_hour=2.0 * args.volume, bursts_per_day=1.0 * args.volume),
-            AccountTraffic("globex", users=150, requests_per_hour=0.7 * args.volume, bursts_per_day=0.3 * args.volume,
-                           burst_users=100, deletes_per_day=1.0),
-        ])
+        self.traffic = Traffic(
+            args.seed,
+            [
+                AccountTraffic(
+                    "acme", users=400, requests_per_hour=2.0 * args.volume, bursts_per_day=1.0 * args.volume
+                ),
+                AccountTraffic(
+                    "globex",
+                    users=150,
+                    requests_per_hour=0.7 * args.volume,
+                    bursts_per_day=0.3 * args.volume,
+                    burst_users=100,
+                    deletes_per_day=1.0,
+                ),
+            ],
+        )
         self.chaos = random.Random(args.seed * 7919 + 1)
         self.events = EventLedger()
         self.actions: list[Action] = []
         self.seq = itertools.count()
         self.stats: dict[str, Any] = {
-            "upserts": {"requests": 0, "attempts": 0, "acknowledged": 0, "refused": {}}, "abandoned": [],
+            "upserts": {"requests": 0, "attempts": 0, "acknowledged": 0, "refused": {}},
+            "abandoned": [],
             "deletes": {"requests": 0, "attempts": 0},
-            "ticks": 0, "jobs": {"delivered": 0, "failed": 0, "poisoned": 0, "copies": 0, "queue_errors": 0, "timer_errors": 0,
-                     "startup_errors": 0},
-            "kills": {"tick": 0, "upsert": 0, "at_request": 0, "at_commit": 0, "timed": 0, "unplanned": 0, "by_proxy": {}},
+            "ticks": 0,
+            "jobs": {
+                "delivered": 0,
+                "failed": 0,
+                "poisoned": 0,
+                "copies": 0,
+                "queue_errors": 0,
+                "timer_errors": 0,
+                "startup_errors": 0,
+            },
+            "kills": {
+                "tick": 0,
+                "upsert": 0,
+                "at_request": 0,
+                "at_commit": 0,
+                "timed": 0,
+                "unplanned": 0,
+                "by_proxy": {},
+            },
             "wall_seconds_by_call": {},
         }
         self.failures: list[str] = []
@@ -160,10 +220,13 @@ class Soak:
     def _progress(self, what: str) -> None:
         if not self.args.quiet:
             s = self.stats
-            print(f"soak seed {self.args.seed}: {what}, {time.monotonic() - self.started:.0f} s, "
-                  f"{len(self.events.acknowledged)} events acknowledged, {s['ticks']} ticks, "
-                  f"{s['kills']['tick'] + s['kills']['upsert']} kills, faults {dict(self._faults()['total'])}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"soak seed {self.args.seed}: {what}, {time.monotonic() - self.started:.0f} s, "
+                f"{len(self.events.acknowledged)} events acknowledged, {s['ticks']} ticks, "
+                f"{s['kills']['tick'] + s['kills']['upsert']} kills, faults {dict(self._faults()['total'])}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # ---------------------------------------------------------------- upserts and deletions (the platform)
 
@@ -180,7 +243,9 @@ class Soak:
         ids = self.events.sent(account, body)
         self.stats["upserts"]["attempts"] += 1
         plan = self._kill_plan("upsert", self.args.upsert_kills)
-        outcome = self._call({"op": "upsert", "now": iso(self.clock.now()), "account": account, "body": body}, plan, "upsert")
+        outcome = self._call(
+            {"op": "upsert", "now": iso(self.clock.now()), "account": account, "body": body}, plan, "upsert"
+        )
         status = (outcome.answer or {}).get("status")
         if status == 200:
             self.events.acknowledge(ids)
@@ -200,8 +265,9 @@ class Soak:
     def _delete_user(self, account: str, user_id: str, attempt: int, first: datetime | None = None) -> None:
         first = first or self.clock.now()
         self.stats["deletes"]["attempts"] += 1
-        outcome = self._call({"op": "delete_user", "now": iso(self.clock.now()), "account": account, "user_id": user_id},
-                             None, "delete")
+        outcome = self._call(
+            {"op": "delete_user", "now": iso(self.clock.now()), "account": account, "user_id": user_id}, None, "delete"
+        )
         status = (outcome.answer or {}).get("status")
         if status in (200, 404):  # 404: that user never reached the store
             return
@@ -215,16 +281,19 @@ class Soak:
 
     def _retry(self, attempt: int, run: Callable[[datetime], None]) -> None:
         """The platform's retry: later, longer after each refusal (past a dead request's claim budget)."""
-        delay = min(61 * 2 ** attempt, 1800) + self.chaos.uniform(0, 60)
+        delay = min(61 * 2**attempt, 1800) + self.chaos.uniform(0, 60)
         self._schedule(self.clock.now() + timedelta(seconds=delay), run, "retry")
 
     def _abandon(self, what: str, first: datetime, outcome: Outcome) -> None:
         """A request the platform could not get acknowledged: a liveness failure of the app, reported."""
         last = outcome.answer or {"killed": outcome.killed}
-        self.stats["abandoned"].append({"request": what, "first_sent": iso(first), "attempts": self.args.max_attempts,
-                                        "last_answer": last})
-        self._failure(f"{what} first sent {iso(first)} was refused {self.args.max_attempts} times, "
-                      f"until {iso(self.clock.now())}; last answer {json.dumps(last)[:300]}")
+        self.stats["abandoned"].append(
+            {"request": what, "first_sent": iso(first), "attempts": self.args.max_attempts, "last_answer": last}
+        )
+        self._failure(
+            f"{what} first sent {iso(first)} was refused {self.args.max_attempts} times, "
+            f"until {iso(self.clock.now())}; last answer {json.dumps(last)[:300]}"
+        )
 
     # ---------------------------------------------------------------- ticks (timer + queue)
 
@@ -232,12 +301,23 @@ class Soak:
         self.clock.set(at)
         self.stats["ticks"] += 1
         plan = self._kill_plan("tick", self.args.tick_kills) if kills else None
-        command = {"op": "tick", "now": iso(at), "seed": self.chaos.randrange(1 << 30), "copy_rate": self.args.copies if kills else 0}
+        command = {
+            "op": "tick",
+            "now": iso(at),
+            "seed": self.chaos.randrange(1 << 30),
+            "copy_rate": self.args.copies if kills else 0,
+        }
         outcome = self._call(command, plan, "tick")
         answer = outcome.answer or {}
         jobs = self.stats["jobs"]
-        for key, source in (("delivered", "jobs"), ("failed", "failed"), ("poisoned", "poisoned"), ("copies", "copies"),
-                            ("queue_errors", "queue_errors"), ("timer_errors", "timer_errors")):
+        for key, source in (
+            ("delivered", "jobs"),
+            ("failed", "failed"),
+            ("poisoned", "poisoned"),
+            ("copies", "copies"),
+            ("queue_errors", "queue_errors"),
+            ("timer_errors", "timer_errors"),
+        ):
             jobs[key] += answer.get(source, 0)
         jobs["startup_errors"] += "startup_error" in answer
         return outcome.answer
@@ -260,7 +340,9 @@ class Soak:
 
     def _call(self, command: dict[str, Any], plan: KillPlan | None, op: str) -> Outcome:
         outcome = self.workers.call(command, plan)
-        self.stats["wall_seconds_by_call"][op] = round(self.stats["wall_seconds_by_call"].get(op, 0) + outcome.seconds, 1)
+        self.stats["wall_seconds_by_call"][op] = round(
+            self.stats["wall_seconds_by_call"].get(op, 0) + outcome.seconds, 1
+        )
         kills = self.stats["kills"]
         if outcome.answer is None:
             if plan is None:
@@ -270,8 +352,15 @@ class Soak:
                 kills["tick" if op == "tick" else "upsert"] += 1
                 how = "timed" if outcome.killed == "timer" else ("at_commit" if plan.path else "at_request")
                 kills[how] = kills.get(how, 0) + 1
-                self.kill_log.append({"at": command["now"], "op": op, "how": how, "request": outcome.killed,
-                                      "kind": plan.kind if plan.after_seconds is None else None})
+                self.kill_log.append(
+                    {
+                        "at": command["now"],
+                        "op": op,
+                        "how": how,
+                        "request": outcome.killed,
+                        "kind": plan.kind if plan.after_seconds is None else None,
+                    }
+                )
                 if outcome.killed and outcome.killed.startswith("request:"):
                     proxy = outcome.killed.split(":", 1)[1]
                     kills["by_proxy"][proxy] = kills["by_proxy"].get(proxy, 0) + 1
@@ -327,7 +416,9 @@ class Soak:
         self._progress("checking")
         stored: dict[str, list[int]] = {}
         for account in ("acme", "globex"):
-            stored.update(entry_times(self.ctx.ucd, account, self.start - timedelta(hours=1), self.final + timedelta(hours=1)))
+            stored.update(
+                entry_times(self.ctx.ucd, account, self.start - timedelta(hours=1), self.final + timedelta(hours=1))
+            )
         verdict = check(self.events, stored, self.customers.all, self.sites, self.final, self.settle)
         return self._json(verdict)
 
@@ -335,29 +426,56 @@ class Soak:
         failures = self.failures + verdict.failures
         ok = verdict.ok and not self.failures
         return {
-            "ok": ok, "seed": self.args.seed, "days": self.args.days,
+            "ok": ok,
+            "seed": self.args.seed,
+            "days": self.args.days,
             "wall_seconds": round(time.monotonic() - self.started, 1),
-            "lost": verdict.lost, "duplicated": verdict.duplicated,
-            "events_stored": verdict.stored, "events_acknowledged": verdict.acknowledged,
-            "events_sent": self.events.transmissions, "rows_exported": verdict.rows_exported,
-            "windows": verdict.windows_expected, "files": verdict.files,
-            "faults_injected": self._faults(), "storage_requests": {n: p.requests for n, p in self.servers.proxies.items()},
-            "kills": self.stats["kills"], "worker_processes": self.workers.spawned,
-            "checks": summary(verdict), "failure_count": verdict.failure_count + len(self.failures),
+            "lost": verdict.lost,
+            "duplicated": verdict.duplicated,
+            "events_stored": verdict.stored,
+            "events_acknowledged": verdict.acknowledged,
+            "events_sent": self.events.transmissions,
+            "rows_exported": verdict.rows_exported,
+            "windows": verdict.windows_expected,
+            "files": verdict.files,
+            "faults_injected": self._faults(),
+            "storage_requests": {n: p.requests for n, p in self.servers.proxies.items()},
+            "kills": self.stats["kills"],
+            "worker_processes": self.workers.spawned,
+            "checks": summary(verdict),
+            "failure_count": verdict.failure_count + len(self.failures),
             "failures": failures[:80],
-            "upserts": self.stats["upserts"], "deletes": self.stats["deletes"], "abandoned": self.stats["abandoned"],
+            "upserts": self.stats["upserts"],
+            "deletes": self.stats["deletes"],
+            "abandoned": self.stats["abandoned"],
             "ticks": self.stats["ticks"],
-            "jobs": self.stats["jobs"], "credential_errors_seen": self.customers.credential_errors_seen,
+            "jobs": self.stats["jobs"],
+            "credential_errors_seen": self.customers.credential_errors_seen,
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
-            "integrations": [{"label": r.label, "id": r.id, "activated_at": iso(r.activated_at),
-                              "frequencies": [[iso(c.effective_from), c.hours] for c in r.frequencies],
-                              "deleted_at": iso(r.deleted_at) if r.deleted_at else None} for r in self.customers.all],
-            "operations": self.customers.calls, "kill_log": self.kill_log,
-            "settings": {"step_minutes": self.args.step_minutes, "max_attempts": self.args.max_attempts,
-                         "rate": self.args.rate, "tick_kills": self.args.tick_kills,
-                         "upsert_kills": self.args.upsert_kills, "copies": self.args.copies, "volume": self.args.volume,
-                         "commit_timeout_seconds": self.args.commit_timeout, "backoff_factor": self.args.backoff_factor,
-                         "settle_seconds": self.settings.settle_seconds},
+            "integrations": [
+                {
+                    "label": r.label,
+                    "id": r.id,
+                    "activated_at": iso(r.activated_at),
+                    "frequencies": [[iso(c.effective_from), c.hours] for c in r.frequencies],
+                    "deleted_at": iso(r.deleted_at) if r.deleted_at else None,
+                }
+                for r in self.customers.all
+            ],
+            "operations": self.customers.calls,
+            "kill_log": self.kill_log,
+            "settings": {
+                "step_minutes": self.args.step_minutes,
+                "max_attempts": self.args.max_attempts,
+                "rate": self.args.rate,
+                "tick_kills": self.args.tick_kills,
+                "upsert_kills": self.args.upsert_kills,
+                "copies": self.args.copies,
+                "volume": self.args.volume,
+                "commit_timeout_seconds": self.args.commit_timeout,
+                "backoff_factor": self.args.backoff_factor,
+                "settle_seconds": self.settings.settle_seconds,
+            },
         }
 
     def close(self) -> None:
@@ -403,8 +521,23 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else ROOT / "bench-results" / f"soak-{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    brief = {k: report[k] for k in ("ok", "seed", "days", "wall_seconds", "events_stored", "rows_exported", "windows",
-                                    "files", "lost", "duplicated", "kills", "failure_count")}
+    brief = {
+        k: report[k]
+        for k in (
+            "ok",
+            "seed",
+            "days",
+            "wall_seconds",
+            "events_stored",
+            "rows_exported",
+            "windows",
+            "files",
+            "lost",
+            "duplicated",
+            "kills",
+            "failure_count",
+        )
+    }
     brief["faults_injected"] = report["faults_injected"]["total"]
     print(json.dumps(brief, indent=2))
     if report["failures"]:

@@ -7,6 +7,7 @@ entry time. I2/I3: every window from activation to the last due one has exactly 
 each the frequency in force. I4: every file is a committed blob with the right name and header whose
 rows parse.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -93,8 +94,14 @@ def entry_times(ucd, account: str, start: datetime, end: datetime) -> dict[str, 
 # ------------------------------------------------------------------ the check
 
 
-def check(events: EventLedger, stored: dict[str, list[int]], integrations: list[IntegrationRecord],
-          sites: dict[str, Site], until: datetime, settle: timedelta) -> Verdict:
+def check(
+    events: EventLedger,
+    stored: dict[str, list[int]],
+    integrations: list[IntegrationRecord],
+    sites: dict[str, Site],
+    until: datetime,
+    settle: timedelta,
+) -> Verdict:
     verdict = Verdict(acknowledged=len(events.acknowledged), stored=len(stored))
     _check_store(verdict, events, stored)
     by_id = {r.id: r for r in integrations}
@@ -110,8 +117,10 @@ def _check_store(verdict: Verdict, events: EventLedger, stored: dict[str, list[i
     for event_id in sorted(events.acknowledged - stored.keys()):
         verdict.lost_at_ingest += 1
         facts = events.facts[event_id]
-        verdict.fail(f"lost at ingest: {event_id} ({facts.account} {facts.user_id} {facts.name} {facts.timestamp}) "
-                     "was acknowledged but is in no segment")
+        verdict.fail(
+            f"lost at ingest: {event_id} ({facts.account} {facts.user_id} {facts.name} {facts.timestamp}) "
+            "was acknowledged but is in no segment"
+        )
     for event_id, entries in stored.items():
         if event_id not in events.facts:
             verdict.unknown_in_store += 1
@@ -121,8 +130,12 @@ def _check_store(verdict: Verdict, events: EventLedger, stored: dict[str, list[i
             verdict.fail(f"stored {len(entries)} times: {event_id} (entry ms {sorted(entries)})")
 
 
-def _read_site(verdict: Verdict, site: Site, by_id: dict[str, IntegrationRecord],
-               delivered: dict[str, list[tuple[int, int, list[list[str]]]]]) -> None:
+def _read_site(
+    verdict: Verdict,
+    site: Site,
+    by_id: dict[str, IntegrationRecord],
+    delivered: dict[str, list[tuple[int, int, list[list[str]]]]],
+) -> None:
     verdict.uncommitted_blobs += len(site.uncommitted())
     for found in site.files():
         verdict.files += 1
@@ -172,11 +185,17 @@ def _parse(verdict: Verdict, site: str, found: Delivered, record: IntegrationRec
     return rows[1:]
 
 
-def _check_integration(verdict: Verdict, record: IntegrationRecord, files: list[tuple[int, int, list[list[str]]]],
-                       events: EventLedger, stored: dict[str, list[int]], until: datetime, settle: timedelta) -> None:
+def _check_integration(
+    verdict: Verdict,
+    record: IntegrationRecord,
+    files: list[tuple[int, int, list[list[str]]]],
+    events: EventLedger,
+    stored: dict[str, list[int]],
+    until: datetime,
+    settle: timedelta,
+) -> None:
     label = f"{record.label} ({record.id})"
-    expected = [(int(s.timestamp()), int(e.timestamp()))
-                for s, e in record.windows(record.deleted_at or until, settle)]
+    expected = [(int(s.timestamp()), int(e.timestamp())) for s, e in record.windows(record.deleted_at or until, settle)]
     files = sorted(files)
     found = [(s, e) for s, e, _rows in files]
     if record.deleted_at is not None:
@@ -208,11 +227,15 @@ def _check_integration(verdict: Verdict, record: IntegrationRecord, files: list[
             continue
         verdict.lost_in_export += 1
         window = covered[bisect.bisect_right(starts, entry) - 1]
-        verdict.fail(f"{label}: lost {event_id} ({facts.name}, entry {_utc(entry / 1000):%Y-%m-%dT%H:%M:%S.%f}) "
-                     f"not in its window {window[0]}-{window[1]}")
+        verdict.fail(
+            f"{label}: lost {event_id} ({facts.name}, entry {_utc(entry / 1000):%Y-%m-%dT%H:%M:%S.%f}) "
+            f"not in its window {window[0]}-{window[1]}"
+        )
 
 
-def _compare_windows(verdict: Verdict, label: str, expected: list[tuple[int, int]], found: list[tuple[int, int]]) -> None:
+def _compare_windows(
+    verdict: Verdict, label: str, expected: list[tuple[int, int]], found: list[tuple[int, int]]
+) -> None:
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     verdict.missing_windows += len(missing)
@@ -223,8 +246,15 @@ def _compare_windows(verdict: Verdict, label: str, expected: list[tuple[int, int
         verdict.fail(f"{label}: {len(extra)} file(s) for windows that should not exist, first {extra[0]}")
 
 
-def _check_row(verdict: Verdict, label: str, record: IntegrationRecord, window: tuple[int, int], row: list[str],
-               events: EventLedger, stored: dict[str, list[int]]) -> None:
+def _check_row(
+    verdict: Verdict,
+    label: str,
+    record: IntegrationRecord,
+    window: tuple[int, int],
+    row: list[str],
+    events: EventLedger,
+    stored: dict[str, list[int]],
+) -> None:
     event_id = row[0]
     facts = events.facts.get(event_id)
     entries = stored.get(event_id)
@@ -247,7 +277,7 @@ def _check_row(verdict: Verdict, label: str, record: IntegrationRecord, window: 
         expected.append((facts.params.get(key) or "") if key in params else "")
     if row[: len(expected)] != expected:
         verdict.bad_files += 1
-        verdict.fail(f"{label}: row of {event_id} in file {window} is {row[:len(expected)]}, sent {expected}")
+        verdict.fail(f"{label}: row of {event_id} in file {window} is {row[: len(expected)]}, sent {expected}")
 
 
 def _utc(seconds: float) -> datetime:
@@ -255,8 +285,21 @@ def _utc(seconds: float) -> datetime:
 
 
 def summary(verdict: Verdict) -> dict[str, int]:
-    keys = ("acknowledged", "stored", "lost_at_ingest", "duplicated_in_store", "unknown_in_store", "lost_in_export",
-            "duplicated_in_files", "misplaced", "rows_exported", "windows_expected", "files", "missing_windows",
-            "extra_files", "bad_files", "uncommitted_blobs")
+    keys = (
+        "acknowledged",
+        "stored",
+        "lost_at_ingest",
+        "duplicated_in_store",
+        "unknown_in_store",
+        "lost_in_export",
+        "duplicated_in_files",
+        "misplaced",
+        "rows_exported",
+        "windows_expected",
+        "files",
+        "missing_windows",
+        "extra_files",
+        "bad_files",
+        "uncommitted_blobs",
+    )
     return {k: getattr(verdict, k) for k in keys}
-

@@ -1,11 +1,13 @@
 """The customers' side of the soak: their integrations and what they do with them, through the
 function app's HTTP handlers, recorded in the soak's ledger as the API answered."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from .soak_ledger import FrequencyChange, IntegrationRecord
 from .soak_servers import Servers
@@ -24,27 +26,71 @@ class IntegrationSpec:
     create_hour: float  # hours after the start; negative: that share of the run (-0.1: a tenth of the way in)
 
     def body(self, site: Site) -> dict[str, Any]:
-        return {"name": self.label, "destination": site.destination(self.prefix),
-                "events": [{"name": n, "params": list(p)} for n, p in self.events],
-                "attributes": list(self.attributes), "frequency_hours": self.frequency, "status": "active"}
+        return {
+            "name": self.label,
+            "destination": site.destination(self.prefix),
+            "events": [{"name": n, "params": list(p)} for n, p in self.events],
+            "attributes": list(self.attributes),
+            "frequency_hours": self.frequency,
+            "status": "active",
+        }
 
 
 INTEGRATIONS = (
-    IntegrationSpec("a-hourly", "acme", "acme", "hourly/",
-                    (("purchase", ("price", "currency", "coupon")), ("email_open", ("campaign",))), ("email", "plan"), 1, 0.12),
+    IntegrationSpec(
+        "a-hourly",
+        "acme",
+        "acme",
+        "hourly/",
+        (("purchase", ("price", "currency", "coupon")), ("email_open", ("campaign",))),
+        ("email", "plan"),
+        1,
+        0.12,
+    ),
     IntegrationSpec("a-two", "acme", "acme", "", (("page_view", ("url",)),), (), 2, 0.55),
-    IntegrationSpec("a-four", "acme", "acme", "feeds/four",
-                    (("search", ("query", "filters")), ("login", ("method", "success")), ("add_to_cart", ("sku", "quantity")),
-                     ("purchase", ("sku", "price"))), ("country", "prefs"), 4, 1.3),
-    IntegrationSpec("a-six", "acme", "acme-six", "six/", (("add_to_cart", ("sku", "price")), ("purchase", ("price", "quantity"))),
-                    ("plan", "score"), 6, 2.7),
+    IntegrationSpec(
+        "a-four",
+        "acme",
+        "acme",
+        "feeds/four",
+        (
+            ("search", ("query", "filters")),
+            ("login", ("method", "success")),
+            ("add_to_cart", ("sku", "quantity")),
+            ("purchase", ("sku", "price")),
+        ),
+        ("country", "prefs"),
+        4,
+        1.3,
+    ),
+    IntegrationSpec(
+        "a-six",
+        "acme",
+        "acme-six",
+        "six/",
+        (("add_to_cart", ("sku", "price")), ("purchase", ("price", "quantity"))),
+        ("plan", "score"),
+        6,
+        2.7,
+    ),
     IntegrationSpec("a-twelve", "acme", "acme", "twelve/", (("login", ()), ("search", ("results",))), (), 12, 5.1),
-    IntegrationSpec("g-daily", "globex", "globex", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9),
-    IntegrationSpec("g-hourly", "globex", "globex", "g/hourly",
-                    (("page_view", ("url", "referrer")), ("email_open", ("subject",))), ("country",), 1, -0.1),
+    IntegrationSpec(
+        "g-daily", "globex", "globex", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9
+    ),
+    IntegrationSpec(
+        "g-hourly",
+        "globex",
+        "globex",
+        "g/hourly",
+        (("page_view", ("url", "referrer")), ("email_open", ("subject",))),
+        ("country",),
+        1,
+        -0.1,
+    ),
 )
-RECREATED = IntegrationSpec("a-twelve-2", "acme", "acme", "twelve/", (("login", ("method",)), ("search", ("query",))),
-                            ("plan",), 24, 0)
+RECREATED = IntegrationSpec(
+    "a-twelve-2", "acme", "acme", "twelve/", (("login", ("method",)), ("search", ("query",))), ("plan",), 24, 0
+)
 SITES = {"acme": "acme-exports", "acme-six": "acme-six-drop", "globex": "globex-drop"}
 
 Schedule = Callable[[datetime, Callable[[datetime], None], str], None]
@@ -107,28 +153,51 @@ class Customers:
     def _call(self, handler: str, method: str, url: str, route: dict[str, str], body: Any = None) -> tuple[int, Any]:
         import azure.functions as func
 
-        request = func.HttpRequest(method, url, body=b"" if body is None else json.dumps(body).encode(),
-                                   route_params=route, params={}, headers={"Content-Type": "application/json"})
+        request = func.HttpRequest(
+            method,
+            url,
+            body=b"" if body is None else json.dumps(body).encode(),
+            route_params=route,
+            params={},
+            headers={"Content-Type": "application/json"},
+        )
         with self.servers.calm():
             response = self.handlers[handler](request)
         if method != "GET":
-            self.calls.append({"at": self.clock.now().isoformat(), "call": f"{method} {url}", "status": response.status_code})
+            self.calls.append(
+                {"at": self.clock.now().isoformat(), "call": f"{method} {url}", "status": response.status_code}
+            )
         return response.status_code, json.loads(response.get_body() or b"null")
 
-    def _on(self, record: IntegrationRecord, handler: str, method: str, tail: str = "", body: Any = None) -> tuple[int, Any]:
+    def _on(
+        self, record: IntegrationRecord, handler: str, method: str, tail: str = "", body: Any = None
+    ) -> tuple[int, Any]:
         url = f"/api/accounts/{record.account}/integrations/{record.id}{tail}"
         return self._call(handler, method, url, {"account": record.account, "id": record.id}, body)
 
     def create(self, spec: IntegrationSpec) -> None:
-        status, answer = self._call("integrations", "POST", f"/api/accounts/{spec.account}/integrations",
-                                    {"account": spec.account}, spec.body(self.sites[spec.site]))
+        status, answer = self._call(
+            "integrations",
+            "POST",
+            f"/api/accounts/{spec.account}/integrations",
+            {"account": spec.account},
+            spec.body(self.sites[spec.site]),
+        )
         if status != 201:
             self.fail(f"create {spec.label}: {status} {answer}")
             return
         activated = _instant(answer["activated_at"])
         self.records[spec.label] = IntegrationRecord(
-            answer["id"], spec.label, spec.account, spec.site, spec.prefix, spec.events, spec.attributes, activated,
-            [FrequencyChange(activated, spec.frequency)])
+            answer["id"],
+            spec.label,
+            spec.account,
+            spec.site,
+            spec.prefix,
+            spec.events,
+            spec.attributes,
+            activated,
+            [FrequencyChange(activated, spec.frequency)],
+        )
 
     def pause_or_resume(self, label: str, verb: str) -> None:
         status, answer = self._on(self.records[label], f"integration_{verb}", "POST", f"/{verb}")

@@ -1,10 +1,12 @@
 """The soak's own record of what it did: every event it sent and which were acknowledged, and every
 integration's selection, activation, frequency changes and deletion (from the API's answers)."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from exporter.ucd.request import parse_upsert
 
@@ -32,8 +34,10 @@ class EventLedger:
         ids = []
         for user in request.users:
             for event in user.events:
-                self.facts.setdefault(event.event_id, EventFacts(account, event.user_id, event.event_name,
-                                                                 event.timestamp, dict(event.params)))
+                self.facts.setdefault(
+                    event.event_id,
+                    EventFacts(account, event.user_id, event.event_name, event.timestamp, dict(event.params)),
+                )
                 ids.append(event.event_id)
         self.transmissions += len(ids)
         return ids

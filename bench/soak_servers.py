@@ -3,6 +3,7 @@
 Every fault reaches the app through a proxy (`exporter.local.faultproxy`), so the product's real retry
 and error paths run; the soak's own reads go to the servers directly.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,9 @@ import re
 import signal
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import ALL_KINDS, FaultProxy, Rule
@@ -87,15 +88,21 @@ def start_servers(seed: int, *, slow_seconds: float = 0.2, timeout_seconds: floa
     app_faulty = app.connection_string
     for i, service in enumerate(APP_SERVICES):
         upstream = endpoint_of(app.connection_string, service)
-        proxy = FaultProxy(upstream, seed=seed * 10 + i, slow_seconds=slow_seconds, timeout_seconds=timeout_seconds).start()
+        proxy = FaultProxy(
+            upstream, seed=seed * 10 + i, slow_seconds=slow_seconds, timeout_seconds=timeout_seconds
+        ).start()
         proxies[f"app_{service.lower()}"] = proxy
         app_faulty = app_faulty.replace(f"{service}Endpoint={upstream}", f"{service}Endpoint={proxy.url}")
     blob = endpoint_of(customers.connection_string, "Blob")
-    destination = FaultProxy(blob, seed=seed * 10 + 9, slow_seconds=slow_seconds, timeout_seconds=timeout_seconds).start()
+    destination = FaultProxy(
+        blob, seed=seed * 10 + 9, slow_seconds=slow_seconds, timeout_seconds=timeout_seconds
+    ).start()
     proxies["destination"] = destination
     account, key = _pair(customers.connection_string, "AccountName"), _pair(customers.connection_string, "AccountKey")
     customers_faulty = f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};BlobEndpoint={destination.url}/{account};"
-    return Servers(app, customers, proxies, app.connection_string, app_faulty, customers.connection_string, customers_faulty)
+    return Servers(
+        app, customers, proxies, app.connection_string, app_faulty, customers.connection_string, customers_faulty
+    )
 
 
 @dataclass
@@ -174,8 +181,12 @@ def compress_sdk_backoff(factor: float) -> None:
         from azure.storage.blob._shared import policies as blob_policies
         from azure.storage.queue._shared import policies as queue_policies
 
-        classes += [blob_policies.ExponentialRetry, blob_policies.LinearRetry,
-                    queue_policies.ExponentialRetry, queue_policies.LinearRetry]
+        classes += [
+            blob_policies.ExponentialRetry,
+            blob_policies.LinearRetry,
+            queue_policies.ExponentialRetry,
+            queue_policies.LinearRetry,
+        ]
     except ImportError:
         pass
     for cls in classes:

@@ -4,10 +4,12 @@ is revoked and restored, and the soak's own reader of the delivered files.
 Only Azure Blob exists today. A new kind (S3, GCS) is one more `Site`: its integration body, its
 revocation (at its own fault proxy) and its reader, which lists committed objects only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
@@ -52,7 +54,12 @@ class AzureBlobSite:
             pass
 
     def destination(self, prefix: str) -> dict[str, Any]:
-        return {"type": self.kind, "connection_string": self.faulty_connection, "container": self.container, "prefix": prefix}
+        return {
+            "type": self.kind,
+            "connection_string": self.faulty_connection,
+            "container": self.container,
+            "prefix": prefix,
+        }
 
     def revoke(self) -> None:
         """The customer rotates the key we hold: from now on the server refuses our signatures (403)."""

@@ -6,12 +6,14 @@ nulls, nested objects); event times a few minutes old, some days old (late); res
 old events mixed into new requests (duplicates); now and then a burst of a thousand events or more.
 The stream depends on the seed alone, never on what the store answered.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 COUNTRIES = ("DE", "FR", "TR", "US", "BR", "JP")
 PLANS = ("free", "pro", "enterprise", None)
@@ -127,8 +129,11 @@ class Traffic:
 
     def _attributes(self, number: int) -> dict[str, Any]:
         rng = self.rng
-        attributes: dict[str, Any] = {"email": f"u{number}@example.com", "plan": rng.choice(PLANS),
-                                      "country": rng.choice(COUNTRIES)}
+        attributes: dict[str, Any] = {
+            "email": f"u{number}@example.com",
+            "plan": rng.choice(PLANS),
+            "country": rng.choice(COUNTRIES),
+        }
         if rng.random() < 0.3:
             attributes["score"] = rng.randint(0, 1000)
         if rng.random() < 0.2:
@@ -152,14 +157,20 @@ class Traffic:
 
 
 def _purchase(rng: random.Random) -> dict[str, Any]:
-    return {"price": round(rng.uniform(1, 500), 2), "currency": rng.choice(["EUR", "USD", "TRY"]),
-            "sku": f"SKU-{rng.randint(1, 999):03d}", "quantity": rng.randint(1, 5),
-            "coupon": rng.choice([None, "", "WINTER,24", 'say "hi"'])}
+    return {
+        "price": round(rng.uniform(1, 500), 2),
+        "currency": rng.choice(["EUR", "USD", "TRY"]),
+        "sku": f"SKU-{rng.randint(1, 999):03d}",
+        "quantity": rng.randint(1, 5),
+        "coupon": rng.choice([None, "", "WINTER,24", 'say "hi"']),
+    }
 
 
 def _page_view(rng: random.Random) -> dict[str, Any]:
-    return {"url": f'https://shop.example/p?id={rng.randint(1, 99)},{rng.randint(1, 9)}&q="x"',
-            "referrer": rng.choice([None, "https://search.example/", "newsletter"])}
+    return {
+        "url": f'https://shop.example/p?id={rng.randint(1, 99)},{rng.randint(1, 9)}&q="x"',
+        "referrer": rng.choice([None, "https://search.example/", "newsletter"]),
+    }
 
 
 def _email_open(rng: random.Random) -> dict[str, Any]:
@@ -167,19 +178,34 @@ def _email_open(rng: random.Random) -> dict[str, Any]:
 
 
 def _add_to_cart(rng: random.Random) -> dict[str, Any]:
-    return {"sku": f"SKU-{rng.randint(1, 999):03d}", "quantity": rng.randint(1, 3), "price": rng.choice([9.99, 10, 0.5])}
+    return {
+        "sku": f"SKU-{rng.randint(1, 999):03d}",
+        "quantity": rng.randint(1, 3),
+        "price": rng.choice([9.99, 10, 0.5]),
+    }
 
 
 def _login(rng: random.Random) -> dict[str, Any]:
-    return {"method": rng.choice(["password", "sso", "magic link"]), "success": rng.random() < 0.9} if rng.random() < 0.8 else {}
+    return (
+        {"method": rng.choice(["password", "sso", "magic link"]), "success": rng.random() < 0.9}
+        if rng.random() < 0.8
+        else {}
+    )
 
 
 def _search(rng: random.Random) -> dict[str, Any]:
-    return {"query": rng.choice(['red "shoes"', "a,b", "çay"]), "results": rng.randint(0, 50),
-            "filters": {"size": rng.choice([38, 42]), "tags": ["x", "y"]}}
+    return {
+        "query": rng.choice(['red "shoes"', "a,b", "çay"]),
+        "results": rng.randint(0, 50),
+        "filters": {"size": rng.choice([38, 42]), "tags": ["x", "y"]},
+    }
 
 
 PARAMS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
-    "purchase": _purchase, "page_view": _page_view, "email_open": _email_open,
-    "add_to_cart": _add_to_cart, "login": _login, "search": _search,
+    "purchase": _purchase,
+    "page_view": _page_view,
+    "email_open": _email_open,
+    "add_to_cart": _add_to_cart,
+    "login": _login,
+    "search": _search,
 }

@@ -8,6 +8,7 @@ would: delivery counts, failed jobs back after a visibility timeout, the poison 
 
 The parent keeps one child active and one warm standby, so a kill costs no start-up wait.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,7 @@ def child_main() -> int:
         command = json.loads(line)
         try:
             answer = child.run(command)
-        except Exception as error:  # noqa: BLE001 - reported to the parent, which decides
+        except Exception as error:
             logging.exception("command %s failed", command.get("op"))
             answer = {"error": f"{type(error).__name__}: {error}"[:500]}
         out.write(json.dumps(answer) + "\n")
@@ -106,13 +107,21 @@ class WorkerApp:
 
     def op_delete_user(self, command: dict[str, Any]) -> dict[str, Any]:
         account, user = command["account"], command["user_id"]
-        return self._http("ucd_user", "DELETE", f"/api/ucd/{account}/users/{user}", {"account": account, "user_id": user})
+        return self._http(
+            "ucd_user", "DELETE", f"/api/ucd/{account}/users/{user}", {"account": account, "user_id": user}
+        )
 
     def _http(self, handler: str, method: str, url: str, route: dict[str, str], body: Any = None) -> dict[str, Any]:
         import azure.functions as func
 
-        request = func.HttpRequest(method, url, body=b"" if body is None else json.dumps(body).encode(),
-                                   route_params=route, params={}, headers={"Content-Type": "application/json"})
+        request = func.HttpRequest(
+            method,
+            url,
+            body=b"" if body is None else json.dumps(body).encode(),
+            route_params=route,
+            params={},
+            headers={"Content-Type": "application/json"},
+        )
         try:
             response = self.handlers[handler](request)
         except Exception as error:  # noqa: BLE001 - the host answers 500 for an unhandled exception
@@ -169,7 +178,9 @@ class Drain:
         from azure.core.exceptions import AzureError
 
         try:
-            return list(queue.receive_messages(max_messages=16, visibility_timeout=self.child.config.visibility_seconds))
+            return list(
+                queue.receive_messages(max_messages=16, visibility_timeout=self.child.config.visibility_seconds)
+            )
         except AzureError:
             self.stats["queue_errors"] += 1
             return None if self.stats["queue_errors"] < 50 else []
@@ -195,7 +206,8 @@ class Drain:
             return
         try:
             self.child.handlers["export_worker"](
-                QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
+                QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
+            )
         except Exception as error:  # noqa: BLE001 - the host leaves the message for a later delivery
             logging.warning("export job failed (delivery %d): %s", message.dequeue_count, type(error).__name__)
             self.stats["failed"] += 1
@@ -230,7 +242,8 @@ class Drain:
             for message in messages:
                 try:
                     self.child.handlers["export_poison"](
-                        QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
+                        QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
+                    )
                 except Exception:  # noqa: BLE001 - comes back after its visibility timeout
                     self.stats["failed"] += 1
                     continue
@@ -268,8 +281,16 @@ class WorkerProcess:
 
     def __init__(self, config: WorkerConfig, log):
         env = {**os.environ, ENV: config.to_env()}
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.soak", "--worker"], cwd=ROOT, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.soak", "--worker"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            bufsize=1,
+        )
         self.lines: queue_module.Queue = queue_module.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = False
@@ -355,7 +376,7 @@ class Workers:
             self._buried(child)
         return outcome
 
-    def _arm(self, child: WorkerProcess, plan: KillPlan | None) -> "_Timer | None":
+    def _arm(self, child: WorkerProcess, plan: KillPlan | None) -> _Timer | None:
         if plan is None:
             return None
         if plan.at_request is not None:
@@ -391,4 +412,3 @@ class _Timer:
 
     def cancel(self) -> None:
         self._timer.cancel()
-

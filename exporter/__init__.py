@@ -1,4 +1,5 @@
 """Scheduled export of UCD events, as CSV files, into customers' cloud storage."""
+
 import os as _os
 import sys as _sys
 

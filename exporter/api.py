@@ -5,19 +5,20 @@ Which routes and verbs reach them, and with which success status, is declared in
 This is the one place where errors become answers: ExporterError → its status and JSON body;
 anything else → 500 with a generic message (exception text may carry secrets, so it is not echoed).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from . import routes
 from .context import Context
-from .integrations.replay import replay_window
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -31,6 +32,7 @@ from .errors import (
     PreconditionFailed,
     TransientError,
 )
+from .integrations.replay import replay_window
 from .logs import redact
 from .ucd.request import parse_upsert
 from .validation import check_fields, load_json_body
@@ -117,7 +119,9 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_resume": lambda ctx, r: ctx.integrations.resume(r.params["account"], r.params["id"]),
     "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
     "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
-    "integrations_replay": lambda ctx, r: replay_window(ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")),
+    "integrations_replay": lambda ctx, r: replay_window(
+        ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")
+    ),
 }
 
 if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route
@@ -127,7 +131,12 @@ if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code w
 def _refused_as_malformed(error: AzureError) -> bool:
     """A 4xx from our own storage other than timeouts, throttling and races: it will refuse a retry too."""
     status = getattr(error, "status_code", None)
-    return isinstance(error, HttpResponseError) and status is not None and 400 <= status < 500 and status not in (408, 409, 412, 429)
+    return (
+        isinstance(error, HttpResponseError)
+        and status is not None
+        and 400 <= status < 500
+        and status not in (408, 409, 412, 429)
+    )
 
 
 def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
@@ -143,8 +152,13 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
     except AzureError as error:
         if _refused_as_malformed(error):
             # Our storage refused what we sent as invalid: retrying cannot help, so it is a bug of ours.
-            log.error("storage refused a request in %s (%s %s): %s", operation, type(error).__name__,
-                      getattr(error, "status_code", ""), redact(traceback.format_exc()))
+            log.error(
+                "storage refused a request in %s (%s %s): %s",
+                operation,
+                type(error).__name__,
+                getattr(error, "status_code", ""),
+                redact(traceback.format_exc()),
+            )
             return ApiResponse(500, InternalError("the service's storage refused the request; see the logs").to_json())
         # Our own storage failing (timeouts, 5xx, throttling after the SDK's retries): the caller retries.
         log.warning("storage failure in %s (%s)", operation, type(error).__name__)

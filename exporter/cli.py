@@ -2,6 +2,7 @@
 
 Exit codes: 0 done, 1 refused (the JSON error is on stdout), 2 bad usage, 3 server-side failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -9,9 +10,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -74,7 +76,9 @@ def load_local_settings(path: Path = Path("local.settings.json")) -> None:
             document = None
         values = document.get("Values", {}) if isinstance(document, dict) else None
         if not isinstance(values, dict):
-            raise ConfigurationError("is not a JSON object with a \"Values\" object (see local.settings.sample.json)", field=str(path))
+            raise ConfigurationError(
+                'is not a JSON object with a "Values" object (see local.settings.sample.json)', field=str(path)
+            )
         for key, value in values.items():
             os.environ.setdefault(key, str(value))
 
@@ -91,28 +95,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     def verb(parent, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         return parent.add_parser(
-            name, help=help_text, description=help_text, parents=[common],
-            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
     groups: dict[str, Any] = {}
     for op in routes.OPERATIONS.values():
         group, action = op.verb.split()
         if group not in groups:
-            groups[group] = verbs.add_parser(group, help=GROUPS[group]).add_subparsers(dest="action", required=True, metavar="ACTION")
+            groups[group] = verbs.add_parser(group, help=GROUPS[group]).add_subparsers(
+                dest="action", required=True, metavar="ACTION"
+            )
         _add_operation(verb(groups[group], action, op.help, op.example), op)
 
     verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", EXAMPLES["tick"])
-    serve = verb(verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"])
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=7071, help="the HTTP port, as `func start` uses (default: 7071; 0: a free one)")
-    serve.add_argument("--timer-seconds", type=float, default=60.0,
-                       help="how often the scheduler runs (default: 60, the Functions timer's every minute)")
+    serve = verb(
+        verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"]
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=7071, help="the HTTP port, as `func start` uses (default: 7071; 0: a free one)"
+    )
+    serve.add_argument(
+        "--timer-seconds",
+        type=float,
+        default=60.0,
+        help="how often the scheduler runs (default: 60, the Functions timer's every minute)",
+    )
     demo = verb(verbs, "demo", "a demo export end to end on private local servers", EXAMPLES["demo"])
-    demo.add_argument("--hours", type=int, default=6, help="how many hourly windows to simulate and export (default: 6)")
+    demo.add_argument(
+        "--hours", type=int, default=6, help="how many hourly windows to simulate and export (default: 6)"
+    )
     demo.add_argument("--users", type=int, default=200, help="how many users send events each hour (default: 200)")
-    demo.add_argument("--destination", choices=("azure_blob", "s3", "gcs"), default="azure_blob",
-                      help="the customer's destination type (default: azure_blob on Azurite; s3 on moto, gcs on gcp-storage-emulator)")
+    demo.add_argument(
+        "--destination",
+        choices=("azure_blob", "s3", "gcs"),
+        default="azure_blob",
+        help="the customer's destination type (default: azure_blob on Azurite; s3 on moto, gcs on gcp-storage-emulator)",
+    )
     verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 
@@ -128,9 +154,18 @@ def _add_operation(parser: argparse.ArgumentParser, op: routes.Operation) -> Non
     if op.body:
         parser.add_argument("file", nargs="?", default="-", help="JSON body file, or - for standard input (default)")
     for option in op.options:
-        parser.add_argument(option.flag, dest=option.dest, type=option.type, default=option.default, required=option.required, help=option.help)
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            type=option.type,
+            default=option.default,
+            required=option.required,
+            help=option.help,
+        )
     if op.name in TABLES:
-        parser.add_argument("--format", choices=("json", "table"), default="json", help="json (default), or a table for people")
+        parser.add_argument(
+            "--format", choices=("json", "table"), default="json", help="json (default), or a table for people"
+        )
 
 
 def _request(op: routes.Operation, args: argparse.Namespace) -> api.ApiRequest:
@@ -175,8 +210,16 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
 
     headers = ["window start (UTC)", "end", "status", "rows", "bytes", "ms", "tries", "file / error"]
     rows = [
-        [when(r["window_start"]), when(r["window_end"]), r["status"], str(r["rows"]), str(r["bytes"]),
-         str(r["duration_ms"]), str(r["attempts"]), r["error"] or r["file"]]
+        [
+            when(r["window_start"]),
+            when(r["window_end"]),
+            r["status"],
+            str(r["rows"]),
+            str(r["bytes"]),
+            str(r["duration_ms"]),
+            str(r["attempts"]),
+            r["error"] or r["file"],
+        ]
         for r in runs
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
@@ -206,9 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print(error.to_json())
         return api.exit_code(api.http_status(error))
     except AzureError as error:
-        _print({"error": {"code": "storage_unavailable", "message": (
-            f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
-            "is Azurite running? (python -m exporter.local.devstorage starts one)")}})
+        _print(
+            {
+                "error": {
+                    "code": "storage_unavailable",
+                    "message": (
+                        f"the app's storage (AzureWebJobsStorage) failed or cannot be reached ({type(error).__name__}); "
+                        "is Azurite running? (python -m exporter.local.devstorage starts one)"
+                    ),
+                }
+            }
+        )
         return 3
 
 

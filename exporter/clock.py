@@ -1,4 +1,5 @@
 """Time is injected everywhere: the real clock in production, a fixed or manual one in tests and `--now`."""
+
 from __future__ import annotations
 
 import re

@@ -4,9 +4,11 @@ Every entity the app changes concurrently (integration state, profiles, catalog 
 written only if nobody changed it since it was read. A lost race re-reads and tries again, a
 bounded number of times, then gives up with a TransientError the caller's caller can retry.
 """
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import TransientError
 

@@ -1,8 +1,9 @@
 """Wiring: one place that builds the app's parts from settings and a clock."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .clock import Clock, SystemClock
 from .destinations import open_destination as default_destination
@@ -34,7 +35,7 @@ class Context:
         settings: Settings | None = None,
         clock: Clock | None = None,
         open_destination: Callable[..., Destination] = default_destination,
-    ) -> "Context":
+    ) -> Context:
         settings = settings or Settings.from_env()
         clock = clock or SystemClock()
         storage = storage_for(settings)
@@ -42,7 +43,11 @@ class Context:
         repo = IntegrationRepo(storage.table(INTEGRATIONS_TABLE))
         runs = RunRepo(storage.table(RUNS_TABLE))
         service = IntegrationService(
-            repo, runs, SecretBox(settings.secret_key), clock, open_destination,
+            repo,
+            runs,
+            SecretBox(settings.secret_key),
+            clock,
+            open_destination,
             catalog=ucd.catalog,
         )
         return cls(settings, clock, storage, ucd, repo, runs, service, open_destination)

@@ -3,6 +3,7 @@
 Domain code raises these and knows nothing of HTTP: `exporter.api` maps each class to an HTTP
 status and a CLI exit code, in one place.
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Logging that cannot leak a secret: a filter that redacts keys and SAS tokens from every record."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,17 @@ _PATTERNS = [
     re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
     # S3 and GCS: secrets in JSON or repr text, PEM private keys, SigV4 signatures and key ids, OAuth tokens.
-    re.compile(r"""(["'](?:aws_)?(?:secret_access_key|private_key|access_token|refresh_token|client_secret|assertion)["']\s*:\s*["'])(?:[^"'\\]|\\.)*""",
-               re.IGNORECASE),
+    re.compile(
+        r"""(["'](?:aws_)?(?:secret_access_key|private_key|access_token|refresh_token|client_secret|assertion)["']\s*:\s*["'])(?:[^"'\\]|\\.)*""",
+        re.IGNORECASE,
+    ),
     re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)(?:\\n|[\sA-Za-z0-9+/=])+(?:-----END [A-Z ]*PRIVATE KEY-----)?"),
     re.compile(r"((?:aws_)?secret_access_key=|[?&]assertion=|[?&]access_token=)[^&\s\"';,]+", re.IGNORECASE),
     re.compile(r"((?:X-Amz-)?Signature=)[0-9a-f]{16,}", re.IGNORECASE),
     re.compile(r"(Credential=[A-Z0-9]{4})[A-Z0-9]{8,}"),
-    re.compile(r"""((?:["']access_key_id["']\s*:\s*["']|aws_access_key_id=)[A-Za-z0-9]{4})[A-Za-z0-9]{8,}""", re.IGNORECASE),
+    re.compile(
+        r"""((?:["']access_key_id["']\s*:\s*["']|aws_access_key_id=)[A-Za-z0-9]{4})[A-Za-z0-9]{8,}""", re.IGNORECASE
+    ),
     re.compile(r"(Bearer )[A-Za-z0-9._~+/-]+=*"),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

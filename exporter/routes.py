@@ -7,6 +7,7 @@ The routes, methods and statuses are the HTTP contract (docs/architecture.md, "H
 A route template's `{account}` becomes the CLI's `--account`; its other parameters are positional
 arguments, in template order, followed by FILE when the operation takes a JSON body.
 """
+
 from __future__ import annotations
 
 import re
@@ -76,50 +77,158 @@ def route(function: str, template: str, *operations: Operation) -> Route:
 
 
 IF_MATCH = Option("--if-match", "header", "If-Match", "refuse the change if the integration's ETag is no longer this")
-LIMIT = Option("--limit", "query", "limit", "at most this many records, newest first (1 to 10000; default: 100)", type=int, default=100)
+LIMIT = Option(
+    "--limit",
+    "query",
+    "limit",
+    "at most this many records, newest first (1 to 10000; default: 100)",
+    type=int,
+    default=100,
+)
 START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
 EXAMPLE_ID = "3f9c0a1b2c3d"
 CLI = "python -m exporter"
 
 ROUTES: tuple[Route, ...] = (
-    route("ucd_upsert", "ucd/{account}/upsert",
-          Operation("ucd_upsert", "POST", "ucd upsert", "store users and events; answers received/stored/duplicate counts",
-                    f"{CLI} ucd upsert --account acme events.json", body=True)),
-    route("ucd_user", "ucd/{account}/users/{user_id}",
-          Operation("ucd_delete_user", "DELETE", "ucd delete-user", "tombstone a user profile (stored events stay)",
-                    f"{CLI} ucd delete-user --account acme user-42")),
-    route("ucd_catalog", "ucd/{account}/catalog",
-          Operation("ucd_catalog", "GET", "ucd catalog", "event names with parameter keys, and attribute keys",
-                    f"{CLI} ucd catalog --account acme")),
-    route("integrations_verify", "accounts/{account}/integrations/verify",
-          Operation("integrations_verify", "POST", "integrations verify", "verify a destination: write a test file and try to delete it",
-                    f"{CLI} integrations verify --account acme destination.json", body=True)),
-    route("integrations", "accounts/{account}/integrations",
-          Operation("integrations_list", "GET", "integrations list", "list an account's integrations",
-                    f"{CLI} integrations list --account acme"),
-          Operation("integrations_create", "POST", "integrations create", "create an integration (the destination is verified first)",
-                    f"{CLI} integrations create --account acme integration.json", body=True, status=201)),
-    route("integration", "accounts/{account}/integrations/{id}",
-          Operation("integrations_show", "GET", "integrations show", "show one integration",
-                    f"{CLI} integrations show --account acme {EXAMPLE_ID}"),
-          Operation("integrations_update", "PATCH", "integrations update", "change an integration (credentials are verified first)",
-                    f"echo '{{\"frequency_hours\": 6}}' | {CLI} integrations update --account acme {EXAMPLE_ID} -",
-                    body=True, options=(IF_MATCH,)),
-          Operation("integrations_delete", "DELETE", "integrations delete", "delete an integration and free its slot",
-                    f"{CLI} integrations delete --account acme {EXAMPLE_ID}")),
-    route("integration_pause", "accounts/{account}/integrations/{id}/pause",
-          Operation("integrations_pause", "POST", "integrations pause", "pause delivery",
-                    f"{CLI} integrations pause --account acme {EXAMPLE_ID}")),
-    route("integration_resume", "accounts/{account}/integrations/{id}/resume",
-          Operation("integrations_resume", "POST", "integrations resume", "resume delivery; catches up from the last delivered window",
-                    f"{CLI} integrations resume --account acme {EXAMPLE_ID}")),
-    route("integration_runs", "accounts/{account}/integrations/{id}/runs",
-          Operation("integrations_runs", "GET", "integrations runs", "run history: one record per exported window, newest first",
-                    f"{CLI} integrations runs --account acme {EXAMPLE_ID} --format table", options=(LIMIT,))),
-    route("integration_replay", "accounts/{account}/integrations/{id}/replay",
-          Operation("integrations_replay", "POST", "integrations replay",
-                    "re-export one delivered window under the same name with the same bytes",
-                    f"{CLI} integrations replay --account acme {EXAMPLE_ID} --start 1795860000", options=(START,))),
+    route(
+        "ucd_upsert",
+        "ucd/{account}/upsert",
+        Operation(
+            "ucd_upsert",
+            "POST",
+            "ucd upsert",
+            "store users and events; answers received/stored/duplicate counts",
+            f"{CLI} ucd upsert --account acme events.json",
+            body=True,
+        ),
+    ),
+    route(
+        "ucd_user",
+        "ucd/{account}/users/{user_id}",
+        Operation(
+            "ucd_delete_user",
+            "DELETE",
+            "ucd delete-user",
+            "tombstone a user profile (stored events stay)",
+            f"{CLI} ucd delete-user --account acme user-42",
+        ),
+    ),
+    route(
+        "ucd_catalog",
+        "ucd/{account}/catalog",
+        Operation(
+            "ucd_catalog",
+            "GET",
+            "ucd catalog",
+            "event names with parameter keys, and attribute keys",
+            f"{CLI} ucd catalog --account acme",
+        ),
+    ),
+    route(
+        "integrations_verify",
+        "accounts/{account}/integrations/verify",
+        Operation(
+            "integrations_verify",
+            "POST",
+            "integrations verify",
+            "verify a destination: write a test file and try to delete it",
+            f"{CLI} integrations verify --account acme destination.json",
+            body=True,
+        ),
+    ),
+    route(
+        "integrations",
+        "accounts/{account}/integrations",
+        Operation(
+            "integrations_list",
+            "GET",
+            "integrations list",
+            "list an account's integrations",
+            f"{CLI} integrations list --account acme",
+        ),
+        Operation(
+            "integrations_create",
+            "POST",
+            "integrations create",
+            "create an integration (the destination is verified first)",
+            f"{CLI} integrations create --account acme integration.json",
+            body=True,
+            status=201,
+        ),
+    ),
+    route(
+        "integration",
+        "accounts/{account}/integrations/{id}",
+        Operation(
+            "integrations_show",
+            "GET",
+            "integrations show",
+            "show one integration",
+            f"{CLI} integrations show --account acme {EXAMPLE_ID}",
+        ),
+        Operation(
+            "integrations_update",
+            "PATCH",
+            "integrations update",
+            "change an integration (credentials are verified first)",
+            f"echo '{{\"frequency_hours\": 6}}' | {CLI} integrations update --account acme {EXAMPLE_ID} -",
+            body=True,
+            options=(IF_MATCH,),
+        ),
+        Operation(
+            "integrations_delete",
+            "DELETE",
+            "integrations delete",
+            "delete an integration and free its slot",
+            f"{CLI} integrations delete --account acme {EXAMPLE_ID}",
+        ),
+    ),
+    route(
+        "integration_pause",
+        "accounts/{account}/integrations/{id}/pause",
+        Operation(
+            "integrations_pause",
+            "POST",
+            "integrations pause",
+            "pause delivery",
+            f"{CLI} integrations pause --account acme {EXAMPLE_ID}",
+        ),
+    ),
+    route(
+        "integration_resume",
+        "accounts/{account}/integrations/{id}/resume",
+        Operation(
+            "integrations_resume",
+            "POST",
+            "integrations resume",
+            "resume delivery; catches up from the last delivered window",
+            f"{CLI} integrations resume --account acme {EXAMPLE_ID}",
+        ),
+    ),
+    route(
+        "integration_runs",
+        "accounts/{account}/integrations/{id}/runs",
+        Operation(
+            "integrations_runs",
+            "GET",
+            "integrations runs",
+            "run history: one record per exported window, newest first",
+            f"{CLI} integrations runs --account acme {EXAMPLE_ID} --format table",
+            options=(LIMIT,),
+        ),
+    ),
+    route(
+        "integration_replay",
+        "accounts/{account}/integrations/{id}/replay",
+        Operation(
+            "integrations_replay",
+            "POST",
+            "integrations replay",
+            "re-export one delivered window under the same name with the same bytes",
+            f"{CLI} integrations replay --account acme {EXAMPLE_ID} --start 1795860000",
+            options=(START,),
+        ),
+    ),
 )
 
 OPERATIONS: dict[str, Operation] = {op.name: op for r in ROUTES for op in r.operations}

@@ -1,4 +1,5 @@
 """Run history: one record per exported window (bounds, file, rows, bytes, duration, attempts, status)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -29,7 +30,6 @@ class RunRecord:
     error: str = ""
     updated_at: str = ""
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
-
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,7 +67,9 @@ class RunRepo:
 
     def list(self, account: str, integration_id: str, limit: int = 1000) -> list[RunRecord]:
         """The newest `limit` records, newest first."""
-        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": _partition(account, integration_id)})
+        entities = self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": _partition(account, integration_id)}
+        )
         records = []
         for entity in entities:
             records.append(self._from_entity(entity))

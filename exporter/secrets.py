@@ -3,6 +3,7 @@
 In production the key is a Key Vault reference in the app settings (see infra/). A secret is never
 returned, logged or put in an exception: callers only ever see `mask_connection_string`.
 """
+
 from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -31,12 +32,16 @@ class SecretBox:
         try:
             return fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            raise ConfigurationError("cannot decrypt a stored secret (was the key rotated?)", field="EXPORT_SECRET_KEY") from None
+            raise ConfigurationError(
+                "cannot decrypt a stored secret (was the key rotated?)", field="EXPORT_SECRET_KEY"
+            ) from None
 
 
 def _fernet(key: str) -> Fernet:
     if not key:
-        raise ConfigurationError("is not set (generate one with `python -m exporter secret-key`)", field="EXPORT_SECRET_KEY")
+        raise ConfigurationError(
+            "is not set (generate one with `python -m exporter secret-key`)", field="EXPORT_SECRET_KEY"
+        )
     try:
         return Fernet(key.encode())
     except (ValueError, TypeError):

@@ -1,4 +1,5 @@
 """Settings from the environment (the Functions host's app settings)."""
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ class Settings:
         return f"{self.table_prefix}{name}"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
 
         def integer(name: str, default: int, minimum: int = 0) -> int:
@@ -56,7 +57,9 @@ class Settings:
 
         uris = [env.get(f"AzureWebJobsStorage__{kind}ServiceUri", "") for kind in ("blob", "queue", "table")]
         if any(uris) and not all(uris):
-            raise ConfigurationError("and the queue and table service URIs must be set together", field="AzureWebJobsStorage__blobServiceUri")
+            raise ConfigurationError(
+                "and the queue and table service URIs must be set together", field="AzureWebJobsStorage__blobServiceUri"
+            )
         settings = cls(
             storage_connection=env.get("AzureWebJobsStorage") or ("" if any(uris) else DEFAULT_CONNECTION),
             storage_blob_uri=uris[0],
@@ -82,5 +85,6 @@ class Settings:
         # has to fit well inside the settle time.
         if self.ucd_commit_timeout_seconds * 2 > self.settle_seconds:
             raise ConfigurationError(
-                "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window", field="UCD_COMMIT_TIMEOUT_SECONDS",
+                "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window",
+                field="UCD_COMMIT_TIMEOUT_SECONDS",
             )

@@ -1,4 +1,5 @@
 """The app's own storage account (AzureWebJobsStorage): clients built once and shared."""
+
 from __future__ import annotations
 
 import threading
@@ -19,7 +20,12 @@ UCD_SEGMENTS_TABLE = "ucdsegments"
 UCD_PROFILES_TABLE = "ucdprofiles"
 UCD_CATALOG_TABLE = "ucdcatalog"
 ALL_TABLES = (
-    INTEGRATIONS_TABLE, RUNS_TABLE, UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE, UCD_PROFILES_TABLE, UCD_CATALOG_TABLE,
+    INTEGRATIONS_TABLE,
+    RUNS_TABLE,
+    UCD_EVENTS_TABLE,
+    UCD_SEGMENTS_TABLE,
+    UCD_PROFILES_TABLE,
+    UCD_CATALOG_TABLE,
 )
 
 
@@ -36,9 +42,14 @@ class Storage:
         try:
             self._connect()
         except ValueError:  # the SDKs' word for a malformed connection string or service URI; its text is not echoed
-            expected = ("a storage connection string such as DefaultEndpointsProtocol=https;AccountName=...;AccountKey=..."
-                        if self.settings.storage_connection else "the https:// URI of the storage account's service")
-            raise ConfigurationError(f"is malformed or incomplete: expected {expected}", field=_setting(self.settings)) from None
+            expected = (
+                "a storage connection string such as DefaultEndpointsProtocol=https;AccountName=...;AccountKey=..."
+                if self.settings.storage_connection
+                else "the https:// URI of the storage account's service"
+            )
+            raise ConfigurationError(
+                f"is malformed or incomplete: expected {expected}", field=_setting(self.settings)
+            ) from None
 
     def _connect(self) -> None:
         settings = self.settings
@@ -51,7 +62,9 @@ class Storage:
             credential = _managed_identity(settings.storage_client_id)
             self.blobs = BlobServiceClient(settings.storage_blob_uri, credential=credential)
             self.table_service = TableServiceClient(settings.storage_table_uri, credential=credential)
-            self._queue_client = lambda name, **kw: QueueClient(settings.storage_queue_uri, name, credential=credential, **kw)
+            self._queue_client = lambda name, **kw: QueueClient(
+                settings.storage_queue_uri, name, credential=credential, **kw
+            )
 
     def table(self, name: str) -> TableClient:
         with self._lock:
@@ -76,7 +89,7 @@ class Storage:
                 self._queues[name] = client
             return client
 
-    def ensure(self) -> "Storage":
+    def ensure(self) -> Storage:
         """Create the tables, queues and the UCD container if missing (idempotent)."""
         for name in ALL_TABLES:
             try:
@@ -128,5 +141,7 @@ def _ensured(storage: Storage) -> Storage:
     except HttpResponseError as error:
         if error.status_code not in (401, 403):
             raise
-        raise ConfigurationError(f"is refused by the storage account (HTTP {error.status_code}): check its account key, SAS or identity",
-                                 field=_setting(storage.settings)) from None
+        raise ConfigurationError(
+            f"is refused by the storage account (HTTP {error.status_code}): check its account key, SAS or identity",
+            field=_setting(storage.settings),
+        ) from None

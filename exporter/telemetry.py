@@ -8,13 +8,15 @@ API is a no-op: telemetry is off and nothing fails. Attributes are only account,
 destination type, window bounds, a retry reason and an exception class name; exception text that could hold a secret is
 never recorded.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -36,17 +38,24 @@ _bytes = _meter.create_counter("export.bytes", unit="By", description="Bytes wri
 _windows = _meter.create_counter("export.windows", unit="{window}", description="Windows exported")
 _duration = _meter.create_histogram("export.window_duration", unit="s", description="Time to export one window")
 _credential_errors = _meter.create_counter(
-    "export.credential_errors", unit="{error}", description="Integrations stopped by a credential error")
+    "export.credential_errors", unit="{error}", description="Integrations stopped by a credential error"
+)
 _retries = _meter.create_counter(
-    "export.retries", unit="{retry}", description="Window exports that failed transiently and will be retried")
+    "export.retries", unit="{retry}", description="Window exports that failed transiently and will be retried"
+)
 _internal_errors = _meter.create_counter(
-    "export.internal_errors", unit="{error}", description="Window exports that failed with an unexpected exception (a bug)")
+    "export.internal_errors",
+    unit="{error}",
+    description="Window exports that failed with an unexpected exception (a bug)",
+)
 _poison = _meter.create_counter(
-    "export.poison_messages", unit="{message}", description="Export jobs moved to the poison queue")
+    "export.poison_messages", unit="{message}", description="Export jobs moved to the poison queue"
+)
 _received = _meter.create_counter("ucd.events_received", unit="{event}", description="Events received by UCD upserts")
 _stored = _meter.create_counter("ucd.events_stored", unit="{event}", description="Events newly stored by UCD upserts")
 _duplicates = _meter.create_counter(
-    "ucd.events_duplicate", unit="{event}", description="Events received that were already stored")
+    "ucd.events_duplicate", unit="{event}", description="Events received that were already stored"
+)
 
 # (account, integration) -> (lag seconds, monotonic time it was measured). The scheduler measures every
 # minute; a value not refreshed for LAG_STALE_SECONDS (a paused or deleted integration, or a timer that
@@ -68,7 +77,9 @@ def _observe_lag(_options: CallbackOptions) -> Iterator[Observation]:
 
 
 _meter.create_observable_gauge(
-    "export.lag_seconds", callbacks=[_observe_lag], unit="s",
+    "export.lag_seconds",
+    callbacks=[_observe_lag],
+    unit="s",
     description="Time since the end of the last exported window, per integration",
 )
 
@@ -96,22 +107,33 @@ def _record_error(span: Span, error: BaseException) -> None:
     # Frames only (file, line, source): str() of a third-party error can echo a request or response,
     # e.g. a SAS signature in a storage 403 body, so it never reaches the stack trace either.
     stack = "".join(traceback.format_tb(error.__traceback__)) + f"{type_name}: {message}\n"
-    span.record_exception(error, attributes={
-        "exception.type": type_name, "exception.message": message,
-        "exception.stacktrace": "Traceback (most recent call last):\n" + stack,
-    }, escaped=True)
+    span.record_exception(
+        error,
+        attributes={
+            "exception.type": type_name,
+            "exception.message": message,
+            "exception.stacktrace": "Traceback (most recent call last):\n" + stack,
+        },
+        escaped=True,
+    )
     span.set_attribute("error.type", type_name)
     span.set_status(Status(StatusCode.ERROR, message))
 
 
 @contextmanager
-def window_span(account: str, integration_id: str, start: int, end: int, destination_type: str | None = None) -> Iterator[Span]:
+def window_span(
+    account: str, integration_id: str, start: int, end: int, destination_type: str | None = None
+) -> Iterator[Span]:
     """Span "export.window" around one window's export; an exception is recorded and marks it failed."""
-    attributes: dict[str, Any] = {**_attrs(account, integration_id, destination_type), "window.start": int(start),
-                                  "window.end": int(end)}
+    attributes: dict[str, Any] = {
+        **_attrs(account, integration_id, destination_type),
+        "window.start": int(start),
+        "window.end": int(end),
+    }
     # The SDK's own exception handling would put str(exception) into the event and the status.
-    with _tracer.start_as_current_span("export.window", attributes=attributes, record_exception=False,
-                                       set_status_on_exception=False) as span:
+    with _tracer.start_as_current_span(
+        "export.window", attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
         try:
             yield span
         except BaseException as error:
@@ -119,8 +141,9 @@ def window_span(account: str, integration_id: str, start: int, end: int, destina
             raise
 
 
-def record_window_exported(account: str, integration_id: str, rows: int, nbytes: int, duration_s: float,
-                           destination_type: str | None = None) -> None:
+def record_window_exported(
+    account: str, integration_id: str, rows: int, nbytes: int, duration_s: float, destination_type: str | None = None
+) -> None:
     """Count one exported window with its rows and bytes, and record its duration."""
     attrs = _attrs(account, integration_id, destination_type)
     _rows.add(rows, attrs)

@@ -1,4 +1,5 @@
 """What the Functions triggers call: function_app.py stays a thin table of bindings."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,11 @@ def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     operation = route.operation(method)
     if operation is None:  # the host only passes the route's methods; this answers anyone else
         allowed = ", ".join(route.methods)
-        return _json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here; use {allowed}"}},
-                     headers={"Allow": allowed})
+        return _json(
+            405,
+            {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed here; use {allowed}"}},
+            headers={"Allow": allowed},
+        )
     request = api.ApiRequest(
         params=dict(req.route_params), body=req.get_body() or b"", query=dict(req.params), headers=dict(req.headers)
     )

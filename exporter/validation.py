@@ -2,6 +2,7 @@
 
 Each raises InputError naming the field (a JSON path), so a refusal says exactly what to fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,10 @@ MAX_DEPTH = 32
 def check_account(account: Any, field_name: str = "account") -> str:
     """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
     if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):  # `$` alone lets "acme\n" through
-        raise InputError("must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit", field=field_name)
+        raise InputError(
+            "must be 2-63 characters of lowercase letters, digits and '-', starting with a letter or digit",
+            field=field_name,
+        )
     return account
 
 
@@ -63,7 +67,9 @@ def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
         raise InputError("is empty; a JSON object is required", field="body")
     too_deep = f"nests objects and lists deeper than {MAX_DEPTH} levels"
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+        value = json.loads(
+            raw, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except _DuplicateKey as exc:
         raise InputError(str(exc), field="body") from None
     except RecursionError:

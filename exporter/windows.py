@@ -6,11 +6,12 @@ next one where the previous ended, each exactly `frequency` long, and one is due
 pause or a credential error yields the missed windows oldest first, and a frequency change applies
 from `last_success_end` on.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator
 
 FREQUENCIES_HOURS = (1, 2, 4, 6, 12, 24)
 
@@ -58,11 +59,15 @@ def due_windows(
         count += 1
 
 
-def is_due(activated_at: datetime, last_success_end: datetime | None, frequency_hours: int, now: datetime, settle_seconds: int) -> bool:
+def is_due(
+    activated_at: datetime, last_success_end: datetime | None, frequency_hours: int, now: datetime, settle_seconds: int
+) -> bool:
     return next(due_windows(activated_at, last_success_end, frequency_hours, now, settle_seconds, 1), None) is not None
 
 
-def backlog(activated_at: datetime, last_success_end: datetime | None, frequency_hours: int, now: datetime, settle_seconds: int) -> int:
+def backlog(
+    activated_at: datetime, last_success_end: datetime | None, frequency_hours: int, now: datetime, settle_seconds: int
+) -> int:
     """How many windows are due now (catch-up size)."""
     start = next_start(activated_at, last_success_end)
     span = now - timedelta(seconds=settle_seconds) - start

@@ -1,5 +1,6 @@
 """Shared fixtures: one Azurite, moto and GCS emulator per session, isolated storage names per test, an
 injected clock, and a customer destination of each type (`kit`)."""
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,11 @@ def scratch_container(blob_service: BlobServiceClient, tag: str):
 def moto_s3() -> MotoServer:
     """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use."""
     if os.environ.get("EXPORT_TEST_S3"):
-        yield MotoServer(os.environ["EXPORT_TEST_S3"], os.environ["EXPORT_TEST_S3_ACCESS_KEY_ID"],
-                         os.environ["EXPORT_TEST_S3_SECRET_ACCESS_KEY"])
+        yield MotoServer(
+            os.environ["EXPORT_TEST_S3"],
+            os.environ["EXPORT_TEST_S3_ACCESS_KEY_ID"],
+            os.environ["EXPORT_TEST_S3_SECRET_ACCESS_KEY"],
+        )
         return
     server = start_moto()
     try:

@@ -5,6 +5,7 @@ scenarios of tests/export_helpers.py against any kit.
 The servers are real (their session fixtures are in conftest.py): Azurite, moto in server mode with
 IAM enforcement, gcp-storage-emulator, and a loopback OAuth token endpoint for service-account keys.
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,7 +54,12 @@ class AzureKit:
     refusal_words: str = "refused the credentials"
 
     def body(self, prefix: str = "insider/") -> dict[str, Any]:
-        return {"type": self.kind, "connection_string": self.connection, "container": self.container.container_name, "prefix": prefix}
+        return {
+            "type": self.kind,
+            "connection_string": self.connection,
+            "container": self.container.container_name,
+            "prefix": prefix,
+        }
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return {**self.body(prefix), "connection_string": self.connection.replace(DEV_KEY, WRONG_AZURE_KEY)}
@@ -81,9 +87,15 @@ class S3Kit:
     wrong_secret: str = field(default_factory=lambda: "wrong" + uuid.uuid4().hex + "X" * 8)
 
     def body(self, prefix: str = "insider/") -> dict[str, Any]:
-        return {"type": self.kind, "bucket": self.bucket, "prefix": prefix, "region": REGION,
-                "access_key_id": self.key["access_key_id"], "secret_access_key": self.key["secret_access_key"],
-                "endpoint_url": self.server.url}
+        return {
+            "type": self.kind,
+            "bucket": self.bucket,
+            "prefix": prefix,
+            "region": REGION,
+            "access_key_id": self.key["access_key_id"],
+            "secret_access_key": self.key["secret_access_key"],
+            "endpoint_url": self.server.url,
+        }
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return {**self.body(prefix), "secret_access_key": self.wrong_secret}
@@ -103,8 +115,11 @@ class S3Kit:
         return [u["Key"] for u in self.server.client().list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
 
     def secrets(self) -> dict[str, str]:
-        return {"secret access key": self.key["secret_access_key"], "wrong secret": self.wrong_secret,
-                "admin secret": self.server.secret_access_key}
+        return {
+            "secret access key": self.key["secret_access_key"],
+            "wrong secret": self.wrong_secret,
+            "admin secret": self.server.secret_access_key,
+        }
 
 
 @dataclass
@@ -117,8 +132,13 @@ class GcsKit:
     refusal_words: str = "refused the service account key"
 
     def body(self, prefix: str = "insider/", key: dict[str, str] | None = None) -> dict[str, Any]:
-        return {"type": self.kind, "bucket": self.bucket, "prefix": prefix,
-                "service_account_key": key or self.key, "endpoint_url": self.emulator.url}
+        return {
+            "type": self.kind,
+            "bucket": self.bucket,
+            "prefix": prefix,
+            "service_account_key": key or self.key,
+            "endpoint_url": self.emulator.url,
+        }
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return self.body(prefix, {**self.key, "token_uri": f"{self.tokens.url}/refuse"})
@@ -135,7 +155,11 @@ class GcsKit:
     def secrets(self) -> dict[str, str]:
         pem = self.key["private_key"]
         body = "".join(pem.strip().splitlines()[1:-1])
-        return {"private key": pem, "private key (body)": body[40:100], "private key (JSON-escaped)": pem.replace("\n", "\\n")[:120]}
+        return {
+            "private key": pem,
+            "private key (body)": body[40:100],
+            "private key (JSON-escaped)": pem.replace("\n", "\\n")[:120],
+        }
 
 
 _bucket_seq = itertools.count()

@@ -8,6 +8,7 @@ selected type (entry time at or after activation) is in exactly one exported fil
 [activated_at, last_success_end) without gap or overlap, each file holds exactly the rows of its
 window, and an empty window has a header-only file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,14 +49,25 @@ def upsert(ctx, users: int = 2) -> int:
     """Store 3 events per user (two selected types, one not) plus an anonymous user's event."""
     k = next(_seq)
     when = lambda i, j: iso(T0 - timedelta(days=3) + timedelta(seconds=k * 10 + i, milliseconds=j))  # noqa: E731
-    body = {"users": [
-        {"user_id": f"u{i}", "attributes": {"email": f"u{i}@example.com"}, "events": [
-            {"event_name": "purchase", "timestamp": when(i, 1), "event_params": {"price": k + i / 2, "currency": 'EUR, "x"'}},
-            {"event_name": "email_open", "timestamp": when(i, 2), "event_params": {"campaign": f"c{k}"}},
-            {"event_name": "page_view", "timestamp": when(i, 3)},
-        ]}
-        for i in range(users)
-    ] + [{"user_id": f"anon-{k}", "events": [{"event_name": "email_open", "timestamp": when(9, 4)}]}]}
+    body = {
+        "users": [
+            {
+                "user_id": f"u{i}",
+                "attributes": {"email": f"u{i}@example.com"},
+                "events": [
+                    {
+                        "event_name": "purchase",
+                        "timestamp": when(i, 1),
+                        "event_params": {"price": k + i / 2, "currency": 'EUR, "x"'},
+                    },
+                    {"event_name": "email_open", "timestamp": when(i, 2), "event_params": {"campaign": f"c{k}"}},
+                    {"event_name": "page_view", "timestamp": when(i, 3)},
+                ],
+            }
+            for i in range(users)
+        ]
+        + [{"user_id": f"anon-{k}", "events": [{"event_name": "email_open", "timestamp": when(9, 4)}]}]
+    }
     answer = call(ctx, "ucd_upsert", body, account=ACCOUNT)
     assert answer.status == 200, answer.body
     assert answer.body["stored_events"] == 3 * users + 1
@@ -112,11 +124,16 @@ def tick_collecting(ctx, results: list) -> dict:
 def queued_messages(ctx, name=None) -> list:
     return list(ctx.storage.queue(name).peek_messages(max_messages=32))
 
+
 # ------------------------------------------------------------------ the invariant
 
 
 def read_ids(ctx, start, end, names) -> list[str]:
-    return [i for batch in ctx.ucd.read_window(ACCOUNT, start, end, event_names=names) for i in batch.column("event_id").to_pylist()]
+    return [
+        i
+        for batch in ctx.ucd.read_window(ACCOUNT, start, end, event_names=names)
+        for i in batch.column("event_id").to_pylist()
+    ]
 
 
 def listing(store):
@@ -138,7 +155,9 @@ def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
     return sorted(files)
 
 
-def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool = True) -> dict[tuple[int, int], bytes]:
+def assert_exactly_once(
+    ctx, container, integration_id: str, *, up_to_date: bool = True
+) -> dict[tuple[int, int], bytes]:
     """docs/invariants.md (exactly once, windows, catch-up, files) against the stored events, the customer's
     container or bucket, the run records and the state."""
     integration = ctx.repo.get(ACCOUNT, integration_id)
@@ -153,12 +172,14 @@ def assert_exactly_once(ctx, container, integration_id: str, *, up_to_date: bool
     assert files, "no files"
     assert files[0][0] == int(activated.timestamp()), "the first window starts at activation"
     assert files[-1][1] == int(last.timestamp()), "the last file ends at last_success_end"
-    for (s1, e1, _), (s2, _e2, _) in zip(files, files[1:]):
+    for (_s1, e1, _), (s2, _e2, _) in zip(files, files[1:]):
         assert s2 == e1, f"gap or overlap between windows ending {e1} and starting {s2}"
     length = integration.frequency_hours * 3600
     for start, end, name in files:
         assert end - start == length
-        assert name == window_path(integration.destination.prefix, ACCOUNT, integration.id, Window(from_unix(start), from_unix(end)))
+        assert name == window_path(
+            integration.destination.prefix, ACCOUNT, integration.id, Window(from_unix(start), from_unix(end))
+        )
 
     # Each file holds exactly the stored rows of its window; empty windows are header only.
     exported: Counter[str] = Counter()

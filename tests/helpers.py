@@ -2,14 +2,16 @@
 
 Fixtures stay in conftest.py; test modules import helpers from here, never from conftest or each other.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from exporter import api
 from exporter.clock import Clock
@@ -29,7 +31,12 @@ def call(ctx: Context, operation: str, body: Any = None, **params: str) -> api.A
 def integration_body(connection_string: str, container: str, **overrides: Any) -> dict[str, Any]:
     body = {
         "name": "warehouse feed",
-        "destination": {"type": "azure_blob", "connection_string": connection_string, "container": container, "prefix": "insider/"},
+        "destination": {
+            "type": "azure_blob",
+            "connection_string": connection_string,
+            "container": container,
+            "prefix": "insider/",
+        },
         "events": [{"name": "purchase", "params": ["price", "currency"]}, {"name": "email_open", "params": []}],
         "attributes": ["email"],
         "frequency_hours": 1,

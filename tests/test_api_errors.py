@@ -1,4 +1,5 @@
 """The one mapping of errors to answers (exporter.api.handle)."""
+
 from azure.core.exceptions import ServiceRequestError
 
 from tests.helpers import call
@@ -17,7 +18,9 @@ def test_our_storage_failing_is_a_503_to_retry_without_the_exception_text(ctx, m
 def test_an_unexpected_failure_is_a_generic_500(ctx, monkeypatch):
     monkeypatch.setattr(ctx.ucd, "catalog", lambda *_: 1 / 0)
     answer = call(ctx, "ucd_catalog", account="acme")
-    assert answer.status == 500 and answer.body == {"error": {"code": "internal_error", "message": "unexpected failure; see the logs"}}
+    assert answer.status == 500 and answer.body == {
+        "error": {"code": "internal_error", "message": "unexpected failure; see the logs"}
+    }
 
 
 def test_deleting_a_user_whose_id_cannot_be_a_key_is_refused_as_input(ctx):
@@ -28,7 +31,12 @@ def test_deleting_a_user_whose_id_cannot_be_a_key_is_refused_as_input(ctx):
 def test_replay_needs_a_delivered_window(ctx, azurite_connection, customer_container):
     from tests.helpers import integration_body
 
-    iid = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme").body["id"]
+    iid = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    ).body["id"]
     assert call(ctx, "integrations_replay", {"start": "soon"}, account="acme", id=iid).body["error"]["field"] == "start"
     answer = call(ctx, "integrations_replay", {"start": 1795860000}, account="acme", id=iid)
     assert answer.status == 404 and answer.body["error"]["field"] == "start"

@@ -1,4 +1,5 @@
 """The operator CLI as an operator runs it: a subprocess, JSON on stdout, --now, exit codes."""
+
 import argparse
 import json
 import os
@@ -28,9 +29,20 @@ def cli(azurite_connection, tag, tmp_path):
     }
 
     def run(*args, stdin: str | None = None):
-        done = subprocess.run([sys.executable, "-m", "exporter", *args], input=stdin, capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=120)
-        return done.returncode, json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout, done.stderr
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        return (
+            done.returncode,
+            json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout,
+            done.stderr,
+        )
 
     return run
 
@@ -38,21 +50,35 @@ def cli(azurite_connection, tag, tmp_path):
 def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_path):
     body = integration_body(azurite_connection, customer_container.container_name)
     (tmp_path / "integration.json").write_text(json.dumps(body))
-    code, created, _ = cli("integrations", "create", "--account", "acme", "integration.json", "--now", "2026-11-28T10:00:00Z")
+    code, created, _ = cli(
+        "integrations", "create", "--account", "acme", "integration.json", "--now", "2026-11-28T10:00:00Z"
+    )
     assert code == 0, created
     assert created["activated_at"] == "2026-11-28T10:00:00.000Z"
     assert "AccountKey=***" in created["destination"]["connection_string"]
 
-    events = {"users": [{"user_id": "u1", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:30:00Z",
-                                                      "event_params": {"price": 3}}]}]}
-    code, answer, _ = cli("ucd", "upsert", "--account", "acme", "-", "--now", "2026-11-28T10:30:00Z", stdin=json.dumps(events))
+    events = {
+        "users": [
+            {
+                "user_id": "u1",
+                "events": [
+                    {"event_name": "purchase", "timestamp": "2026-11-28T10:30:00Z", "event_params": {"price": 3}}
+                ],
+            }
+        ]
+    }
+    code, answer, _ = cli(
+        "ucd", "upsert", "--account", "acme", "-", "--now", "2026-11-28T10:30:00Z", stdin=json.dumps(events)
+    )
     assert (code, answer) == (0, {"received_events": 1, "stored_events": 1, "duplicate_events": 0})
 
     code, ticked, _ = cli("tick", "--now", "2026-11-28T12:05:00Z")
     assert code == 0 and ticked["worker"]["windows_exported"] == 2
     names = sorted(b.name for b in customer_container.list_blobs())
-    assert names == [f"insider/acme_events_{created['id']}_1795860000_1795863600.csv",
-                     f"insider/acme_events_{created['id']}_1795863600_1795867200.csv"]
+    assert names == [
+        f"insider/acme_events_{created['id']}_1795860000_1795863600.csv",
+        f"insider/acme_events_{created['id']}_1795863600_1795867200.csv",
+    ]
 
     code, runs, _ = cli("integrations", "runs", "--account", "acme", created["id"])
     assert code == 0 and [r["rows"] for r in runs["runs"]] == [0, 1]
@@ -69,11 +95,29 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
     assert shown["last_success_end"] == "2026-11-28T12:00:00.000Z", "a replay never moves last_success_end"
 
     # Options and positionals in the order people type them: the positional `-` after --if-match.
-    code, updated, _ = cli("integrations", "update", "--account", "acme", created["id"], "--if-match", shown["etag"], "-",
-                           stdin='{"name": "renamed feed"}')
+    code, updated, _ = cli(
+        "integrations",
+        "update",
+        "--account",
+        "acme",
+        created["id"],
+        "--if-match",
+        shown["etag"],
+        "-",
+        stdin='{"name": "renamed feed"}',
+    )
     assert code == 0 and updated["name"] == "renamed feed"
-    code, refused, _ = cli("integrations", "update", created["id"], "--if-match", shown["etag"], "--account", "acme", "-",
-                           stdin='{"name": "again"}')
+    code, refused, _ = cli(
+        "integrations",
+        "update",
+        created["id"],
+        "--if-match",
+        shown["etag"],
+        "--account",
+        "acme",
+        "-",
+        stdin='{"name": "again"}',
+    )
     assert code == 1 and refused["error"]["code"] == "precondition_failed", "the ETag is stale after the first update"
 
 
@@ -93,8 +137,18 @@ def test_refusals_exit_non_zero_with_a_json_error_naming_the_field(cli):
 
 
 def test_every_verb_has_help_with_an_example():
-    for verb in (["ucd", "upsert"], ["integrations", "create"], ["integrations", "runs"], ["integrations", "replay"], ["tick"], ["serve"], ["demo"]):
-        done = subprocess.run([sys.executable, "-m", "exporter", *verb, "--help"], capture_output=True, text=True, cwd=ROOT)
+    for verb in (
+        ["ucd", "upsert"],
+        ["integrations", "create"],
+        ["integrations", "runs"],
+        ["integrations", "replay"],
+        ["tick"],
+        ["serve"],
+        ["demo"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", *verb, "--help"], capture_output=True, text=True, cwd=ROOT
+        )
         assert done.returncode == 0
         assert "--now" in done.stdout and "example:" in done.stdout, verb
 
@@ -151,7 +205,9 @@ def _sample(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[str]
         if isinstance(action, argparse._HelpAction) or action.dest == "now":
             continue
         if action.option_strings:
-            value = action.choices[-1] if action.choices else ("7" if action.type in (int, float) else f"v-{action.dest}")
+            value = (
+                action.choices[-1] if action.choices else ("7" if action.type in (int, float) else f"v-{action.dest}")
+            )
             options.append([action.option_strings[0], value])
             expected[action.dest] = action.type(value) if action.type else value
         else:
@@ -166,10 +222,15 @@ def _orders(options: list[list[str]], positionals: list[str]) -> list[list[list[
     singles = [[p] for p in positionals]
 
     def interleave(first, second):
-        return [group for i in range(max(len(first), len(second))) for group in first[i:i + 1] + second[i:i + 1]]
+        return [group for i in range(max(len(first), len(second))) for group in first[i : i + 1] + second[i : i + 1]]
 
-    return [options + singles, singles + options, singles + options[::-1],
-            interleave(singles, options), interleave(options, singles)]
+    return [
+        options + singles,
+        singles + options,
+        singles + options[::-1],
+        interleave(singles, options),
+        interleave(options, singles),
+    ]
 
 
 def test_every_verb_is_tested_for_argument_order():
@@ -184,8 +245,10 @@ def test_options_and_positionals_mix_in_any_order_for_every_verb(words):
     now = ["--now", NOW]
     for groups in _orders(options, positionals):
         for middle in range(len(groups) + 1):  # --now after the verb: first, between any two arguments, last
-            cases = [(["--now", NOW, *words, *sum(groups, [])], NOW),  # --now before the verb
-                     ([*words, *sum(groups[:middle] + [now] + groups[middle:], [])], NOW)]
+            cases = [
+                (["--now", NOW, *words, *sum(groups, [])], NOW),  # --now before the verb
+                ([*words, *sum(groups[:middle] + [now] + groups[middle:], [])], NOW),
+            ]
             if middle == 0:
                 cases.append(([*words, *sum(groups, [])], None))
             for argv, expected_now in cases:
@@ -194,12 +257,15 @@ def test_options_and_positionals_mix_in_any_order_for_every_verb(words):
                 assert args["now"] == expected_now, argv
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["integrations", "show", "--account", "acme"], "the following arguments are required: id"),
-    (["integrations", "update", "--account", "acme", "ID", "-", "extra"], "unrecognized arguments: extra"),
-    (["integrations", "replay", "ID", "--account", "acme"], "the following arguments are required: --start"),
-    (["integrations", "runs", "ID", "--limit", "many", "--account", "acme"], "--limit: invalid int value: 'many'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["integrations", "show", "--account", "acme"], "the following arguments are required: id"),
+        (["integrations", "update", "--account", "acme", "ID", "-", "extra"], "unrecognized arguments: extra"),
+        (["integrations", "replay", "ID", "--account", "acme"], "the following arguments are required: --start"),
+        (["integrations", "runs", "ID", "--limit", "many", "--account", "acme"], "--limit: invalid int value: 'many'"),
+    ],
+)
 def test_mixed_order_still_refuses_what_is_missing_or_extra(argv, message):
     with pytest.raises(UsageError) as refused:
         build_parser().parse_args(argv)
@@ -210,36 +276,59 @@ def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
     from exporter.local.devstorage import connection_string, free_port
 
     closed = free_port()
-    env = {**os.environ, "AzureWebJobsStorage": connection_string(closed, closed, closed), "EXPORT_SECRET_KEY": SECRET_KEY,
-           "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "exporter", "ucd", "catalog", "--account", "acme"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": connection_string(closed, closed, closed),
+        "EXPORT_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "ucd", "catalog", "--account", "acme"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 3
     assert json.loads(done.stdout)["error"]["code"] == "storage_unavailable"
     assert "Traceback" not in done.stderr
 
 
 def test_devstorage_help_prints_help_without_starting_azurite():
-    done = subprocess.run([sys.executable, "-m", "exporter.local.devstorage", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.local.devstorage", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m exporter.local.devstorage")
     assert "AccountName=" not in done.stdout
 
 
 def _bare_env(**settings: str) -> dict:
     """The environment without the app's settings, then these."""
-    env = {k: v for k, v in os.environ.items() if k != "EXPORT_SECRET_KEY" and not k.startswith(("AzureWebJobsStorage", "EXPORT_", "UCD_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "EXPORT_SECRET_KEY" and not k.startswith(("AzureWebJobsStorage", "EXPORT_", "UCD_"))
+    }
     return {**env, "PYTHONPATH": str(ROOT), **settings}
 
 
 def _exporter(env: dict, *args: str, cwd: Path) -> tuple[int, dict, str]:
-    done = subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
 @pytest.mark.parametrize("value", ["garbage", "AccountName=x", "UseDevelopmentStorage=false"])
 def test_a_malformed_storage_setting_is_a_json_configuration_error_naming_it(tmp_path, value):
-    code, answer, stderr = _exporter(_bare_env(AzureWebJobsStorage=value), "ucd", "catalog", "--account", "acme", cwd=tmp_path)
+    code, answer, stderr = _exporter(
+        _bare_env(AzureWebJobsStorage=value), "ucd", "catalog", "--account", "acme", cwd=tmp_path
+    )
     assert code == 3 and "Traceback" not in stderr, stderr
     assert (answer["error"]["code"], answer["error"]["field"]) == ("configuration_error", "AzureWebJobsStorage")
     assert value not in answer["error"]["message"], "a setting's value may be a secret: never echoed"
@@ -253,12 +342,25 @@ def test_a_malformed_local_settings_file_is_a_json_configuration_error(tmp_path)
 
 
 def test_only_operations_that_need_the_secret_key_demand_it(tmp_path, azurite_connection, tag, customer_container):
-    env = _bare_env(AzureWebJobsStorage=azurite_connection, EXPORT_TABLE_PREFIX=f"k{tag}", UCD_CONTAINER=f"ucd-k{tag}",
-                    EXPORT_QUEUE_NAME=f"k-{tag}")
-    assert _exporter(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)[:2] == (0, {"account": "acme", "events": {}, "attributes": []})
+    env = _bare_env(
+        AzureWebJobsStorage=azurite_connection,
+        EXPORT_TABLE_PREFIX=f"k{tag}",
+        UCD_CONTAINER=f"ucd-k{tag}",
+        EXPORT_QUEUE_NAME=f"k-{tag}",
+    )
+    assert _exporter(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)[:2] == (
+        0,
+        {"account": "acme", "events": {}, "attributes": []},
+    )
     assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})
-    (tmp_path / "integration.json").write_text(json.dumps(integration_body(azurite_connection, customer_container.container_name)))
+    (tmp_path / "integration.json").write_text(
+        json.dumps(integration_body(azurite_connection, customer_container.container_name))
+    )
     code, answer, _ = _exporter(env, "integrations", "create", "--account", "acme", "integration.json", cwd=tmp_path)
-    assert (code, answer["error"]["code"], answer["error"]["field"]) == (3, "configuration_error", "EXPORT_SECRET_KEY"), answer
+    assert (code, answer["error"]["code"], answer["error"]["field"]) == (
+        3,
+        "configuration_error",
+        "EXPORT_SECRET_KEY",
+    ), answer
     assert list(customer_container.list_blobs()) == [], "refused before the verification wrote a test file"
     assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})

@@ -1,6 +1,7 @@
 """The CSV column plan and writer (pure): column order and collisions, RFC 4180 bytes, and fixed-size
 blocks that make a re-export byte-identical (docs/architecture.md: the export file).
 """
+
 import csv
 import io
 
@@ -29,13 +30,16 @@ def test_column_order_fixed_then_params_in_selection_order_then_attributes():
     assert only_for["campaign"] == frozenset({"email_open"})
 
 
-@pytest.mark.parametrize("events, attributes, field", [
-    ([EventSelection("purchase", ("event_id",))], [], "events[0].params[0]"),
-    ([EventSelection("purchase", ("timestamp",))], [], "events[0].params[0]"),
-    ([EventSelection("purchase", ("price", "price"))], [], "events[0].params[1]"),
-    ([EventSelection("purchase", ("attr_email",))], ["email"], "attributes[0]"),
-    ([EventSelection("a", ()), EventSelection("b", ("x", "attr_y"))], ["z", "y"], "attributes[1]"),
-])
+@pytest.mark.parametrize(
+    "events, attributes, field",
+    [
+        ([EventSelection("purchase", ("event_id",))], [], "events[0].params[0]"),
+        ([EventSelection("purchase", ("timestamp",))], [], "events[0].params[0]"),
+        ([EventSelection("purchase", ("price", "price"))], [], "events[0].params[1]"),
+        ([EventSelection("purchase", ("attr_email",))], ["email"], "attributes[0]"),
+        ([EventSelection("a", ()), EventSelection("b", ("x", "attr_y"))], ["z", "y"], "attributes[1]"),
+    ],
+)
 def test_colliding_columns_are_refused_naming_the_field(events, attributes, field):
     with pytest.raises(InputError) as raised:
         column_plan(events, attributes)
@@ -59,8 +63,22 @@ def _segment_batch(rows, columns):
 def test_project_empties_a_parameter_for_events_that_did_not_select_it():
     plan = column_plan([EventSelection("purchase", ("price",)), EventSelection("email_open", ())], ["email"])
     rows = [
-        {"event_id": "e1", "user_id": "u1", "event_name": "purchase", "timestamp": "t1", "p:price": "9.5", "a:email": "a@x"},
-        {"event_id": "e2", "user_id": "u1", "event_name": "email_open", "timestamp": "t2", "p:price": "7", "a:email": "a@x"},
+        {
+            "event_id": "e1",
+            "user_id": "u1",
+            "event_name": "purchase",
+            "timestamp": "t1",
+            "p:price": "9.5",
+            "a:email": "a@x",
+        },
+        {
+            "event_id": "e2",
+            "user_id": "u1",
+            "event_name": "email_open",
+            "timestamp": "t2",
+            "p:price": "7",
+            "a:email": "a@x",
+        },
     ]
     projected = plan.project(_segment_batch(rows, plan.source_columns))
     assert projected.schema.names == plan.header
@@ -93,10 +111,22 @@ def test_no_rows_gives_a_header_only_file():
 
 def test_rfc4180_quoting_crlf_null_versus_empty_and_unicode():
     rows = [
-        {"event_id": "e1", "user_id": "u1", "event_name": "purchase", "timestamp": "2026-11-28T10:00:00.000Z",
-         "p:note": 'a, "quoted"\nline', "a:name": "Zoë 日本 🎉"},
-        {"event_id": "e2", "user_id": "u2", "event_name": "purchase", "timestamp": "2026-11-28T10:00:01.000Z",
-         "p:note": "", "a:name": None},
+        {
+            "event_id": "e1",
+            "user_id": "u1",
+            "event_name": "purchase",
+            "timestamp": "2026-11-28T10:00:00.000Z",
+            "p:note": 'a, "quoted"\nline',
+            "a:name": "Zoë 日本 🎉",
+        },
+        {
+            "event_id": "e2",
+            "user_id": "u2",
+            "event_name": "purchase",
+            "timestamp": "2026-11-28T10:00:01.000Z",
+            "p:note": "",
+            "a:name": None,
+        },
     ]
     data, count, _, _ = _csv(rows, PLAN)
     assert count == 2
@@ -105,8 +135,10 @@ def test_rfc4180_quoting_crlf_null_versus_empty_and_unicode():
     assert lines[-1] == "" and text.endswith("\r\n"), "every record ends with CRLF"
     assert text.count("\r\n") == 3, "the newline inside a value is not a record break"
     assert '"a, ""quoted""\nline"' in text, "comma, quote and newline are quoted; quotes doubled"
-    assert lines[2] == '"e2","u2","purchase","2026-11-28T10:00:01.000Z","",', "empty string is \"\", null is a bare empty cell"
-    assert "Zoë 日本 🎉".encode("utf-8") in data
+    assert lines[2] == '"e2","u2","purchase","2026-11-28T10:00:01.000Z","",', (
+        'empty string is "", null is a bare empty cell'
+    )
+    assert "Zoë 日本 🎉".encode() in data
     parsed = list(csv.reader(io.StringIO(text, newline="")))
     assert parsed[1][4] == 'a, "quoted"\nline'
     assert parsed[1][5] == "Zoë 日本 🎉"
@@ -122,7 +154,7 @@ def test_block_sink_cuts_fixed_size_blocks_independent_of_write_sizes(block_byte
         sink = BlockSink(blocks.append, block_bytes)
         offset = 0
         for size in chunks:
-            sink.write(payload[offset:offset + size])
+            sink.write(payload[offset : offset + size])
             offset += size
         sink.write(payload[offset:])
         sink.finish()
@@ -148,8 +180,17 @@ def test_block_sink_emits_nothing_for_nothing_and_no_empty_last_block():
 
 
 def test_the_same_rows_give_the_same_blocks_every_time():
-    rows = [{"event_id": f"e{i:04d}", "user_id": f"u{i}", "event_name": "purchase", "timestamp": "t",
-             "p:note": "x" * (i % 17), "a:name": None if i % 3 else "n"} for i in range(500)]
+    rows = [
+        {
+            "event_id": f"e{i:04d}",
+            "user_id": f"u{i}",
+            "event_name": "purchase",
+            "timestamp": "t",
+            "p:note": "x" * (i % 17),
+            "a:name": None if i % 3 else "n",
+        }
+        for i in range(500)
+    ]
     first = _csv(rows, PLAN, block_bytes=333)[2]
     second = _csv(rows, PLAN, block_bytes=333)[2]
     assert first == second

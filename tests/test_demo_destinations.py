@@ -1,4 +1,5 @@
 """`python -m exporter demo --destination s3|gcs`: the demo runs end to end into a local bucket."""
+
 import json
 
 import pytest
@@ -13,6 +14,11 @@ def test_the_demo_exports_into_a_local_bucket(destination, capsys):
     summary = json.loads(out)
     assert summary["destination"] == destination
     assert len(summary["files"]) == 2 and all(f.startswith("insider/demo-shop_events_") for f in summary["files"])
-    assert summary["rows_exported"] > 0 and summary["sample_rows"][0][:4] == ["event_id", "user_id", "event_name", "timestamp"]
+    assert summary["rows_exported"] > 0 and summary["sample_rows"][0][:4] == [
+        "event_id",
+        "user_id",
+        "event_name",
+        "timestamp",
+    ]
     assert "Verify authentication: ok=True" in err and "bucket 'customer-exports'" in err
     assert "secret_access_key" not in err and "PRIVATE KEY" not in err

@@ -1,5 +1,6 @@
 """A second destination type needs no special case: the service and the worker use only the Destination
 protocol (exporter/export/destination.py), and the same window gives the same bytes in any destination."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ class MemoryDestination:
 
     def describe(self) -> DestinationInfo:
         # As an S3 destination describes itself: the public part of its credentials, as JSON.
-        return DestinationInfo(container=self.container, masked=json.dumps({"access_key_id": f"memory://{self.container} (key ***)"}))
+        return DestinationInfo(
+            container=self.container, masked=json.dumps({"access_key_id": f"memory://{self.container} (key ***)"})
+        )
 
     def verify(self, test_file_name: str) -> Verification:
         return Verification(test_file=join_prefix(self.prefix, test_file_name), deleted=True)
@@ -46,22 +49,52 @@ class MemoryDestination:
 
 
 def test_a_destination_implementing_only_the_protocol_is_verified_stored_and_delivered_to(
-        settings, clock, azurite_connection, scratch_container):
+    settings, clock, azurite_connection, scratch_container
+):
     files: dict[str, bytes] = {}
-    ctx = Context.create(settings, clock, open_destination=lambda kind, secret, container, prefix: MemoryDestination(files, container, prefix))
-    destination = {"type": "s3", "bucket": "bucket-a", "prefix": "feed/", "region": "eu-west-1",
-                   "access_key_id": "AKIAMEMORYDESTINATION", "secret_access_key": "a-secret-only-the-destination-sees"}
-    created = call(ctx, "integrations_create", integration_body("unused", "unused", destination=destination), account="acme")
+    ctx = Context.create(
+        settings,
+        clock,
+        open_destination=lambda kind, secret, container, prefix: MemoryDestination(files, container, prefix),
+    )
+    destination = {
+        "type": "s3",
+        "bucket": "bucket-a",
+        "prefix": "feed/",
+        "region": "eu-west-1",
+        "access_key_id": "AKIAMEMORYDESTINATION",
+        "secret_access_key": "a-secret-only-the-destination-sees",
+    }
+    created = call(
+        ctx, "integrations_create", integration_body("unused", "unused", destination=destination), account="acme"
+    )
     assert created.status == 201, created.body
-    assert created.body["destination"] == {"type": "s3", "bucket": "bucket-a", "prefix": "feed/",
-                                           "access_key_id": "memory://bucket-a (key ***)"}
-    assert created.body["verification"] == {"ok": True, "test_file": {"name": created.body["verification"]["test_file"]["name"], "deleted": True}}
+    assert created.body["destination"] == {
+        "type": "s3",
+        "bucket": "bucket-a",
+        "prefix": "feed/",
+        "access_key_id": "memory://bucket-a (key ***)",
+    }
+    assert created.body["verification"] == {
+        "ok": True,
+        "test_file": {"name": created.body["verification"]["test_file"]["name"], "deleted": True},
+    }
     iid = created.body["id"]
 
     clock.advance(minutes=5)
-    events = [{"event_name": "purchase", "timestamp": "2026-11-25T08:00:00Z", "event_params": {"price": n, "currency": "EUR"}} for n in range(3)]
-    assert call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": events}]},
-                account="acme").status == 200
+    events = [
+        {"event_name": "purchase", "timestamp": "2026-11-25T08:00:00Z", "event_params": {"price": n, "currency": "EUR"}}
+        for n in range(3)
+    ]
+    assert (
+        call(
+            ctx,
+            "ucd_upsert",
+            {"users": [{"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": events}]},
+            account="acme",
+        ).status
+        == 200
+    )
     clock.set(T0 + timedelta(hours=1, minutes=3))
     assert tick(ctx)["worker"]["windows_exported"] == 1
 
@@ -85,7 +118,8 @@ def test_an_export_failing_before_its_commit_abandons_its_blocks_and_shows_nothi
     destination = MemoryDestination(files, "bucket-a", "feed/")
     window = Window(T0, T0 + timedelta(hours=1))
     with pytest.raises(ConnectionError):
-        export_window(FailingUcd(), "acme", "i1", Selection((EventSelection("purchase"),)), window, destination, block_bytes=8)
+        export_window(
+            FailingUcd(), "acme", "i1", Selection((EventSelection("purchase"),)), window, destination, block_bytes=8
+        )
     assert destination.abandoned == [window_path("feed/", "acme", "i1", window)]
     assert files == {}, "nothing is visible: no commit"
-

@@ -4,6 +4,7 @@ upload mechanics (S3 multipart parts by block index, GCS resumable chunks in ord
 nothing visible before the commit, aborts, resumption after faults). Where a server cannot produce a
 status (a GCS 403, an S3 wrong-region answer, 5xx), the fault proxy sits between client and server.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,6 +51,7 @@ def proxy_for():
         proxy = FaultProxy(url).start()
         started.append(proxy)
         return proxy
+
     yield start
     for proxy in started:
         proxy.stop()
@@ -75,21 +77,30 @@ def refused(ctx, body, status: int, code: str, *words: str) -> dict:
 # ------------------------------------------------------------------ bodies (400 naming the field)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"region": None}, "destination.region"),
-    ({"bucket": "Not_A_Bucket"}, "destination.bucket"),
-    ({"region": "EU West"}, "destination.region"),
-    ({"access_key_id": ""}, "destination.access_key_id"),
-    ({"secret_access_key": "has a space"}, "destination.secret_access_key"),
-    ({"endpoint_url": "ftp://example.com"}, "destination.endpoint_url"),
-    ({"endpoint_url": "https://user:pw@example.com"}, "destination.endpoint_url"),
-    ({"prefix": "a\\b"}, "destination.prefix"),
-    ({"connection_string": "x"}, "destination.connection_string"),
-    ({"container": "x"}, "destination.container"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"region": None}, "destination.region"),
+        ({"bucket": "Not_A_Bucket"}, "destination.bucket"),
+        ({"region": "EU West"}, "destination.region"),
+        ({"access_key_id": ""}, "destination.access_key_id"),
+        ({"secret_access_key": "has a space"}, "destination.secret_access_key"),
+        ({"endpoint_url": "ftp://example.com"}, "destination.endpoint_url"),
+        ({"endpoint_url": "https://user:pw@example.com"}, "destination.endpoint_url"),
+        ({"prefix": "a\\b"}, "destination.prefix"),
+        ({"connection_string": "x"}, "destination.connection_string"),
+        ({"container": "x"}, "destination.container"),
+    ],
+)
 def test_a_malformed_s3_body_is_refused_naming_the_field(ctx, change, field):
-    body = {"type": "s3", "bucket": "acme-exports", "prefix": "p/", "region": "eu-west-1",
-            "access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
+    body = {
+        "type": "s3",
+        "bucket": "acme-exports",
+        "prefix": "p/",
+        "region": "eu-west-1",
+        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    }
     body.update(change)
     body = {k: v for k, v in body.items() if v is not None}
     answer = verify(ctx, body)
@@ -97,17 +108,23 @@ def test_a_malformed_s3_body_is_refused_naming_the_field(ctx, change, field):
     assert "wJalrXUtnFEMI" not in json.dumps(answer.body)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"service_account_key": None}, "destination.service_account_key"),
-    ({"service_account_key": "not an object"}, "destination.service_account_key"),
-    ({"service_account_key": {"type": "authorized_user"}}, "destination.service_account_key.client_email"),
-    ({"key.type": "authorized_user"}, "destination.service_account_key.type"),
-    ({"key.private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"}, "destination.service_account_key.private_key"),
-    ({"key.token_uri": "not a url"}, "destination.service_account_key.token_uri"),
-    ({"key.client_email": "nobody"}, "destination.service_account_key.client_email"),
-    ({"bucket": "x"}, "destination.bucket"),
-    ({"region": "eu-west-1"}, "destination.region"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"service_account_key": None}, "destination.service_account_key"),
+        ({"service_account_key": "not an object"}, "destination.service_account_key"),
+        ({"service_account_key": {"type": "authorized_user"}}, "destination.service_account_key.client_email"),
+        ({"key.type": "authorized_user"}, "destination.service_account_key.type"),
+        (
+            {"key.private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"},
+            "destination.service_account_key.private_key",
+        ),
+        ({"key.token_uri": "not a url"}, "destination.service_account_key.token_uri"),
+        ({"key.client_email": "nobody"}, "destination.service_account_key.client_email"),
+        ({"bucket": "x"}, "destination.bucket"),
+        ({"region": "eu-west-1"}, "destination.region"),
+    ],
+)
 def test_a_malformed_gcs_body_is_refused_naming_the_field(ctx, change, field):
     key = service_account_key("https://oauth2.googleapis.com/token")
     body = {"type": "gcs", "bucket": "acme-exports", "prefix": "p/", "service_account_key": key}
@@ -163,32 +180,61 @@ def test_s3_without_write_permission_is_refused_as_a_credential_error(ctx, s3):
 
 
 def test_s3_unknown_key_id_and_wrong_secret_are_credential_errors_in_customer_words(ctx, s3):
-    refused(ctx, {**s3.body(), "access_key_id": "AKIAUNKNOWNKEY000000"}, 422, "credential_error", "does not know the access key id")
+    refused(
+        ctx,
+        {**s3.body(), "access_key_id": "AKIAUNKNOWNKEY000000"},
+        422,
+        "credential_error",
+        "does not know the access key id",
+    )
     error = refused(ctx, s3.refused_body(), 422, "credential_error", "secret access key does not match")
     assert s3.wrong_secret not in json.dumps(error)
 
 
 def test_s3_missing_bucket_is_a_destination_error(ctx, s3):
     admin = {"access_key_id": s3.server.access_key_id, "secret_access_key": s3.server.secret_access_key}
-    refused(ctx, {**s3.body(), **admin, "bucket": "no-such-bucket-here"}, 422, "destination_error", "'no-such-bucket-here' does not exist")
+    refused(
+        ctx,
+        {**s3.body(), **admin, "bucket": "no-such-bucket-here"},
+        422,
+        "destination_error",
+        "'no-such-bucket-here' does not exist",
+    )
 
 
 def test_s3_unreachable_endpoint_is_a_destination_error_at_verification(ctx, s3):
-    refused(ctx, {**s3.body(), "endpoint_url": f"http://127.0.0.1:{free_port()}"}, 422, "destination_error", "could not reach")
+    refused(
+        ctx,
+        {**s3.body(), "endpoint_url": f"http://127.0.0.1:{free_port()}"},
+        422,
+        "destination_error",
+        "could not reach",
+    )
 
 
 def test_s3_wrong_region_is_a_destination_error_naming_the_right_region(ctx, s3, proxy_for):
     proxy = proxy_for(s3.server.url)
-    wrong_region = (400, {"Content-Type": "application/xml"}, (
-        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AuthorizationHeaderMalformed</Code>"
-        b"<Message>the region 'us-east-1' is wrong; expecting 'eu-west-1'</Message><Region>eu-west-1</Region></Error>"))
+    wrong_region = (
+        400,
+        {"Content-Type": "application/xml"},
+        (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AuthorizationHeaderMalformed</Code>"
+            b"<Message>the region 'us-east-1' is wrong; expecting 'eu-west-1'</Message><Region>eu-west-1</Region></Error>"
+        ),
+    )
     # Once: boto3 re-signs for the region S3 names and the write goes through.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=1))
     assert verify(ctx, {**s3.body(), "endpoint_url": proxy.url}).status == 200
     # Every time (an endpoint that cannot serve the bucket's region): a clear refusal.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=10))
-    refused(ctx, {**s3.body(), "endpoint_url": proxy.url}, 422, "destination_error",
-            "is in region 'eu-west-1', not 'us-east-1'", "set region to 'eu-west-1'")
+    refused(
+        ctx,
+        {**s3.body(), "endpoint_url": proxy.url},
+        422,
+        "destination_error",
+        "is in region 'eu-west-1', not 'us-east-1'",
+        "set region to 'eu-west-1'",
+    )
 
 
 def test_s3_throttling_at_verification_is_transient(ctx, s3, proxy_for):
@@ -217,7 +263,14 @@ def test_gcs_refused_key_is_a_credential_error(ctx, gcs):
 def test_gcs_without_write_permission_is_a_credential_error(ctx, gcs, proxy_for):
     proxy = proxy_for(gcs.emulator.url)
     proxy.add(Rule("403", method="POST", path=r"^/upload/", times=10))
-    refused(ctx, {**gcs.body(), "endpoint_url": proxy.url}, 422, "credential_error", "may not write", "storage.objects.create")
+    refused(
+        ctx,
+        {**gcs.body(), "endpoint_url": proxy.url},
+        422,
+        "credential_error",
+        "may not write",
+        "storage.objects.create",
+    )
 
 
 def test_gcs_without_delete_permission_verifies_and_leaves_the_test_file_with_a_note(ctx, gcs, proxy_for):
@@ -231,7 +284,13 @@ def test_gcs_without_delete_permission_verifies_and_leaves_the_test_file_with_a_
 
 def test_gcs_missing_bucket_and_unreachable_endpoints_are_destination_errors(ctx, gcs, token_endpoint):
     refused(ctx, {**gcs.body(), "bucket": "no-such-bucket-here"}, 422, "destination_error", "does not exist")
-    refused(ctx, {**gcs.body(), "endpoint_url": f"http://127.0.0.1:{free_port()}"}, 422, "destination_error", "could not reach")
+    refused(
+        ctx,
+        {**gcs.body(), "endpoint_url": f"http://127.0.0.1:{free_port()}"},
+        422,
+        "destination_error",
+        "could not reach",
+    )
     unreachable_token = {**gcs.key, "token_uri": f"http://127.0.0.1:{free_port()}/token"}
     refused(ctx, gcs.body(key=unreachable_token), 422, "destination_error", "token_uri")
 
@@ -251,11 +310,20 @@ def test_answers_show_masked_credentials_and_storage_holds_them_sealed(ctx, s3, 
     gcs_created = call(ctx, "integrations_create", integration_body(gcs.body()), account=ACCOUNT)
     assert s3_created.status == 201 and gcs_created.status == 201, (s3_created.body, gcs_created.body)
     assert s3_created.body["destination"] == {
-        "type": "s3", "bucket": s3.bucket, "prefix": "insider/", "region": "us-east-1",
-        "access_key_id": mask_middle(s3.key["access_key_id"]), "endpoint_url": s3.server.url}
+        "type": "s3",
+        "bucket": s3.bucket,
+        "prefix": "insider/",
+        "region": "us-east-1",
+        "access_key_id": mask_middle(s3.key["access_key_id"]),
+        "endpoint_url": s3.server.url,
+    }
     assert gcs_created.body["destination"] == {
-        "type": "gcs", "bucket": gcs.bucket, "prefix": "insider/",
-        "client_email": mask_email(gcs.key["client_email"]), "endpoint_url": gcs.emulator.url}
+        "type": "gcs",
+        "bucket": gcs.bucket,
+        "prefix": "insider/",
+        "client_email": mask_email(gcs.key["client_email"]),
+        "endpoint_url": gcs.emulator.url,
+    }
     listed = json.dumps(call(ctx, "integrations_list", account=ACCOUNT).body)
     everything = json.dumps([s3_created.body, gcs_created.body]) + listed
     for secret in [*s3.secrets().values(), *gcs.secrets().values(), s3.key["access_key_id"], gcs.key["client_email"]]:
@@ -266,10 +334,14 @@ def test_answers_show_masked_credentials_and_storage_holds_them_sealed(ctx, s3, 
         raw = json.dumps(dict(entity))
         assert s3.key["secret_access_key"] not in raw and "PRIVATE KEY" not in raw
         opened = json.loads(ctx.integrations.secrets.open(entity["secret"]))
-        assert opened.get("secret_access_key") == s3.key["secret_access_key"] or opened["service_account_key"] == gcs.key
+        assert (
+            opened.get("secret_access_key") == s3.key["secret_access_key"] or opened["service_account_key"] == gcs.key
+        )
 
 
-def test_an_update_verifies_new_credentials_and_never_changes_the_type(ctx, s3, gcs, customer_container, azurite_connection):
+def test_an_update_verifies_new_credentials_and_never_changes_the_type(
+    ctx, s3, gcs, customer_container, azurite_connection
+):
     iid = call(ctx, "integrations_create", integration_body(s3.body()), account=ACCOUNT).body["id"]
 
     def update(destination):
@@ -289,20 +361,39 @@ def test_an_update_verifies_new_credentials_and_never_changes_the_type(ctx, s3, 
     assert moved.status == 200 and moved.body["destination"]["prefix"] == "elsewhere/"
     assert moved.body["verification"]["test_file"]["name"].startswith("elsewhere/")
     stored = ctx.repo.get(ACCOUNT, iid)
-    assert json.loads(ctx.integrations.secrets.open(stored.destination.sealed_secret))["access_key_id"] == other["access_key_id"]
+    assert (
+        json.loads(ctx.integrations.secrets.open(stored.destination.sealed_secret))["access_key_id"]
+        == other["access_key_id"]
+    )
 
     for destination, field in [
         ({**gcs.body()}, "destination.type"),
-        ({"type": "azure_blob", "connection_string": azurite_connection, "container": customer_container.container_name}, "destination.type"),
+        (
+            {
+                "type": "azure_blob",
+                "connection_string": azurite_connection,
+                "container": customer_container.container_name,
+            },
+            "destination.type",
+        ),
         ({"connection_string": azurite_connection}, "destination.connection_string"),
         ({"service_account_key": gcs.key}, "destination.service_account_key"),
     ]:
         answer = update(destination)
         assert (answer.status, answer.body["error"]["field"]) == (400, field), answer.body
 
-    azure_id = call(ctx, "integrations_create", integration_body(
-        {"type": "azure_blob", "connection_string": azurite_connection, "container": customer_container.container_name}),
-        account=ACCOUNT).body["id"]
+    azure_id = call(
+        ctx,
+        "integrations_create",
+        integration_body(
+            {
+                "type": "azure_blob",
+                "connection_string": azurite_connection,
+                "container": customer_container.container_name,
+            }
+        ),
+        account=ACCOUNT,
+    ).body["id"]
     answer = call(ctx, "integrations_update", {"destination": {"bucket": s3.bucket}}, account=ACCOUNT, id=azure_id)
     assert (answer.status, answer.body["error"]["field"]) == (400, "destination.bucket")
     answer = call(ctx, "integrations_update", {"destination": s3.body()}, account=ACCOUNT, id=azure_id)
@@ -310,7 +401,11 @@ def test_an_update_verifies_new_credentials_and_never_changes_the_type(ctx, s3, 
 
 
 def test_the_limit_of_five_counts_every_type(ctx, s3, gcs, customer_container, azurite_connection):
-    azure = {"type": "azure_blob", "connection_string": azurite_connection, "container": customer_container.container_name}
+    azure = {
+        "type": "azure_blob",
+        "connection_string": azurite_connection,
+        "container": customer_container.container_name,
+    }
     for destination in (azure, s3.body("a/"), gcs.body("b/"), s3.body("c/"), gcs.body("d/")):
         assert call(ctx, "integrations_create", integration_body(destination), account=ACCOUNT).status == 201
     for destination in (s3.body("e/"), gcs.body("f/"), azure):
@@ -335,6 +430,7 @@ def stage_all(destination, path: str, data: list[bytes], order: list[int]) -> li
             destination.stage_block(path, i, data[i])
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
+
     threads = []
     for i in order:
         thread = threading.Thread(target=stage, args=(i,))
@@ -406,7 +502,8 @@ def recording(proxy: FaultProxy) -> list[tuple[str, str]]:
         if "upload_id=" in path:
             seen.append((method, headers.get("Content-Range", "")))
         return False
-    proxy.add(Rule("slow", when=record, times=10 ** 9))
+
+    proxy.add(Rule("slow", when=record, times=10**9))
     return seen
 
 
@@ -418,7 +515,9 @@ def assert_chunks_in_order_and_aligned(seen: list[tuple[str, str]], total: int) 
         assert int(start) == offset, f"chunk {content_range} is not the next one (at {offset})"
         offset = int(end) + 1
         if of == "*":
-            assert (int(end) + 1 - int(start)) % CHUNK == 0, f"{content_range}: a non-final chunk not a multiple of 256 KiB"
+            assert (int(end) + 1 - int(start)) % CHUNK == 0, (
+                f"{content_range}: a non-final chunk not a multiple of 256 KiB"
+            )
         else:
             assert int(of) == total
     final = [r for _m, r in seen if r.endswith(f"/{total}")]
@@ -457,8 +556,16 @@ def test_gcs_a_chunk_interrupted_by_a_fault_resumes_where_gcs_stopped(gcs, proxy
     seen = recording(proxy)
     destination = destination_from_body({**gcs.body(), "endpoint_url": proxy.url})
     path = join_prefix(destination.prefix, "file.csv")
-    proxy.rules.insert(0, Rule(kind, method="PUT", path="upload_id=", times=1,
-                               when=lambda m, p, h: h.get("Content-Range", "").startswith(f"bytes {CHUNK}-")))
+    proxy.rules.insert(
+        0,
+        Rule(
+            kind,
+            method="PUT",
+            path="upload_id=",
+            times=1,
+            when=lambda m, p, h: h.get("Content-Range", "").startswith(f"bytes {CHUNK}-"),
+        ),
+    )
     data = blocks([CHUNK, CHUNK + 10])
     assert stage_all(destination, path, data, order=[1, 0]) == []
     destination.commit_blocks(path, 2)
@@ -483,7 +590,9 @@ def test_gcs_an_abandoned_export_releases_waiting_blocks(gcs):
     destination = destination_from_body(gcs.body())
     path = join_prefix(destination.prefix, "file.csv")
     errors: list[BaseException] = []
-    waiting = threading.Thread(target=lambda: errors.extend(stage_all(destination, path, blocks([CHUNK]) * 2, order=[1])))
+    waiting = threading.Thread(
+        target=lambda: errors.extend(stage_all(destination, path, blocks([CHUNK]) * 2, order=[1]))
+    )
     waiting.start()
     destination._session(path)  # the session exists; block 1 waits for block 0, which never comes
     destination.abandon_blocks(path)
@@ -495,20 +604,40 @@ def test_gcs_an_abandoned_export_releases_waiting_blocks(gcs):
 # ------------------------------------------------------------------ the same file everywhere
 
 
-def test_the_same_window_is_the_same_name_and_bytes_in_azure_s3_and_gcs(ctx, clock, s3, gcs, customer_container, azurite_connection):
+def test_the_same_window_is_the_same_name_and_bytes_in_azure_s3_and_gcs(
+    ctx, clock, s3, gcs, customer_container, azurite_connection
+):
     """Several blocks (not 256 KiB multiples) through each destination's real upload path."""
     clock.set(T0)
-    azure = {"type": "azure_blob", "connection_string": azurite_connection, "container": customer_container.container_name,
-             "prefix": "insider/"}
-    created = call(ctx, "integrations_create", integration_body(azure, events=[{"name": "purchase", "params": ["blob", "n"]}]),
-                   account=ACCOUNT)
+    azure = {
+        "type": "azure_blob",
+        "connection_string": azurite_connection,
+        "container": customer_container.container_name,
+        "prefix": "insider/",
+    }
+    created = call(
+        ctx,
+        "integrations_create",
+        integration_body(azure, events=[{"name": "purchase", "params": ["blob", "n"]}]),
+        account=ACCOUNT,
+    )
     assert created.status == 201, created.body
     clock.set(T0 + timedelta(minutes=5))
-    users = [{"user_id": f"u{i}", "events": [{"event_name": "purchase", "timestamp": iso(T0 + timedelta(seconds=i)),
-                                              "event_params": {"blob": f"{i:06d}" + "é,\"x\"\n" * 700, "n": i}}]}
-             for i in range(2000)]
+    users = [
+        {
+            "user_id": f"u{i}",
+            "events": [
+                {
+                    "event_name": "purchase",
+                    "timestamp": iso(T0 + timedelta(seconds=i)),
+                    "event_params": {"blob": f"{i:06d}" + 'é,"x"\n' * 700, "n": i},
+                }
+            ],
+        }
+        for i in range(2000)
+    ]
     for part in range(0, len(users), 500):  # within the request size limit
-        stored = call(ctx, "ucd_upsert", {"users": users[part:part + 500]}, account=ACCOUNT)
+        stored = call(ctx, "ucd_upsert", {"users": users[part : part + 500]}, account=ACCOUNT)
         assert stored.body.get("stored_events") == 500, stored.body
     integration = ctx.repo.get(ACCOUNT, created.body["id"])
     window = Window(integration.activated_at, integration.activated_at + timedelta(hours=1))
@@ -517,8 +646,9 @@ def test_the_same_window_is_the_same_name_and_bytes_in_azure_s3_and_gcs(ctx, clo
     results = {}
     for kind, kit in kits.items():
         destination = destination_from_body(azure if kit is None else kit.body("insider/"))
-        result = export_window(ctx.ucd, ACCOUNT, integration.id, integration.selection, window, destination,
-                               block_bytes=block_bytes)
+        result = export_window(
+            ctx.ucd, ACCOUNT, integration.id, integration.selection, window, destination, block_bytes=block_bytes
+        )
         data = customer_container.download_blob(result.path).readall() if kit is None else kit.read(result.path)
         results[kind] = (result.path, data)
     paths = {path for path, _data in results.values()}

@@ -5,6 +5,7 @@ transient failures, credentials expiring during a catch-up.
 Every scenario ends with `assert_exactly_once` (docs/invariants.md against what the destination
 really holds; for S3 also: no multipart upload left pending).
 """
+
 from __future__ import annotations
 
 import threading
@@ -55,14 +56,17 @@ def test_a_worker_dying_after_the_commit_is_redelivered_exactly_once(ctx, clock,
                 died.append(record.file)
                 raise RuntimeError("worker killed")
             real_put(record)
+
         monkeypatch.setattr(ctx.runs, "put", dying_put)
     else:
+
         def dying_export(*args, **kwargs):
             result = export_window(*args, **kwargs)
             if not died:
                 died.append(result.path)
                 raise RuntimeError("worker killed")
             return result
+
         monkeypatch.setattr(worker, "export_window", dying_export)
 
     with pytest.raises(Exception):  # noqa: B017 - the worker dies (however the failure is wrapped)
@@ -94,6 +98,7 @@ def test_a_worker_dying_before_advancing_is_redelivered_exactly_once(ctx, clock,
             failures.append(args[2])
             raise RuntimeError("worker killed before advancing")
         return real_advance(*args, **kwargs)
+
     monkeypatch.setattr(worker, "_advance", advance_once_fails)
 
     with pytest.raises(RuntimeError):
@@ -136,6 +141,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx
             inner.append(None)
             inner[0] = process_job(ctx, body, 1)
         return real_advance(*args, **kwargs)
+
     monkeypatch.setattr(worker, "_advance", advance_after_a_duplicate)
 
     outer = process_job(ctx, body, 1)
@@ -149,7 +155,9 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx
 
 
 @pytest.mark.parametrize("meet_at_advance", [False, True])
-def test_two_workers_at_once_export_each_window_once(ctx, settings, clock, kit, scratch_kit, monkeypatch, meet_at_advance):
+def test_two_workers_at_once_export_each_window_once(
+    ctx, settings, clock, kit, scratch_kit, monkeypatch, meet_at_advance
+):
     iid = create(ctx, clock, kit)
     populate(ctx, clock, range(4), skip={2})
     clock.set(due_at(4))
@@ -168,6 +176,7 @@ def test_two_workers_at_once_export_each_window_once(ctx, settings, clock, kit, 
             if wait:
                 meet.wait()
             return real_advance(*args, **kwargs)
+
         monkeypatch.setattr(worker, "_advance", advance_together)
 
     results = run_together(lambda i: process_job(workers[i], body, 1), 2)
@@ -215,8 +224,12 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     state = {"expired": False, "good_commits": 2, "committed": [], "refused": []}
 
     def expiring(kind, secret, container, prefix):
-        return ExpiringDestination(real_open_destination(kind, secret, container, prefix),
-                                   destination_from_body(kit.refused_body(prefix)), state)
+        return ExpiringDestination(
+            real_open_destination(kind, secret, container, prefix),
+            destination_from_body(kit.refused_body(prefix)),
+            state,
+        )
+
     monkeypatch.setattr(ctx, "open_destination", expiring)
 
     results = []
@@ -238,13 +251,21 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     assert tick(ctx)["scheduler"]["queued"] == 0
     assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0
     assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).status == 409
-    refused = call(ctx, "integrations_update", {"destination": {k: v for k, v in kit.refused_body().items()
-                                                               if k not in ("type", "bucket", "container", "prefix")}},
-                   account=ACCOUNT, id=iid)
+    refused = call(
+        ctx,
+        "integrations_update",
+        {
+            "destination": {
+                k: v for k, v in kit.refused_body().items() if k not in ("type", "bucket", "container", "prefix")
+            }
+        },
+        account=ACCOUNT,
+        id=iid,
+    )
     assert refused.status == 422 and refused.body["error"]["code"] == CredentialError.code
     assert ctx.repo.get(ACCOUNT, iid).status == Status.CREDENTIAL_ERROR
 
-    state.update(expired=False, good_commits=10 ** 6)
+    state.update(expired=False, good_commits=10**6)
     updated = call(ctx, "integrations_update", {"destination": kit.credentials_update()}, account=ACCOUNT, id=iid)
     assert updated.status == 200, updated.body
     assert updated.body["status"] == Status.ACTIVE and updated.body["last_error"] is None

@@ -1,4 +1,5 @@
 """The project's own docs: every invariant has its section, and every file they name exists."""
+
 import re
 from pathlib import Path
 

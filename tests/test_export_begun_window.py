@@ -5,6 +5,7 @@ Found by the chaos soak (`python -m bench.soak --days 2 --seed 1`): a worker com
 and the next export wrote [A, A+2h) beside the committed file, so every row of the first hour was
 delivered twice. A selection change in the same gap rewrote the committed file with other columns.
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,7 +57,8 @@ def rows_of(container, name: str) -> list[list[str]]:
 
 
 def test_a_frequency_change_after_an_unrecorded_commit_delivers_no_row_twice(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(4))
     first_window_dies(ctx, clock, monkeypatch)
@@ -72,8 +74,9 @@ def test_a_frequency_change_after_an_unrecorded_commit_delivers_no_row_twice(
     files = exported_files(ctx, customer_container, integration)
     bounds = [(start, end) for start, end, _name in files]
     start = int(ACT.timestamp())
-    assert bounds == [(start, start + 3600), (start + 3600, start + 3 * 3600), (start + 3 * 3600, start + 5 * 3600)], \
+    assert bounds == [(start, start + 3600), (start + 3600, start + 3 * 3600), (start + 3 * 3600, start + 5 * 3600)], (
         "the begun window keeps 1 h; the frequency change applies after it"
+    )
     exported = Counter(row[0] for _s, _e, name in files for row in rows_of(customer_container, name)[1:])
     assert exported and set(exported.values()) == {1}, "a row was delivered twice"
     names = [e.name for e in integration.events]
@@ -81,14 +84,20 @@ def test_a_frequency_change_after_an_unrecorded_commit_delivers_no_row_twice(
 
 
 def test_a_selection_change_after_an_unrecorded_commit_keeps_the_committed_bytes(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(2))
     [path] = first_window_dies(ctx, clock, monkeypatch)
     committed = customer_container.download_blob(path).readall()
 
-    changed = call(ctx, "integrations_update", {"attributes": [], "events": [{"name": "purchase", "params": []}]},
-                   account=ACCOUNT, id=iid)
+    changed = call(
+        ctx,
+        "integrations_update",
+        {"attributes": [], "events": [{"name": "purchase", "params": []}]},
+        account=ACCOUNT,
+        id=iid,
+    )
     assert changed.status == 200, changed.body
     drain(ctx, retry_delay=0)
 

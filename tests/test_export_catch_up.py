@@ -1,5 +1,6 @@
 """Catch-up: after a pause one file per missed window, oldest first; a long backlog is bounded per
 invocation and continues through follow-up messages."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,8 @@ from tests.helpers import call
 
 
 def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
-        ctx, clock, customer_container, azurite_connection):
+    ctx, clock, customer_container, azurite_connection
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
@@ -50,7 +52,8 @@ def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
 
 
 def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_up_messages(
-        settings, clock, customer_container, azurite_connection):
+    settings, clock, customer_container, azurite_connection
+):
     ctx = Context.create(dataclasses.replace(settings, max_windows_per_run=2), clock)
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(7), skip={0, 5})
@@ -59,8 +62,13 @@ def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_
     worked = tick_collecting(ctx, results)["worker"]
     assert [r.exported for r in results] == [2, 2, 2, 1]
     assert [r.follow_up for r in results] == [True, True, True, False]
-    assert results[-1].to_json() == {"exported": 1, "windows": [results[-1].windows[0].to_json()], "follow_up": False,
-                                     "stopped": None, "reason": None}, "the JSON form keeps every key"
+    assert results[-1].to_json() == {
+        "exported": 1,
+        "windows": [results[-1].windows[0].to_json()],
+        "follow_up": False,
+        "stopped": None,
+        "reason": None,
+    }, "the JSON form keeps every key"
     assert worked == {"jobs": 4, "failed_deliveries": 0, "poisoned": 0, "windows_exported": 7}
     starts = [w.window_start for r in results for w in r.windows]
     assert starts == [int((ACT + k * H).timestamp()) for k in range(7)]

@@ -1,5 +1,6 @@
 """A worker dying between committing a window's file and advancing its state: the redelivery exports
 each window exactly once (docs/invariants.md)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,8 @@ from tests.export_helpers import (
 
 @pytest.mark.parametrize("crash_point", ["run_record", "export_returned"])
 def test_a_worker_dying_after_the_commit_and_before_the_run_record_is_redelivered_exactly_once(
-        ctx, clock, customer_container, azurite_connection, monkeypatch, crash_point):
+    ctx, clock, customer_container, azurite_connection, monkeypatch, crash_point
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(3), skip={1})
     clock.set(due_at(3))
@@ -41,14 +43,17 @@ def test_a_worker_dying_after_the_commit_and_before_the_run_record_is_redelivere
                 died.append(record.file)
                 raise RuntimeError("worker killed")
             real_put(record)
+
         monkeypatch.setattr(ctx.runs, "put", dying_put)
     else:
+
         def dying_export(*args, **kwargs):
             result = export_window(*args, **kwargs)
             if not died:
                 died.append(result.path)
                 raise RuntimeError("worker killed")
             return result
+
         monkeypatch.setattr(worker, "export_window", dying_export)
 
     with pytest.raises(Exception):  # noqa: B017 - the worker dies (however the failure is wrapped)
@@ -72,7 +77,8 @@ def test_a_worker_dying_after_the_commit_and_before_the_run_record_is_redelivere
 
 
 def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered_exactly_once(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(3))
     clock.set(due_at(3))
@@ -86,6 +92,7 @@ def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered
             failures.append(args[2])
             raise RuntimeError("worker killed before advancing")
         return real_advance(*args, **kwargs)
+
     monkeypatch.setattr(worker, "_advance", advance_once_fails)
 
     with pytest.raises(RuntimeError):

@@ -1,5 +1,6 @@
 """Credentials expiring during a catch-up stop the integration at once; only verified new credentials
 resume it, and the catch-up continues from last_success_end."""
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,8 @@ from tests.helpers import call
 
 
 def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an_update(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(5), skip={3})
     clock.set(due_at(5))  # five windows behind
@@ -38,8 +40,12 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     state = {"expired": False, "good_commits": 2, "committed": [], "refused": []}
 
     def expiring(kind, connection, container, prefix):
-        return ExpiringDestination(real_open_destination(kind, connection, container, prefix),
-                                   AzureBlobDestination(wrong, container, prefix), state)
+        return ExpiringDestination(
+            real_open_destination(kind, connection, container, prefix),
+            AzureBlobDestination(wrong, container, prefix),
+            state,
+        )
+
     monkeypatch.setattr(ctx, "open_destination", expiring)
 
     results = []
@@ -64,12 +70,16 @@ def test_credentials_expiring_during_a_catch_up_stop_at_once_and_resume_after_an
     assert tick(ctx)["scheduler"]["queued"] == 0
     assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0
     assert len(state["refused"]) == refused_before and len(state["committed"]) == 2
-    assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).status == 409, "only verified credentials resume it"
+    assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).status == 409, (
+        "only verified credentials resume it"
+    )
 
     # The customer updates the credentials (verified) → active → the next tick catches up oldest first.
     state["expired"] = False
-    state["good_commits"] = 10 ** 6
-    updated = call(ctx, "integrations_update", {"destination": {"connection_string": azurite_connection}}, account=ACCOUNT, id=iid)
+    state["good_commits"] = 10**6
+    updated = call(
+        ctx, "integrations_update", {"destination": {"connection_string": azurite_connection}}, account=ACCOUNT, id=iid
+    )
     assert updated.status == 200, updated.body
     assert updated.body["status"] == "active" and updated.body["last_error"] is None
     assert updated.body["last_success_end"] == iso(ACT + 2 * H)

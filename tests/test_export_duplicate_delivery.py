@@ -1,5 +1,6 @@
 """The same job delivered twice, overlapping, or to two workers at once: each window is exported once,
 and every rewrite has the same bytes as a clean export."""
+
 from __future__ import annotations
 
 import threading
@@ -26,7 +27,8 @@ from tests.helpers import run_together
 
 
 def test_the_same_message_queued_twice_exports_each_window_once(
-        ctx, clock, customer_container, azurite_connection, scratch_container):
+    ctx, clock, customer_container, azurite_connection, scratch_container
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(3), skip={2})
     clock.set(due_at(3))
@@ -41,7 +43,8 @@ def test_the_same_message_queued_twice_exports_each_window_once(
 
 
 def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
-        ctx, clock, customer_container, azurite_connection, scratch_container, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, scratch_container, monkeypatch
+):
     """The duplicate runs to completion between the first delivery's commit and its advance."""
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(3), skip={1})
@@ -56,6 +59,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
             inner.append(None)
             inner[0] = process_job(ctx, body, 1)  # the same message, delivered again meanwhile
         return real_advance(*args, **kwargs)
+
     monkeypatch.setattr(worker, "_advance", advance_after_a_duplicate)
 
     outer = process_job(ctx, body, 1)
@@ -71,7 +75,8 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
 
 @pytest.mark.parametrize("meet_at_advance", [False, True])
 def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
-        ctx, settings, clock, customer_container, azurite_connection, scratch_container, monkeypatch, meet_at_advance):
+    ctx, settings, clock, customer_container, azurite_connection, scratch_container, monkeypatch, meet_at_advance
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(4), skip={2})
     clock.set(due_at(4))
@@ -92,6 +97,7 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
             if wait:
                 meet.wait()
             return real_advance(*args, **kwargs)
+
         monkeypatch.setattr(worker, "_advance", advance_together)
 
     results = run_together(lambda i: process_job(workers[i], body, 1), 2)

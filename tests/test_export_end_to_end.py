@@ -1,4 +1,5 @@
 """End to end on Azurite: upsert, create, tick, and the exact CSV file with its name, header and rows."""
+
 import csv
 import io
 from datetime import timedelta
@@ -13,20 +14,50 @@ def _rows(container, name):
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
-def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(ctx, clock, customer_container, azurite_connection):
-    created = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(
+    ctx, clock, customer_container, azurite_connection
+):
+    created = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert created.status == 201, created.body
     iid = created.body["id"]
 
     clock.advance(minutes=10)
-    body = {"users": [
-        {"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [
-            {"event_name": "purchase", "timestamp": "2026-11-25T08:00:00Z", "event_params": {"price": 9.5, "currency": "EUR", "sku": "x"}},
-            {"event_name": "page_view", "timestamp": "2026-11-28T10:09:00Z"},
-        ]},
-        {"user_id": "anon-7", "events": [{"event_name": "email_open", "timestamp": "2026-11-28T10:09:30Z", "event_params": {"campaign": "c1"}}]},
-    ]}
-    assert call(ctx, "ucd_upsert", body, account="acme").body == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
+    body = {
+        "users": [
+            {
+                "user_id": "u1",
+                "attributes": {"email": "a@example.com"},
+                "events": [
+                    {
+                        "event_name": "purchase",
+                        "timestamp": "2026-11-25T08:00:00Z",
+                        "event_params": {"price": 9.5, "currency": "EUR", "sku": "x"},
+                    },
+                    {"event_name": "page_view", "timestamp": "2026-11-28T10:09:00Z"},
+                ],
+            },
+            {
+                "user_id": "anon-7",
+                "events": [
+                    {
+                        "event_name": "email_open",
+                        "timestamp": "2026-11-28T10:09:30Z",
+                        "event_params": {"campaign": "c1"},
+                    }
+                ],
+            },
+        ]
+    }
+    assert call(ctx, "ucd_upsert", body, account="acme").body == {
+        "received_events": 3,
+        "stored_events": 3,
+        "duplicate_events": 0,
+    }
 
     clock.set(T0 + timedelta(hours=1, seconds=119))
     assert tick(ctx)["worker"]["windows_exported"] == 0, "a window is not due before end + settle"

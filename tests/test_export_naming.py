@@ -1,6 +1,7 @@
 """File names (pure): `{prefix}/{account}_events_{integration}_{start}_{end}.csv`, the prefix joined with
 exactly one '/' (docs/architecture.md: the export file).
 """
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -21,13 +22,16 @@ def test_file_name_is_the_documented_pure_function_of_integration_and_window():
     assert window_path("", "acme", "abc123", window) == expected, "an empty prefix is the root"
 
 
-@pytest.mark.parametrize("prefix, joined", [
-    ("", "NAME"),
-    ("a", "a/NAME"),
-    ("a/", "a/NAME"),
-    ("/a/b/", "a/b/NAME"),
-    ("a//", "a/NAME"),
-])
+@pytest.mark.parametrize(
+    "prefix, joined",
+    [
+        ("", "NAME"),
+        ("a", "a/NAME"),
+        ("a/", "a/NAME"),
+        ("/a/b/", "a/b/NAME"),
+        ("a//", "a/NAME"),
+    ],
+)
 def test_prefix_is_joined_with_exactly_one_slash(prefix, joined):
     window = Window(ACTIVATED, ACTIVATED + H)
     base = file_name("acme", "i1", window)

@@ -1,6 +1,7 @@
 """Failures are retried by redelivery and recorded as what they are: a transient fault never flips the
 status, a bug is an internal error, not a retry, and a configuration error names the setting. A job
 failing on every delivery is poisoned with its cause in the run history, and scheduled again."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,8 @@ UNDECRYPTABLE = "configuration error: setting EXPORT_SECRET_KEY cannot decrypt a
 
 
 def test_transient_destination_failures_are_retried_by_redelivery_and_never_flip_the_status(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(2))
     clock.set(due_at(2))
@@ -62,7 +64,8 @@ def test_transient_destination_failures_are_retried_by_redelivery_and_never_flip
 
 
 def test_a_job_failing_on_every_delivery_is_poisoned_then_rescheduled(
-        ctx, settings, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, settings, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(2))
     clock.set(due_at(2))
@@ -97,13 +100,22 @@ def test_a_job_failing_on_every_delivery_is_poisoned_then_rescheduled(
 # ------------------------------------------------------------------ a bug is not a transient fault
 
 
-@pytest.mark.parametrize("failure, raised, status, error, logged", [
-    (KeyError("event_id"), InternalError, FAILED, "internal error (KeyError)", "bug: unexpected KeyError"),
-    (ServiceResponseError("connection reset"), TransientError, RETRYING,
-     "internal storage failure while exporting (ServiceResponseError)", "will retry"),
-])
+@pytest.mark.parametrize(
+    "failure, raised, status, error, logged",
+    [
+        (KeyError("event_id"), InternalError, FAILED, "internal error (KeyError)", "bug: unexpected KeyError"),
+        (
+            ServiceResponseError("connection reset"),
+            TransientError,
+            RETRYING,
+            "internal storage failure while exporting (ServiceResponseError)",
+            "will retry",
+        ),
+    ],
+)
 def test_an_unexpected_exception_is_recorded_as_a_bug_and_a_storage_fault_as_transient(
-        ctx, clock, customer_container, azurite_connection, monkeypatch, caplog, failure, raised, status, error, logged):
+    ctx, clock, customer_container, azurite_connection, monkeypatch, caplog, failure, raised, status, error, logged
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
@@ -111,6 +123,7 @@ def test_an_unexpected_exception_is_recorded_as_a_bug_and_a_storage_fault_as_tra
 
     def failing_read(*args, **kwargs):
         raise failure
+
     monkeypatch.setattr(ctx.ucd, "read_window", failing_read)
     caplog.set_level(logging.INFO, logger="exporter")
 
@@ -134,7 +147,8 @@ def test_an_unexpected_exception_is_recorded_as_a_bug_and_a_storage_fault_as_tra
 
 
 def test_a_window_poisoned_by_an_undecryptable_secret_records_the_configuration_error(
-        ctx, settings, clock, customer_container, azurite_connection):
+    ctx, settings, clock, customer_container, azurite_connection
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
@@ -159,7 +173,8 @@ def test_a_window_poisoned_by_an_undecryptable_secret_records_the_configuration_
 
 
 def test_a_window_poisoned_by_a_bug_records_the_internal_error(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
@@ -169,4 +184,3 @@ def test_a_window_poisoned_by_a_bug_records_the_internal_error(
     assert drain(ctx)["poisoned"] == 1
     record = ctx.runs.get(ACCOUNT, iid, Window(ACT, ACT + H).start_unix)
     assert (record.status, record.error) == (POISONED, "gave up after 5 deliveries: internal error (KeyError)")
-

@@ -1,4 +1,5 @@
 """The fault proxy's own kinds against a real Azurite: the storage timeout, a spoiled signature, idling."""
+
 from __future__ import annotations
 
 import re

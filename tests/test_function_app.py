@@ -1,4 +1,5 @@
 """The function app indexes: every trigger present, every binding's arg_name is a real parameter."""
+
 import inspect
 import json
 import subprocess
@@ -82,8 +83,18 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
                 bound[name] = (binding["route"], sorted(m.upper() for m in binding["methods"]), binding["authLevel"])
     assert bound == {r.function: (r.template, sorted(r.methods), "FUNCTION") for r in routes.ROUTES}
     # The names the host knows (and keys function keys by) stay what they were before the table.
-    assert set(bound) == {"ucd_upsert", "ucd_user", "ucd_catalog", "integrations_verify", "integrations", "integration",
-                          "integration_pause", "integration_resume", "integration_runs", "integration_replay"}
+    assert set(bound) == {
+        "ucd_upsert",
+        "ucd_user",
+        "ucd_catalog",
+        "integrations_verify",
+        "integrations",
+        "integration",
+        "integration_pause",
+        "integration_resume",
+        "integration_runs",
+        "integration_replay",
+    }
 
 
 def test_each_http_function_dispatches_its_own_route(monkeypatch):

@@ -4,6 +4,7 @@ The handlers of function_app.py are called as the Functions host would call them
 TimerRequest, QueueMessage with a dequeue count), on a context with a manual clock, against the real
 queue on Azurite (Base64 messages, as the host reads them).
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,12 @@ def app_ctx(ctx):
 
 def http(handler: str, method: str, url: str, route_params: dict, body=None) -> tuple[int, dict]:
     request = func.HttpRequest(
-        method, url, body=b"" if body is None else json.dumps(body).encode(),
-        route_params=route_params, params={}, headers={"Content-Type": "application/json"},
+        method,
+        url,
+        body=b"" if body is None else json.dumps(body).encode(),
+        route_params=route_params,
+        params={},
+        headers={"Content-Type": "application/json"},
     )
     response = HANDLERS[handler](request)
     return response.status_code, json.loads(response.get_body())
@@ -48,14 +53,19 @@ def http(handler: str, method: str, url: str, route_params: dict, body=None) -> 
 
 def upsert(step: int) -> None:
     when = iso(T0 - timedelta(days=2) + timedelta(seconds=step))  # the events' own time is days ago
-    body = {"users": [{
-        "user_id": f"u{step % 5}", "attributes": {"email": f"u{step % 5}@example.com", "step": step},
-        "events": [
-            {"event_name": "purchase", "timestamp": when, "event_params": {"price": step, "currency": "EUR"}},
-            {"event_name": "email_open", "timestamp": when, "event_params": {"campaign": f"c{step}"}},
-            {"event_name": "page_view", "timestamp": when},
-        ],
-    }]}
+    body = {
+        "users": [
+            {
+                "user_id": f"u{step % 5}",
+                "attributes": {"email": f"u{step % 5}@example.com", "step": step},
+                "events": [
+                    {"event_name": "purchase", "timestamp": when, "event_params": {"price": step, "currency": "EUR"}},
+                    {"event_name": "email_open", "timestamp": when, "event_params": {"campaign": f"c{step}"}},
+                    {"event_name": "page_view", "timestamp": when},
+                ],
+            }
+        ]
+    }
     status, answer = http("ucd_upsert", "POST", f"/api/ucd/{ACCOUNT}/upsert", {"account": ACCOUNT}, body)
     assert status == 200, answer
     assert answer == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
@@ -70,7 +80,9 @@ def run_queue(ctx) -> int:
         if not messages:
             return handled
         for message in messages:
-            HANDLERS["export_worker"](QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
+            HANDLERS["export_worker"](
+                QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
+            )
             queue.delete_message(message)
             handled += 1
 
@@ -93,13 +105,24 @@ def test_a_simulated_day_through_the_function_app_handlers(app_ctx, clock, custo
     created = {}
     for label, overrides in {
         "hourly": {"frequency_hours": 1},
-        "six": {"frequency_hours": 6, "events": [{"name": "purchase", "params": ["price"]}], "attributes": [],
-                "destination": {"type": "azure_blob", "connection_string": azurite_connection, "container": container, "prefix": "six/"}},
+        "six": {
+            "frequency_hours": 6,
+            "events": [{"name": "purchase", "params": ["price"]}],
+            "attributes": [],
+            "destination": {
+                "type": "azure_blob",
+                "connection_string": azurite_connection,
+                "container": container,
+                "prefix": "six/",
+            },
+        },
     }.items():
         body = integration_body(azurite_connection, container, **overrides)
         if label == "hourly":
             body["destination"]["prefix"] = "hourly/"
-        status, answer = http("integrations", "POST", f"/api/accounts/{ACCOUNT}/integrations", {"account": ACCOUNT}, body)
+        status, answer = http(
+            "integrations", "POST", f"/api/accounts/{ACCOUNT}/integrations", {"account": ACCOUNT}, body
+        )
         assert status == 201, answer
         assert "AccountKey" not in json.dumps(answer).replace("AccountKey=***", "")
         created[label] = answer["id"]
@@ -123,8 +146,13 @@ def test_a_simulated_day_through_the_function_app_handlers(app_ctx, clock, custo
             stored[event_id] = name
     assert Counter(stored.values()) == {"purchase": 95, "email_open": 95, "page_view": 95}
     expectations = {
-        "hourly": ("hourly/", 1, 24, {"purchase", "email_open"},
-                   ["event_id", "user_id", "event_name", "timestamp", "price", "currency", "attr_email"]),
+        "hourly": (
+            "hourly/",
+            1,
+            24,
+            {"purchase", "email_open"},
+            ["event_id", "user_id", "event_name", "timestamp", "price", "currency", "attr_email"],
+        ),
         "six": ("six/", 6, 4, {"purchase"}, ["event_id", "user_id", "event_name", "timestamp", "price"]),
     }
     for label, (prefix, hours, count, selected, header) in expectations.items():
@@ -135,7 +163,7 @@ def test_a_simulated_day_through_the_function_app_handlers(app_ctx, clock, custo
         assert [f[0] for f in delivered] == starts
         assert [f[1] - f[0] for f in delivered] == [hours * 3600] * count
         exported = Counter()
-        for start, end, rows in delivered:
+        for _start, _end, rows in delivered:
             assert rows[0] == header
             assert rows[1:], f"{label}: every window has events"
             exported.update(r[0] for r in rows[1:])
@@ -143,14 +171,20 @@ def test_a_simulated_day_through_the_function_app_handlers(app_ctx, clock, custo
         assert set(exported.values()) == {1}, f"{label}: an event exported twice"
         assert set(exported) == {e for e, name in stored.items() if name in selected}, f"{label}: an event lost"
 
-        status, shown = http("integration", "GET", f"/api/accounts/{ACCOUNT}/integrations/{iid}", {"account": ACCOUNT, "id": iid})
+        status, shown = http(
+            "integration", "GET", f"/api/accounts/{ACCOUNT}/integrations/{iid}", {"account": ACCOUNT, "id": iid}
+        )
         assert status == 200 and shown["status"] == "active"
         assert shown["last_success_end"] == iso(ACT + DAY)
-        status, runs = http("integration_runs", "GET", f"/api/accounts/{ACCOUNT}/integrations/{iid}/runs", {"account": ACCOUNT, "id": iid})
+        status, runs = http(
+            "integration_runs",
+            "GET",
+            f"/api/accounts/{ACCOUNT}/integrations/{iid}/runs",
+            {"account": ACCOUNT, "id": iid},
+        )
         assert status == 200
         assert len(runs["runs"]) == count
         assert {r["status"] for r in runs["runs"]} == {"exported"}
         assert sorted(r["window_start"] for r in runs["runs"]) == starts
         assert sum(r["rows"] for r in runs["runs"]) == len(exported)
         assert all(r["attempts"] == 1 for r in runs["runs"])
-

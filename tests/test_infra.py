@@ -6,11 +6,12 @@ errors, and the parsed trees are checked for the facts a regression would most l
 paths, the Flex Consumption plan and Python version, the storage data roles, the outbound IP output,
 the app settings the code reads, and host.json's timeout against the per-run bound.
 """
+
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 HOST_OWNED = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse(path: Path) -> dict[str, Any]:
     return BicepParser().parse(file_path=path)
 
@@ -51,8 +52,11 @@ def sample_values() -> dict[str, str]:
 
 def resources(tree: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
     """Resources of one type, name -> body (the body of a loop or an `if` is unwrapped)."""
-    return {name: body(resource) for name, resource in tree.get("resources", {}).items()
-            if resource["type"].lower() == type_.lower()}
+    return {
+        name: body(resource)
+        for name, resource in tree.get("resources", {}).items()
+        if resource["type"].lower() == type_.lower()
+    }
 
 
 def body(resource: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +101,7 @@ def test_infra_has_main_and_every_module():
 def test_bicep_file_parses(path: Path):
     try:
         tree = BicepParser().parse(file_path=path)
-    except Exception as error:  # lark's UnexpectedInput family, or pycep's ValueError
+    except Exception as error:  # noqa: BLE001 - lark's UnexpectedInput family, or pycep's ValueError
         pytest.fail(f"{path.relative_to(ROOT)} is not valid Bicep:\n{error}")
     assert tree.get("resources") or tree.get("modules"), f"{path.name} declares nothing"
 
@@ -186,11 +190,21 @@ def test_app_settings_cover_local_settings_sample():
     sample = sample_values()
     missing = set(sample) - HOST_OWNED - set(settings)
     assert not missing, f"app settings missing from functionapp.bicep: {sorted(missing)}"
-    assert not HOST_OWNED & set(settings), "Flex Consumption: no FUNCTIONS_WORKER_RUNTIME / key-based AzureWebJobsStorage"
+    assert not HOST_OWNED & set(settings), (
+        "Flex Consumption: no FUNCTIONS_WORKER_RUNTIME / key-based AzureWebJobsStorage"
+    )
     # The tuning settings deploy with the sample's defaults.
-    for key in ("EXPORT_SETTLE_SECONDS", "EXPORT_QUEUE_NAME", "EXPORT_TABLE_PREFIX", "UCD_CONTAINER",
-                "UCD_COMMIT_TIMEOUT_SECONDS", "EXPORT_MAX_WINDOWS_PER_RUN", "EXPORT_MAX_SECONDS_PER_RUN",
-                "EXPORT_LEASE_SECONDS", "EXPORT_MAX_DEQUEUE_COUNT"):
+    for key in (
+        "EXPORT_SETTLE_SECONDS",
+        "EXPORT_QUEUE_NAME",
+        "EXPORT_TABLE_PREFIX",
+        "UCD_CONTAINER",
+        "UCD_COMMIT_TIMEOUT_SECONDS",
+        "EXPORT_MAX_WINDOWS_PER_RUN",
+        "EXPORT_MAX_SECONDS_PER_RUN",
+        "EXPORT_LEASE_SECONDS",
+        "EXPORT_MAX_DEQUEUE_COUNT",
+    ):
         assert settings[key] == sample[key], f"{key}: bicep {settings[key]!r} != sample {sample[key]!r}"
 
 
@@ -223,7 +237,7 @@ def role_ids_by_scope() -> dict[str, set[str]]:
     tree = parse(ROLES)
     types = {name: r["type"] for name, r in tree["resources"].items()}
     found: dict[str, set[str]] = {}
-    for name, resource in tree["resources"].items():
+    for _name, resource in tree["resources"].items():
         if resource["type"] != "Microsoft.Authorization/roleAssignments":
             continue
         outer, inner = resource["config"], body(resource)
@@ -239,7 +253,10 @@ def role_ids_by_scope() -> dict[str, set[str]]:
 def test_role_assignments_grant_the_data_roles():
     roles = role_ids_by_scope()
     assert roles["Microsoft.Storage/storageAccounts"] >= {
-        STORAGE_BLOB_DATA_OWNER, STORAGE_QUEUE_DATA_CONTRIBUTOR, STORAGE_TABLE_DATA_CONTRIBUTOR}
+        STORAGE_BLOB_DATA_OWNER,
+        STORAGE_QUEUE_DATA_CONTRIBUTOR,
+        STORAGE_TABLE_DATA_CONTRIBUTOR,
+    }
     assert MONITORING_METRICS_PUBLISHER in roles["Microsoft.Insights/components"]
     assert KEY_VAULT_SECRETS_USER in roles["Microsoft.KeyVault/vaults"]
 
@@ -308,7 +325,7 @@ def test_a_syntax_error_fails_the_parse(tmp_path: Path):
     assert broken_text != text
     broken = tmp_path / "broken.bicep"
     broken.write_text(broken_text)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - lark's UnexpectedInput family, or pycep's ValueError
         BicepParser().parse(file_path=broken)
 
 
@@ -316,7 +333,9 @@ def test_main_passes_every_required_module_param_and_no_unknown_one():
     for name, module in parse(MAIN)["modules"].items():
         declared = module_tree(module).get("parameters", {})
         passed = set(module["config"].get("params", {}))
-        assert not passed - set(declared), f"module {name} gets params it does not declare: {sorted(passed - set(declared))}"
+        assert not passed - set(declared), (
+            f"module {name} gets params it does not declare: {sorted(passed - set(declared))}"
+        )
         required = {p for p, spec in declared.items() if spec.get("default") is None}
         assert required <= passed, f"module {name} misses required params: {sorted(required - passed)}"
 
@@ -349,9 +368,15 @@ def test_key_vault_uses_rbac_and_the_app_references_its_secret():
 
 
 def test_no_app_setting_that_flex_consumption_refuses():
-    refused = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
-               "WEBSITE_CONTENTSHARE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_NODE_DEFAULT_VERSION",
-               "AzureWebJobsStorage"}
+    refused = {
+        "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_EXTENSION_VERSION",
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "WEBSITE_CONTENTSHARE",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "WEBSITE_NODE_DEFAULT_VERSION",
+        "AzureWebJobsStorage",
+    }
     assert not refused & set(app_settings())
     assert not [k for k, v in app_settings().items() if isinstance(v, (bool, int))], "app settings are strings"
 
@@ -359,7 +384,9 @@ def test_no_app_setting_that_flex_consumption_refuses():
 def test_parameters_example_matches_main():
     example = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     declared = parse(MAIN)["parameters"]
-    assert not set(example) - set(declared), f"unknown params in main.parameters.json: {sorted(set(example) - set(declared))}"
+    assert not set(example) - set(declared), (
+        f"unknown params in main.parameters.json: {sorted(set(example) - set(declared))}"
+    )
     secure = {p for p, spec in declared.items() if "secure" in {d["type"] for d in spec["decorators"]}}
     assert not secure & set(example), "main.parameters.json must not hold the Fernet key"
     required = {p for p, spec in declared.items() if spec.get("default") is None} - secure

@@ -1,5 +1,6 @@
 """The integrations API (docs/architecture.md, docs/invariants.md): validation, the 5-integration limit,
 updates and their races, pause/resume, credential-error recovery, delete, and activation time. Against Azurite."""
+
 import base64
 import csv
 import io
@@ -42,9 +43,15 @@ def show(ctx, iid, account="acme") -> dict:
 def update(ctx, iid, body, account="acme", **headers):
     from exporter import api
 
-    return api.handle(ctx, "integrations_update", api.ApiRequest(
-        params={"account": account, "id": iid}, body=json.dumps(body).encode(), headers=headers,
-    ))
+    return api.handle(
+        ctx,
+        "integrations_update",
+        api.ApiRequest(
+            params={"account": account, "id": iid},
+            body=json.dumps(body).encode(),
+            headers=headers,
+        ),
+    )
 
 
 def listed(ctx, account="acme") -> list[dict]:
@@ -64,12 +71,26 @@ INVALID = [
     ("no events", {"events": []}, "events", "at least one event"),
     ("event without name", {"events": [{"params": ["price"]}]}, "events[0].name", "non-empty string"),
     ("duplicate event", {"events": [{"name": "purchase"}, {"name": "purchase"}]}, "events[1].name", "selected twice"),
-    ("param listed twice", {"events": [{"name": "purchase", "params": ["price", "price"]}]}, "events[0].params[1]", "listed twice"),
+    (
+        "param listed twice",
+        {"events": [{"name": "purchase", "params": ["price", "price"]}]},
+        "events[0].params[1]",
+        "listed twice",
+    ),
     ("attribute twice", {"attributes": ["email", "email"]}, "attributes[1]", "selected twice"),
     ("unknown top-level field", {"colour": "blue"}, "colour", "not a known field"),
-    ("param named like a fixed column", {"events": [{"name": "purchase", "params": ["event_id"]}]}, "events[0].params[0]", "collide"),
-    ("param attr_email and attribute email", {"events": [{"name": "purchase", "params": ["attr_email"]}], "attributes": ["email"]},
-     "attributes[0]", "collide"),
+    (
+        "param named like a fixed column",
+        {"events": [{"name": "purchase", "params": ["event_id"]}]},
+        "events[0].params[0]",
+        "collide",
+    ),
+    (
+        "param attr_email and attribute email",
+        {"events": [{"name": "purchase", "params": ["attr_email"]}], "attributes": ["email"]},
+        "attributes[0]",
+        "collide",
+    ),
     ("status credential_error", {"status": "credential_error"}, "status", "'active' or 'paused'"),
     ("no name", {"name": ""}, "name", "non-empty"),
     ("name with a control character", {"name": "feed\x00"}, "name", "control characters"),
@@ -92,16 +113,27 @@ def test_create_refuses_invalid_bodies_naming_the_field_and_stores_nothing(
     assert blob_names(customer_container) == [], "a malformed body is refused before any verification write"
 
 
-@pytest.mark.parametrize("destination_change, field", [
-    ({"region": "westeurope"}, "destination.region"),
-    ({"container": "Bad_Name"}, "destination.container"),
-    ({"container": "ab"}, "destination.container"),
-    ({"type": "ftp"}, "destination.type"),
-    ({"prefix": "a\\b"}, "destination.prefix"),
-    ({"container": "exports\n"}, "destination.container"),  # `$` matched before the newline: 422 from storage before
-    ({"connection_string": "AccountName=a;AccountKey=a2V5;x=\ud800"}, "destination.connection_string"),  # a 500 before
-])
-def test_create_refuses_invalid_destinations_naming_the_field(ctx, customer_container, azurite_connection, destination_change, field):
+@pytest.mark.parametrize(
+    "destination_change, field",
+    [
+        ({"region": "westeurope"}, "destination.region"),
+        ({"container": "Bad_Name"}, "destination.container"),
+        ({"container": "ab"}, "destination.container"),
+        ({"type": "ftp"}, "destination.type"),
+        ({"prefix": "a\\b"}, "destination.prefix"),
+        (
+            {"container": "exports\n"},
+            "destination.container",
+        ),  # `$` matched before the newline: 422 from storage before
+        (
+            {"connection_string": "AccountName=a;AccountKey=a2V5;x=\ud800"},
+            "destination.connection_string",
+        ),  # a 500 before
+    ],
+)
+def test_create_refuses_invalid_destinations_naming_the_field(
+    ctx, customer_container, azurite_connection, destination_change, field
+):
     body = integration_body(azurite_connection, customer_container.container_name)
     body["destination"].update(destination_change)
     answer = call(ctx, "integrations_create", body, account="acme")
@@ -117,7 +149,10 @@ def test_update_refuses_invalid_bodies_and_changes_nothing(ctx, customer_contain
         ({"frequency_hours": 5}, "frequency_hours"),
         ({"colour": "blue"}, "colour"),
         ({}, "body"),
-        ({"events": [{"name": "purchase", "params": ["attr_email"]}]}, "attributes[0]"),  # collides with the stored attribute
+        (
+            {"events": [{"name": "purchase", "params": ["attr_email"]}]},
+            "attributes[0]",
+        ),  # collides with the stored attribute
         ({"destination": {"container": "NO"}}, "destination.container"),
     ]:
         answer = update(ctx, iid, body)
@@ -129,13 +164,37 @@ def test_update_refuses_invalid_bodies_and_changes_nothing(ctx, customer_contain
 # ------------------------------------------------------------------ selections the catalog has not seen
 
 
-def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_each_field(ctx, customer_container, azurite_connection):
-    stored = call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [
-        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"currency": "EUR"}}]}]}, account="acme")
+def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_each_field(
+    ctx, customer_container, azurite_connection
+):
+    stored = call(
+        ctx,
+        "ucd_upsert",
+        {
+            "users": [
+                {
+                    "user_id": "u1",
+                    "attributes": {"email": "a@example.com"},
+                    "events": [
+                        {
+                            "event_name": "purchase",
+                            "timestamp": "2026-11-28T09:00:00Z",
+                            "event_params": {"currency": "EUR"},
+                        }
+                    ],
+                }
+            ]
+        },
+        account="acme",
+    )
     assert stored.status == 200, stored.body
-    created = create(ctx, azurite_connection, customer_container.container_name,
-                     events=[{"name": "purchase", "params": ["currency", "price"]}, {"name": "refund", "params": ["amount"]}],
-                     attributes=["email", "plan"])
+    created = create(
+        ctx,
+        azurite_connection,
+        customer_container.container_name,
+        events=[{"name": "purchase", "params": ["currency", "price"]}, {"name": "refund", "params": ["amount"]}],
+        attributes=["email", "plan"],
+    )
     expected = [
         "events[0].params[1]: parameter 'price' has not been seen on event 'purchase' in this account yet; its column stays empty until it is.",
         "events[1].name: event 'refund' has not been seen in this account yet; the files hold no rows of it until it is.",
@@ -144,18 +203,39 @@ def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_ea
     ]
     assert created["warnings"] == expected
     assert show(ctx, created["id"])["warnings"] == expected
-    call(ctx, "ucd_upsert", {"users": [{"user_id": "u2", "attributes": {"plan": "pro"}, "events": [
-        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 1}},
-        {"event_name": "refund", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"amount": 1}}]}]}, account="acme")
+    call(
+        ctx,
+        "ucd_upsert",
+        {
+            "users": [
+                {
+                    "user_id": "u2",
+                    "attributes": {"plan": "pro"},
+                    "events": [
+                        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 1}},
+                        {"event_name": "refund", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"amount": 1}},
+                    ],
+                }
+            ]
+        },
+        account="acme",
+    )
     assert "warnings" not in show(ctx, created["id"]), "once seen, no warning"
 
 
 # ------------------------------------------------------------------ the limit of 5
 
 
-def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(ctx, customer_container, azurite_connection):
+def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(
+    ctx, customer_container, azurite_connection
+):
     ids = [create(ctx, azurite_connection, customer_container.container_name, name=f"feed {i}")["id"] for i in range(5)]
-    sixth = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    sixth = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert sixth.status == 409
     assert sixth.body["error"]["code"] == "limit_reached"
     message = sixth.body["error"]["message"]
@@ -163,15 +243,27 @@ def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(c
     assert len(listed(ctx)) == 5
 
     assert call(ctx, "integrations_delete", account="acme", id=ids[2]).status == 200
-    again = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    again = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert again.status == 201, again.body
     assert len(listed(ctx)) == 5
-    assert call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name),
-                account="acme").status == 409
+    assert (
+        call(
+            ctx,
+            "integrations_create",
+            integration_body(azurite_connection, customer_container.container_name),
+            account="acme",
+        ).status
+        == 409
+    )
 
 
 def test_the_limit_is_per_account(ctx, customer_container, azurite_connection):
-    for i in range(5):
+    for _i in range(5):
         create(ctx, azurite_connection, customer_container.container_name, account="acme")
     create(ctx, azurite_connection, customer_container.container_name, account="globex")
     assert len(listed(ctx, "globex")) == 1
@@ -202,13 +294,25 @@ def test_concurrent_creates_on_a_fresh_account_exactly_five_succeed(ctx, custome
 def test_show_list_create_and_update_never_contain_the_connection_string(ctx, customer_container, azurite_connection):
     name = customer_container.container_name
     created = create(ctx, azurite_connection, name)
-    sas = generate_container_sas(DEV_ACCOUNT, name, account_key=DEV_KEY, permission=ContainerSasPermissions(write=True, create=True),
-                                 expiry=T0 + timedelta(days=36500))
+    sas = generate_container_sas(
+        DEV_ACCOUNT,
+        name,
+        account_key=DEV_KEY,
+        permission=ContainerSasPermissions(write=True, create=True),
+        expiry=T0 + timedelta(days=36500),
+    )
     url = f"{parse_connection_string(azurite_connection).blob_endpoint}/{name}?{sas}"
     body = integration_body(url, name)
     sas_created = call(ctx, "integrations_create", body, account="acme").body
     updated = update(ctx, created["id"], {"destination": {"connection_string": azurite_connection}}).body
-    answers = [created, sas_created, updated, show(ctx, created["id"]), show(ctx, sas_created["id"]), call(ctx, "integrations_list", account="acme").body]
+    answers = [
+        created,
+        sas_created,
+        updated,
+        show(ctx, created["id"]),
+        show(ctx, sas_created["id"]),
+        call(ctx, "integrations_list", account="acme").body,
+    ]
     signature = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
     for answer in answers:
         text = json.dumps(answer)
@@ -218,7 +322,8 @@ def test_show_list_create_and_update_never_contain_the_connection_string(ctx, cu
     )
     assert show(ctx, sas_created["id"])["destination"]["connection_string"].endswith(";SharedAccessSignature=***")
     assert {i["destination"]["connection_string"] for i in listed(ctx)} == {
-        show(ctx, created["id"])["destination"]["connection_string"], show(ctx, sas_created["id"])["destination"]["connection_string"]
+        show(ctx, created["id"])["destination"]["connection_string"],
+        show(ctx, sas_created["id"])["destination"]["connection_string"],
     }
 
 
@@ -252,7 +357,9 @@ def test_prefix_change_is_verified(ctx, customer_container, azurite_connection):
 
 
 def test_a_destination_update_keeps_what_it_does_not_give():
-    stored = DestinationConfig(type="azure_blob", container="exports", prefix="old/", sealed_secret="sealed", masked="***")
+    stored = DestinationConfig(
+        type="azure_blob", container="exports", prefix="old/", sealed_secret="sealed", masked="***"
+    )
     opened = []
 
     def open_secret(sealed):
@@ -261,16 +368,26 @@ def test_a_destination_update_keeps_what_it_does_not_give():
 
     given = parse_destination({"prefix": "new/"}, partial=True)
     assert given == DestinationRequest(type=None, parameters={}, prefix="new/")
-    assert given.filled_from(stored, open_secret) == DestinationParams("azure_blob", "the stored secret", "exports", "new/")
+    assert given.filled_from(stored, open_secret) == DestinationParams(
+        "azure_blob", "the stored secret", "exports", "new/"
+    )
     assert opened == ["sealed"]
-    rooted = parse_destination({"prefix": None, "connection_string": "new secret"}, partial=True).filled_from(stored, open_secret)
-    assert (rooted.prefix, rooted.secret, opened) == ("", "new secret", ["sealed"]), "null is the root; a given secret is not opened"
+    rooted = parse_destination({"prefix": None, "connection_string": "new secret"}, partial=True).filled_from(
+        stored, open_secret
+    )
+    assert (rooted.prefix, rooted.secret, opened) == ("", "new secret", ["sealed"]), (
+        "null is the root; a given secret is not opened"
+    )
     created = parse_destination({"type": "azure_blob", "connection_string": "s"}, partial=False)
-    assert created == DestinationRequest("azure_blob", {"connection_string": "s"}, ""), "on create the prefix defaults to the root"
+    assert created == DestinationRequest("azure_blob", {"connection_string": "s"}, ""), (
+        "on create the prefix defaults to the root"
+    )
     assert created.complete() == DestinationParams("azure_blob", "s", None, "")
 
 
-def test_destination_update_with_a_wrong_key_is_refused_and_changes_nothing(ctx, customer_container, azurite_connection):
+def test_destination_update_with_a_wrong_key_is_refused_and_changes_nothing(
+    ctx, customer_container, azurite_connection
+):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     before = ctx.repo.get("acme", iid)
     wrong = azurite_connection.replace(DEV_KEY, WRONG_KEY)
@@ -329,7 +446,9 @@ def test_an_edit_that_read_before_another_edit_is_refused(ctx, customer_containe
     assert show(ctx, iid)["name"] == "edit B"
 
 
-def test_two_concurrent_edits_of_the_same_field_exactly_one_wins(ctx, customer_container, azurite_connection, monkeypatch):
+def test_two_concurrent_edits_of_the_same_field_exactly_one_wins(
+    ctx, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     real_get = ctx.repo.get
     both_have_read = threading.Barrier(2)
@@ -352,7 +471,9 @@ def test_two_concurrent_edits_of_the_same_field_exactly_one_wins(ctx, customer_c
     assert show(ctx, iid)["frequency_hours"] == winner
 
 
-def test_a_worker_state_change_racing_an_edit_does_not_fail_the_edit(ctx, customer_container, azurite_connection, monkeypatch):
+def test_a_worker_state_change_racing_an_edit_does_not_fail_the_edit(
+    ctx, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     stale = ctx.repo.get("acme", iid)
     delivered = T0 + timedelta(hours=1)
@@ -419,7 +540,9 @@ def test_credential_error_recovery_needs_verified_credentials(ctx, clock, custom
     assert update(ctx, iid, {"status": "active"}).status == 409
     refused = update(ctx, iid, {"status": "active"}, **{"If-Match": show(ctx, iid)["etag"]})
     assert (refused.status, refused.body["error"]["code"]) == (409, "conflict"), "a refused change is not a stale ETag"
-    still_wrong = update(ctx, iid, {"destination": {"connection_string": azurite_connection.replace(DEV_KEY, WRONG_KEY)}})
+    still_wrong = update(
+        ctx, iid, {"destination": {"connection_string": azurite_connection.replace(DEV_KEY, WRONG_KEY)}}
+    )
     assert still_wrong.status == 422
     assert show(ctx, iid)["status"] == "credential_error"
 
@@ -439,8 +562,14 @@ def test_delete_then_everything_is_404(ctx, customer_container, azurite_connecti
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     deleted = call(ctx, "integrations_delete", account="acme", id=iid)
     assert (deleted.status, deleted.body) == (200, {"id": iid, "deleted": True})
-    for op, body in [("integrations_show", None), ("integrations_runs", None), ("integrations_delete", None),
-                     ("integrations_pause", None), ("integrations_resume", None), ("integrations_update", {"name": "x"})]:
+    for op, body in [
+        ("integrations_show", None),
+        ("integrations_runs", None),
+        ("integrations_delete", None),
+        ("integrations_pause", None),
+        ("integrations_resume", None),
+        ("integrations_update", {"name": "x"}),
+    ]:
         answer = call(ctx, op, body, account="acme", id=iid)
         assert (answer.status, answer.body["error"]["code"]) == (404, "not_found"), (op, answer.body)
     assert listed(ctx) == []
@@ -453,22 +582,37 @@ def test_unknown_integration_is_404(ctx):
     assert call(ctx, "integrations_runs", account="acme", id="nope").status == 404
 
 
-ID_OPERATIONS = [("integrations_show", None), ("integrations_runs", None), ("integrations_delete", None),
-                 ("integrations_pause", None), ("integrations_resume", None), ("integrations_update", {"name": "x"}),
-                 ("integrations_replay", {"start": 1795860000})]
+ID_OPERATIONS = [
+    ("integrations_show", None),
+    ("integrations_runs", None),
+    ("integrations_delete", None),
+    ("integrations_pause", None),
+    ("integrations_resume", None),
+    ("integrations_update", {"name": "x"}),
+    ("integrations_replay", {"start": 1795860000}),
+]
 
 
-@pytest.mark.parametrize("iid", ["3f9c0a1b/2c3d", "a/b", "..", "3f9c0a1b2c3d#", "3F9C0A1B2C3D", "3f9c0a1b2c3d\n", "x" * 2000, "é"])
+@pytest.mark.parametrize(
+    "iid", ["3f9c0a1b/2c3d", "a/b", "..", "3f9c0a1b2c3d#", "3F9C0A1B2C3D", "3f9c0a1b2c3d\n", "x" * 2000, "é"]
+)
 def test_an_id_that_no_integration_can_have_is_404_without_asking_storage(ctx, monkeypatch, iid):
     """Ids are 12 lowercase hex digits; '/' (an encoded %2F in the route) used to reach storage and answer 503."""
+
     def untouchable(*_args, **_kwargs):
         raise AssertionError("storage was asked about an id no integration can have")
 
     monkeypatch.setattr(ctx.repo.table, "get_entity", untouchable)
     for op, body in ID_OPERATIONS:
         answer = call(ctx, op, body, account="acme", id=iid)
-        assert (answer.status, answer.body["error"]["code"], answer.body["error"]["field"]) == (404, "not_found", "id"), (op, answer.body)
-        assert answer.body["error"]["message"] == f"integration {iid!r} not found in account 'acme'", "the answer to an unknown id"
+        assert (answer.status, answer.body["error"]["code"], answer.body["error"]["field"]) == (
+            404,
+            "not_found",
+            "id",
+        ), (op, answer.body)
+        assert answer.body["error"]["message"] == f"integration {iid!r} not found in account 'acme'", (
+            "the answer to an unknown id"
+        )
 
 
 # ------------------------------------------------------------------ activated_at
@@ -480,15 +624,21 @@ def test_activated_at_is_the_clock_time_when_created_active(ctx, clock, customer
     assert created["activated_at"] == iso(T0 + timedelta(minutes=17, seconds=3)) == created["created_at"]
 
 
-def test_activation_rounds_up_so_an_event_stored_before_it_is_not_exported(ctx, clock, customer_container, azurite_connection):
+def test_activation_rounds_up_so_an_event_stored_before_it_is_not_exported(
+    ctx, clock, customer_container, azurite_connection
+):
     """I3, no historical export: rounded down, activation at 10:00:00.5 became 10:00:00 and took the event stored at 10:00:00.5."""
     clock.set(T0 + timedelta(milliseconds=500))
     created = create(ctx, azurite_connection, customer_container.container_name)
     assert created["activated_at"] == iso(T0 + timedelta(seconds=1))
 
     def store(user: str) -> None:
-        answer = call(ctx, "ucd_upsert", {"users": [{"user_id": user, "events": [
-            {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z"}]}]}, account="acme")
+        answer = call(
+            ctx,
+            "ucd_upsert",
+            {"users": [{"user_id": user, "events": [{"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z"}]}]},
+            account="acme",
+        )
         assert answer.body["stored_events"] == 1, answer.body
 
     store("before-activation")  # stored at activation - 0.5 s

@@ -2,6 +2,7 @@
 
 A failing verification refuses the create whole: no integration and no slot are stored.
 """
+
 import base64
 import time
 from datetime import datetime, timezone
@@ -94,20 +95,34 @@ def test_account_key_connection_string_writes_and_deletes_the_test_file(ctx, cus
 
 
 def test_verify_accepts_an_integration_body_too(ctx, customer_container, azurite_connection):
-    answer = call(ctx, "integrations_verify", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    answer = call(
+        ctx,
+        "integrations_verify",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert answer.status == 200 and answer.body["ok"] is True, answer.body
 
 
 def test_create_verifies_and_answers_with_the_verification(ctx, customer_container, azurite_connection):
-    created = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    created = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert created.status == 201, created.body
     assert created.body["verification"]["ok"] is True
     assert created.body["verification"]["test_file"]["deleted"] is True
     assert blob_names(customer_container) == []
-    assert [i["id"] for i in call(ctx, "integrations_list", account="acme").body["integrations"]] == [created.body["id"]]
+    assert [i["id"] for i in call(ctx, "integrations_list", account="acme").body["integrations"]] == [
+        created.body["id"]
+    ]
 
 
-def test_sas_url_without_delete_permission_verifies_and_says_the_test_file_stays(ctx, customer_container, azurite_connection):
+def test_sas_url_without_delete_permission_verifies_and_says_the_test_file_stays(
+    ctx, customer_container, azurite_connection
+):
     name = customer_container.container_name
     url = sas_url(azurite_connection, name, write=True, create=True)  # no delete
     assert url.startswith("http://127.0.0.1:") and f"/{DEV_ACCOUNT}/{name}?" in url
@@ -123,7 +138,9 @@ def test_sas_url_without_delete_permission_verifies_and_says_the_test_file_stays
     assert "stays" in answer.body["note"] and "delete" in answer.body["note"]
 
 
-def test_create_with_a_sas_url_without_delete_permission_is_stored_with_the_note(ctx, customer_container, azurite_connection):
+def test_create_with_a_sas_url_without_delete_permission_is_stored_with_the_note(
+    ctx, customer_container, azurite_connection
+):
     name = customer_container.container_name
     body = integration_body("x", name)
     body["destination"] = destination(sas_url(azurite_connection, name, write=True, create=True), name)
@@ -159,7 +176,9 @@ def test_sas_connection_string_verifies(ctx, customer_container, azurite_connect
 def test_wrong_account_key_is_a_credential_error_naming_the_key(ctx, customer_container, azurite_connection):
     wrong = azurite_connection.replace(DEV_KEY, WRONG_KEY)
     assert wrong != azurite_connection
-    error = refused_everywhere(ctx, destination(wrong, customer_container.container_name), customer_container.container_name)
+    error = refused_everywhere(
+        ctx, destination(wrong, customer_container.container_name), customer_container.container_name
+    )
     assert (error["status"], error["code"]) == (422, "credential_error")
     assert "account key" in error["message"]
     assert "AuthorizationFailure" in error["message"] and "StorageErrorCode" not in error["message"]
@@ -192,15 +211,23 @@ def test_missing_container_is_a_destination_error_naming_it(ctx, azurite_connect
     assert repr(missing) in error["message"] and "does not exist" in error["message"]
 
 
-@pytest.mark.parametrize("connection_string, reason", [
-    ("this is not a connection string", "Key=Value"),
-    ("DefaultEndpointsProtocol=https;AccountName=acct;EndpointSuffix=core.windows.net", "neither an AccountKey nor a SharedAccessSignature"),
-    ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=not*base64!", "Base64"),
-    ("AccountKey=" + DEV_KEY, "AccountName"),
-    ("https://acct.blob.core.windows.net/exports", "without a SAS token"),
-])
+@pytest.mark.parametrize(
+    "connection_string, reason",
+    [
+        ("this is not a connection string", "Key=Value"),
+        (
+            "DefaultEndpointsProtocol=https;AccountName=acct;EndpointSuffix=core.windows.net",
+            "neither an AccountKey nor a SharedAccessSignature",
+        ),
+        ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=not*base64!", "Base64"),
+        ("AccountKey=" + DEV_KEY, "AccountName"),
+        ("https://acct.blob.core.windows.net/exports", "without a SAS token"),
+    ],
+)
 def test_malformed_connection_string_is_a_400_naming_the_field(ctx, customer_container, connection_string, reason):
-    error = refused_everywhere(ctx, destination(connection_string, customer_container.container_name), customer_container.container_name)
+    error = refused_everywhere(
+        ctx, destination(connection_string, customer_container.container_name), customer_container.container_name
+    )
     assert (error["status"], error["code"], error["field"]) == (400, "invalid_input", CONN_FIELD)
     assert reason in error["message"]
     assert DEV_KEY not in error["message"]
@@ -210,7 +237,9 @@ def test_unreachable_endpoint_fails_fast_saying_it_cannot_be_reached(ctx, custom
     closed = free_port()  # nothing listens there
     conn = f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint=http://127.0.0.1:{closed}/{DEV_ACCOUNT}"
     started = time.monotonic()
-    error = refused_everywhere(ctx, destination(conn, customer_container.container_name), customer_container.container_name)
+    error = refused_everywhere(
+        ctx, destination(conn, customer_container.container_name), customer_container.container_name
+    )
     elapsed = time.monotonic() - started
     assert (error["status"], error["code"]) == (422, "destination_error")
     assert "could not reach" in error["message"] and str(closed) in error["message"]
@@ -219,7 +248,9 @@ def test_unreachable_endpoint_fails_fast_saying_it_cannot_be_reached(ctx, custom
 
 
 @pytest.mark.parametrize("prefix", [".", "..", "../x", "a/./b", "a/..", "a//b", "./a", "a\x7fb", "a\u0085b", "x\ud800"])
-def test_a_prefix_with_dot_or_empty_segments_is_a_400_on_the_prefix_before_any_write(ctx, customer_container, azurite_connection, prefix):
+def test_a_prefix_with_dot_or_empty_segments_is_a_400_on_the_prefix_before_any_write(
+    ctx, customer_container, azurite_connection, prefix
+):
     """'.' used to verify as "wrong account key" (the SDK's URL lost the segment, so the signature failed), '../x' as "(400 OutOfRangeInput)"."""
     dest = destination(azurite_connection, customer_container.container_name, prefix=prefix)
     error = refused_everywhere(ctx, dest, customer_container.container_name)
@@ -227,9 +258,18 @@ def test_a_prefix_with_dot_or_empty_segments_is_a_400_on_the_prefix_before_any_w
     assert blob_names(customer_container) == []
 
 
-@pytest.mark.parametrize("prefix, under", [("/a/b/", "a/b/"), ("a/", "a/"), ("/", ""), ("", ""), (".hidden/x.y", ".hidden/x.y/")])
-def test_a_leading_or_trailing_slash_is_fine_the_prefix_is_joined_with_one_slash(ctx, customer_container, azurite_connection, prefix, under):
-    answer = call(ctx, "integrations_verify", destination(azurite_connection, customer_container.container_name, prefix=prefix), account="acme")
+@pytest.mark.parametrize(
+    "prefix, under", [("/a/b/", "a/b/"), ("a/", "a/"), ("/", ""), ("", ""), (".hidden/x.y", ".hidden/x.y/")]
+)
+def test_a_leading_or_trailing_slash_is_fine_the_prefix_is_joined_with_one_slash(
+    ctx, customer_container, azurite_connection, prefix, under
+):
+    answer = call(
+        ctx,
+        "integrations_verify",
+        destination(azurite_connection, customer_container.container_name, prefix=prefix),
+        account="acme",
+    )
     assert answer.body["ok"] is True, answer.body
     name = answer.body["test_file"]["name"]
     assert name.startswith(under + ".export-verify-") and "//" not in name
@@ -239,7 +279,9 @@ def test_an_unknown_storage_account_is_named_as_such(ctx, customer_container, az
     """Azurite (like any explicit endpoint) answers 404 ResourceNotFound for an account it does not have."""
     endpoint = blob_endpoint(azurite_connection).rsplit("/", 1)[0]
     conn = f"DefaultEndpointsProtocol=http;AccountName=nosuch;AccountKey={DEV_KEY};BlobEndpoint={endpoint}/nosuch"
-    error = refused_everywhere(ctx, destination(conn, customer_container.container_name), customer_container.container_name)
+    error = refused_everywhere(
+        ctx, destination(conn, customer_container.container_name), customer_container.container_name
+    )
     assert (error["status"], error["code"]) == (422, "destination_error")
     assert error["message"] == "the storage account was not found: check the account name or endpoint"
 
@@ -252,7 +294,13 @@ def test_parse_account_key_with_endpoint_suffix():
         f"DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey={WRONG_KEY};EndpointSuffix=core.chinacloudapi.cn"
     )
     assert creds.blob_endpoint == "https://contoso.blob.core.chinacloudapi.cn"
-    assert (creds.account_name, creds.account_key, creds.sas, creds.container, creds.auth) == ("contoso", WRONG_KEY, None, None, "account_key")
+    assert (creds.account_name, creds.account_key, creds.sas, creds.container, creds.auth) == (
+        "contoso",
+        WRONG_KEY,
+        None,
+        None,
+        "account_key",
+    )
     assert creds.masked == "BlobEndpoint=https://contoso.blob.core.chinacloudapi.cn;AccountName=contoso;AccountKey=***"
 
 
@@ -268,7 +316,9 @@ def test_parse_explicit_endpoints_as_azurite_uses_them(azurite_connection):
     assert DEV_KEY not in creds.masked and "AccountKey=***" in creds.masked
 
 
-@pytest.mark.parametrize("text", ["UseDevelopmentStorage=true", "usedevelopmentstorage=TRUE;DevelopmentStorageProxyUri=http://127.0.0.1"])
+@pytest.mark.parametrize(
+    "text", ["UseDevelopmentStorage=true", "usedevelopmentstorage=TRUE;DevelopmentStorageProxyUri=http://127.0.0.1"]
+)
 def test_development_storage_is_not_a_customer_destination(text):
     with pytest.raises(InputError) as refused:
         parse_connection_string(text)
@@ -277,7 +327,11 @@ def test_development_storage_is_not_a_customer_destination(text):
 
 
 def test_verify_refuses_development_storage_naming_the_field(ctx, customer_container):
-    body = {"type": "azure_blob", "connection_string": "UseDevelopmentStorage=true", "container": customer_container.container_name}
+    body = {
+        "type": "azure_blob",
+        "connection_string": "UseDevelopmentStorage=true",
+        "container": customer_container.container_name,
+    }
     answer = call(ctx, "integrations_verify", body, account="acme")
     assert answer.status == 400 and answer.body["error"]["field"] == "destination.connection_string"
     assert list(customer_container.list_blobs()) == []
@@ -287,7 +341,11 @@ def test_parse_sas_connection_string():
     sas = "sv=2024-08-04&sr=c&sp=cw&se=2100-01-01T00%3A00%3A00Z&sig=c2lnbmF0dXJl%2Bvalue%3D"
     creds = parse_connection_string(f"BlobEndpoint=https://contoso.blob.core.windows.net/;SharedAccessSignature=?{sas}")
     assert (creds.blob_endpoint, creds.account_name, creds.account_key, creds.sas, creds.auth) == (
-        "https://contoso.blob.core.windows.net", "contoso", None, sas, "sas"
+        "https://contoso.blob.core.windows.net",
+        "contoso",
+        None,
+        sas,
+        "sas",
     )
     assert creds.masked.endswith("SharedAccessSignature=***") and "sig=" not in creds.masked
 
@@ -296,22 +354,36 @@ def test_parse_sas_container_url_on_azure_and_on_azurite():
     query = "sv=2024-08-04&sr=c&sp=cw&sig=abc%2Bdef%3D"
     azure = parse_connection_string(f"https://contoso.blob.core.windows.net/exports?{query}")
     assert (azure.blob_endpoint, azure.account_name, azure.container, azure.sas) == (
-        "https://contoso.blob.core.windows.net", "contoso", "exports", query
+        "https://contoso.blob.core.windows.net",
+        "contoso",
+        "exports",
+        query,
     )
     local = parse_connection_string(f"http://127.0.0.1:10000/{DEV_ACCOUNT}/exports?{query}")
     assert (local.blob_endpoint, local.account_name, local.container, local.sas) == (
-        f"http://127.0.0.1:10000/{DEV_ACCOUNT}", DEV_ACCOUNT, "exports", query
+        f"http://127.0.0.1:10000/{DEV_ACCOUNT}",
+        DEV_ACCOUNT,
+        "exports",
+        query,
     )
     assert "sig" not in local.masked
 
 
-@pytest.mark.parametrize("text", [
-    "", "   ", None, 42, "novalue", "=value;AccountKey=abcd",
-    "AccountName=a;AccountKey=abc",  # not Base64 (length)
-    "BlobEndpoint=ftp://host/acct;SharedAccessSignature=sv=1&sig=x",
-    "https://contoso.blob.core.windows.net/?sv=1&sig=x",  # no container
-    "https://contoso.blob.core.windows.net/exports?sv=1",  # no sig
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        None,
+        42,
+        "novalue",
+        "=value;AccountKey=abcd",
+        "AccountName=a;AccountKey=abc",  # not Base64 (length)
+        "BlobEndpoint=ftp://host/acct;SharedAccessSignature=sv=1&sig=x",
+        "https://contoso.blob.core.windows.net/?sv=1&sig=x",  # no container
+        "https://contoso.blob.core.windows.net/exports?sv=1",  # no sig
+    ],
+)
 def test_parse_refuses_malformed_input_naming_the_field(text):
     with pytest.raises(InputError) as refused:
         parse_connection_string(text)
@@ -341,7 +413,9 @@ class FakeResponse:
 
 def http_error(status: int, code: str | None, *, as_attribute: bool = True) -> HttpResponseError:
     error = HttpResponseError(message=f"failed AccountKey={DEV_KEY} sig=SECRETSIG", response=FakeResponse(status, code))
-    error.error_code = (StorageErrorCode(code) if code in StorageErrorCode._value2member_map_ else code) if as_attribute else None
+    error.error_code = (
+        (StorageErrorCode(code) if code in StorageErrorCode._value2member_map_ else code) if as_attribute else None
+    )
     return error
 
 
@@ -389,9 +463,20 @@ def test_classify_an_unknown_account(code):
     assert error.message == "the storage account was not found: check the account name or endpoint"
 
 
-@pytest.mark.parametrize("status, code", [(400, "OutOfRangeInput"), (400, "InvalidUri"), (400, "InvalidResourceName"),
-                                          (400, "InvalidQueryParameterValue"), (400, None), (409, "ContainerBeingDeleted"),
-                                          (409, "SomethingNew"), (412, "ConditionNotMet"), (404, "BlobNotFound")])
+@pytest.mark.parametrize(
+    "status, code",
+    [
+        (400, "OutOfRangeInput"),
+        (400, "InvalidUri"),
+        (400, "InvalidResourceName"),
+        (400, "InvalidQueryParameterValue"),
+        (400, None),
+        (409, "ContainerBeingDeleted"),
+        (409, "SomethingNew"),
+        (412, "ConditionNotMet"),
+        (404, "BlobNotFound"),
+    ],
+)
 def test_classify_every_other_refusal_is_a_sentence_not_a_bare_code(status, code):
     message = classify(http_error(status, code), "exports").message
     assert f"({status}" not in message, message
@@ -401,8 +486,17 @@ def test_classify_every_other_refusal_is_a_sentence_not_a_bare_code(status, code
 
 
 def test_classified_messages_never_contain_the_key_or_the_sas():
-    cases = [http_error(s, c) for s, c in [(403, "AuthorizationFailure"), (403, "AuthorizationPermissionMismatch"),
-                                            (404, "ContainerNotFound"), (500, None), (409, "Other"), (400, None)]]
+    cases = [
+        http_error(s, c)
+        for s, c in [
+            (403, "AuthorizationFailure"),
+            (403, "AuthorizationPermissionMismatch"),
+            (404, "ContainerNotFound"),
+            (500, None),
+            (409, "Other"),
+            (400, None),
+        ]
+    ]
     cases += [ServiceRequestError(f"AccountKey={DEV_KEY}"), ValueError(f"AccountKey={DEV_KEY} sig=SECRETSIG")]
     for exc in cases:
         message = classify(exc, "exports").message

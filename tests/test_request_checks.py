@@ -2,6 +2,7 @@
 
 Each refusal is a 400 naming the field, never a 5xx; nothing is stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,11 @@ from tests.helpers import call
 
 
 def nested(depth: int) -> bytes:
-    return b'{"users":[{"user_id":"u1","events":[{"event_name":"e","timestamp":"2026-11-28T10:00:00Z","event_params":{"p":' + (
-        b"[" * depth + b"]" * depth) + b"}}]}]}"
+    return (
+        b'{"users":[{"user_id":"u1","events":[{"event_name":"e","timestamp":"2026-11-28T10:00:00Z","event_params":{"p":'
+        + (b"[" * depth + b"]" * depth)
+        + b"}}]}]}"
+    )
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH, 1_000, 100_000])
@@ -50,29 +54,52 @@ def test_every_control_character_is_refused_in_names(char):
 
 
 def test_a_delete_character_in_a_parameter_key_never_reaches_a_header(ctx):
-    body = {"users": [{"user_id": "u1", "events": [
-        {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"pri\x7fce": 1}}]}]}
+    body = {
+        "users": [
+            {
+                "user_id": "u1",
+                "events": [
+                    {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"pri\x7fce": 1}}
+                ],
+            }
+        ]
+    }
     answer = call(ctx, "ucd_upsert", body, account="acme")
     assert answer.status == 400, answer.body
     assert answer.body["error"]["field"] == "users[0].events[0].event_params key"
 
 
-@pytest.mark.parametrize("text", [
-    "2026-W48-6", "T10Z", "20261128T100000Z", "2026-11-28", "2026-11-28T10:00:00", "2026-11-28T10:00Z",
-    "2026-11-28 10:00:00Z", "2026-11-28T10:00:00+0100", "2026-13-01T00:00:00Z", "2026-11-28T25:00:00Z", "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-W48-6",
+        "T10Z",
+        "20261128T100000Z",
+        "2026-11-28",
+        "2026-11-28T10:00:00",
+        "2026-11-28T10:00Z",
+        "2026-11-28 10:00:00Z",
+        "2026-11-28T10:00:00+0100",
+        "2026-13-01T00:00:00Z",
+        "2026-11-28T25:00:00Z",
+        "",
+    ],
+)
 def test_only_rfc3339_with_an_offset_is_a_timestamp(text):
     with pytest.raises(InputError) as refused:
         parse_instant(text, "users[0].events[0].timestamp")
     assert refused.value.field == "users[0].events[0].timestamp"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("2026-11-28T10:00:00Z", "2026-11-28T10:00:00+00:00"),
-    ("2026-11-28t10:00:00z", "2026-11-28T10:00:00+00:00"),
-    ("2026-11-28T11:00:00.5+01:00", "2026-11-28T10:00:00.500000+00:00"),
-    ("2026-11-28T10:00:00.123456789Z", "2026-11-28T10:00:00.123456+00:00"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2026-11-28T10:00:00Z", "2026-11-28T10:00:00+00:00"),
+        ("2026-11-28t10:00:00z", "2026-11-28T10:00:00+00:00"),
+        ("2026-11-28T11:00:00.5+01:00", "2026-11-28T10:00:00.500000+00:00"),
+        ("2026-11-28T10:00:00.123456789Z", "2026-11-28T10:00:00.123456+00:00"),
+    ],
+)
 def test_rfc3339_timestamps_are_read_to_utc(text, expected):
     assert parse_instant(text, "t").isoformat() == expected
 
@@ -91,10 +118,16 @@ def test_an_account_with_a_trailing_newline_is_a_400(ctx, operation, account):
     assert (answer.status, answer.body["error"]["field"]) == (400, "account"), answer.body
 
 
-@pytest.mark.parametrize("where, key, field", [
-    ("body", "colour", "colour"), ("destination", "region", "destination.region"),
-    ("body", "", 'body[""]'), ("body", "a.b", 'body["a.b"]'), ("events[0]", "1", 'events[0]["1"]'),
-])
+@pytest.mark.parametrize(
+    "where, key, field",
+    [
+        ("body", "colour", "colour"),
+        ("destination", "region", "destination.region"),
+        ("body", "", 'body[""]'),
+        ("body", "a.b", 'body["a.b"]'),
+        ("events[0]", "1", 'events[0]["1"]'),
+    ],
+)
 def test_an_unknown_member_is_named_by_a_json_path_even_when_its_key_is_empty_or_not_a_name(where, key, field):
     """Found by test_ucd_upsert_properties.py: {"": null} was refused with the field "" (naming nothing)."""
     with pytest.raises(InputError) as refused:

@@ -1,5 +1,6 @@
 """The scheduler's lease: one job per integration until the lease expires or the worker frees it
 (a follow-up holds it; a pause during a run releases it at once)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +22,8 @@ from tests.helpers import call
 
 
 def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_job(
-        settings, clock, customer_container, azurite_connection):
+    settings, clock, customer_container, azurite_connection
+):
     ctx = Context.create(dataclasses.replace(settings, max_windows_per_run=2), clock)
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(5))
@@ -41,7 +43,8 @@ def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_jo
 
 
 def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(
-        ctx, settings, clock, customer_container, azurite_connection):
+    ctx, settings, clock, customer_container, azurite_connection
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
@@ -74,7 +77,8 @@ def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(
 
 
 def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(
-        ctx, clock, customer_container, azurite_connection, monkeypatch):
+    ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     iid = create(ctx, clock, azurite_connection, customer_container.container_name)
     populate(ctx, clock, range(3))
     clock.set(due_at(3))

@@ -1,6 +1,7 @@
 """Connection strings, keys and SAS signatures (and the S3 and GCS credentials) appear in no answer, log,
 table, queue message or run record, through a full scenario on Azurite, moto and the GCS emulator
 (docs/invariants.md: secrets)."""
+
 import base64
 import dataclasses
 import json
@@ -27,16 +28,29 @@ WRONG_KEY = base64.b64encode(b"QQ-distinctive-wrong-key-for-the-secret-scan-QQ")
 
 
 def _sas_url(azurite_connection: str, container: str) -> tuple[str, str]:
-    sas = generate_container_sas(DEV_ACCOUNT, container, account_key=DEV_KEY,
-                                 permission=ContainerSasPermissions(write=True, create=True),
-                                 expiry=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    sas = generate_container_sas(
+        DEV_ACCOUNT,
+        container,
+        account_key=DEV_KEY,
+        permission=ContainerSasPermissions(write=True, create=True),
+        expiry=datetime(2100, 1, 1, tzinfo=timezone.utc),
+    )
     return f"{parse_connection_string(azurite_connection).blob_endpoint}/{container}?{sas}", sas
 
 
 def _events(*timestamps: str) -> dict:
-    return {"users": [{"user_id": f"u{i}", "attributes": {"email": f"u{i}@example.com"},
-                       "events": [{"event_name": "purchase", "timestamp": ts, "event_params": {"price": i, "currency": "EUR"}}]}
-                      for i, ts in enumerate(timestamps)]}
+    return {
+        "users": [
+            {
+                "user_id": f"u{i}",
+                "attributes": {"email": f"u{i}@example.com"},
+                "events": [
+                    {"event_name": "purchase", "timestamp": ts, "event_params": {"price": i, "currency": "EUR"}}
+                ],
+            }
+            for i, ts in enumerate(timestamps)
+        ]
+    }
 
 
 class _RawLines(logging.Handler):
@@ -93,10 +107,29 @@ def test_no_secret_anywhere_through_a_full_scenario(
         return answer.body
 
     # Two integrations: an account-key connection string and a SAS URL (no delete permission).
-    key_id = api("integrations_create", integration_body(azurite_connection, name, destination={
-        "type": "azure_blob", "connection_string": azurite_connection, "container": name, "prefix": "key/"}), 201, account="acme")["id"]
-    sas_id = api("integrations_create", integration_body(url, name, destination={
-        "type": "azure_blob", "connection_string": url, "container": name, "prefix": "sas/"}), 201, account="acme")["id"]
+    key_id = api(
+        "integrations_create",
+        integration_body(
+            azurite_connection,
+            name,
+            destination={
+                "type": "azure_blob",
+                "connection_string": azurite_connection,
+                "container": name,
+                "prefix": "key/",
+            },
+        ),
+        201,
+        account="acme",
+    )["id"]
+    sas_id = api(
+        "integrations_create",
+        integration_body(
+            url, name, destination={"type": "azure_blob", "connection_string": url, "container": name, "prefix": "sas/"}
+        ),
+        201,
+        account="acme",
+    )["id"]
     api("integrations_verify", {"type": "azure_blob", "connection_string": url, "prefix": "sas/"}, 200, account="acme")
 
     clock.set(T0 + timedelta(minutes=5))
@@ -108,11 +141,21 @@ def test_no_secret_anywhere_through_a_full_scenario(
         assert tick(ctx)["worker"]["windows_exported"] == 2
 
     # Refused credentials: verify, create and update with a wrong key or an expired SAS.
-    api("integrations_verify", {"type": "azure_blob", "connection_string": wrong_conn, "container": name}, 422, account="acme")
+    api(
+        "integrations_verify",
+        {"type": "azure_blob", "connection_string": wrong_conn, "container": name},
+        422,
+        account="acme",
+    )
     api("integrations_verify", {"type": "azure_blob", "connection_string": expired_url}, 422, account="acme")
     api("integrations_create", integration_body(wrong_conn, name), 422, account="acme")
     api("integrations_update", {"destination": {"connection_string": wrong_conn}}, 422, account="acme", id=key_id)
-    api("integrations_create", integration_body(azurite_connection + "AccountKey=not base64!", name), 400, account="acme")
+    api(
+        "integrations_create",
+        integration_body(azurite_connection + "AccountKey=not base64!", name),
+        400,
+        account="acme",
+    )
 
     # A job that keeps failing lands in the poison queue (a host allowing no redelivery).
     poison_ctx = Context.create(dataclasses.replace(settings, max_dequeue_count=0), clock)
@@ -125,14 +168,20 @@ def test_no_secret_anywhere_through_a_full_scenario(
 
     # The customer's key stops working while exporting: the worker stops the integration.
     stored = ctx.repo.get("acme", key_id)
-    ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
-        stored.destination, sealed_secret=ctx.integrations.secrets.seal(wrong_conn))))
+    ctx.repo.replace(
+        stored.with_changes(
+            destination=dataclasses.replace(stored.destination, sealed_secret=ctx.integrations.secrets.seal(wrong_conn))
+        )
+    )
     clock.set(T0 + timedelta(hours=4, minutes=2))
     tick(ctx)
 
     # An unexpected failure whose text carries secrets: the 500 answer and its log line must not.
-    monkeypatch.setattr(ctx.integrations, "list", lambda account: (_ for _ in ()).throw(
-        RuntimeError(f"boom {azurite_connection} {url} {wrong_conn}")))
+    monkeypatch.setattr(
+        ctx.integrations,
+        "list",
+        lambda account: (_ for _ in ()).throw(RuntimeError(f"boom {azurite_connection} {url} {wrong_conn}")),
+    )
     api("integrations_list", None, 500, account="acme")
     monkeypatch.undo()
     monkeypatch.setattr(QueueClient, "send_message", recording_send)
@@ -175,10 +224,17 @@ def test_no_secret_anywhere_through_a_full_scenario(
     assert any("integration stopped" in line for line in app_log_lines), "the worker's credential stop was logged"
     assert any("unexpected failure" in m for m in haystacks["log messages"]), "the 500's log line was captured"
     secrets = {
-        "dev account key": DEV_KEY, "dev key (partial)": DEV_KEY[:16], "dev key (url-quoted)": quote(DEV_KEY, safe=""),
-        "wrong key": WRONG_KEY, "wrong key (partial)": WRONG_KEY[:16],
-        "account-key connection string": azurite_connection, "wrong-key connection string": wrong_conn,
-        "SAS URL": url, "SAS token": sas, "sig": sig, "sig as in the URL": sig_in_url,
+        "dev account key": DEV_KEY,
+        "dev key (partial)": DEV_KEY[:16],
+        "dev key (url-quoted)": quote(DEV_KEY, safe=""),
+        "wrong key": WRONG_KEY,
+        "wrong key (partial)": WRONG_KEY[:16],
+        "account-key connection string": azurite_connection,
+        "wrong-key connection string": wrong_conn,
+        "SAS URL": url,
+        "SAS token": sas,
+        "sig": sig,
+        "sig as in the URL": sig_in_url,
     }
     for where, texts in haystacks.items():
         for text in texts:
@@ -190,7 +246,11 @@ def test_no_secret_anywhere_through_a_full_scenario(
     assert len(integrations) == 2
     plaintexts = {azurite_connection, url, wrong_conn}
     for entity in integrations:
-        assert entity["secret"] not in plaintexts and "AccountKey" not in entity["secret"] and "sig=" not in entity["secret"]
+        assert (
+            entity["secret"] not in plaintexts
+            and "AccountKey" not in entity["secret"]
+            and "sig=" not in entity["secret"]
+        )
         assert ctx.integrations.secrets.open(entity["secret"]) in plaintexts
 
 
@@ -213,6 +273,7 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
     def recording_send(self, content, *args, **kwargs):
         sent.append(str(content))
         return real_send(self, content, *args, **kwargs)
+
     monkeypatch.setattr(QueueClient, "send_message", recording_send)
 
     def api(op, body=None, expect=None, **params):
@@ -225,8 +286,12 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
     ids = {}
     for kit in (s3, gcs):
         api("integrations_verify", kit.body(), 200, account="acme")
-        ids[kit.kind] = api("integrations_create", cloud_body(kit.body(), events=[{"name": "purchase", "params": ["price"]}]),
-                            201, account="acme")["id"]
+        ids[kit.kind] = api(
+            "integrations_create",
+            cloud_body(kit.body(), events=[{"name": "purchase", "params": ["price"]}]),
+            201,
+            account="acme",
+        )["id"]
         api("integrations_verify", kit.refused_body(), 422, account="acme")
         api("integrations_create", cloud_body(kit.refused_body()), 422, account="acme")
         update = {k: v for k, v in kit.refused_body().items() if k not in ("type", "bucket", "prefix")}
@@ -249,13 +314,21 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
     for kit in (s3, gcs):
         refused = parse_destination(kit.refused_body(), partial=False).complete().secret
         stored = ctx.repo.get("acme", ids[kit.kind])
-        ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
-            stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused))))
+        ctx.repo.replace(
+            stored.with_changes(
+                destination=dataclasses.replace(
+                    stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused)
+                )
+            )
+        )
     clock.set(T0 + timedelta(hours=4, minutes=2))
     tick(ctx)
 
-    monkeypatch.setattr(ctx.integrations, "list", lambda account: (_ for _ in ()).throw(
-        RuntimeError(f"boom {json.dumps(s3.body())} {gcs.body()!r}")))
+    monkeypatch.setattr(
+        ctx.integrations,
+        "list",
+        lambda account: (_ for _ in ()).throw(RuntimeError(f"boom {json.dumps(s3.body())} {gcs.body()!r}")),
+    )
     api("integrations_list", None, 500, account="acme")
     monkeypatch.undo()
     for iid in ids.values():
@@ -280,11 +353,16 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
         for entity in ctx.storage.table_service.get_table_client(table).list_entities():
             entities.append(json.dumps({**dict(entity), "_meta": entity.metadata}, default=str))
     haystacks["table entities"] = entities
-    haystacks["queued messages"] = [m.content for q in (settings.queue_name, settings.poison_queue_name)
-                                    for m in ctx.storage.queue(q).peek_messages(max_messages=32)]
+    haystacks["queued messages"] = [
+        m.content
+        for q in (settings.queue_name, settings.poison_queue_name)
+        for m in ctx.storage.queue(q).peek_messages(max_messages=32)
+    ]
     haystacks["run records"] = [json.dumps(dataclasses.asdict(r)) for r in runs]
     assert sent and entities and app_log_lines
-    assert any("botocore" in r.name for r in caplog.records) and any(r.name.startswith("google") or "urllib3" in r.name for r in caplog.records)
+    assert any("botocore" in r.name for r in caplog.records) and any(
+        r.name.startswith("google") or "urllib3" in r.name for r in caplog.records
+    )
 
     secrets = {**s3.secrets(), **gcs.secrets(), "access key id": s3.key["access_key_id"]}
     secrets.update({f"access token {i}": token for i, token in enumerate(gcs.tokens.granted)})

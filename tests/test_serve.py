@@ -1,4 +1,5 @@
 """`serve`, the local stand-in for the Functions host: HTTP routes, timer and queue listener together."""
+
 import json
 import socket
 import time
@@ -29,11 +30,17 @@ def local(ctx):
 
 
 def test_http_timer_and_queue_deliver_a_window(local, ctx, clock, customer_container, azurite_connection):
-    status, created = _request("POST", local.url + "accounts/acme/integrations",
-                               integration_body(azurite_connection, customer_container.container_name))
+    status, created = _request(
+        "POST",
+        local.url + "accounts/acme/integrations",
+        integration_body(azurite_connection, customer_container.container_name),
+    )
     assert status == 201
-    status, answer = _request("POST", local.url + "ucd/acme/upsert", {"users": [{"user_id": "u", "events": [
-        {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z"}]}]})
+    status, answer = _request(
+        "POST",
+        local.url + "ucd/acme/upsert",
+        {"users": [{"user_id": "u", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z"}]}]},
+    )
     assert (status, answer["stored_events"]) == (200, 1)
     assert _request("GET", local.url + "ucd/acme/catalog")[1]["events"] == {"purchase": []}
     assert _request("GET", local.url + "nope")[0] == 404
@@ -53,7 +60,9 @@ def test_http_timer_and_queue_deliver_a_window(local, ctx, clock, customer_conta
 # ------------------------------------------------------------------ malformed requests, with raw sockets
 
 BODY_TIMEOUT = 1.0
-UPSERT = json.dumps({"users": [{"user_id": "u", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z"}]}]}).encode()
+UPSERT = json.dumps(
+    {"users": [{"user_id": "u", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z"}]}]}
+).encode()
 
 
 @pytest.fixture
@@ -91,19 +100,22 @@ def _post(path: str, headers: str, body: bytes = b"") -> bytes:
     return f"POST /api/{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}\r\n".encode() + body
 
 
-@pytest.mark.parametrize("headers, status, field", [
-    ("Content-Length: abc\r\n", 400, "Content-Length"),
-    ("Content-Length: -1\r\n", 400, "Content-Length"),
-    ("Content-Length: 1e3\r\n", 400, "Content-Length"),
-    ("Content-Length: 5\r\nContent-Length: 6\r\n", 400, "Content-Length"),
-    ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, "Content-Length"),
-    ("Transfer-Encoding: gzip\r\n", 501, "Transfer-Encoding"),
-    ("", 411, "Content-Length"),
-    (f"Content-Length: {16 * 1024 * 1024 + 1}\r\n", 413, "Content-Length"),
-    ("Transfer-Encoding: chunked\r\n\r\nFFFFFFF", 413, "body"),
-    ("Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "body"),
-    ("Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX\r\n", 400, "body"),
-])
+@pytest.mark.parametrize(
+    "headers, status, field",
+    [
+        ("Content-Length: abc\r\n", 400, "Content-Length"),
+        ("Content-Length: -1\r\n", 400, "Content-Length"),
+        ("Content-Length: 1e3\r\n", 400, "Content-Length"),
+        ("Content-Length: 5\r\nContent-Length: 6\r\n", 400, "Content-Length"),
+        ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, "Content-Length"),
+        ("Transfer-Encoding: gzip\r\n", 501, "Transfer-Encoding"),
+        ("", 411, "Content-Length"),
+        (f"Content-Length: {16 * 1024 * 1024 + 1}\r\n", 413, "Content-Length"),
+        ("Transfer-Encoding: chunked\r\n\r\nFFFFFFF", 413, "body"),
+        ("Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "body"),
+        ("Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX\r\n", 400, "body"),
+    ],
+)
 def test_a_malformed_body_framing_is_a_json_4xx_naming_the_header_or_the_body(quick, ctx, headers, status, field):
     answer_status, _, body = _raw(quick, _post("ucd/acme/upsert", headers))
     assert (answer_status, body["error"]["field"]) == (status, field), body
@@ -123,7 +135,10 @@ def test_a_body_shorter_than_announced_is_a_400_after_the_timeout_and_others_are
 
 
 def test_a_chunked_body_is_decoded(quick, ctx):
-    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part) for part in (UPSERT[:10], UPSERT[10:])) + b"0\r\nX-Trailer: t\r\n\r\n"
+    chunks = (
+        b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part) for part in (UPSERT[:10], UPSERT[10:]))
+        + b"0\r\nX-Trailer: t\r\n\r\n"
+    )
     status, _, body = _raw(quick, _post("ucd/acme/upsert", "Transfer-Encoding: chunked\r\n", chunks))
     assert (status, body["stored_events"]) == (200, 1), body
     assert ctx.ucd.catalog("acme")["events"] == {"purchase": []}
@@ -132,7 +147,9 @@ def test_a_chunked_body_is_decoded(quick, ctx):
 def test_a_wrong_method_on_a_real_route_is_a_405_with_allow_and_an_unknown_one_a_json_501(quick):
     status, headers, body = _raw(quick, b"GET /api/ucd/acme/upsert HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (status, headers["allow"], body["error"]["code"]) == (405, "POST", "method_not_allowed")
-    status, headers, body = _raw(quick, b"PUT /api/accounts/acme/integrations/3f9c0a1b2c3d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    status, headers, body = _raw(
+        quick, b"PUT /api/accounts/acme/integrations/3f9c0a1b2c3d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
     assert (status, headers["allow"]) == (405, "GET, PATCH, DELETE")
     status, _, body = _raw(quick, b"BREW /api/ucd/acme/catalog HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (status, body["error"]["code"]) == (501, "not_implemented")

@@ -1,4 +1,5 @@
 """Settings from the environment, as the Functions host passes app settings."""
+
 import json
 from pathlib import Path
 
@@ -20,8 +21,17 @@ IDENTITY = {
 def test_defaults_are_the_documented_ones():
     s = Settings.from_env({})
     assert (s.storage_connection, s.settle_seconds, s.queue_name, s.poison_queue_name) == (
-        DEFAULT_CONNECTION, 120, "export-jobs", "export-jobs-poison")
-    assert (s.max_windows_per_run, s.max_seconds_per_run, s.lease_seconds, s.ucd_commit_timeout_seconds) == (12, 240, 600, 20)
+        DEFAULT_CONNECTION,
+        120,
+        "export-jobs",
+        "export-jobs-poison",
+    )
+    assert (s.max_windows_per_run, s.max_seconds_per_run, s.lease_seconds, s.ucd_commit_timeout_seconds) == (
+        12,
+        240,
+        600,
+        20,
+    )
 
 
 def test_the_apps_own_storage_may_be_the_emulators_shorthand():
@@ -35,9 +45,19 @@ def test_the_apps_own_storage_may_be_the_emulators_shorthand():
 
 def test_the_sample_lists_every_setting_the_app_reads():
     values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    read = {"AzureWebJobsStorage", "EXPORT_SECRET_KEY", "EXPORT_SETTLE_SECONDS", "EXPORT_QUEUE_NAME", "EXPORT_TABLE_PREFIX",
-            "UCD_CONTAINER", "UCD_COMMIT_TIMEOUT_SECONDS", "EXPORT_MAX_WINDOWS_PER_RUN", "EXPORT_MAX_SECONDS_PER_RUN",
-            "EXPORT_LEASE_SECONDS", "EXPORT_MAX_DEQUEUE_COUNT"}
+    read = {
+        "AzureWebJobsStorage",
+        "EXPORT_SECRET_KEY",
+        "EXPORT_SETTLE_SECONDS",
+        "EXPORT_QUEUE_NAME",
+        "EXPORT_TABLE_PREFIX",
+        "UCD_CONTAINER",
+        "UCD_COMMIT_TIMEOUT_SECONDS",
+        "EXPORT_MAX_WINDOWS_PER_RUN",
+        "EXPORT_MAX_SECONDS_PER_RUN",
+        "EXPORT_LEASE_SECONDS",
+        "EXPORT_MAX_DEQUEUE_COUNT",
+    }
     assert read <= set(values)
     sample = Settings.from_env({k: v for k, v in values.items() if k != "EXPORT_SECRET_KEY"})
     assert sample.settle_seconds == 120 and sample.queue_name == "export-jobs"
@@ -69,7 +89,9 @@ def test_identity_settings_must_come_together():
 def test_storage_that_refuses_the_apps_key_is_a_configuration_error_naming_the_setting(azurite_connection):
     from exporter.storage import storage_for
 
-    wrong = ";".join("AccountKey=a2V5a2V5a2V5" if p.startswith("AccountKey=") else p for p in azurite_connection.split(";"))
+    wrong = ";".join(
+        "AccountKey=a2V5a2V5a2V5" if p.startswith("AccountKey=") else p for p in azurite_connection.split(";")
+    )
     with pytest.raises(ConfigurationError) as refused:
         storage_for(Settings(storage_connection=wrong, table_prefix="tkey"))
     assert refused.value.field == "AzureWebJobsStorage" and "403" in refused.value.message

@@ -4,6 +4,7 @@ The soak starts its own two Azurites and worker processes, so it runs as a subpr
 duplicated event, missing or extra file fails it; only the known liveness limit of a large crashed
 retry (tests/test_ucd_take_over_cost.py) turns it into an xfail with the soak's own messages.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,32 @@ KNOWN = re.compile(r"^upsert of \d+ events to \S+ first sent \S+ was refused \d+
 def report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("soak") / "soak.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--days", "2", "--seed", "11", "--volume", "0.5", "--step-minutes", "60", "--rate", "0.02",
-         "--tick-kills", "0.15", "--upsert-kills", "0.05", "--out", str(out), "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--days",
+            "2",
+            "--seed",
+            "11",
+            "--volume",
+            "0.5",
+            "--step-minutes",
+            "60",
+            "--rate",
+            "0.02",
+            "--tick-kills",
+            "0.15",
+            "--upsert-kills",
+            "0.05",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.exists(), f"no report (exit {done.returncode}):\n{done.stderr[-3000:]}"
     answer = json.loads(out.read_text())

@@ -5,6 +5,7 @@ request and resets the connection, so the SDK retries a PUT and meets its own wr
 POST (a transaction) fails with its outcome unknown. Each test is such an answer once read as
 "somebody else changed it", which dropped a job, refused an applied edit or created twice.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,12 @@ def proxied(settings, clock, table_proxy, azurite_connection) -> Context:
 
 @pytest.fixture
 def integration(ctx, customer_container, azurite_connection) -> dict:
-    answer = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    answer = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
     assert answer.status == 201, answer.body
     return answer.body
 
@@ -50,9 +56,15 @@ def test_an_edit_whose_answer_is_lost_answers_the_edit(ctx, proxied, table_proxy
     headers = {"If-Match": integration["etag"]} if if_match else {}
     table_proxy.add(Rule("reset_after", method="PUT", path=INTEGRATION_PUT))
 
-    answer = api.handle(proxied, "integrations_update", api.ApiRequest(
-        params={"account": "acme", "id": integration["id"]}, body=b'{"frequency_hours": 6}', headers=headers,
-    ))
+    answer = api.handle(
+        proxied,
+        "integrations_update",
+        api.ApiRequest(
+            params={"account": "acme", "id": integration["id"]},
+            body=b'{"frequency_hours": 6}',
+            headers=headers,
+        ),
+    )
 
     assert table_proxy.injected["reset_after"] == 1
     assert answer.status == 200, answer.body
@@ -63,7 +75,12 @@ def test_an_edit_whose_answer_is_lost_answers_the_edit(ctx, proxied, table_proxy
 def test_a_create_whose_answer_is_lost_creates_once(ctx, proxied, table_proxy, customer_container, azurite_connection):
     table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch"))
 
-    answer = call(proxied, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme")
+    answer = call(
+        proxied,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    )
 
     assert table_proxy.injected["reset_after"] == 1
     assert answer.status == 201, answer.body
@@ -108,10 +125,15 @@ def test_an_advance_whose_answer_is_lost_counts_the_window_as_delivered(ctx, clo
 
     assert table_proxy.injected["reset_after"] == 1
     assert (outcome.exported, outcome.follow_up) == (1, False)
-    assert call(ctx, "integrations_show", account="acme", id=integration["id"]).body["last_success_end"] == "2026-11-28T11:00:00.000Z"
+    assert (
+        call(ctx, "integrations_show", account="acme", id=integration["id"]).body["last_success_end"]
+        == "2026-11-28T11:00:00.000Z"
+    )
 
 
-def test_a_follow_up_lease_whose_answer_is_lost_still_sends_the_follow_up(settings, ctx, clock, table_proxy, integration, azurite_connection):
+def test_a_follow_up_lease_whose_answer_is_lost_still_sends_the_follow_up(
+    settings, ctx, clock, table_proxy, integration, azurite_connection
+):
     from exporter.jobs import ExportJob, process_job
 
     connection = through(azurite_connection, "Table", table_proxy.url)

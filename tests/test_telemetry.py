@@ -5,6 +5,7 @@ the Functions worker would) and every test uses its own integration ids, reading
 filtered by attributes. What needs a pristine process (no provider at all, or a provider set after
 import) runs in a subprocess.
 """
+
 import dataclasses
 import json
 import os
@@ -33,9 +34,18 @@ from tests.helpers import T0, call, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_METRICS = {
-    "export.rows", "export.bytes", "export.windows", "export.window_duration", "export.lag_seconds",
-    "export.credential_errors", "export.retries", "export.internal_errors", "export.poison_messages",
-    "ucd.events_received", "ucd.events_stored", "ucd.events_duplicate",
+    "export.rows",
+    "export.bytes",
+    "export.windows",
+    "export.window_duration",
+    "export.lag_seconds",
+    "export.credential_errors",
+    "export.retries",
+    "export.internal_errors",
+    "export.poison_messages",
+    "ucd.events_received",
+    "ucd.events_stored",
+    "ucd.events_duplicate",
 }
 
 
@@ -97,7 +107,11 @@ def test_an_exported_window_counts_rows_bytes_windows_and_duration(otel, iid):
     telemetry.record_window_exported("acme", iid, 120, 4096, 0.25)
     telemetry.record_window_exported("acme", iid, 0, 50, 0.5)
 
-    for name, unit, total in [("export.rows", "{row}", 120), ("export.bytes", "By", 4146), ("export.windows", "{window}", 2)]:
+    for name, unit, total in [
+        ("export.rows", "{row}", 120),
+        ("export.bytes", "By", 4146),
+        ("export.windows", "{window}", 2),
+    ]:
         got_unit, attrs, point = _one(reader, name, integration_id=iid)
         assert (got_unit, attrs, point.value) == (unit, {"account": "acme", "integration_id": iid}, total), name
     unit, attrs, point = _one(reader, "export.window_duration", integration_id=iid)
@@ -134,7 +148,9 @@ def test_failure_counters_carry_account_integration_and_reason(otel, iid):
     base = {"account": "acme", "integration_id": iid}
     _, attrs, point = _one(reader, "export.credential_errors", integration_id=iid)
     assert (attrs, point.value) == (base, 1)
-    retries = {attrs["reason"]: point.value for _, attrs, point in _points(reader, "export.retries", integration_id=iid)}
+    retries = {
+        attrs["reason"]: point.value for _, attrs, point in _points(reader, "export.retries", integration_id=iid)
+    }
     assert retries == {"transient_error": 2, "conflict": 1}
     assert _one(reader, "export.retries", integration_id=iid, reason="conflict")[1] == {**base, "reason": "conflict"}
     _, attrs, point = _one(reader, "export.internal_errors", integration_id=iid)
@@ -162,8 +178,13 @@ def test_window_span_has_its_attributes_and_is_current_inside(otel, iid):
 
     [finished] = _spans(spans, iid)
     assert finished.name == "export.window" and finished.kind == SpanKind.INTERNAL
-    assert dict(finished.attributes) == {"account": "acme", "integration_id": iid, "window.start": 1764324000,
-                                         "window.end": 1764327600, "export.rows": 3}
+    assert dict(finished.attributes) == {
+        "account": "acme",
+        "integration_id": iid,
+        "window.start": 1764324000,
+        "window.end": 1764327600,
+        "export.rows": 3,
+    }
     assert finished.status.status_code == StatusCode.UNSET and not finished.events
     assert finished.instrumentation_scope.name == "exporter"
 
@@ -213,7 +234,11 @@ def test_window_span_never_records_the_text_of_other_errors(otel, iid):
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
     """Run code in a fresh interpreter (pristine OTel globals), without any OTel/App Insights settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_", "PYTHON_APPLICATIONINSIGHTS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_", "PYTHON_APPLICATIONINSIGHTS_"))
+    }
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
@@ -236,8 +261,7 @@ else:
 def test_without_a_configured_provider_every_function_is_a_no_op():
     code = (
         "from opentelemetry import metrics, trace\n"
-        "from exporter import telemetry as t\n"
-        + CALL_EVERYTHING +
+        "from exporter import telemetry as t\n" + CALL_EVERYTHING +
         # The module configured nothing: the globals are still the API's proxies (no double configuration).
         "assert type(metrics.get_meter_provider()).__name__ == '_ProxyMeterProvider', metrics.get_meter_provider()\n"
         "assert type(trace.get_tracer_provider()).__name__ == 'ProxyTracerProvider', trace.get_tracer_provider()\n"
@@ -261,8 +285,8 @@ def test_a_provider_set_after_import_receives_every_signal():
         "reader = InMemoryMetricReader(); metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
         "spans = InMemorySpanExporter(); tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(spans))\n"
         "trace.set_tracer_provider(tp)\n"
-        + CALL_EVERYTHING +
-        "names = sorted({m.name for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics})\n"
+        + CALL_EVERYTHING
+        + "names = sorted({m.name for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics})\n"
         "print(json.dumps({'metrics': names, 'spans': [[s.name, s.status.status_code.name] for s in spans.get_finished_spans()]}))\n"
     )
     done = _run_python(code)
@@ -275,18 +299,38 @@ def test_a_provider_set_after_import_receives_every_signal():
 def test_an_exported_window_emits_its_span_and_metrics(otel, ctx, clock, customer_container, azurite_connection):
     """End to end: a tick that exports two windows reports them through the export code's calls."""
     reader, spans = otel
-    iid = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme").body["id"]
+    iid = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    ).body["id"]
     clock.advance(minutes=5)
-    call(ctx, "ucd_upsert", {"users": [{"user_id": "u", "events": [
-        {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"price": n}} for n in range(3)]}]},
-        account="acme")
+    call(
+        ctx,
+        "ucd_upsert",
+        {
+            "users": [
+                {
+                    "user_id": "u",
+                    "events": [
+                        {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"price": n}}
+                        for n in range(3)
+                    ],
+                }
+            ]
+        },
+        account="acme",
+    )
     clock.set(T0 + timedelta(hours=2, minutes=5))
     tick(ctx)
 
     assert _one(reader, "export.windows", integration_id=iid)[2].value == 2
     assert _one(reader, "export.rows", integration_id=iid)[2].value == 3
     assert _one(reader, "export.bytes", integration_id=iid)[2].value > 0
-    assert _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 2 * 3600 + 300  # measured before the export
+    assert (
+        _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 2 * 3600 + 300
+    )  # measured before the export
     assert sum(point.value for _, _, point in _points(reader, "ucd.events_stored", account="acme")) >= 3
     window_spans = [s for s in _spans(spans, iid) if s.name == "export.window"]
     assert len(window_spans) == 2
@@ -304,9 +348,15 @@ def test_a_lag_not_refreshed_for_five_minutes_is_no_longer_reported(otel, iid, m
 
 
 def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(
-        otel, ctx, clock, customer_container, azurite_connection, monkeypatch):
+    otel, ctx, clock, customer_container, azurite_connection, monkeypatch
+):
     reader, spans = otel
-    iid = call(ctx, "integrations_create", integration_body(azurite_connection, customer_container.container_name), account="acme").body["id"]
+    iid = call(
+        ctx,
+        "integrations_create",
+        integration_body(azurite_connection, customer_container.container_name),
+        account="acme",
+    ).body["id"]
     monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
     clock.set(T0 + timedelta(hours=1, minutes=5))
     assert tick(ctx)["worker"]["failed_deliveries"] >= 1
@@ -330,8 +380,11 @@ def test_every_destination_type_is_reported_on_spans_and_metrics(otel, ctx, cloc
 
     stored = ctx.repo.get("acme", iid)  # the credentials stop working
     refused = parse_destination(kit.refused_body(), partial=False).complete().secret
-    ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(
-        stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused))))
+    ctx.repo.replace(
+        stored.with_changes(
+            destination=dataclasses.replace(stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused))
+        )
+    )
     clock.set(T0 + timedelta(hours=2, minutes=5))
     tick(ctx)
     assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR

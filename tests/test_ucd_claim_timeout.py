@@ -9,6 +9,7 @@ is the request's own segment, which it then commits with its other partitions' e
 for the owners, it finds that segment committed and counts the events as duplicates. The answer is
 200 and the events are in no segment: lost (I1), though acknowledged.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,9 +39,21 @@ def table_proxy(azurite_connection):
 def test_a_claim_batch_applied_but_answered_500_loses_no_event(settings: Settings, clock, table_proxy):
     proxy, connection = table_proxy
     ctx = Context.create(dataclasses.replace(settings, storage_connection=connection), clock)
-    body = {"users": [{"user_id": f"u{i}", "events": [
-        {"event_name": "purchase", "timestamp": iso(T0 - timedelta(days=1, seconds=i)), "event_params": {"n": i}}]}
-        for i in range(12)]}
+    body = {
+        "users": [
+            {
+                "user_id": f"u{i}",
+                "events": [
+                    {
+                        "event_name": "purchase",
+                        "timestamp": iso(T0 - timedelta(days=1, seconds=i)),
+                        "event_params": {"n": i},
+                    }
+                ],
+            }
+            for i in range(12)
+        ]
+    }
     ids = [e.event_id for u in parse_upsert(ACCOUNT, body).users for e in u.events]
     assert len({i[0] for i in ids}) >= 2, "the events span several claim partitions"
 
@@ -53,6 +66,9 @@ def test_a_claim_batch_applied_but_answered_500_loses_no_event(settings: Setting
         answer = call(ctx, "ucd_upsert", body, account=ACCOUNT)
         assert answer.status == 200, answer.body
 
-    stored = [i for batch in ctx.ucd.read_window(ACCOUNT, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
-              for i in batch.column("event_id").to_pylist()]
+    stored = [
+        i
+        for batch in ctx.ucd.read_window(ACCOUNT, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+        for i in batch.column("event_id").to_pylist()
+    ]
     assert sorted(stored) == sorted(ids), f"acknowledged but not stored: {sorted(set(ids) - set(stored))}"

@@ -3,6 +3,7 @@ every event exactly once, whether the retry comes at once or after the crashed s
 
 `UcdStore(fault=f)` calls `f(point)` between storage writes; a fault that raises is a process crash there.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -24,7 +25,15 @@ from tests.ucd_helpers import (
     upsert_request,
 )
 
-POINTS = ["after_profiles", "after_catalog", "after_intent", "after_claims", "after_stamp", "after_upload", "after_commit_mark"]
+POINTS = [
+    "after_profiles",
+    "after_catalog",
+    "after_intent",
+    "after_claims",
+    "after_stamp",
+    "after_upload",
+    "after_commit_mark",
+]
 VISIBLE_AFTER = {"after_upload", "after_commit_mark"}  # the segment blob has landed before these points
 EXTRA = {"user_id": "u3", "events": [purchase_at(50), purchase_at(51)]}
 
@@ -39,7 +48,9 @@ def test_crash_then_retry_after_the_deadline_stores_each_event_once(ctx, clock, 
     with pytest.raises(Crash):
         crashing.upsert(upsert_request())
     visible = stored_ids(ctx)
-    assert visible == (Counter(event_ids()) if point in VISIBLE_AFTER else Counter()), "a crash never half-writes a segment"
+    assert visible == (Counter(event_ids()) if point in VISIBLE_AFTER else Counter()), (
+        "a crash never half-writes a segment"
+    )
 
     clock.advance(seconds=max(crashing.ingest.claim_budget, crashing.ingest.commit_timeout) + 1)
     retry_body = {"users": TEN_EVENTS["users"] + [EXTRA]}  # the retry also carries new events
@@ -60,9 +71,13 @@ def test_crash_then_retry_after_the_deadline_stores_each_event_once(ctx, clock, 
 
 
 EXPECTED_WITHOUT_WAITING = {
-    "after_profiles": "stored", "after_catalog": "stored", "after_intent": "stored",
-    "after_claims": "busy", "after_stamp": "busy",  # the crashed segment may still commit until its deadline
-    "after_upload": "duplicates", "after_commit_mark": "duplicates",
+    "after_profiles": "stored",
+    "after_catalog": "stored",
+    "after_intent": "stored",
+    "after_claims": "busy",
+    "after_stamp": "busy",  # the crashed segment may still commit until its deadline
+    "after_upload": "duplicates",
+    "after_commit_mark": "duplicates",
 }
 
 

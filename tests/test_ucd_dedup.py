@@ -1,4 +1,5 @@
 """Stored rows, not transmissions: one row per event identity, whatever the spelling, repetition or concurrency."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,27 +14,47 @@ def test_dedup_within_one_request(ctx):
     a_other_spelling = ev(ts="2026-11-28T09:00:00.000+00:00", currency="EUR", price=9.5)
     a_offset = ev(ts="2026-11-28T10:00:00+01:00", price=9.5, currency="EUR")
     b = ev(price=9.5, currency="USD")  # different params: a different event
-    body = upsert(ctx, [
-        {"user_id": "u1", "events": [a, a, a_other_spelling]},
-        {"user_id": "u1", "events": [a_offset, b]},  # the same user twice in one request
-        {"user_id": "u2", "events": [a]},  # the same event of another user is another event
-    ])
+    body = upsert(
+        ctx,
+        [
+            {"user_id": "u1", "events": [a, a, a_other_spelling]},
+            {"user_id": "u1", "events": [a_offset, b]},  # the same user twice in one request
+            {"user_id": "u2", "events": [a]},  # the same event of another user is another event
+        ],
+    )
     assert body == {"received_events": 6, "stored_events": 3, "duplicate_events": 3}
     got = rows(ctx)
-    assert sorted(r["event_id"] for r in got) == sorted({eid("acme", "u1", a), eid("acme", "u1", b), eid("acme", "u2", a)})
-    assert {(r["user_id"], r["timestamp"]) for r in got} == {("u1", "2026-11-28T09:00:00.000Z"), ("u2", "2026-11-28T09:00:00.000Z")}
+    assert sorted(r["event_id"] for r in got) == sorted(
+        {eid("acme", "u1", a), eid("acme", "u1", b), eid("acme", "u2", a)}
+    )
+    assert {(r["user_id"], r["timestamp"]) for r in got} == {
+        ("u1", "2026-11-28T09:00:00.000Z"),
+        ("u2", "2026-11-28T09:00:00.000Z"),
+    }
     assert len(ctx.ucd.segments("acme", *WIDE)) == 1
 
 
 def test_dedup_across_requests(ctx, clock):
     a, b = ev(price=1), ev("view", page="/")
-    assert upsert(ctx, [{"user_id": "u1", "events": [a, b]}]) == {"received_events": 2, "stored_events": 2, "duplicate_events": 0}
+    assert upsert(ctx, [{"user_id": "u1", "events": [a, b]}]) == {
+        "received_events": 2,
+        "stored_events": 2,
+        "duplicate_events": 0,
+    }
     clock.advance(minutes=5)
     a_again = ev(ts="2026-11-28T09:00:00+00:00", price=1)
     c = ev(price=2)
-    assert upsert(ctx, [{"user_id": "u1", "events": [a_again, b, c]}]) == {"received_events": 3, "stored_events": 1, "duplicate_events": 2}
+    assert upsert(ctx, [{"user_id": "u1", "events": [a_again, b, c]}]) == {
+        "received_events": 3,
+        "stored_events": 1,
+        "duplicate_events": 2,
+    }
     clock.advance(hours=3)
-    assert upsert(ctx, [{"user_id": "u1", "events": [a, b, c]}]) == {"received_events": 3, "stored_events": 0, "duplicate_events": 3}
+    assert upsert(ctx, [{"user_id": "u1", "events": [a, b, c]}]) == {
+        "received_events": 3,
+        "stored_events": 0,
+        "duplicate_events": 3,
+    }
     got = row_ids(ctx)
     assert sorted(got) == sorted(eid("acme", "u1", e) for e in (a, b, c))
     # a request that stores nothing commits no segment
@@ -55,7 +76,11 @@ def test_a_hundred_sends_store_one_row(ctx, clock):
         spelling = dict(event, timestamp="2026-11-28T09:00:00Z" if i % 2 else "2026-11-28T09:00:00.000+00:00")
         totals.update(upsert(ctx, [{"user_id": "u1", "events": [spelling]}]))
     assert totals == {"received_events": 100, "stored_events": 1, "duplicate_events": 99}
-    assert upsert(ctx, [{"user_id": "u1", "events": [event] * 100}]) == {"received_events": 100, "stored_events": 0, "duplicate_events": 100}
+    assert upsert(ctx, [{"user_id": "u1", "events": [event] * 100}]) == {
+        "received_events": 100,
+        "stored_events": 0,
+        "duplicate_events": 100,
+    }
     assert row_ids(ctx) == [eid("acme", "u1", event)]
     assert len(ctx.ucd.segments("acme", *WIDE)) == 1
 

@@ -1,5 +1,6 @@
 """UCD entry time: windows select by it, and it is stamped just before the commit that lands, so a row
 stamped t is visible before t + commit timeout < t + settle (a failed segment put is restamped)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,14 @@ def test_windows_select_by_entry_time_not_event_time(ctx, clock):
     three_days_ago = T0 - timedelta(days=3)
     assert rows(ctx, start=three_days_ago, end=three_days_ago + timedelta(hours=1)) == []
     assert rows(ctx, start=T0 + timedelta(hours=4), end=T0 + timedelta(hours=5, minutes=12)) == []
-    assert len(rows(ctx, start=T0 + timedelta(hours=5, minutes=12), end=T0 + timedelta(hours=5, minutes=12, milliseconds=1))) == 1
+    assert (
+        len(
+            rows(
+                ctx, start=T0 + timedelta(hours=5, minutes=12), end=T0 + timedelta(hours=5, minutes=12, milliseconds=1)
+            )
+        )
+        == 1
+    )
     [segment] = ctx.ucd.segments("acme", *WIDE)
     assert segment.entry_time == clock.now()
 
@@ -51,8 +59,12 @@ class FlakyUploads:
 
 def test_a_failed_put_is_restamped_with_the_later_time(ctx, clock):
     stamps = []
-    store = UcdStore(ctx.storage, clock, sleep=lambda s: None,
-                     fault=lambda p: stamps.append(int(clock.now().timestamp() * 1000)) if p == "after_stamp" else None)
+    store = UcdStore(
+        ctx.storage,
+        clock,
+        sleep=lambda s: None,
+        fault=lambda p: stamps.append(int(clock.now().timestamp() * 1000)) if p == "after_stamp" else None,
+    )
     flaky = FlakyUploads(store, clock, fail_attempts={1}, latency_seconds=30)
     result = store.upsert(upsert_request())
     assert (result.stored_events, result.duplicate_events) == (9, 1)

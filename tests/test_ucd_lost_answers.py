@@ -5,6 +5,7 @@ lets Azurite apply a request and then resets the connection, so the SDK retries 
 own first write (412 or 409); a POST is not retried by the SDK and fails with the outcome unknown.
 Each test is one of those answers read as "another request did it", which lost or blocked events.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,9 +23,17 @@ from tests.ucd_helpers import Crash, crash_at, event_ids, quick_store, stored_id
 
 
 def body(n: int = 3, user: str = "u1") -> dict:
-    return {"users": [{"user_id": user, "events": [
-        {"event_name": "purchase", "timestamp": f"2026-11-27T08:00:{i:02d}Z", "event_params": {"i": i}} for i in range(n)
-    ]}]}
+    return {
+        "users": [
+            {
+                "user_id": user,
+                "events": [
+                    {"event_name": "purchase", "timestamp": f"2026-11-27T08:00:{i:02d}Z", "event_params": {"i": i}}
+                    for i in range(n)
+                ],
+            }
+        ]
+    }
 
 
 @pytest.fixture
@@ -70,7 +79,11 @@ def one_partition_body(n: int) -> dict:
     """`n` events of user u1 whose claims share one dedup partition, so they are claimed in one transaction."""
     by_partition: dict[str, list[dict]] = defaultdict(list)
     for i in range(40 * n):
-        event = {"event_name": "purchase", "timestamp": f"2026-11-27T08:{i // 60:02d}:{i % 60:02d}Z", "event_params": {"i": i}}
+        event = {
+            "event_name": "purchase",
+            "timestamp": f"2026-11-27T08:{i // 60:02d}:{i % 60:02d}Z",
+            "event_params": {"i": i},
+        }
         [user] = parse_upsert("acme", {"users": [{"user_id": "u1", "events": [event]}]}).users
         group = by_partition[user.events[0].event_id[:CLAIM_PARTITION_CHARS]]
         group.append(event)
@@ -148,6 +161,7 @@ def test_a_stamp_whose_answer_is_lost_commits_at_once(ctx, clock, proxied, table
 
 def test_a_request_that_failed_on_a_transient_fault_succeeds_on_its_next_attempt(ctx, clock, proxied):
     """A failed request gives up its claims at once, so its retry does not wait for their deadline."""
+
     def storage_fails_once_claimed(point):
         if point == "after_claims":
             raise TransientError("the storage failed after the claims landed")  # the process lives on

@@ -1,4 +1,5 @@
 """UCD profiles and catalog: anonymous and deleted users, attributes captured on events, the catalog per account."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,19 +12,35 @@ def test_anonymous_users_are_stored_and_read(ctx):
     upsert(ctx, [{"user_id": "anon-7f3a", "events": [ev("email_open", campaign="c1")]}])
     [row] = rows(ctx, columns=["p:campaign"])
     assert row["user_id"] == "anon-7f3a" and row["p:campaign"] == "c1"
-    assert ctx.ucd.profile("acme", "anon-7f3a") == {"user_id": "anon-7f3a", "attributes": {}, "identifiers": {}, "deleted": False}
+    assert ctx.ucd.profile("acme", "anon-7f3a") == {
+        "user_id": "anon-7f3a",
+        "attributes": {},
+        "identifiers": {},
+        "deleted": False,
+    }
 
 
 def test_deleted_users_keep_their_stored_events(ctx, clock):
-    upsert(ctx, [{"user_id": "u/1#?", "identifiers": {"email": "a@x"}, "attributes": {"email": "a@x", "plan": "pro"},
-                  "events": [ev(price=1), ev("view")]}])
+    upsert(
+        ctx,
+        [
+            {
+                "user_id": "u/1#?",
+                "identifiers": {"email": "a@x"},
+                "attributes": {"email": "a@x", "plan": "pro"},
+                "events": [ev(price=1), ev("view")],
+            }
+        ],
+    )
     clock.advance(minutes=10)
     deleted = call(ctx, "ucd_delete_user", account="acme", user_id="u/1#?")
     assert deleted.status == 200 and deleted.body == {"account": "acme", "user_id": "u/1#?", "deleted": True}
     assert ctx.ucd.profile("acme", "u/1#?")["deleted"] is True
     got = rows(ctx, columns=["a:email", "a:plan", "p:price"])
     assert sorted((r["event_name"], r["a:email"], r["a:plan"], r["p:price"]) for r in got) == [
-        ("purchase", "a@x", "pro", "1"), ("view", "a@x", "pro", None)]
+        ("purchase", "a@x", "pro", "1"),
+        ("view", "a@x", "pro", None),
+    ]
 
 
 def test_deleting_an_unknown_user_is_404(ctx):
@@ -55,11 +72,19 @@ def test_events_carry_the_attributes_in_force_when_stored(ctx, clock):
 
 def test_a_merge_too_large_for_a_profile_refuses_the_request_before_any_profile_is_written(ctx):
     big = "x" * 20_000
-    assert call(ctx, "ucd_upsert", {"users": [{"user_id": "b", "attributes": {"one": big}}]}, account="acme").status == 200
-    body = {"users": [
-        {"user_id": "a", "attributes": {"email": "a@example.com"}, "events": [{"event_name": "e", "timestamp": "2026-11-28T10:00:00Z"}]},
-        {"user_id": "b", "attributes": {"two": big}},
-    ]}
+    assert (
+        call(ctx, "ucd_upsert", {"users": [{"user_id": "b", "attributes": {"one": big}}]}, account="acme").status == 200
+    )
+    body = {
+        "users": [
+            {
+                "user_id": "a",
+                "attributes": {"email": "a@example.com"},
+                "events": [{"event_name": "e", "timestamp": "2026-11-28T10:00:00Z"}],
+            },
+            {"user_id": "b", "attributes": {"two": big}},
+        ]
+    }
     answer = call(ctx, "ucd_upsert", body, account="acme")
     assert answer.status == 400 and answer.body["error"]["field"] == "users[1].attributes"
     assert ctx.ucd.profile("acme", "a") is None, "no profile of the refused request was written"
@@ -68,9 +93,25 @@ def test_a_merge_too_large_for_a_profile_refuses_the_request_before_any_profile_
 
 
 def test_catalog_lists_event_names_params_and_attributes_per_account(ctx):
-    upsert(ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=1, currency="EUR"), ev("a/b#c?", x=1)]}])
-    upsert(ctx, [{"user_id": "u2", "attributes": {"plan": "pro", "email": "b@x"}, "events": [ev(sku="s", price=2), ev("view")]}])
-    upsert(ctx, [{"user_id": "u9", "attributes": {"secret": 1}, "events": [ev("other_account_event", y=1)]}], account="globex")
+    upsert(
+        ctx,
+        [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=1, currency="EUR"), ev("a/b#c?", x=1)]}],
+    )
+    upsert(
+        ctx,
+        [
+            {
+                "user_id": "u2",
+                "attributes": {"plan": "pro", "email": "b@x"},
+                "events": [ev(sku="s", price=2), ev("view")],
+            }
+        ],
+    )
+    upsert(
+        ctx,
+        [{"user_id": "u9", "attributes": {"secret": 1}, "events": [ev("other_account_event", y=1)]}],
+        account="globex",
+    )
     response = call(ctx, "ucd_catalog", account="acme")
     assert response.status == 200
     assert response.body == {
@@ -85,8 +126,10 @@ def test_catalog_lists_event_names_params_and_attributes_per_account(ctx):
 def test_concurrent_catalog_and_profile_writers_lose_no_key(ctx, clock):
     """Eight requests extend the same catalog entries and profile at once: each lost race re-reads and merges again."""
     stores = [UcdStore(ctx.storage, clock) for _ in range(8)]
-    requests = [parse_upsert("acme", {"users": [{"user_id": "u1", "attributes": {f"k{i}": i},
-                                                 "events": [ev(**{f"p{i}": i})]}]}) for i in range(8)]
+    requests = [
+        parse_upsert("acme", {"users": [{"user_id": "u1", "attributes": {f"k{i}": i}, "events": [ev(**{f"p{i}": i})]}]})
+        for i in range(8)
+    ]
     run_together(lambda i: stores[i].upsert(requests[i]), 8)
     assert ctx.ucd.catalog("acme")["events"] == {"purchase": sorted(f"p{i}" for i in range(8))}
     assert ctx.ucd.catalog("acme")["attributes"] == sorted(f"k{i}" for i in range(8))
@@ -98,15 +141,22 @@ def test_a_store_extends_the_catalog_only_with_names_and_keys_it_has_not_seen_th
     brings nothing new leaves it alone (no reads), and one new key extends it again."""
     extended = []
     real = ctx.ucd.profiles.extend_catalog
-    monkeypatch.setattr(ctx.ucd.profiles, "extend_catalog", lambda account, users: (extended.append(account), real(account, users)))
+    monkeypatch.setattr(
+        ctx.ucd.profiles, "extend_catalog", lambda account, users: (extended.append(account), real(account, users))
+    )
     upsert(ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=1)]}])
-    upsert(ctx, [{"user_id": "u2", "attributes": {"email": "b@x"}, "events": [ev(price=2), ev(ts="2026-11-28T09:01:00Z")]}])
+    upsert(
+        ctx, [{"user_id": "u2", "attributes": {"email": "b@x"}, "events": [ev(price=2), ev(ts="2026-11-28T09:01:00Z")]}]
+    )
     assert extended == ["acme"]
     upsert(ctx, [{"user_id": "u3", "events": [ev(price=3, currency="EUR")]}])
     upsert(ctx, [{"user_id": "u4", "attributes": {"plan": "pro"}, "events": [ev(price=4)]}])
     upsert(ctx, [{"user_id": "u1", "events": [ev("view")]}])
     upsert(ctx, [{"user_id": "u1", "events": [ev(price=5)]}], account="globex")
     assert extended == ["acme"] * 4 + ["globex"]
-    assert ctx.ucd.catalog("acme") == {"account": "acme", "events": {"purchase": ["currency", "price"], "view": []},
-                                       "attributes": ["email", "plan"]}
+    assert ctx.ucd.catalog("acme") == {
+        "account": "acme",
+        "events": {"purchase": ["currency", "price"], "view": []},
+        "attributes": ["email", "plan"],
+    }
     assert ctx.ucd.catalog("globex")["events"] == {"purchase": ["price"]}

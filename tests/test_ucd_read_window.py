@@ -1,4 +1,5 @@
 """UCD window reads: entry-time order, only a window's own segments, event and column selection, bounded batches."""
+
 from __future__ import annotations
 
 import time
@@ -13,7 +14,9 @@ from tests.ucd_helpers import T0, WIDE, ev, rows, upsert
 def _three_segments(ctx, clock):
     for minute, count in ((1, 5), (2, 6), (3, 4)):
         clock.set(T0 + timedelta(minutes=minute))
-        upsert(ctx, [{"user_id": f"u{minute}", "events": [ev(ts=f"2026-11-28T08:0{k}:00Z", k=k) for k in range(count)]}])
+        upsert(
+            ctx, [{"user_id": f"u{minute}", "events": [ev(ts=f"2026-11-28T08:0{k}:00Z", k=k) for k in range(count)]}]
+        )
 
 
 def test_read_order_is_entry_time_then_event_id(ctx, clock):
@@ -29,8 +32,14 @@ def test_read_order_is_entry_time_then_event_id(ctx, clock):
 
 
 def test_a_window_reads_only_its_own_segments(ctx, clock, monkeypatch):
-    entries = [T0 - timedelta(minutes=30), T0 + timedelta(minutes=10), T0 + timedelta(minutes=50),
-               T0 + timedelta(hours=1), T0 + timedelta(hours=1, minutes=20), T0 + timedelta(hours=3)]
+    entries = [
+        T0 - timedelta(minutes=30),
+        T0 + timedelta(minutes=10),
+        T0 + timedelta(minutes=50),
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=1, minutes=20),
+        T0 + timedelta(hours=3),
+    ]
     for i, when in enumerate(entries):
         clock.set(when)
         upsert(ctx, [{"user_id": f"u{i}", "events": [ev(i=i)]}])
@@ -57,7 +66,9 @@ def test_a_window_reads_only_its_own_segments(ctx, clock, monkeypatch):
     # listing is by hour prefix: a window inside one hour never lists another hour
     listed = []
     real_list = ctx.ucd.container.list_blobs
-    monkeypatch.setattr(ctx.ucd.container, "list_blobs", lambda **kw: listed.append(kw["name_starts_with"]) or real_list(**kw))
+    monkeypatch.setattr(
+        ctx.ucd.container, "list_blobs", lambda **kw: listed.append(kw["name_starts_with"]) or real_list(**kw)
+    )
     ctx.ucd.segments("acme", T0 + timedelta(minutes=15), T0 + timedelta(minutes=55))
     assert listed == ["acme/events/2026/11/28/10/"]
 
@@ -78,7 +89,9 @@ def test_event_name_filter(ctx, clock):
 
 
 def test_column_selection_with_missing_columns_as_nulls(ctx, clock):
-    upsert(ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=9.5, currency="EUR"), ev(price=1)]}])
+    upsert(
+        ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=9.5, currency="EUR"), ev(price=1)]}]
+    )
     clock.advance(minutes=1)
     upsert(ctx, [{"user_id": "u2", "events": [ev("view", page="/")]}])  # a segment without price or email columns
     columns = ["p:price", "a:email", "p:missing", "event_name", "a:missing"]
@@ -88,7 +101,10 @@ def test_column_selection_with_missing_columns_as_nulls(ctx, clock):
     assert all(f.type == pa.string() for b in batches for f in b.schema)
     got = pa.Table.from_batches(batches).to_pylist()
     assert sorted((r["user_id"], r["p:price"], r["a:email"], r["p:missing"], r["a:missing"]) for r in got) == [
-        ("u1", "1", "a@x", None, None), ("u1", "9.5", "a@x", None, None), ("u2", None, None, None, None)]
+        ("u1", "1", "a@x", None, None),
+        ("u1", "9.5", "a@x", None, None),
+        ("u2", None, None, None, None),
+    ]
     assert all(b.schema.names == list(FIXED_COLUMNS) for b in ctx.ucd.read_window("acme", *WIDE))
 
 

@@ -6,6 +6,7 @@ claims name a committed segment; that segment's blob says which events it stored
 learns them all from one claim read and one intent read. The Table calls are counted by a proxy in
 front of Azurite's Table service (blobs go straight to Azurite).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,14 @@ PER_REQUEST = 10
 
 
 def events(first: int, n: int) -> list[dict]:
-    return [{"event_name": "purchase", "timestamp": f"2026-11-27T{8 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
-             "event_params": {"i": i}} for i in range(first, first + n)]
+    return [
+        {
+            "event_name": "purchase",
+            "timestamp": f"2026-11-27T{8 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+            "event_params": {"i": i},
+        }
+        for i in range(first, first + n)
+    ]
 
 
 def body(*groups: list[dict]) -> dict:
@@ -58,7 +65,9 @@ def test_a_resend_of_a_stored_request_makes_table_calls_per_partition_not_per_ev
     again, resend_calls = send(body(first))
 
     assert (again.received_events, again.stored_events, again.duplicate_events) == (480, 0, 480)
-    assert resend_calls <= CLAIM_PARTITIONS + PER_REQUEST, f"{resend_calls} Table calls for a resend of 480 stored events"
+    assert resend_calls <= CLAIM_PARTITIONS + PER_REQUEST, (
+        f"{resend_calls} Table calls for a resend of 480 stored events"
+    )
     assert resend_calls <= first_calls, "a resend costs no more than the first send"
     assert_stored_once(ctx, first)
 

@@ -8,6 +8,7 @@ ETag update to take it over. Any one of those thousands of calls that fails with
 retried request is refused with near certainty, every time. The cost of a retry must not grow with
 the number of events, only with the claim partitions (16 per account).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,14 +39,34 @@ def proxied(azurite_connection):
         proxy.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="soak finding: a retried request takes over its dead claims with several table "
-                                       "calls per event, so under faults a large retry is refused every time (ucd/store.py)")
-def test_a_retry_of_an_interrupted_large_request_costs_table_calls_per_partition_not_per_event(settings, clock, proxied):
+@pytest.mark.xfail(
+    strict=True,
+    reason="soak finding: a retried request takes over its dead claims with several table "
+    "calls per event, so under faults a large retry is refused every time (ucd/store.py)",
+)
+def test_a_retry_of_an_interrupted_large_request_costs_table_calls_per_partition_not_per_event(
+    settings, clock, proxied
+):
     connection, proxies = proxied
-    ctx = Context.create(dataclasses.replace(settings, storage_connection=connection, ucd_commit_timeout_seconds=1), clock)
-    body = {"users": [{"user_id": f"u{u}", "events": [
-        {"event_name": "purchase", "timestamp": iso(T0 - timedelta(days=1, seconds=u * 1000 + e)), "event_params": {"n": e}}
-        for e in range(EVENTS_PER_USER)]} for u in range(USERS)]}
+    ctx = Context.create(
+        dataclasses.replace(settings, storage_connection=connection, ucd_commit_timeout_seconds=1), clock
+    )
+    body = {
+        "users": [
+            {
+                "user_id": f"u{u}",
+                "events": [
+                    {
+                        "event_name": "purchase",
+                        "timestamp": iso(T0 - timedelta(days=1, seconds=u * 1000 + e)),
+                        "event_params": {"n": e},
+                    }
+                    for e in range(EVENTS_PER_USER)
+                ],
+            }
+            for u in range(USERS)
+        ]
+    }
 
     # The first attempt claims every event, then cannot put its segment: it is refused (the worker might as well have died).
     proxies["Blob"].add(Rule("reset_before", method="PUT", path=r"\.parquet", times=3))

@@ -3,6 +3,7 @@
 Names become Table keys (profiles, catalog); a key of percent-encoded UTF-8 outgrew the key size
 limit, and storage's refusal was answered "503, retry" forever.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,17 @@ NAMES = [
 
 @pytest.mark.parametrize("user_id,event_name", NAMES)
 def test_a_valid_name_is_stored_read_and_deleted(ctx, user_id, event_name):
-    body = {"users": [{"user_id": user_id, "attributes": {"ключ": "значение"}, "events": [
-        {"event_name": event_name, "timestamp": "2026-11-28T09:00:00Z", "event_params": {"ключ": 1}}]}]}
+    body = {
+        "users": [
+            {
+                "user_id": user_id,
+                "attributes": {"ключ": "значение"},
+                "events": [
+                    {"event_name": event_name, "timestamp": "2026-11-28T09:00:00Z", "event_params": {"ключ": 1}}
+                ],
+            }
+        ]
+    }
 
     answer = call(ctx, "ucd_upsert", body, account="acme")
 

@@ -3,6 +3,7 @@
 Every request is answered 2xx or 4xx, never 5xx; a refused one stores nothing; what was accepted is
 stored exactly once: a resend answers only duplicates, and the window read holds each event id once.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,7 +22,10 @@ _accounts = itertools.count()
 # Any Unicode, unpaired surrogates and control characters included, and a few names that are hard as Table keys.
 unicode_text = st.one_of(
     st.text(max_size=12),
-    st.text(st.characters(codec=None, exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\x7f", "\x85"]), max_size=8),
+    st.text(
+        st.characters(codec=None, exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\x7f", "\x85"]),
+        max_size=8,
+    ),
     st.sampled_from(["purchase", "é" * 100, "😀" * 64, "a/b#c?d\\e%f", "'", " ", "x" * 257]),
 )
 # Any printable Unicode: names a request may well use, so that many requests are accepted and their storage checked.
@@ -30,11 +34,16 @@ names = printable | st.builds("{} {}".format, printable, printable)
 
 
 def json_of(leaves: st.SearchStrategy) -> st.SearchStrategy:
-    return st.recursive(leaves, lambda children: st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=3),
-                        max_leaves=8)
+    return st.recursive(
+        leaves,
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=3),
+        max_leaves=8,
+    )
 
 
-values = json_of(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | unicode_text)
+values = json_of(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | unicode_text
+)
 anything = json_of(st.none() | st.booleans() | st.integers() | st.floats() | unicode_text)  # NaN and Infinity too
 
 
@@ -67,7 +76,9 @@ def upserts(names: st.SearchStrategy, timestamps: st.SearchStrategy, values: st.
 
 bodies = st.one_of(
     upserts(names, rfc3339(), values),  # well-formed, any Unicode: mostly accepted
-    upserts(names | unicode_text, rfc3339() | unicode_text | anything, anything),  # anything in any place: mostly refused
+    upserts(
+        names | unicode_text, rfc3339() | unicode_text | anything, anything
+    ),  # anything in any place: mostly refused
     anything,  # not an upsert body at all
 )
 
@@ -76,7 +87,9 @@ def _stored_ids(ctx, account: str) -> Counter:
     return Counter(r["event_id"] for batch in ctx.ucd.read_window(account, *AROUND_T0) for r in batch.to_pylist())
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(body=bodies)
 def test_upsert_answers_2xx_or_4xx_and_stores_what_it_accepted_exactly_once(ctx, body):
     account = f"prop-{next(_accounts)}"  # a fresh account per example: what is stored is this example's alone
@@ -92,7 +105,11 @@ def test_upsert_answers_2xx_or_4xx_and_stores_what_it_accepted_exactly_once(ctx,
     answer = first.body
     assert answer["received_events"] == received == answer["stored_events"] + answer["duplicate_events"]
     again = call(ctx, "ucd_upsert", raw, account=account)
-    assert again.status == 200 and again.body == {"received_events": received, "stored_events": 0, "duplicate_events": received}
+    assert again.status == 200 and again.body == {
+        "received_events": received,
+        "stored_events": 0,
+        "duplicate_events": received,
+    }
     stored = _stored_ids(ctx, account)
     assert set(stored.values()) <= {1}, "each event id is stored once"
     assert sum(stored.values()) == answer["stored_events"]

@@ -4,6 +4,7 @@
 Pure tests of `parse_upsert` / `load_json_body`, then the same cases through the API against Azurite,
 each checking that no profile, catalog entry, intent, dedup claim or segment blob was written.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,26 @@ def body_with(user_overrides=None, event=None, *, drop_event_key=None, drop_user
     bad_user.update(user_overrides or {})
     if drop_user_key:
         bad_user.pop(drop_user_key)
-    return {"users": [
-        {"user_id": "u1", "attributes": {"email": "a@example.com"}, "events": [good_event(), good_event(event_name="view")]},
-        bad_user,
-    ]}
+    return {
+        "users": [
+            {
+                "user_id": "u1",
+                "attributes": {"email": "a@example.com"},
+                "events": [good_event(), good_event(event_name="view")],
+            },
+            bad_user,
+        ]
+    }
 
 
 # ------------------------------------------------------------------ pure: load_json_body
 
 
-@pytest.mark.parametrize("raw", [b"{", b"{'users': []}", b"[1,", b"\xff\xfe{}", b"nul", "{\"users\": [}"],
-                         ids=["open-brace", "single-quotes", "truncated-list", "bad-utf8", "nul", "bad-list"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"{'users': []}", b"[1,", b"\xff\xfe{}", b"nul", '{"users": [}'],
+    ids=["open-brace", "single-quotes", "truncated-list", "bad-utf8", "nul", "bad-list"],
+)
 def test_load_json_body_refuses_malformed_json(raw):
     with pytest.raises(InputError) as err:
         load_json_body(raw)
@@ -63,13 +73,17 @@ def test_load_json_body_refuses_an_empty_body(raw):
     assert err.value.field == "body" and "empty" in err.value.reason
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"users": [{"user_id": "u", "attributes": {"x": NaN}}]}',
-    b'{"users": [{"user_id": "u", "attributes": {"x": Infinity}}]}',
-    b'{"users": [{"user_id": "u", "attributes": {"x": -Infinity}}]}',
-    b'{"users": [{"user_id": "u", "attributes": {"x": 1e999}}]}',  # parses as inf without a float hook
-    b'{"users": [{"user_id": "u", "attributes": {"x": -1e400}}]}',
-], ids=["nan", "infinity", "-infinity", "1e999", "-1e400"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"users": [{"user_id": "u", "attributes": {"x": NaN}}]}',
+        b'{"users": [{"user_id": "u", "attributes": {"x": Infinity}}]}',
+        b'{"users": [{"user_id": "u", "attributes": {"x": -Infinity}}]}',
+        b'{"users": [{"user_id": "u", "attributes": {"x": 1e999}}]}',  # parses as inf without a float hook
+        b'{"users": [{"user_id": "u", "attributes": {"x": -1e400}}]}',
+    ],
+    ids=["nan", "infinity", "-infinity", "1e999", "-1e400"],
+)
 def test_load_json_body_refuses_non_finite_numbers(raw):
     with pytest.raises(InputError) as err:
         load_json_body(raw)
@@ -92,28 +106,65 @@ def test_load_json_body_enforces_the_byte_limit():
 
 
 def test_parse_upsert_normalises_timestamps_and_renders_params():
-    req = parse_upsert("acme", {"users": [
-        {"user_id": "u1", "identifiers": {"email": "a@x"}, "attributes": {"plan": "pro"}, "events": [
-            {"event_name": "purchase", "timestamp": "2026-11-28T12:00:00.1239+02:00",
-             "event_params": {"price": 9.5, "n": 3, "ok": True, "no": False, "none": None, "nested": {"b": 1, "a": [1, "x"]}, "s": "t"}},
-        ]},
-        {"user_id": "u2"},
-    ]})
+    req = parse_upsert(
+        "acme",
+        {
+            "users": [
+                {
+                    "user_id": "u1",
+                    "identifiers": {"email": "a@x"},
+                    "attributes": {"plan": "pro"},
+                    "events": [
+                        {
+                            "event_name": "purchase",
+                            "timestamp": "2026-11-28T12:00:00.1239+02:00",
+                            "event_params": {
+                                "price": 9.5,
+                                "n": 3,
+                                "ok": True,
+                                "no": False,
+                                "none": None,
+                                "nested": {"b": 1, "a": [1, "x"]},
+                                "s": "t",
+                            },
+                        },
+                    ],
+                },
+                {"user_id": "u2"},
+            ]
+        },
+    )
     assert req.account == "acme" and req.received_events == 1
     assert [u.user_id for u in req.users] == ["u1", "u2"]
     assert req.users[1].events == [] and req.users[1].attributes == {} and req.users[1].identifiers == {}
     e = req.users[0].events[0]
     assert e.timestamp == "2026-11-28T10:00:00.123Z"  # UTC, milliseconds, truncated
     assert e.user_id == "u1" and e.event_name == "purchase"
-    assert e.params == {"price": "9.5", "n": "3", "ok": "true", "no": "false", "none": None,
-                        "nested": '{"a":[1,"x"],"b":1}', "s": "t"}
+    assert e.params == {
+        "price": "9.5",
+        "n": "3",
+        "ok": "true",
+        "no": "false",
+        "none": None,
+        "nested": '{"a":[1,"x"],"b":1}',
+        "s": "t",
+    }
     assert len(e.event_id) == 32 and int(e.event_id, 16) >= 0
 
 
 def test_event_identity_is_the_instant_not_its_spelling():
     def eid(ts, params=None, name="purchase", user="u1", account="acme"):
-        req = parse_upsert(account, {"users": [{"user_id": user, "events": [
-            {"event_name": name, "timestamp": ts, "event_params": params or {"a": 1, "b": "x"}}]}]})
+        req = parse_upsert(
+            account,
+            {
+                "users": [
+                    {
+                        "user_id": user,
+                        "events": [{"event_name": name, "timestamp": ts, "event_params": params or {"a": 1, "b": "x"}}],
+                    }
+                ]
+            },
+        )
         return req.users[0].events[0].event_id
 
     base = eid("2026-11-28T10:00:00Z")
@@ -155,7 +206,11 @@ BAD_CASES = [
     ("attributes-string", body_with({"attributes": "plan=pro"}), "users[1].attributes"),
     ("attributes-empty-key", body_with({"attributes": {"": 1}}), "users[1].attributes key"),
     ("attributes-too-large", body_with({"attributes": {"bio": "x" * 30_001}}), "users[1].attributes"),
-    ("attribute-value-lone-surrogate", body_with({"attributes": {"bio": ["ok", {"k": "\udc00"}]}}), "users[1].attributes.bio"),
+    (
+        "attribute-value-lone-surrogate",
+        body_with({"attributes": {"bio": ["ok", {"k": "\udc00"}]}}),
+        "users[1].attributes.bio",
+    ),
     ("identifiers-list", body_with({"identifiers": [1]}), "users[1].identifiers"),
     ("events-object", body_with({"events": {"event_name": "x"}}), "users[1].events"),
     ("events-string", body_with({"events": "purchase"}), "users[1].events"),
@@ -164,20 +219,48 @@ BAD_CASES = [
     ("event-name-missing", body_with(drop_event_key="event_name"), "users[1].events[0].event_name"),
     ("event-name-empty", body_with(event=good_event(event_name="")), "users[1].events[0].event_name"),
     ("event-name-null", body_with(event=good_event(event_name=None)), "users[1].events[0].event_name"),
-    ("event-name-too-many-bytes", body_with(event=good_event(event_name="\u00e9" * 200)), "users[1].events[0].event_name"),
+    (
+        "event-name-too-many-bytes",
+        body_with(event=good_event(event_name="\u00e9" * 200)),
+        "users[1].events[0].event_name",
+    ),
     ("timestamp-missing", body_with(drop_event_key="timestamp"), "users[1].events[0].timestamp"),
     ("timestamp-null", body_with(event=good_event(timestamp=None)), "users[1].events[0].timestamp"),
     ("timestamp-empty", body_with(event=good_event(timestamp="")), "users[1].events[0].timestamp"),
     ("timestamp-words", body_with(event=good_event(timestamp="yesterday")), "users[1].events[0].timestamp"),
     ("timestamp-number", body_with(event=good_event(timestamp=1795860000)), "users[1].events[0].timestamp"),
-    ("timestamp-month-13", body_with(event=good_event(timestamp="2026-13-01T00:00:00Z")), "users[1].events[0].timestamp"),
-    ("timestamp-before-epoch", body_with(event=good_event(timestamp="1969-12-31T23:59:59Z")), "users[1].events[0].timestamp"),
-    ("timestamp-underflows-utc", body_with(event=good_event(timestamp="0001-01-01T00:00:00+01:00")), "users[1].events[0].timestamp"),
-    ("timestamp-overflows-utc", body_with(event=good_event(timestamp="9999-12-31T23:59:59-01:00")), "users[1].events[0].timestamp"),
+    (
+        "timestamp-month-13",
+        body_with(event=good_event(timestamp="2026-13-01T00:00:00Z")),
+        "users[1].events[0].timestamp",
+    ),
+    (
+        "timestamp-before-epoch",
+        body_with(event=good_event(timestamp="1969-12-31T23:59:59Z")),
+        "users[1].events[0].timestamp",
+    ),
+    (
+        "timestamp-underflows-utc",
+        body_with(event=good_event(timestamp="0001-01-01T00:00:00+01:00")),
+        "users[1].events[0].timestamp",
+    ),
+    (
+        "timestamp-overflows-utc",
+        body_with(event=good_event(timestamp="9999-12-31T23:59:59-01:00")),
+        "users[1].events[0].timestamp",
+    ),
     ("params-list", body_with(event=good_event(event_params=["price"])), "users[1].events[0].event_params"),
     ("params-number", body_with(event=good_event(event_params=3)), "users[1].events[0].event_params"),
-    ("params-control-key", body_with(event=good_event(event_params={"a\tb": 1})), "users[1].events[0].event_params key"),
-    ("param-value-lone-surrogate", body_with(event=good_event(event_params={"x": "\ud83d"})), "users[1].events[0].event_params.x"),
+    (
+        "params-control-key",
+        body_with(event=good_event(event_params={"a\tb": 1})),
+        "users[1].events[0].event_params key",
+    ),
+    (
+        "param-value-lone-surrogate",
+        body_with(event=good_event(event_params={"x": "\ud83d"})),
+        "users[1].events[0].event_params.x",
+    ),
 ]
 
 
@@ -204,7 +287,12 @@ def test_parse_upsert_accepts_good_accounts(account):
 def test_parse_upsert_limits_events_across_users(monkeypatch):
     monkeypatch.setattr(ucd_request, "MAX_EVENTS", 3)
     two = [good_event(timestamp=f"2026-11-28T10:00:0{i}Z") for i in range(2)]
-    assert parse_upsert("acme", {"users": [{"user_id": "u1", "events": two[:1]}, {"user_id": "u2", "events": two}]}).received_events == 3
+    assert (
+        parse_upsert(
+            "acme", {"users": [{"user_id": "u1", "events": two[:1]}, {"user_id": "u2", "events": two}]}
+        ).received_events
+        == 3
+    )
     with pytest.raises(InputError) as err:
         parse_upsert("acme", {"users": [{"user_id": "u1", "events": two}, {"user_id": "u2", "events": two}]})
     assert err.value.field == "users[1].events"
@@ -247,13 +335,17 @@ def test_api_refuses_bad_input_and_stores_nothing(ctx, body, field):
     assert_nothing_stored(ctx)
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"users": [{"user_id": "u1", "events": [',
-    b"",
-    b'{"users": [{"user_id": "u1", "attributes": {"score": NaN}}]}',
-    b'{"users": [{"user_id": "u1", "events": [{"event_name": "e", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"x": 1e999}}]}]}',
-    b'\xef\xbb\xbf\xff{"users": []}',
-], ids=["truncated", "empty", "nan", "overflowing-float", "bad-utf8"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"users": [{"user_id": "u1", "events": [',
+        b"",
+        b'{"users": [{"user_id": "u1", "attributes": {"score": NaN}}]}',
+        b'{"users": [{"user_id": "u1", "events": [{"event_name": "e", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"x": 1e999}}]}]}',
+        b'\xef\xbb\xbf\xff{"users": []}',
+    ],
+    ids=["truncated", "empty", "nan", "overflowing-float", "bad-utf8"],
+)
 def test_api_refuses_unparseable_bodies_and_stores_nothing(ctx, raw):
     assert_refused(call(ctx, "ucd_upsert", raw, account="acme"), "body")
     assert_nothing_stored(ctx)
@@ -268,12 +360,18 @@ def test_api_refuses_an_over_large_body(ctx):
 def test_api_refuses_more_events_than_the_limit(ctx, monkeypatch):
     monkeypatch.setattr(ucd_request, "MAX_EVENTS", 4)
     events = [good_event(timestamp=f"2026-11-28T10:00:0{i}Z") for i in range(3)]
-    body = {"users": [{"user_id": "u1", "attributes": {"a": 1}, "events": events}, {"user_id": "u2", "events": events[:2]}]}
+    body = {
+        "users": [{"user_id": "u1", "attributes": {"a": 1}, "events": events}, {"user_id": "u2", "events": events[:2]}]
+    }
     assert_refused(call(ctx, "ucd_upsert", body, account="acme"), "users[1].events")
     assert_nothing_stored(ctx)
     # At the limit it is accepted: the refusal above was the limit, not the body.
     body["users"][1]["events"] = events[:1]
-    assert call(ctx, "ucd_upsert", body, account="acme").body == {"received_events": 4, "stored_events": 4, "duplicate_events": 0}
+    assert call(ctx, "ucd_upsert", body, account="acme").body == {
+        "received_events": 4,
+        "stored_events": 4,
+        "duplicate_events": 0,
+    }
 
 
 @pytest.mark.parametrize("account", ["Acme", "ac_me", "ACME", "x"])
@@ -298,7 +396,11 @@ def test_the_fixed_body_stores_what_was_refused(ctx):
     assert_refused(call(ctx, "ucd_upsert", body, account="acme"), "users[1].events[0].event_params")
     assert_nothing_stored(ctx)
     body["users"][1]["events"][0]["event_params"] = {"price": 1}
-    assert call(ctx, "ucd_upsert", body, account="acme").body == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
+    assert call(ctx, "ucd_upsert", body, account="acme").body == {
+        "received_events": 3,
+        "stored_events": 3,
+        "duplicate_events": 0,
+    }
     assert ctx.ucd.profile("acme", "u2")["attributes"] == {"plan": "pro"}
     assert set(ctx.ucd.catalog("acme")["events"]) == {"purchase", "view"}
 
@@ -307,10 +409,19 @@ def test_a_merge_too_large_for_the_stored_profile_is_refused_and_leaves_nothing(
     """Only the stored profile shows the merge is too large; the intent written meanwhile is deleted too."""
     first = {"users": [{"user_id": "u1", "attributes": {"a": "x" * 20_000}, "events": [good_event()]}]}
     assert call(ctx, "ucd_upsert", first, account="acme").status == 200
-    before = {t: list(ctx.storage.table(t).list_entities()) for t in (UCD_CATALOG_TABLE, UCD_SEGMENTS_TABLE, UCD_EVENTS_TABLE)}
+    before = {
+        t: list(ctx.storage.table(t).list_entities()) for t in (UCD_CATALOG_TABLE, UCD_SEGMENTS_TABLE, UCD_EVENTS_TABLE)
+    }
 
-    larger = {"users": [{"user_id": "u1", "attributes": {"b": "y" * 15_000},
-                         "events": [good_event(event_name="view", event_params={"page": "/"})]}]}
+    larger = {
+        "users": [
+            {
+                "user_id": "u1",
+                "attributes": {"b": "y" * 15_000},
+                "events": [good_event(event_name="view", event_params={"page": "/"})],
+            }
+        ]
+    }
     assert_refused(call(ctx, "ucd_upsert", larger, account="acme"), "users[0].attributes")
 
     for table, entities in before.items():

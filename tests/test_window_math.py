@@ -1,6 +1,7 @@
 """Window math (pure): windows anchored at activation, due at end + settle, catch-up oldest first,
 backlog and lag (docs/invariants.md: windows, catch-up).
 """
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +16,7 @@ S = timedelta(seconds=1)
 
 def windows(activated=ACTIVATED, last=None, freq=1, now=None, settle=SETTLE, limit=None):
     return list(due_windows(activated, last, freq, now, settle, limit))
+
 
 # ------------------------------------------------------------------ windows
 
@@ -121,7 +123,11 @@ def test_backlog_counts_exactly_the_due_windows(freq, last_hours):
     anchor = last or ACTIVATED
     for minutes in (0, 1, 59, 60, 61, 62, 121, 122, 24 * 60, 24 * 60 + 2, 7 * 24 * 60 + 3):
         now = anchor + timedelta(minutes=minutes)
-        assert backlog(ACTIVATED, last, freq, now, SETTLE) == len(windows(last=last, freq=freq, now=now)), (freq, last, minutes)
+        assert backlog(ACTIVATED, last, freq, now, SETTLE) == len(windows(last=last, freq=freq, now=now)), (
+            freq,
+            last,
+            minutes,
+        )
 
 
 def test_backlog_boundary_one_second_before_and_at_due_time():

@@ -2,11 +2,12 @@
 
 The general helpers (`T0`, `call`, `run_together`) are in tests/helpers.py; this module re-exports them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from exporter.ucd import UcdStore, UpsertRequest, parse_upsert
 from tests.helpers import T0, call, run_together  # noqa: F401 - re-exported for the UCD tests
@@ -29,6 +30,7 @@ def crash_at(point: str, occurrence: int = 1) -> Callable[[str], None]:
         seen[p] += 1
         if p == point and seen[p] == occurrence:
             raise Crash(p)
+
     return fault
 
 
@@ -51,14 +53,24 @@ def ev(name: str = "purchase", ts: str = TS, **params) -> dict:
 
 def purchase_at(minute: int, **params) -> dict:
     """A purchase the day before T0 at 08:<minute>, its minute as parameter `n`."""
-    return {"event_name": "purchase", "timestamp": f"2026-11-27T08:{minute:02d}:00Z", "event_params": {"n": minute, **params}}
+    return {
+        "event_name": "purchase",
+        "timestamp": f"2026-11-27T08:{minute:02d}:00Z",
+        "event_params": {"n": minute, **params},
+    }
 
 
 # Two users (one anonymous), ten events, one of them sent twice: nine to store.
-TEN_EVENTS = {"users": [
-    {"user_id": "u1", "attributes": {"email": "a@x"}, "events": [purchase_at(m) for m in range(6)] + [purchase_at(0)]},
-    {"user_id": "anon-2", "events": [purchase_at(m) for m in range(3)]},
-]}
+TEN_EVENTS = {
+    "users": [
+        {
+            "user_id": "u1",
+            "attributes": {"email": "a@x"},
+            "events": [purchase_at(m) for m in range(6)] + [purchase_at(0)],
+        },
+        {"user_id": "anon-2", "events": [purchase_at(m) for m in range(3)]},
+    ]
+}
 
 
 def upsert_request(body: dict = TEN_EVENTS) -> UpsertRequest:

@@ -4,9 +4,10 @@ Each type is a `DestinationKind` (exporter/destinations/common.py): its body fie
 its secret, its client. They share the integration limit, the file names and bytes, and the protocol
 (exporter/export/destination.py).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import InputError
 from ..export.destination import Destination

@@ -3,6 +3,7 @@
 Every failure is turned into CredentialError / DestinationError / TransientError here, with a
 message built from status and error code only: SDK exception text can carry URLs with a SAS.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import DestinationInfo, Verification
@@ -51,11 +52,23 @@ REFUSED_BY_STATUS = {
     404: "the storage service found no such resource; check the account name or endpoint and the container name",
     409: "the storage service refused the request because of the container's current state; check the container in the Azure portal",
 }
-CLIENT_OPTIONS = {"retry_total": 3, "retry_backoff_factor": 0.5, "connection_timeout": 10, "read_timeout": 120}
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3,
+    "retry_backoff_factor": 0.5,
+    "connection_timeout": 10,
+    "read_timeout": 120,
+}
 # Verification answers a waiting customer: one quick retry (the storage SDK's own back-off starts at 15 s
 # and ignores retry_backoff_factor), so an unreachable endpoint fails in seconds, not minutes.
-VERIFY_OPTIONS = {**CLIENT_OPTIONS, "retry_total": 1, "initial_backoff": 1, "increment_base": 2,
-                  "random_jitter_range": 1, "connection_timeout": 5, "read_timeout": 30}
+VERIFY_OPTIONS: dict[str, Any] = {
+    **CLIENT_OPTIONS,
+    "retry_total": 1,
+    "initial_backoff": 1,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
 
 
 @dataclass(frozen=True)
@@ -89,11 +102,16 @@ def parse_connection_string(text: Any) -> BlobCredentials:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         key, sep, value = part.partition("=")
         if not sep or not key:
-            raise InputError("is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)", field=FIELD)
+            raise InputError(
+                "is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)",
+                field=FIELD,
+            )
         pairs[key.strip().lower()] = value.strip()
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         # The emulator's shorthand names a storage on this machine, not the customer's: refused, not guessed at.
-        raise InputError(reason="development storage is not a customer destination; use explicit endpoints", field=FIELD)
+        raise InputError(
+            reason="development storage is not a customer destination; use explicit endpoints", field=FIELD
+        )
     account = pairs.get("accountname", "")
     key = pairs.get("accountkey")
     sas = pairs.get("sharedaccesssignature")
@@ -124,7 +142,10 @@ def parse_connection_string(text: Any) -> BlobCredentials:
 def _parse_sas_url(text: str) -> BlobCredentials:
     parts = urlsplit(text)
     if not parts.hostname or not parts.query or "sig" not in parse_qs(parts.query):
-        raise InputError("is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string", field=FIELD)
+        raise InputError(
+            "is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string",
+            field=FIELD,
+        )
     segments = [s for s in parts.path.split("/") if s]
     if not segments:
         raise InputError("is a SAS URL without a container name", field=FIELD)
@@ -144,7 +165,11 @@ def check_container_name(name: Any, field: str = "destination.container") -> str
 
 def _error_code(exc: HttpResponseError) -> str:
     """The storage error code ('AuthorizationFailure', ...), from the SDK or the response header."""
-    code = getattr(exc, "error_code", None) or (exc.response.headers.get("x-ms-error-code") if exc.response is not None else None) or ""
+    code = (
+        getattr(exc, "error_code", None)
+        or (getattr(exc.response, "headers", {}).get("x-ms-error-code") if exc.response is not None else None)
+        or ""
+    )
     return str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum
 
 
@@ -184,8 +209,11 @@ def classify(exc: BaseException, container: str) -> ExporterError:
 
 def _refusal(status: int, code: str) -> str:
     """A refusal retries cannot fix, as a sentence a customer can act on; the code stays as a detail for support."""
-    sentence = REFUSED_BY_CODE.get(code) or REFUSED_BY_STATUS.get(status) or (
-        f"the storage service refused the request with HTTP status {status}; check the destination's settings")
+    sentence = (
+        REFUSED_BY_CODE.get(code)
+        or REFUSED_BY_STATUS.get(status)
+        or (f"the storage service refused the request with HTTP status {status}; check the destination's settings")
+    )
     return f"{sentence} (error code {code})" if code else sentence
 
 
@@ -255,7 +283,8 @@ class AzureBlobDestination:
     def commit_blocks(self, path: str, count: int) -> None:
         try:
             self.client.get_blob_client(path).commit_block_list(
-                [block_id(i) for i in range(count)], content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+                [BlobBlock(block_id(i)) for i in range(count)],
+                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
             )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
@@ -272,7 +301,9 @@ def _check_connection_string(value: Any, field: str = FIELD) -> str:
 KIND = DestinationKind(
     name="azure_blob",
     container_field="container",
-    check_container=lambda name, field: None if name is None else check_container_name(name, field),  # a SAS URL may name it
+    check_container=lambda name, field: (
+        None if name is None else check_container_name(name, field)
+    ),  # a SAS URL may name it
     credential_checks={"connection_string": _check_connection_string},
     required=("connection_string",),
     to_secret=lambda fields: fields["connection_string"],

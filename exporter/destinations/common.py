@@ -5,11 +5,13 @@ takes (its container or bucket, and its credential fields), how they are checked
 part becomes the one secret text sealed at rest (an Azure connection string as it is; the S3 and GCS
 credential parts as JSON) and back, how the masked credentials are shown, and how a client is opened.
 """
+
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InputError
@@ -67,22 +69,38 @@ class DestinationKind:
 def check_prefix(value: Any, field: str = "destination.prefix") -> str:
     """A path prefix, the same rule for every type; null is the container or bucket root."""
     prefix = "" if value is None else value
-    if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX or "\\" in prefix or any(unicodedata.category(c) == "Cc" for c in prefix):
-        raise InputError(f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field)
+    if (
+        not isinstance(prefix, str)
+        or len(prefix) > MAX_PREFIX
+        or "\\" in prefix
+        or any(unicodedata.category(c) == "Cc" for c in prefix)
+    ):
+        raise InputError(
+            f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field
+        )
     # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
     # segment would be resolved away by URL normalization and an empty one names a different path.
     check_text(prefix, field)
     segments = prefix.strip("/").split("/") if prefix.strip("/") else []
     if any(segment in ("", ".", "..") for segment in segments):
-        raise InputError("must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
-                         field=field)
+        raise InputError(
+            "must not have '.' or '..' segments or empty ones such as 'a//b' (a leading or trailing '/' is fine)",
+            field=field,
+        )
     return prefix
 
 
 def check_token(value: Any, field: str, what: str, max_length: int = MAX_SECRET) -> str:
     """A non-empty string without whitespace or control characters (keys, key ids)."""
-    if not isinstance(value, str) or not value or len(value) > max_length or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InputError(f"must be {what}: a non-empty string without spaces, at most {max_length} characters", field=field)
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > max_length
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)
+    ):
+        raise InputError(
+            f"must be {what}: a non-empty string without spaces, at most {max_length} characters", field=field
+        )
     check_text(value, field)
     return value
 

@@ -11,6 +11,7 @@ abandoned by a killed worker expires after a week, never visible.
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
 exchanged at the key's `token_uri`. Errors are built from HTTP statuses only, never SDK text.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,13 +19,14 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
+from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import DestinationInfo, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
@@ -60,8 +62,15 @@ def _verify_retry() -> Any:
 
 def check_bucket(value: Any, field: str = "destination.bucket") -> str:
     """Cloud Storage's bucket naming rule ('_' and dotted names up to 222 characters, unlike S3 and Azure)."""
-    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value) or ".." in value or (len(value) > 63 and "." not in value):
-        raise InputError("must be a Cloud Storage bucket name: 3-63 lowercase letters, digits, '-', '_' and '.'", field=field)
+    if (
+        not isinstance(value, str)
+        or not BUCKET_RE.fullmatch(value)
+        or ".." in value
+        or (len(value) > 63 and "." not in value)
+    ):
+        raise InputError(
+            "must be a Cloud Storage bucket name: 3-63 lowercase letters, digits, '-', '_' and '.'", field=field
+        )
     return value
 
 
@@ -74,7 +83,9 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
         raise InputError(f"is larger than {MAX_KEY_BYTES} bytes; it is not a service account key file", field=field)
     for name in KEY_REQUIRED:
         if not isinstance(value.get(name), str) or not value[name].strip():
-            raise InputError("is required (copy the whole JSON key file of the service account)", field=f"{field}.{name}")
+            raise InputError(
+                "is required (copy the whole JSON key file of the service account)", field=f"{field}.{name}"
+            )
     for name, item in value.items():
         if not isinstance(item, str):
             raise InputError("must be a string, as in the key file", field=f"{field}.{name}")
@@ -86,7 +97,9 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
     try:
         load_pem_private_key(value["private_key"].encode(), password=None)
     except (ValueError, TypeError):
-        raise InputError("is not a PEM private key (copy it unchanged from the key file)", field=f"{field}.private_key") from None
+        raise InputError(
+            "is not a PEM private key (copy it unchanged from the key file)", field=f"{field}.private_key"
+        ) from None
     return value
 
 
@@ -148,10 +161,14 @@ def classify_status(status: int, bucket: str, operation: str | None = None) -> E
         return CredentialError("Cloud Storage refused the service account's access token (401)")
     if status == 403:
         if operation == "write":
-            return CredentialError(f"the service account may not write to bucket {bucket!r} "
-                                   "(it needs storage.objects.create, e.g. the Storage Object Creator role)")
+            return CredentialError(
+                f"the service account may not write to bucket {bucket!r} "
+                "(it needs storage.objects.create, e.g. the Storage Object Creator role)"
+            )
         if operation == "delete":
-            return CredentialError(f"the service account may not delete from bucket {bucket!r} (storage.objects.delete)")
+            return CredentialError(
+                f"the service account may not delete from bucket {bucket!r} (storage.objects.delete)"
+            )
         return CredentialError(f"the service account lacks a permission on bucket {bucket!r} (403)")
     if status in (404, 410) and operation == "chunk":
         return TransientError("the resumable upload session expired or was cancelled; the file is uploaded again")
@@ -174,8 +191,9 @@ def classify(exc: BaseException, bucket: str, operation: str | None = None) -> E
     if isinstance(exc, auth_exceptions.RefreshError):
         if getattr(exc, "retryable", False):
             return TransientError("the service account's token endpoint is unavailable")
-        return CredentialError("Google refused the service account key: it is wrong, deleted or disabled "
-                               "(the token request was refused)")
+        return CredentialError(
+            "Google refused the service account key: it is wrong, deleted or disabled (the token request was refused)"
+        )
     if isinstance(exc, auth_exceptions.TransportError):
         return TransientError("could not reach the service account's token endpoint")
     if isinstance(exc, api_exceptions.GoogleAPICallError) and exc.code is not None:
@@ -200,6 +218,13 @@ class _Session:
     carry: bytes = b""  # a block's unaligned tail (< CHUNK), sent with the next chunk
     failure: ExporterError | None = None
     turn: threading.Condition = field(default_factory=threading.Condition)
+
+
+def _url(session: _Session) -> str:
+    """The session's upload URL: set when the first block opens the session, before any chunk is sent."""
+    if session.url is None:
+        raise InternalError("a chunk was sent before its resumable session was opened")
+    return session.url
 
 
 class _Finalized(Exception):
@@ -249,7 +274,9 @@ class GcsDestination:
         except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
             cause = exc.cause if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None else exc
             if isinstance(cause, requests.ConnectionError):
-                raise DestinationError(f"could not reach {self.credentials.endpoint}: the endpoint is wrong, or unreachable") from None
+                raise DestinationError(
+                    f"could not reach {self.credentials.endpoint}: the endpoint is wrong, or unreachable"
+                ) from None
             if isinstance(cause, auth_exceptions.TransportError):
                 raise DestinationError("could not reach the token_uri of the service account key") from None
             raise self._classify(cause, "write") from None
@@ -270,8 +297,11 @@ class GcsDestination:
         with session.turn:
             if session.url is None and session.failure is None:
                 try:
-                    session.url = self.client.bucket(self.bucket).blob(path).create_resumable_upload_session(
-                        content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+                    session.url = (
+                        self.client.bucket(self.bucket)
+                        .blob(path)
+                        .create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+                    )
                 except Exception as exc:  # noqa: BLE001
                     session.failure = self._classify(exc, "write")
             if session.failure is not None:
@@ -299,12 +329,17 @@ class GcsDestination:
     def stage_block(self, path: str, index: int, data: bytes) -> None:
         session = self._session(path)
         with session.turn:
-            ready = session.turn.wait_for(lambda: session.next_index >= index or session.failure is not None,
-                                          timeout=WAIT_FOR_PREVIOUS_S)
+            ready = session.turn.wait_for(
+                lambda: session.next_index >= index or session.failure is not None, timeout=WAIT_FOR_PREVIOUS_S
+            )
             if session.failure is not None:
                 raise copy.copy(session.failure)
             if not ready or session.next_index != index:
-                raise self._fail(path, session, TransientError(f"block {index} was staged out of sequence; the file is uploaded again"))
+                raise self._fail(
+                    path,
+                    session,
+                    TransientError(f"block {index} was staged out of sequence; the file is uploaded again"),
+                )
         try:
             # Only this block's thread touches the session now: the others wait for their turn.
             payload = memoryview(session.carry + data if session.carry else data)
@@ -369,10 +404,14 @@ class GcsDestination:
                         return
                     payload = b""  # every byte is there; the object still needs finalizing
                 elif kept > start:
-                    payload, start = payload[kept - start:], kept
+                    payload, start = payload[kept - start :], kept
             try:
-                response = self._http.put(session.url, data=payload, timeout=TIMEOUT,
-                                          headers={"Content-Range": _content_range(start, len(payload), total)})
+                response = self._http.put(
+                    _url(session),
+                    data=payload,
+                    timeout=TIMEOUT,
+                    headers={"Content-Range": _content_range(start, len(payload), total)},
+                )
             except Exception as exc:  # noqa: BLE001
                 error = self._classify(exc, "chunk")
                 if not isinstance(error, TransientError):
@@ -394,8 +433,12 @@ class GcsDestination:
 
     def _persisted(self, session: _Session, total: int | None) -> int:
         """How many bytes GCS has kept, rounded down to a chunk boundary (the only place a chunk may resume)."""
-        response = self._http.put(session.url, data=b"", timeout=TIMEOUT,
-                                  headers={"Content-Range": f"bytes */{total if total is not None else '*'}"})
+        response = self._http.put(
+            _url(session),
+            data=b"",
+            timeout=TIMEOUT,
+            headers={"Content-Range": f"bytes */{total if total is not None else '*'}"},
+        )
         if response.status_code in (200, 201):
             raise _Finalized()
         if response.status_code != 308:

@@ -9,14 +9,16 @@ bucket's lifecycle rule (AbortIncompleteMultipartUpload, see README) removes it.
 Every failure becomes CredentialError / DestinationError / TransientError here, with a message
 built from the status and the S3 error code only, never from SDK text.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 # boto3 is imported where a client is made or a failure classified: the app's cold start (every
 # Functions instance, also those that never export to S3) does not pay for it.
@@ -57,16 +59,28 @@ BAD_KEY = {
 PERMISSION = {"AccessDenied", "AccessDeniedException"}
 WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
 TRANSIENT_CODES = {
-    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ThrottlingException",
-    "RequestLimitExceeded", "RequestTimeTooSkewed", "OperationAborted", "NoSuchUpload",
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestTimeTooSkewed",
+    "OperationAborted",
+    "NoSuchUpload",
 }
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 PERMISSION_FOR = {"write": "write to", "delete": "delete from"}
 ACTION_FOR = {"write": "s3:PutObject", "delete": "s3:DeleteObject"}
 
 # Exports retry inside an attempt (then the queue redelivers); verification answers a waiting customer.
-CLIENT_OPTIONS = {"retries": {"max_attempts": 4, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120,
-                  "max_pool_connections": 8}
+CLIENT_OPTIONS = {
+    "retries": {"max_attempts": 4, "mode": "standard"},
+    "connect_timeout": 10,
+    "read_timeout": 120,
+    "max_pool_connections": 8,
+}
 VERIFY_OPTIONS = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
 
 
@@ -108,14 +122,21 @@ class S3Credentials:
         return credentials_from_fields(json.loads(secret))
 
     def to_secret(self) -> str:
-        return json.dumps({"region": self.region, "access_key_id": self.access_key_id,
-                           "secret_access_key": self.secret_access_key, "endpoint_url": self.endpoint_url})
+        return json.dumps(
+            {
+                "region": self.region,
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key,
+                "endpoint_url": self.endpoint_url,
+            }
+        )
 
     @property
     def masked(self) -> str:
         """The public part, as JSON: region, masked key id, endpoint."""
-        return json.dumps({"region": self.region, "access_key_id": mask_middle(self.access_key_id),
-                           "endpoint_url": self.endpoint_url})
+        return json.dumps(
+            {"region": self.region, "access_key_id": mask_middle(self.access_key_id), "endpoint_url": self.endpoint_url}
+        )
 
     @property
     def endpoint(self) -> str:
@@ -124,7 +145,9 @@ class S3Credentials:
 
 def credentials_from_fields(fields: Mapping[str, Any]) -> S3Credentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
-    return S3Credentials(fields["region"], fields["access_key_id"], fields["secret_access_key"], fields.get("endpoint_url"))
+    return S3Credentials(
+        fields["region"], fields["access_key_id"], fields["secret_access_key"], fields.get("endpoint_url")
+    )
 
 
 # ------------------------------------------------------------------ errors
@@ -140,7 +163,8 @@ def _code(exc: ClientError) -> tuple[int | None, str]:
 
 def _bucket_region(exc: ClientError) -> str | None:
     region = exc.response.get("Error", {}).get("Region") or (
-        exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region"))
+        exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+    )
     return region if isinstance(region, str) and REGION_RE.fullmatch(region) else None
 
 
@@ -163,14 +187,20 @@ def classify(exc: BaseException, bucket: str, region: str, operation: str | None
             return CredentialError(BAD_KEY[code])
         if code in PERMISSION or (status == 403 and not code):
             if operation in PERMISSION_FOR:
-                return CredentialError(f"the credentials may not {PERMISSION_FOR[operation]} bucket {bucket!r} "
-                                       f"(no {ACTION_FOR[operation]} permission, or the bucket belongs to another account)")
+                return CredentialError(
+                    f"the credentials may not {PERMISSION_FOR[operation]} bucket {bucket!r} "
+                    f"(no {ACTION_FOR[operation]} permission, or the bucket belongs to another account)"
+                )
             return CredentialError(f"the credentials lack a permission on bucket {bucket!r} (AccessDenied)")
         if code == "NoSuchBucket":
             return DestinationError(f"bucket {bucket!r} does not exist")
         if code in WRONG_REGION or status in (301, 307):
             actual = _bucket_region(exc)
-            where = f"in region {actual!r}, not {region!r}: set region to {actual!r}" if actual else f"not in region {region!r}"
+            where = (
+                f"in region {actual!r}, not {region!r}: set region to {actual!r}"
+                if actual
+                else f"not in region {region!r}"
+            )
             return DestinationError(f"bucket {bucket!r} is {where}")
         if code == "EntityTooSmall":
             return InternalError("a part of the multipart upload was smaller than 5 MiB")
@@ -216,7 +246,6 @@ def _new_client(**kwargs: Any) -> Any:
         return _session.client("s3", **kwargs)
 
 
-
 @dataclass
 class _Upload:
     """One file's multipart upload: its id, the parts staged so far, and the first failure."""
@@ -251,10 +280,19 @@ class S3Destination:
         style = "path" if creds.endpoint_url else "auto"
         from botocore.config import Config
 
-        config = Config(**options, s3={"addressing_style": style}, ignore_configured_endpoint_urls=True,
-                        user_agent_extra="event-export")
-        return _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config,
-                           aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key)
+        config = Config(
+            **options,
+            s3={"addressing_style": style},
+            ignore_configured_endpoint_urls=True,
+            user_agent_extra="event-export",
+        )
+        return _new_client(
+            region_name=creds.region,
+            endpoint_url=creds.endpoint_url,
+            config=config,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+        )
 
     def _classify(self, exc: BaseException, operation: str | None = None) -> ExporterError:
         return classify(exc, self.bucket, self.credentials.region, operation)
@@ -271,7 +309,8 @@ class S3Destination:
             client.put_object(Bucket=self.bucket, Key=path, Body=VERIFY_CONTENT, ContentType="text/plain")
         except (EndpointConnectionError, ConnectTimeoutError):
             raise DestinationError(
-                f"could not reach {self.credentials.endpoint}: the endpoint or region is wrong, or unreachable") from None
+                f"could not reach {self.credentials.endpoint}: the endpoint or region is wrong, or unreachable"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
             raise self._classify(exc, "write") from None
         try:
@@ -294,7 +333,8 @@ class S3Destination:
             if upload.upload_id is None and upload.failure is None:
                 try:
                     upload.upload_id = self.client.create_multipart_upload(
-                        Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)["UploadId"]
+                        Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE
+                    )["UploadId"]
                 except Exception as exc:  # noqa: BLE001
                     upload.failure = self._classify(exc, "write")
             if upload.failure is not None:
@@ -322,8 +362,9 @@ class S3Destination:
         part = part_number(index)
         upload = self._upload(path)
         try:
-            answer = self.client.upload_part(Bucket=self.bucket, Key=path, UploadId=upload.upload_id,
-                                             PartNumber=part, Body=data)
+            answer = self.client.upload_part(
+                Bucket=self.bucket, Key=path, UploadId=upload.upload_id, PartNumber=part, Body=data
+            )
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, upload, exc) from None
         with upload.lock:
@@ -346,10 +387,13 @@ class S3Destination:
             missing = [n for n in numbers if n not in upload.parts]
             parts = [{"PartNumber": n, **upload.parts[n]} for n in numbers if n in upload.parts]
         if missing:
-            raise self._fail(path, upload, TransientError(f"part {missing[0]} was not uploaded; the file is uploaded again"))
+            raise self._fail(
+                path, upload, TransientError(f"part {missing[0]} was not uploaded; the file is uploaded again")
+            )
         try:
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload.upload_id,
-                                                  MultipartUpload={"Parts": parts})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=path, UploadId=upload.upload_id, MultipartUpload={"Parts": parts}
+            )
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, upload, exc) from None
         with self._lock:

@@ -1,7 +1,8 @@
 """Arrow batches → RFC 4180 CSV bytes, cut into fixed-size blocks (pyarrow's writer, no per-row Python)."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.csv as pacsv

@@ -4,6 +4,7 @@ A destination names nothing itself (exporter.export.naming does) and shows no se
 stores and shows what `describe()` gives, and every failure is raised as CredentialError,
 DestinationError or TransientError with a message built without SDK exception text.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 The one place that names files: the engine, the worker's run records, the poison record and every
 destination's test file use these functions (docs/architecture.md, "The export file").
 """
+
 from __future__ import annotations
 
 from ..windows import Window

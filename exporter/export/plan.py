@@ -1,8 +1,10 @@
 """The CSV column plan (pure, no I/O): which columns, in which order (docs/architecture.md, "The export file")."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +30,7 @@ class Selection:
         return {"events": events_json(self.events), "attributes": list(self.attributes)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Selection":
+    def from_json(cls, data: dict[str, Any]) -> Selection:
         return cls(events_from_json(data["events"]), tuple(data["attributes"]))
 
 

@@ -1,4 +1,5 @@
 """Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files)."""
+
 from __future__ import annotations
 
 import logging
@@ -88,7 +89,9 @@ def export_window(
     started = time.monotonic()
     plan = column_plan(selection.events, selection.attributes)
     path = window_path(destination.prefix, account, integration_id, window)
-    batches = ucd.read_window(account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns)
+    batches = ucd.read_window(
+        account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
+    )
     uploader = BlockUploader(destination, path, max_in_flight)
     sink = BlockSink(uploader.stage, block_bytes)
     try:

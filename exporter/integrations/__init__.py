@@ -1,4 +1,5 @@
 """Integrations: what a customer exports, where to, how often, and how far delivery has got."""
+
 from .model import Integration
 from .service import IntegrationService
 

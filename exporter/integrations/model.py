@@ -1,12 +1,14 @@
 """The integration record and the validation of its request bodies (pure, no I/O)."""
+
 from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_KINDS, destination_kind
@@ -72,7 +74,7 @@ class Integration:
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))  # a plain string from a caller becomes the enum
 
-    def with_changes(self, **changes: Any) -> "Integration":
+    def with_changes(self, **changes: Any) -> Integration:
         return replace(self, **changes)
 
     @property
@@ -132,7 +134,7 @@ class Integration:
         }
 
     @classmethod
-    def from_entity(cls, entity: Any) -> "Integration":
+    def from_entity(cls, entity: Any) -> Integration:
         return cls(
             account=entity["PartitionKey"],
             id=entity["RowKey"],
@@ -148,8 +150,8 @@ class Integration:
             attributes=tuple(json.loads(entity["attributes"])),
             frequency_hours=int(entity["frequency_hours"]),
             status=Status(entity["status"]),
-            created_at=_parse(entity["created_at"]),
-            updated_at=_parse(entity["updated_at"]),
+            created_at=parse_instant(entity["created_at"], "stored"),
+            updated_at=parse_instant(entity["updated_at"], "stored"),
             activated_at=_parse(entity.get("activated_at")),
             last_success_end=_parse(entity.get("last_success_end")),
             last_error=entity.get("last_error") or None,
@@ -196,8 +198,12 @@ class DestinationRequest:
         if self.type is None or self.prefix is None:
             raise InternalError("a destination was verified before it was complete")
         kind = destination_kind(self.type)
-        return DestinationParams(self.type, kind.to_secret(kind.credentials(self.parameters)),
-                                 self.parameters.get(kind.container_field), self.prefix)
+        return DestinationParams(
+            self.type,
+            kind.to_secret(kind.credentials(self.parameters)),
+            self.parameters.get(kind.container_field),
+            self.prefix,
+        )
 
     def filled_from(self, stored: DestinationConfig, open_secret: Callable[[str], str]) -> DestinationParams:
         """An update's destination: what it does not give comes from the stored one (its secret opened only then).
@@ -205,8 +211,11 @@ class DestinationRequest:
         The type never changes: another type is another integration.
         """
         if self.type is not None and self.type != stored.type:
-            raise InputError(f"cannot be changed from {stored.type!r}: create a new integration for a {self.type!r} "
-                             "destination and delete this one", field="destination.type")
+            raise InputError(
+                f"cannot be changed from {stored.type!r}: create a new integration for a {self.type!r} "
+                "destination and delete this one",
+                field="destination.type",
+            )
         kind = destination_kind(stored.type)
         parameters = kind.check(self.parameters, partial=True)  # refuses another type's fields
         given = kind.credentials(parameters)
@@ -300,7 +309,9 @@ def _events(value: Any) -> tuple[EventSelection, ...]:
         params = item.get("params", [])
         if not isinstance(params, list):
             raise InputError("must be a list of parameter keys", field=f"events[{i}].params")
-        events.append(EventSelection(name, tuple(check_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params))))
+        events.append(
+            EventSelection(name, tuple(check_name(p, f"events[{i}].params[{j}]") for j, p in enumerate(params)))
+        )
     return tuple(events)
 
 

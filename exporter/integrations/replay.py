@@ -1,4 +1,5 @@
 """Replay (an API operation): re-export one delivered window under the same name with the same bytes."""
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,30 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
     integration = ctx.repo.get(account, integration_id)
     record = ctx.runs.get(account, integration_id, start_unix)
     if record is None or record.status != EXPORTED:
-        raise NotFoundError(f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start")
+        raise NotFoundError(
+            f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start"
+        )
     selection = Selection.from_json(json.loads(record.selection)) if record.selection else integration.selection
     window = Window(from_unix(record.window_start), from_unix(record.window_end))
-    with telemetry.window_span(account, integration_id, window.start_unix, window.end_unix, integration.destination.type):
+    with telemetry.window_span(
+        account, integration_id, window.start_unix, window.end_unix, integration.destination.type
+    ):
         result = export_window(ctx.ucd, account, integration_id, selection, window, ctx.destination_for(integration))
-    log.info("window replayed", extra={"account": account, "integration_id": integration_id,
-                                       "window_start": window.start_unix, "file": result.path, "rows": result.rows})
-    return {"replayed": True, "file": result.path, "window_start": window.start_unix, "window_end": window.end_unix,
-            "rows": result.rows, "bytes": result.bytes}
+    log.info(
+        "window replayed",
+        extra={
+            "account": account,
+            "integration_id": integration_id,
+            "window_start": window.start_unix,
+            "file": result.path,
+            "rows": result.rows,
+        },
+    )
+    return {
+        "replayed": True,
+        "file": result.path,
+        "window_start": window.start_unix,
+        "window_end": window.end_unix,
+        "rows": result.rows,
+        "bytes": result.bytes,
+    }

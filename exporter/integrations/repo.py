@@ -1,8 +1,9 @@
 """Integrations in Table Storage, one partition per account; every write is conditional."""
+
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -67,7 +68,12 @@ class IntegrationRepo:
         lost_answers = 0
         while slot < MAX_DESTINATIONS_PER_ACCOUNT:
             candidate = integration.with_changes(slot=slot)
-            slot_entity = {"PartitionKey": integration.account, "RowKey": _slot_key(slot), "kind": "slot", "integration_id": integration.id}
+            slot_entity = {
+                "PartitionKey": integration.account,
+                "RowKey": _slot_key(slot),
+                "kind": "slot",
+                "integration_id": integration.id,
+            }
             try:
                 self.table.submit_transaction([("create", slot_entity), ("create", candidate.to_entity())])
             except TableTransactionError:
@@ -97,10 +103,15 @@ class IntegrationRepo:
         """Write the whole record if nobody changed it since it was read (ETag)."""
         try:
             written = self.table.update_entity(
-                integration.to_entity(), mode=UpdateMode.REPLACE, etag=integration.etag, match_condition=MatchConditions.IfNotModified
+                integration.to_entity(),
+                mode=UpdateMode.REPLACE,
+                etag=integration.etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            raise StaleRecordError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
+            raise StaleRecordError(
+                f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id"
+            ) from None
         except ResourceNotFoundError:
             raise _not_found(integration.account, integration.id) from None
         return integration.with_changes(etag=written["etag"])
@@ -108,12 +119,20 @@ class IntegrationRepo:
     def delete(self, integration: Integration) -> None:
         """Remove the integration and free its slot together."""
         try:
-            self.table.submit_transaction([
-                ("delete", integration.to_entity(), {"etag": integration.etag, "match_condition": MatchConditions.IfNotModified}),
-                ("delete", {"PartitionKey": integration.account, "RowKey": _slot_key(integration.slot)}),
-            ])
+            self.table.submit_transaction(
+                [
+                    (
+                        "delete",
+                        integration.to_entity(),
+                        {"etag": integration.etag, "match_condition": MatchConditions.IfNotModified},
+                    ),
+                    ("delete", {"PartitionKey": integration.account, "RowKey": _slot_key(integration.slot)}),
+                ]
+            )
         except TableTransactionError:
-            raise ConflictError(f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id") from None
+            raise ConflictError(
+                f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id"
+            ) from None
         except (ServiceRequestError, ServiceResponseError):
             # The outcome is unknown: gone now means our delete landed and only its answer was lost.
             if self._find(integration.account, integration.id) is not None:

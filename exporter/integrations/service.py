@@ -1,10 +1,13 @@
 """The customer's flow: verify, create, list, show, update, pause, resume, delete, runs."""
+
 from __future__ import annotations
 
+import builtins
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, TypeVar
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
@@ -25,7 +28,9 @@ from .model import (
 )
 from .repo import IntegrationRepo
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
+
 
 class IntegrationService:
     def __init__(
@@ -42,7 +47,9 @@ class IntegrationService:
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
-        self.catalog = catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
+        self.catalog = (
+            catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
+        )
 
     # ------------------------------------------------------------- verification
 
@@ -75,20 +82,19 @@ class IntegrationService:
         """Validate, verify the destination, then store (refused whole on any failure)."""
         check_account(account)
         changes = parse_body(body, partial=False)
-        check_columns(changes.events, changes.attributes)
-        if changes.destination is None:  # parse_body refuses this already; it tells the type checker so
-            raise InputError("is required", field="destination")
-        destination, verification = self._verified(changes.destination.complete())
+        events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
+        check_columns(events, attributes)
+        destination, verification = self._verified(_given(changes.destination, "destination").complete())
         now = self.clock.now()
         integration = Integration(
             account=account,
             id=uuid.uuid4().hex[:12],
-            name=changes.name,
+            name=_given(changes.name, "name"),
             destination=destination,
-            events=changes.events,
-            attributes=changes.attributes,
-            frequency_hours=changes.frequency_hours,
-            status=changes.status,
+            events=events,
+            attributes=attributes,
+            frequency_hours=_given(changes.frequency_hours, "frequency_hours"),
+            status=_given(changes.status, "status"),
             created_at=now,
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
@@ -119,7 +125,7 @@ class IntegrationService:
         body.update(extra)
         return body
 
-    def _warnings(self, integration: Integration) -> list[str]:
+    def _warnings(self, integration: Integration) -> builtins.list[str]:  # `list` is a method here
         """A selected event, parameter or attribute the account's catalog has not seen yet: one sentence each, naming its field."""
         if self.catalog is None:
             return []
@@ -128,16 +134,24 @@ class IntegrationService:
         warnings = []
         for i, event in enumerate(integration.events):
             if event.name not in seen_events:
-                warnings.append(f"events[{i}].name: event {event.name!r} has not been seen in this account yet; "
-                                "the files hold no rows of it until it is.")
+                warnings.append(
+                    f"events[{i}].name: event {event.name!r} has not been seen in this account yet; "
+                    "the files hold no rows of it until it is."
+                )
             seen_params = set(seen_events.get(event.name, ()))
-            warnings += [f"events[{i}].params[{j}]: parameter {param!r} has not been seen on event {event.name!r} "
-                         "in this account yet; its column stays empty until it is."
-                         for j, param in enumerate(event.params) if param not in seen_params]
+            warnings += [
+                f"events[{i}].params[{j}]: parameter {param!r} has not been seen on event {event.name!r} "
+                "in this account yet; its column stays empty until it is."
+                for j, param in enumerate(event.params)
+                if param not in seen_params
+            ]
         seen_attributes = set(catalog["attributes"])
-        warnings += [f"attributes[{k}]: attribute {key!r} has not been seen on a user of this account yet; "
-                     "its column stays empty until it is."
-                     for k, key in enumerate(integration.attributes) if key not in seen_attributes]
+        warnings += [
+            f"attributes[{k}]: attribute {key!r} has not been seen on a user of this account yet; "
+            "its column stays empty until it is."
+            for k, key in enumerate(integration.attributes)
+            if key not in seen_attributes
+        ]
         return warnings
 
     # ------------------------------------------------------------- changes
@@ -149,11 +163,15 @@ class IntegrationService:
         current = self.repo.get(account, integration_id)
         destination, verification = None, None
         if changes.destination is not None:
-            destination, verification = self._verified(changes.destination.filled_from(current.destination, self.secrets.open))
+            destination, verification = self._verified(
+                changes.destination.filled_from(current.destination, self.secrets.open)
+            )
         extra = {"verification": verification} if verification else {}
         return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
 
-    def _apply(self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None) -> Integration:
+    def _apply(
+        self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None
+    ) -> Integration:
         now = self.clock.now()
         events = changes.events if changes.events is not None else current.events
         attributes = changes.attributes if changes.attributes is not None else current.attributes
@@ -184,7 +202,9 @@ class IntegrationService:
             updated_at=now,
         )
 
-    def _write(self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None) -> Integration:
+    def _write(
+        self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None
+    ) -> Integration:
         """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
         if if_match is not None and if_match.strip() == "*":
             if_match = None  # HTTP: `*` matches any current version, and `current` exists (it was just read)
@@ -195,7 +215,9 @@ class IntegrationService:
         def attempt(integration: Integration) -> Integration:
             if attempted and _same_record(integration, attempted[-1]):
                 return integration  # our own write landed and only its answer was lost
-            attempted.append(change(integration))  # a refusal of the change itself (ConflictError) is not a race, not retried
+            attempted.append(
+                change(integration)
+            )  # a refusal of the change itself (ConflictError) is not a race, not retried
             return self.repo.replace(attempted[-1])
 
         def reread(stale: Integration) -> Integration:
@@ -205,19 +227,28 @@ class IntegrationService:
             if if_match is not None:
                 raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
             if fresh.config() != stale.config():
-                raise ConflictError(f"integration {stale.id!r} was changed concurrently; read it again and retry", field="id")
+                raise ConflictError(
+                    f"integration {stale.id!r} was changed concurrently; read it again and retry", field="id"
+                )
             return fresh
 
-        return retry_on_conflict(current, attempt, reread, conflicts=(StaleRecordError,), what="the integration", attempts=5)
+        return retry_on_conflict(
+            current, attempt, reread, conflicts=(StaleRecordError,), what="the integration", attempts=5
+        )
 
     def pause(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
         current = self.repo.get(account, integration_id)
         if current.status.stopped:
-            raise ConflictError(f"the integration is stopped by a {current.status.replace('_', ' ')}; fix its credentials first", field="status")
+            raise ConflictError(
+                f"the integration is stopped by a {current.status.replace('_', ' ')}; fix its credentials first",
+                field="status",
+            )
         if current.status == Status.PAUSED:
             return self._answer(current)
-        return self._answer(self._write(current, lambda c: c.with_changes(status=Status.PAUSED, updated_at=self.clock.now()), None))
+        return self._answer(
+            self._write(current, lambda c: c.with_changes(status=Status.PAUSED, updated_at=self.clock.now()), None)
+        )
 
     def resume(self, account: str, integration_id: str) -> dict[str, Any]:
         """Back to active; the next runs catch up from last_success_end (never re-export, never skip)."""
@@ -233,6 +264,12 @@ class IntegrationService:
         self.repo.delete(current)
         return {"id": integration_id, "deleted": True}
 
+
+def _given(value: T | None, field: str) -> T:
+    """A field a create body holds: parse_body refused its absence already; this tells the type checker."""
+    if value is None:
+        raise InputError("is required", field=field)
+    return value
 
 
 def _same_record(a: Integration, b: Integration) -> bool:

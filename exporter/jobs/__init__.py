@@ -4,6 +4,7 @@ messages: the queue message; scheduler: the timer's fan-out under a lease; worke
 trigger's export of due windows; poison: a job that kept failing. Replay is an API operation
 (exporter.integrations.replay).
 """
+
 from .messages import ExportJob
 from .poison import record_poison
 from .scheduler import schedule

@@ -1,4 +1,5 @@
 """The export job queue message: which integration to bring up to date. Never carries a secret."""
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,6 @@ class ExportJob:
         return json.dumps({"account": self.account, "integration_id": self.integration_id, "reason": self.reason})
 
     @classmethod
-    def from_message(cls, body: str) -> "ExportJob":
+    def from_message(cls, body: str) -> ExportJob:
         data = json.loads(body)
         return cls(str(data["account"]), str(data["integration_id"]), str(data.get("reason", "scheduled")))

@@ -1,4 +1,5 @@
 """The poison queue: a job that kept failing is made visible in the run history, and its integration freed."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,13 +32,23 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
             record = dataclasses.replace(previous, status=POISONED)
         else:
             window = Window(start, start + timedelta(hours=integration.frequency_hours))
-            record = RunRecord(integration.account, integration.id, window.start_unix, window.end_unix,
-                               window_path(integration.destination.prefix, integration.account, integration.id, window),
-                               status=POISONED)
+            record = RunRecord(
+                integration.account,
+                integration.id,
+                window.start_unix,
+                window.end_unix,
+                window_path(integration.destination.prefix, integration.account, integration.id, window),
+                status=POISONED,
+            )
         record.error = f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}"
         record.updated_at = iso(ctx.clock.now())
         ctx.runs.put(record)
-    modify(ctx, integration, queued_until=None, last_error="export job moved to the poison queue; it is retried on the next schedule")
+    modify(
+        ctx,
+        integration,
+        queued_until=None,
+        last_error="export job moved to the poison queue; it is retried on the next schedule",
+    )
     return {"recorded": True, "integration_id": integration.id}
 
 

@@ -1,4 +1,5 @@
 """The scheduler (timer): one job per active integration with a due window, under a lease."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -22,10 +23,14 @@ def schedule(ctx: Context) -> dict[str, Any]:
         anchor = integration.activated_at
         if anchor is None:
             continue
-        telemetry.record_export_lag(integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now))
+        telemetry.record_export_lag(
+            integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now)
+        )
         if integration.status != Status.ACTIVE:
             continue
-        if not is_due(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds):
+        if not is_due(
+            anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds
+        ):
             continue
         if integration.queued_until and integration.queued_until > now:
             busy += 1
@@ -35,8 +40,16 @@ def schedule(ctx: Context) -> dict[str, Any]:
             continue  # changed under us: the next minute sees it again
         queue.send_message(ExportJob(integration.account, integration.id).to_message())
         queued.append(integration.id)
-        windows_due += backlog(anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds)
-    return {"queued": len(queued), "already_queued": busy, "windows_due": windows_due, "integrations": queued, "now": iso(now)}
+        windows_due += backlog(
+            anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds
+        )
+    return {
+        "queued": len(queued),
+        "already_queued": busy,
+        "windows_due": windows_due,
+        "integrations": queued,
+        "now": iso(now),
+    }
 
 
 def _take_lease(ctx: Context, integration: Integration, lease: datetime) -> bool:

@@ -4,9 +4,11 @@ A lost race re-reads and tries again (exporter.concurrency.retry_on_conflict). A
 was lost meets its own ETag on the SDK's retry; the re-read then shows our own change, recognised
 as done rather than as somebody else's.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..concurrency import retry_on_conflict
 from ..context import Context
@@ -21,12 +23,18 @@ def reread(ctx: Context, stale: Integration) -> Integration:
 
 def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Integration], Any]) -> Any:
     """`attempt(current)` until it is not refused for a stale ETag (a bounded number of times)."""
-    return retry_on_conflict(integration, attempt, lambda stale: reread(ctx, stale), conflicts=(StaleRecordError,),
-                             what=f"integration {integration.id!r}")
+    return retry_on_conflict(
+        integration,
+        attempt,
+        lambda stale: reread(ctx, stale),
+        conflicts=(StaleRecordError,),
+        what=f"integration {integration.id!r}",
+    )
 
 
-def modify(ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None,
-           **changes: Any) -> Integration | None:
+def modify(
+    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: Any
+) -> Integration | None:
     """Apply worker-owned changes; None if the integration is gone or `unless(current)` holds."""
 
     def attempt(current: Integration) -> Integration | None:

@@ -6,6 +6,7 @@ before `last_success_end` moves; and `last_success_end` only moves through an ET
 from the window's start to its end, so two workers cannot both advance it or skip a window
 (docs/invariants.md).
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,9 +14,10 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -59,8 +61,13 @@ class JobOutcome:
         return len(self.windows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"exported": self.exported, "windows": [w.to_json() for w in self.windows],
-                "follow_up": self.follow_up, "stopped": self.stopped, "reason": self.reason}
+        return {
+            "exported": self.exported,
+            "windows": [w.to_json() for w in self.windows],
+            "follow_up": self.follow_up,
+            "stopped": self.stopped,
+            "reason": self.reason,
+        }
 
 
 def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
@@ -87,11 +94,17 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
     begun = _begun(ctx, integration)
-    windows = list(due_windows(
-        activated, integration.last_success_end, integration.frequency_hours,
-        ctx.clock.now(), ctx.settings.settle_seconds, ctx.settings.max_windows_per_run,
-        begun_end=from_unix(begun.window_end) if begun else None,
-    ))
+    windows = list(
+        due_windows(
+            activated,
+            integration.last_success_end,
+            integration.frequency_hours,
+            ctx.clock.now(),
+            ctx.settings.settle_seconds,
+            ctx.settings.max_windows_per_run,
+            begun_end=from_unix(begun.window_end) if begun else None,
+        )
+    )
     for window in windows:
         if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
             break
@@ -111,7 +124,13 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             return JobOutcome(tuple(exported), reason="integration changed concurrently")
         integration = advanced
 
-    if is_due(activated, integration.last_success_end, integration.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds):
+    if is_due(
+        activated,
+        integration.last_success_end,
+        integration.frequency_hours,
+        ctx.clock.now(),
+        ctx.settings.settle_seconds,
+    ):
         _follow_up(ctx, integration)
         return JobOutcome(tuple(exported), follow_up=True)
     _release(ctx, integration)
@@ -136,21 +155,32 @@ def _selection_of(record: RunRecord) -> Selection | None:
     return Selection.from_json(json.loads(record.selection)) if record.selection else None
 
 
-def _export_one(ctx: Context, integration: Integration, window: Window, selection: Selection | None,
-                destination: Callable[[], Destination], dequeue_count: int) -> RunRecord:
+def _export_one(
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    selection: Selection | None,
+    destination: Callable[[], Destination],
+    dequeue_count: int,
+) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
     selection = selection or integration.selection
     record = _run_record(ctx, integration, window, selection)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
-    context = {"account": integration.account, "integration_id": integration.id,
-               "window_start": window.start_unix, "window_end": window.end_unix, "attempt": record.attempts,
-               "delivery": dequeue_count}
+    context = {
+        "account": integration.account,
+        "integration_id": integration.id,
+        "window_start": window.start_unix,
+        "window_end": window.end_unix,
+        "attempt": record.attempts,
+        "delivery": dequeue_count,
+    }
     kind = integration.destination.type
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix, kind) as span:
         try:
             # Opening the destination (decrypting its secret) is part of the attempt, so its failure is recorded too.
             result = export_window(ctx.ucd, integration.account, integration.id, selection, window, destination())
-        except Exception as raw:  # noqa: BLE001 - classified, recorded, raised again
+        except Exception as raw:
             error = classify_failure(raw)
             _record_failure(ctx, record, error, raw, context, kind)
             if error is raw:
@@ -162,9 +192,19 @@ def _export_one(ctx: Context, integration: Integration, window: Window, selectio
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
-    telemetry.record_window_exported(integration.account, integration.id, result.rows, result.bytes, result.duration_s, kind)
-    log.info("window exported", extra={**context, "file": result.path, "rows": result.rows,
-                                       "bytes": result.bytes, "duration_ms": record.duration_ms})
+    telemetry.record_window_exported(
+        integration.account, integration.id, result.rows, result.bytes, result.duration_s, kind
+    )
+    log.info(
+        "window exported",
+        extra={
+            **context,
+            "file": result.path,
+            "rows": result.rows,
+            "bytes": result.bytes,
+            "duration_ms": record.duration_ms,
+        },
+    )
     return record
 
 
@@ -172,9 +212,14 @@ def _run_record(ctx: Context, integration: Integration, window: Window, selectio
     """This attempt's run record, counting the attempts before it."""
     previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
     return RunRecord(
-        integration.account, integration.id, window.start_unix, window.end_unix,
+        integration.account,
+        integration.id,
+        window.start_unix,
+        window.end_unix,
         window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=EXPORTING, attempts=(previous.attempts if previous else 0) + 1, updated_at=iso(ctx.clock.now()),
+        status=EXPORTING,
+        attempts=(previous.attempts if previous else 0) + 1,
+        updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
     )
 
@@ -195,8 +240,14 @@ def failure_text(error: ExporterError) -> str:
     return error.message
 
 
-def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: Exception, context: dict[str, Any],
-                    destination_type: str | None = None) -> None:
+def _record_failure(
+    ctx: Context,
+    record: RunRecord,
+    error: ExporterError,
+    raw: Exception,
+    context: dict[str, Any],
+    destination_type: str | None = None,
+) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
     transient = isinstance(error, TransientError)
     record.status = RETRYING if transient else FAILED
@@ -210,8 +261,11 @@ def _record_failure(ctx: Context, record: RunRecord, error: ExporterError, raw: 
         telemetry.record_internal_error(record.account, record.integration_id, type(raw).__name__)
         # The traceback is what a fix needs; redacted, as any text that did not come from our own messages.
         trace = redact("".join(traceback.format_exception(raw)))
-        log.error("bug: unexpected %s while exporting a window; redelivery tries again, but it needs a fix",
-                  type(raw).__name__, extra={**extra, "traceback": trace})
+        log.error(
+            "bug: unexpected %s while exporting a window; redelivery tries again, but it needs a fix",
+            type(raw).__name__,
+            extra={**extra, "traceback": trace},
+        )
     elif not isinstance(error, (CredentialError, DestinationError)):  # those stop the integration, logged there
         log.error("window export failed (%s); redelivery tries again", error.code, extra=extra)
 
@@ -238,14 +292,28 @@ def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
     Unless the customer replaced the destination meanwhile: the error was about the old credentials.
     """
     status = Status.CREDENTIAL_ERROR if isinstance(error, CredentialError) else Status.DESTINATION_ERROR
-    stopped = modify(ctx, integration, unless=lambda fresh: fresh.destination != integration.destination,
-                      status=status, last_error=error.message, queued_until=None, updated_at=ctx.clock.now())
+    stopped = modify(
+        ctx,
+        integration,
+        unless=lambda fresh: fresh.destination != integration.destination,
+        status=status,
+        last_error=error.message,
+        queued_until=None,
+        updated_at=ctx.clock.now(),
+    )
     if stopped is None:
         return
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
-    log.error("integration stopped", extra={"account": integration.account, "integration_id": integration.id,
-                                            "status": status, "reason": error.message})
+    log.error(
+        "integration stopped",
+        extra={
+            "account": integration.account,
+            "integration_id": integration.id,
+            "status": status,
+            "reason": error.message,
+        },
+    )
 
 
 def _release(ctx: Context, integration: Integration) -> None:

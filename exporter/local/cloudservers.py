@@ -11,6 +11,7 @@
 `python -m exporter.local.cloudservers` starts both and prints their settings as KEY=VALUE lines
 (what `.ci/run` exports for the tests), then runs until stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,13 +89,17 @@ class MotoServer:
     region: str = TEST_REGION
     process: subprocess.Popen | None = None  # None when started elsewhere (CI)
 
-    def client(self, service: str = "s3", *, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
+    def client(
+        self, service: str = "s3", *, access_key_id: str | None = None, secret_access_key: str | None = None
+    ) -> Any:
         """A boto3 client of this server, with the admin key unless another is given."""
         import boto3
         from botocore.config import Config
 
         return boto3.client(
-            service, endpoint_url=self.url, region_name=self.region,
+            service,
+            endpoint_url=self.url,
+            region_name=self.region,
             aws_access_key_id=access_key_id or self.access_key_id,
             aws_secret_access_key=secret_access_key or self.secret_access_key,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"}),
@@ -104,8 +109,16 @@ class MotoServer:
         """An IAM user allowed `actions` on `bucket` and its objects; returns its new access key."""
         iam = self.client("iam")
         iam.create_user(UserName=name)
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": actions, "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": actions,
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
         iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=name)["AccessKey"]
         return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
@@ -128,8 +141,14 @@ def start_moto(timeout: float = 30) -> MotoServer:
         # Any key passes while the server is still open; exactly BOOTSTRAP_REQUESTS requests, no retries.
         from botocore.config import Config
 
-        iam = boto3.client("iam", endpoint_url=url, region_name=TEST_REGION, aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap", config=Config(retries={"max_attempts": 1}))
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            region_name=TEST_REGION,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+            config=Config(retries={"max_attempts": 1}),
+        )
         iam.create_user(UserName="admin")
         iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps(ADMIN_POLICY))
         key = iam.create_access_key(UserName="admin")["AccessKey"]
@@ -152,7 +171,9 @@ class GcsEmulator:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url})
+        return storage.Client(
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
+        )
 
     def stop(self) -> None:
         if self.process is not None:
@@ -162,7 +183,9 @@ class GcsEmulator:
 def start_gcs_emulator(timeout: float = 30) -> GcsEmulator:
     port = free_port()
     process, log = _spawn(
-        [_binary("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"], os.environ.copy())
+        [_binary("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        os.environ.copy(),
+    )
     _wait_listening(process, log, port, "gcp-storage-emulator", timeout)
     return GcsEmulator(f"http://127.0.0.1:{port}", process)
 
@@ -231,8 +254,9 @@ def _private_key_pem() -> str:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def service_account_key(token_uri: str, name: str = "exporter", project: str = "local-project") -> dict[str, str]:

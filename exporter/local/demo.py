@@ -6,6 +6,7 @@ duplicates, an event timestamped days ago, an anonymous and a deleted user), cre
 into a "customer" container or bucket, ticks through the hours, and shows the files and a few rows.
 A narrative goes to stderr; the JSON summary to stdout.
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,7 +57,9 @@ def sample_hour(rng: random.Random, users: int, hour_start: datetime) -> dict:
             if kind in ("add_to_cart", "purchase"):
                 params = {"product_id": rng.choice(PRODUCTS), "quantity": rng.randrange(1, 4)}
             if kind == "purchase":
-                params.update(price=round(rng.uniform(5, 300), 2), currency="EUR", items=[{"sku": params["product_id"]}])
+                params.update(
+                    price=round(rng.uniform(5, 300), 2), currency="EUR", items=[{"sku": params["product_id"]}]
+                )
             if kind == "email_open":
                 params = {"campaign": rng.choice(CAMPAIGNS)}
             if kind == "page_view":
@@ -76,7 +79,11 @@ def _call(ctx: Context, operation: str, body=None, **params) -> dict:
 
 
 def run_demo(hours: int = 6, users: int = 200, now: str | None = None, destination: str = "azure_blob") -> int:
-    start = parse_instant(now, "--now") if now else datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=hours + 1)
+    start = (
+        parse_instant(now, "--now")
+        if now
+        else datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=hours + 1)
+    )
     logging.getLogger().setLevel(logging.WARNING)  # the narrative below is the demo's output
     say("Starting a private Azurite ...")
     azurite = start_azurite()
@@ -102,16 +109,30 @@ def _demo(connection: str, t0: datetime, hours: int, users: int, target: DemoTar
 
     destination = target.body
     verified = _call(ctx, "integrations_verify", destination, account=ACCOUNT)
-    say(f"Verify authentication: ok={verified['ok']}, test file {verified['test_file']['name']} deleted={verified['test_file']['deleted']}")
-    integration = _call(ctx, "integrations_create", {
-        "name": "warehouse feed", "destination": destination,
-        "events": [{"name": "purchase", "params": ["product_id", "price", "currency", "items"]},
-                   {"name": "add_to_cart", "params": ["product_id", "quantity"]},
-                   {"name": "email_open", "params": ["campaign"]}],
-        "attributes": ["email", "country"], "frequency_hours": 1, "status": "active",
-    }, account=ACCOUNT)
+    say(
+        f"Verify authentication: ok={verified['ok']}, test file {verified['test_file']['name']} deleted={verified['test_file']['deleted']}"
+    )
+    integration = _call(
+        ctx,
+        "integrations_create",
+        {
+            "name": "warehouse feed",
+            "destination": destination,
+            "events": [
+                {"name": "purchase", "params": ["product_id", "price", "currency", "items"]},
+                {"name": "add_to_cart", "params": ["product_id", "quantity"]},
+                {"name": "email_open", "params": ["campaign"]},
+            ],
+            "attributes": ["email", "country"],
+            "frequency_hours": 1,
+            "status": "active",
+        },
+        account=ACCOUNT,
+    )
     iid = integration["id"]
-    say(f"Integration {iid} active from {integration['activated_at']} (hourly; destination shown as {json.dumps(integration['destination'])})")
+    say(
+        f"Integration {iid} active from {integration['activated_at']} (hourly; destination shown as {json.dumps(integration['destination'])})"
+    )
 
     totals = {"received": 0, "stored": 0, "duplicates": 0}
     with Progress("simulating hours", total=hours) as progress:
@@ -119,8 +140,13 @@ def _demo(connection: str, t0: datetime, hours: int, users: int, target: DemoTar
             clock.set(t0 + timedelta(hours=h, minutes=5))
             batch = sample_hour(rng, users, t0 + timedelta(hours=h))
             if h == 1:
-                batch["users"][0]["events"].append({"event_name": "purchase", "timestamp": iso(t0 - timedelta(days=3)),
-                                                    "event_params": {"product_id": "sku-late", "price": 1.0, "currency": "EUR"}})
+                batch["users"][0]["events"].append(
+                    {
+                        "event_name": "purchase",
+                        "timestamp": iso(t0 - timedelta(days=3)),
+                        "event_params": {"product_id": "sku-late", "price": 1.0, "currency": "EUR"},
+                    }
+                )
             for body in (batch, {"users": batch["users"][: users // 4]}):  # a client resends a quarter
                 answer = _call(ctx, "ucd_upsert", body, account=ACCOUNT)
                 totals["received"] += answer["received_events"]
@@ -144,6 +170,17 @@ def _demo(connection: str, t0: datetime, hours: int, users: int, target: DemoTar
         say("  " + ",".join(row))
     runs = _call(ctx, "integrations_runs", account=ACCOUNT, id=iid)["runs"]
     say("\nRun history:\n" + runs_table(runs))
-    print(json.dumps({"integration_id": iid, "destination": target.kind, "files": files, "upserts": totals,
-                      "rows_exported": sum(r["rows"] for r in runs), "sample_rows": sample}, indent=2))
+    print(
+        json.dumps(
+            {
+                "integration_id": iid,
+                "destination": target.kind,
+                "files": files,
+                "upserts": totals,
+                "rows_exported": sum(r["rows"] for r in runs),
+                "sample_rows": sample,
+            },
+            indent=2,
+        )
+    )
     return 0

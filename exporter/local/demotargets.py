@@ -4,10 +4,12 @@ Azure Blob: a container on the demo's Azurite. S3: a bucket on a private moto (I
 IAM user allowed to write, delete and abort uploads in it. GCS: a bucket on a private
 gcp-storage-emulator and a service-account key whose token_uri is a loopback token endpoint.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
@@ -46,9 +48,13 @@ def open_target(kind: str, azurite_connection: str) -> DemoTarget:
 def _azure(connection: str) -> DemoTarget:
     container = BlobServiceClient.from_connection_string(connection).create_container(BUCKET)
     body = {"type": "azure_blob", "connection_string": connection, "container": BUCKET, "prefix": PREFIX}
-    return DemoTarget("azure_blob", f"container '{BUCKET}' (Azurite)", body,
-                      lambda: sorted(b.name for b in container.list_blobs()),
-                      lambda name: container.download_blob(name).readall())
+    return DemoTarget(
+        "azure_blob",
+        f"container '{BUCKET}' (Azurite)",
+        body,
+        lambda: sorted(b.name for b in container.list_blobs()),
+        lambda name: container.download_blob(name).readall(),
+    )
 
 
 def _s3() -> DemoTarget:
@@ -65,8 +71,14 @@ def _s3() -> DemoTarget:
     def names() -> list[str]:
         return sorted(o["Key"] for o in admin.list_objects_v2(Bucket=BUCKET).get("Contents", []))
 
-    return DemoTarget("s3", f"S3 bucket '{BUCKET}' (moto, IAM enforced)", body, names,
-                      lambda name: admin.get_object(Bucket=BUCKET, Key=name)["Body"].read(), [moto.stop])
+    return DemoTarget(
+        "s3",
+        f"S3 bucket '{BUCKET}' (moto, IAM enforced)",
+        body,
+        names,
+        lambda name: admin.get_object(Bucket=BUCKET, Key=name)["Body"].read(),
+        [moto.stop],
+    )
 
 
 def _gcs() -> DemoTarget:
@@ -79,8 +91,18 @@ def _gcs() -> DemoTarget:
         tokens.stop()
         emulator.stop()
         raise
-    body = {"type": "gcs", "bucket": BUCKET, "prefix": PREFIX,
-            "service_account_key": service_account_key(f"{tokens.url}/token"), "endpoint_url": emulator.url}
-    return DemoTarget("gcs", f"GCS bucket '{BUCKET}' (gcp-storage-emulator)", body,
-                      lambda: sorted(b.name for b in client.list_blobs(BUCKET)),
-                      lambda name: client.bucket(BUCKET).blob(name).download_as_bytes(), [emulator.stop, tokens.stop])
+    body = {
+        "type": "gcs",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "service_account_key": service_account_key(f"{tokens.url}/token"),
+        "endpoint_url": emulator.url,
+    }
+    return DemoTarget(
+        "gcs",
+        f"GCS bucket '{BUCKET}' (gcp-storage-emulator)",
+        body,
+        lambda: sorted(b.name for b in client.list_blobs(BUCKET)),
+        lambda name: client.bucket(BUCKET).blob(name).download_as_bytes(),
+        [emulator.stop, tokens.stop],
+    )

@@ -2,6 +2,7 @@
 
 `python -m exporter.local.devstorage` starts one and prints its connection string (see --help).
 """
+
 from __future__ import annotations
 
 import os
@@ -67,9 +68,23 @@ def start_azurite(timeout: float = 30) -> Azurite:
     """Start an in-memory Azurite on three free ports and wait until it answers."""
     ports = (free_port(), free_port(), free_port())
     cmd = [
-        azurite_binary(), "--silent", "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry",
-        "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-        "--blobPort", str(ports[0]), "--queuePort", str(ports[1]), "--tablePort", str(ports[2]),
+        azurite_binary(),
+        "--silent",
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queuePort",
+        str(ports[1]),
+        "--tablePort",
+        str(ports[2]),
     ]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.monotonic() + timeout
@@ -99,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(
         prog="python -m exporter.local.devstorage",
         description="Start an in-memory Azurite on three free ports, print its connection string (one line;\n"
-                    "use it as AzureWebJobsStorage) and run until interrupted or terminated.",
+        "use it as AzureWebJobsStorage) and run until interrupted or terminated.",
         epilog="example:\n  python -m exporter.local.devstorage > azurite.txt &\n"
-               "  export AzureWebJobsStorage=\"$(head -n 1 azurite.txt)\"",
+        '  export AzureWebJobsStorage="$(head -n 1 azurite.txt)"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args(argv)
     azurite = start_azurite()

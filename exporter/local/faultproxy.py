@@ -18,6 +18,7 @@ and injects faults where a rule says so or, in random mode, on a share of the ca
 
 So no production code branches for a fault: the client's real retry and error paths run.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -29,9 +30,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import urlsplit
 
 KINDS = ("reset_before", "reset_after", "500", "503", "429", "slow")
@@ -39,8 +40,14 @@ KINDS = ("reset_before", "reset_after", "500", "503", "429", "slow")
 ALL_KINDS = KINDS + ("timeout",)
 RULE_ONLY_KINDS = ("bad_signature", "timeout_applied")
 REFUSALS = ("401", "403", "404")  # for rules: refusals a server cannot produce itself
-ERROR_CODES = {500: "InternalError", 503: "ServerBusy", 429: "TooManyRequests",
-               401: "NoAuthenticationInformation", 403: "AuthorizationPermissionMismatch", 404: "ResourceNotFound"}
+ERROR_CODES = {
+    500: "InternalError",
+    503: "ServerBusy",
+    429: "TooManyRequests",
+    401: "NoAuthenticationInformation",
+    403: "AuthorizationPermissionMismatch",
+    404: "ResourceNotFound",
+}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -85,7 +92,7 @@ class FaultProxy:
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
         return self
 

@@ -4,10 +4,12 @@ It mirrors what the host does with host.json's queue settings: messages are rece
 deleted on success, made visible again on failure, and moved to `<queue>-poison` once their
 dequeue count passes maxDequeueCount.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..context import Context
 from ..jobs import JobOutcome, process_job, record_poison, schedule
@@ -20,8 +22,13 @@ VISIBILITY_SECONDS = 300
 MAX_JOBS_PER_DRAIN = 10_000
 
 
-def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[JobOutcome], None] | None = None,
-          max_jobs: int = MAX_JOBS_PER_DRAIN) -> dict[str, Any]:
+def drain(
+    ctx: Context,
+    *,
+    retry_delay: int = 0,
+    on_result: Callable[[JobOutcome], None] | None = None,
+    max_jobs: int = MAX_JOBS_PER_DRAIN,
+) -> dict[str, Any]:
     """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds.
 
     Stops after `max_jobs` deliveries, so a job that keeps re-queueing itself fails visibly instead of forever.
@@ -30,7 +37,9 @@ def drain(ctx: Context, *, retry_delay: int = 0, on_result: Callable[[JobOutcome
     poison = ctx.storage.queue(ctx.settings.poison_queue_name)
     processed = failed = poisoned = windows = 0
     while processed + failed + poisoned < max_jobs:
-        messages = list(queue.receive_messages(messages_per_page=16, visibility_timeout=VISIBILITY_SECONDS, max_messages=16))
+        messages = list(
+            queue.receive_messages(messages_per_page=16, visibility_timeout=VISIBILITY_SECONDS, max_messages=16)
+        )
         if not messages:
             break
         for message in messages:

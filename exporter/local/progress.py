@@ -1,4 +1,5 @@
 """Progress on long work when a person watches (a TTY on stderr); silent otherwise, so JSON stays clean."""
+
 from __future__ import annotations
 
 import sys
@@ -15,7 +16,7 @@ class Progress:
         self.enabled = self.stream.isatty()
         self._started = time.monotonic()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._draw()
         return self
 

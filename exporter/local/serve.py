@@ -4,6 +4,7 @@ The HTTP routes of exporter/routes.py (those function_app.py registers) on local
 every-minute timer and a queue listener with dequeue counts and a poison queue. Real clock;
 storage from AzureWebJobsStorage.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,17 @@ BODY_TIMEOUT_SECONDS = 10.0
 MAX_LINE = 8192  # one chunk-size or trailer line of a chunked body
 # Every standard method is routed (a wrong one on a real route is a 405 naming the allowed ones); others are a 501.
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-ERROR_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 411: "length_required",
-               413: "payload_too_large", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented",
-               505: "http_version_not_supported"}
+ERROR_CODES = {
+    400: "invalid_input",
+    404: "not_found",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    501: "not_implemented",
+    505: "http_version_not_supported",
+}
 
 
 class Refused(Exception):
@@ -56,7 +65,9 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
             except Refused as refused:
                 self.close_connection = True  # what is left of the body cannot be told from a next request
                 return self._send(refused.status, refused.body)
-            request = api.ApiRequest(params=params, body=body, query=dict(parse_qsl(parts.query)), headers=dict(self.headers.items()))
+            request = api.ApiRequest(
+                params=params, body=body, query=dict(parse_qsl(parts.query)), headers=dict(self.headers.items())
+            )
             answer = api.handle(ctx, operation.name, request)
             self._send(answer.status, answer.body)
 
@@ -66,7 +77,9 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
             if not allowed:
                 return self._send(404, {"error": {"code": "not_found", "message": f"no route {self.command} {path}"}})
             message = f"{self.command} is not allowed here; use {', '.join(allowed)}"
-            self._send(405, {"error": {"code": "method_not_allowed", "message": message}}, {"Allow": ", ".join(allowed)})
+            self._send(
+                405, {"error": {"code": "method_not_allowed", "message": message}}, {"Allow": ", ".join(allowed)}
+            )
 
         def _body(self, required: bool) -> bytes:
             """The request body, by Content-Length or chunked; refused when malformed, too large or cut short."""
@@ -76,7 +89,11 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
                 if lengths:  # two framings of one body: refused, as RFC 9112 allows, rather than guessed at
                     raise Refused(400, "must not be sent together with Transfer-Encoding", "Content-Length")
                 if encoding.strip().lower() != "chunked":
-                    raise Refused(501, f"{encoding!r} is not supported; send the body with Content-Length or chunked", "Transfer-Encoding")
+                    raise Refused(
+                        501,
+                        f"{encoding!r} is not supported; send the body with Content-Length or chunked",
+                        "Transfer-Encoding",
+                    )
                 return self._chunked()
             if not lengths:
                 if required:
@@ -86,7 +103,9 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
                 raise Refused(400, "must be one whole number of bytes", "Content-Length")
             length = int(lengths[0])
             if length > MAX_BODY_BYTES:
-                raise Refused(413, f"is {length} bytes; the limit is {MAX_BODY_BYTES} bytes, split the request", "Content-Length")
+                raise Refused(
+                    413, f"is {length} bytes; the limit is {MAX_BODY_BYTES} bytes, split the request", "Content-Length"
+                )
             return self._exactly(length)
 
         def _exactly(self, length: int) -> bytes:
@@ -131,7 +150,9 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """The standard library's own refusals (request line, headers, unknown methods), in JSON like every answer."""
             self.close_connection = True
-            if self.request_version == "HTTP/0.9":  # an unparsable request line: answer with a status line and headers anyway
+            if (
+                self.request_version == "HTTP/0.9"
+            ):  # an unparsable request line: answer with a status line and headers anyway
                 self.request_version = "HTTP/1.0"
             reason = message or self.responses.get(code, ("refused",))[0]
             self._send(code, {"error": {"code": ERROR_CODES.get(code, "invalid_request"), "message": reason}})
@@ -174,8 +195,15 @@ def _every(seconds: float, stop: threading.Event, work, name: str) -> threading.
 class LocalHost:
     """The HTTP server, the timer and the queue listener, started and stopped together."""
 
-    def __init__(self, ctx: Context, host: str = "127.0.0.1", port: int = 7071, timer_seconds: float = 60.0,
-                 queue_poll_seconds: float = 1.0, body_timeout: float = BODY_TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        ctx: Context,
+        host: str = "127.0.0.1",
+        port: int = 7071,
+        timer_seconds: float = 60.0,
+        queue_poll_seconds: float = 1.0,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
+    ):
         self.ctx = ctx
         # One thread per connection: a slow or stalled client never holds up the others.
         self.server = ThreadingHTTPServer((host, port), make_handler(ctx, body_timeout))
@@ -184,7 +212,7 @@ class LocalHost:
         self._timer_seconds = timer_seconds
         self._queue_poll_seconds = queue_poll_seconds
 
-    def start(self) -> "LocalHost":
+    def start(self) -> LocalHost:
         _every(self._timer_seconds, self._stop, lambda: schedule(self.ctx), "timer")
         _every(self._queue_poll_seconds, self._stop, lambda: drain(self.ctx, retry_delay=30), "queue")
         threading.Thread(target=self.server.serve_forever, name="http", daemon=True).start()

@@ -30,16 +30,19 @@ over), and owners are awaited once per segment, not per event. (One query ORing 
 no way out: Azure Tables answers it with a scan of the whole partition, and allows 15 comparisons.)
 See docs/invariants.md (exactly once, settle) and docs/architecture.md (the UCD).
 """
+
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,7 +72,7 @@ TRANSACTION_SIZE = 100
 # per account. Few enough that a request's claims fill 100-entity transactions (one round trip per
 # 100 events), enough to spread an account's ingest over several partition servers.
 CLAIM_PARTITION_CHARS = 1
-CLAIM_PARTITIONS = 16 ** CLAIM_PARTITION_CHARS
+CLAIM_PARTITIONS = 16**CLAIM_PARTITION_CHARS
 # Events of committed owner segments a request may read from their blobs to recognise its duplicates:
 # a resend reads about as many as it sends; beyond this it reads the claims one by one.
 OWNER_READ_FACTOR = 2
@@ -194,15 +197,22 @@ class Ingest:
         attributes = self._prepare(request, first, len(unique))
         owners = _Owners(frozenset(unique), OWNER_READ_FACTOR * len(unique) + OWNER_READ_EXTRA)
         events = list(unique.values())
-        stored, contested = self._store_segment(account, first, lambda sid: self._claim(account, events, sid, owners), attributes)
+        stored, contested = self._store_segment(
+            account, first, lambda sid: self._claim(account, events, sid, owners), attributes
+        )
         # Only now, holding no pending claim, wait for the events other requests hold. A request never
         # waits while others may wait on it, so overlapping concurrent upserts cannot deadlock.
         while contested:
             dead = self._await_owners(account, contested, owners)
             if not dead:
                 break
-            taken, contested = self._store_segment(account, _Segment(uuid.uuid4().hex), lambda sid: self._take_over(dead, sid),
-                                                   attributes, events=len(dead))
+            taken, contested = self._store_segment(
+                account,
+                _Segment(uuid.uuid4().hex),
+                functools.partial(self._take_over, dead),
+                attributes,
+                events=len(dead),
+            )
             stored += taken
         result = UpsertResult(request.received_events, stored, request.received_events - stored)
         telemetry.record_upsert(account, result.received_events, result.stored_events, result.duplicate_events)
@@ -254,14 +264,16 @@ class Ingest:
         """Delete an intent that no claim names (best effort: a leftover one is never looked at)."""
         try:
             created.result()
-        except Exception:  # it may have landed all the same: delete it anyway
+        except Exception:  # noqa: BLE001 - it may have landed all the same: delete it anyway
             pass
         try:
             self.segments_table.delete_entity(account, segment_id)
         except AzureError:
             pass
 
-    def _store_segment(self, account, segment: _Segment, claim, attributes, events: int = 0) -> tuple[int, list[Contested]]:
+    def _store_segment(
+        self, account, segment: _Segment, claim, attributes, events: int = 0
+    ) -> tuple[int, list[Contested]]:
         """One segment: intent (unless written already), claims (`claim(segment_id)` → (ours, contested)),
         commit; return (stored, contested).
 
@@ -278,7 +290,7 @@ class Ingest:
                 self._commit_segment(account, segment, ours, attributes)
             else:
                 self._set_intent_state(account, segment.id, "aborted")
-        except Exception:  # noqa: BLE001 - re-raised; a crash (BaseException) leaves the intent to its deadline
+        except Exception:
             self._give_up(account, segment)
             raise
         return len(ours), contested
@@ -308,7 +320,9 @@ class Ingest:
                 self.fault("after_commit_mark")
                 return
         self._set_intent_state(account, segment.id, "aborted")
-        raise TransientError(f"the event store could not commit a segment ({type(last_error).__name__}); retry the request")
+        raise TransientError(
+            f"the event store could not commit a segment ({type(last_error).__name__}); retry the request"
+        )
 
     def _put(self, segment: _Segment, path: str, data: bytes) -> AzureError | None:
         """Put the segment blob once: None if it landed, else the error, known final (no put still running)."""
@@ -364,7 +378,9 @@ class Ingest:
         current = self.segments_table.get_entity(account, segment_id)
         return current, current.metadata["etag"]
 
-    def _stamp_intent(self, account: str, segment: _Segment, path: str, entry_ms: int) -> tuple[dict[str, Any], str | None]:
+    def _stamp_intent(
+        self, account: str, segment: _Segment, path: str, entry_ms: int
+    ) -> tuple[dict[str, Any], str | None]:
         entity = dict(segment.intent or {})
         # Table ints are 32-bit; milliseconds are kept as decimal strings.
         entity.update(path=path, entry_ms=str(entry_ms), deadline_ms=str(entry_ms + self.commit_timeout * 1000))
@@ -376,7 +392,11 @@ class Ingest:
             # Either another request aborted this intent, or our own stamp landed and the SDK's retry
             # of it met the new ETag: the intent's content tells which.
             current = self.segments_table.get_entity(account, segment.id)
-            if current.get("state") == "pending" and current.get("path") == path and current.get("entry_ms") == str(entry_ms):
+            if (
+                current.get("state") == "pending"
+                and current.get("path") == path
+                and current.get("entry_ms") == str(entry_ms)
+            ):
                 return current, current.metadata["etag"]
             raise TransientError("a concurrent request took over these events; retry the request") from None
         return entity, answer["etag"]
@@ -384,7 +404,9 @@ class Ingest:
     def _set_intent_state(self, account, segment_id, state, etag: str | None = None) -> None:
         entity = {"PartitionKey": account, "RowKey": segment_id, "state": state}
         if etag:
-            self.segments_table.update_entity(entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+            self.segments_table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
         else:
             self.segments_table.update_entity(entity, mode=UpdateMode.MERGE)
 
@@ -420,7 +442,9 @@ class Ingest:
         while pending:
             claim = None
             try:
-                self.events.submit_transaction([("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in pending])
+                self.events.submit_transaction(
+                    [("create", {"PartitionKey": pk, "RowKey": e.event_id, "segment": segment_id}) for e in pending]
+                )
                 won.extend(pending)
                 break
             except TableTransactionError as exc:
@@ -449,8 +473,12 @@ class Ingest:
                     continue
                 claim = get_or_none(self.events, pk, suspect.event_id)
             before = len(pending)
-            if (claim is not None and claim["segment"] != segment_id
-                    and self._learn(account, claim["segment"], owners) and suspect.event_id in owners.stored):
+            if (
+                claim is not None
+                and claim["segment"] != segment_id
+                and self._learn(account, claim["segment"], owners)
+                and suspect.event_id in owners.stored
+            ):
                 pending = owners.unknown(pending)
             else:
                 pending = self._judge_each(pk, pending, segment_id, won, lost)
@@ -458,7 +486,9 @@ class Ingest:
                 raise TransientError("the dedup index refused claims it does not hold; retry the request")
         return won, lost
 
-    def _judge_each(self, pk: str, pending: list[EventDraft], segment_id: str, won: list, lost: list) -> list[EventDraft]:
+    def _judge_each(
+        self, pk: str, pending: list[EventDraft], segment_id: str, won: list, lost: list
+    ) -> list[EventDraft]:
         """Read each claim: ours (a write whose answer was lost), another segment's (contested, with its
         ETag), or none (returned, to be claimed)."""
         free = []
@@ -549,12 +579,15 @@ class Ingest:
 
     def _take_over(self, dead: list[Contested], segment_id: str):
         """Move dead claims to this segment (ETag-guarded); return (taken, lost to another taker)."""
+
         def take(item: Contested):
             pk, event, claim = item
             try:
                 self.events.update_entity(
                     {"PartitionKey": pk, "RowKey": event.event_id, "segment": segment_id},
-                    mode=UpdateMode.REPLACE, etag=claim.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                    mode=UpdateMode.REPLACE,
+                    etag=claim.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
                 )
                 return None
             except (ResourceModifiedError, ServiceRequestError, ServiceResponseError):
@@ -604,9 +637,14 @@ def _encode(ours: list[EventDraft], attributes: dict[str, dict[str, str | None]]
     """The segment of these events, each with the attributes of its user in force now."""
     param_keys = {k for e in ours for k in e.params}
     attribute_keys = {k for e in ours for k in attributes.get(e.user_id, {})}
-    rows = []
+    rows: list[dict[str, str | None]] = []
     for e in ours:
-        row = {"event_id": e.event_id, "user_id": e.user_id, "event_name": e.event_name, "timestamp": e.timestamp}
+        row: dict[str, str | None] = {
+            "event_id": e.event_id,
+            "user_id": e.user_id,
+            "event_name": e.event_name,
+            "timestamp": e.timestamp,
+        }
         row.update({param_column(k): v for k, v in e.params.items()})
         row.update({attribute_column(k): v for k, v in attributes.get(e.user_id, {}).items()})
         rows.append(row)

@@ -1,11 +1,13 @@
 """UCD profiles (merged attributes and identifiers, tombstones) and the catalog of names and keys seen."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
@@ -20,7 +22,6 @@ from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
 from .tables import WORKERS, get_or_none
 from .values import render
-
 
 MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
 
@@ -65,14 +66,20 @@ class Profiles:
             currents = list(pool.map(lambda u: get_or_none(self.table, account, table_key(u.user_id)), drafts))
             for user, current in zip(drafts, currents):
                 self._profile_merge(account, user, where[user.user_id])(current)  # raises if too large
-            results = list(pool.map(
-                lambda pair: (pair[0].user_id, self._merge_profile(account, pair[0], where[pair[0].user_id], pair[1])),
-                zip(drafts, currents),
-            ))
+            results = list(
+                pool.map(
+                    lambda pair: (
+                        pair[0].user_id,
+                        self._merge_profile(account, pair[0], where[pair[0].user_id], pair[1]),
+                    ),
+                    zip(drafts, currents),
+                )
+            )
         return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results}
 
     def _profile_merge(self, account: str, user: UserDraft, where: str) -> Callable[[Any], tuple[dict | None, Any]]:
         """The change that merges `user` into a stored profile (for `_read_modify_write`)."""
+
         def merge(current):
             fresh = current is None or current.get("deleted", False)
             attributes = {} if fresh else json.loads(current.get("attributes", "{}"))
@@ -92,14 +99,23 @@ class Profiles:
             }
             for part in ("attributes", "identifiers"):
                 if len(str(entity[part])) > MAX_PROFILE_CHARS:
-                    raise InputError(f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters", field=f"{where}.{part}")
+                    raise InputError(
+                        f"merged with the stored profile it exceeds {MAX_PROFILE_CHARS} characters",
+                        field=f"{where}.{part}",
+                    )
             return entity, new_attributes
 
         return merge
 
     def _merge_profile(self, account: str, user: UserDraft, where: str, current: Any) -> dict[str, Any]:
-        return _read_modify_write(self.table, account, table_key(user.user_id), self._profile_merge(account, user, where),
-                                  f"profile of user {user.user_id!r}", current=current)
+        return _read_modify_write(
+            self.table,
+            account,
+            table_key(user.user_id),
+            self._profile_merge(account, user, where),
+            f"profile of user {user.user_id!r}",
+            current=current,
+        )
 
     def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
         """Tombstone a profile; events already stored stay and are still exported."""
@@ -110,8 +126,15 @@ class Profiles:
         except ResourceNotFoundError:
             raise NotFoundError(f"user {user_id!r} not found in account {account!r}", field="user_id") from None
         self.table.update_entity(
-            {"PartitionKey": account, "RowKey": table_key(user_id), "deleted": True, "deleted_at": iso(self.clock.now())},
-            mode=UpdateMode.MERGE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+            {
+                "PartitionKey": account,
+                "RowKey": table_key(user_id),
+                "deleted": True,
+                "deleted_at": iso(self.clock.now()),
+            },
+            mode=UpdateMode.MERGE,
+            etag=current.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
         )
         return {"account": account, "user_id": user_id, "deleted": True}
 
@@ -145,7 +168,12 @@ class Profiles:
             known = set(json.loads(current["keys"])) if current else set()
             if current is not None and keys <= known:
                 return None, None
-            return {"PartitionKey": account, "RowKey": row_key, "name": name, "keys": json.dumps(sorted(known | keys))}, None
+            return {
+                "PartitionKey": account,
+                "RowKey": row_key,
+                "name": name,
+                "keys": json.dumps(sorted(known | keys)),
+            }, None
 
         _read_modify_write(self.catalog_table, account, row_key, extend, "the catalog")
 
@@ -167,10 +195,12 @@ _UNREAD = object()
 CONFLICTS = (ResourceExistsError, ResourceModifiedError)
 
 
-def _read_modify_write(table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str,
-                       current: Any = _UNREAD) -> Any:
+def _read_modify_write(
+    table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str, current: Any = _UNREAD
+) -> Any:
     """Optimistic concurrency on one entity: `change(current or None)` gives (entity to write or None, result);
     a concurrent writer makes it read and change again. `current` may pass in a read already made."""
+
     def read(_stale: Any = None) -> Any:
         return get_or_none(table, partition, row)
 
@@ -189,5 +219,8 @@ def _write(table, entity: dict[str, Any], current: Any) -> None:
         table.create_entity(entity)
     else:
         table.update_entity(
-            entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            entity,
+            mode=UpdateMode.REPLACE,
+            etag=current.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
         )

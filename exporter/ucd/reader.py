@@ -3,13 +3,14 @@
 Only the hours a window covers are listed, and only the segments whose name says they are in it are
 downloaded; a few segments are decoded ahead of the consumer, never the whole window.
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -109,9 +110,5 @@ def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows
             batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
         if batch.num_rows == 0:
             continue
-        arrays = [
-            batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string())
-            for n in schema.names
-        ]
+        arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-

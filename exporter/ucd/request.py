@@ -1,4 +1,5 @@
 """Validation of an upsert body, all of it before anything is stored (bad input: docs/invariants.md)."""
+
 from __future__ import annotations
 
 import json
@@ -112,7 +113,9 @@ def _parse_user(account: str, user: Any, where: str, events_before: int) -> User
         raise InputError("must be a list", field=f"{where}.events")
     if events_before + len(events) > MAX_EVENTS:
         raise InputError(f"the request holds more than {MAX_EVENTS} events; split it", field=f"{where}.events")
-    draft.events = [_parse_event(account, draft.user_id, event, f"{where}.events[{j}]") for j, event in enumerate(events)]
+    draft.events = [
+        _parse_event(account, draft.user_id, event, f"{where}.events[{j}]") for j, event in enumerate(events)
+    ]
     return draft
 
 

@@ -5,12 +5,13 @@ the path lets a window list only the hours it covers; the entry time in the name
 segments without opening them, and orders them (entry time, then segment id) without a sort of rows.
 Rows inside a segment are sorted by event_id, so a window's row order is fixed by stored data alone.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,15 +70,17 @@ def hours_covering(start: datetime, end: datetime) -> Iterator[datetime]:
         hour += timedelta(hours=1)
 
 
-def encode_segment(rows: Iterable[dict[str, str | None]], param_keys: Iterable[str], attribute_keys: Iterable[str]) -> bytes:
+def encode_segment(
+    rows: Iterable[dict[str, str | None]], param_keys: Iterable[str], attribute_keys: Iterable[str]
+) -> bytes:
     """Rows (dicts keyed by column name) → Parquet bytes, sorted by event_id, every column a string."""
-    columns = list(FIXED_COLUMNS) + [param_column(k) for k in sorted(set(param_keys))] + [
-        attribute_column(k) for k in sorted(set(attribute_keys))
-    ]
-    ordered = sorted(rows, key=lambda r: r["event_id"] or "")  # every row has its id
-    table = pa.table(
-        {name: pa.array([r.get(name) for r in ordered], type=pa.string()) for name in columns}
+    columns = (
+        list(FIXED_COLUMNS)
+        + [param_column(k) for k in sorted(set(param_keys))]
+        + [attribute_column(k) for k in sorted(set(attribute_keys))]
     )
+    ordered = sorted(rows, key=lambda r: r["event_id"] or "")  # every row has its id
+    table = pa.table({name: pa.array([r.get(name) for r in ordered], type=pa.string()) for name in columns})
     return encode_table(table)
 
 

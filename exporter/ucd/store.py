@@ -4,11 +4,13 @@
 catalog, `reader.py` streams a window's events. They share one client of the segments' container.
 How they fit the app: docs/architecture.md; what they guarantee: docs/invariants.md.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -38,8 +40,15 @@ class UcdStore:
         # One client for writes and reads, so a test that wraps its calls sees both.
         self.container = storage.ucd_container()
         self.profiles = Profiles(storage, clock)
-        self.ingest = Ingest(storage, clock, self.profiles, self.container,
-                             commit_timeout_seconds=commit_timeout_seconds, sleep=sleep, fault=fault)
+        self.ingest = Ingest(
+            storage,
+            clock,
+            self.profiles,
+            self.container,
+            commit_timeout_seconds=commit_timeout_seconds,
+            sleep=sleep,
+            fault=fault,
+        )
         self.reader = WindowReader(self.container)
 
     def upsert(self, request: UpsertRequest) -> UpsertResult:

@@ -1,4 +1,5 @@
 """Table Storage helpers shared by the UCD's parts."""
+
 from __future__ import annotations
 
 from typing import Any

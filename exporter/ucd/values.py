@@ -1,4 +1,5 @@
 """How a JSON value is written into a CSV cell; decided once, at ingest, so exports stay columnar."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,6 +24,8 @@ def event_id(account: str, user_id: str, event_name: str, timestamp_ms: int, par
     """The stored event's stable identity: a hash of (account, user, name, event time, parameters)."""
     canonical = json.dumps(
         [account, user_id, event_name, timestamp_ms, params],
-        separators=(",", ":"), ensure_ascii=False, sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        sort_keys=True,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
