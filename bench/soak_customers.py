@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .soak_ledger import FrequencyChange, IntegrationRecord
-from .soak_servers import Servers
+from .soak_servers import Servers, json_request
 from .soak_sites import Site
 
 
@@ -151,16 +151,7 @@ class Customers:
     # ---------------------------------------------------------------- the calls
 
     def _call(self, handler: str, method: str, url: str, route: dict[str, str], body: Any = None) -> tuple[int, Any]:
-        import azure.functions as func
-
-        request = func.HttpRequest(
-            method,
-            url,
-            body=b"" if body is None else json.dumps(body).encode(),
-            route_params=route,
-            params={},
-            headers={"Content-Type": "application/json"},
-        )
+        request = json_request(method, url, route, body)
         with self.servers.calm():
             response = self.handlers[handler](request)
         if method != "GET":

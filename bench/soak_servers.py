@@ -6,6 +6,7 @@ and error paths run; the soak's own reads go to the servers directly.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import ALL_KINDS, FaultProxy, Rule
@@ -199,3 +201,17 @@ def compress_sdk_backoff(factor: float) -> None:
 
         scaled._soak_scaled = True
         cls.get_backoff_time = scaled
+
+
+def json_request(method: str, url: str, route: dict[str, str], body: Any = None) -> Any:
+    """An HTTP request with a JSON body, as the Functions host hands it to a handler."""
+    import azure.functions as func  # imported late: the soak's parent process needs none of it
+
+    return func.HttpRequest(
+        method,
+        url,
+        body=b"" if body is None else json.dumps(body).encode(),
+        route_params=route,
+        params={},
+        headers={"Content-Type": "application/json"},
+    )

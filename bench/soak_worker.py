@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, kill
+from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, json_request, kill
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "SOAK_WORKER"
@@ -112,16 +112,7 @@ class WorkerApp:
         )
 
     def _http(self, handler: str, method: str, url: str, route: dict[str, str], body: Any = None) -> dict[str, Any]:
-        import azure.functions as func
-
-        request = func.HttpRequest(
-            method,
-            url,
-            body=b"" if body is None else json.dumps(body).encode(),
-            route_params=route,
-            params={},
-            headers={"Content-Type": "application/json"},
-        )
+        request = json_request(method, url, route, body)
         try:
             response = self.handlers[handler](request)
         except Exception as error:  # noqa: BLE001 - the host answers 500 for an unhandled exception
