@@ -258,7 +258,10 @@ class FlakyDestination:
 
     def stage_block(self, path, index, data):
         self._maybe_fail("stage")
-        self.inner.stage_block(path, index, data)
+        return self.inner.stage_block(path, index, data)
+
+    def resume_upload(self, path, state, blocks):
+        self.inner.resume_upload(path, state, blocks)
 
     def commit_blocks(self, path, count):
         self._maybe_fail("commit")
@@ -299,7 +302,10 @@ class ExpiringDestination:
         target = self._target()
         if target is self.bad:
             self.state["refused"].append(path)
-        target.stage_block(path, index, data)
+        return target.stage_block(path, index, data)
+
+    def resume_upload(self, path, state, blocks):
+        self._target().resume_upload(path, state, blocks)
 
     def commit_blocks(self, path, count):
         target = self._target()

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.context import Context
 from exporter.destinations.azure_blob import AzureBlobDestination
-from exporter.export.destination import DestinationInfo, Verification
+from exporter.export.destination import DestinationInfo, UploadLost, UploadState, Verification
 from exporter.export.naming import join_prefix, window_path
 from exporter.export.plan import EventSelection, Selection
 from exporter.export.runner import export_window
@@ -38,6 +38,9 @@ class MemoryDestination:
 
     def stage_block(self, path: str, index: int, data: bytes) -> None:
         self._staged.setdefault(path, {})[index] = bytes(data)
+
+    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+        raise UploadLost()  # staged blocks live in this object only: another invocation starts the file again
 
     def commit_blocks(self, path: str, count: int) -> None:
         staged = self._staged.pop(path)
@@ -110,7 +113,7 @@ def test_a_destination_implementing_only_the_protocol_is_verified_stored_and_del
 
 def test_an_export_failing_before_its_commit_abandons_its_blocks_and_shows_nothing():
     class FailingUcd:
-        def read_window(self, *args, **kwargs):
+        def read_from(self, *args, **kwargs):
             yield from ()
             raise ConnectionError("the store went away mid-window")
 

@@ -124,7 +124,7 @@ def test_an_unexpected_exception_is_recorded_as_a_bug_and_a_storage_fault_as_tra
     def failing_read(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(ctx.ucd, "read_window", failing_read)
+    monkeypatch.setattr(ctx.ucd, "read_from", failing_read)
     caplog.set_level(logging.INFO, logger="exporter")
 
     with pytest.raises(raised):
@@ -179,7 +179,7 @@ def test_a_window_poisoned_by_a_bug_records_the_internal_error(
     populate(ctx, clock, range(1))
     clock.set(due_at(1))
     schedule(ctx)
-    monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
+    monkeypatch.setattr(ctx.ucd, "read_from", lambda *a, **k: {}["no such column"])
 
     assert drain(ctx)["poisoned"] == 1
     record = ctx.runs.get(ACCOUNT, iid, Window(ACT, ACT + H).start_unix)

@@ -357,7 +357,7 @@ def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(
         integration_body(azurite_connection, customer_container.container_name),
         account="acme",
     ).body["id"]
-    monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
+    monkeypatch.setattr(ctx.ucd, "read_from", lambda *a, **k: {}["no such column"])
     clock.set(T0 + timedelta(hours=1, minutes=5))
     assert tick(ctx)["worker"]["failed_deliveries"] >= 1
 

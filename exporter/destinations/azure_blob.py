@@ -16,13 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
-from ..export.destination import DestinationInfo, Verification
+from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .common import DestinationKind
@@ -271,11 +272,24 @@ class AzureBlobDestination:
                 raise classify(exc, self.container_name) from None
         return Verification(test_file=path, deleted=deleted, note=note)
 
-    def stage_block(self, path: str, index: int, data: bytes) -> None:
+    def stage_block(self, path: str, index: int, data: bytes) -> UploadState:
         try:
             self.client.get_blob_client(path).stage_block(block_id(index), data, length=len(data))
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
+        return UploadState()  # block ids are the names: nothing else to keep
+
+    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+        """The service keeps uncommitted blocks for a week: check blocks 0 .. blocks-1 are still there."""
+        try:
+            _, uncommitted = self.client.get_blob_client(path).get_block_list("uncommitted")
+        except ResourceNotFoundError:
+            raise UploadLost() from None
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.container_name) from None
+        kept = {block.id for block in uncommitted}
+        if any(block_id(i) not in kept for i in range(blocks)):
+            raise UploadLost()
 
     def abandon_blocks(self, path: str) -> None:
         """Nothing to do: the service drops uncommitted blocks after a week, and a retry restages the same ids."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,10 +26,21 @@ import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import DestinationInfo, Verification
+from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
+from .common import (
+    CONTENT_TYPE,
+    DELETE_NOTE,
+    VERIFY_CONTENT,
+    Check,
+    DestinationKind,
+    Upload,
+    Uploads,
+    check_endpoint_url,
+    mask_email,
+    record_failure,
+)
 
 REQUIRED = ("bucket", "service_account_key")
 KEY_FIELD = "destination.service_account_key"
@@ -209,22 +219,21 @@ def classify(exc: BaseException, bucket: str, operation: str | None = None) -> E
 
 
 @dataclass
-class _Session:
-    """One file's resumable upload: the session URL, whose turn it is, and what has been sent."""
+class _Session(Upload):
+    """One file's resumable upload (`handle` is the session URI): whose turn it is, and what has been sent."""
 
-    url: str | None = None
     next_index: int = 0  # the block whose turn it is to be sent
     offset: int = 0  # bytes GCS has of this file
     carry: bytes = b""  # a block's unaligned tail (< CHUNK), sent with the next chunk
-    failure: ExporterError | None = None
-    turn: threading.Condition = field(default_factory=threading.Condition)
+    kept: int = 0  # bytes GCS already had when this invocation took the session over: not sent again
+    finalized: bool = False  # the object is complete (found so when taking the session over)
 
 
 def _url(session: _Session) -> str:
     """The session's upload URL: set when the first block opens the session, before any chunk is sent."""
-    if session.url is None:
+    if session.handle is None:
         raise InternalError("a chunk was sent before its resumable session was opened")
-    return session.url
+    return session.handle
 
 
 class _Finalized(Exception):
@@ -246,8 +255,7 @@ class GcsDestination:
         project = credentials.service_account_key.get("project_id") or "<none>"
         self.client = storage.Client(project=project, credentials=self._google, client_options=options)
         self._http = AuthorizedSession(self._google)
-        self._sessions: dict[str, _Session] = {}
-        self._lock = threading.Lock()
+        self._sessions: Uploads[_Session] = Uploads(_Session)
 
     @classmethod
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> GcsDestination:
@@ -292,41 +300,27 @@ class GcsDestination:
 
     def _session(self, path: str) -> _Session:
         """The file's upload session, opened by the first block to arrive (the others wait for it)."""
-        with self._lock:
-            session = self._sessions.setdefault(path, _Session())
-        with session.turn:
-            if session.url is None and session.failure is None:
-                try:
-                    session.url = (
-                        self.client.bucket(self.bucket)
-                        .blob(path)
-                        .create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    session.failure = self._classify(exc, "write")
-            if session.failure is not None:
-                raise copy.copy(session.failure)
-        return session
+
+        def create() -> str:
+            blob = self.client.bucket(self.bucket).blob(path)
+            return blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+
+        return self._sessions.open(path, create, lambda exc: self._classify(exc, "write"))
 
     def _fail(self, path: str, session: _Session, exc: BaseException) -> ExporterError:
-        """Record the first failure, cancel the session and wake every waiting block."""
-        with session.turn:
-            if session.failure is None:
-                session.failure = self._classify(exc, "write")
-                self._cancel(session)
-            session.turn.notify_all()
-            return copy.copy(session.failure)
+        """Record the first failure and wake every waiting block; a refusal cancels the session, a transient one keeps it."""
+        return record_failure(session, self._classify(exc, "write"), lambda: self._cancel(session))
 
     def _cancel(self, session: _Session) -> None:
         """Best effort (GCS answers 499); a session left behind expires after a week, never visible."""
-        if session.url is None:
+        if session.handle is None:
             return
         try:
-            self._http.delete(session.url, timeout=VERIFY_TIMEOUT)
+            self._http.delete(session.handle, timeout=VERIFY_TIMEOUT)
         except Exception:  # noqa: BLE001
             pass
 
-    def stage_block(self, path: str, index: int, data: bytes) -> None:
+    def stage_block(self, path: str, index: int, data: bytes) -> UploadState:
         session = self._session(path)
         with session.turn:
             ready = session.turn.wait_for(
@@ -344,14 +338,37 @@ class GcsDestination:
             # Only this block's thread touches the session now: the others wait for their turn.
             payload = memoryview(session.carry + data if session.carry else data)
             aligned = len(payload) - len(payload) % CHUNK
-            if aligned:
-                self._send(session, bytes(payload[:aligned]), total=None)  # requests sends bytes only
+            # Bytes GCS kept from an invocation that died before recording this block are not sent again.
+            done = min(max(session.kept - session.offset, 0), aligned)
+            session.offset += done
+            if aligned > done:
+                self._send(session, bytes(payload[done:aligned]), total=None)  # requests sends bytes only
             session.carry = bytes(payload[aligned:])
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, session, exc) from None
         with session.turn:
             session.next_index += 1
             session.turn.notify_all()
+            return UploadState(handle=_url(session), offset=session.offset, carry=session.carry)
+
+    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+        """Take over the session `state.handle` after block blocks-1: ask GCS what it kept (it keeps a session a week)."""
+        session = _Session(handle=state.handle, next_index=blocks, offset=state.offset, carry=state.carry)
+        try:
+            response = self._http.put(state.handle, data=b"", timeout=TIMEOUT, headers={"Content-Range": "bytes */*"})
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "chunk") from None
+        if response.status_code in (200, 201):
+            session.finalized = True  # our commit landed; its answer, or the record of it, was lost
+        elif response.status_code == 308:
+            session.kept = _range_end(response)
+            if session.kept < state.offset:
+                raise UploadLost()
+        elif response.status_code in (404, 410, 499):
+            raise UploadLost()
+        else:
+            raise classify_status(response.status_code, self.bucket, "chunk")
+        self._sessions.adopt(path, session)
 
     def commit_blocks(self, path: str, count: int) -> None:
         session = self._session(path)
@@ -359,19 +376,20 @@ class GcsDestination:
             if session.failure is not None:
                 raise copy.copy(session.failure)
             staged = session.next_index
+        if session.finalized:
+            self._sessions.pop(path)
+            return
         if staged != count:
             raise self._fail(path, session, TransientError("not every block was uploaded; the file is uploaded again"))
         try:
             self._send(session, session.carry, total=session.offset + len(session.carry))
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, session, exc) from None
-        with self._lock:
-            self._sessions.pop(path, None)
+        self._sessions.pop(path)
 
     def abandon_blocks(self, path: str) -> None:
         """The export gave up on this file: cancel its session (nothing was visible)."""
-        with self._lock:
-            session = self._sessions.pop(path, None)
+        session = self._sessions.pop(path)
         if session is not None:
             with session.turn:
                 if session.failure is None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import DestinationInfo, Verification
+from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
@@ -34,9 +34,12 @@ from .common import (
     VERIFY_CONTENT,
     Check,
     DestinationKind,
+    Upload,
+    Uploads,
     check_endpoint_url,
     check_token,
     mask_middle,
+    record_failure,
 )
 
 REQUIRED = ("bucket", "region", "access_key_id", "secret_access_key")
@@ -247,13 +250,10 @@ def _new_client(**kwargs: Any) -> Any:
 
 
 @dataclass
-class _Upload:
-    """One file's multipart upload: its id, the parts staged so far, and the first failure."""
+class _Upload(Upload):
+    """One file's multipart upload (`handle` is its UploadId) and the parts staged so far."""
 
-    upload_id: str | None = None
     parts: dict[int, dict[str, str]] = field(default_factory=dict)
-    failure: ExporterError | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class S3Destination:
@@ -264,8 +264,7 @@ class S3Destination:
         self.bucket = check_bucket(bucket)
         self.prefix = prefix or ""
         self.client = self._client(CLIENT_OPTIONS)
-        self._uploads: dict[str, _Upload] = {}
-        self._lock = threading.Lock()
+        self._uploads: Uploads[_Upload] = Uploads(_Upload)
 
     @classmethod
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> S3Destination:
@@ -327,60 +326,70 @@ class S3Destination:
 
     def _upload(self, path: str) -> _Upload:
         """The file's multipart upload, created by the first block to arrive (the others wait for it)."""
-        with self._lock:
-            upload = self._uploads.setdefault(path, _Upload())
-        with upload.lock:
-            if upload.upload_id is None and upload.failure is None:
-                try:
-                    upload.upload_id = self.client.create_multipart_upload(
-                        Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE
-                    )["UploadId"]
-                except Exception as exc:  # noqa: BLE001
-                    upload.failure = self._classify(exc, "write")
-            if upload.failure is not None:
-                raise copy.copy(upload.failure) from None
-        return upload
+
+        def create() -> str:
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)[
+                "UploadId"
+            ]
+
+        return self._uploads.open(path, create, lambda exc: self._classify(exc, "write"))
 
     def _fail(self, path: str, upload: _Upload, exc: BaseException) -> ExporterError:
-        """Record the first failure and abort the upload; later calls (and parts in flight) raise the same."""
-        with upload.lock:
-            if upload.failure is None:
-                upload.failure = self._classify(exc, "write")
-                self._abort(path, upload)
-            return copy.copy(upload.failure)
+        """Record the first failure; a refusal aborts the upload, a transient one keeps it for the next invocation."""
+        return record_failure(upload, self._classify(exc, "write"), lambda: self._abort(path, upload))
 
     def _abort(self, path: str, upload: _Upload) -> None:
         """Best effort: with refused credentials the abort is refused too, and the upload stays invisible."""
-        if upload.upload_id is None:
+        if upload.handle is None:
             return
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload.upload_id)
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload.handle)
         except Exception:  # noqa: BLE001 - the file is not visible either way
             pass
 
-    def stage_block(self, path: str, index: int, data: bytes) -> None:
+    def stage_block(self, path: str, index: int, data: bytes) -> UploadState:
         part = part_number(index)
         upload = self._upload(path)
         try:
             answer = self.client.upload_part(
-                Bucket=self.bucket, Key=path, UploadId=upload.upload_id, PartNumber=part, Body=data
+                Bucket=self.bucket, Key=path, UploadId=upload.handle, PartNumber=part, Body=data
             )
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, upload, exc) from None
-        with upload.lock:
+        with upload.turn:
             if upload.failure is not None:
                 raise copy.copy(upload.failure)
             upload.parts[part] = {k: v for k, v in answer.items() if k in PART_FIELDS}
+            return UploadState(handle=upload.handle or "")
+
+    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+        """Adopt the multipart upload `state.handle`: its parts 1 .. blocks must be there (S3 keeps them until aborted)."""
+        upload = _Upload(handle=state.handle)
+        try:
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=path, UploadId=state.handle
+            )
+            for page in pages:
+                for part in page.get("Parts", []):
+                    upload.parts[part["PartNumber"]] = {k: v for k, v in part.items() if k in PART_FIELDS}
+        except Exception as exc:  # noqa: BLE001
+            from botocore.exceptions import ClientError
+
+            if isinstance(exc, ClientError) and _code(exc)[1] == "NoSuchUpload":
+                raise UploadLost() from None
+            raise self._classify(exc, "write") from None
+        if any(part_number(i) not in upload.parts for i in range(blocks)):
+            raise UploadLost()
+        self._uploads.adopt(path, upload)
 
     def commit_blocks(self, path: str, count: int) -> None:
         if not count:
             self._put_empty(path)
             return
-        with self._lock:
-            upload = self._uploads.get(path)
-        if upload is None or upload.upload_id is None:
+        upload = self._uploads.get(path)
+        if upload is None or upload.handle is None:
             raise TransientError("the file's upload was not started; it is uploaded again")
-        with upload.lock:
+        with upload.turn:
             if upload.failure is not None:
                 raise copy.copy(upload.failure)
             numbers = [part_number(i) for i in range(count)]
@@ -392,12 +401,11 @@ class S3Destination:
             )
         try:
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=path, UploadId=upload.upload_id, MultipartUpload={"Parts": parts}
+                Bucket=self.bucket, Key=path, UploadId=upload.handle, MultipartUpload={"Parts": parts}
             )
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, upload, exc) from None
-        with self._lock:
-            self._uploads.pop(path, None)
+        self._uploads.pop(path)
 
     def _put_empty(self, path: str) -> None:
         try:
@@ -407,10 +415,9 @@ class S3Destination:
 
     def abandon_blocks(self, path: str) -> None:
         """The export gave up on this file: abort its upload (nothing was visible)."""
-        with self._lock:
-            upload = self._uploads.pop(path, None)
+        upload = self._uploads.pop(path)
         if upload is not None:
-            with upload.lock:
+            with upload.turn:
                 self._abort(path, upload)
 
 

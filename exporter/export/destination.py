@@ -34,6 +34,24 @@ class Verification:
         return body
 
 
+@dataclass(frozen=True)
+class UploadState:
+    """What continuing a file's upload in another invocation needs, as of one staged block.
+
+    `handle` names the upload at the service (S3: the UploadId; GCS: the resumable session URI, a
+    bearer secret, sealed at rest; Azure Blob: none, block ids are the names). GCS also needs the
+    bytes it has persisted (`offset`) and the unaligned tail not yet sent (`carry`, < 256 KiB).
+    """
+
+    handle: str = ""
+    offset: int = 0
+    carry: bytes = b""
+
+
+class UploadLost(Exception):
+    """A saved upload can no longer be continued (aborted, expired, or its blocks gone): start the file again."""
+
+
 class Destination(Protocol):
     """Where an integration's files go: blocks staged invisibly, then committed at once."""
 
@@ -47,8 +65,18 @@ class Destination(Protocol):
         """Write a small test file under the prefix, then try to delete it."""
         ...
 
-    def stage_block(self, path: str, index: int, data: bytes) -> None:
-        """Upload block `index` (0, 1, ...) of the file at `path`; nothing is visible until the commit."""
+    def stage_block(self, path: str, index: int, data: bytes) -> UploadState:
+        """Upload block `index` (0, 1, ...) of the file at `path`; nothing is visible until the commit.
+
+        Answers the upload's state as of this block: what `resume_upload` needs to continue after it.
+        """
+        ...
+
+    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+        """Continue the upload of `path` whose blocks 0 .. blocks-1 were staged (by another invocation).
+
+        The next block staged is `blocks`. Raises UploadLost if the upload cannot be continued.
+        """
         ...
 
     def commit_blocks(self, path: str, count: int) -> None:

@@ -1,21 +1,35 @@
-"""Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files)."""
+"""Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files).
+
+A window need not fit in one invocation (docs/architecture.md, resumable windows): blocks are cut only
+after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
+is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
+stops after a block, to be continued by another invocation from the last recorded block without
+producing or uploading the bytes before it again.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
 from ..ucd import UcdStore
+from ..ucd.reader import ReadPosition
 from ..windows import Window
-from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
-from .destination import Destination
+from .csv_writer import BLOCK_BYTES, WRITE_OPTIONS
+from .destination import Destination, UploadLost, UploadState
 from .naming import window_path
-from .plan import Selection, column_plan
+from .plan import ColumnPlan, Selection, column_plan
+from .progress import Checkpoints, WindowProgress, no_progress, with_block
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
+SLICE_ROWS = 8_192  # rows encoded between two possible block ends: a block exceeds block_bytes by at most this
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +37,40 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WindowExport:
     path: str
-    rows: int
+    rows: int  # rows of the file so far (all of them when complete)
     bytes: int
     duration_s: float
+    complete: bool = True  # False: the time ran out; the progress is recorded and another invocation continues
+    staged_bytes: int = 0  # bytes this invocation staged (a resumed export stages only what was not recorded)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a block ends: the read position after its last row, and the file's rows and bytes up to it."""
+
+    position: ReadPosition | None
+    rows: int
+    bytes: int
+
+
+class ProgressRecorder:
+    """Records the progress of the blocks staged in order so far, as each one lands (any order)."""
+
+    def __init__(self, start: WindowProgress, record: Callable[[WindowProgress], None] | None):
+        self.progress = start
+        self._record = record
+        self._landed: dict[int, tuple[Mark, UploadState]] = {}
+        self._lock = threading.Lock()
+
+    def landed(self, index: int, mark: Mark, state: UploadState) -> None:
+        with self._lock:  # one record at a time, so the records only ever move forward
+            self._landed[index] = (mark, state)
+            before = self.progress.blocks
+            while self.progress.blocks in self._landed:
+                m, s = self._landed.pop(self.progress.blocks)
+                self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s)
+            if self._record is not None and self.progress.blocks > before:
+                self._record(self.progress)
 
 
 class BlockUploader:
@@ -35,21 +80,34 @@ class BlockUploader:
     so memory stays bounded by blocks, not by the file.
     """
 
-    def __init__(self, destination: Destination, path: str, max_in_flight: int = MAX_IN_FLIGHT):
+    def __init__(
+        self,
+        destination: Destination,
+        path: str,
+        recorder: ProgressRecorder,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ):
         self.destination = destination
         self.path = path
-        self.count = 0  # blocks handed to the pool so far
+        self.recorder = recorder
+        self.count = recorder.progress.blocks  # the next block's index
+        self.staged_bytes = 0
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="stage")
         self._futures: list[Future] = []
 
-    def stage(self, data: bytes) -> None:
+    def stage(self, data: bytes, mark: Mark) -> None:
         self._raise_if_failed()
         index, self.count = self.count, self.count + 1
+        self.staged_bytes += len(data)
         self._slots.acquire()
-        future = self._pool.submit(self.destination.stage_block, self.path, index, data)
+        future = self._pool.submit(self._stage, index, data, mark)
         future.add_done_callback(lambda _f: self._slots.release())
         self._futures.append(future)
+
+    def _stage(self, index: int, data: bytes, mark: Mark) -> None:
+        state = self.destination.stage_block(self.path, index, data)
+        self.recorder.landed(index, mark, state or UploadState())
 
     def _raise_if_failed(self) -> None:
         for future in self._futures:
@@ -58,20 +116,67 @@ class BlockUploader:
                 raise failure
         self._futures = [f for f in self._futures if not f.done()]
 
-    def commit(self) -> None:
+    def drain(self) -> None:
+        """Wait for every block handed over; raise the first failure."""
         try:
             for future in self._futures:
                 future.result()
         finally:
             self._pool.shutdown(wait=True)
+
+    def commit(self) -> None:
+        self.drain()
         self.destination.commit_blocks(self.path, self.count)
 
-    def abandon(self) -> None:
+    def stop(self) -> None:
+        """Stop after a failure: blocks not yet started are dropped, those uploading finish."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self) -> None:
+        self.stop()
         try:
             self.destination.abandon_blocks(self.path)
         except Exception:  # noqa: BLE001 - best effort: the failure that got us here is the one to raise
             log.warning("could not abandon the staged blocks of %s", self.path)
+
+
+class AlignedBlocks:
+    """A write-only file that hands on a block only where the caller marks a read position, once it holds
+    at least `block_bytes`: every block then ends after a whole row, at a place a later invocation can
+    continue from. The cuts are a function of the stored data alone, so a continued export cuts the same
+    blocks as an export in one go.
+    """
+
+    def __init__(self, emit: Callable[[bytes, Mark], None], block_bytes: int, already: int = 0):
+        self._emit = emit
+        self._block_bytes = block_bytes
+        self._block = bytearray()
+        self.bytes_written = already
+        self.closed = False
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._block += view  # Arrow reuses the buffer it writes from: copied once, here
+        self.bytes_written += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        pass
+
+    def mark(self, position: ReadPosition | None, rows: int) -> bool:
+        """A block may end here; True if one did."""
+        if len(self._block) < self._block_bytes:
+            return False
+        self._hand_on(position, rows)
+        return True
+
+    def finish(self, position: ReadPosition | None, rows: int) -> None:
+        if self._block:
+            self._hand_on(position, rows)
+
+    def _hand_on(self, position: ReadPosition | None, rows: int) -> None:
+        block, self._block = self._block, bytearray()
+        self._emit(block, Mark(position, rows, self.bytes_written))
 
 
 def export_window(
@@ -82,22 +187,99 @@ def export_window(
     window: Window,
     destination: Destination,
     *,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
     max_in_flight: int = MAX_IN_FLIGHT,
+    checkpoints: Checkpoints | None = None,
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> WindowExport:
-    """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit."""
+    """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit.
+
+    With `checkpoints`, it continues from the recorded progress and records each block; once
+    `out_of_time()` it stops after a block (at least one per call) and answers `complete=False`.
+    """
     started = time.monotonic()
     plan = column_plan(selection.events, selection.attributes)
     path = window_path(destination.prefix, account, integration_id, window)
-    batches = ucd.read_window(
-        account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
+    progress = _continued(destination, path, checkpoints)
+    recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
+    uploader = BlockUploader(destination, path, recorder, max_in_flight)
+    sink = AlignedBlocks(uploader.stage, block_bytes or BLOCK_BYTES, already=progress.bytes)
+    batches = ucd.read_from(
+        account,
+        window.start,
+        window.end,
+        progress.position,
+        event_names=plan.event_names,
+        columns=plan.source_columns,
     )
-    uploader = BlockUploader(destination, path, max_in_flight)
-    sink = BlockSink(uploader.stage, block_bytes)
     try:
-        rows = write_csv(batches, plan, sink)
-        uploader.commit()
+        rows, complete = _encode(batches, plan, sink, progress, out_of_time)
+        if complete:
+            uploader.commit()
+        else:
+            uploader.drain()
     except BaseException:
-        uploader.abandon()
+        _after_failure(uploader, checkpoints, recorder)
         raise
-    return WindowExport(path, rows, sink.bytes_written, time.monotonic() - started)
+    if complete and checkpoints is not None:
+        checkpoints.clear()
+    took = time.monotonic() - started
+    return WindowExport(path, rows, sink.bytes_written, took, complete, uploader.staged_bytes)
+
+
+def _continued(destination: Destination, path: str, checkpoints: Checkpoints | None) -> WindowProgress:
+    """The recorded progress of this window's file, if its upload can be continued; else a fresh start."""
+    saved = checkpoints.saved() if checkpoints else None
+    if checkpoints is None or saved is None or saved.path != path or saved.blocks == 0:
+        return no_progress(path)
+    try:
+        destination.resume_upload(path, saved.upload, saved.blocks)
+    except UploadLost:
+        log.warning("the staged blocks of %s are gone; the file is exported again from its start", path)
+        checkpoints.clear()
+        return no_progress(path)
+    return saved
+
+
+def _after_failure(uploader: BlockUploader, checkpoints: Checkpoints | None, recorder: ProgressRecorder) -> None:
+    """Keep what is recorded for the next invocation; give up an upload nothing can continue."""
+    if checkpoints is not None and recorder.progress.blocks > 0:
+        uploader.stop()
+        return
+    uploader.abandon()
+
+
+def _encode(
+    batches: Iterator[tuple[ReadPosition, pa.RecordBatch]],
+    plan: ColumnPlan,
+    sink: AlignedBlocks,
+    progress: WindowProgress,
+    out_of_time: Callable[[], bool],
+) -> tuple[int, bool]:
+    """Encode batches into the sink until the end of the window (True) or a block after the time ran out."""
+    rows = progress.rows
+    position = progress.position
+    options = pacsv.WriteOptions(include_header=progress.blocks == 0, eol=WRITE_OPTIONS.eol)
+    writer = pacsv.CSVWriter(sink, plan.schema, write_options=options)
+    try:
+        for after, batch in batches:
+            for piece, position in _slices(after, batch):
+                writer.write_batch(plan.project(piece))
+                rows += piece.num_rows
+                if sink.mark(position, rows) and out_of_time():
+                    return rows, False
+    finally:
+        writer.close()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # stops the read's prefetch at once when the time ran out
+    sink.finish(position, rows)
+    return rows, True
+
+
+def _slices(after: ReadPosition, batch: pa.RecordBatch) -> Iterator[tuple[pa.RecordBatch, ReadPosition]]:
+    """A batch in pieces of at most SLICE_ROWS rows, each with the read position after it."""
+    for offset in range(0, batch.num_rows, SLICE_ROWS):
+        piece = batch.slice(offset, SLICE_ROWS)
+        left = batch.num_rows - offset - piece.num_rows
+        yield piece, ReadPosition(after.segment, after.rows - left)

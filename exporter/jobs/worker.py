@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..errors import (
 from ..export.destination import Destination
 from ..export.naming import window_path
 from ..export.plan import Selection
+from ..export.progress import Checkpoints, ProgressRepo
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
@@ -90,7 +90,8 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         return JobOutcome(reason=f"integration is {integration.status}")
 
     activated = integration.activated_at  # never moves once set
-    started = time.monotonic()
+    deadline = ctx.clock.now() + timedelta(seconds=ctx.settings.max_seconds_per_run)
+    out_of_time = lambda: ctx.clock.now() >= deadline  # noqa: E731 - the injected clock: tests move it
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
     begun = _begun(ctx, integration)
@@ -106,14 +107,18 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         )
     )
     for window in windows:
-        if exported and time.monotonic() - started > ctx.settings.max_seconds_per_run:
+        if exported and out_of_time():
             break
         selection = _selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
         try:
-            exported.append(_export_one(ctx, integration, window, selection, destination, dequeue_count))
+            record = _export_one(ctx, integration, window, selection, destination, dequeue_count, out_of_time)
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
             return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
+        if record.status == EXPORTING:  # the time ran out inside the window: a follow-up continues it
+            _follow_up(ctx, integration)
+            return JobOutcome(tuple(exported), follow_up=True, reason="the window continues in a follow-up")
+        exported.append(record)
         advanced = _advance(ctx, integration, window)
         if advanced is None or advanced.status != Status.ACTIVE:
             # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
@@ -162,8 +167,12 @@ def _export_one(
     selection: Selection | None,
     destination: Callable[[], Destination],
     dequeue_count: int,
+    out_of_time: Callable[[], bool],
 ) -> RunRecord:
-    """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
+    """Export one window into its file and record it; a failure is recorded as what it is, then raised.
+
+    A window whose time runs out keeps the status `exporting`, with the rows and bytes staged so far.
+    """
     selection = selection or integration.selection
     record = _run_record(ctx, integration, window, selection)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
@@ -179,7 +188,16 @@ def _export_one(
     with telemetry.window_span(integration.account, integration.id, window.start_unix, window.end_unix, kind) as span:
         try:
             # Opening the destination (decrypting its secret) is part of the attempt, so its failure is recorded too.
-            result = export_window(ctx.ucd, integration.account, integration.id, selection, window, destination())
+            result = export_window(
+                ctx.ucd,
+                integration.account,
+                integration.id,
+                selection,
+                window,
+                destination(),
+                checkpoints=_checkpoints(ctx, integration, window),
+                out_of_time=out_of_time,
+            )
         except Exception as raw:
             error = classify_failure(raw)
             _record_failure(ctx, record, error, raw, context, kind)
@@ -188,7 +206,12 @@ def _export_one(
             raise error from raw
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
-    record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
+    record.rows, record.bytes = result.rows, result.bytes
+    if not result.complete:
+        ctx.runs.put(record)
+        log.info("window continues in a follow-up", extra={**context, "rows": result.rows, "bytes": result.bytes})
+        return record
+    record.status = EXPORTED
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
@@ -206,6 +229,12 @@ def _export_one(
         },
     )
     return record
+
+
+def _checkpoints(ctx: Context, integration: Integration, window: Window) -> Checkpoints:
+    """Where this window's progress is recorded, so another invocation continues it."""
+    repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+    return Checkpoints(repo, integration.account, integration.id, window.start_unix)
 
 
 def _run_record(ctx: Context, integration: Integration, window: Window, selection: Selection) -> RunRecord:

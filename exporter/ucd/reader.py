@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 
@@ -74,6 +75,30 @@ class WindowReader:
         `columns` are segment columns beyond the fixed four (`p:<key>`, `a:<key>`); every batch has
         exactly the fixed columns plus these, missing ones null. Memory: a few segments, never the window.
         """
+        positioned = self.read_from(
+            account, start, end, event_names=event_names, columns=columns, batch_rows=batch_rows, prefetch=prefetch
+        )
+        return (batch for _, batch in positioned)
+
+    def read_from(
+        self,
+        account: str,
+        start: datetime,
+        end: datetime,
+        position: ReadPosition | None = None,
+        *,
+        event_names: Iterable[str] | None = None,
+        columns: Iterable[str] = (),
+        batch_rows: int = 65_536,
+        prefetch: int = READ_PREFETCH,
+    ) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
+        """`read_window` from `position` on, each batch with the position just after it.
+
+        A position is (segment path, rows of that segment already read, after the event-name filter): the
+        window's segment list is fixed once it is due (entry times land before `end + settle`), so an
+        export can stop after any batch and another invocation continue there without re-reading
+        the segments before it.
+        """
         names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
@@ -81,22 +106,48 @@ class WindowReader:
         def load(ref: SegmentRef) -> list[pa.RecordBatch]:
             return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
 
+        refs = self._iter_segments(account, start, end)
+        first = parse_segment_name(position.segment) if position is not None else None
+        if first is not None:
+            refs = (ref for ref in refs if ref >= first)  # segments sort in read order
         # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
         # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
         ahead = max(1, prefetch)
         with ThreadPoolExecutor(ahead) as pool:
-            refs = self._iter_segments(account, start, end)
-            pending = deque(pool.submit(load, ref) for ref in islice(refs, ahead))
+            pending = deque((ref, pool.submit(load, ref)) for ref in islice(refs, ahead))
             while pending:
-                batches = pending.popleft().result()
+                ref, loading = pending.popleft()
+                batches = loading.result()
                 nxt = next(refs, None)
                 if nxt is not None:
-                    pending.append(pool.submit(load, nxt))
-                yield from batches
+                    pending.append((nxt, pool.submit(load, nxt)))
+                skip = position.rows if position is not None and ref.path == position.segment else 0
+                yield from _positioned(ref.path, batches, skip)
                 del batches  # drop this segment before waiting for the next one
 
     def _download(self, path: str) -> bytes:
         return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
+
+
+@dataclass(frozen=True)
+class ReadPosition:
+    """Where a window read stands: `rows` rows of `segment` (a segment path) have been read."""
+
+    segment: str
+    rows: int
+
+
+def _positioned(path: str, batches: list[pa.RecordBatch], skip: int) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
+    """One segment's batches after its first `skip` rows, each with the position after it."""
+    done = 0
+    for batch in batches:
+        if done + batch.num_rows <= skip:
+            done += batch.num_rows
+            continue
+        if done < skip:
+            batch, done = batch.slice(skip - done), skip
+        done += batch.num_rows
+        yield ReadPosition(path, done), batch
 
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:

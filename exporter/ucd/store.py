@@ -18,7 +18,7 @@ from ..clock import Clock
 from ..storage import Storage
 from .ingest import Ingest, UpsertResult, no_fault
 from .profiles import Profiles
-from .reader import WindowReader
+from .reader import ReadPosition, WindowReader
 from .request import UpsertRequest
 from .segments import SegmentRef
 
@@ -74,3 +74,9 @@ class UcdStore:
     def read_window(self, account: str, start: datetime, end: datetime, **options: Any) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches; options as `WindowReader.read_window`."""
         return self.reader.read_window(account, start, end, **options)
+
+    def read_from(
+        self, account: str, start: datetime, end: datetime, position: ReadPosition | None = None, **options: Any
+    ) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
+        """`read_window` from a position on, each batch with the position after it (a resumable read)."""
+        return self.reader.read_from(account, start, end, position, **options)

@@ -1,0 +1,162 @@
+"""A window's export progress, kept durably so another invocation continues it (docs/architecture.md, resumable windows).
+
+One Table entity per (integration, window) in the runs table, in a partition of its own (the run
+history's listing never sees it): the file, how many blocks are staged, where the UCD read stands
+after the last of them, the rows and bytes so far, and the destination's upload state (its handle,
+an S3 UploadId or a GCS session URI, sealed like a credential: a session URI is a bearer secret).
+
+Writes are ETag-conditional and never go backwards: two invocations of one window (a duplicate
+delivery) stage the same bytes under the same block indexes, and the record keeps whichever is
+further, always one invocation's whole state (its blocks, position and upload together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from ..concurrency import retry_on_conflict
+from ..secrets import SecretBox
+from ..ucd.reader import ReadPosition
+from .destination import UploadState
+
+CARRY_PART = 60 * 1024  # a binary Table property holds at most 64 KiB
+
+
+@dataclass(frozen=True)
+class WindowProgress:
+    """Blocks 0 .. blocks-1 of `path` are staged; the read continues at `position` (None: the window's start)."""
+
+    path: str
+    blocks: int = 0
+    position: ReadPosition | None = None
+    rows: int = 0
+    bytes: int = 0
+    upload: UploadState = UploadState()
+
+
+class _Stale(Exception):
+    """The record changed since it was read: read it again."""
+
+
+class ProgressRepo:
+    """Window progress records, in their own partition of the runs table."""
+
+    def __init__(self, table: TableClient, box: SecretBox):
+        self.table = table
+        self.box = box
+
+    def get(self, account: str, integration_id: str, window_start: int) -> WindowProgress | None:
+        """The recorded progress of a window, or None."""
+        found = self._read(account, integration_id, window_start)
+        return found[0] if found else None
+
+    def advance(self, account: str, integration_id: str, window_start: int, progress: WindowProgress) -> None:
+        """Record `progress` unless the record is already as far (another invocation of the same window)."""
+
+        def attempt(_: object) -> None:
+            found = self._read(account, integration_id, window_start)
+            entity = self._entity(account, integration_id, window_start, progress)
+            try:
+                if found is None:
+                    self.table.create_entity(entity)
+                elif found[0].path != progress.path or found[0].blocks < progress.blocks:
+                    self.table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=found[1], match_condition=MatchConditions.IfNotModified
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                raise _Stale() from None
+
+        retry_on_conflict(None, attempt, lambda stale: stale, conflicts=(_Stale,), what="window progress")
+
+    def clear(self, account: str, integration_id: str, window_start: int) -> None:
+        """Forget a window's progress (its file is committed, or its upload is gone)."""
+        try:
+            self.table.delete_entity(_partition(account, integration_id), _row(window_start))
+        except ResourceNotFoundError:
+            pass
+
+    def _read(self, account: str, integration_id: str, window_start: int) -> tuple[WindowProgress, str] | None:
+        try:
+            entity = self.table.get_entity(_partition(account, integration_id), _row(window_start))
+        except ResourceNotFoundError:
+            return None
+        return self._from_entity(entity), str(entity.metadata["etag"])
+
+    def _entity(self, account: str, integration_id: str, window_start: int, p: WindowProgress) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": _partition(account, integration_id),
+            "RowKey": _row(window_start),
+            "path": p.path,
+            "blocks": p.blocks,
+            "segment": p.position.segment if p.position else "",
+            "segment_rows": p.position.rows if p.position else 0,
+            "rows": p.rows,
+            "bytes": p.bytes,
+            "handle": self.box.seal(p.upload.handle) if p.upload.handle else "",
+            "offset": p.upload.offset,
+        }
+        carry = p.upload.carry
+        for i in range(0, len(carry), CARRY_PART):
+            entity[f"carry_{i // CARRY_PART}"] = carry[i : i + CARRY_PART]
+        return entity
+
+    def _from_entity(self, entity: Any) -> WindowProgress:
+        carry = b"".join(bytes(entity[k]) for k in sorted(k for k in entity if k.startswith("carry_")))
+        handle = self.box.open(entity["handle"]) if entity.get("handle") else ""
+        position = ReadPosition(entity["segment"], int(entity["segment_rows"])) if entity.get("segment") else None
+        return WindowProgress(
+            path=entity["path"],
+            blocks=int(entity["blocks"]),
+            position=position,
+            rows=int(entity["rows"]),
+            bytes=int(entity["bytes"]),
+            upload=UploadState(handle, int(entity.get("offset", 0)), carry),
+        )
+
+
+@dataclass
+class Checkpoints:
+    """One window's progress as the runner sees it: what to continue from, and where to record each block."""
+
+    repo: ProgressRepo
+    account: str
+    integration_id: str
+    window_start: int
+
+    def saved(self) -> WindowProgress | None:
+        return self.repo.get(self.account, self.integration_id, self.window_start)
+
+    def record(self, progress: WindowProgress) -> None:
+        self.repo.advance(self.account, self.integration_id, self.window_start, progress)
+
+    def clear(self) -> None:
+        self.repo.clear(self.account, self.integration_id, self.window_start)
+
+
+def no_progress(path: str) -> WindowProgress:
+    """A window exported from its start."""
+    return WindowProgress(path)
+
+
+def with_block(
+    progress: WindowProgress, position: ReadPosition | None, rows: int, size: int, upload: UploadState
+) -> WindowProgress:
+    """The progress after one more block."""
+    return replace(progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload)
+
+
+def _partition(account: str, integration_id: str) -> str:
+    return f"{account}~{integration_id}~progress"  # the run history's partition is f"{account}~{integration_id}"
+
+
+def _row(window_start: int) -> str:
+    return f"{window_start:012d}"
+
+
+ProgressSink = Callable[[WindowProgress], None]
