@@ -1,0 +1,196 @@
+"""Resumable windows (docs/architecture.md, "Windows of any size"), once per destination type.
+
+A window of several 5 MiB blocks (S3's minimum part size) is exported through the worker with a time
+budget that runs out after every block, so each invocation stages one block and hands on to a
+follow-up; a worker killed after k staged blocks is redelivered and continues. Each file must be
+byte-identical to an export in one go, and no block recorded as staged is uploaded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from bench import data
+from exporter.clock import to_unix
+from exporter.destinations import open_destination as real_open_destination
+from exporter.export import runner
+from exporter.export.progress import ProgressRepo
+from exporter.jobs import schedule
+from exporter.local.host import drain
+from exporter.runs import EXPORTING
+from exporter.ucd.segments import to_ms
+from tests.destination_helpers import assert_bytes_match_a_clean_export, create
+from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
+
+MiB = 1024 * 1024
+BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least this
+SEGMENT_ROWS = 60_000
+
+
+class Killed(BaseException):
+    """The worker process dies: nothing of ours runs after it (no `except Exception` catches it)."""
+
+
+class Staging:
+    """The real destination, counting every block staged; `kill_after` (k) kills the worker once block k is staged."""
+
+    def __init__(self, inner, seen: Counter, kill_after: int | None = None):
+        self.inner, self.seen, self.kill_after = inner, seen, kill_after
+        self.prefix = inner.prefix
+        self._lock = threading.Lock()
+
+    def describe(self):
+        return self.inner.describe()
+
+    def verify(self, name):
+        return self.inner.verify(name)
+
+    def stage_block(self, path, index, data):
+        if self.kill_after is not None and index > self.kill_after:
+            raise Killed()  # a dead worker stages nothing more
+        state = self.inner.stage_block(path, index, data)
+        with self._lock:
+            self.seen[index] += 1
+        if index == self.kill_after:
+            raise Killed()  # staged at the service, but the worker died before recording it
+        return state
+
+    def resume_upload(self, path, state, blocks):
+        self.inner.resume_upload(path, state, blocks)
+
+    def commit_blocks(self, path, count):
+        self.inner.commit_blocks(path, count)
+
+    def abandon_blocks(self, path):
+        self.inner.abandon_blocks(path)
+
+
+def a_large_window(ctx, clock, kit, monkeypatch) -> str:
+    """An integration whose first window holds ~15 MiB of CSV in three segments, due now, its job queued."""
+    iid = create(ctx, clock, kit, events=data.SELECTION_EVENTS, attributes=data.SELECTION_ATTRIBUTES)
+    container = ctx.storage.ucd_container()
+    for i, minutes in enumerate((5, 20, 40)):
+        entry_ms = to_ms(ACT + timedelta(minutes=minutes))
+        data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, SEGMENT_ROWS, entry_ms), 20)
+    clock.set(due_at(1))
+    assert schedule(ctx)["queued"] == 1
+    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    return iid
+
+
+def staging(ctx, monkeypatch, seen: Counter, kill_after: int | None = None) -> None:
+    monkeypatch.setattr(
+        ctx, "open_destination", lambda *a: Staging(real_open_destination(*a), seen, kill_after=kill_after)
+    )
+
+
+def time_runs_out_after_every_block(ctx, clock, monkeypatch) -> None:
+    """A budget of one second, and a second passes with every batch read: each invocation stages one block."""
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=1))
+    real_read = ctx.ucd.read_from
+
+    def slow_read(*args, **kwargs):
+        for item in real_read(*args, **kwargs):
+            clock.advance(seconds=1)
+            yield item
+
+    monkeypatch.setattr(ctx.ucd, "read_from", slow_read)
+
+
+def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(ctx, clock, kit, scratch_kit, monkeypatch):
+    iid = a_large_window(ctx, clock, kit, monkeypatch)
+    seen: Counter = Counter()
+    staging(ctx, monkeypatch, seen)
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    results: list = []
+    drain(ctx, on_result=results.append)
+
+    assert len(results) >= 3, "the window took several invocations"
+    assert [r.follow_up for r in results[:-1]] == [True] * (len(results) - 1)
+    assert [r.exported for r in results] == [0] * (len(results) - 1) + [1]
+    assert len(seen) >= 3 and set(seen.values()) == {1}, "every block staged exactly once"
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+    contents = assert_exactly_once(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.attempts == len(results) and run.bytes == len(next(iter(contents.values())))
+    progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+    assert progress.get(ACCOUNT, iid, to_unix(ACT)) is None, "a committed window keeps no progress"
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_one(
+    ctx, clock, kit, scratch_kit, monkeypatch, k
+):
+    iid = a_large_window(ctx, clock, kit, monkeypatch)
+    first: Counter = Counter()
+    staging(ctx, monkeypatch, first, kill_after=k)
+    with pytest.raises(Killed):
+        deliver_one(ctx)
+    assert sorted(first) == list(range(k + 1))
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.status == EXPORTING, "a killed worker records nothing more"
+
+    second: Counter = Counter()
+    staging(ctx, monkeypatch, second)
+    assert deliver_one(ctx).exported == 1
+    assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+    contents = assert_exactly_once(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+
+
+def test_the_upload_handle_is_sealed_in_the_progress_record(ctx, clock, kit, monkeypatch):
+    iid = a_large_window(ctx, clock, kit, monkeypatch)
+    staging(ctx, monkeypatch, Counter())
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    outcome = deliver_one(ctx)
+    assert outcome.follow_up and outcome.exported == 0
+
+    entity = ctx.runs.table.get_entity(f"{ACCOUNT}~{iid}~progress", f"{to_unix(ACT):012d}")
+    progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
+    assert progress is not None and progress.blocks == 1 and progress.position is not None
+    if kit.kind == "azure_blob":
+        assert progress.upload.handle == "" and entity["handle"] == ""
+    else:  # an S3 UploadId, a GCS session URI (a bearer secret): never stored in the clear
+        assert progress.upload.handle and progress.upload.handle not in str(dict(entity))
+    if kit.kind == "gcs":
+        assert 0 < progress.upload.offset <= BLOCK and progress.upload.offset % (256 * 1024) == 0
+
+
+def lose_the_upload(kit, repo: ProgressRepo, iid: str, progress) -> None:
+    """What a week without a commit does: the staged blocks are gone at the service."""
+    if kit.kind == "azure_blob":
+        kit.container.upload_blob(progress.path, b"other", overwrite=True)  # a commit drops uncommitted blocks
+        kit.container.delete_blob(progress.path)
+    elif kit.kind == "s3":
+        kit.server.client().abort_multipart_upload(
+            Bucket=kit.bucket, Key=progress.path, UploadId=progress.upload.handle
+        )
+    else:
+        # The emulator cannot cancel a session (DELETE answers 501); an expired one is unknown (404), as this is.
+        expired = dataclasses.replace(progress.upload, handle=progress.upload.handle + "-expired")
+        repo.clear(ACCOUNT, iid, to_unix(ACT))
+        repo.advance(ACCOUNT, iid, to_unix(ACT), dataclasses.replace(progress, upload=expired))
+
+
+def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clock, kit, scratch_kit, monkeypatch):
+    iid = a_large_window(ctx, clock, kit, monkeypatch)
+    staging(ctx, monkeypatch, Counter())
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    assert deliver_one(ctx).follow_up
+    repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+    lose_the_upload(kit, repo, iid, repo.get(ACCOUNT, iid, to_unix(ACT)))
+
+    again: Counter = Counter()
+    staging(ctx, monkeypatch, again)
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=3600))
+    assert deliver_one(ctx).exported == 1
+    assert min(again) == 0, "started again from block 0"
+    contents = assert_exactly_once(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
