@@ -260,8 +260,8 @@ class FlakyDestination:
         self._maybe_fail("stage")
         return self.inner.stage_block(path, index, data)
 
-    def resume_upload(self, path, state, blocks):
-        self.inner.resume_upload(path, state, blocks)
+    def resume_upload(self, path, state, staged):
+        self.inner.resume_upload(path, state, staged)
 
     def commit_blocks(self, path, count):
         self._maybe_fail("commit")
@@ -304,8 +304,8 @@ class ExpiringDestination:
             self.state["refused"].append(path)
         return target.stage_block(path, index, data)
 
-    def resume_upload(self, path, state, blocks):
-        self._target().resume_upload(path, state, blocks)
+    def resume_upload(self, path, state, staged):
+        self._target().resume_upload(path, state, staged)
 
     def commit_blocks(self, path, count):
         target = self._target()

@@ -39,7 +39,7 @@ class MemoryDestination:
     def stage_block(self, path: str, index: int, data: bytes) -> None:
         self._staged.setdefault(path, {})[index] = bytes(data)
 
-    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
+    def resume_upload(self, path: str, state: UploadState, staged) -> None:
         raise UploadLost()  # staged blocks live in this object only: another invocation starts the file again
 
     def commit_blocks(self, path: str, count: int) -> None:

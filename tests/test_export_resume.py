@@ -60,8 +60,8 @@ class Staging:
             raise Killed()  # staged at the service, but the worker died before recording it
         return state
 
-    def resume_upload(self, path, state, blocks):
-        self.inner.resume_upload(path, state, blocks)
+    def resume_upload(self, path, state, staged):
+        self.inner.resume_upload(path, state, staged)
 
     def commit_blocks(self, path, count):
         self.inner.commit_blocks(path, count)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -279,8 +280,8 @@ class AzureBlobDestination:
             raise classify(exc, self.container_name) from None
         return UploadState()  # block ids are the names: nothing else to keep
 
-    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
-        """The service keeps uncommitted blocks for a week: check blocks 0 .. blocks-1 are still there."""
+    def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
+        """The service keeps uncommitted blocks for a week: check the staged blocks are still there."""
         try:
             _, uncommitted = self.client.get_blob_client(path).get_block_list("uncommitted")
         except ResourceNotFoundError:
@@ -288,7 +289,7 @@ class AzureBlobDestination:
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
         kept = {block.id for block in uncommitted}
-        if any(block_id(i) not in kept for i in range(blocks)):
+        if any(block_id(i) not in kept for i in staged):
             raise UploadLost()
 
     def abandon_blocks(self, path: str) -> None:

@@ -18,7 +18,7 @@ import copy
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,9 +351,9 @@ class GcsDestination:
             session.turn.notify_all()
             return UploadState(handle=_url(session), offset=session.offset, carry=session.carry)
 
-    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
-        """Take over the session `state.handle` after block blocks-1: ask GCS what it kept (it keeps a session a week)."""
-        session = _Session(handle=state.handle, next_index=blocks, offset=state.offset, carry=state.carry)
+    def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
+        """Take over the session `state.handle` after its staged blocks (0, 1, ... in order): ask GCS what it kept."""
+        session = _Session(handle=state.handle, next_index=len(staged), offset=state.offset, carry=state.carry)
         try:
             response = self._http.put(state.handle, data=b"", timeout=TIMEOUT, headers={"Content-Range": "bytes */*"})
         except Exception as exc:  # noqa: BLE001

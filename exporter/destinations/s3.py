@@ -16,7 +16,7 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -362,8 +362,8 @@ class S3Destination:
             upload.parts[part] = {k: v for k, v in answer.items() if k in PART_FIELDS}
             return UploadState(handle=upload.handle or "")
 
-    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
-        """Adopt the multipart upload `state.handle`: its parts 1 .. blocks must be there (S3 keeps them until aborted)."""
+    def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
+        """Adopt the multipart upload `state.handle`: the staged blocks' parts must be there (S3 keeps them until aborted)."""
         upload = _Upload(handle=state.handle)
         try:
             pages = self.client.get_paginator("list_parts").paginate(
@@ -378,7 +378,7 @@ class S3Destination:
             if isinstance(exc, ClientError) and _code(exc)[1] == "NoSuchUpload":
                 raise UploadLost() from None
             raise self._classify(exc, "write") from None
-        if any(part_number(i) not in upload.parts for i in range(blocks)):
+        if any(part_number(i) not in upload.parts for i in staged):
             raise UploadLost()
         self._uploads.adopt(path, upload)
 

@@ -7,6 +7,7 @@ DestinationError or TransientError with a message built without SDK exception te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,10 +73,10 @@ class Destination(Protocol):
         """
         ...
 
-    def resume_upload(self, path: str, state: UploadState, blocks: int) -> None:
-        """Continue the upload of `path` whose blocks 0 .. blocks-1 were staged (by another invocation).
+    def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
+        """Continue the upload of `path` whose blocks `staged` (indexes, in order) another invocation staged.
 
-        The next block staged is `blocks`. Raises UploadLost if the upload cannot be continued.
+        Raises UploadLost if the upload cannot be continued (or one of those blocks is gone).
         """
         ...
 

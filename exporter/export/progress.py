@@ -38,6 +38,7 @@ class WindowProgress:
     rows: int = 0
     bytes: int = 0
     upload: UploadState = UploadState()
+    complete: bool = False  # a part of a split window: every block of it is staged
 
 
 class _Stale(Exception):
@@ -51,21 +52,28 @@ class ProgressRepo:
         self.table = table
         self.box = box
 
-    def get(self, account: str, integration_id: str, window_start: int) -> WindowProgress | None:
-        """The recorded progress of a window, or None."""
-        found = self._read(account, integration_id, window_start)
+    def get(
+        self, account: str, integration_id: str, window_start: int, part: int | None = None
+    ) -> WindowProgress | None:
+        """The recorded progress of a window (or of one part of a split window), or None."""
+        found = self._read(account, integration_id, window_start, part)
         return found[0] if found else None
 
-    def advance(self, account: str, integration_id: str, window_start: int, progress: WindowProgress) -> None:
+    def advance(
+        self, account: str, integration_id: str, window_start: int, progress: WindowProgress, part: int | None = None
+    ) -> None:
         """Record `progress` unless the record is already as far (another invocation of the same window)."""
 
         def attempt(_: object) -> None:
-            found = self._read(account, integration_id, window_start)
-            entity = self._entity(account, integration_id, window_start, progress)
+            found = self._read(account, integration_id, window_start, part)
+            entity = self._entity(account, integration_id, _row(window_start, part), progress)
             try:
                 if found is None:
                     self.table.create_entity(entity)
-                elif found[0].path != progress.path or found[0].blocks < progress.blocks:
+                elif found[0].path != progress.path or (found[0].blocks, found[0].complete) < (
+                    progress.blocks,
+                    progress.complete,
+                ):
                     self.table.update_entity(
                         entity, mode=UpdateMode.REPLACE, etag=found[1], match_condition=MatchConditions.IfNotModified
                     )
@@ -74,24 +82,26 @@ class ProgressRepo:
 
         retry_on_conflict(None, attempt, lambda stale: stale, conflicts=(_Stale,), what="window progress")
 
-    def clear(self, account: str, integration_id: str, window_start: int) -> None:
-        """Forget a window's progress (its file is committed, or its upload is gone)."""
+    def clear(self, account: str, integration_id: str, window_start: int, part: int | None = None) -> None:
+        """Forget a window's (or part's) progress (its file is committed, or its upload is gone)."""
         try:
-            self.table.delete_entity(_partition(account, integration_id), _row(window_start))
+            self.table.delete_entity(_partition(account, integration_id), _row(window_start, part))
         except ResourceNotFoundError:
             pass
 
-    def _read(self, account: str, integration_id: str, window_start: int) -> tuple[WindowProgress, str] | None:
+    def _read(
+        self, account: str, integration_id: str, window_start: int, part: int | None
+    ) -> tuple[WindowProgress, str] | None:
         try:
-            entity = self.table.get_entity(_partition(account, integration_id), _row(window_start))
+            entity = self.table.get_entity(_partition(account, integration_id), _row(window_start, part))
         except ResourceNotFoundError:
             return None
         return self._from_entity(entity), str(entity.metadata["etag"])
 
-    def _entity(self, account: str, integration_id: str, window_start: int, p: WindowProgress) -> dict[str, Any]:
+    def _entity(self, account: str, integration_id: str, row: str, p: WindowProgress) -> dict[str, Any]:
         entity: dict[str, Any] = {
             "PartitionKey": _partition(account, integration_id),
-            "RowKey": _row(window_start),
+            "RowKey": row,
             "path": p.path,
             "blocks": p.blocks,
             "segment": p.position.segment if p.position else "",
@@ -100,6 +110,7 @@ class ProgressRepo:
             "bytes": p.bytes,
             "handle": self.box.seal(p.upload.handle) if p.upload.handle else "",
             "offset": p.upload.offset,
+            "complete": p.complete,
         }
         carry = p.upload.carry
         for i in range(0, len(carry), CARRY_PART):
@@ -117,6 +128,7 @@ class ProgressRepo:
             rows=int(entity["rows"]),
             bytes=int(entity["bytes"]),
             upload=UploadState(handle, int(entity.get("offset", 0)), carry),
+            complete=bool(entity.get("complete", False)),
         )
 
 
@@ -128,15 +140,16 @@ class Checkpoints:
     account: str
     integration_id: str
     window_start: int
+    part: int | None = None  # one part of a split window
 
     def saved(self) -> WindowProgress | None:
-        return self.repo.get(self.account, self.integration_id, self.window_start)
+        return self.repo.get(self.account, self.integration_id, self.window_start, self.part)
 
     def record(self, progress: WindowProgress) -> None:
-        self.repo.advance(self.account, self.integration_id, self.window_start, progress)
+        self.repo.advance(self.account, self.integration_id, self.window_start, progress, self.part)
 
     def clear(self) -> None:
-        self.repo.clear(self.account, self.integration_id, self.window_start)
+        self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
 
 
 def no_progress(path: str) -> WindowProgress:
@@ -155,8 +168,8 @@ def _partition(account: str, integration_id: str) -> str:
     return f"{account}~{integration_id}~progress"  # the run history's partition is f"{account}~{integration_id}"
 
 
-def _row(window_start: int) -> str:
-    return f"{window_start:012d}"
+def _row(window_start: int, part: int | None = None) -> str:
+    return f"{window_start:012d}" if part is None else f"{window_start:012d}-part-{part:03d}"
 
 
 ProgressSink = Callable[[WindowProgress], None]

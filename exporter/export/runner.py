@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..errors import InternalError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..windows import Window
@@ -37,11 +38,26 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WindowExport:
     path: str
-    rows: int  # rows of the file so far (all of them when complete)
+    rows: int  # rows of the file (or part) so far: all of them when complete
     bytes: int
     duration_s: float
     complete: bool = True  # False: the time ran out; the progress is recorded and another invocation continues
     staged_bytes: int = 0  # bytes this invocation staged (a resumed export stages only what was not recorded)
+    blocks: int = 0  # blocks of the file (or part) staged so far
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one export writes: a whole window's file, or one part of a window split across workers."""
+
+    path: str  # where the blocks go (a part may go to a temporary object of its own)
+    first_index: int = 0  # the index of its first block (parts of one file take disjoint ranges)
+    header: bool = True  # only the file's first part has the header
+    until: str | None = None  # the segment the part ends before (None: the window's end)
+    start: ReadPosition | None = None  # the part's first segment (None: the window's start)
+    commit: bool = True  # commit the blocks as the file; a part's blocks wait for the file's one commit
+    min_last_block: int = 0  # the part's last block is merged into the one before if smaller (S3's 5 MiB)
+    joins: UploadState | None = None  # the split file's upload every part stages into (an S3 UploadId)
 
 
 @dataclass(frozen=True)
@@ -86,11 +102,13 @@ class BlockUploader:
         path: str,
         recorder: ProgressRecorder,
         max_in_flight: int = MAX_IN_FLIGHT,
+        first_index: int = 0,
     ):
         self.destination = destination
         self.path = path
         self.recorder = recorder
-        self.count = recorder.progress.blocks  # the next block's index
+        self.first_index = first_index
+        self.count = first_index + recorder.progress.blocks  # the next block's index
         self.staged_bytes = 0
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="stage")
@@ -107,7 +125,7 @@ class BlockUploader:
 
     def _stage(self, index: int, data: bytes, mark: Mark) -> None:
         state = self.destination.stage_block(self.path, index, data)
-        self.recorder.landed(index, mark, state or UploadState())
+        self.recorder.landed(index - self.first_index, mark, state or UploadState())
 
     def _raise_if_failed(self) -> None:
         for future in self._futures:
@@ -126,6 +144,8 @@ class BlockUploader:
 
     def commit(self) -> None:
         self.drain()
+        if self.first_index:
+            raise InternalError("a part of a split file is committed with the others, not alone")
         self.destination.commit_blocks(self.path, self.count)
 
     def stop(self) -> None:
@@ -145,11 +165,18 @@ class AlignedBlocks:
     at least `block_bytes`: every block then ends after a whole row, at a place a later invocation can
     continue from. The cuts are a function of the stored data alone, so a continued export cuts the same
     blocks as an export in one go.
+
+    With `min_last_block`, each cut block is held until the next one is cut, so that a short last block
+    can be merged into it (a part of an S3 file other than the last must end in a part of at least 5 MiB).
     """
 
-    def __init__(self, emit: Callable[[bytes, Mark], None], block_bytes: int, already: int = 0):
+    def __init__(
+        self, emit: Callable[[bytes, Mark], None], block_bytes: int, already: int = 0, min_last_block: int = 0
+    ):
         self._emit = emit
         self._block_bytes = block_bytes
+        self._min_last = min_last_block
+        self._held: tuple[bytearray, Mark] | None = None
         self._block = bytearray()
         self.bytes_written = already
         self.closed = False
@@ -164,19 +191,31 @@ class AlignedBlocks:
         pass
 
     def mark(self, position: ReadPosition | None, rows: int) -> bool:
-        """A block may end here; True if one did."""
+        """A block may end here; True if one was handed on (so an export may stop after it)."""
         if len(self._block) < self._block_bytes:
             return False
-        self._hand_on(position, rows)
-        return True
+        cut = (self._take(), Mark(position, rows, self.bytes_written))
+        if not self._min_last:
+            self._emit(*cut)
+            return True
+        held, self._held = self._held, cut
+        if held is not None:
+            self._emit(*held)  # a stop now drops the held block: the next invocation encodes it again
+        return held is not None
 
     def finish(self, position: ReadPosition | None, rows: int) -> None:
-        if self._block:
-            self._hand_on(position, rows)
+        last = (self._take(), Mark(position, rows, self.bytes_written)) if self._block else None
+        held, self._held = self._held, None
+        if held is not None and last is not None and len(last[0]) < self._min_last:
+            last = (held[0] + last[0], last[1])
+            held = None
+        for block in (held, last):
+            if block is not None:
+                self._emit(*block)
 
-    def _hand_on(self, position: ReadPosition | None, rows: int) -> None:
+    def _take(self) -> bytearray:
         block, self._block = self._block, bytearray()
-        self._emit(block, Mark(position, rows, self.bytes_written))
+        return block
 
 
 def export_window(
@@ -191,30 +230,35 @@ def export_window(
     max_in_flight: int = MAX_IN_FLIGHT,
     checkpoints: Checkpoints | None = None,
     out_of_time: Callable[[], bool] = lambda: False,
+    target: Target | None = None,
 ) -> WindowExport:
     """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit.
 
     With `checkpoints`, it continues from the recorded progress and records each block; once
     `out_of_time()` it stops after a block (at least one per call) and answers `complete=False`.
+    A `target` exports one part of a split window instead (exporter/jobs/split.py).
     """
     started = time.monotonic()
     plan = column_plan(selection.events, selection.attributes)
-    path = window_path(destination.prefix, account, integration_id, window)
-    progress = _continued(destination, path, checkpoints)
+    target = target or Target(window_path(destination.prefix, account, integration_id, window))
+    progress = _continued(destination, target, checkpoints)
     recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
-    uploader = BlockUploader(destination, path, recorder, max_in_flight)
-    sink = AlignedBlocks(uploader.stage, block_bytes or BLOCK_BYTES, already=progress.bytes)
+    uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
+    sink = AlignedBlocks(
+        uploader.stage, block_bytes or BLOCK_BYTES, already=progress.bytes, min_last_block=target.min_last_block
+    )
     batches = ucd.read_from(
         account,
         window.start,
         window.end,
-        progress.position,
+        progress.position or target.start,
+        until=target.until,
         event_names=plan.event_names,
         columns=plan.source_columns,
     )
     try:
-        rows, complete = _encode(batches, plan, sink, progress, out_of_time)
-        if complete:
+        rows, complete = _encode(batches, plan, sink, progress, target.header, out_of_time)
+        if complete and target.commit:
             uploader.commit()
         else:
             uploader.drain()
@@ -222,22 +266,35 @@ def export_window(
         _after_failure(uploader, checkpoints, recorder)
         raise
     if complete and checkpoints is not None:
-        checkpoints.clear()
+        if target.commit:
+            checkpoints.clear()
+        else:
+            checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
     took = time.monotonic() - started
-    return WindowExport(path, rows, sink.bytes_written, took, complete, uploader.staged_bytes)
+    blocks = recorder.progress.blocks
+    return WindowExport(target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks)
 
 
-def _continued(destination: Destination, path: str, checkpoints: Checkpoints | None) -> WindowProgress:
-    """The recorded progress of this window's file, if its upload can be continued; else a fresh start."""
+def _continued(destination: Destination, target: Target, checkpoints: Checkpoints | None) -> WindowProgress:
+    """The recorded progress of this file (or part), if its upload can be continued; else a fresh start."""
+    path = target.path
     saved = checkpoints.saved() if checkpoints else None
+    fresh = no_progress(path)
     if checkpoints is None or saved is None or saved.path != path or saved.blocks == 0:
-        return no_progress(path)
+        saved = fresh
+    staged = range(target.first_index, target.first_index + saved.blocks)
+    state = saved.upload if saved.blocks else target.joins
+    if state is None:
+        return saved
     try:
-        destination.resume_upload(path, saved.upload, saved.blocks)
+        destination.resume_upload(path, state, staged)
     except UploadLost:
+        if target.joins is not None:
+            raise  # the split file's own upload is gone: the split starts again (exporter/jobs/split.py)
         log.warning("the staged blocks of %s are gone; the file is exported again from its start", path)
-        checkpoints.clear()
-        return no_progress(path)
+        if checkpoints is not None:
+            checkpoints.clear()
+        return fresh
     return saved
 
 
@@ -254,12 +311,13 @@ def _encode(
     plan: ColumnPlan,
     sink: AlignedBlocks,
     progress: WindowProgress,
+    header: bool,
     out_of_time: Callable[[], bool],
 ) -> tuple[int, bool]:
     """Encode batches into the sink until the end of the window (True) or a block after the time ran out."""
     rows = progress.rows
     position = progress.position
-    options = pacsv.WriteOptions(include_header=progress.blocks == 0, eol=WRITE_OPTIONS.eol)
+    options = pacsv.WriteOptions(include_header=header and progress.blocks == 0, eol=WRITE_OPTIONS.eol)
     writer = pacsv.CSVWriter(sink, plan.schema, write_options=options)
     try:
         for after, batch in batches:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from itertools import islice
+from itertools import islice, takewhile
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +47,7 @@ class WindowReader:
             for blob in self.container.list_blobs(name_starts_with=hour_prefix(account, hour)):
                 ref = parse_segment_name(blob.name)
                 if ref is not None and start_ms <= ref.entry_ms < end_ms:
-                    refs.append(ref)
+                    refs.append(replace(ref, size=blob.size or 0))
             return sorted(refs)
 
         hours = list(hours_covering(start, end))
@@ -87,6 +87,7 @@ class WindowReader:
         end: datetime,
         position: ReadPosition | None = None,
         *,
+        until: str | None = None,
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
@@ -97,7 +98,8 @@ class WindowReader:
         A position is (segment path, rows of that segment already read, after the event-name filter): the
         window's segment list is fixed once it is due (entry times land before `end + settle`), so an
         export can stop after any batch and another invocation continue there without re-reading
-        the segments before it.
+        the segments before it. `until` (a segment path) ends the read before that segment: one part
+        of a window split across workers.
         """
         names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
         schema = pa.schema([(n, pa.string()) for n in names])
@@ -110,6 +112,9 @@ class WindowReader:
         first = parse_segment_name(position.segment) if position is not None else None
         if first is not None:
             refs = (ref for ref in refs if ref >= first)  # segments sort in read order
+        last = parse_segment_name(until) if until is not None else None
+        if last is not None:
+            refs = takewhile(lambda ref: ref < last, refs)
         # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
         # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
         ahead = max(1, prefetch)

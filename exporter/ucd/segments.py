@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -37,6 +37,7 @@ class SegmentRef:
     entry_ms: int
     segment_id: str
     path: str
+    size: int = field(default=0, compare=False)  # bytes of the Parquet blob, when known from a listing
 
     @property
     def entry_time(self) -> datetime:
