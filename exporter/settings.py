@@ -30,6 +30,7 @@ class Settings:
     lease_seconds: int = 600
     ucd_commit_timeout_seconds: int = 20
     max_dequeue_count: int = 5
+    split_bytes: int = 1 << 30  # a window whose segments hold more is exported in parts of about this size
 
     @property
     def poison_queue_name(self) -> str:
@@ -76,6 +77,7 @@ class Settings:
             lease_seconds=integer("EXPORT_LEASE_SECONDS", 600, 1),
             ucd_commit_timeout_seconds=integer("UCD_COMMIT_TIMEOUT_SECONDS", 20, 1),
             max_dequeue_count=integer("EXPORT_MAX_DEQUEUE_COUNT", 5, 1),
+            split_bytes=integer("EXPORT_SPLIT_BYTES", 1 << 30, 1),
         )
         settings.check()
         return settings

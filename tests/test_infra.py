@@ -204,6 +204,7 @@ def test_app_settings_cover_local_settings_sample():
         "EXPORT_MAX_SECONDS_PER_RUN",
         "EXPORT_LEASE_SECONDS",
         "EXPORT_MAX_DEQUEUE_COUNT",
+        "EXPORT_SPLIT_BYTES",
     ):
         assert settings[key] == sample[key], f"{key}: bicep {settings[key]!r} != sample {sample[key]!r}"
 

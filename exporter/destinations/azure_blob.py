@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +24,14 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
-from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    DestinationInfo,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .common import DestinationKind
@@ -296,13 +303,29 @@ class AzureBlobDestination:
         """Nothing to do: the service drops uncommitted blocks after a week, and a retry restages the same ids."""
 
     def commit_blocks(self, path: str, count: int) -> None:
+        self._commit(path, range(count))
+
+    def _commit(self, path: str, indexes: Iterable[int]) -> None:
         try:
             self.client.get_blob_client(path).commit_block_list(
-                [BlobBlock(block_id(i)) for i in range(count)],
+                [BlobBlock(block_id(i)) for i in indexes],
                 content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
             )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
+
+    # -------------------------------------------------------------- split windows
+
+    def begin_split(self, path: str) -> UploadState:
+        return UploadState()  # the parts' block ids are the names
+
+    def place_part(self, path: str, part: int) -> PartPlacement:
+        """Every part stages into the file itself, under block ids of its own range."""
+        return PartPlacement(path, part * PART_STRIDE)
+
+    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+        """One commit of every part's blocks, in order (a repeated commit lists the same, now committed, blocks)."""
+        self._commit(path, [p * PART_STRIDE + j for p, count in enumerate(blocks) for j in range(count)])
 
 
 def _check_connection_string(value: Any, field: str = FIELD) -> str:

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    DestinationInfo,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
 from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
@@ -44,6 +51,7 @@ from .common import (
 
 REQUIRED = ("bucket", "region", "access_key_id", "secret_access_key")
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 BUCKET_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
@@ -162,6 +170,12 @@ def _code(exc: ClientError) -> tuple[int | None, str]:
     code = str(exc.response.get("Error", {}).get("Code") or "")
     # Without an S3 error body botocore names the status as the code: that is no code.
     return status, code if CODE_RE.fullmatch(code) and not code.isdigit() else ""
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError, else None."""
+    response = getattr(exc, "response", None)
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
 
 
 def _bucket_region(exc: ClientError) -> str | None:
@@ -386,13 +400,17 @@ class S3Destination:
         if not count:
             self._put_empty(path)
             return
+        self._complete(path, range(count))
+
+    def _complete(self, path: str, indexes: Sequence[int]) -> None:
+        """Complete the file's multipart upload with the parts of these blocks, in order."""
         upload = self._uploads.get(path)
         if upload is None or upload.handle is None:
             raise TransientError("the file's upload was not started; it is uploaded again")
         with upload.turn:
             if upload.failure is not None:
                 raise copy.copy(upload.failure)
-            numbers = [part_number(i) for i in range(count)]
+            numbers = [part_number(i) for i in indexes]
             missing = [n for n in numbers if n not in upload.parts]
             parts = [{"PartNumber": n, **upload.parts[n]} for n in numbers if n in upload.parts]
         if missing:
@@ -406,6 +424,40 @@ class S3Destination:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, upload, exc) from None
         self._uploads.pop(path)
+
+    # -------------------------------------------------------------- split windows
+
+    def begin_split(self, path: str) -> UploadState:
+        """One multipart upload for the whole file: every part's worker stages into it."""
+        try:
+            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "write") from None
+        return UploadState(handle=created["UploadId"])
+
+    def place_part(self, path: str, part: int) -> PartPlacement:
+        """Part numbers of the part's own range; its last block is at least 5 MiB unless it ends the file."""
+        return PartPlacement(path, part * PART_STRIDE, min_last_block=MIN_PART_BYTES)
+
+    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+        """Complete the upload with every part's parts, in order (part numbers may leave gaps)."""
+        indexes = [p * PART_STRIDE + j for p, count in enumerate(blocks) for j in range(count)]
+        try:
+            self.resume_upload(path, state, indexes)
+        except UploadLost:
+            if self._exists(path):
+                return  # completed by an earlier commit whose answer was lost
+            raise
+        self._complete(path, indexes)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=path)
+        except Exception as exc:  # noqa: BLE001
+            if _status_of(exc) == 404:
+                return False
+            raise self._classify(exc, "write") from None
+        return True
 
     def _put_empty(self, path: str) -> None:
         try:

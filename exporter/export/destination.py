@@ -49,6 +49,20 @@ class UploadState:
     carry: bytes = b""
 
 
+MAX_PARTS = 16  # parts of one split window
+PART_STRIDE = 625  # block indexes per part: 16 x 625 = S3's 10,000 part numbers (5 GB of 8 MiB blocks per part)
+
+
+@dataclass(frozen=True)
+class PartPlacement:
+    """Where one part of a split file stages its blocks, and how they become the file."""
+
+    path: str  # the file itself, or a temporary object of the part's own
+    first_index: int  # its first block's index (parts of one file take disjoint ranges)
+    own_object: bool = False  # the part is committed as an object of its own, then joined (GCS compose)
+    min_last_block: int = 0  # a part other than the file's last must end in a block this large (S3: 5 MiB)
+
+
 class UploadLost(Exception):
     """A saved upload can no longer be continued (aborted, expired, or its blocks gone): start the file again."""
 
@@ -86,4 +100,20 @@ class Destination(Protocol):
 
     def abandon_blocks(self, path: str) -> None:
         """Give up an export that failed before its commit (an S3 multipart upload is aborted); best effort."""
+        ...
+
+
+class SplitDestination(Destination, Protocol):
+    """A destination whose files may be written in parts by several workers at once, then committed once."""
+
+    def begin_split(self, path: str) -> UploadState:
+        """Open the upload every part of the file at `path` stages into (S3: one multipart upload)."""
+        ...
+
+    def place_part(self, path: str, part: int) -> PartPlacement:
+        """Where part `part` (0, 1, ...) of the file at `path` stages its blocks."""
+        ...
+
+    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+        """Make the parts (`blocks[p]` blocks each, in order) the file at `path`, at once; temporary objects go."""
         ...

@@ -266,7 +266,7 @@ def export_window(
         _after_failure(uploader, checkpoints, recorder)
         raise
     if complete and checkpoints is not None:
-        if target.commit:
+        if checkpoints.part is None:
             checkpoints.clear()
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit

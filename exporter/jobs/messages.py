@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ExportJob:
-    """A queue message: which integration to bring up to date. Never carries a secret."""
+    """A queue message: which integration to bring up to date, or which part of a split window to export.
+
+    Never carries a secret: a part names its window by start and its part by index; the plan is in storage.
+    """
 
     account: str
     integration_id: str
     reason: str = "scheduled"
+    window_start: int | None = None  # with `part`: one part of this window (exporter/jobs/split.py)
+    part: int | None = None
 
     def to_message(self) -> str:
-        return json.dumps({"account": self.account, "integration_id": self.integration_id, "reason": self.reason})
+        body: dict[str, Any] = {"account": self.account, "integration_id": self.integration_id, "reason": self.reason}
+        if self.part is not None:
+            body.update(window_start=self.window_start, part=self.part)
+        return json.dumps(body)
 
     @classmethod
     def from_message(cls, body: str) -> ExportJob:
         data = json.loads(body)
-        return cls(str(data["account"]), str(data["integration_id"]), str(data.get("reason", "scheduled")))
+        part = data.get("part")
+        return cls(
+            str(data["account"]),
+            str(data["integration_id"]),
+            str(data.get("reason", "scheduled")),
+            int(data["window_start"]) if part is not None else None,
+            int(part) if part is not None else None,
+        )

@@ -9,14 +9,15 @@ from the window's start to its end, so two workers cannot both advance it or ski
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from azure.core.exceptions import AzureError
 
@@ -32,16 +33,18 @@ from ..errors import (
     NotFoundError,
     TransientError,
 )
-from ..export.destination import Destination
+from ..export.destination import Destination, SplitDestination
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import Checkpoints, ProgressRepo
-from ..export.runner import export_window
+from ..export.runner import Target, WindowExport, export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
 from ..runs import EXPORTED, EXPORTING, FAILED, RETRYING, RunRecord
+from ..ucd.reader import ReadPosition
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
+from .split import SplitPlan, SplitRepo, plan_parts
 from .state import conditionally, modify
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,8 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         integration = ctx.repo.get(job.account, job.integration_id)
     except NotFoundError:
         return JobOutcome(reason="integration deleted")
+    if job.part is not None and job.window_start is not None:
+        return _process_part(ctx, integration, job.window_start, job.part, dequeue_count)
     if integration.status != Status.ACTIVE or integration.activated_at is None:
         _release(ctx, integration)
         return JobOutcome(reason=f"integration is {integration.status}")
@@ -111,7 +116,15 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             break
         selection = _selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
         try:
-            record = _export_one(ctx, integration, window, selection, destination, dequeue_count, out_of_time)
+            plan = _split_plan(ctx, integration, window, selection, destination)
+            if plan is not None:
+                committed = _commit_split(ctx, integration, window, plan, destination())
+                if committed is None:  # parts still to export: their jobs finish the window
+                    _queue_parts(ctx, integration, window, plan)
+                    return JobOutcome(tuple(exported), reason=f"the window is exported in {plan.parts} parts")
+                record = committed
+            else:
+                record = _export_one(ctx, integration, window, selection, destination, dequeue_count, out_of_time)
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
             return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
@@ -121,16 +134,25 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         exported.append(record)
         advanced = _advance(ctx, integration, window)
         if advanced is None or advanced.status != Status.ACTIVE:
-            # Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once.
-            try:
-                _release(ctx, ctx.repo.get(integration.account, integration.id))
-            except NotFoundError:
-                pass
-            return JobOutcome(tuple(exported), reason="integration changed concurrently")
+            return _changed_concurrently(ctx, integration, exported)
+        _forget_split(ctx, integration, window, plan)
         integration = advanced
+    return _hand_on(ctx, integration, exported)
 
-    if is_due(
-        activated,
+
+def _changed_concurrently(ctx: Context, integration: Integration, exported: list[RunRecord]) -> JobOutcome:
+    """Paused, stopped or moved by someone else meanwhile: free it for the scheduler at once."""
+    try:
+        _release(ctx, ctx.repo.get(integration.account, integration.id))
+    except NotFoundError:
+        pass
+    return JobOutcome(tuple(exported), reason="integration changed concurrently")
+
+
+def _hand_on(ctx: Context, integration: Integration, exported: list[RunRecord]) -> JobOutcome:
+    """After the last window of a job: a follow-up continues a catch-up, else the integration is free again."""
+    if integration.activated_at is not None and is_due(
+        integration.activated_at,
         integration.last_success_end,
         integration.frequency_hours,
         ctx.clock.now(),
@@ -140,6 +162,177 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         return JobOutcome(tuple(exported), follow_up=True)
     _release(ctx, integration)
     return JobOutcome(tuple(exported))
+
+
+# ------------------------------------------------------------------ split windows (exporter/jobs/split.py)
+
+
+def _splits(ctx: Context) -> SplitRepo:
+    return SplitRepo(ctx.runs.table, ctx.integrations.secrets)
+
+
+def _progress(ctx: Context) -> ProgressRepo:
+    return ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+
+
+def _split_plan(
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    selection: Selection | None,
+    destination: Callable[[], Destination],
+) -> SplitPlan | None:
+    """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
+
+    A window already begun whole (its progress recorded) stays whole; so does every window of a
+    destination that cannot take parts (GCS: a resumable session is sequential).
+    """
+    account, iid = integration.account, integration.id
+    plan = _splits(ctx).get(account, iid, window.start_unix)
+    if plan is not None:
+        return plan
+    if _progress(ctx).get(account, iid, window.start_unix) is not None:
+        return None
+    target = destination()
+    if not hasattr(target, "begin_split"):  # a SplitDestination
+        return None
+    firsts = plan_parts(ctx.ucd.segments(account, window.start, window.end), ctx.settings.split_bytes)
+    if not firsts:
+        return None
+    ctx.runs.put(_run_record(ctx, integration, window, selection or integration.selection))  # bounds, selection fixed
+    path = window_path(target.prefix, account, iid, window)
+    plan = _splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, target.begin_split(path)))
+    log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
+    return plan
+
+
+def _queue_parts(ctx: Context, integration: Integration, window: Window, plan: SplitPlan) -> None:
+    """A job per part not yet complete; the integration stays leased while they run."""
+    modify(ctx, integration, queued_until=ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds))
+    queue = ctx.storage.queue()
+    for part in range(plan.parts):
+        progress = _progress(ctx).get(integration.account, integration.id, window.start_unix, part)
+        if progress is None or not progress.complete:
+            queue.send_message(_part_job(integration, window.start_unix, part).to_message())
+
+
+def _part_job(integration: Integration, window_start: int, part: int) -> ExportJob:
+    return ExportJob(integration.account, integration.id, "part", window_start, part)
+
+
+def _process_part(ctx: Context, integration: Integration, window_start: int, part: int, deliveries: int) -> JobOutcome:
+    """Export one part of a split window; the worker that completes the last part commits the file."""
+    plan = _splits(ctx).get(integration.account, integration.id, window_start)
+    record = ctx.runs.get(integration.account, integration.id, window_start)
+    if plan is None or record is None or part >= plan.parts:
+        return JobOutcome(reason="the split window is already committed")
+    if integration.status != Status.ACTIVE:
+        return JobOutcome(reason=f"integration is {integration.status}")  # resuming queues the parts again
+    window = Window(from_unix(record.window_start), from_unix(record.window_end))
+    deadline = ctx.clock.now() + timedelta(seconds=ctx.settings.max_seconds_per_run)
+    destination = ctx.destination_for(integration)
+    try:
+        result = _export_part(ctx, integration, record, window, plan, part, destination, deadline, deliveries)
+        if not result.complete:
+            ctx.storage.queue().send_message(_part_job(integration, window_start, part).to_message())
+            return JobOutcome(follow_up=True, reason=f"part {part} continues in a follow-up")
+        committed = _commit_split(ctx, integration, window, plan, destination)
+    except (CredentialError, DestinationError) as error:
+        _stop(ctx, integration, error)
+        return JobOutcome(stopped=error.code, reason=error.message)
+    if committed is None:
+        return JobOutcome(reason=f"part {part} exported")
+    advanced = _advance(ctx, integration, window)
+    if advanced is None or advanced.status != Status.ACTIVE:
+        return _changed_concurrently(ctx, integration, [committed])
+    _forget_split(ctx, integration, window, plan)
+    return _hand_on(ctx, advanced, [committed])
+
+
+def _export_part(
+    ctx: Context,
+    integration: Integration,
+    record: RunRecord,
+    window: Window,
+    plan: SplitPlan,
+    part: int,
+    destination: Destination,
+    deadline: datetime,
+    deliveries: int,
+) -> WindowExport:
+    """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
+    placement = cast(SplitDestination, destination).place_part(plan.path, part)
+    last = part == plan.parts - 1
+    target = Target(
+        placement.path,
+        first_index=placement.first_index,
+        header=part == 0,
+        start=ReadPosition(plan.firsts[part], 0),
+        until=plan.until(part),
+        commit=placement.own_object,
+        min_last_block=0 if last else placement.min_last_block,
+        joins=plan.upload if plan.upload.handle else None,
+    )
+    checkpoints = Checkpoints(_progress(ctx), integration.account, integration.id, window.start_unix, part)
+    selection = _selection_of(record) or integration.selection
+    try:
+        return export_window(
+            ctx.ucd,
+            integration.account,
+            integration.id,
+            selection,
+            window,
+            destination,
+            checkpoints=checkpoints,
+            out_of_time=lambda: ctx.clock.now() >= deadline,
+            target=target,
+        )
+    except Exception as raw:
+        error = classify_failure(raw)
+        context = {
+            "account": integration.account,
+            "integration_id": integration.id,
+            "part": part,
+            "delivery": deliveries,
+        }
+        _record_failure(ctx, dataclasses.replace(record), error, raw, context, integration.destination.type)
+        if error is raw:
+            raise
+        raise error from raw
+
+
+def _commit_split(
+    ctx: Context, integration: Integration, window: Window, plan: SplitPlan, destination: Destination
+) -> RunRecord | None:
+    """Once every part is staged, one worker (the one whose ETag claim wins) commits the file; None otherwise."""
+    account, iid = integration.account, integration.id
+    parts = [_progress(ctx).get(account, iid, window.start_unix, p) for p in range(plan.parts)]
+    done = [p for p in parts if p is not None and p.complete]
+    if len(done) < plan.parts:
+        return None
+    if not _splits(ctx).claim_commit(account, iid, window.start_unix, ctx.clock.now(), ctx.settings.lease_seconds):
+        return None
+    cast(SplitDestination, destination).commit_parts(plan.path, plan.upload, [p.blocks for p in done])
+    record = ctx.runs.get(account, iid, window.start_unix)
+    if record is None:
+        raise InternalError("a split window lost its run record")
+    record.status, record.error = EXPORTED, ""
+    record.rows, record.bytes = sum(p.rows for p in done), sum(p.bytes for p in done)
+    record.updated_at = iso(ctx.clock.now())
+    ctx.runs.put(record)
+    kind = integration.destination.type
+    telemetry.record_window_exported(account, iid, record.rows, record.bytes, 0.0, kind)
+    log.info("window exported in parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
+    return record
+
+
+def _forget_split(ctx: Context, integration: Integration, window: Window, plan: SplitPlan | None) -> None:
+    """After the advance: the plan and its parts' progress are of no further use."""
+    if plan is None:
+        return
+    for part in range(plan.parts):
+        _progress(ctx).clear(integration.account, integration.id, window.start_unix, part)
+    _splits(ctx).clear(integration.account, integration.id, window.start_unix)
 
 
 def _begun(ctx: Context, integration: Integration) -> RunRecord | None:

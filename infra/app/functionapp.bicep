@@ -80,6 +80,7 @@ var appSettings = {
   EXPORT_MAX_SECONDS_PER_RUN: '240'
   EXPORT_LEASE_SECONDS: '600'
   EXPORT_MAX_DEQUEUE_COUNT: '5'
+  EXPORT_SPLIT_BYTES: '1073741824'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
