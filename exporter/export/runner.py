@@ -263,7 +263,7 @@ def export_window(
         else:
             uploader.drain()
     except BaseException:
-        _after_failure(uploader, checkpoints, recorder)
+        _after_failure(uploader, checkpoints, recorder, shared=target.joins is not None or not target.commit)
         raise
     if complete and checkpoints is not None:
         if checkpoints.part is None:
@@ -298,9 +298,14 @@ def _continued(destination: Destination, target: Target, checkpoints: Checkpoint
     return saved
 
 
-def _after_failure(uploader: BlockUploader, checkpoints: Checkpoints | None, recorder: ProgressRecorder) -> None:
-    """Keep what is recorded for the next invocation; give up an upload nothing can continue."""
-    if checkpoints is not None and recorder.progress.blocks > 0:
+def _after_failure(
+    uploader: BlockUploader, checkpoints: Checkpoints | None, recorder: ProgressRecorder, shared: bool
+) -> None:
+    """Keep what is recorded for the next invocation; give up an upload nothing can continue.
+
+    A part of a split file never gives up the upload: the other parts stage into it too.
+    """
+    if shared or (checkpoints is not None and recorder.progress.blocks > 0):
         uploader.stop()
         return
     uploader.abandon()

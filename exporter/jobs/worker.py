@@ -33,7 +33,7 @@ from ..errors import (
     NotFoundError,
     TransientError,
 )
-from ..export.destination import Destination, SplitDestination
+from ..export.destination import Destination, SplitDestination, UploadLost
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import Checkpoints, ProgressRepo
@@ -128,6 +128,10 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
             return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
+        except UploadLost:  # the parts' shared upload is gone: the window is planned again by a follow-up
+            _forget_split(ctx, integration, window, plan)
+            _follow_up(ctx, integration)
+            return JobOutcome(tuple(exported), follow_up=True, reason="the split window starts again")
         if record.status == EXPORTING:  # the time ran out inside the window: a follow-up continues it
             _follow_up(ctx, integration)
             return JobOutcome(tuple(exported), follow_up=True, reason="the window continues in a follow-up")
@@ -240,6 +244,12 @@ def _process_part(ctx: Context, integration: Integration, window_start: int, par
     except (CredentialError, DestinationError) as error:
         _stop(ctx, integration, error)
         return JobOutcome(stopped=error.code, reason=error.message)
+    except UploadLost:
+        # The parts' shared upload is gone (aborted, or expired after a week): the window is planned again.
+        log.warning("the upload of a split window is gone; it is split again", extra={"account": integration.account})
+        _forget_split(ctx, integration, window, plan)
+        _follow_up(ctx, integration)
+        return JobOutcome(follow_up=True, reason="the split window starts again")
     if committed is None:
         return JobOutcome(reason=f"part {part} exported")
     advanced = _advance(ctx, integration, window)
@@ -287,6 +297,8 @@ def _export_part(
             out_of_time=lambda: ctx.clock.now() >= deadline,
             target=target,
         )
+    except UploadLost:
+        raise  # not a failure of this part: the split starts again (_process_part)
     except Exception as raw:
         error = classify_failure(raw)
         context = {
