@@ -316,7 +316,7 @@ class AzureBlobDestination:
 
     # -------------------------------------------------------------- split windows
 
-    def begin_split(self, path: str) -> UploadState:
+    def begin_split(self, path: str) -> UploadState | None:
         return UploadState()  # the parts' block ids are the names
 
     def place_part(self, path: str, part: int) -> PartPlacement:

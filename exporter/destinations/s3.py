@@ -172,6 +172,16 @@ def _code(exc: ClientError) -> tuple[int | None, str]:
     return status, code if CODE_RE.fullmatch(code) and not code.isdigit() else ""
 
 
+def _cannot_list(exc: BaseException) -> bool:
+    """ListParts refused: the upload is gone (aborted, completed, expired) or the key may not list parts."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    status, code = _code(exc)
+    return code == "NoSuchUpload" or code in PERMISSION or status in (403, 404)
+
+
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status of a botocore ClientError, else None."""
     response = getattr(exc, "response", None)
@@ -387,10 +397,8 @@ class S3Destination:
                 for part in page.get("Parts", []):
                     upload.parts[part["PartNumber"]] = {k: v for k, v in part.items() if k in PART_FIELDS}
         except Exception as exc:  # noqa: BLE001
-            from botocore.exceptions import ClientError
-
-            if isinstance(exc, ClientError) and _code(exc)[1] == "NoSuchUpload":
-                raise UploadLost() from None
+            if _cannot_list(exc):
+                raise UploadLost() from None  # gone, or no s3:ListMultipartUploadParts: the file starts again
             raise self._classify(exc, "write") from None
         if any(part_number(i) not in upload.parts for i in staged):
             raise UploadLost()
@@ -427,13 +435,25 @@ class S3Destination:
 
     # -------------------------------------------------------------- split windows
 
-    def begin_split(self, path: str) -> UploadState:
-        """One multipart upload for the whole file: every part's worker stages into it."""
+    def begin_split(self, path: str) -> UploadState | None:
+        """One multipart upload for the whole file: every part's worker stages into it.
+
+        None (the window is exported whole) if the key may not list an upload's parts: the commit
+        of a split file needs them (`s3:ListMultipartUploadParts`).
+        """
         try:
             created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "write") from None
-        return UploadState(handle=created["UploadId"])
+        state = UploadState(handle=created["UploadId"])
+        try:
+            self.client.list_parts(Bucket=self.bucket, Key=path, UploadId=state.handle)
+        except Exception as exc:  # noqa: BLE001
+            self._abort(path, _Upload(handle=state.handle))
+            if _cannot_list(exc):
+                return None
+            raise self._classify(exc, "write") from None
+        return state
 
     def place_part(self, path: str, part: int) -> PartPlacement:
         """Part numbers of the part's own range; its last block is at least 5 MiB unless it ends the file."""

@@ -106,8 +106,11 @@ class Destination(Protocol):
 class SplitDestination(Destination, Protocol):
     """A destination whose files may be written in parts by several workers at once, then committed once."""
 
-    def begin_split(self, path: str) -> UploadState:
-        """Open the upload every part of the file at `path` stages into (S3: one multipart upload)."""
+    def begin_split(self, path: str) -> UploadState | None:
+        """Open the upload every part of the file at `path` stages into (S3: one multipart upload).
+
+        None if this destination cannot take this file in parts (it is exported whole).
+        """
         ...
 
     def place_part(self, path: str, part: int) -> PartPlacement:

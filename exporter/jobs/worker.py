@@ -203,9 +203,12 @@ def _split_plan(
     firsts = plan_parts(ctx.ucd.segments(account, window.start, window.end), ctx.settings.split_bytes)
     if not firsts:
         return None
-    ctx.runs.put(_run_record(ctx, integration, window, selection or integration.selection))  # bounds, selection fixed
     path = window_path(target.prefix, account, iid, window)
-    plan = _splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, target.begin_split(path)))
+    upload = cast(SplitDestination, target).begin_split(path)
+    if upload is None:
+        return None
+    ctx.runs.put(_run_record(ctx, integration, window, selection or integration.selection))  # bounds, selection fixed
+    plan = _splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, upload))
     log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
     return plan
 
