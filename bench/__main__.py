@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="S3/GCS rows: the 1-hour export into moto / the GCS emulator "
         "against that destination's own I/O floor ('' to skip)",
     )
+    p.add_argument(
+        "--big-factor",
+        type=int,
+        default=10,
+        help="the large window holds this many times the default 1-hour window's events (default 10)",
+    )
+    p.add_argument("--skip-big", action="store_true", help="skip the large window (resumed and split exports)")
     args = p.parse_args(argv)
     if args.hours < 4:
         p.error("--hours must be at least 4 (the doubled window needs room)")
@@ -208,10 +215,14 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
         export4["same_bytes_as_export_1h"] = export4["sha256"] == export1["sha256"]
 
     cloud_rows(args, connection, step, results)
+    if not args.skip_big:
+        big_window_rows(args, storage, step, results, runner.workdir)
     results["ratios"] = ratios(results)
     add_cloud_ratios(results)
+    add_big_window_ratios(results)
     report(results)
     report_cloud(results)
+    report_big_window(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
@@ -362,6 +373,60 @@ def report_cloud(r: dict[str, Any]) -> None:
             f"   upload only: {floor['upload_seconds']:.2f} s; export / floor {r['ratios'][f'{kind}_export_over_floor_time']:.2f} "
             f"(target <= 1.25); same bytes as Azure: {export['same_bytes_as_azure']}"
         )
+
+
+# ---------------------------------------------------------------- windows of any size (bench/scale.py)
+
+BIG_ACCOUNT = "bench-big"
+
+
+def big_window_rows(args: argparse.Namespace, storage: Storage, step, results: dict[str, Any], workdir: Path) -> None:
+    """One window of `--big-factor` x the 1-hour window's events: in one invocation, resumed, and split."""
+    layout = data.Layout(args.events * args.big_factor // args.hours, 1, args.segment_rows)
+    print(f"loading the large window: {layout.events:,} events in one hour ...", flush=True)
+    loaded = data.load(storage, BIG_ACCOUNT, layout, range(1))
+    results["big_dataset"] = {**loaded, "factor": args.big_factor}
+    once = step("big_export_once", "big_export_once", big_account=BIG_ACCOUNT)
+    budget = once["seconds"] / 6  # at least 5 invocations
+    step("big_export_resumed", "big_export_resumed", big_account=BIG_ACCOUNT, budget_seconds=budget)
+    step("big_export_split", "big_export_split", big_account=BIG_ACCOUNT, parts=4, workers=2, workdir=str(workdir))
+
+
+def add_big_window_ratios(r: dict[str, Any]) -> None:
+    if "big_export_once" not in r:
+        return
+    once, resumed, split = r["big_export_once"], r["big_export_resumed"], r["big_export_split"]
+    ra = r["ratios"]
+    ra["big_resumed_over_once_time"] = resumed["seconds"] / once["seconds"]
+    ra["big_split_over_once_time"] = split["seconds"] / once["seconds"]
+    targets = ra["targets"]
+    targets["large window: resumed over >= 5 invocations"] = resumed["invocations"] >= 5
+    targets["large window: resumed <= 1.15 x one invocation"] = ra["big_resumed_over_once_time"] <= 1.15
+    targets["large window: 0 bytes re-staged (no faults)"] = resumed["restaged_bytes"] == 0
+    targets["large window: resumed and split are the same bytes"] = (
+        resumed["sha256"] == once["sha256"] == split["sha256"]
+    )
+
+
+def report_big_window(r: dict[str, Any]) -> None:
+    if "big_export_once" not in r:
+        return
+    d, ra = r["big_dataset"], r["ratios"]
+    once, resumed, split = r["big_export_once"], r["big_export_resumed"], r["big_export_split"]
+    print(f"\nlarge window: {d['events']:,} events in one hour ({d['factor']} x), {d['segments']} segments")
+    print("-" * 107)
+    print(_row("export in one invocation", once))
+    print(_row(f"export over {resumed['invocations']} invocations (budget)", resumed))
+    print(_row(f"export in {split['parts']} parts by {split['workers']} worker processes", split))
+    print(
+        f"  resumed / one invocation (time)         {ra['big_resumed_over_once_time']:.2f}   target <= 1.15"
+        f"   (re-staged bytes: {resumed['restaged_bytes']:,}, target 0)"
+    )
+    print(f"  split / one invocation (time)           {ra['big_split_over_once_time']:.2f}")
+    print(f"  export / I/O floor (time, 1 h window)   {ra['export_over_floor_time']:.2f}   target <= 1.25, goal 1.1")
+    for name, ok in ra["targets"].items():
+        if name.startswith("large window"):
+            print(f"  [{'met' if ok else 'NOT met'}] {name}")
 
 
 if __name__ == "__main__":

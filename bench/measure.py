@@ -37,7 +37,7 @@ from exporter.ucd.ingest import TRANSACTION_SIZE, claim_partition
 from exporter.ucd.segments import FIXED_COLUMNS
 from exporter.ucd.tables import WORKERS
 
-from . import data
+from . import data, scale
 
 
 def rss_mb() -> float:
@@ -504,17 +504,21 @@ KINDS = {
     "window_read": window_read,
     "upsert": upsert,
     "io_floor_cloud": io_floor_cloud,
+    **scale.KINDS,  # windows of any size: bench/scale.py
 }
 
 
 def _tune(spec: dict[str, Any]) -> None:
     """Experiments only: override the read/stage knobs (`tune` in the spec) before measuring."""
     tune = spec.get("tune") or {}
-    read_defaults = ucd_reader.WindowReader.read_window.__kwdefaults__
-    if "prefetch" in tune:
-        read_defaults["prefetch"] = tune["prefetch"]
-    if "batch_rows" in tune:
-        read_defaults["batch_rows"] = tune["batch_rows"]
+    for read_defaults in (
+        ucd_reader.WindowReader.read_window.__kwdefaults__,
+        ucd_reader.WindowReader.read_from.__kwdefaults__,  # the export's read
+    ):
+        if "prefetch" in tune:
+            read_defaults["prefetch"] = tune["prefetch"]
+        if "batch_rows" in tune:
+            read_defaults["batch_rows"] = tune["batch_rows"]
     if "block_bytes" in tune:
         runner.export_window.__kwdefaults__["block_bytes"] = tune["block_bytes"]
     if "in_flight" in tune:

@@ -1,0 +1,228 @@
+"""The export rows of windows of any size (bench/README.md): one large window exported in one invocation,
+over several invocations (a time budget that runs out), and split in parts over two worker processes.
+
+Each function is a measurement kind of `python -m bench.measure` (registered in `bench/measure.py`);
+`scale_rows` in `bench/__main__.py` runs them and computes the ratios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from exporter.clock import ManualClock, from_unix
+from exporter.context import Context
+from exporter.destinations import open_destination
+from exporter.jobs import ExportJob, process_job
+from exporter.local.host import drain
+from exporter.settings import Settings
+
+from . import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RunningClock:
+    """Real time passing from a chosen instant: the worker's time budget runs out for real."""
+
+    def __init__(self, start: datetime):
+        self._start, self._t0 = start, time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._t0)
+
+
+class Counting:
+    """The real destination, counting the bytes staged (a block staged twice counts twice)."""
+
+    def __init__(self, inner, tally: dict[str, int]):
+        self.inner, self.tally = inner, tally
+        self.prefix = inner.prefix
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def stage_block(self, path, index, block):
+        state = self.inner.stage_block(path, index, block)
+        with self._lock:
+            self.tally["staged_bytes"] += len(block)
+            self.tally["blocks"] += 1
+        return state
+
+
+def _settings(spec: dict[str, Any], **changes: Any) -> Settings:
+    base = Settings(
+        storage_connection=spec["connection"],
+        table_prefix=spec["table_prefix"],
+        queue_name=spec["queue"],
+        ucd_container=spec["ucd_container"],
+        secret_key=spec["secret_key"],
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _context(spec: dict[str, Any], clock, tally: dict[str, int], **changes: Any) -> Context:
+    """A context whose destinations count what they stage."""
+    ctx = Context.create(_settings(spec, **changes), clock)
+    ctx.open_destination = lambda *a: Counting(open_destination(*a), tally)
+    return ctx
+
+
+def _integration(ctx: Context, spec: dict[str, Any], clock: ManualClock, label: str) -> str:
+    """A 1-hour integration of the big account activated at T0: its first window holds the big hour."""
+    clock.set(data.T0)
+    body = {
+        "name": f"bench {label}",
+        "destination": {
+            "type": "azure_blob",
+            "connection_string": spec["connection"],
+            "container": spec["out_container"],
+            "prefix": f"bench-{label}/",
+        },
+        "events": data.SELECTION_EVENTS,
+        "attributes": data.SELECTION_ATTRIBUTES,
+        "frequency_hours": 1,
+        "status": "active",
+    }
+    return ctx.integrations.create(spec["big_account"], body)["id"]
+
+
+def _due(ctx: Context) -> datetime:
+    return data.T0 + timedelta(hours=1, seconds=ctx.settings.settle_seconds + 1)
+
+
+def _finish(ctx: Context, spec: dict[str, Any], iid: str, seconds: float, tally: dict[str, int], **more: Any):
+    """The window's run record and file, and what was staged to make it; the integration deleted."""
+    run = ctx.runs.get(spec["big_account"], iid, int(data.T0.timestamp()))
+    if run is None or run.status != "exported":
+        raise SystemExit(f"the big window was not exported: {run}")
+    blob = BlobServiceClient.from_connection_string(spec["connection"]).get_blob_client(spec["out_container"], run.file)
+    digest = hashlib.sha256()
+    for chunk in blob.download_blob(max_concurrency=4).chunks():
+        digest.update(chunk)
+    ctx.integrations.delete(spec["big_account"], iid)
+    return {
+        "seconds": seconds,
+        "rows": run.rows,
+        "bytes": run.bytes,
+        "file": run.file,
+        "sha256": digest.hexdigest(),
+        "staged_bytes": tally["staged_bytes"],
+        "restaged_bytes": tally["staged_bytes"] - run.bytes,
+        "blocks_staged": tally["blocks"],
+        "attempts": run.attempts,
+        **more,
+    }
+
+
+def big_export_once(spec: dict[str, Any]) -> dict[str, Any]:
+    """The big window in one invocation (the budget never runs out)."""
+    clock = ManualClock(data.T0)
+    tally = {"staged_bytes": 0, "blocks": 0}
+    ctx = _context(spec, clock, tally, max_seconds_per_run=24 * 3600)
+    iid = _integration(ctx, spec, clock, "once")
+    clock.set(_due(ctx))
+    t0 = time.perf_counter()
+    outcome = process_job(ctx, ExportJob(spec["big_account"], iid).to_message())
+    seconds = time.perf_counter() - t0
+    if outcome.exported != 1:
+        raise SystemExit(f"expected one exported window, got {outcome.to_json()}")
+    return _finish(ctx, spec, iid, seconds, tally, invocations=1)
+
+
+def big_export_resumed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The big window with a time budget (`budget_seconds`) that runs out: follow-ups continue it."""
+    setup = ManualClock(data.T0)
+    tally = {"staged_bytes": 0, "blocks": 0}
+    ctx = _context(spec, setup, tally, max_seconds_per_run=spec["budget_seconds"])
+    iid = _integration(ctx, spec, setup, "resumed")
+    ctx.clock = RunningClock(_due(ctx))
+    ctx.storage.queue().send_message(ExportJob(spec["big_account"], iid).to_message())
+    outcomes: list[Any] = []
+    t0 = time.perf_counter()
+    done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
+    seconds = time.perf_counter() - t0
+    if done["windows_exported"] != 1 or done["failed_deliveries"]:
+        raise SystemExit(f"the resumed export did not finish cleanly: {done}")
+    return _finish(ctx, spec, iid, seconds, tally, invocations=len(outcomes))
+
+
+def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:
+    """The big window split in `parts` parts, exported by `workers` worker processes at once."""
+    clock = ManualClock(data.T0)
+    tally = {"staged_bytes": 0, "blocks": 0}
+    ctx = _context(spec, clock, tally)
+    iid = _integration(ctx, spec, clock, "split")
+    clock.set(_due(ctx))
+    segments = ctx.ucd.segments(spec["big_account"], data.T0, data.T0 + timedelta(hours=1))
+    split_bytes = sum(ref.size for ref in segments) // spec["parts"] + 1
+    ctx = _context(spec, clock, tally, split_bytes=split_bytes)
+    t0 = time.perf_counter()
+    planned = process_job(ctx, ExportJob(spec["big_account"], iid).to_message())
+    workers = [_worker(spec, split_bytes, i) for i in range(spec["workers"])]
+    results = [_wait(w) for w in workers]
+    seconds = time.perf_counter() - t0
+    for r in results:
+        tally["staged_bytes"] += r["staged_bytes"]
+        tally["blocks"] += r["blocks"]
+    return _finish(
+        ctx,
+        spec,
+        iid,
+        seconds,
+        tally,
+        parts=spec["parts"],
+        workers=spec["workers"],
+        plan=planned.reason,
+        jobs_per_worker=[r["jobs"] for r in results],
+    )
+
+
+def _worker(spec: dict[str, Any], split_bytes: int, i: int) -> tuple[subprocess.Popen, Path]:
+    path = Path(spec["workdir"]) / f"split-worker-{i}.json"
+    path.write_text(json.dumps({**spec, "kind": "split_worker", "split_bytes": split_bytes}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.measure", str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    return process, path
+
+
+def _wait(worker: tuple[subprocess.Popen, Path]) -> dict[str, Any]:
+    process, _ = worker
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a split worker failed (exit {process.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def split_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One worker process: the queue's part jobs until none is left."""
+    tally = {"staged_bytes": 0, "blocks": 0}
+    clock = ManualClock(from_unix(_due_unix(spec)))
+    ctx = _context(spec, clock, tally, split_bytes=spec["split_bytes"])
+    t0 = time.perf_counter()
+    done = drain(ctx, max_jobs=10_000)
+    return {"seconds": time.perf_counter() - t0, "jobs": done["jobs"], **tally}
+
+
+def _due_unix(spec: dict[str, Any]) -> float:
+    return (data.T0 + timedelta(hours=1, seconds=_settings(spec).settle_seconds + 1)).timestamp()
+
+
+KINDS = {
+    "big_export_once": big_export_once,
+    "big_export_resumed": big_export_resumed,
+    "big_export_split": big_export_split,
+    "split_worker": split_worker,
+}
