@@ -7,7 +7,6 @@ Each function is a measurement kind of `python -m bench.measure` (registered in 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import subprocess
@@ -61,20 +60,23 @@ class Counting:
         return state
 
 
-def _settings(spec: dict[str, Any], **changes: Any) -> Settings:
-    base = Settings(
-        storage_connection=spec["connection"],
-        table_prefix=spec["table_prefix"],
-        queue_name=spec["queue"],
-        ucd_container=spec["ucd_container"],
-        secret_key=spec["secret_key"],
-    )
-    return dataclasses.replace(base, **changes)
+SETTINGS_FROM_SPEC = {  # Settings field: the spec's key
+    "storage_connection": "connection",
+    "table_prefix": "table_prefix",
+    "queue_name": "queue",
+    "ucd_container": "ucd_container",
+    "secret_key": "secret_key",
+}
+
+
+def settings_of(spec: dict[str, Any], **changes: Any) -> Settings:
+    """The app's settings for a benchmark spec (its storage, tables, queue and key), with `changes`."""
+    return Settings(**{name: spec[key] for name, key in SETTINGS_FROM_SPEC.items()}, **changes)
 
 
 def _context(spec: dict[str, Any], clock, tally: dict[str, int], **changes: Any) -> Context:
     """A context whose destinations count what they stage."""
-    ctx = Context.create(_settings(spec, **changes), clock)
+    ctx = Context.create(settings_of(spec, **changes), clock)
     ctx.open_destination = lambda *a: Counting(open_destination(*a), tally)
     return ctx
 
@@ -217,7 +219,7 @@ def split_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _due_unix(spec: dict[str, Any]) -> float:
-    return (data.T0 + timedelta(hours=1, seconds=_settings(spec).settle_seconds + 1)).timestamp()
+    return (data.T0 + timedelta(hours=1, seconds=settings_of(spec).settle_seconds + 1)).timestamp()
 
 
 KINDS = {

@@ -12,6 +12,7 @@ import base64
 import itertools
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
@@ -22,6 +23,7 @@ from exporter.export.runner import export_window
 from exporter.integrations.model import parse_destination
 from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, service_account_key
 from exporter.local.devstorage import DEV_KEY
+from exporter.ucd.segments import to_ms
 from exporter.windows import Window
 from tests import export_helpers
 from tests.export_helpers import ACCOUNT
@@ -195,6 +197,18 @@ def make_kit(request, kind: str, tag: str):
 def create(ctx, clock, kit, **overrides) -> str:
     """An integration into the kit's destination, activated at ACT, with events stored before it."""
     return export_helpers.create(ctx, clock, "unused", "unused", destination=kit.body(), **overrides)
+
+
+def create_with_large_window(ctx, clock, kit, rows_per_segment: int) -> str:
+    """An integration (the benchmark's selection) whose first window holds three large segments."""
+    from bench import data
+
+    iid = create(ctx, clock, kit, events=data.SELECTION_EVENTS, attributes=data.SELECTION_ATTRIBUTES)
+    container = ctx.storage.ucd_container()
+    for i, minutes in enumerate((5, 20, 40)):
+        entry_ms = to_ms(export_helpers.ACT + timedelta(minutes=minutes))
+        data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, rows_per_segment, entry_ms), 20)
+    return iid
 
 
 def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) -> None:

@@ -12,7 +12,6 @@ from azure.storage.blob import BlobServiceClient
 from bench import data, scale
 from exporter.export import runner
 from exporter.secrets import new_key
-from exporter.settings import Settings
 from exporter.storage import Storage
 
 BLOCK = 64 * 1024
@@ -30,14 +29,7 @@ def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp
         "workdir": str(tmp_path),
         "tune": {"block_bytes": BLOCK},  # the worker processes apply it (bench.measure._tune)
     }
-    settings = Settings(
-        storage_connection=azurite_connection,
-        table_prefix=spec["table_prefix"],
-        queue_name=spec["queue"],
-        ucd_container=spec["ucd_container"],
-        secret_key=spec["secret_key"],
-    )
-    storage = Storage(settings).ensure()
+    storage = Storage(scale.settings_of(spec)).ensure()
     BlobServiceClient.from_connection_string(azurite_connection).create_container(spec["out_container"])
     data.load(storage, spec["big_account"], data.Layout(6_000, 1, 1_000), range(1))
     monkeypatch.setitem(runner.export_window.__kwdefaults__, "block_bytes", BLOCK)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 
-from bench import data
 from exporter.clock import to_unix
 from exporter.destinations import open_destination as real_open_destination
 from exporter.export import runner
@@ -23,8 +21,7 @@ from exporter.export.progress import ProgressRepo
 from exporter.jobs import schedule
 from exporter.local.host import drain
 from exporter.runs import EXPORTING
-from exporter.ucd.segments import to_ms
-from tests.destination_helpers import assert_bytes_match_a_clean_export, create
+from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
 
 MiB = 1024 * 1024
@@ -72,11 +69,7 @@ class Staging:
 
 def a_large_window(ctx, clock, kit, monkeypatch) -> str:
     """An integration whose first window holds ~15 MiB of CSV in three segments, due now, its job queued."""
-    iid = create(ctx, clock, kit, events=data.SELECTION_EVENTS, attributes=data.SELECTION_ATTRIBUTES)
-    container = ctx.storage.ucd_container()
-    for i, minutes in enumerate((5, 20, 40)):
-        entry_ms = to_ms(ACT + timedelta(minutes=minutes))
-        data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, SEGMENT_ROWS, entry_ms), 20)
+    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS)
     clock.set(due_at(1))
     assert schedule(ctx)["queued"] == 1
     monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 
-from bench import data
 from exporter.clock import to_unix
 from exporter.context import Context
 from exporter.destinations import open_destination as real_open_destination
@@ -25,8 +23,8 @@ from exporter.jobs import ExportJob, schedule
 from exporter.jobs.split import SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import EXPORTED
-from exporter.ucd.segments import SegmentRef, to_ms
-from tests.destination_helpers import assert_bytes_match_a_clean_export, create
+from exporter.ucd.segments import SegmentRef
+from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, due_at
 from tests.helpers import run_together
 
@@ -84,11 +82,7 @@ def watched(contexts, fail: int | None = None) -> dict:
 
 def a_window_of_three_parts(ctx, clock, kit, monkeypatch) -> str:
     """An integration whose first window holds three segments and splits in three parts; its job queued."""
-    iid = create(ctx, clock, kit, events=data.SELECTION_EVENTS, attributes=data.SELECTION_ATTRIBUTES)
-    container = ctx.storage.ucd_container()
-    for i, minutes in enumerate((5, 20, 40)):
-        entry_ms = to_ms(ACT + timedelta(minutes=minutes))
-        data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, SEGMENT_ROWS, entry_ms), 20)
+    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
     monkeypatch.setattr(runner, "BLOCK_BYTES", 5 * MiB)

@@ -24,14 +24,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
-from ..export.destination import (
-    PART_STRIDE,
-    DestinationInfo,
-    PartPlacement,
-    UploadLost,
-    UploadState,
-    Verification,
-)
+from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .common import DestinationKind

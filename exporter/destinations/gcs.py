@@ -29,18 +29,8 @@ from ..errors import CredentialError, DestinationError, ExporterError, InputErro
 from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
-from .common import (
-    CONTENT_TYPE,
-    DELETE_NOTE,
-    VERIFY_CONTENT,
-    Check,
-    DestinationKind,
-    Upload,
-    Uploads,
-    check_endpoint_url,
-    mask_email,
-    record_failure,
-)
+from . import common
+from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
 
 REQUIRED = ("bucket", "service_account_key")
 KEY_FIELD = "destination.service_account_key"
@@ -219,7 +209,7 @@ def classify(exc: BaseException, bucket: str, operation: str | None = None) -> E
 
 
 @dataclass
-class _Session(Upload):
+class _Session(common.Upload):
     """One file's resumable upload (`handle` is the session URI): whose turn it is, and what has been sent."""
 
     next_index: int = 0  # the block whose turn it is to be sent
@@ -255,7 +245,7 @@ class GcsDestination:
         project = credentials.service_account_key.get("project_id") or "<none>"
         self.client = storage.Client(project=project, credentials=self._google, client_options=options)
         self._http = AuthorizedSession(self._google)
-        self._sessions: Uploads[_Session] = Uploads(_Session)
+        self._sessions: common.Uploads[_Session] = common.Uploads(_Session)
 
     @classmethod
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> GcsDestination:
@@ -309,7 +299,7 @@ class GcsDestination:
 
     def _fail(self, path: str, session: _Session, exc: BaseException) -> ExporterError:
         """Record the first failure and wake every waiting block; a refusal cancels the session, a transient one keeps it."""
-        return record_failure(session, self._classify(exc, "write"), lambda: self._cancel(session))
+        return common.record_failure(session, self._classify(exc, "write"), lambda: self._cancel(session))
 
     def _cancel(self, session: _Session) -> None:
         """Best effort (GCS answers 499); a session left behind expires after a week, never visible."""

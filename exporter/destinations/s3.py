@@ -26,14 +26,7 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import (
-    PART_STRIDE,
-    DestinationInfo,
-    PartPlacement,
-    UploadLost,
-    UploadState,
-    Verification,
-)
+from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
