@@ -197,11 +197,11 @@ def _split_plan(
         return plan
     if _progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
-    target = destination()
-    if not hasattr(target, "begin_split"):  # a SplitDestination
-        return None
     firsts = plan_parts(ctx.ucd.segments(account, window.start, window.end), ctx.settings.split_bytes)
     if not firsts:
+        return None
+    target = destination()  # opened only for a window to split: opening it is part of an export's attempt
+    if not hasattr(target, "begin_split"):  # a SplitDestination
         return None
     path = window_path(target.prefix, account, iid, window)
     upload = cast(SplitDestination, target).begin_split(path)
