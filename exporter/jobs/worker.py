@@ -197,7 +197,11 @@ def _split_plan(
         return plan
     if _progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
-    firsts = plan_parts(ctx.ucd.segments(account, window.start, window.end), ctx.settings.split_bytes)
+    try:
+        segments = ctx.ucd.segments(account, window.start, window.end)
+    except AzureError:
+        return None  # exported whole: the export's own read meets the fault again and records it
+    firsts = plan_parts(segments, ctx.settings.split_bytes)
     if not firsts:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
