@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import subprocess
 import sys
 import threading
@@ -124,6 +125,7 @@ def _finish(ctx: Context, spec: dict[str, Any], iid: str, seconds: float, tally:
         "restaged_bytes": tally["staged_bytes"] - run.bytes,
         "blocks_staged": tally["blocks"],
         "attempts": run.attempts,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process (Linux: KiB)
         **more,
     }
 
