@@ -177,13 +177,18 @@ class AlignedBlocks:
         self._block_bytes = block_bytes
         self._min_last = min_last_block
         self._held: tuple[bytearray, Mark] | None = None
-        self._block = bytearray()
+        # Room for a block and the slice that ends it; zeroed on demand: pages are touched only as they fill.
+        self._capacity = block_bytes + block_bytes // 4
+        self._block = bytearray(self._capacity)
+        self._filled = 0
         self.bytes_written = already
         self.closed = False
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        self._block += view  # Arrow reuses the buffer it writes from: copied once, here
+        end = self._filled + len(view)
+        self._block[self._filled : end] = view  # Arrow reuses the buffer it writes from: copied once, here
+        self._filled = end
         self.bytes_written += len(view)
         return len(view)
 
@@ -192,7 +197,7 @@ class AlignedBlocks:
 
     def mark(self, position: ReadPosition | None, rows: int) -> bool:
         """A block may end here; True if one was handed on (so an export may stop after it)."""
-        if len(self._block) < self._block_bytes:
+        if self._filled < self._block_bytes:
             return False
         cut = (self._take(), Mark(position, rows, self.bytes_written))
         if not self._min_last:
@@ -204,7 +209,7 @@ class AlignedBlocks:
         return held is not None
 
     def finish(self, position: ReadPosition | None, rows: int) -> None:
-        last = (self._take(), Mark(position, rows, self.bytes_written)) if self._block else None
+        last = (self._take(), Mark(position, rows, self.bytes_written)) if self._filled else None
         held, self._held = self._held, None
         if held is not None and last is not None and len(last[0]) < self._min_last:
             last = (held[0] + last[0], last[1])
@@ -214,7 +219,8 @@ class AlignedBlocks:
                 self._emit(*block)
 
     def _take(self) -> bytearray:
-        block, self._block = self._block, bytearray()
+        block, self._block, filled, self._filled = self._block, bytearray(self._capacity), self._filled, 0
+        del block[filled:]  # a block handed on is never written again
         return block
 
 

@@ -1,0 +1,53 @@
+"""Blocks cut at read positions (exporter/export/runner.py `AlignedBlocks`): pure, no server.
+
+Every block ends where the caller marked a position, holds at least `block_bytes` (but the last),
+and the cuts depend on the bytes and marks alone; with `min_last_block`, a short tail is merged into
+the block before it (S3's 5 MiB minimum for a part that does not end the file).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from exporter.export.runner import AlignedBlocks
+from exporter.ucd.reader import ReadPosition
+
+DATA = bytes(i % 251 for i in range(5_000))
+
+
+def cut(block_bytes: int, seed: int, min_last_block: int = 0, data: bytes = DATA):
+    """Write `data` in random pieces, marking a position after each; the blocks and their marks."""
+    blocks: list = []
+    sink = AlignedBlocks(lambda b, m: blocks.append((bytes(b), m)), block_bytes, min_last_block=min_last_block)
+    rng, done, rows = random.Random(seed), 0, 0
+    while done < len(data):
+        piece = data[done : done + rng.randint(1, 97)]
+        sink.write(piece)
+        done, rows = done + len(piece), rows + 1
+        sink.mark(ReadPosition("segment", rows), rows)
+    sink.finish(ReadPosition("segment", rows), rows)
+    return blocks
+
+
+@pytest.mark.parametrize("block_bytes", [1, 64, 1000])
+def test_blocks_end_at_marks_and_hold_at_least_block_bytes(block_bytes):
+    blocks = cut(block_bytes, seed=1)
+    assert b"".join(b for b, _ in blocks) == DATA
+    assert all(len(b) >= block_bytes for b, _ in blocks[:-1])
+    assert [m.bytes for _, m in blocks] == [sum(len(b) for b, _ in blocks[: i + 1]) for i in range(len(blocks))]
+    assert blocks[-1][1].position == ReadPosition("segment", blocks[-1][1].rows)
+
+
+def test_the_cuts_are_the_same_for_the_same_bytes_and_marks():
+    assert cut(300, seed=7) == cut(300, seed=7)
+
+
+def test_a_short_tail_is_merged_into_the_block_before_it():
+    plain = cut(1000, seed=3)
+    tail = len(plain[-1][0])
+    merged = cut(1000, seed=3, min_last_block=tail + 1)  # the tail is now too short to stand alone
+    assert b"".join(b for b, _ in merged) == DATA
+    assert [b for b, _ in merged[:-1]] == [b for b, _ in plain[:-2]], "the same cuts before the end"
+    assert merged[-1][0] == plain[-2][0] + plain[-1][0] and merged[-1][1] == plain[-1][1]
