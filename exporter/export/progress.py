@@ -60,27 +60,45 @@ class ProgressRepo:
         return found[0] if found else None
 
     def advance(
-        self, account: str, integration_id: str, window_start: int, progress: WindowProgress, part: int | None = None
-    ) -> None:
-        """Record `progress` unless the record is already as far (another invocation of the same window)."""
+        self,
+        account: str,
+        integration_id: str,
+        window_start: int,
+        progress: WindowProgress,
+        part: int | None = None,
+        etag: str | None = None,
+    ) -> str | None:
+        """Record `progress` unless the record is already as far (another invocation of the same window).
 
-        def attempt(_: object) -> None:
+        `etag` is the record as this invocation last wrote it: if nobody wrote since, one conditional
+        write does (a block costs one Table call); otherwise the record is read and compared. Answers
+        the record's ETag now.
+        """
+        entity = self._entity(account, integration_id, _row(window_start, part), progress)
+        if etag is not None:
+            try:
+                return _etag(
+                    self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=IF_SAME)
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass  # another invocation wrote meanwhile: compare with what it wrote
+
+        def attempt(_: object) -> str | None:
             found = self._read(account, integration_id, window_start, part)
-            entity = self._entity(account, integration_id, _row(window_start, part), progress)
             try:
                 if found is None:
-                    self.table.create_entity(entity)
-                elif found[0].path != progress.path or (found[0].blocks, found[0].complete) < (
-                    progress.blocks,
-                    progress.complete,
-                ):
-                    self.table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=found[1], match_condition=MatchConditions.IfNotModified
+                    return _etag(self.table.create_entity(entity))
+                if found[0].path != progress.path or _further(progress, found[0]):
+                    return _etag(
+                        self.table.update_entity(
+                            entity, mode=UpdateMode.REPLACE, etag=found[1], match_condition=IF_SAME
+                        )
                     )
             except (ResourceExistsError, ResourceModifiedError):
                 raise _Stale() from None
+            return found[1]
 
-        retry_on_conflict(None, attempt, lambda stale: stale, conflicts=(_Stale,), what="window progress")
+        return retry_on_conflict(None, attempt, lambda stale: stale, conflicts=(_Stale,), what="window progress")
 
     def clear(self, account: str, integration_id: str, window_start: int, part: int | None = None) -> None:
         """Forget a window's (or part's) progress (its file is committed, or its upload is gone)."""
@@ -141,12 +159,16 @@ class Checkpoints:
     integration_id: str
     window_start: int
     part: int | None = None  # one part of a split window
+    etag: str | None = None  # the record as this invocation last wrote it
 
     def saved(self) -> WindowProgress | None:
         return self.repo.get(self.account, self.integration_id, self.window_start, self.part)
 
     def record(self, progress: WindowProgress) -> None:
-        self.repo.advance(self.account, self.integration_id, self.window_start, progress, self.part)
+        """Record the progress (called one at a time: the runner's recorder serialises its records)."""
+        self.etag = self.repo.advance(
+            self.account, self.integration_id, self.window_start, progress, self.part, self.etag
+        )
 
     def clear(self) -> None:
         self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
@@ -162,6 +184,18 @@ def with_block(
 ) -> WindowProgress:
     """The progress after one more block."""
     return replace(progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload)
+
+
+IF_SAME = MatchConditions.IfNotModified
+
+
+def _further(progress: WindowProgress, than: WindowProgress) -> bool:
+    return (progress.blocks, progress.complete) > (than.blocks, than.complete)
+
+
+def _etag(answer: Any) -> str | None:
+    etag = answer.get("etag") if isinstance(answer, dict) else None
+    return str(etag) if etag else None
 
 
 def _partition(account: str, integration_id: str) -> str:
