@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from ..clock import Clock, iso
@@ -20,9 +20,11 @@ from ..errors import InputError, NotFoundError
 from ..storage import UCD_CATALOG_TABLE, UCD_PROFILES_TABLE, Storage
 from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
-from .tables import WORKERS, get_or_none
+from .tables import TRANSACTION_SIZE, WORKERS, get_or_none
 from .values import render
 
+# Profile reads are single-entity GETs, mostly waiting on the network: more of them side by side.
+READ_WORKERS = 32
 MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
 
 
@@ -62,20 +64,50 @@ class Profiles:
             into.attributes.update(user.attributes)
             where.setdefault(user.user_id, f"users[{i}]")
         drafts = list(merged.values())
+        with ThreadPoolExecutor(READ_WORKERS) as readers:
+            currents = list(readers.map(lambda u: get_or_none(self.table, account, table_key(u.user_id)), drafts))
         with ThreadPoolExecutor(WORKERS) as pool:
-            currents = list(pool.map(lambda u: get_or_none(self.table, account, table_key(u.user_id)), drafts))
-            for user, current in zip(drafts, currents):
-                self._profile_merge(account, user, where[user.user_id])(current)  # raises if too large
-            results = list(
-                pool.map(
-                    lambda pair: (
-                        pair[0].user_id,
-                        self._merge_profile(account, pair[0], where[pair[0].user_id], pair[1]),
-                    ),
-                    zip(drafts, currents),
-                )
-            )
-        return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results}
+            # Every merge is checked (raises if too large) before any profile is written.
+            changes = [self._profile_merge(account, u, where[u.user_id])(c) for u, c in zip(drafts, currents)]
+            results: dict[str, dict[str, Any]] = {}
+            created: list[tuple[UserDraft, dict[str, Any], dict[str, Any]]] = []
+            changed: list[tuple[UserDraft, Any]] = []
+            for user, current, (entity, attributes) in zip(drafts, currents, changes):
+                if entity is None:
+                    results[user.user_id] = attributes  # nothing new for this profile: no write
+                elif current is None:
+                    created.append((user, entity, attributes))
+                else:
+                    changed.append((user, current))
+            chunks = [created[i : i + TRANSACTION_SIZE] for i in range(0, len(created), TRANSACTION_SIZE)]
+            for done in pool.map(lambda chunk: self._create_profiles(account, chunk, where), chunks):
+                results.update(done)
+            # A changed profile is replaced one at a time: its If-Match is what keeps a concurrent merge
+            # (Azurite ignores If-Match inside a transaction, so no conditional write goes into one).
+            for user_id, attributes in pool.map(
+                lambda pair: (pair[0].user_id, self._merge_profile(account, pair[0], where[pair[0].user_id], pair[1])),
+                changed,
+            ):
+                results[user_id] = attributes
+        return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in results.items()}
+
+    def _create_profiles(
+        self, account: str, chunk: list[tuple[UserDraft, dict[str, Any], dict[str, Any]]], where: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """Create new profiles in one transaction (one round trip for up to 100); return their attributes.
+
+        A transaction is all or nothing. If it fails (a concurrent request created one of them, or
+        storage failed or lost the answer, so it may have landed whole), each profile of the chunk is
+        merged on its own from a fresh read: merges are idempotent, so a landed create merges to itself.
+        """
+        try:
+            self.table.submit_transaction([("create", entity) for _user, entity, _attributes in chunk])
+            return {user.user_id: attributes for user, _entity, attributes in chunk}
+        except AzureError:
+            return {
+                user.user_id: self._merge_profile(account, user, where[user.user_id], _UNREAD)
+                for user, _entity, _attributes in chunk
+            }
 
     def _profile_merge(self, account: str, user: UserDraft, where: str) -> Callable[[Any], tuple[dict | None, Any]]:
         """The change that merges `user` into a stored profile (for `_read_modify_write`)."""

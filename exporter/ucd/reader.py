@@ -14,10 +14,17 @@ from itertools import islice
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from azure.storage.blob import ContainerClient
 
-from .segments import FIXED_COLUMNS, SegmentRef, hour_prefix, hours_covering, parse_segment_name, to_ms
+from .segments import (
+    FIXED_COLUMNS,
+    SegmentRef,
+    hour_prefix,
+    hours_covering,
+    parse_segment_name,
+    segment_batches,
+    to_ms,
+)
 
 READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
@@ -101,14 +108,13 @@ class WindowReader:
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """One segment's rows of the wanted event names, in batches of at most `batch_rows`, shaped as `schema`."""
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    present = set(parquet.schema_arrow.names)
-    read = [n for n in schema.names if n in present]
-    # One thread per segment: the read_window workers already decode segments side by side.
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
-        if wanted is not None:
-            batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
-        if batch.num_rows == 0:
-            continue
-        arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    present, batches = segment_batches(data, schema.names)
+    for whole in batches:
+        for offset in range(0, whole.num_rows, batch_rows):
+            batch = whole.slice(offset, batch_rows)
+            if wanted is not None:
+                batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
+            if batch.num_rows == 0:
+                continue
+            arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
