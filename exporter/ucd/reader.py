@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
 
@@ -26,7 +26,8 @@ from .segments import (
     to_ms,
 )
 
-READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
+READ_PREFETCH = 3  # segment downloads at once (what a plain download of the window's segments uses too)
+READ_AHEAD = 6  # segments held ahead of the one being consumed, downloaded or decoded: the memory bound
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
 
@@ -74,7 +75,7 @@ class WindowReader:
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
-        prefetch: int = READ_PREFETCH,
+        prefetch: int = READ_AHEAD,
     ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
 
@@ -85,20 +86,24 @@ class WindowReader:
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
 
-        def load(ref: SegmentRef) -> list[pa.RecordBatch]:
-            return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
-
-        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
-        # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
+        # Besides the segment being consumed, at most `prefetch` segments are held, downloaded or decoded.
+        # Downloads run `READ_PREFETCH` at a time (as a plain download of the segments would) and never wait
+        # for a decode; one worker decodes each downloaded segment in read order (Arrow releases the GIL,
+        # so decoding overlaps the downloads and the caller's CSV encoding).
         ahead = max(1, prefetch)
-        with ThreadPoolExecutor(ahead) as pool:
+        with ThreadPoolExecutor(min(ahead, READ_PREFETCH)) as downloads, ThreadPoolExecutor(1) as decoder:
+
+            def fetch(ref: SegmentRef) -> Future[list[pa.RecordBatch]]:
+                blob = downloads.submit(self._download, ref.path)
+                return decoder.submit(lambda: list(_conform(blob.result(), schema, wanted, batch_rows)))
+
             refs = self._iter_segments(account, start, end)
-            pending = deque(pool.submit(load, ref) for ref in islice(refs, ahead))
+            pending = deque(fetch(ref) for ref in islice(refs, ahead))
             while pending:
                 batches = pending.popleft().result()
                 nxt = next(refs, None)
                 if nxt is not None:
-                    pending.append(pool.submit(load, nxt))
+                    pending.append(fetch(nxt))
                 yield from batches
                 del batches  # drop this segment before waiting for the next one
 
