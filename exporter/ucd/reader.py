@@ -28,6 +28,7 @@ from .segments import (
 
 READ_PREFETCH = 3  # segment downloads at once (what a plain download of the window's segments uses too)
 READ_AHEAD = 6  # segments held ahead of the one being consumed, downloaded or decoded: the memory bound
+DECODERS = 2  # segments decoded at once (in read order; Arrow decodes without the GIL)
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
 
@@ -88,10 +89,10 @@ class WindowReader:
 
         # Besides the segment being consumed, at most `prefetch` segments are held, downloaded or decoded.
         # Downloads run `READ_PREFETCH` at a time (as a plain download of the segments would) and never wait
-        # for a decode; one worker decodes each downloaded segment in read order (Arrow releases the GIL,
-        # so decoding overlaps the downloads and the caller's CSV encoding).
+        # for a decode; `DECODERS` workers decode the downloaded segments, handed on in read order (Arrow
+        # releases the GIL, so decoding overlaps the downloads and the caller's CSV encoding).
         ahead = max(1, prefetch)
-        with ThreadPoolExecutor(min(ahead, READ_PREFETCH)) as downloads, ThreadPoolExecutor(1) as decoder:
+        with ThreadPoolExecutor(min(ahead, READ_PREFETCH)) as downloads, ThreadPoolExecutor(DECODERS) as decoder:
 
             def fetch(ref: SegmentRef) -> Future[list[pa.RecordBatch]]:
                 blob = downloads.submit(self._download, ref.path)
