@@ -132,6 +132,12 @@ def kit(request, tag):
 
 
 @pytest.fixture
+def azure_kit(request, tag):
+    """A customer destination on Azurite only, for scenarios in which the destination type plays no part."""
+    return make_kit(request, "azure_blob", tag)
+
+
+@pytest.fixture
 def scratch_kit(request, kit, tag):
     """A second, empty destination of the same type as `kit` (for clean re-exports)."""
     return make_kit(request, kit.kind, tag + "s")

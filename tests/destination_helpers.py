@@ -24,7 +24,7 @@ from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, 
 from exporter.local.devstorage import DEV_KEY
 from exporter.windows import Window
 from tests import export_helpers
-from tests.export_helpers import ACCOUNT
+from tests.export_helpers import ACCOUNT, due_at, populate
 from tests.helpers import integration_body as azure_integration_body
 
 KINDS = ("azure_blob", "s3", "gcs")
@@ -195,6 +195,15 @@ def make_kit(request, kind: str, tag: str):
 def create(ctx, clock, kit, **overrides) -> str:
     """An integration into the kit's destination, activated at ACT, with events stored before it."""
     return export_helpers.create(ctx, clock, "unused", "unused", destination=kit.body(), **overrides)
+
+
+def behind(ctx, clock, kit, windows: int, skip: set[int] = frozenset(), **overrides) -> str:
+    """`create`, then stored events in the first `windows` windows (none in `skip`), and the clock where the
+    last of them is due: the integration is that many windows behind."""
+    iid = create(ctx, clock, kit, **overrides)
+    populate(ctx, clock, range(windows), skip=skip)
+    clock.set(due_at(windows))
+    return iid
 
 
 def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) -> None:

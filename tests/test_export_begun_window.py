@@ -44,7 +44,7 @@ def die_after_the_first_commit(monkeypatch) -> list[str]:
 
 def first_window_dies(ctx, clock, monkeypatch) -> list[str]:
     clock.set(ACT + H + SETTLE)
-    assert schedule(ctx)["queued"] == 1
+    assert schedule(ctx).queued == 1
     died = die_after_the_first_commit(monkeypatch)
     with pytest.raises(WorkerKilled):
         deliver_one(ctx)

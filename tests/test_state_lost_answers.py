@@ -45,7 +45,7 @@ def test_a_lease_whose_answer_is_lost_still_queues_the_job(ctx, clock, proxied, 
     scheduled = schedule(proxied)
 
     assert table_proxy.injected["reset_after"] == 1
-    assert scheduled["queued"] == 1, "the lease landed: the job must be sent, not left for the lease to expire"
+    assert scheduled.queued == 1, "the lease landed: the job must be sent, not left for the lease to expire"
     assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) == 1
 
 
@@ -109,7 +109,7 @@ def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, settings, 
         scheduled = schedule(app)
 
         assert queue_proxy.injected["reset_before"] == 1
-        assert scheduled["queued"] == 1
+        assert scheduled.queued == 1
         assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) >= 1
     finally:
         queue_proxy.stop()
