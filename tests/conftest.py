@@ -132,6 +132,18 @@ def kit(request, tag):
 
 
 @pytest.fixture
+def s3(request, tag):
+    """An S3 bucket on moto, as a kit."""
+    return make_kit(request, "s3", tag)
+
+
+@pytest.fixture
+def gcs(request, tag):
+    """A GCS bucket on the emulator, as a kit."""
+    return make_kit(request, "gcs", tag)
+
+
+@pytest.fixture
 def azure_kit(request, tag):
     """A customer destination on Azurite only, for scenarios in which the destination type plays no part."""
     return make_kit(request, "azure_blob", tag)

@@ -25,21 +25,11 @@ from exporter.local.cloudservers import service_account_key
 from exporter.local.devstorage import free_port
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.windows import Window
-from tests.destination_helpers import destination_from_body, integration_body, make_kit
+from tests.destination_helpers import destination_from_body, integration_body
 from tests.export_helpers import ACCOUNT
 from tests.helpers import T0, call
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def s3(request, tag):
-    return make_kit(request, "s3", tag)
-
-
-@pytest.fixture
-def gcs(request, tag):
-    return make_kit(request, "gcs", tag)
 
 
 @pytest.fixture

@@ -29,13 +29,8 @@ class ScheduleOutcome:
         return len(self.integrations)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "queued": self.queued,
-            "already_queued": self.already_queued,
-            "windows_due": self.windows_due,
-            "integrations": self.integrations,
-            "now": iso(self.now),
-        }
+        counts = {"queued": self.queued, "already_queued": self.already_queued, "windows_due": self.windows_due}
+        return {**counts, "integrations": self.integrations, "now": iso(self.now)}
 
 
 def schedule(ctx: Context) -> ScheduleOutcome:
