@@ -16,7 +16,7 @@ from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import FaultProxy
 from exporter.settings import Settings
 from tests.destination_helpers import KINDS, make_kit
-from tests.helpers import SECRET_KEY, T0, endpoint
+from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +77,12 @@ def customer_container(blob_service: BlobServiceClient, tag: str):
     """The customer's own container (on the same Azurite account)."""
     container = blob_service.create_container(f"cust-{tag}")
     return container
+
+
+@pytest.fixture
+def customer_body(azurite_connection: str, customer_container) -> dict:
+    """An integration body (tests.helpers.integration_body) into the customer's container."""
+    return integration_body(azurite_connection, customer_container.container_name)
 
 
 @pytest.fixture

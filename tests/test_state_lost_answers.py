@@ -27,13 +27,8 @@ def proxied(settings, clock, table_proxy, azurite_connection) -> Context:
 
 
 @pytest.fixture
-def integration(ctx, customer_container, azurite_connection) -> dict:
-    answer = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+def integration(ctx, customer_body) -> dict:
+    answer = call(ctx, "integrations_create", customer_body, account="acme")
     assert answer.status == 201, answer.body
     return answer.body
 
