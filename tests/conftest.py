@@ -19,18 +19,28 @@ from tests.destination_helpers import KINDS, make_kit
 from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
 
 
-@pytest.fixture(scope="session")
-def azurite_connection() -> str:
-    """Azurite from CI (EXPORT_TEST_STORAGE) or a private one started on free ports."""
-    given = os.environ.get("EXPORT_TEST_STORAGE")
-    if given:
+def given_or_started(given, start):
+    """A server CI started (`given`), or one started here on first use and stopped at the end of the session."""
+    if given is not None:
         yield given
         return
-    azurite = start_azurite()
+    server = start()
     try:
-        yield azurite.connection_string
+        yield server
     finally:
-        azurite.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """Azurite started on free ports, when CI has not started one (EXPORT_TEST_STORAGE)."""
+    yield from given_or_started(None, start_azurite)
+
+
+@pytest.fixture(scope="session")
+def azurite_connection(request) -> str:
+    """Azurite from CI (EXPORT_TEST_STORAGE) or a private one started on free ports."""
+    return os.environ.get("EXPORT_TEST_STORAGE") or request.getfixturevalue("azurite").connection_string
 
 
 @pytest.fixture
@@ -94,41 +104,26 @@ def scratch_container(blob_service: BlobServiceClient, tag: str):
 @pytest.fixture(scope="session")
 def moto_s3() -> MotoServer:
     """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use."""
-    if os.environ.get("EXPORT_TEST_S3"):
-        yield MotoServer(
-            os.environ["EXPORT_TEST_S3"],
-            os.environ["EXPORT_TEST_S3_ACCESS_KEY_ID"],
-            os.environ["EXPORT_TEST_S3_SECRET_ACCESS_KEY"],
+    env = os.environ
+    given = None
+    if env.get("EXPORT_TEST_S3"):
+        given = MotoServer(
+            env["EXPORT_TEST_S3"], env["EXPORT_TEST_S3_ACCESS_KEY_ID"], env["EXPORT_TEST_S3_SECRET_ACCESS_KEY"]
         )
-        return
-    server = start_moto()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from given_or_started(given, start_moto)
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> GcsEmulator:
     """gcp-storage-emulator: from CI (EXPORT_TEST_GCS) or started here on first use."""
-    if os.environ.get("EXPORT_TEST_GCS"):
-        yield GcsEmulator(os.environ["EXPORT_TEST_GCS"])
-        return
-    emulator = start_gcs_emulator()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    given = os.environ.get("EXPORT_TEST_GCS")
+    yield from given_or_started(GcsEmulator(given) if given else None, start_gcs_emulator)
 
 
 @pytest.fixture(scope="session")
 def token_endpoint() -> TokenEndpoint:
     """The loopback OAuth token endpoint the test service-account keys name as their token_uri."""
-    endpoint = TokenEndpoint().start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.stop()
+    yield from given_or_started(None, lambda: TokenEndpoint().start())
 
 
 @pytest.fixture(params=KINDS)

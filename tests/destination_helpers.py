@@ -100,6 +100,10 @@ class S3Kit:
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return {**self.body(prefix), "secret_access_key": self.wrong_secret}
 
+    @property
+    def server_url(self) -> str:
+        return self.server.url
+
     def credentials_update(self) -> dict[str, Any]:
         return {"secret_access_key": self.key["secret_access_key"]}
 
@@ -142,6 +146,10 @@ class GcsKit:
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return self.body(prefix, {**self.key, "token_uri": f"{self.tokens.url}/refuse"})
+
+    @property
+    def server_url(self) -> str:
+        return self.emulator.url
 
     def credentials_update(self) -> dict[str, Any]:
         return {"service_account_key": self.key}
