@@ -19,28 +19,23 @@ from tests.destination_helpers import KINDS, make_kit
 from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
 
 
-def given_or_started(given, start):
-    """A server CI started (`given`), or one started here on first use and stopped at the end of the session."""
-    if given is not None:
+def given_or_started(given, start, use=lambda server: server):
+    """What CI started (`given`), or `use(server)` of a server started here and stopped at the end of the session."""
+    if given:
         yield given
         return
     server = start()
     try:
-        yield server
+        yield use(server)
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
-def azurite():
-    """Azurite started on free ports, when CI has not started one (EXPORT_TEST_STORAGE)."""
-    yield from given_or_started(None, start_azurite)
-
-
-@pytest.fixture(scope="session")
-def azurite_connection(request) -> str:
+def azurite_connection() -> str:
     """Azurite from CI (EXPORT_TEST_STORAGE) or a private one started on free ports."""
-    return os.environ.get("EXPORT_TEST_STORAGE") or request.getfixturevalue("azurite").connection_string
+    given = os.environ.get("EXPORT_TEST_STORAGE")
+    yield from given_or_started(given, start_azurite, lambda azurite: azurite.connection_string)
 
 
 @pytest.fixture
