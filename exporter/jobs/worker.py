@@ -39,7 +39,7 @@ from ..export.plan import Selection
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
-from ..runs import EXPORTED, EXPORTING, FAILED, RETRYING, RunRecord
+from ..runs import RunRecord, RunStatus
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
 from .state import conditionally, modify
@@ -188,7 +188,7 @@ def _export_one(
             raise error from raw
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
-    record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
+    record.status, record.rows, record.bytes = RunStatus.EXPORTED, result.rows, result.bytes
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
@@ -217,7 +217,7 @@ def _run_record(ctx: Context, integration: Integration, window: Window, selectio
         window.start_unix,
         window.end_unix,
         window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=EXPORTING,
+        status=RunStatus.EXPORTING,
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
@@ -250,7 +250,7 @@ def _record_failure(
 ) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
     transient = isinstance(error, TransientError)
-    record.status = RETRYING if transient else FAILED
+    record.status = RunStatus.RETRYING if transient else RunStatus.FAILED
     record.error = failure_text(error)
     ctx.runs.put(record)
     extra = {**context, "error": record.error}
