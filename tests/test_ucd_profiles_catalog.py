@@ -117,6 +117,11 @@ def test_catalog_lists_event_names_params_and_attributes_per_account(ctx):
     assert response.body == {
         "account": "acme",
         "events": {"a/b#c?": ["x"], "purchase": ["currency", "price", "sku"], "view": []},
+        "param_types": {
+            "a/b#c?": {"x": "integer"},
+            "purchase": {"currency": "string", "price": "integer", "sku": "string"},
+            "view": {},
+        },
         "attributes": ["email", "plan"],
     }
     assert call(ctx, "ucd_catalog", account="globex").body["events"] == {"other_account_event": ["y"]}
