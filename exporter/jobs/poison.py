@@ -37,7 +37,9 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
                 integration.id,
                 window.start_unix,
                 window.end_unix,
-                window_path(integration.destination.prefix, integration.account, integration.id, window),
+                window_path(
+                    integration.destination.prefix, integration.account, integration.id, window, integration.format
+                ),
                 status=POISONED,
             )
         record.error = f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}"
