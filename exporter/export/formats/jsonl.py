@@ -55,9 +55,9 @@ def write_lines(lines: pa.Array, sink: Sink) -> None:
     """The lines' bytes as they lie in the array's data buffer: one write, no copy per row."""
     if len(lines) == 0:
         return
-    offsets = lines.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    sink.write(memoryview(lines.buffers()[2])[start:end])
+    _validity, offsets, data = lines.buffers()
+    bounds = memoryview(offsets).cast("i")  # a string array's int32 offsets
+    sink.write(memoryview(data)[bounds[lines.offset] : bounds[lines.offset + len(lines)]])
 
 
 def encode_jsonl_gz(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, types: ColumnTypes, sink: Sink) -> int:
