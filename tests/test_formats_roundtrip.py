@@ -26,7 +26,6 @@ import pytest
 from exporter.clock import iso
 from exporter.destinations import open_destination as real_open_destination
 from exporter.export import runner
-from exporter.export.formats import FORMAT_NAMES
 from exporter.jobs import schedule, worker
 from exporter.local.host import drain
 from tests.destination_helpers import integration_body
