@@ -25,11 +25,10 @@ import pytest
 
 from exporter.clock import iso
 from exporter.destinations import open_destination as real_open_destination
-from exporter.export import runner
-from exporter.jobs import schedule, worker
+from exporter.jobs import schedule
 from exporter.local.host import drain
 from tests.destination_helpers import integration_body
-from tests.export_helpers import ACCOUNT, ACT, SETTLE, H, deliver_one
+from tests.export_helpers import ACCOUNT, ACT, SETTLE, FlakyDestination, H, deliver_one
 from tests.helpers import call
 
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl.gz")
@@ -179,41 +178,35 @@ def read_back(name: str, data: bytes) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-class Recorder:
-    """The real destination, with every staged block and commit noted (in order)."""
-
-    def __init__(self, inner, log):
-        self.inner, self.log = inner, log
-
-    @property
-    def prefix(self):
-        return self.inner.prefix
-
-    def describe(self):
-        return self.inner.describe()
-
-    def verify(self, name):
-        return self.inner.verify(name)
+class Recorder(FlakyDestination):
+    """The real destination, with every staged block and commit noted (in order); with `die_after_commit`,
+    the worker process dies right after the first file commits, before anything is recorded."""
 
     def stage_block(self, path, index, data):
-        with self.log["lock"]:
-            self.log["blocks"].setdefault(path, {})[index] = bytes(data)
+        with self.state["lock"]:
+            self.state["blocks"].setdefault(path, {})[index] = bytes(data)
         self.inner.stage_block(path, index, data)
 
     def commit_blocks(self, path, count):
         self.inner.commit_blocks(path, count)
-        with self.log["lock"]:
-            self.log["commits"].append(path)
-            self.log["committed"][path] = b"".join(self.log["blocks"].pop(path)[i] for i in range(count))
+        with self.state["lock"]:
+            self.state["commits"].append(path)
+            self.state["committed"][path] = b"".join(self.state["blocks"].pop(path)[i] for i in range(count))
+            if self.state["die_after_commit"]:
+                self.state["die_after_commit"] = False
+                raise WorkerKilled(path)
 
-    def abandon_blocks(self, path):
-        self.inner.abandon_blocks(path)
 
-
-def recording(ctx, monkeypatch) -> dict:
-    log = {"lock": threading.Lock(), "blocks": {}, "commits": [], "committed": {}}
-    monkeypatch.setattr(ctx, "open_destination", lambda *a: Recorder(real_open_destination(*a), log))
-    return log
+def recording(ctx, monkeypatch, die_after_commit: bool = False) -> dict:
+    state = {
+        "lock": threading.Lock(),
+        "blocks": {},
+        "commits": [],
+        "committed": {},
+        "die_after_commit": die_after_commit,
+    }
+    monkeypatch.setattr(ctx, "open_destination", lambda *a: Recorder(real_open_destination(*a), state))
+    return state
 
 
 def deliver(ctx, clock, hours: int) -> None:
@@ -357,18 +350,10 @@ def test_a_format_change_applies_from_last_success_end_and_a_begun_window_keeps_
     # Window 1 begins as CSV: its file commits, then the worker dies before anything is recorded.
     clock.set(ACT + 2 * H + SETTLE)
     assert schedule(ctx)["queued"] == 1
-    died = []
-
-    def export_then_die(*args, **kwargs):
-        result = runner.export_window(*args, **kwargs)
-        if not died:
-            died.append(result.path)
-            raise WorkerKilled(result.path)
-        return result
-
-    monkeypatch.setattr(worker, "export_window", export_then_die)
+    log = recording(ctx, monkeypatch, die_after_commit=True)
     with pytest.raises(WorkerKilled):
         deliver_one(ctx)
+    [died] = log["commits"]
     changed = call(ctx, "integrations_update", {"format": "parquet", "manifest": True}, account=ACCOUNT, id=iid)
     assert changed.status == 200 and (changed.body["format"], changed.body["manifest"]) == ("parquet", True)
 
@@ -389,5 +374,5 @@ def test_a_format_change_applies_from_last_success_end_and_a_begun_window_keeps_
     )
     assert all(n + ".manifest.json" in names for _s, _e, n in files_of(kit, iid, "parquet"))
     assert not any(n.endswith(".csv.manifest.json") for n in names), "the begun window keeps its (absent) manifest"
-    assert ctx.runs.get(ACCOUNT, iid, start + 3600).file == died[0]
+    assert ctx.runs.get(ACCOUNT, iid, start + 3600).file == died
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 4 * H
