@@ -5,13 +5,10 @@ read as CSV without a manifest. Against Azurite."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from exporter import cli
 from exporter.export.formats import FORMAT_NAMES
 from exporter.export.plan import EventSelection, Selection
 from exporter.integrations.model import Integration
@@ -107,32 +104,31 @@ def test_a_catalog_entry_from_before_kinds_types_its_keys_as_strings(ctx):
     assert ctx.ucd.catalog("acme")["param_types"] == {"purchase": {"price": "string", "qty": "integer"}}
 
 
-def test_the_cli_takes_and_shows_format_and_manifest(tmp_path, azurite_connection, customer_container, tag):
-    settings = {
+def test_the_cli_takes_and_shows_format_and_manifest(
+    tmp_path, monkeypatch, capsys, azurite_connection, customer_container, tag
+):
+    for name, value in {
         "AzureWebJobsStorage": azurite_connection,
         "EXPORT_SECRET_KEY": SECRET_KEY,
         "EXPORT_TABLE_PREFIX": f"f{tag}",
         "UCD_CONTAINER": f"ucd-f{tag}",
         "EXPORT_QUEUE_NAME": f"f-{tag}",
-    }
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **settings}
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.logs, "configure", lambda level: None)  # the test's own logging stays as it is
 
-    def cli(*args: str, body: dict | None = None) -> tuple[int, dict]:
-        given = json.dumps(body) if body is not None else None
-        done = subprocess.run(
-            [sys.executable, "-m", "exporter", *args],
-            input=given,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        return done.returncode, json.loads(done.stdout)
+    def run(*args: str, body: dict | None = None) -> tuple[int, dict]:
+        if body is not None:
+            (tmp_path / "body.json").write_text(json.dumps(body))
+            args += ("body.json",)
+        code = cli.main(list(args))
+        return code, json.loads(capsys.readouterr().out)
 
     body = integration_body(azurite_connection, customer_container.container_name, format="jsonl.gz", manifest=True)
-    code, created = cli("integrations", "create", "--account", "acme", "-", body=body)
+    code, created = run("integrations", "create", "--account", "acme", body=body)
     assert (code, created["format"], created["manifest"]) == (0, "jsonl.gz", True), created
-    code, refused = cli("integrations", "update", "--account", "acme", created["id"], "-", body={"format": "xml"})
+    code, refused = run("integrations", "update", "--account", "acme", created["id"], body={"format": "xml"})
     assert (code, refused["error"]["field"]) == (1, "format")
-    code, shown = cli("integrations", "show", "--account", "acme", created["id"])
+    code, shown = run("integrations", "show", "--account", "acme", created["id"])
     assert (code, shown["format"]) == (0, "jsonl.gz")
