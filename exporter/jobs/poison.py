@@ -60,7 +60,7 @@ def _poisoned_record(integration: Integration, start: datetime, previous: RunRec
     if previous is not None:
         return dataclasses.replace(previous, status=RunStatus.POISONED)
     window = Window(start, start + timedelta(hours=integration.frequency_hours))
-    path = window_path(integration.destination.prefix, integration.account, integration.id, window)
+    path = window_path(integration.destination.prefix, integration.account, integration.id, window, integration.format)
     return RunRecord.of_window(integration.account, integration.id, window, path, status=RunStatus.POISONED)
 
 

@@ -34,6 +34,7 @@ from ..errors import (
     TransientError,
 )
 from ..export.destination import Destination
+from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.runner import export_window
@@ -164,7 +165,8 @@ def _export_one(
     dequeue_count: int,
 ) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
-    selection = selection or integration.selection
+    # A typed file's parameter types are fixed here, from the catalog, and kept on the run record with the rest.
+    selection = fix_types(selection or integration.selection, lambda: ctx.ucd.catalog(integration.account))
     record = _run_record(ctx, integration, window, selection)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {
@@ -216,7 +218,7 @@ def _run_record(ctx: Context, integration: Integration, window: Window, selectio
         integration.id,
         window.start_unix,
         window.end_unix,
-        window_path(integration.destination.prefix, integration.account, integration.id, window),
+        window_path(integration.destination.prefix, integration.account, integration.id, window, selection.format),
         status=RunStatus.EXPORTING,
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
