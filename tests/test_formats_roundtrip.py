@@ -349,7 +349,7 @@ def test_a_format_change_applies_from_last_success_end_and_a_begun_window_keeps_
 
     # Window 1 begins as CSV: its file commits, then the worker dies before anything is recorded.
     clock.set(ACT + 2 * H + SETTLE)
-    assert schedule(ctx)["queued"] == 1
+    assert schedule(ctx).queued == 1
     log = recording(ctx, monkeypatch, die_after_commit=True)
     with pytest.raises(WorkerKilled):
         deliver_one(ctx)
