@@ -18,6 +18,7 @@ import threading
 from datetime import datetime, timedelta
 
 import duckdb
+import pandas
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -301,6 +302,25 @@ def test_duckdb_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path
         for r in csv_rows(kit.read(csv_path))
     ]
     assert got == expected and len(got) == 14
+
+
+def test_pandas_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path):
+    ids = create_one_per_format(ctx, clock, kit)
+    populate_rich(ctx, clock, range(1))
+    deliver(ctx, clock, 1)
+    [(_s, _e, path)] = files_of(kit, ids["parquet"], "parquet")
+    [(_s, _e, csv_path)] = files_of(kit, ids["csv"], "csv")
+    local = tmp_path / "window.parquet"
+    local.write_bytes(kit.read(path))
+    frame = pandas.read_parquet(local)
+    assert str(frame["timestamp"].dtype).startswith("datetime64") and str(frame["timestamp"].dt.tz) == "UTC"
+    # A nullable integer column comes back as float64 in plain pandas: numeric, as the catalog says.
+    assert pandas.api.types.is_numeric_dtype(frame["price"]) and pandas.api.types.is_float_dtype(frame["amount"])
+    rows = csv_rows(kit.read(csv_path))
+    assert list(frame["event_id"]) == [r["event_id"] for r in rows] and len(rows) == 14
+    assert list(frame["amount"].astype(object).where(frame["amount"].notna(), None)) == [
+        typed(r["amount"], EXPECTED_TYPES["amount"]) for r in rows
+    ]
 
 
 # ------------------------------------------------------------------ replay and format changes
