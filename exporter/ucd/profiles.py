@@ -27,7 +27,7 @@ from .values import STRING, join_kinds, render
 
 # Profile reads are single-entity GETs, mostly waiting on the network: more of them side by side.
 READ_WORKERS = 32
-EXISTING_CACHE_PROFILES = 200_000  # profiles this process remembers as stored (then it starts afresh)
+EXISTING_CACHE_PROFILES = 50_000  # profiles this process remembers as stored (a few MB; then it starts afresh)
 # A row no profile ever has: `table_key` gives percent-encoded names or `~` and 64 hex digits.
 PROBE_ROW = "~probe"
 MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
