@@ -34,7 +34,6 @@ See docs/invariants.md (exactly once, settle) and docs/architecture.md (the UCD)
 from __future__ import annotations
 
 import functools
-import io
 import threading
 import time
 import uuid
@@ -45,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -64,10 +62,9 @@ from ..errors import TransientError
 from ..storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE, Storage
 from .profiles import Profiles
 from .request import EventDraft, UpsertRequest, UserDraft
-from .segments import attribute_column, encode_segment, param_column, segment_path, to_ms
-from .tables import WORKERS, get_or_none
+from .segments import attribute_column, encode_segment, param_column, segment_column, segment_path, to_ms
+from .tables import TRANSACTION_SIZE, WORKERS, get_or_none
 
-TRANSACTION_SIZE = 100
 # The dedup index is partitioned by account and the first hex digit of the event id: 16 partitions
 # per account. Few enough that a request's claims fill 100-entity transactions (one round trip per
 # 100 events), enough to spread an account's ingest over several partition servers.
@@ -534,8 +531,8 @@ class Ingest:
             owners.budget -= events
         try:
             data = self.container.download_blob(intent["path"]).readall()
-            ids = pq.read_table(io.BytesIO(data), columns=["event_id"]).column("event_id").to_pylist()
-        except (AzureError, pa.ArrowException):
+            ids = segment_column(data, "event_id")
+        except (AzureError, pa.ArrowException, ValueError):
             return False  # the claims will tell, one read each
         found = owners.wanted.intersection(ids)
         with owners.lock:

@@ -8,18 +8,27 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from azure.storage.blob import ContainerClient
 
-from .segments import FIXED_COLUMNS, SegmentRef, hour_prefix, hours_covering, parse_segment_name, to_ms
+from .segments import (
+    FIXED_COLUMNS,
+    SegmentRef,
+    hour_prefix,
+    hours_covering,
+    parse_segment_name,
+    segment_batches,
+    to_ms,
+)
 
-READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
+READ_PREFETCH = 3  # segment downloads at once (what a plain download of the window's segments uses too)
+READ_AHEAD = 6  # segments held ahead of the one being consumed, downloaded or decoded: the memory bound
+DECODERS = 2  # segments decoded at once (in read order; Arrow decodes without the GIL)
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
 
@@ -67,7 +76,7 @@ class WindowReader:
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
-        prefetch: int = READ_PREFETCH,
+        prefetch: int = READ_AHEAD,
     ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
 
@@ -78,20 +87,24 @@ class WindowReader:
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
 
-        def load(ref: SegmentRef) -> list[pa.RecordBatch]:
-            return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
-
-        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
-        # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
+        # Besides the segment being consumed, at most `prefetch` segments are held, downloaded or decoded.
+        # Downloads run `READ_PREFETCH` at a time (as a plain download of the segments would) and never wait
+        # for a decode; `DECODERS` workers decode the downloaded segments, handed on in read order (Arrow
+        # releases the GIL, so decoding overlaps the downloads and the caller's CSV encoding).
         ahead = max(1, prefetch)
-        with ThreadPoolExecutor(ahead) as pool:
+        with ThreadPoolExecutor(min(ahead, READ_PREFETCH)) as downloads, ThreadPoolExecutor(DECODERS) as decoder:
+
+            def fetch(ref: SegmentRef) -> Future[list[pa.RecordBatch]]:
+                blob = downloads.submit(self._download, ref.path)
+                return decoder.submit(lambda: list(_conform(blob.result(), schema, wanted, batch_rows)))
+
             refs = self._iter_segments(account, start, end)
-            pending = deque(pool.submit(load, ref) for ref in islice(refs, ahead))
+            pending = deque(fetch(ref) for ref in islice(refs, ahead))
             while pending:
                 batches = pending.popleft().result()
                 nxt = next(refs, None)
                 if nxt is not None:
-                    pending.append(pool.submit(load, nxt))
+                    pending.append(fetch(nxt))
                 yield from batches
                 del batches  # drop this segment before waiting for the next one
 
@@ -101,14 +114,13 @@ class WindowReader:
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """One segment's rows of the wanted event names, in batches of at most `batch_rows`, shaped as `schema`."""
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    present = set(parquet.schema_arrow.names)
-    read = [n for n in schema.names if n in present]
-    # One thread per segment: the read_window workers already decode segments side by side.
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
-        if wanted is not None:
-            batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
-        if batch.num_rows == 0:
-            continue
-        arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    present, batches = segment_batches(data, schema.names)
+    for whole in batches:
+        for offset in range(0, whole.num_rows, batch_rows):
+            batch = whole.slice(offset, batch_rows)
+            if wanted is not None:
+                batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
+            if batch.num_rows == 0:
+                continue
+            arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
