@@ -20,12 +20,20 @@ def blob(ctx, path: str) -> bytes:
     return ctx.ucd.container.download_blob(path).readall()
 
 
-def as_version_1(ctx, path: str) -> None:
-    """Rewrite a stored segment as the Parquet file the store wrote before version 2 (same rows, same name)."""
+def as_version_1(ctx, path: str, *, rename: bool = False) -> str:
+    """Rewrite a stored segment as the Parquet file the store wrote before version 2 (same rows).
+
+    With `rename`, under the `.parquet` name version 1 gave it (a listing finds it there); without,
+    under its own name (an intent records the whole path: the format is told by the first bytes).
+    """
     table = pa.ipc.open_file(pa.py_buffer(blob(ctx, path))).read_all()
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=16_384, compression="zstd")
-    ctx.ucd.container.upload_blob(path, sink.getvalue(), overwrite=True)
+    target = path.removesuffix(".arrow") + ".parquet" if rename else path
+    ctx.ucd.container.upload_blob(target, sink.getvalue(), overwrite=True)
+    if rename:
+        ctx.ucd.container.delete_blob(path)
+    return target
 
 
 def test_a_new_segment_is_an_arrow_ipc_file_sorted_by_event_id(ctx, clock):
@@ -42,10 +50,11 @@ def test_old_parquet_segments_are_read_with_new_ones_in_entry_time_order(ctx, cl
     clock.set(T0 + timedelta(minutes=1))
     upsert(ctx, [{"user_id": "old", "attributes": {"plan": "free"}, "events": [ev(n=k) for k in range(4)]}])
     [old] = ctx.ucd.segments("acme", *WIDE)
-    as_version_1(ctx, old.path)
+    old_path = as_version_1(ctx, old.path, rename=True)
     clock.set(T0 + timedelta(minutes=2))
     upsert(ctx, [{"user_id": "new", "events": [ev(n=k, extra="x") for k in range(3)] + [ev("view")]}])
-    assert blob(ctx, old.path)[:4] == b"PAR1"
+    assert old_path.endswith(".parquet") and blob(ctx, old_path)[:4] == b"PAR1"
+    assert [s.path.rsplit(".", 1)[1] for s in ctx.ucd.segments("acme", *WIDE)] == ["parquet", "arrow"]
 
     columns = ["p:n", "p:extra", "a:plan", "p:missing"]
     got = rows(ctx, columns=columns)

@@ -1,12 +1,13 @@
 """Event segments: one file per accepted batch, named by the entry time it was stamped with.
 
-Path: `{account}/events/{YYYY}/{MM}/{DD}/{HH}/{entry_ms:013d}-{segment_id}.parquet`. The entry hour in
+Path: `{account}/events/{YYYY}/{MM}/{DD}/{HH}/{entry_ms:013d}-{segment_id}.arrow` (`.parquet` for
+segments stored before version 2). The entry hour in
 the path lets a window list only the hours it covers; the entry time in the name lets it skip whole
 segments without opening them, and orders them (entry time, then segment id) without a sort of rows.
 Rows inside a segment are sorted by event_id, so a window's row order is fixed by stored data alone.
 
-Formats, told apart by the file's first bytes, not by its name (the `.parquet` suffix is kept so that
-names, listings and anything matching them stay as they were):
+Formats, told apart by the file's first bytes (an intent records its segment's whole path, so
+the suffix is only for people reading a listing):
 - version 2, written now: an Arrow IPC file (`ARROW1`), zstd-compressed buffers, record batches of up to
   `BATCH_ROWS` rows. A read decompresses only the columns it asks for and decodes nothing else:
   about half the CPU of Parquet for 1.4 x the bytes (docs/architecture.md, "Segment format").
@@ -52,20 +53,25 @@ class SegmentRef:
         return datetime.fromtimestamp(self.entry_ms / 1000, tz=timezone.utc)
 
 
+SUFFIX = ".arrow"  # version 2 segments
+OLD_SUFFIX = ".parquet"  # version 1 segments, still read
+
+
 def hour_prefix(account: str, when: datetime) -> str:
     return f"{account}/events/{when:%Y/%m/%d/%H}/"
 
 
 def segment_path(account: str, entry_ms: int, segment_id: str) -> str:
     entry = datetime.fromtimestamp(entry_ms / 1000, tz=timezone.utc)
-    return f"{hour_prefix(account, entry)}{entry_ms:013d}-{segment_id}.parquet"
+    return f"{hour_prefix(account, entry)}{entry_ms:013d}-{segment_id}{SUFFIX}"
 
 
 def parse_segment_name(path: str) -> SegmentRef | None:
     name = path.rsplit("/", 1)[-1]
-    if not name.endswith(".parquet") or "-" not in name:
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or f".{suffix}" not in (SUFFIX, OLD_SUFFIX) or "-" not in stem:
         return None
-    entry, segment_id = name[: -len(".parquet")].split("-", 1)
+    entry, segment_id = stem.split("-", 1)
     if not entry.isdigit():
         return None
     return SegmentRef(int(entry), segment_id, path)
