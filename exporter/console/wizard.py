@@ -312,7 +312,8 @@ def _explain(error: ExporterError, heading: str) -> str:
     label = LABELS.get(field) or {"prefix": "Path Prefix", "account": "Account"}.get(field, "")
     if field.startswith(("events", "attributes")):
         label = ""
-    return f"{heading}. {label + ': ' if label else ''}{error.message}"
+    reason = error.reason if isinstance(error, InputError) else error.message  # the JSON path is for machines
+    return f"{heading}. {label + ': ' if label else ''}{reason}"
 
 
 # ------------------------------------------------------------------ Configure
