@@ -86,7 +86,7 @@ def _bars(values: list[int]) -> list[Bar]:
     if not values:
         return []
     top = max(values) or 1
-    step = CHART_WIDTH / max(len(values), 1)
+    step = CHART_WIDTH / HISTORY  # one slot per window shown: a bar keeps its width as the history grows
     bars = []
     for i, value in enumerate(values):
         height = round((CHART_HEIGHT - 4) * value / top, 1) if value else 0
