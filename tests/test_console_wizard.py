@@ -4,6 +4,7 @@ customer strings (a hostile catalog) rendered as text."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 
@@ -256,3 +257,34 @@ def test_customer_strings_are_rendered_as_text(alice, azurite_connection, custom
         launch, wizard_path(launch), {"name": '<b onmouseover="x">feed</b>', "frequency_hours": "1", "status": "paused"}
     )
     assert "&lt;b onmouseover=&#34;x&#34;&gt;feed&lt;/b&gt;" in done.text and '<b onmouseover="x">' not in done.text
+
+
+def test_every_destination_type_takes_its_fields_from_its_declaration():
+    from exporter.console.fields import fields_of
+    from exporter.destinations import DESTINATION_KINDS
+
+    for kind in DESTINATION_KINDS.values():
+        fields = fields_of(kind)
+        assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"}
+        assert {f.name for f in fields if f.required} == set(kind.required)
+    azure = [f.label for f in fields_of(DESTINATION_KINDS["azure_blob"])]
+    assert azure == ["Connection String", "Container Name", "Blob Path Prefix"]  # the product page's words
+
+
+def test_each_destination_type_through_the_console(alice, ctx, kit):
+    page = start(alice, kit.kind)
+    given = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in kit.body().items() if k != "type"}
+    for name in given:
+        assert f'name="{name}"' in page.text
+    configure = alice.submit(page, wizard_path(page), {**given, "action": "save"})
+    assert ">Configure</h2>" in configure.text, configure.alert()
+    launch = alice.submit(configure, wizard_path(configure), {"event": ["purchase"]})
+    done = alice.submit(
+        launch, wizard_path(launch), {"name": f"{kit.kind} feed", "frequency_hours": "1", "status": "active"}
+    )
+    assert f"{kit.kind} feed launched" in done.notice()
+    (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
+    assert item["destination"]["type"] == kit.kind
+    edit = alice.submit(done, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
+    for secret in kit.secrets().values():
+        assert secret not in edit.text  # masked at most, never the secret itself
