@@ -70,8 +70,14 @@ def _refused(ctx: Context, operation: str, request: api.ApiRequest) -> tuple[int
     enabled = access.app_service_auth_enabled()
     if not enabled:
         return None
-    members = MemberRepo(ctx.storage, ctx.clock)
-    return access.api_refusal(members, operation, request.params, request.headers, enabled)
+    try:
+        members = MemberRepo(ctx.storage, ctx.clock)
+        return access.api_refusal(members, operation, request.params, request.headers, enabled)
+    except Exception as error:  # noqa: BLE001 - the members table unreachable: refuse, never let the request through
+        log.warning("members check failed (%s)", type(error).__name__)
+        return 503, {
+            "error": {"code": "unavailable", "message": "the service's storage is unavailable; retry the request"}
+        }
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> func.HttpResponse:

@@ -5,12 +5,15 @@ not exist, in the console and in the API. Against `serve` on Azurite."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import azure.functions as func
 import pytest
 
 from exporter import access, cli, triggers
+from exporter.console.app import Console
+from exporter.console.web import Request
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
 from tests.app_functions import FUNCTIONS
@@ -240,3 +243,9 @@ def test_every_page_sends_a_strict_content_security_policy(dev_host, members):
         assert "frame-ancestors 'none'" in policy and headers["X-Content-Type-Options"] == "nosniff"
     page = browser.get("/console/accounts/acme").text
     assert "<script>" not in page and " style=" not in page and "<style" not in page
+
+
+def test_without_the_secret_key_the_console_names_the_setting(ctx):
+    console = Console(dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, secret_key="")), True)
+    answer = console.handle(Request("GET", "/console/sign-in"))
+    assert answer.status == 500 and b"EXPORT_SECRET_KEY" in answer.body

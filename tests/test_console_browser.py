@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from playwright.sync_api import expect
 
 from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.host import tick
@@ -174,26 +175,28 @@ def test_sign_in_and_create_an_azure_blob_integration_through_the_three_steps(
 ):
     v = visit("alice")
     page = v.page
-    assert page.get_by_text("0 of 5 destinations used").is_visible()
+    expect(page.get_by_text("0 of 5 destinations used")).to_be_visible()
     v.check("integrations-empty")
     authentication(v, azurite_connection, customer_container.container_name)
-    assert page.get_by_role("heading", name="Authentication").is_visible()
+    expect(page.get_by_role("heading", name="Authentication")).to_be_visible()
     page.get_by_role("button", name="Verify Authentication").click()
-    assert "Authentication verified" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Authentication verified")
     assert page.get_by_label("Connection String").input_value() == ""  # never sent back
     v.check("authentication")
     page.get_by_role("button", name="Save and Continue").click()
-    assert page.get_by_role("heading", name="Configure").is_visible()
+    expect(page.get_by_role("heading", name="Configure")).to_be_visible()
     # The hostile catalog is shown as text, and no script of it runs (dialogs are recorded by Visit).
-    assert page.get_by_role("checkbox", name=HOSTILE_EVENT).is_visible()
-    assert page.get_by_role("group", name=f"Event Parameters: {HOSTILE_EVENT}").get_by_label(HOSTILE_PARAM).count() == 1
-    assert page.get_by_role("group", name="Attributes").get_by_label(HOSTILE_ATTRIBUTE).count() == 1
+    expect(page.get_by_role("checkbox", name=HOSTILE_EVENT)).to_be_visible()
+    expect(
+        page.get_by_role("group", name=f"Event Parameters: {HOSTILE_EVENT}").get_by_label(HOSTILE_PARAM)
+    ).to_have_count(1)
+    expect(page.get_by_role("group", name="Attributes").get_by_label(HOSTILE_ATTRIBUTE)).to_have_count(1)
     # The Event Parameters are enabled once their event is selected.
     assert page.get_by_role("group", name="Event Parameters: purchase").get_by_label("price").is_disabled()
     configure_and_launch(v, "warehouse feed", step_shots=True)
-    assert "warehouse feed launched" in page.get_by_role("status").inner_text()
-    assert page.get_by_text("1 of 5 destinations used").is_visible()
-    assert page.get_by_role("heading", name="warehouse feed").is_visible()
+    expect(page.get_by_role("status")).to_contain_text("warehouse feed launched")
+    expect(page.get_by_text("1 of 5 destinations used")).to_be_visible()
+    expect(page.get_by_role("heading", name="warehouse feed")).to_be_visible()
     v.check("integrations")
     (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
     assert item["events"] == [{"name": "purchase", "params": ["price"]}] and item["attributes"] == ["email"]
@@ -228,7 +231,7 @@ def test_the_sixth_integration_is_refused_with_the_limit_explained(visit, ctx, a
         body = integration_body(azurite_connection, customer_container.container_name, name=f"feed {n}")
         assert call(ctx, "integrations_create", body, account="acme").status == 201
     v = visit("alice")
-    assert v.page.get_by_text("5 of 5 destinations used").is_visible()
+    expect(v.page.get_by_text("5 of 5 destinations used")).to_be_visible()
     authentication(v, azurite_connection, customer_container.container_name)
     v.page.get_by_role("button", name="Save and Continue").click()
     configure_and_launch(v, "feed 6")
@@ -246,24 +249,24 @@ def test_pause_resume_edit_and_a_tick_later_the_run_history(visit, ctx, clock, a
     v = visit("alice")
     page = v.page
     page.get_by_role("button", name="Pause warehouse feed").click()
-    assert "Paused warehouse feed" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Paused warehouse feed")
     v.check("paused")
     page.get_by_role("button", name="Resume warehouse feed").click()
-    assert "Resumed warehouse feed" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Resumed warehouse feed")
     # Edit the frequency: the wizard reopens filled in; the secret stays stored, shown masked only.
     page.get_by_role("button", name="Edit warehouse feed").click()
     assert page.get_by_label("Container Name").input_value() == customer_container.container_name
     assert page.get_by_label("Connection String").input_value() == ""
-    assert page.get_by_text(re.compile(r"Stored: .*AccountKey=\*\*\*")).is_visible()
+    expect(page.get_by_text(re.compile(r"Stored: .*AccountKey=\*\*\*"))).to_be_visible()
     page.get_by_role("button", name="Save and Continue").click()
     assert page.get_by_role("checkbox", name="purchase", exact=True).is_checked()
     page.get_by_role("button", name="Save and Continue").click()
     page.get_by_label("Sync Frequency").select_option(label="every 2 hours")
     v.check("edit-launch")
     page.get_by_role("button", name="Save").click()
-    assert "warehouse feed saved" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("warehouse feed saved")
     assert call(ctx, "integrations_show", account="acme", id=created["id"]).body["frequency_hours"] == 2
-    assert page.get_by_text("No window delivered yet").is_visible()
+    expect(page.get_by_text("No window delivered yet")).to_be_visible()
     # A tick after three two-hour windows are due: the run history shows the delivered windows.
     clock.set(T0 + timedelta(hours=6, minutes=5))
     tick(ctx)
@@ -271,13 +274,14 @@ def test_pause_resume_edit_and_a_tick_later_the_run_history(visit, ctx, clock, a
     history = page.get_by_role("table", name="Run history of warehouse feed, newest first")
     row = history.get_by_role("row", name=re.compile("2026-11-28 10:00 to 2026-11-28 12:00"))
     # The fixture's two events (stored at activation) and this one: three rows.
-    assert "exported" in row.inner_text() and row.get_by_role("cell", name="3", exact=True).count() == 1
-    assert page.get_by_text("2026-11-28 14:00 to 2026-11-28 16:00 UTC").is_visible()  # the last delivered window
-    assert history.get_by_role("row").count() == 4  # the header and three windows
-    assert page.get_by_role("img", name=re.compile("Rows and bytes per window of warehouse feed")).is_visible()
+    expect(row).to_contain_text("exported")
+    expect(row.get_by_role("cell", name="3", exact=True)).to_have_count(1)
+    expect(page.get_by_text("2026-11-28 14:00 to 2026-11-28 16:00 UTC")).to_be_visible()  # the last delivered window
+    expect(history.get_by_role("row")).to_have_count(4)  # the header and three windows
+    expect(page.get_by_role("img", name=re.compile("Rows and bytes per window of warehouse feed"))).to_be_visible()
     v.check("run-history")
     page.get_by_role("button", name="Replay 2026-11-28 10:00 to 2026-11-28 12:00").click()
-    assert "Replayed the window" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Replayed the window")
 
 
 def test_a_second_user_who_is_not_a_member_sees_nothing_of_the_account(
@@ -290,12 +294,13 @@ def test_a_second_user_who_is_not_a_member_sees_nothing_of_the_account(
     assert "secret feed" not in page.content()
     page.goto(v.base + "/accounts/acme")
     existing = page.content().replace("acme", "X")
-    assert page.get_by_role("heading", name="Account not found").is_visible()
+    expect(page.get_by_role("heading", name="Account not found")).to_be_visible()
     v.check("not-a-member")
     page.goto(v.base + "/accounts/nobody")
     assert page.content().replace("nobody", "X") == existing
     page.goto(v.base + f"/accounts/acme/integrations/{created['id']}/delete")
-    assert "secret feed" not in page.content() and page.get_by_role("heading", name="Account not found").is_visible()
+    expect(page.get_by_role("heading", name="Account not found")).to_be_visible()
+    assert "secret feed" not in page.content()
 
 
 def _tab_to(page, locator, limit: int = 120) -> None:
@@ -337,7 +342,7 @@ def test_the_whole_wizard_works_with_the_keyboard_alone(visit, ctx, azurite_conn
     kb.press("ArrowDown")  # every 2 hours
     _tab_to(page, page.get_by_label("Active"))
     kb.press("ArrowRight")  # the radio group moves to Paused
-    assert page.get_by_role("button", name="Save as Paused").is_visible()
+    expect(page.get_by_role("button", name="Save as Paused")).to_be_visible()
     _tab_to(page, page.get_by_role("button", name="Save as Paused"))
     kb.press("Enter")
     page.get_by_role("status").wait_for()

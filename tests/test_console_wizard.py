@@ -11,6 +11,9 @@ from html import unescape
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
+from exporter.console.drafts import DRAFTS_TABLE
+from exporter.console.fields import fields_of
+from exporter.destinations import DESTINATION_KINDS
 from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
@@ -128,7 +131,7 @@ def test_the_three_steps_create_an_integration(alice, ctx, azurite_connection, c
 
 def test_a_bad_connection_string_is_explained_at_the_top(alice):
     page = authenticate(alice, start(alice), "not a connection string", "somecontainer", action="verify")
-    assert page.status == 422
+    assert page.status == 400  # as the API answers
     assert page.alert().startswith("Authentication failed. Connection String: is malformed")
     assert page.text.index("<main") < page.text.index('role="alert"') < page.text.index("<h1")  # the top of the page
 
@@ -260,9 +263,6 @@ def test_customer_strings_are_rendered_as_text(alice, azurite_connection, custom
 
 
 def test_every_destination_type_takes_its_fields_from_its_declaration():
-    from exporter.console.fields import fields_of
-    from exporter.destinations import DESTINATION_KINDS
-
     for kind in DESTINATION_KINDS.values():
         fields = fields_of(kind)
         assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"}
@@ -288,3 +288,12 @@ def test_each_destination_type_through_the_console(alice, ctx, kit):
     edit = alice.submit(done, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
     for secret in kit.secrets().values():
         assert secret not in edit.text  # masked at most, never the secret itself
+
+
+def test_a_wizard_older_than_a_day_has_expired_and_is_purged(alice, ctx, clock):
+    old = wizard_path(start(alice))
+    clock.advance(days=1, minutes=1)
+    assert alice.get(old).status == 404  # expired: "start again"
+    start(alice)  # a new wizard purges the account's expired ones
+    rows = [e["RowKey"] for e in ctx.storage.table(DRAFTS_TABLE).query_entities("PartitionKey eq 'acme'")]
+    assert len(rows) == 1 and rows[0] not in old

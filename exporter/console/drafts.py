@@ -50,7 +50,8 @@ class Draft:
     frequency_hours: int = 1
     status: str = "active"
     format: str = ""
-    outcome: dict[str, Any] = field(default_factory=dict)  # what Launch answered, shown once on the integrations page
+    original: dict[str, Any] = field(default_factory=dict)  # an edit's starting point: where files went, the status
+    message: str = ""  # what Launch answered, shown on the integrations page it leads to
 
     @property
     def editing(self) -> bool:
@@ -71,9 +72,22 @@ class DraftRepo:
                 _ensured.add(key)
 
     def new(self, account: str, user: str, kind: str, **values: Any) -> Draft:
-        draft = Draft(account, uuid.uuid4().hex, user, kind, iso(self.clock.now()), **values)
+        """A new draft; the account's expired drafts are removed on the way (nothing else removes them)."""
+        now = self.clock.now()
+        draft = Draft(account, uuid.uuid4().hex, user, kind, iso(now), **values)
         self.save(draft)
+        self._purge(account, iso(now - DRAFT_LIFETIME))
         return draft
+
+    def _purge(self, account: str, before: str) -> None:
+        expired = self.table.query_entities(
+            "PartitionKey eq @pk and created_at lt @before", parameters={"pk": account, "before": before}
+        )
+        for entity in expired:
+            try:
+                self.table.delete_entity(account, entity["RowKey"])
+            except ResourceNotFoundError:
+                pass  # another request purged it first
 
     def get(self, account: str, draft_id: str, user: str) -> Draft | None:
         """The user's own draft, if it exists and is not older than a day."""
@@ -89,5 +103,10 @@ class DraftRepo:
         return draft
 
     def save(self, draft: Draft) -> None:
-        entity = {"PartitionKey": draft.account, "RowKey": draft.id, "data": json.dumps(asdict(draft))}
+        entity = {
+            "PartitionKey": draft.account,
+            "RowKey": draft.id,
+            "created_at": draft.created_at,  # ISO 8601 UTC: compares as text, for the purge
+            "data": json.dumps(asdict(draft)),
+        }
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)

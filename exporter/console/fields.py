@@ -71,7 +71,14 @@ def fields_of(kind: DestinationKind) -> list[Field]:
         for name in names
     ]
     fields.append(
-        Field("prefix", PREFIX_LABELS.get(kind.name, PREFIX_LABEL), False, False, False, "Optional: empty is the root.")
+        Field(
+            "prefix",
+            PREFIX_LABELS.get(kind.name, PREFIX_LABEL),
+            False,
+            False,
+            False,
+            "Empty: the files go to the root of the container or bucket.",
+        )
     )
     # The product page's order for Azure Blob: the credentials first, then where the files go.
     return sorted(fields, key=lambda f: (not f.secret and f.name != "region", f.name == "prefix"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..clock import parse_instant
 from ..errors import ExporterError
@@ -68,8 +69,8 @@ def _done_notice(visit: Visit, listed: list[dict[str, Any]]) -> str:
         return DONE[done].format(name=name or "the integration")
     if done == "launched":
         draft = DraftRepo(visit.ctx.storage, visit.ctx.clock).get(visit.account, visit.request.arg("draft"), visit.user)
-        if draft is not None and draft.outcome:
-            return str(draft.outcome.get("message", ""))
+        if draft is not None:
+            return draft.message
     return ""
 
 
@@ -190,6 +191,4 @@ def replay(visit: Visit) -> Response:
 
 
 def _q(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..errors import ConfigurationError
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 SESSION_COOKIE = "console_session"
@@ -134,7 +136,16 @@ class Signer:
     """HMAC-SHA256 with a key derived from EXPORT_SECRET_KEY (never the Fernet key itself)."""
 
     def __init__(self, secret_key: str):
-        self._key = hmac.new(secret_key.encode(), b"console-session-v1", hashlib.sha256).digest()
+        self._secret_key = secret_key
+
+    @property
+    def _key(self) -> bytes:
+        """Checked on first use, like the Fernet key: without it the console answers which setting to fix."""
+        if not self._secret_key:
+            raise ConfigurationError(
+                "is not set (the console signs its sessions with a key derived from it)", field="EXPORT_SECRET_KEY"
+            )
+        return hmac.new(self._secret_key.encode(), b"console-session-v1", hashlib.sha256).digest()
 
     def sign(self, data: bytes) -> str:
         return base64.urlsafe_b64encode(hmac.new(self._key, data, hashlib.sha256).digest()).decode().rstrip("=")

@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..api import http_status
 from ..destinations import DESTINATION_KINDS, DESTINATION_TYPES
 from ..errors import ExporterError, InputError
 from ..integrations.model import check_columns, parse_body
@@ -95,7 +96,7 @@ def start_edit(visit: Visit) -> Response:
         name=item["name"],
         frequency_hours=item["frequency_hours"],
         status="paused" if item["status"] == "paused" else "active",
-        outcome={"original": {**original, "status": item["status"]}},
+        original={**original, "status": item["status"]},
     )
     return redirect(_url(draft, "authentication"))
 
@@ -213,8 +214,7 @@ def _authenticate(visit: Visit, draft: Draft) -> Response:
     if given_secrets:
         merged = {**_opened(visit, draft), **given_secrets}
         draft.sealed = visit.ctx.integrations.secrets.seal(json.dumps(merged))
-    original = (draft.outcome or {}).get("original", {})
-    where = {key: original.get(key) for key in ("container", "prefix", "public")}
+    where = {key: draft.original.get(key) for key in ("container", "prefix", "public")}
     draft.destination_changed = not draft.editing or bool(draft.sealed) or where != _where(draft)
     action = _one(form, "action")
     if action == "verify" or (draft.destination_changed and not draft.verified):
@@ -223,13 +223,13 @@ def _authenticate(visit: Visit, draft: Draft) -> Response:
         except ExporterError as error:
             draft.verified = False
             _drafts(visit).save(draft)
-            return _render(visit, draft, "authentication", 422, alert=_explain(error, "Authentication failed"))
+            return _render(
+                visit, draft, "authentication", http_status(error), alert=_explain(error, "Authentication failed")
+            )
         draft.verified = True
-        notice = _verified_notice(answer)
         if action == "verify":
             _drafts(visit).save(draft)
-            return _render(visit, draft, "authentication", notice=notice)
-        draft.outcome = {**(draft.outcome or {}), "verification": notice}
+            return _render(visit, draft, "authentication", notice=_verified_notice(answer))
     draft.steps_done = max(draft.steps_done, 1)
     _drafts(visit).save(draft)
     return redirect(_url(draft, "configure"))
@@ -395,8 +395,7 @@ def _launch(visit: Visit, draft: Draft) -> Response:
     service = visit.ctx.integrations
     try:
         if draft.editing:
-            original = draft.outcome.get("original", {})
-            if draft.status == original.get("status"):
+            if draft.status == draft.original.get("status"):
                 del body["status"]
             if draft.destination_changed:
                 body["destination"] = _changed_destination(visit, draft)
@@ -407,16 +406,13 @@ def _launch(visit: Visit, draft: Draft) -> Response:
     except ExporterError as error:
         _drafts(visit).save(draft)
         heading = "The integration could not be saved" if draft.editing else "The integration could not be launched"
-        return _render(visit, draft, "launch", 409 if error.field == "account" else 422, alert=_explain(error, heading))
-    verification = answer.get("verification")
-    words = (
-        {"active": "launched", "paused": "saved as paused"}[answer["status"]]
-        if answer["status"] in ("active", "paused")
-        else "saved"
-    )
-    message = f"{answer['name']} {words}." if not draft.editing else f"{answer['name']} saved."
-    if verification:
-        message += " " + _verified_notice(verification)
-    draft.outcome = {"message": message}
+        return _render(visit, draft, "launch", http_status(error), alert=_explain(error, heading))
+    if draft.editing:
+        message = f"{answer['name']} saved."
+    else:
+        message = f"{answer['name']} {'saved as paused' if answer['status'] == 'paused' else 'launched'}."
+    if answer.get("verification"):
+        message += " " + _verified_notice(answer["verification"])
+    draft.message = message
     _drafts(visit).save(draft)
     return redirect(account_url(draft.account) + f"?done=launched&draft={quote(draft.id)}")
