@@ -12,10 +12,26 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+from exporter.destinations.azure_blob import parse_connection_string
+
 # Event names and parameter keys a customer may send: markup, quotes, an ampersand, a script.
 HOSTILE_EVENT = '<script>alert("e")</script>'
 HOSTILE_PARAM = "\"><img src=x onerror=alert('p')>"
 HOSTILE_ATTRIBUTE = "a'&\"<b>"
+DEV_ACCOUNT = "devstoreaccount1"  # Azurite's well-known account and key
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def sas_connection(azurite_connection: str, container: str, **permissions: bool) -> str:
+    """A SAS connection string for one container of Azurite with the given permissions."""
+    endpoint = parse_connection_string(azurite_connection).blob_endpoint
+    permission = ContainerSasPermissions(**permissions)
+    sas = generate_container_sas(
+        DEV_ACCOUNT, container, account_key=DEV_KEY, permission=permission, expiry="2100-01-01"
+    )
+    return f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
 
 
 @dataclass

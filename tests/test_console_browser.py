@@ -14,14 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from playwright.sync_api import expect
 
-from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.host import tick
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
-from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM
+from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, sas_connection
 from tests.helpers import T0, call, integration_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +35,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +127,6 @@ def visit(chromium, host, request):
     yield make
     for v in visits:
         v.close()
-
-
-def sas_connection(azurite_connection: str, container: str, **permissions) -> str:
-    endpoint = parse_connection_string(azurite_connection).blob_endpoint
-    sas = generate_container_sas(
-        DEV_ACCOUNT,
-        container,
-        account_key=DEV_KEY,
-        permission=ContainerSasPermissions(**permissions),
-        expiry="2100-01-01",
-    )
-    return f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
 
 
 def authentication(v: Visit, connection: str, container: str) -> None:

@@ -9,19 +9,14 @@ import re
 from html import unescape
 
 import pytest
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.console.drafts import DRAFTS_TABLE
 from exporter.console.fields import fields_of
 from exporter.destinations import DESTINATION_KINDS
-from exporter.destinations.azure_blob import parse_connection_string
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
-from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, Browser, wizard_path
+from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, Browser, sas_connection, wizard_path
 from tests.helpers import call
-
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 @pytest.fixture
@@ -68,18 +63,6 @@ def alice(host) -> Browser:
 def start(browser: Browser, kind: str = "azure_blob"):
     page = browser.get("/console/accounts/acme/new")
     return browser.submit(page, "/console/accounts/acme/new", {"type": kind})
-
-
-def sas_connection(azurite_connection: str, container: str, **permissions) -> str:
-    endpoint = parse_connection_string(azurite_connection).blob_endpoint
-    sas = generate_container_sas(
-        DEV_ACCOUNT,
-        container,
-        account_key=DEV_KEY,
-        permission=ContainerSasPermissions(**permissions),
-        expiry="2100-01-01",
-    )
-    return f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
 
 
 def authenticate(browser, page, connection: str, container: str, action: str = "save", prefix: str = "insider/"):

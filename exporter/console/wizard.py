@@ -9,6 +9,7 @@ again, exactly as the API does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -109,28 +110,23 @@ def _secret_names(kind: str) -> set[str]:
 
 
 def show(visit: Visit) -> Response:
-    draft, step = _draft_and_step(visit)
-    if draft is None:
-        return visit.page(404, "error.html", message="This wizard has expired. Start again from the integrations page.")
-    if STEPS.index(step) > draft.steps_done:
-        return redirect(_url(draft, STEPS[draft.steps_done]))
-    return _render(visit, draft, step)
+    return _step(visit, lambda draft, step: _render(visit, draft, step))
 
 
 def submit(visit: Visit) -> Response:
-    draft, step = _draft_and_step(visit)
+    handlers = {"authentication": _authenticate, "configure": _configure, "launch": _launch}
+    return _step(visit, lambda draft, step: handlers[step](visit, draft))
+
+
+def _step(visit: Visit, answer: Callable[[Draft, str], Response]) -> Response:
+    """The user's draft and a step they have reached: a later step sends them to the first one not saved yet."""
+    step = visit.params["step"]
+    draft = _drafts(visit).get(visit.account, visit.params["draft"], visit.user) if step in STEPS else None
     if draft is None:
         return visit.page(404, "error.html", message="This wizard has expired. Start again from the integrations page.")
     if STEPS.index(step) > draft.steps_done:
         return redirect(_url(draft, STEPS[draft.steps_done]))
-    return {"authentication": _authenticate, "configure": _configure, "launch": _launch}[step](visit, draft)
-
-
-def _draft_and_step(visit: Visit) -> tuple[Draft | None, str]:
-    step = visit.params["step"]
-    if step not in STEPS:
-        return None, step
-    return _drafts(visit).get(visit.account, visit.params["draft"], visit.user), step
+    return answer(draft, step)
 
 
 def _render(visit: Visit, draft: Draft, step: str, status: int = 200, alert: str = "", notice: str = "") -> Response:
@@ -161,6 +157,7 @@ def _render(visit: Visit, draft: Draft, step: str, status: int = 200, alert: str
         draft=draft,
         type_name=TYPE_NAMES[draft.type],
         step=step,
+        step_title=STEP_TITLES[step],
         steps=steps,
         action=_url(draft, step),
         back=_url(draft, STEPS[STEPS.index(step) - 1]) if step != STEPS[0] else account_url(draft.account),
