@@ -249,3 +249,13 @@ def test_without_the_secret_key_the_console_names_the_setting(ctx):
     console = Console(dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, secret_key="")), True)
     answer = console.handle(Request("GET", "/console/sign-in"))
     assert answer.status == 500 and b"EXPORT_SECRET_KEY" in answer.body
+
+
+def test_the_assets_are_served_by_the_app_and_nothing_else_of_its_files(dev_host):
+    browser = Browser(base(dev_host))
+    css, js = browser.get("/console/static/console.css"), browser.get("/console/static/console.js")
+    assert (css.status, css.headers["Content-Type"]) == (200, "text/css; charset=utf-8")
+    assert (js.status, js.headers["Content-Type"]) == (200, "text/javascript; charset=utf-8")
+    assert "nosniff" == js.headers["X-Content-Type-Options"]
+    for path in ("/console/static/../app.py", "/console/static/%2e%2e/app.py", "/console/static/nope.js"):
+        assert browser.get(path).status == 404
