@@ -148,6 +148,7 @@ def configure_and_launch(v: Visit, name: str, status: str = "Active", step_shots
     page.get_by_role("button", name="Save and Continue").click()
     page.get_by_label("Integration Name").fill(name)
     page.get_by_label("Sync Frequency").select_option(label="every 1 hour")
+    page.get_by_label("File Format").select_option(label="Parquet")
     page.get_by_role("group", name="Activation Status").get_by_label(status).check()
     if step_shots:
         v.check("launch")
@@ -184,6 +185,7 @@ def test_sign_in_and_create_an_azure_blob_integration_through_the_three_steps(
     v.check("integrations")
     (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
     assert item["events"] == [{"name": "purchase", "params": ["price"]}] and item["attributes"] == ["email"]
+    assert item["format"] == "parquet"
 
 
 def test_a_bad_connection_string_is_explained_at_the_top_of_the_page(visit):

@@ -101,15 +101,15 @@ def test_the_three_steps_create_an_integration(alice, ctx, azurite_connection, c
         wizard_path(configure),
         {"event": ["purchase"], "param": ['["purchase", "price"]'], "attribute": ["email"]},
     )
-    assert "Sync Frequency" in launch.text and "Activation Status" in launch.text
-    done = alice.submit(
-        launch, wizard_path(launch), {"name": "warehouse feed", "frequency_hours": "6", "status": "active"}
-    )
+    assert "Sync Frequency" in launch.text and "Activation Status" in launch.text and "File Format" in launch.text
+    form = {"name": "warehouse feed", "frequency_hours": "6", "status": "active", "format": "csv.gz"}
+    done = alice.submit(launch, wizard_path(launch), form)
     assert done.status == 200 and "warehouse feed launched" in done.notice()
     assert "1 of 5 destinations used" in done.text
     (stored,) = call(ctx, "integrations_list", account="acme").body["integrations"]
     assert stored["events"] == [{"name": "purchase", "params": ["price"]}] and stored["attributes"] == ["email"]
     assert (stored["frequency_hours"], stored["status"], stored["destination"]["prefix"]) == (6, "active", "insider/")
+    assert stored["format"] == "csv.gz" and "CSV, gzip-compressed" in done.text
 
 
 def test_a_bad_connection_string_is_explained_at_the_top(alice):
@@ -181,6 +181,7 @@ def test_edit_reopens_filled_in_without_the_secret_and_verifies_changed_credenti
         configure, wizard_path(configure), {"event": ["purchase"], "param": ['["purchase", "price"]']}
     )
     assert '<option value="1" selected>' in launch.text
+    assert '<option value="csv" selected>' in launch.text  # the stored format, kept by an edit
     saved = alice.submit(
         launch, wizard_path(launch), {"name": item["name"], "frequency_hours": "12", "status": "active"}
     )

@@ -49,7 +49,7 @@ class Draft:
     name: str = ""
     frequency_hours: int = 1
     status: str = "active"
-    format: str = ""
+    format: str = "csv"  # one of the API's formats (exporter/console/fields.py, FILE_FORMATS)
     original: dict[str, Any] = field(default_factory=dict)  # an edit's starting point: where files went, the status
     message: str = ""  # what Launch answered, shown on the integrations page it leads to
 

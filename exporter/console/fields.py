@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..destinations import DESTINATION_KINDS
 from ..destinations.common import DestinationKind
+from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 
 TYPE_NAMES = {
     "azure_blob": "Microsoft Azure Blob Storage",
@@ -38,8 +39,15 @@ HINTS = {
     "service_account_key": "Paste the whole JSON key file of the service account.",
     "endpoint_url": "Only for S3-compatible storage or an emulator; leave empty for the cloud service.",
 }
-# The Launch step's "File Format" select appears when this lists formats the API accepts as "format".
-FILE_FORMATS: tuple[str, ...] = ()
+# The Launch step's "File Format" options: the API's one list of formats, with a reader's label each.
+FILE_FORMATS: tuple[str, ...] = FORMAT_NAMES
+DEFAULT_FILE_FORMAT = DEFAULT_FORMAT.value
+FORMAT_LABELS = {
+    "csv": "CSV",
+    "csv.gz": "CSV, gzip-compressed",
+    "parquet": "Parquet",
+    "jsonl.gz": "JSON Lines, gzip-compressed",
+}
 
 
 @dataclass(frozen=True)

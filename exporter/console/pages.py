@@ -12,9 +12,9 @@ from ..clock import parse_instant
 from ..errors import ExporterError
 from ..integrations.replay import replay_window
 from ..integrations.repo import MAX_DESTINATIONS_PER_ACCOUNT
-from ..runs import EXPORTED
+from ..runs import RunStatus
 from .drafts import DraftRepo
-from .fields import TYPE_NAMES
+from .fields import FORMAT_LABELS, TYPE_NAMES
 from .web import Response, account_url, redirect
 
 if TYPE_CHECKING:  # the dispatcher imports this module
@@ -108,7 +108,7 @@ def _duration(seconds: float) -> str:
 def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
     """What the page shows of one integration."""
     runs = visit.ctx.integrations.runs(visit.account, item["id"], HISTORY)["runs"]
-    delivered = next((r for r in runs if r["status"] == EXPORTED), None)
+    delivered = next((r for r in runs if r["status"] == RunStatus.EXPORTED), None)
     since = item["last_success_end"] or item["activated_at"]
     lag = _duration((now - parse_instant(since, "stored")).total_seconds()) if since else "not started"
     chronological = list(reversed(runs))
@@ -120,6 +120,7 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "status_words": STATUS_WORDS.get(item["status"], item["status"]),
         "reason": item["last_error"] or "",
         "frequency": item["frequency_hours"],
+        "format": FORMAT_LABELS.get(item.get("format", ""), item.get("format", "")),
         "last_window": f"{_when(delivered['window_start'])} to {_when(delivered['window_end'])} UTC"
         if delivered
         else "none yet",
@@ -129,7 +130,7 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
                 **r,
                 "start_text": _when(r["window_start"]),
                 "end_text": _when(r["window_end"]),
-                "delivered": r["status"] == EXPORTED,
+                "delivered": r["status"] == RunStatus.EXPORTED,
             }
             for r in runs
         ],

@@ -19,7 +19,7 @@ from ..errors import ExporterError, InputError
 from ..integrations.model import check_columns, parse_body
 from ..windows import FREQUENCIES_HOURS
 from .drafts import STEPS, Draft, DraftRepo
-from .fields import FILE_FORMATS, LABELS, TYPE_NAMES, Field, fields_of
+from .fields import DEFAULT_FILE_FORMAT, FILE_FORMATS, FORMAT_LABELS, LABELS, TYPE_NAMES, Field, fields_of
 from .web import Response, account_url, redirect
 
 if TYPE_CHECKING:  # the dispatcher imports this module
@@ -97,6 +97,7 @@ def start_edit(visit: Visit) -> Response:
         name=item["name"],
         frequency_hours=item["frequency_hours"],
         status="paused" if item["status"] == "paused" else "active",
+        format=item.get("format") or DEFAULT_FILE_FORMAT,
         original={**original, "status": item["status"]},
     )
     return redirect(_url(draft, "authentication"))
@@ -139,7 +140,7 @@ def _render(visit: Visit, draft: Draft, step: str, status: int = 200, alert: str
     else:
         values = {
             "frequencies": FREQUENCIES_HOURS,
-            "formats": FILE_FORMATS,
+            "formats": [(name, FORMAT_LABELS.get(name, name)) for name in FILE_FORMATS],
         }
     steps = [
         {
@@ -379,7 +380,7 @@ def _launch(visit: Visit, draft: Draft) -> Response:
     draft.frequency_hours = int(frequency) if frequency.isdigit() else draft.frequency_hours
     draft.status = "paused" if _one(form, "status") == "paused" else "active"
     if FILE_FORMATS:
-        draft.format = _one(form, "format")
+        draft.format = _one(form, "format") or draft.format
     body: dict[str, Any] = {
         "name": draft.name,
         "events": draft.events,
