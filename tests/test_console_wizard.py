@@ -90,6 +90,7 @@ def test_the_three_steps_create_an_integration(alice, ctx, azurite_connection, c
     verified = authenticate(alice, page, azurite_connection, customer_container.container_name, action="verify")
     assert "Authentication verified" in verified.notice() and "deleted" in verified.notice()
     assert "AccountKey" not in verified.text  # the secret is never sent back, not even masked in a field
+    assert "A value you gave in this wizard is kept when you leave this empty." in verified.text
     configure = alice.submit(
         verified,
         wizard_path(verified),

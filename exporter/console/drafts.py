@@ -40,6 +40,7 @@ class Draft:
     prefix: str = ""
     public: dict[str, str] = field(default_factory=dict)  # credential fields that are not secret (region, endpoint)
     sealed: str = ""  # the secret fields given, as sealed JSON; empty: none given (an edit keeps the stored ones)
+    given: list[str] = field(default_factory=list)  # the names of the secret fields in `sealed` (never their values)
     masked: dict[str, str] = field(default_factory=dict)  # what the secret fields look like masked (edits)
     destination_changed: bool = True  # a new integration's destination is always "changed"
     verified: bool = False

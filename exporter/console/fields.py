@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..destinations import DESTINATION_KINDS
 from ..destinations.common import DestinationKind
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 
@@ -90,7 +89,3 @@ def fields_of(kind: DestinationKind) -> list[Field]:
     )
     # The product page's order for Azure Blob: the credentials first, then where the files go.
     return sorted(fields, key=lambda f: (not f.secret and f.name != "region", f.name == "prefix"))
-
-
-def kinds() -> dict[str, DestinationKind]:
-    return DESTINATION_KINDS

@@ -192,7 +192,7 @@ def _secret_hints(draft: Draft, fields: list[Field]) -> dict[str, str]:
     for f in fields:
         if not f.secret:
             continue
-        if draft.sealed:
+        if f.name in draft.given:
             hints[f.name] = "A value you gave in this wizard is kept when you leave this empty."
         elif draft.masked.get(f.name):
             hints[f.name] = f"Stored: {draft.masked[f.name]}. Leave empty to keep it."
@@ -212,6 +212,7 @@ def _authenticate(visit: Visit, draft: Draft) -> Response:
     if given_secrets:
         merged = {**_opened(visit, draft), **given_secrets}
         draft.sealed = visit.ctx.integrations.secrets.seal(json.dumps(merged))
+        draft.given = sorted(merged)
     where = {key: draft.original.get(key) for key in ("container", "prefix", "public")}
     draft.destination_changed = not draft.editing or bool(draft.sealed) or where != _where(draft)
     action = _one(form, "action")
