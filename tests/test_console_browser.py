@@ -336,3 +336,39 @@ def test_the_whole_wizard_works_with_the_keyboard_alone(visit, ctx, azurite_conn
     (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
     assert item["events"] == [{"name": "email_open", "params": ["campaign"]}]
     assert (item["frequency_hours"], item["status"]) == (2, "paused")
+
+
+def test_the_remaining_pages_pass_axe_too(visit, ctx, azurite_connection, customer_container):
+    """The account list, the destination type choice, the delete confirmation and an error page."""
+    MemberRepo(ctx.storage, ctx.clock).add("second", "alice")
+    body = integration_body(azurite_connection, customer_container.container_name)
+    assert call(ctx, "integrations_create", body, account="acme").status == 201
+    v = visit("alice")
+    page = v.page
+    expect(page.get_by_role("heading", name="Your accounts")).to_be_visible()
+    v.check("accounts")
+    page.get_by_role("link", name="acme").click()
+    page.get_by_role("link", name="New integration").click()
+    expect(page.get_by_role("group", name="Destination type")).to_be_visible()
+    v.check("choose-type")
+    page.goto(v.base + "/accounts/acme")
+    page.get_by_role("link", name="Delete warehouse feed").click()
+    expect(page.get_by_role("heading", name="Delete warehouse feed?")).to_be_visible()
+    v.check("delete-confirmation")
+    page.get_by_role("button", name="Delete integration").click()
+    expect(page.get_by_role("status")).to_contain_text("Deleted warehouse feed")
+    expect(page.get_by_text("0 of 5 destinations used")).to_be_visible()
+    page.goto(v.base + "/accounts/acme/wizard/" + "0" * 32 + "/authentication")
+    expect(page.get_by_role("heading", name="Not available")).to_be_visible()
+    v.check("expired-wizard")
+
+
+def test_the_accessibility_check_fails_on_a_page_with_a_serious_violation(chromium, host):
+    v = Visit(chromium, host, "axe-self-test")
+    try:
+        v.goto()
+        v.page.evaluate("document.querySelector('label[for=user]').remove()")  # an input without a name
+        with pytest.raises(AssertionError, match="label"):
+            v.check("unlabelled")
+    finally:
+        v.close()
