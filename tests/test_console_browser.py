@@ -372,3 +372,18 @@ def test_the_accessibility_check_fails_on_a_page_with_a_serious_violation(chromi
             v.check("unlabelled")
     finally:
         v.close()
+
+
+def test_the_browser_enforces_the_policy_no_inline_script_runs(chromium, host):
+    v = Visit(chromium, host, "csp")
+    try:
+        v.goto()
+        with v.page.expect_console_message(lambda m: "Content Security Policy" in m.text) as refused:
+            v.page.evaluate(
+                "() => { const s = document.createElement('script'); s.textContent = 'window.ran = true';"
+                " document.body.appendChild(s); }"
+            )
+        assert "script-src" in refused.value.text
+        assert v.page.evaluate("window.ran === true") is False
+    finally:
+        v.close()
