@@ -1,12 +1,18 @@
 """The Azure Functions app (Python v2 model): a table of triggers. The work lives in `exporter/`.
 
 The HTTP functions are registered from `exporter.routes.ROUTES`, one function per route template,
-named after the route so the host's function names (and function keys) stay stable.
+named after the route so the host's function names (and function keys) stay stable. host.json sets
+an empty routePrefix so that the console is at /console; the API routes keep /api by naming it.
+
+The console (`exporter/console/`) is anonymous at the Functions level: App Service Authentication
+(infra/) signs users in before a request reaches it, and the console authorizes every request
+against the account's members.
 """
 
 import azure.functions as func
 
 from exporter import routes, triggers
+from exporter.console import functions as console
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -45,5 +51,21 @@ def http_function(route: routes.Route):
 
 for _route in routes.ROUTES:
     app.function_name(name=_route.function)(
-        app.route(route=_route.template, methods=_route.methods, trigger_arg_name="req")(http_function(_route))
+        app.route(route=routes.API_PREFIX + _route.template, methods=_route.methods, trigger_arg_name="req")(
+            http_function(_route)
+        )
     )
+
+
+@app.function_name(name="console_home")
+@app.route(route="console", methods=["GET", "HEAD", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def console_home(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /console: the signed-in user's accounts."""
+    return console.handle(req)
+
+
+@app.function_name(name="console_pages")
+@app.route(route="console/{*path}", methods=["GET", "HEAD", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def console_pages(req: func.HttpRequest) -> func.HttpResponse:
+    """Every console page, its forms and its static files under /console/."""
+    return console.handle(req)

@@ -23,7 +23,7 @@ from exporter.secrets import new_key
 from exporter.settings import Settings
 from exporter.storage import Storage
 
-from . import data
+from . import data, formats
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the large window holds this many times the default 1-hour window's events (default 10)",
     )
     p.add_argument("--skip-big", action="store_true", help="skip the large window (resumed and split exports)")
+    p.add_argument("--skip-formats", action="store_true", help="skip the format rows (bench/formats.py)")
     args = p.parse_args(argv)
     if args.hours < 4:
         p.error("--hours must be at least 4 (the doubled window needs room)")
@@ -194,6 +195,8 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
         step("naive", "naive", frequency_hours=1)
     step("window_read", "window_read", frequency_hours=1)
     step("export_2h", "export", frequency_hours=2)
+    if not args.skip_formats:
+        formats.format_rows(settings, account, step)
     if args.profile:
         profile = out.parent / "profile-export.txt"
         print("profiling the 1-hour export ...", flush=True)
@@ -218,11 +221,13 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
     if not args.skip_big:
         big_window_rows(args, storage, step, results, runner.workdir)
     results["ratios"] = ratios(results)
+    results["format_ratios"] = formats.format_ratios(results)
     add_cloud_ratios(results)
     add_big_window_ratios(results)
     report(results)
     report_cloud(results)
     report_big_window(results)
+    formats.report_formats(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
@@ -234,7 +239,6 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         "export_over_floor_time": e1["seconds"] / r["io_floor"]["seconds"],
         "window2h_over_1h_time": r["export_2h"]["seconds"] / e1["seconds"],
         "window2h_over_1h_rss": r["export_2h"]["peak_rss_mb"] / e1["peak_rss_mb"],
-        "read_window_over_download_time": r["window_read"]["seconds"] / r["io_floor"]["download_seconds"],
         "export_over_floor_cpu": e1["cpu_seconds"] / r["io_floor"]["cpu_seconds"],
     }
     if "naive" in r:
@@ -244,9 +248,8 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
     if "export_1h_store_4x" in r:
         out["store4x_over_1x_time"] = r["export_1h_store_4x"]["seconds"] / e1["seconds"]
         out["store4x_over_1x_rss"] = r["export_1h_store_4x"]["peak_rss_mb"] / e1["peak_rss_mb"]
-    if "upsert" in r:
-        out["upsert_over_floor_time"] = r["upsert"]["seconds"] / r["upsert"]["floor_seconds"]
-        out["resend_over_first_time"] = r["upsert"]["resend_seconds"] / r["upsert"]["seconds"]
+    ucd = ucd_ratios(r)
+    out.update(ucd)
     targets = {
         "export <= 1.25 x I/O floor": out["export_over_floor_time"] <= 1.25,
         "peak RSS <= 300 MB": e1["peak_rss_mb"] <= 300 and r["export_2h"]["peak_rss_mb"] <= 300,
@@ -256,9 +259,7 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         targets[">= 20 x faster than naive"] = out["naive_over_export_time"] >= 20
     if "store4x_over_1x_time" in out:
         targets["<= 1.2 x time with 4x hours stored"] = out["store4x_over_1x_time"] <= 1.2
-    if "upsert_over_floor_time" in out:
-        targets["upsert <= 1.25 x its write floor"] = out["upsert_over_floor_time"] <= 1.25
-        targets["resend <= 1.0 x first send"] = out["resend_over_first_time"] <= 1.0
+    targets.update(ucd_targets(ucd))
     out["targets"] = targets
     return out
 
@@ -283,19 +284,7 @@ def report(r: dict[str, Any]) -> None:
     print(_row("3. naive (pyarrow rows + csv module)", r.get("naive")))
     print(_row("4. export, 1 h window, store with 4x hours", r.get("export_1h_store_4x")))
     print(_row("5. export, 2 h window (frequency 2)", r["export_2h"]))
-    w = r["window_read"]
-    print(_row("   read_window only (same selection)", {**w, "bytes": f["segment_bytes"]}))
-    if "upsert" in r:
-        u = r["upsert"]
-        print(
-            f"\nupsert: {u['events']:,} events in {u['requests']} requests: {u['seconds']:.2f} s "
-            f"({u['events'] / u['seconds']:,.0f} events/s); floor (claims in 100-entity transactions on 8 threads "
-            f"+ one put per request): {u['floor_seconds']:.2f} s ({u['events'] / u['floor_seconds']:,.0f} events/s)"
-        )
-        print(
-            f"resend of the same requests (all duplicates): {u['resend_seconds']:.2f} s "
-            f"({u['events'] / u['resend_seconds']:,.0f} events/s)"
-        )
+    report_ucd_rows(r)
     ra = r["ratios"]
     print("\nratios")
     print(
@@ -314,13 +303,74 @@ def report(r: dict[str, Any]) -> None:
         )
     print(f"  5/1 2 h window / 1 h window (time)      {ra['window2h_over_1h_time']:.2f}")
     print(f"  5/1 2 h window / 1 h window (RSS)       {ra['window2h_over_1h_rss']:.2f}   target <= 1.15")
-    print(f"  read_window / download of its segments  {ra['read_window_over_download_time']:.2f}")
-    if "upsert_over_floor_time" in ra:
-        print(f"  upsert / its write floor (time)         {ra['upsert_over_floor_time']:.2f}   target <= 1.25")
-        print(f"  resend / first send (time)              {ra['resend_over_first_time']:.2f}   target <= 1.0")
+    report_ucd_ratios(ra)
     print("\ntargets")
     for name, ok in ra["targets"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
+
+
+# ---------------------------------------------------------------- UCD rows: window read, upsert, resend
+
+UCD_TARGETS = {
+    "read_window_over_download_time": ("read_window <= 1.5 x the download of its segments", 1.5),
+    "upsert_over_floor_time": ("upsert <= 1.25 x its write floor", 1.25),
+    "resend_over_first_time": ("resend <= 1.0 x first send", 1.0),
+}
+
+
+def ucd_ratios(r: dict[str, Any]) -> dict[str, Any]:
+    """read_window against the download of its segments (measured in the same process); upsert against its
+    write floor and the resend against the first send (measured request by request in one process)."""
+    w = r["window_read"]
+    out: dict[str, Any] = {
+        "read_window_over_download_time": w["seconds"] / w["download_seconds"],
+        "read_window_over_download_cpu": w["cpu_seconds"] / w["download_cpu_seconds"],
+        "ucd_target_limits": {k: limit for k, (_name, limit) in UCD_TARGETS.items()},
+    }
+    if "upsert" in r:
+        u = r["upsert"]
+        out["upsert_over_floor_time"] = u["seconds"] / u["floor_seconds"]
+        out["resend_over_first_time"] = u["resend_seconds"] / u["seconds"]
+        out["upsert_over_floor_cpu"] = u["cpu_seconds"] / u["floor_cpu_seconds"]
+        out["resend_over_first_cpu"] = u["resend_cpu_seconds"] / u["cpu_seconds"]
+    return out
+
+
+def ucd_targets(ratios_: dict[str, Any]) -> dict[str, bool]:
+    return {name: ratios_[key] <= limit for key, (name, limit) in UCD_TARGETS.items() if key in ratios_}
+
+
+def report_ucd_rows(r: dict[str, Any]) -> None:
+    w = r["window_read"]
+    print(_row("   read_window only (same selection)", {**w, "bytes": w["segment_bytes"]}))
+    formats = ", ".join(f"{n} {kind}" for kind, n in sorted(w["segment_formats"].items()))
+    print(
+        f"   download of its segments, same process: {w['download_seconds']:.2f} s "
+        f"({w['segments']} segments: {formats}; {w['segment_bytes'] / MB:.1f} MB)"
+    )
+    if "upsert" in r:
+        u = r["upsert"]
+        print(
+            f"\nupsert: {u['events']:,} events in {u['requests']} requests: {u['seconds']:.2f} s "
+            f"({u['events'] / u['seconds']:,.0f} events/s); floor (claims in 100-entity transactions on 8 threads "
+            f"+ one put per request): {u['floor_seconds']:.2f} s ({u['events'] / u['floor_seconds']:,.0f} events/s)"
+        )
+        print(
+            f"resend of the same requests (all duplicates): {u['resend_seconds']:.2f} s "
+            f"({u['events'] / u['resend_seconds']:,.0f} events/s)"
+        )
+
+
+def report_ucd_ratios(ra: dict[str, Any]) -> None:
+    labels = {
+        "read_window_over_download_time": "read_window / download of its segments ",
+        "upsert_over_floor_time": "upsert / its write floor (time)        ",
+        "resend_over_first_time": "resend / first send (time)             ",
+    }
+    for key, label in labels.items():
+        if key in ra:
+            cpu = ra[key.replace("_time", "_cpu")]
+            print(f"  {label} {ra[key]:.2f}   target <= {UCD_TARGETS[key][1]}   (Python CPU {cpu:.2f} x)")
 
 
 # ---------------------------------------------------------------- S3 and GCS rows

@@ -332,7 +332,7 @@ class Soak:
         kind = self.chaos.choice(KILL_KINDS)
         roll = self.chaos.random()
         if roll < 0.25:  # at the commit: the customer's block list (export) or the segment put (ingest)
-            method, path = ("PUT", r"comp=blocklist") if op == "tick" else ("PUT", r"\.parquet")
+            method, path = ("PUT", r"comp=blocklist") if op == "tick" else ("PUT", r"\.arrow")
             return KillPlan(at_request=1, kind=kind, method=method, path=path)
         if op == "tick" and roll < 0.45:
             return KillPlan(after_seconds=self.chaos.uniform(0, seconds), kind=kind)

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .integrations.replay import replay_window
 from .logs import redact
+from .members import MemberRepo
 from .ucd.request import parse_upsert
 from .validation import check_fields, load_json_body
 
@@ -122,6 +123,9 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_replay": lambda ctx, r: replay_window(
         ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")
     ),
+    "members_list": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).list(r.params["account"]),
+    "members_add": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).add(r.params["account"], r.params["user"]),
+    "members_remove": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).remove(r.params["account"], r.params["user"]),
 }
 
 if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route

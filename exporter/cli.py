@@ -28,11 +28,16 @@ EXAMPLES = {
     "demo": "python -m exporter demo --hours 6 --destination s3",
     "secret-key": "python -m exporter secret-key",
 }
-GROUPS = {"ucd": "the user content database", "integrations": "manage export integrations"}
+GROUPS = {
+    "ucd": "the user content database",
+    "integrations": "manage export integrations",
+    "members": "who may manage an account in the console",
+}
 PARAMS = {  # route parameters: {account} is the option --account, the others are positional
     "account": "the account name (lowercase letters, digits, '-')",
     "id": "the integration id",
     "user_id": "the user's id",
+    "user": "the name the user signs in to the console with (an e-mail address or user principal name)",
 }
 # `--format table` (runs_table): the operations whose answer holds run records, under this key.
 TABLES = {"integrations_runs": "runs"}
@@ -127,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="how often the scheduler runs (default: 60, the Functions timer's every minute)",
+    )
+    serve.add_argument(
+        "--dev-sign-in",
+        action="store_true",
+        help="offer the console's development sign-in at /console/sign-in (a user name, no password; "
+        "also EXPORT_CONSOLE_DEV_SIGN_IN=true); never available in Azure",
     )
     demo = verb(verbs, "demo", "a demo export end to end on private local servers", EXAMPLES["demo"])
     demo.add_argument(
@@ -280,7 +291,7 @@ def _run(args) -> int:
     if args.verb == "serve":
         from .local.serve import serve
 
-        return serve(args.host, args.port, args.timer_seconds)
+        return serve(args.host, args.port, args.timer_seconds, args.dev_sign_in)
     ctx = Context.create(clock=clock)
     if args.verb == "tick":
         from .local.host import tick

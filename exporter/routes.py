@@ -87,6 +87,8 @@ LIMIT = Option(
 )
 START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
 EXAMPLE_ID = "3f9c0a1b2c3d"
+# host.json's routePrefix is empty (the console is at /console), so the API's functions name /api themselves.
+API_PREFIX = "api/"
 CLI = "python -m exporter"
 
 ROUTES: tuple[Route, ...] = (
@@ -227,6 +229,35 @@ ROUTES: tuple[Route, ...] = (
             "re-export one delivered window under the same name with the same bytes",
             f"{CLI} integrations replay --account acme {EXAMPLE_ID} --start 1795860000",
             options=(START,),
+        ),
+    ),
+    route(
+        "members",
+        "accounts/{account}/members",
+        Operation(
+            "members_list",
+            "GET",
+            "members list",
+            "the users who may manage the account in the console",
+            f"{CLI} members list --account acme",
+        ),
+    ),
+    route(
+        "member",
+        "accounts/{account}/members/{user}",
+        Operation(
+            "members_add",
+            "PUT",
+            "members add",
+            "let a user manage the account in the console (the name they sign in with)",
+            f"{CLI} members add --account acme alice@contoso.com",
+        ),
+        Operation(
+            "members_remove",
+            "DELETE",
+            "members remove",
+            "stop a user managing the account",
+            f"{CLI} members remove --account acme alice@contoso.com",
         ),
     ),
 )

@@ -8,9 +8,10 @@ import threading
 
 import azure.functions as func
 
-from . import api, jobs, logs
+from . import access, api, jobs, logs
 from .context import Context
 from .errors import ExporterError
+from .members import MemberRepo
 from .routes import Route
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,33 @@ def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
     except Exception as error:  # noqa: BLE001 - still an answer in JSON; the text stays in the (redacted) logs
         log.error("cannot start: %s", type(error).__name__)
         return _json(500, {"error": {"code": "internal_error", "message": "the app cannot start; see the logs"}})
+    refused = _refused(ctx, operation.name, request)
+    if refused is not None:
+        return _json(*refused)
     answer = api.handle(ctx, operation.name, request)
     return _json(answer.status, answer.body)
+
+
+def _refused(ctx: Context, operation: str, request: api.ApiRequest) -> tuple[int, dict] | None:
+    """A request on behalf of a signed-in user is authorized against the account's members (exporter/access.py)."""
+    enabled = access.app_service_auth_enabled()
+    if not enabled:
+        return None
+    try:
+        members = MemberRepo(ctx.storage, ctx.clock)
+        return access.api_refusal(members, operation, request.params, request.headers, enabled)
+    except Exception as error:  # noqa: BLE001 - the members table unreachable: refuse, never let the request through
+        log.warning("members check failed (%s)", type(error).__name__)
+        return 503, {
+            "error": {"code": "unavailable", "message": "the service's storage is unavailable; retry the request"}
+        }
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
-def on_timer() -> dict:
+def on_timer() -> jobs.ScheduleOutcome:
     return jobs.schedule(context())
 
 
@@ -74,5 +93,5 @@ def on_export_job(message: func.QueueMessage) -> jobs.JobOutcome:
     return jobs.process_job(context(), message.get_body().decode(), message.dequeue_count or 1)
 
 
-def on_poison(message: func.QueueMessage) -> dict:
+def on_poison(message: func.QueueMessage) -> jobs.PoisonOutcome:
     return jobs.record_poison(context(), message.get_body().decode())

@@ -53,6 +53,9 @@ param appInsightsDisableLocalAuth bool = true
 @description('Tags applied to every resource.')
 param tags object = {}
 
+@description('Client id of the Microsoft Entra app registration for the console sign-in (see infra/README.md, "The console"). Empty: the console stays off; the API is unaffected.')
+param consoleClientId string = ''
+
 // Globally unique names are derived from the resource group and baseName, so a redeploy keeps them.
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
 var compactName = take(replace(toLower(baseName), '-', ''), 9)
@@ -140,6 +143,7 @@ module functionApp 'app/functionapp.bicep' = {
     instanceMemoryMB: 2048
     exportQueueName: exportQueueName
     ucdContainerName: ucdContainerName
+    consoleClientId: consoleClientId
   }
   // The host must find its storage, secret and telemetry permissions in place when it starts.
   dependsOn: [

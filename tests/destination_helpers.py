@@ -26,7 +26,7 @@ from exporter.local.devstorage import DEV_KEY
 from exporter.ucd.segments import to_ms
 from exporter.windows import Window
 from tests import export_helpers
-from tests.export_helpers import ACCOUNT
+from tests.export_helpers import ACCOUNT, due_at, populate
 from tests.helpers import integration_body as azure_integration_body
 
 KINDS = ("azure_blob", "s3", "gcs")
@@ -102,6 +102,10 @@ class S3Kit:
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return {**self.body(prefix), "secret_access_key": self.wrong_secret}
 
+    @property
+    def server_url(self) -> str:
+        return self.server.url
+
     def credentials_update(self) -> dict[str, Any]:
         return {"secret_access_key": self.key["secret_access_key"]}
 
@@ -144,6 +148,10 @@ class GcsKit:
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return self.body(prefix, {**self.key, "token_uri": f"{self.tokens.url}/refuse"})
+
+    @property
+    def server_url(self) -> str:
+        return self.emulator.url
 
     def credentials_update(self) -> dict[str, Any]:
         return {"service_account_key": self.key}
@@ -199,15 +207,25 @@ def create(ctx, clock, kit, **overrides) -> str:
     return export_helpers.create(ctx, clock, "unused", "unused", destination=kit.body(), **overrides)
 
 
-def create_with_large_window(ctx, clock, kit, rows_per_segment: int) -> str:
+def create_with_large_window(ctx, clock, kit, rows_per_segment: int, **overrides) -> str:
     """An integration (the benchmark's selection) whose first window holds three large segments."""
     from bench import data
 
-    iid = create(ctx, clock, kit, events=data.SELECTION_EVENTS, attributes=data.SELECTION_ATTRIBUTES)
+    selection = {"events": data.SELECTION_EVENTS, "attributes": data.SELECTION_ATTRIBUTES}
+    iid = create(ctx, clock, kit, **selection, **overrides)
     container = ctx.storage.ucd_container()
     for i, minutes in enumerate((5, 20, 40)):
         entry_ms = to_ms(export_helpers.ACT + timedelta(minutes=minutes))
         data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, rows_per_segment, entry_ms), 20)
+    return iid
+
+
+def behind(ctx, clock, kit, windows: int, skip: set[int] = frozenset(), **overrides) -> str:
+    """`create`, then stored events in the first `windows` windows (none in `skip`), and the clock where the
+    last of them is due: the integration is that many windows behind."""
+    iid = create(ctx, clock, kit, **overrides)
+    populate(ctx, clock, range(windows), skip=skip)
+    clock.set(due_at(windows))
     return iid
 
 

@@ -174,7 +174,7 @@ def test_every_verb_and_verb_group_is_listed_with_a_help_text():
             if isinstance(action, argparse._SubParsersAction):
                 assert all(choice.help for choice in action._choices_actions), [c.dest for c in action._choices_actions]
                 parsers += action.choices.values()
-    assert len(parsers) == 1 + 2 + len(VERBS), "the root, the groups ucd and integrations, and every verb"
+    assert len(parsers) == 1 + 3 + len(VERBS), "the root, the groups ucd, integrations and members, and every verb"
 
 
 def test_now_is_taken_before_or_after_the_verb():
@@ -204,7 +204,10 @@ def _sample(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[str]
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction) or action.dest == "now":
             continue
-        if action.option_strings:
+        if action.option_strings and action.nargs == 0:  # a switch (store_true): given, it is on
+            options.append([action.option_strings[0]])
+            expected[action.dest] = True
+        elif action.option_strings:
             value = (
                 action.choices[-1] if action.choices else ("7" if action.type in (int, float) else f"v-{action.dest}")
             )
@@ -350,7 +353,7 @@ def test_only_operations_that_need_the_secret_key_demand_it(tmp_path, azurite_co
     )
     assert _exporter(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)[:2] == (
         0,
-        {"account": "acme", "events": {}, "attributes": []},
+        {"account": "acme", "events": {}, "param_types": {}, "attributes": []},
     )
     assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})
     (tmp_path / "integration.json").write_text(

@@ -17,10 +17,11 @@ import pytest
 from exporter.clock import to_unix
 from exporter.destinations import open_destination as real_open_destination
 from exporter.export import runner
+from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import schedule
 from exporter.local.host import drain
-from exporter.runs import EXPORTING
+from exporter.runs import RunStatus
 from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
 
@@ -71,7 +72,7 @@ def a_large_window(ctx, clock, kit, monkeypatch) -> str:
     """An integration whose first window holds ~15 MiB of CSV in three segments, due now, its job queued."""
     iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS)
     clock.set(due_at(1))
-    assert schedule(ctx)["queued"] == 1
+    assert schedule(ctx).queued == 1
     monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
     return iid
 
@@ -127,7 +128,7 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
         deliver_one(ctx)
     assert sorted(first) == list(range(k + 1))
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
-    assert run.status == EXPORTING, "a killed worker records nothing more"
+    assert run.status == RunStatus.EXPORTING, "a killed worker records nothing more"
 
     second: Counter = Counter()
     staging(ctx, monkeypatch, second)
@@ -187,3 +188,50 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
     assert min(again) == 0, "started again from block 0"
     contents = assert_exactly_once(ctx, kit, iid)
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+
+
+@pytest.mark.parametrize(
+    ("file_format", "manifest", "resumable"),
+    [
+        ("csv", False, True),
+        ("csv", True, False),
+        ("csv.gz", False, False),
+        ("parquet", False, False),
+        ("jsonl.gz", True, False),
+    ],
+)
+def test_only_a_csv_file_without_a_manifest_can_be_continued(file_format, manifest, resumable):
+    selection = Selection(events=(), format=file_format, manifest=manifest)
+    assert runner.continuable(selection) is resumable
+
+
+@pytest.mark.parametrize(("file_format", "manifest"), [("csv.gz", False), ("parquet", False), ("csv", True)])
+def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
+    ctx, clock, azure_kit, monkeypatch, file_format, manifest
+):
+    iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format=file_format, manifest=manifest)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    monkeypatch.setattr(runner, "BLOCK_BYTES", 64 * 1024)
+    seen: Counter = Counter()
+    staging(ctx, monkeypatch, seen)
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    monkeypatch.setattr(ctx.ucd, "read_from", None)  # a whole file is read by read_window alone
+    real_read = ctx.ucd.read_window
+
+    def slow_read(*args, **kwargs):
+        for batch in real_read(*args, **kwargs):
+            clock.advance(seconds=1)  # the budget runs out at once: a continuable file would stop after a block
+            yield batch
+
+    monkeypatch.setattr(ctx.ucd, "read_window", slow_read)
+    results: list = []
+    drain(ctx, on_result=results.append)
+
+    assert [r.exported for r in results] == [1] and not results[0].follow_up, "one invocation, no follow-up"
+    assert len(seen) > 1 and set(seen.values()) == {1}, "several blocks, each staged once"
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+    progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+    assert progress.get(ACCOUNT, iid, to_unix(ACT)) is None, "no progress is recorded for a whole file"
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.attempts == 1 and run.file.endswith("." + file_format)

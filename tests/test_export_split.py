@@ -22,7 +22,7 @@ from exporter.export.destination import PART_STRIDE
 from exporter.jobs import ExportJob, schedule
 from exporter.jobs.split import SplitRepo, plan_parts
 from exporter.local.host import drain
-from exporter.runs import EXPORTED
+from exporter.runs import RunStatus
 from exporter.ucd.segments import SegmentRef
 from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, due_at
@@ -87,7 +87,7 @@ def a_window_of_three_parts(ctx, clock, kit, monkeypatch) -> str:
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
     monkeypatch.setattr(runner, "BLOCK_BYTES", 5 * MiB)
     clock.set(due_at(1))
-    assert schedule(ctx)["queued"] == 1
+    assert schedule(ctx).queued == 1
     return iid
 
 
@@ -107,7 +107,7 @@ def assert_delivered_once(ctx, kit, scratch_kit, iid, state) -> None:
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
     assert state["commits"] == 1, "the file is committed once"
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
-    assert run.status == EXPORTED and run.bytes == len(next(iter(contents.values())))
+    assert run.status == RunStatus.EXPORTED and run.bytes == len(next(iter(contents.values())))
     assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
 
 
@@ -162,3 +162,17 @@ def test_a_plan_cuts_whole_segments_of_about_equal_size():
     assert plan_parts(refs, 34) == (refs[0].path, refs[3].path, refs[7].path), "3, 4 and 3 segments"
     assert plan_parts(refs, 1) == tuple(r.path for r in refs), "at most one part per segment"
     assert len(plan_parts(refs * 4, 1)) == 16, "at most 16 parts"
+
+
+def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, monkeypatch):
+    iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format="csv.gz")
+    total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+
+    first = drain(ctx)
+    assert first["jobs"] == 1 and first["windows_exported"] == 1, "one job exports the window whole"
+    assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).file.endswith(".csv.gz")

@@ -65,6 +65,9 @@ CONTRACT = {
     ("POST", "accounts/{account}/integrations/{id}/resume", 200),
     ("GET", "accounts/{account}/integrations/{id}/runs", 200),
     ("POST", "accounts/{account}/integrations/{id}/replay", 200),
+    ("GET", "accounts/{account}/members", 200),
+    ("PUT", "accounts/{account}/members/{user}", 200),
+    ("DELETE", "accounts/{account}/members/{user}", 200),
 }
 
 
@@ -81,7 +84,10 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
         for binding in json.loads(fn.get_function_json())["bindings"]:
             if binding["type"] == "httpTrigger":
                 bound[name] = (binding["route"], sorted(m.upper() for m in binding["methods"]), binding["authLevel"])
-    assert bound == {r.function: (r.template, sorted(r.methods), "FUNCTION") for r in routes.ROUTES}
+    console = {"console_home": ("console", ["GET", "HEAD", "POST"], "ANONYMOUS")}
+    console["console_pages"] = ("console/{*path}", ["GET", "HEAD", "POST"], "ANONYMOUS")
+    # host.json's routePrefix is empty (the console is at /console): the API's routes name /api themselves.
+    assert bound == {r.function: ("api/" + r.template, sorted(r.methods), "FUNCTION") for r in routes.ROUTES} | console
     # The names the host knows (and keys function keys by) stay what they were before the table.
     assert set(bound) == {
         "ucd_upsert",
@@ -94,6 +100,10 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
         "integration_resume",
         "integration_runs",
         "integration_replay",
+        "members",
+        "member",
+        "console_home",
+        "console_pages",
     }
 
 
@@ -116,7 +126,7 @@ def test_import_function_app_in_a_fresh_interpreter():
     code = "import function_app; from exporter import routes; print(len(function_app.app.get_functions()), len(routes.ROUTES))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
-    assert functions == 3 + http_routes == 13
+    assert functions == 3 + http_routes + 2 == 17  # timer, two queues, the API's routes, the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

@@ -69,7 +69,7 @@ def test_a_retry_of_an_interrupted_large_request_costs_table_calls_per_partition
     }
 
     # The first attempt claims every event, then cannot put its segment: it is refused (the worker might as well have died).
-    proxies["Blob"].add(Rule("reset_before", method="PUT", path=r"\.parquet", times=3))
+    proxies["Blob"].add(Rule("reset_before", method="PUT", path=r"\.arrow", times=3))
     first = call(ctx, "ucd_upsert", body, account=ACCOUNT)
     assert first.status == 503, first.body
 

@@ -1,14 +1,18 @@
 """Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files).
 
-A window need not fit in one invocation (docs/architecture.md, resumable windows): blocks are cut only
+A window need not fit in one invocation (docs/architecture.md, windows of any size): blocks are cut only
 after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
 is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
 stops after a block, to be continued by another invocation from the last recorded block without
-producing or uploading the bytes before it again.
+producing or uploading the bytes before it again. Only a CSV file without a manifest can be continued
+(`continuable`); any other file is exported whole in one invocation.
+
+The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -23,8 +27,11 @@ from ..errors import InternalError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..windows import Window
-from .csv_writer import BLOCK_BYTES, WRITE_OPTIONS
+from .csv_writer import BLOCK_BYTES, WRITE_OPTIONS, BlockSink
 from .destination import Destination, UploadLost, UploadState
+from .formats import Format, file_format, fix_types
+from .formats.types import column_types
+from .manifest import FileFacts, StreamDigest, write_manifest
 from .naming import window_path
 from .plan import ColumnPlan, Selection, column_plan
 from .progress import Checkpoints, WindowProgress, no_progress, with_block
@@ -44,6 +51,7 @@ class WindowExport:
     complete: bool = True  # False: the time ran out; the progress is recorded and another invocation continues
     staged_bytes: int = 0  # bytes this invocation staged (a resumed export stages only what was not recorded)
     blocks: int = 0  # blocks of the file (or part) staged so far
+    sha256: str | None = None  # with a manifest: the file's SHA-256, from the stream
 
 
 @dataclass(frozen=True)
@@ -238,14 +246,29 @@ def export_window(
     out_of_time: Callable[[], bool] = lambda: False,
     target: Target | None = None,
 ) -> WindowExport:
-    """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit.
+    """Stream the window's rows into one file of the selection's format under its deterministic name;
+    nothing is visible until commit. With a manifest, the manifest follows the commit.
 
-    With `checkpoints`, it continues from the recorded progress and records each block; once
-    `out_of_time()` it stops after a block (at least one per call) and answers `complete=False`.
-    A `target` exports one part of a split window instead (exporter/jobs/split.py).
+    A `continuable` file continues from the recorded progress with `checkpoints` and records each
+    block; once `out_of_time()` it stops after a block (at least one per call) and answers
+    `complete=False`. A `target` exports one part of a split window instead (exporter/jobs/split.py).
+    Any other file is exported whole: it takes neither.
     """
     started = time.monotonic()
+    selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
     plan = column_plan(selection.events, selection.attributes)
+    if not continuable(selection):
+        if checkpoints is not None or target is not None:
+            raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
+        path = window_path(destination.prefix, account, integration_id, window, file_format(selection.format).extension)
+        batches = ucd.read_window(
+            account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
+        )
+        facts_of = functools.partial(FileFacts, account, integration_id, window, path)
+        rows, size, staged, blocks, sha256 = _export_whole(
+            batches, plan, selection, destination, path, facts_of, block_bytes or BLOCK_BYTES, max_in_flight
+        )
+        return WindowExport(path, rows, size, time.monotonic() - started, True, staged, blocks, sha256)
     target = target or Target(window_path(destination.prefix, account, integration_id, window))
     progress = _continued(destination, target, checkpoints)
     recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
@@ -279,6 +302,49 @@ def export_window(
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
     return WindowExport(target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks)
+
+
+def continuable(selection: Selection) -> bool:
+    """Whether a window's file can stop after a block and be continued (by a follow-up, or in parts).
+
+    Only CSV without a manifest: its blocks end after whole rows, and nothing in the bytes to come
+    depends on the bytes before. A gzip stream, a Parquet file's row groups and footer, and a manifest's
+    SHA-256 of the whole stream carry state that no block records, so those files are exported whole.
+    """
+    return selection.format == Format.CSV and not selection.manifest
+
+
+def _export_whole(
+    batches: Iterator[pa.RecordBatch],
+    plan: ColumnPlan,
+    selection: Selection,
+    destination: Destination,
+    path: str,
+    facts_of: Callable[..., FileFacts],
+    block_bytes: int,
+    max_in_flight: int,
+) -> tuple[int, int, int, int, str | None]:
+    """A file that cannot be continued, in one go: its format's encoder, then the manifest if asked for.
+
+    Answers its rows, bytes, bytes staged, blocks and (with a manifest) SHA-256.
+    """
+    encoder = file_format(selection.format)
+    types = column_types(plan, dict(selection.param_types or ()))
+    uploader = BlockUploader(destination, path, ProgressRecorder(no_progress(path), None), max_in_flight)
+    stage = lambda block: uploader.stage(block, Mark(None, 0, 0))  # noqa: E731 - nothing is recorded per block
+    digest = StreamDigest() if selection.manifest else None
+    sink = BlockSink(digest.passing(stage) if digest else stage, block_bytes)
+    try:
+        rows = encoder.encode(batches, plan, types, sink)
+        uploader.commit()
+    except BaseException:
+        uploader.abandon()
+        raise
+    if digest is None:
+        return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, None
+    facts = facts_of(encoder.name, rows, sink.bytes_written, digest.hexdigest(), types)
+    write_manifest(destination, facts)
+    return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, facts.sha256
 
 
 def _continued(destination: Destination, target: Target, checkpoints: Checkpoints | None) -> WindowProgress:

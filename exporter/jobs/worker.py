@@ -34,13 +34,14 @@ from ..errors import (
     TransientError,
 )
 from ..export.destination import Destination, SplitDestination, UploadLost
+from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import Checkpoints, ProgressRepo
-from ..export.runner import Target, WindowExport, export_window
+from ..export.runner import Target, WindowExport, continuable, export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
-from ..runs import EXPORTED, EXPORTING, FAILED, RETRYING, RunRecord
+from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
@@ -132,7 +133,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             _forget_split(ctx, integration, window, plan)
             _follow_up(ctx, integration)
             return JobOutcome(tuple(exported), follow_up=True, reason="the split window starts again")
-        if record.status == EXPORTING:  # the time ran out inside the window: a follow-up continues it
+        if record.status == RunStatus.EXPORTING:  # the time ran out inside the window: a follow-up continues it
             _follow_up(ctx, integration)
             return JobOutcome(tuple(exported), follow_up=True, reason="the window continues in a follow-up")
         exported.append(record)
@@ -189,12 +190,16 @@ def _split_plan(
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
-    destination that cannot take parts (GCS: a resumable session is sequential).
+    destination that cannot take parts (GCS: a resumable session is sequential) and every file whose
+    bytes cannot be continued (`continuable`: a format other than CSV, or a manifest).
     """
     account, iid = integration.account, integration.id
     plan = _splits(ctx).get(account, iid, window.start_unix)
     if plan is not None:
         return plan
+    selection = selection or integration.selection
+    if not continuable(selection):
+        return None
     if _progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
     try:
@@ -207,11 +212,11 @@ def _split_plan(
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
     if not hasattr(target, "begin_split"):  # a SplitDestination
         return None
-    path = window_path(target.prefix, account, iid, window)
+    path = window_path(target.prefix, account, iid, window, selection.format)
     upload = cast(SplitDestination, target).begin_split(path)
     if upload is None:
         return None
-    ctx.runs.put(_run_record(ctx, integration, window, selection or integration.selection))  # bounds, selection fixed
+    ctx.runs.put(_run_record(ctx, integration, window, selection))  # bounds, selection fixed
     plan = _splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, upload))
     log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
     return plan
@@ -335,7 +340,7 @@ def _commit_split(
     record = ctx.runs.get(account, iid, window.start_unix)
     if record is None:
         raise InternalError("a split window lost its run record")
-    record.status, record.error = EXPORTED, ""
+    record.status, record.error = RunStatus.EXPORTED, ""
     record.rows, record.bytes = sum(p.rows for p in done), sum(p.bytes for p in done)
     record.updated_at = iso(ctx.clock.now())
     ctx.runs.put(record)
@@ -383,9 +388,12 @@ def _export_one(
 ) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised.
 
-    A window whose time runs out keeps the status `exporting`, with the rows and bytes staged so far.
+    A window whose time runs out keeps the status `exporting`, with the rows and bytes staged so far
+    (only a file whose bytes can be continued: `continuable`; any other is exported whole).
     """
-    selection = selection or integration.selection
+    # A typed file's parameter types are fixed here, from the catalog, and kept on the run record with the rest.
+    selection = fix_types(selection or integration.selection, lambda: ctx.ucd.catalog(integration.account))
+    resumable = continuable(selection)
     record = _run_record(ctx, integration, window, selection)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {
@@ -407,8 +415,8 @@ def _export_one(
                 selection,
                 window,
                 destination(),
-                checkpoints=_checkpoints(ctx, integration, window),
-                out_of_time=out_of_time,
+                checkpoints=_checkpoints(ctx, integration, window) if resumable else None,
+                out_of_time=out_of_time if resumable else (lambda: False),
             )
         except Exception as raw:
             error = classify_failure(raw)
@@ -423,7 +431,7 @@ def _export_one(
         ctx.runs.put(record)
         log.info("window continues in a follow-up", extra={**context, "rows": result.rows, "bytes": result.bytes})
         return record
-    record.status = EXPORTED
+    record.status = RunStatus.EXPORTED
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
@@ -457,8 +465,8 @@ def _run_record(ctx: Context, integration: Integration, window: Window, selectio
         integration.id,
         window.start_unix,
         window.end_unix,
-        window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=EXPORTING,
+        window_path(integration.destination.prefix, integration.account, integration.id, window, selection.format),
+        status=RunStatus.EXPORTING,
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
@@ -491,7 +499,7 @@ def _record_failure(
 ) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
     transient = isinstance(error, TransientError)
-    record.status = RETRYING if transient else FAILED
+    record.status = RunStatus.RETRYING if transient else RunStatus.FAILED
     record.error = failure_text(error)
     ctx.runs.put(record)
     extra = {**context, "error": record.error}

@@ -1,20 +1,27 @@
 """`python -m exporter serve`: the local stand-in for the Functions host.
 
-The HTTP routes of exporter/routes.py (those function_app.py registers) on localhost, the
-every-minute timer and a queue listener with dequeue counts and a poison queue. Real clock;
-storage from AzureWebJobsStorage.
+The HTTP routes of exporter/routes.py (those function_app.py registers) on localhost, the console
+at /console, the every-minute timer and a queue listener with dequeue counts and a poison queue.
+Real clock; storage from AzureWebJobsStorage.
+
+The console's development sign-in (a user name, no password) exists only when `serve` is started
+with `--dev-sign-in` or EXPORT_CONSOLE_DEV_SIGN_IN=true; the function app never offers it, and
+infra/ never sets that setting. Without it, `serve`'s console answers that sign-in is not set up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from .. import api, routes
+from ..console.app import Console
+from ..console.web import Request as ConsoleRequest
 from ..context import Context
 from ..jobs import schedule
 from ..validation import MAX_BODY_BYTES
@@ -50,12 +57,24 @@ class Refused(Exception):
         self.body = {"error": {"code": ERROR_CODES[status], "message": f"{field}: {message}", "field": field}}
 
 
-def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
+DEV_SIGN_IN_SETTING = "EXPORT_CONSOLE_DEV_SIGN_IN"
+
+
+def dev_sign_in_from_env() -> bool:
+    """The explicit local switch for the development sign-in (never set in Azure)."""
+    return os.environ.get(DEV_SIGN_IN_SETTING, "").strip().lower() == "true"
+
+
+def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS, console: Console | None = None):
+    site = console or Console(ctx, development=False)
+
     class Handler(BaseHTTPRequestHandler):
         timeout = body_timeout  # applied to the socket by StreamRequestHandler.setup
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
+            if parts.path == "/console" or parts.path.startswith("/console/"):
+                return self._console(parts.path, parts.query)
             found = routes.match(self.command, parts.path)
             if found is None:
                 return self._no_route(parts.path)
@@ -70,6 +89,29 @@ def make_handler(ctx: Context, body_timeout: float = BODY_TIMEOUT_SECONDS):
             )
             answer = api.handle(ctx, operation.name, request)
             self._send(answer.status, answer.body)
+
+        def _console(self, path: str, query: str) -> None:
+            try:
+                body = self._body(required=False)
+            except Refused as refused:
+                self.close_connection = True
+                return self._send(refused.status, refused.body)
+            request = ConsoleRequest(
+                method=self.command,
+                path=path,
+                query=parse_qs(query),
+                headers=dict(self.headers.items()),
+                body=body,
+                https=False,  # serve speaks plain HTTP on this machine
+            )
+            answer = site.handle(request)
+            self.send_response(answer.status)
+            for name, value in answer.all_headers():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
 
         def _no_route(self, path: str) -> None:
             allowed = routes.allowed_methods(path)
@@ -203,11 +245,14 @@ class LocalHost:
         timer_seconds: float = 60.0,
         queue_poll_seconds: float = 1.0,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
+        dev_sign_in: bool = False,
     ):
         self.ctx = ctx
+        self.console = Console(ctx, development=dev_sign_in)
         # One thread per connection: a slow or stalled client never holds up the others.
-        self.server = ThreadingHTTPServer((host, port), make_handler(ctx, body_timeout))
+        self.server = ThreadingHTTPServer((host, port), make_handler(ctx, body_timeout, self.console))
         self.url = f"http://{host}:{self.server.server_port}/api/"
+        self.console_url = f"http://{host}:{self.server.server_port}/console"
         self._stop = threading.Event()
         self._timer_seconds = timer_seconds
         self._queue_poll_seconds = queue_poll_seconds
@@ -224,11 +269,22 @@ class LocalHost:
         self.server.server_close()
 
 
-def serve(host: str, port: int, timer_seconds: float = 60.0) -> int:
+def serve(host: str, port: int, timer_seconds: float = 60.0, dev_sign_in: bool = False) -> int:
     """Run until interrupted."""
-    local = LocalHost(Context.create(), host, port, timer_seconds).start()
+    dev_sign_in = dev_sign_in or dev_sign_in_from_env()
+    local = LocalHost(Context.create(), host, port, timer_seconds, dev_sign_in=dev_sign_in).start()
     log.info("serving", extra={"url": local.url})
-    print(json.dumps({"serving": local.url, "queue": local.ctx.settings.queue_name}), flush=True)
+    print(
+        json.dumps(
+            {
+                "serving": local.url,
+                "console": local.console_url,
+                "dev_sign_in": dev_sign_in,
+                "queue": local.ctx.settings.queue_name,
+            }
+        ),
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -34,7 +34,6 @@ See docs/invariants.md (exactly once, settle) and docs/architecture.md (the UCD)
 from __future__ import annotations
 
 import functools
-import io
 import threading
 import time
 import uuid
@@ -45,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -64,10 +62,9 @@ from ..errors import TransientError
 from ..storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE, Storage
 from .profiles import Profiles
 from .request import EventDraft, UpsertRequest, UserDraft
-from .segments import attribute_column, encode_segment, param_column, segment_path, to_ms
-from .tables import WORKERS, get_or_none
+from .segments import attribute_column, encode_segment, param_column, segment_column, segment_path, to_ms
+from .tables import TRANSACTION_SIZE, WORKERS, get_or_none
 
-TRANSACTION_SIZE = 100
 # The dedup index is partitioned by account and the first hex digit of the event id: 16 partitions
 # per account. Few enough that a request's claims fill 100-entity transactions (one round trip per
 # 100 events), enough to spread an account's ingest over several partition servers.
@@ -241,13 +238,15 @@ class Ingest:
 
     def _extend_catalog(self, account: str, users: list[UserDraft]) -> None:
         """Extend the catalog (`Profiles.extend_catalog`), unless this process has seen it hold already
-        every event name, parameter key and attribute key of these users."""
+        every event name, parameter key (with its kind) and attribute key of these users."""
         entries: dict[tuple[str, str], set[str]] = defaultdict(set)
         entries[("attributes", "")] = set()  # written even when empty
         for user in users:
             entries[("attributes", "")].update(user.attributes)
             for e in user.events:
                 entries[("event", e.event_name)].update(e.params)
+                # A parameter's kind may widen the entry too (integer → number → string): known pairs only.
+                entries[("kind", e.event_name)].update(f"{key}\x00{kind}" for key, kind in e.kinds.items())
         with self._catalog_lock:
             seen = self._catalog_seen.get(account, {})
             if all(entry in seen and keys <= seen[entry] for entry, keys in entries.items()):
@@ -532,8 +531,8 @@ class Ingest:
             owners.budget -= events
         try:
             data = self.container.download_blob(intent["path"]).readall()
-            ids = pq.read_table(io.BytesIO(data), columns=["event_id"]).column("event_id").to_pylist()
-        except (AzureError, pa.ArrowException):
+            ids = segment_column(data, "event_id")
+        except (AzureError, pa.ArrowException, ValueError):
             return False  # the claims will tell, one read each
         found = owners.wanted.intersection(ids)
         with owners.lock:

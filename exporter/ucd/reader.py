@@ -8,19 +8,28 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice, takewhile
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from azure.storage.blob import ContainerClient
 
-from .segments import FIXED_COLUMNS, SegmentRef, hour_prefix, hours_covering, parse_segment_name, to_ms
+from .segments import (
+    FIXED_COLUMNS,
+    SegmentRef,
+    hour_prefix,
+    hours_covering,
+    parse_segment_name,
+    segment_batches,
+    to_ms,
+)
 
-READ_PREFETCH = 3  # segments downloaded and decoded ahead of the one being consumed
+READ_PREFETCH = 3  # segment downloads at once (what a plain download of the window's segments uses too)
+READ_AHEAD = 6  # segments held ahead of the one being consumed, downloaded or decoded: the memory bound
+DECODERS = 2  # segments decoded at once (in read order; Arrow decodes without the GIL)
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once
 
@@ -68,7 +77,7 @@ class WindowReader:
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
-        prefetch: int = READ_PREFETCH,
+        prefetch: int = READ_AHEAD,
     ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
 
@@ -91,7 +100,7 @@ class WindowReader:
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
-        prefetch: int = READ_PREFETCH,
+        prefetch: int = READ_AHEAD,
     ) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
         """`read_window` from `position` on, each batch with the position just after it.
 
@@ -105,9 +114,6 @@ class WindowReader:
         schema = pa.schema([(n, pa.string()) for n in names])
         wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
 
-        def load(ref: SegmentRef) -> list[pa.RecordBatch]:
-            return list(_conform(self._download(ref.path), schema, wanted, batch_rows))
-
         refs = self._iter_segments(account, start, end)
         first = parse_segment_name(position.segment) if position is not None else None
         if first is not None:
@@ -115,17 +121,24 @@ class WindowReader:
         last = parse_segment_name(until) if until is not None else None
         if last is not None:
             refs = takewhile(lambda ref: ref < last, refs)
-        # Each worker downloads and decodes one segment (Arrow releases the GIL), so decoding overlaps the
-        # caller's CSV encoding; besides the segment being consumed, at most `prefetch` segments are held.
+        # Besides the segment being consumed, at most `prefetch` segments are held, downloaded or decoded.
+        # Downloads run `READ_PREFETCH` at a time (as a plain download of the segments would) and never wait
+        # for a decode; `DECODERS` workers decode the downloaded segments, handed on in read order (Arrow
+        # releases the GIL, so decoding overlaps the downloads and the caller's CSV encoding).
         ahead = max(1, prefetch)
-        with ThreadPoolExecutor(ahead) as pool:
-            pending = deque((ref, pool.submit(load, ref)) for ref in islice(refs, ahead))
+        with ThreadPoolExecutor(min(ahead, READ_PREFETCH)) as downloads, ThreadPoolExecutor(DECODERS) as decoder:
+
+            def fetch(ref: SegmentRef) -> tuple[SegmentRef, Future[list[pa.RecordBatch]]]:
+                blob = downloads.submit(self._download, ref.path)
+                return ref, decoder.submit(lambda: list(_conform(blob.result(), schema, wanted, batch_rows)))
+
+            pending = deque(fetch(ref) for ref in islice(refs, ahead))
             while pending:
                 ref, loading = pending.popleft()
                 batches = loading.result()
                 nxt = next(refs, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(load, nxt)))
+                    pending.append(fetch(nxt))
                 skip = position.rows if position is not None and ref.path == position.segment else 0
                 yield from _positioned(ref.path, batches, skip)
                 del batches  # drop this segment before waiting for the next one
@@ -157,14 +170,13 @@ def _positioned(path: str, batches: list[pa.RecordBatch], skip: int) -> Iterator
 
 def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """One segment's rows of the wanted event names, in batches of at most `batch_rows`, shaped as `schema`."""
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    present = set(parquet.schema_arrow.names)
-    read = [n for n in schema.names if n in present]
-    # One thread per segment: the read_window workers already decode segments side by side.
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
-        if wanted is not None:
-            batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
-        if batch.num_rows == 0:
-            continue
-        arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    present, batches = segment_batches(data, schema.names)
+    for whole in batches:
+        for offset in range(0, whole.num_rows, batch_rows):
+            batch = whole.slice(offset, batch_rows)
+            if wanted is not None:
+                batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
+            if batch.num_rows == 0:
+                continue
+            arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)

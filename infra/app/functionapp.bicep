@@ -50,6 +50,12 @@ param exportQueueName string = 'export-jobs'
 @description('UCD event store container (must match the container created in storage.bicep).')
 param ucdContainerName string = 'ucd'
 
+@description('Client id of the Microsoft Entra app registration that signs console users in (see infra/README.md, "The console"). Empty: App Service Authentication stays off and the console answers that sign-in is not set up; the API is unaffected.')
+param consoleClientId string = ''
+
+@description('Microsoft Entra tenant of the console app registration.')
+param consoleTenantId string = subscription().tenantId
+
 resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: storageAccountName
 }
@@ -81,6 +87,9 @@ var appSettings = {
   EXPORT_LEASE_SECONDS: '600'
   EXPORT_MAX_DEQUEUE_COUNT: '5'
   EXPORT_SPLIT_BYTES: '1073741824'
+  // App Service Authentication signs console users in with the app registration, proving itself with
+  // the app's managed identity (a federated credential) instead of a client secret.
+  OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -143,6 +152,51 @@ resource siteAppSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: appSettings
+}
+
+// The console's sign-in: App Service Authentication with Microsoft Entra ID. Anonymous requests are
+// let through (AllowAnonymous) so that function-key API calls keep working; the console itself sends
+// a request without a signed-in user to /.auth/login/aad and authorizes every other one against the
+// members table (exporter/access.py). The platform strips X-MS-CLIENT-PRINCIPAL* headers sent by
+// clients and sets WEBSITE_AUTH_ENABLED, the only condition under which the app believes them.
+// The development sign-in of `serve` (EXPORT_CONSOLE_DEV_SIGN_IN) is deliberately never set here.
+resource siteAuth 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: !empty(consoleClientId)
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+      preserveUrlFragmentsForLogins: false
+      allowedExternalRedirectUrls: []
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: !empty(consoleClientId)
+        registration: {
+          clientId: consoleClientId
+          clientSecretSettingName: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+          openIdIssuer: '${environment().authentication.loginEndpoint}${consoleTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${consoleClientId}'
+          ]
+        }
+      }
+    }
+  }
 }
 
 @description('Function app name.')

@@ -1,0 +1,1 @@
+"""The web console at /console: the product page's three-step wizard and the integrations page (DESIGN 8)."""

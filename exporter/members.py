@@ -1,0 +1,92 @@
+"""Who may manage which account: the members table (one entity per account and user).
+
+The console and every API request made on behalf of a signed-in user are authorized against it
+(exporter/access.py). Operators manage it with `python -m exporter members add/list/remove`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import threading
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from .clock import Clock, iso
+from .errors import InputError
+from .storage import Storage
+from .validation import check_account
+
+MEMBERS_TABLE = "members"
+MAX_USER = 256
+# A user is the name App Service Authentication gives (an e-mail or user principal name) or a
+# development sign-in name: printable, no spaces, none of the characters Table keys refuse.
+USER_RE = re.compile(r"^[^\s/\\#?\x00-\x1f\x7f]{1,256}$")
+
+_ensured: set[tuple[int, str]] = set()
+_ensured_lock = threading.Lock()
+
+
+def check_user(value: Any, field: str = "user") -> str:
+    """A user name, compared case-insensitively (e-mail addresses are): returned in lowercase."""
+    if not isinstance(value, str) or not USER_RE.fullmatch(value.strip()):
+        raise InputError(
+            f"must be a user name of 1 to {MAX_USER} characters without spaces, '/', '\\', '#' or '?' "
+            "(the e-mail address or user principal name the user signs in with)",
+            field=field,
+        )
+    return value.strip().lower()
+
+
+class MemberRepo:
+    """Members in Table Storage: PartitionKey the account, RowKey the user (lowercase)."""
+
+    def __init__(self, storage: Storage, clock: Clock):
+        self.table: TableClient = storage.table(MEMBERS_TABLE)
+        self.clock = clock
+        key = (id(storage), storage.settings.table(MEMBERS_TABLE))
+        with _ensured_lock:
+            if key not in _ensured:  # created here, on first use, like the tables Storage.ensure() creates
+                try:
+                    storage.table_service.create_table(key[1])
+                except ResourceExistsError:
+                    pass
+                _ensured.add(key)
+
+    def add(self, account: str, user: str) -> dict[str, Any]:
+        """Idempotent: adding a member twice keeps one membership."""
+        account, user = check_account(account), check_user(user)
+        self.table.upsert_entity(
+            {"PartitionKey": account, "RowKey": user, "added_at": iso(self.clock.now())}, mode=UpdateMode.MERGE
+        )
+        return {"account": account, "user": user, "member": True}
+
+    def remove(self, account: str, user: str) -> dict[str, Any]:
+        """Idempotent: removing a user who is not a member answers the same."""
+        account, user = check_account(account), check_user(user)
+        self.table.delete_entity(account, user)
+        return {"account": account, "user": user, "member": False}
+
+    def list(self, account: str) -> dict[str, Any]:
+        account = check_account(account)
+        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": account})
+        return {"account": account, "members": sorted(e["RowKey"] for e in entities)}
+
+    def is_member(self, account: str, user: str) -> bool:
+        """A point read; a malformed account or user is simply no membership."""
+        try:
+            account, user = check_account(account), check_user(user)
+        except InputError:
+            return False
+        try:
+            self.table.get_entity(account, user)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def accounts_of(self, user: str) -> builtins.list[str]:  # `list` is a method here
+        """The accounts a user may manage (a scan by RowKey: the table holds one row per membership)."""
+        entities = self.table.query_entities("RowKey eq @user", parameters={"user": check_user(user)})
+        return sorted(e["PartitionKey"] for e in entities)

@@ -1,0 +1,284 @@
+"""The wizard and the integrations page over plain HTTP against `serve` on Azurite: every step's form,
+secrets never sent back, changed credentials verified again, errors explained at the top, and
+customer strings (a hostile catalog) rendered as text."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+
+from exporter.console.drafts import DRAFTS_TABLE
+from exporter.console.fields import fields_of
+from exporter.destinations import DESTINATION_KINDS
+from exporter.local.serve import LocalHost
+from exporter.members import MemberRepo
+from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, Browser, sas_connection, wizard_path
+from tests.helpers import call
+
+
+@pytest.fixture
+def host(ctx):
+    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice")
+    call(
+        ctx,
+        "ucd_upsert",
+        {
+            "users": [
+                {
+                    "user_id": "u1",
+                    "attributes": {"email": "a@x.org", HOSTILE_ATTRIBUTE: "v"},
+                    "events": [
+                        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 3}},
+                        {
+                            "event_name": "signup",
+                            "timestamp": "2026-11-28T09:00:00Z",
+                            "event_params": {"attr_email": "x"},
+                        },
+                        {
+                            "event_name": HOSTILE_EVENT,
+                            "timestamp": "2026-11-28T09:00:00Z",
+                            "event_params": {HOSTILE_PARAM: 1, "email": "x"},
+                        },
+                    ],
+                }
+            ]
+        },
+        account="acme",
+    )
+    local = LocalHost(ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def alice(host) -> Browser:
+    browser = Browser(host.console_url.removesuffix("/console"))
+    browser.sign_in("alice")
+    return browser
+
+
+def start(browser: Browser, kind: str = "azure_blob"):
+    page = browser.get("/console/accounts/acme/new")
+    return browser.submit(page, "/console/accounts/acme/new", {"type": kind})
+
+
+def authenticate(browser, page, connection: str, container: str, action: str = "save", prefix: str = "insider/"):
+    form = {"connection_string": connection, "container": container, "prefix": prefix, "action": action}
+    return browser.submit(page, wizard_path(page), form)
+
+
+def create(browser, azurite_connection, container, name="warehouse feed", status="active", frequency="1"):
+    page = authenticate(browser, start(browser), azurite_connection, container)
+    page = browser.submit(page, wizard_path(page), {"event": ["purchase"], "param": ['["purchase", "price"]']})
+    return browser.submit(page, wizard_path(page), {"name": name, "frequency_hours": frequency, "status": status})
+
+
+def test_the_three_steps_create_an_integration(alice, ctx, azurite_connection, customer_container):
+    page = start(alice)
+    assert page.status == 200 and ">Authentication</h2>" in page.text
+    for label in (
+        "Connection String",
+        "Container Name",
+        "Blob Path Prefix",
+        "Verify Authentication",
+        "Save and Continue",
+    ):
+        assert label in page.text
+    verified = authenticate(alice, page, azurite_connection, customer_container.container_name, action="verify")
+    assert "Authentication verified" in verified.notice() and "deleted" in verified.notice()
+    assert "AccountKey" not in verified.text  # the secret is never sent back, not even masked in a field
+    assert "A value you gave in this wizard is kept when you leave this empty." in verified.text
+    configure = alice.submit(
+        verified,
+        wizard_path(verified),
+        {"action": "save", "container": customer_container.container_name, "prefix": "insider/"},
+    )
+    assert ">Configure</h2>" in configure.text and "Event Parameters: purchase" in configure.text
+    launch = alice.submit(
+        configure,
+        wizard_path(configure),
+        {"event": ["purchase"], "param": ['["purchase", "price"]'], "attribute": ["email"]},
+    )
+    assert "Sync Frequency" in launch.text and "Activation Status" in launch.text and "File Format" in launch.text
+    form = {"name": "warehouse feed", "frequency_hours": "6", "status": "active", "format": "csv.gz"}
+    done = alice.submit(launch, wizard_path(launch), form)
+    assert done.status == 200 and "warehouse feed launched" in done.notice()
+    assert "1 of 5 destinations used" in done.text
+    (stored,) = call(ctx, "integrations_list", account="acme").body["integrations"]
+    assert stored["events"] == [{"name": "purchase", "params": ["price"]}] and stored["attributes"] == ["email"]
+    assert (stored["frequency_hours"], stored["status"], stored["destination"]["prefix"]) == (6, "active", "insider/")
+    assert stored["format"] == "csv.gz" and "CSV, gzip-compressed" in done.text
+
+
+def test_a_bad_connection_string_is_explained_at_the_top(alice):
+    page = authenticate(alice, start(alice), "not a connection string", "somecontainer", action="verify")
+    assert page.status == 400  # as the API answers
+    assert page.alert().startswith("Authentication failed. Connection String: is malformed")
+    assert page.text.index("<main") < page.text.index('role="alert"') < page.text.index("<h1")  # the top of the page
+
+
+def test_a_sas_without_delete_permission_leaves_the_test_file_and_says_so(
+    alice, azurite_connection, customer_container
+):
+    name = customer_container.container_name
+    conn = sas_connection(azurite_connection, name, write=True, create=True)
+    page = authenticate(alice, start(alice), conn, name, action="verify")
+    assert page.status == 200
+    assert "was left in place" in page.notice() and "delete" in page.notice()
+    left = [b.name for b in customer_container.list_blobs()]
+    assert len(left) == 1 and left[0].startswith("insider/.export-verify-") and left[0].split("/")[-1] in page.notice()
+
+
+def test_the_sixth_integration_is_refused_with_the_limit_explained(alice, azurite_connection, customer_container):
+    for n in range(5):
+        assert create(alice, azurite_connection, customer_container.container_name, name=f"feed {n}").status == 200
+    assert "5 of 5 destinations used" in alice.get("/console/accounts/acme").text
+    refused = create(alice, azurite_connection, customer_container.container_name, name="feed 6")
+    assert refused.status == 409
+    assert "already has 5 destination integrations" in refused.alert() and "delete one" in refused.alert()
+
+
+def test_a_column_collision_is_explained_before_launch(alice, azurite_connection, customer_container):
+    page = authenticate(alice, start(alice), azurite_connection, customer_container.container_name)
+    refused = alice.submit(page, wizard_path(page), {})
+    assert refused.status == 400 and "select at least one event" in refused.alert()
+    # signup's parameter "attr_email" and the attribute "email" (column attr_email) would share a header.
+    selection = {"event": ["signup"], "param": ['["signup", "attr_email"]'], "attribute": ["email"]}
+    refused = alice.submit(refused, wizard_path(refused), selection)
+    assert refused.status == 400 and ">Configure</h2>" in refused.text  # still before Launch
+    assert refused.alert() == (
+        "These selections cannot be exported together. column 'attr_email' would collide with parameter 'attr_email'"
+    )
+    assert 'value="email" checked' in refused.text  # the selection is kept to be corrected
+    assert alice.get(wizard_path(refused).replace("/configure", "/launch"), follow=False).status == 303
+
+
+def test_edit_reopens_filled_in_without_the_secret_and_verifies_changed_credentials(
+    alice, ctx, azurite_connection, customer_container, blob_service, tag
+):
+    create(alice, azurite_connection, customer_container.container_name)
+    (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
+    page = alice.get("/console/accounts/acme")
+    edit = alice.submit(page, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
+    assert ">Authentication</h2>" in edit.text
+    assert f'value="{customer_container.container_name}"' in edit.text and 'value="insider/"' in edit.text
+    assert (
+        "AccountKey=***" in edit.text
+        and "Eby8vdM02" not in edit.text
+        and 'name="connection_string" type="password" value=""' in edit.text
+    )
+    # Unchanged credentials: straight on, no verification (no test file written).
+    before = len(list(customer_container.list_blobs()))
+    configure = alice.submit(
+        edit,
+        wizard_path(edit),
+        {"action": "save", "container": customer_container.container_name, "prefix": "insider/"},
+    )
+    assert 'value="[&#34;purchase&#34;, &#34;price&#34;]" checked' in configure.text
+    launch = alice.submit(
+        configure, wizard_path(configure), {"event": ["purchase"], "param": ['["purchase", "price"]']}
+    )
+    assert '<option value="1" selected>' in launch.text
+    assert '<option value="csv" selected>' in launch.text  # the stored format, kept by an edit
+    saved = alice.submit(
+        launch, wizard_path(launch), {"name": item["name"], "frequency_hours": "12", "status": "active"}
+    )
+    assert (
+        saved.status == 200
+        and call(ctx, "integrations_show", account="acme", id=item["id"]).body["frequency_hours"] == 12
+    )
+    assert len(list(customer_container.list_blobs())) == before
+    # A changed container is verified again: a missing one is refused at the top of the page.
+    edit = alice.submit(
+        alice.get("/console/accounts/acme"), f"/console/accounts/acme/integrations/{item['id']}/edit", {}
+    )
+    refused = alice.submit(
+        edit, wizard_path(edit), {"action": "save", "container": f"missing-{tag}", "prefix": "insider/"}
+    )
+    assert refused.status == 422 and refused.alert().startswith("Authentication failed.")
+    assert (
+        call(ctx, "integrations_show", account="acme", id=item["id"]).body["destination"]["container"]
+        == customer_container.container_name
+    )
+
+
+def test_pause_resume_delete_with_confirmation(alice, ctx, azurite_connection, customer_container):
+    create(alice, azurite_connection, customer_container.container_name)
+    (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
+    page = alice.get("/console/accounts/acme")
+    paused = alice.submit(page, f"/console/accounts/acme/integrations/{item['id']}/pause", {})
+    assert "Paused warehouse feed" in paused.notice() and ">Paused<" in paused.text
+    resumed = alice.submit(paused, f"/console/accounts/acme/integrations/{item['id']}/resume", {})
+    assert "Resumed warehouse feed" in resumed.notice()
+    confirm = alice.get(f"/console/accounts/acme/integrations/{item['id']}/delete")
+    assert "Delete warehouse feed?" in unescape(confirm.text)
+    assert call(ctx, "integrations_list", account="acme").body["integrations"]  # nothing deleted by looking
+    deleted = alice.submit(confirm, f"/console/accounts/acme/integrations/{item['id']}/delete", {})
+    assert "Deleted warehouse feed" in deleted.notice() and "0 of 5 destinations used" in deleted.text
+
+
+def test_customer_strings_are_rendered_as_text(alice, azurite_connection, customer_container):
+    page = authenticate(alice, start(alice), azurite_connection, customer_container.container_name)
+    for raw in (HOSTILE_EVENT, HOSTILE_PARAM, HOSTILE_ATTRIBUTE):
+        assert raw not in page.text  # never verbatim: markup and quotes are escaped
+    assert "&lt;script&gt;alert(&#34;e&#34;)&lt;/script&gt;" in page.text
+    assert "&#34;&gt;&lt;img src=x onerror=alert(&#39;p&#39;)&gt;" in page.text
+    labels = [unescape(m) for m in re.findall(r"<label for=\"[^\"]+\">([^<]*)</label>", page.text)]
+    assert HOSTILE_EVENT in labels and HOSTILE_PARAM in labels and HOSTILE_ATTRIBUTE in labels
+    # The hostile event and parameter go through the whole wizard and back, as data.
+    launch = alice.submit(
+        page,
+        wizard_path(page),
+        {
+            "event": [HOSTILE_EVENT],
+            "param": [
+                f'["{HOSTILE_EVENT.replace(chr(34), chr(92) + chr(34))}", "{HOSTILE_PARAM.replace(chr(34), chr(92) + chr(34))}"]'
+            ],
+            "attribute": [HOSTILE_ATTRIBUTE],
+        },
+    )
+    assert ">Launch</h2>" in launch.text, launch.alert()
+    done = alice.submit(
+        launch, wizard_path(launch), {"name": '<b onmouseover="x">feed</b>', "frequency_hours": "1", "status": "paused"}
+    )
+    assert "&lt;b onmouseover=&#34;x&#34;&gt;feed&lt;/b&gt;" in done.text and '<b onmouseover="x">' not in done.text
+
+
+def test_every_destination_type_takes_its_fields_from_its_declaration():
+    for kind in DESTINATION_KINDS.values():
+        fields = fields_of(kind)
+        assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"}
+        assert {f.name for f in fields if f.required} == set(kind.required)
+    azure = [f.label for f in fields_of(DESTINATION_KINDS["azure_blob"])]
+    assert azure == ["Connection String", "Container Name", "Blob Path Prefix"]  # the product page's words
+
+
+def test_each_destination_type_through_the_console(alice, ctx, kit):
+    page = start(alice, kit.kind)
+    given = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in kit.body().items() if k != "type"}
+    for name in given:
+        assert f'name="{name}"' in page.text
+    configure = alice.submit(page, wizard_path(page), {**given, "action": "save"})
+    assert ">Configure</h2>" in configure.text, configure.alert()
+    launch = alice.submit(configure, wizard_path(configure), {"event": ["purchase"]})
+    done = alice.submit(
+        launch, wizard_path(launch), {"name": f"{kit.kind} feed", "frequency_hours": "1", "status": "active"}
+    )
+    assert f"{kit.kind} feed launched" in done.notice()
+    (item,) = call(ctx, "integrations_list", account="acme").body["integrations"]
+    assert item["destination"]["type"] == kit.kind
+    edit = alice.submit(done, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
+    for secret in kit.secrets().values():
+        assert secret not in edit.text  # masked at most, never the secret itself
+
+
+def test_a_wizard_older_than_a_day_has_expired_and_is_purged(alice, ctx, clock):
+    old = wizard_path(start(alice))
+    clock.advance(days=1, minutes=1)
+    assert alice.get(old).status == 404  # expired: "start again"
+    start(alice)  # a new wizard purges the account's expired ones
+    rows = [e["RowKey"] for e in ctx.storage.table(DRAFTS_TABLE).query_entities("PartitionKey eq 'acme'")]
+    assert len(rows) == 1 and rows[0] not in old
