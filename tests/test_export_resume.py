@@ -229,6 +229,7 @@ def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     drain(ctx, on_result=results.append)
 
     assert [r.exported for r in results] == [1] and not results[0].follow_up, "one invocation, no follow-up"
+    seen[0] -= manifest  # the manifest is block 0 of an object of its own
     assert len(seen) > 1 and set(seen.values()) == {1}, "several blocks, each staged once"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
     progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
