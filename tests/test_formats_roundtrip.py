@@ -186,7 +186,7 @@ class Recorder(FlakyDestination):
     def stage_block(self, path, index, data):
         with self.state["lock"]:
             self.state["blocks"].setdefault(path, {})[index] = bytes(data)
-        self.inner.stage_block(path, index, data)
+        return self.inner.stage_block(path, index, data)  # the upload's state: what a resumed export continues
 
     def commit_blocks(self, path, count):
         self.inner.commit_blocks(path, count)
