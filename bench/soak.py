@@ -180,6 +180,7 @@ class Soak:
                 "at_commit": 0,
                 "timed": 0,
                 "unplanned": 0,
+                "after_answer": 0,
                 "by_proxy": {},
             },
             "wall_seconds_by_call": {},
@@ -364,6 +365,8 @@ class Soak:
                 if outcome.killed and outcome.killed.startswith("request:"):
                     proxy = outcome.killed.split(":", 1)[1]
                     kills["by_proxy"][proxy] = kills["by_proxy"].get(proxy, 0) + 1
+        elif outcome.killed_after_answer:
+            kills["after_answer"] += 1  # the command completed; that worker was replaced
         elif op in self.estimates:
             requests, seconds = self.estimates[op]
             self.estimates[op] = (0.8 * requests + 0.2 * outcome.requests, 0.8 * seconds + 0.2 * outcome.seconds)

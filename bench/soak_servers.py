@@ -134,10 +134,13 @@ class KillSwitch:
             self._rules.append((proxy, rule))
 
     def disarm(self) -> str | None:
-        """Remove the rules; the name of the proxy whose request killed the process, or None."""
+        """Remove the rules; the name of the proxy whose request killed the process during this arm, or None.
+
+        The name is cleared here: a later call that is not armed must never report an old kill as its own.
+        """
         with self._lock:
             self._pid = None
-            fired = self._fired_now
+            fired, self._fired_now = self._fired_now, None
         for proxy, rule in self._rules:
             proxy.remove(rule)
         self._rules.clear()

@@ -262,7 +262,8 @@ class KillPlan:
 @dataclass
 class Outcome:
     answer: dict[str, Any] | None  # None: the process died (killed) before answering
-    killed: str | None = None  # "request:<proxy>", "timer", or None
+    killed: str | None = None  # "request:<proxy>", "timer", "died", or None
+    killed_after_answer: bool = False  # the planned kill landed after the answer (the command completed)
     seconds: float = 0.0
     requests: int = 0
 
@@ -357,13 +358,16 @@ class Workers:
             except queue_module.Empty:
                 self.hangs += 1
                 kill(child.process.pid)
-        fired = self.switch.disarm()
-        timed_out = timer is not None and timer.fired
-        if timer is not None:
-            timer.cancel()
+        fired = self.switch.disarm()  # from here on neither the switch nor the timer can kill
+        timed_out = timer is not None and timer.cancel()
         outcome = Outcome(answer, seconds=time.monotonic() - started, requests=self.servers.requests() - requests)
         if answer is None:
             outcome.killed = f"request:{fired}" if fired else ("timer" if timed_out else "died")
+        elif fired or timed_out:
+            # Killed just after it answered: the command is done, but this child must serve no other one
+            # (it may still look alive for a moment, and the next command would die with it unplanned).
+            outcome.killed_after_answer = True
+        if answer is None or fired or timed_out:
             self._buried(child)
         return outcome
 
@@ -391,15 +395,26 @@ class Workers:
 
 
 class _Timer:
+    """Kills a process after a delay, unless cancelled first: `cancel` says for certain whether it fired."""
+
     def __init__(self, delay: float, pid: int):
         self.fired = False
+        self._cancelled = False
+        self._lock = threading.Lock()
         self._timer = threading.Timer(delay, self._fire, args=(pid,))
         self._timer.daemon = True
         self._timer.start()
 
     def _fire(self, pid: int) -> None:
-        self.fired = True
-        kill(pid)
+        with self._lock:
+            if self._cancelled:
+                return
+            self.fired = True
+            kill(pid)
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        """No kill after this; True if the kill was sent (perhaps after the command had answered)."""
+        with self._lock:
+            self._cancelled = True
         self._timer.cancel()
+        return self.fired
