@@ -1,11 +1,11 @@
 """`python -m bench.soak`: a chaos soak of ingest and export on a simulated clock (see bench/README.md).
 
 The real scheduler and workers run through the function app's own handlers, in worker processes that
-are SIGKILLed at random points, against real storage (two Azurites: ours and the customers') behind
-fault proxies that break about 1 % of the calls. Customers upsert all the time (duplicates, late
+are SIGKILLed at random points, against real storage (our Azurite; the customers' Azurite, moto for S3
+and a GCS emulator) behind fault proxies that break about 1 % of the calls. Customers upsert all the time (duplicates, late
 events, anonymous and deleted users, bursts); the platform retries every refused upsert until it is
-acknowledged. Integrations are paused and resumed, re-timed, deleted and recreated; a customer's key
-is revoked for hours and then restored. At the end the faults stop, the clock runs on until every
+acknowledged. Integrations (on Azure Blob, S3 and GCS) are paused and resumed, re-timed, deleted and
+recreated; a customer's key of each destination type is revoked for hours and then restored. At the end the faults stop, the clock runs on until every
 integration is up to date, and the delivered files are checked against the soak's own ledger.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 from .soak_check import Verdict, check, entry_times, summary
 from .soak_customers import SITES, Customers
 from .soak_ledger import EventLedger
-from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, start_servers
-from .soak_sites import AzureBlobSite, Site
+from .soak_servers import EXPORT_COMMITS, INGEST_COMMITS, KillSwitch, Servers, compress_sdk_backoff, start_servers
+from .soak_sites import Site, open_site
 from .soak_traffic import AccountTraffic, DeleteUser, Traffic, Upsert
 from .soak_worker import KillPlan, Outcome, WorkerConfig, Workers
 
@@ -133,10 +133,7 @@ class Soak:
         )
         self.workers = Workers(config, servers, self.switch, out_dir / f"soak-{args.seed}-workers.log")
         self.sites: dict[str, Site] = {
-            name: AzureBlobSite(
-                name, container, servers.customers_faulty, servers.customers_direct, servers.proxies["destination"]
-            )
-            for name, container in SITES.items()
+            name: open_site(name, kind, container, servers) for name, (kind, container) in SITES.items()
         }
         self.customers = Customers(self.handlers, servers, self.sites, self.clock, self._failure)
         self.traffic = Traffic(
@@ -333,8 +330,7 @@ class Soak:
         kind = self.chaos.choice(KILL_KINDS)
         roll = self.chaos.random()
         if roll < 0.25:  # at the commit: the customer's block list (export) or the segment put (ingest)
-            method, path = ("PUT", r"comp=blocklist") if op == "tick" else ("PUT", r"\.parquet")
-            return KillPlan(at_request=1, kind=kind, method=method, path=path)
+            return KillPlan(at_request=1, kind=kind, points=EXPORT_COMMITS if op == "tick" else INGEST_COMMITS)
         if op == "tick" and roll < 0.45:
             return KillPlan(after_seconds=self.chaos.uniform(0, seconds), kind=kind)
         return KillPlan(at_request=self.chaos.randint(1, max(1, int(requests))), kind=kind)
@@ -351,7 +347,7 @@ class Soak:
                 self._failure(f"a worker died without being killed during {op} at {command['now']} ({outcome.killed})")
             else:
                 kills["tick" if op == "tick" else "upsert"] += 1
-                how = "timed" if outcome.killed == "timer" else ("at_commit" if plan.path else "at_request")
+                how = "timed" if outcome.killed == "timer" else ("at_commit" if plan.points else "at_request")
                 kills[how] = kills.get(how, 0) + 1
                 self.kill_log.append(
                     {
@@ -441,6 +437,7 @@ class Soak:
             "rows_exported": verdict.rows_exported,
             "windows": verdict.windows_expected,
             "files": verdict.files,
+            "files_by_kind": dict(verdict.files_by_kind),
             "faults_injected": self._faults(),
             "storage_requests": {n: p.requests for n, p in self.servers.proxies.items()},
             "kills": self.stats["kills"],
@@ -454,6 +451,7 @@ class Soak:
             "ticks": self.stats["ticks"],
             "jobs": self.stats["jobs"],
             "credential_errors_seen": self.customers.credential_errors_seen,
+            "stopped_by_revocation": self.customers.stopped_by_revocation,
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
             "integrations": [
                 {

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, json_request, kill
+from .soak_servers import KillSwitch, Point, Servers, compress_sdk_backoff, json_request, kill
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "SOAK_WORKER"
@@ -255,8 +255,7 @@ class KillPlan:
     at_request: int | None = None
     after_seconds: float | None = None
     kind: str = "reset_before"  # the fatal request: lost before the server, or applied and its answer lost
-    method: str | None = None  # count only these requests (e.g. PUT ...comp=blocklist: die at the commit)
-    path: str = ""
+    points: tuple[Point, ...] = ()  # count only these requests (e.g. the commits: die at the commit)
 
 
 @dataclass
@@ -375,7 +374,7 @@ class Workers:
         if plan is None:
             return None
         if plan.at_request is not None:
-            self.switch.arm(child.process.pid, plan.at_request, plan.kind, plan.method, plan.path)
+            self.switch.arm(child.process.pid, plan.at_request, plan.kind, plan.points)
             return None
         return _Timer(plan.after_seconds or 0.0, child.process.pid)
 

@@ -1,6 +1,7 @@
 """A short chaos soak (`python -m bench.soak`, two simulated days), so that CI keeps the soak working.
 
-The soak starts its own two Azurites and worker processes, so it runs as a subprocess. Any lost or
+The soak starts its own servers (two Azurites, moto, a GCS emulator) and worker processes, so it runs
+as a subprocess; its seven integrations export to Azure Blob, S3 and GCS. Any lost or
 duplicated event, missing or extra file fails it; only the known liveness limit of a large crashed
 retry (tests/test_ucd_take_over_cost.py) turns it into an xfail with the soak's own messages.
 """
@@ -66,6 +67,10 @@ def test_the_soak_runs_its_chaos_and_checks_every_window(report):
     assert report["faults_injected"]["total"].get("bad_signature", 0) > 0, "a customer's key was revoked"
     assert report["kills"]["tick"] + report["kills"]["upsert"] > 0
     assert report["credential_errors_seen"] >= 1
+    assert set(report["files_by_kind"]) == {"azure_blob", "s3", "gcs"}, "every destination type is exported to"
+    assert set(report["stopped_by_revocation"]) == {"azure_blob", "s3", "gcs"}, "a revoked key of each type stops"
+    for proxy in ("dest_azure", "dest_s3", "dest_gcs"):
+        assert sum(report["faults_injected"][proxy].values()) > 0, f"no fault reached {proxy}"
     abandoned = [a for a in report["abandoned"] if a["request"].startswith("upsert")]
     assert report["upserts"]["acknowledged"] + len(abandoned) == report["upserts"]["requests"]
     assert len(report["integrations"]) == 8, "seven integrations, one deleted and recreated"
@@ -135,12 +140,14 @@ def test_a_worker_killed_just_after_it_answered_takes_no_further_command(tmp_pat
 
 
 def test_the_kill_switch_names_a_kill_only_to_the_call_it_was_armed_for():
-    from bench.soak_servers import KillSwitch
+    from bench.soak_servers import EXPORT_COMMITS, KillSwitch
 
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     switch = KillSwitch({})
     switch.arm(victim.pid, 1, "reset_after")
-    assert switch._when("destination", "reset_after")("PUT", "/c/f?comp=blocklist", {})
+    at_gcs_commit = switch._when("dest_gcs", "reset_after", EXPORT_COMMITS[2])
+    assert not at_gcs_commit("PUT", "/upload/storage/v1/b/x/o?upload_id=1", {"Content-Range": "bytes 0-9/*"})
+    assert at_gcs_commit("PUT", "/upload/storage/v1/b/x/o?upload_id=1", {"content-range": "bytes 10-19/20"})
     assert victim.wait(30) == -9
-    assert switch.disarm() == "destination"
+    assert switch.disarm() == "dest_gcs"
     assert switch.disarm() is None, "an unarmed call that dies is not reported as killed at the destination"
