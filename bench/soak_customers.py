@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.local.host import json_request
+
 from .soak_ledger import FrequencyChange, IntegrationRecord, IntegrationSpec
-from .soak_servers import Servers, json_request
+from .soak_servers import Servers
 from .soak_sites import Site
 
 

@@ -7,7 +7,6 @@ and error paths run; the soak's own reads go to the servers directly.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -256,17 +255,3 @@ def compress_sdk_backoff(factor: float) -> None:
 
         scaled._soak_scaled = True
         cls.get_backoff_time = scaled
-
-
-def json_request(method: str, url: str, route: dict[str, str], body: Any = None) -> Any:
-    """An HTTP request with a JSON body, as the Functions host hands it to a handler."""
-    import azure.functions as func  # imported late: the soak's parent process needs none of it
-
-    return func.HttpRequest(
-        method,
-        url,
-        body=b"" if body is None else json.dumps(body).encode(),
-        route_params=route,
-        params={},
-        headers={"Content-Type": "application/json"},
-    )

@@ -46,18 +46,37 @@ class Site(Protocol):
     def uncommitted(self) -> list[str]: ...
 
 
-class AzureBlobSite:
+class _RevokedAtProxy:
+    """A destination whose server cannot be told to refuse our key: its fault proxy refuses for it."""
+
+    def __init__(self, name: str, proxy: FaultProxy):
+        self.name = name
+        self.proxy = proxy
+        self._revocation: Rule | None = None
+
+    def _refusal(self) -> Rule:
+        raise NotImplementedError
+
+    def revoke(self) -> None:
+        if self._revocation is None:
+            self._revocation = self.proxy.add(self._refusal())
+
+    def restore(self) -> None:
+        if self._revocation is not None:
+            self.proxy.remove(self._revocation)
+            self._revocation = None
+
+
+class AzureBlobSite(_RevokedAtProxy):
     """A customer's container on the customers' Azurite, reached by integrations through a fault proxy."""
 
     kind = "azure_blob"
 
     def __init__(self, name: str, container: str, faulty_connection: str, direct_connection: str, proxy: FaultProxy):
-        self.name = name
+        super().__init__(name, proxy)
         self.container = container
         self.faulty_connection = faulty_connection
-        self.proxy = proxy
         self.client = BlobServiceClient.from_connection_string(direct_connection).get_container_client(container)
-        self._revocation: Rule | None = None
         try:
             self.client.create_container()
         except ResourceExistsError:
@@ -74,16 +93,10 @@ class AzureBlobSite:
     def credentials_update(self) -> dict[str, Any]:
         return {"connection_string": self.faulty_connection}
 
-    def revoke(self) -> None:
-        """The customer rotates the key we hold: from now on the server refuses our signatures (403)."""
-        if self._revocation is None:
-            account_path = f"/{self.client.account_name}/{self.container}"
-            self._revocation = self.proxy.add(Rule("bad_signature", path=rf"^{account_path}(/|\?|$)", times=10**9))
-
-    def restore(self) -> None:
-        if self._revocation is not None:
-            self.proxy.remove(self._revocation)
-            self._revocation = None
+    def _refusal(self) -> Rule:
+        """The customer rotates the key we hold: from now on Azurite refuses our signatures (403)."""
+        account_path = f"/{self.client.account_name}/{self.container}"
+        return Rule("bad_signature", path=rf"^{account_path}(/|\?|$)", times=10**9)
 
     def files(self) -> Iterator[Delivered]:
         """Every committed blob (a listing never shows a blob whose block list was not committed)."""
@@ -154,19 +167,17 @@ class S3Site:
         return [u["Key"] for u in answer.get("Uploads", [])]
 
 
-class GcsSite:
+class GcsSite(_RevokedAtProxy):
     """A customer's bucket on the GCS emulator, written with a service-account key, through a fault proxy."""
 
     kind = "gcs"
 
     def __init__(self, name: str, bucket: str, emulator: GcsEmulator, token_uri: str, proxy: FaultProxy):
-        self.name = name
+        super().__init__(name, proxy)
         self.bucket = bucket
-        self.proxy = proxy
         self.client = emulator.client()  # the soak's reader: straight to the emulator
         self.client.create_bucket(bucket)
         self.key = service_account_key(token_uri, name=f"soak-{name}")
-        self._revocation: Rule | None = None
 
     def destination(self, prefix: str) -> dict[str, Any]:
         return {
@@ -180,15 +191,9 @@ class GcsSite:
     def credentials_update(self) -> dict[str, Any]:
         return {"service_account_key": self.key}
 
-    def revoke(self) -> None:
+    def _refusal(self) -> Rule:
         """The service account loses its role on the bucket: every request for it is answered 403."""
-        if self._revocation is None:
-            self._revocation = self.proxy.add(Rule("403", path=rf"/b/{self.bucket}(/|\?|$)", times=10**9))
-
-    def restore(self) -> None:
-        if self._revocation is not None:
-            self.proxy.remove(self._revocation)
-            self._revocation = None
+        return Rule("403", path=rf"/b/{self.bucket}(/|\?|$)", times=10**9)
 
     def files(self) -> Iterator[Delivered]:
         """Every object (a resumable upload is listed only once its last chunk finalized it)."""
