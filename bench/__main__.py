@@ -23,7 +23,7 @@ from exporter.secrets import new_key
 from exporter.settings import Settings
 from exporter.storage import Storage
 
-from . import data
+from . import data, formats
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="S3/GCS rows: the 1-hour export into moto / the GCS emulator "
         "against that destination's own I/O floor ('' to skip)",
     )
+    p.add_argument("--skip-formats", action="store_true", help="skip the format rows (bench/formats.py)")
     args = p.parse_args(argv)
     if args.hours < 4:
         p.error("--hours must be at least 4 (the doubled window needs room)")
@@ -187,6 +188,8 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
         step("naive", "naive", frequency_hours=1)
     step("window_read", "window_read", frequency_hours=1)
     step("export_2h", "export", frequency_hours=2)
+    if not args.skip_formats:
+        formats.format_rows(settings, account, step)
     if args.profile:
         profile = out.parent / "profile-export.txt"
         print("profiling the 1-hour export ...", flush=True)
@@ -209,9 +212,11 @@ def _bench(args: argparse.Namespace, connection: str, out: Path) -> int:
 
     cloud_rows(args, connection, step, results)
     results["ratios"] = ratios(results)
+    results["format_ratios"] = formats.format_ratios(results)
     add_cloud_ratios(results)
     report(results)
     report_cloud(results)
+    formats.report_formats(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0

@@ -101,6 +101,7 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
         "attributes": data.SELECTION_ATTRIBUTES,
         "frequency_hours": frequency,
         "status": "active",
+        **{k: spec[k] for k in ("format", "manifest") if k in spec},  # bench/formats.py
     }
     integration = ctx.integrations.create(spec["account"], body)
     clock.set(end + timedelta(seconds=ctx.settings.settle_seconds + 1))

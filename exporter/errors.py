@@ -24,14 +24,20 @@ class ExporterError(Exception):
         return body
 
 
-class InputError(ExporterError):
+class FieldError(ExporterError):
+    """An error about one named field: `reason` says what is wrong, the message names the field too."""
+
+    template = "{field}: {reason}"
+
+    def __init__(self, reason: str, *, field: str):
+        super().__init__(self.template.format(field=field, reason=reason), field=field)
+        self.reason = reason
+
+
+class InputError(FieldError):
     """The request is malformed; `field` is its JSON path (such as users[3].events[0].timestamp)."""
 
     code = "invalid_input"
-
-    def __init__(self, reason: str, *, field: str):
-        super().__init__(f"{field}: {reason}", field=field)
-        self.reason = reason
 
 
 class NotFoundError(ExporterError):
@@ -74,14 +80,11 @@ class TransientError(ExporterError):
     code = "transient_error"
 
 
-class ConfigurationError(ExporterError):
+class ConfigurationError(FieldError):
     """An app setting is missing or invalid; `field` names the setting."""
 
     code = "configuration_error"
-
-    def __init__(self, reason: str, *, field: str):
-        super().__init__(f"setting {field} {reason}", field=field)
-        self.reason = reason
+    template = "setting {field} {reason}"
 
 
 class InternalError(ExporterError):

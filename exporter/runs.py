@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-EXPORTING = "exporting"  # recorded before the first byte: the window's bounds and selection are fixed from here on
-EXPORTED = "exported"
-RETRYING = "retrying"
-FAILED = "failed"
-POISONED = "poisoned"
+from .windows import Window
+
+
+class RunStatus(StrEnum):
+    """Where a window's export stands; the values are what the run table and the API hold."""
+
+    EXPORTING = "exporting"  # recorded before the first byte: the window's bounds and selection are fixed from here on
+    EXPORTED = "exported"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    POISONED = "poisoned"
 
 
 @dataclass
@@ -22,7 +29,7 @@ class RunRecord:
     window_start: int  # unix seconds
     window_end: int
     file: str
-    status: str
+    status: RunStatus
     rows: int = 0
     bytes: int = 0
     duration_ms: int = 0
@@ -30,6 +37,11 @@ class RunRecord:
     error: str = ""
     updated_at: str = ""
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
+
+    @classmethod
+    def of_window(cls, account: str, integration_id: str, window: Window, file: str, **fields: Any) -> RunRecord:
+        """A new record of one window, its file named by the caller."""
+        return cls(account, integration_id, window.start_unix, window.end_unix, file, **fields)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,4 +92,6 @@ class RunRepo:
     @staticmethod
     def _from_entity(entity: Any) -> RunRecord:
         fields = RunRecord.__dataclass_fields__
-        return RunRecord(**{k: entity[k] for k in fields if k in entity})
+        record = RunRecord(**{k: entity[k] for k in fields if k in entity})
+        record.status = RunStatus(record.status)
+        return record

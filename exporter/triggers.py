@@ -65,7 +65,7 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> fun
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
-def on_timer() -> dict:
+def on_timer() -> jobs.ScheduleOutcome:
     return jobs.schedule(context())
 
 
@@ -74,5 +74,5 @@ def on_export_job(message: func.QueueMessage) -> jobs.JobOutcome:
     return jobs.process_job(context(), message.get_body().decode(), message.dequeue_count or 1)
 
 
-def on_poison(message: func.QueueMessage) -> dict:
+def on_poison(message: func.QueueMessage) -> jobs.PoisonOutcome:
     return jobs.record_poison(context(), message.get_body().decode())

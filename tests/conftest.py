@@ -16,21 +16,26 @@ from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import FaultProxy
 from exporter.settings import Settings
 from tests.destination_helpers import KINDS, make_kit
-from tests.helpers import SECRET_KEY, T0, endpoint
+from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
+
+
+def given_or_started(given, start, use=lambda server: server):
+    """What CI started (`given`), or `use(server)` of a server started here and stopped at the end of the session."""
+    if given:
+        yield given
+        return
+    server = start()
+    try:
+        yield use(server)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def azurite_connection() -> str:
     """Azurite from CI (EXPORT_TEST_STORAGE) or a private one started on free ports."""
     given = os.environ.get("EXPORT_TEST_STORAGE")
-    if given:
-        yield given
-        return
-    azurite = start_azurite()
-    try:
-        yield azurite.connection_string
-    finally:
-        azurite.stop()
+    yield from given_or_started(given, start_azurite, lambda azurite: azurite.connection_string)
 
 
 @pytest.fixture
@@ -80,6 +85,12 @@ def customer_container(blob_service: BlobServiceClient, tag: str):
 
 
 @pytest.fixture
+def customer_body(azurite_connection: str, customer_container) -> dict:
+    """An integration body (tests.helpers.integration_body) into the customer's container."""
+    return integration_body(azurite_connection, customer_container.container_name)
+
+
+@pytest.fixture
 def scratch_container(blob_service: BlobServiceClient, tag: str):
     """A second container on the same account, for clean re-exports to compare bytes with."""
     return blob_service.create_container(f"scratch-{tag}")
@@ -88,47 +99,50 @@ def scratch_container(blob_service: BlobServiceClient, tag: str):
 @pytest.fixture(scope="session")
 def moto_s3() -> MotoServer:
     """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use."""
-    if os.environ.get("EXPORT_TEST_S3"):
-        yield MotoServer(
-            os.environ["EXPORT_TEST_S3"],
-            os.environ["EXPORT_TEST_S3_ACCESS_KEY_ID"],
-            os.environ["EXPORT_TEST_S3_SECRET_ACCESS_KEY"],
+    env = os.environ
+    given = None
+    if env.get("EXPORT_TEST_S3"):
+        given = MotoServer(
+            env["EXPORT_TEST_S3"], env["EXPORT_TEST_S3_ACCESS_KEY_ID"], env["EXPORT_TEST_S3_SECRET_ACCESS_KEY"]
         )
-        return
-    server = start_moto()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from given_or_started(given, start_moto)
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> GcsEmulator:
     """gcp-storage-emulator: from CI (EXPORT_TEST_GCS) or started here on first use."""
-    if os.environ.get("EXPORT_TEST_GCS"):
-        yield GcsEmulator(os.environ["EXPORT_TEST_GCS"])
-        return
-    emulator = start_gcs_emulator()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    given = os.environ.get("EXPORT_TEST_GCS")
+    yield from given_or_started(GcsEmulator(given) if given else None, start_gcs_emulator)
 
 
 @pytest.fixture(scope="session")
 def token_endpoint() -> TokenEndpoint:
     """The loopback OAuth token endpoint the test service-account keys name as their token_uri."""
-    endpoint = TokenEndpoint().start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.stop()
+    yield from given_or_started(None, lambda: TokenEndpoint().start())
 
 
 @pytest.fixture(params=KINDS)
 def kit(request, tag):
     """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type."""
     return make_kit(request, request.param, tag)
+
+
+@pytest.fixture
+def s3(request, tag):
+    """An S3 bucket on moto, as a kit."""
+    return make_kit(request, "s3", tag)
+
+
+@pytest.fixture
+def gcs(request, tag):
+    """A GCS bucket on the emulator, as a kit."""
+    return make_kit(request, "gcs", tag)
+
+
+@pytest.fixture
+def azure_kit(request, tag):
+    """A customer destination on Azurite only, for scenarios in which the destination type plays no part."""
+    return make_kit(request, "azure_blob", tag)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, 
 from exporter.local.devstorage import DEV_KEY
 from exporter.windows import Window
 from tests import export_helpers
-from tests.export_helpers import ACCOUNT
+from tests.export_helpers import ACCOUNT, due_at, populate
 from tests.helpers import integration_body as azure_integration_body
 
 KINDS = ("azure_blob", "s3", "gcs")
@@ -100,6 +100,10 @@ class S3Kit:
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return {**self.body(prefix), "secret_access_key": self.wrong_secret}
 
+    @property
+    def server_url(self) -> str:
+        return self.server.url
+
     def credentials_update(self) -> dict[str, Any]:
         return {"secret_access_key": self.key["secret_access_key"]}
 
@@ -142,6 +146,10 @@ class GcsKit:
 
     def refused_body(self, prefix: str = "insider/") -> dict[str, Any]:
         return self.body(prefix, {**self.key, "token_uri": f"{self.tokens.url}/refuse"})
+
+    @property
+    def server_url(self) -> str:
+        return self.emulator.url
 
     def credentials_update(self) -> dict[str, Any]:
         return {"service_account_key": self.key}
@@ -195,6 +203,15 @@ def make_kit(request, kind: str, tag: str):
 def create(ctx, clock, kit, **overrides) -> str:
     """An integration into the kit's destination, activated at ACT, with events stored before it."""
     return export_helpers.create(ctx, clock, "unused", "unused", destination=kit.body(), **overrides)
+
+
+def behind(ctx, clock, kit, windows: int, skip: set[int] = frozenset(), **overrides) -> str:
+    """`create`, then stored events in the first `windows` windows (none in `skip`), and the clock where the
+    last of them is due: the integration is that many windows behind."""
+    iid = create(ctx, clock, kit, **overrides)
+    populate(ctx, clock, range(windows), skip=skip)
+    clock.set(due_at(windows))
+    return iid
 
 
 def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) -> None:

@@ -21,6 +21,19 @@ from exporter.settings import Settings
 SECRET_KEY = "m3Jx0n2dR2bYbQ4dV8kq3G5Qm1u9r2o7Zr1bXq8lY2c="
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
 
+# The app settings an operator may tune, each with a default (local.settings.sample.json and the Bicep set them all).
+TUNING_SETTINGS = (
+    "EXPORT_SETTLE_SECONDS",
+    "EXPORT_QUEUE_NAME",
+    "EXPORT_TABLE_PREFIX",
+    "UCD_CONTAINER",
+    "UCD_COMMIT_TIMEOUT_SECONDS",
+    "EXPORT_MAX_WINDOWS_PER_RUN",
+    "EXPORT_MAX_SECONDS_PER_RUN",
+    "EXPORT_LEASE_SECONDS",
+    "EXPORT_MAX_DEQUEUE_COUNT",
+)
+
 
 def call(ctx: Context, operation: str, body: Any = None, **params: str) -> api.ApiResponse:
     """Run an API operation as the HTTP routes and the CLI do."""

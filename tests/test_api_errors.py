@@ -28,15 +28,8 @@ def test_deleting_a_user_whose_id_cannot_be_a_key_is_refused_as_input(ctx):
     assert answer.status == 400 and answer.body["error"]["field"] == "user_id"
 
 
-def test_replay_needs_a_delivered_window(ctx, azurite_connection, customer_container):
-    from tests.helpers import integration_body
-
-    iid = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    ).body["id"]
+def test_replay_needs_a_delivered_window(ctx, customer_body):
+    iid = call(ctx, "integrations_create", customer_body, account="acme").body["id"]
     assert call(ctx, "integrations_replay", {"start": "soon"}, account="acme", id=iid).body["error"]["field"] == "start"
     answer = call(ctx, "integrations_replay", {"start": 1795860000}, account="acme", id=iid)
     assert answer.status == 404 and answer.body["error"]["field"] == "start"

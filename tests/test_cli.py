@@ -350,7 +350,7 @@ def test_only_operations_that_need_the_secret_key_demand_it(tmp_path, azurite_co
     )
     assert _exporter(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)[:2] == (
         0,
-        {"account": "acme", "events": {}, "attributes": []},
+        {"account": "acme", "events": {}, "param_types": {}, "attributes": []},
     )
     assert _exporter(env, "integrations", "list", "--account", "acme", cwd=tmp_path)[:2] == (0, {"integrations": []})
     (tmp_path / "integration.json").write_text(

@@ -25,7 +25,7 @@ from exporter.local.cloudservers import service_account_key
 from exporter.local.devstorage import free_port
 from exporter.local.faultproxy import FaultProxy, Rule
 from exporter.windows import Window
-from tests.destination_helpers import destination_from_body, integration_body, make_kit
+from tests.destination_helpers import destination_from_body, integration_body
 from tests.export_helpers import ACCOUNT
 from tests.helpers import T0, call
 
@@ -33,24 +33,18 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def s3(request, tag):
-    return make_kit(request, "s3", tag)
+def proxied():
+    """A kit's server behind a fault proxy holding `rules`: the proxy, and the kit's body through it.
 
-
-@pytest.fixture
-def gcs(request, tag):
-    return make_kit(request, "gcs", tag)
-
-
-@pytest.fixture
-def proxy_for():
-    """A fault proxy in front of a server, stopped after the test."""
+    Every proxy is stopped after the test."""
     started = []
 
-    def start(url: str) -> FaultProxy:
-        proxy = FaultProxy(url).start()
+    def start(kit, *rules: Rule) -> tuple[FaultProxy, dict]:
+        proxy = FaultProxy(kit.server_url).start()
         started.append(proxy)
-        return proxy
+        for rule in rules:
+            proxy.add(rule)
+        return proxy, {**kit.body(), "endpoint_url": proxy.url}
 
     yield start
     for proxy in started:
@@ -212,8 +206,8 @@ def test_s3_unreachable_endpoint_is_a_destination_error_at_verification(ctx, s3)
     )
 
 
-def test_s3_wrong_region_is_a_destination_error_naming_the_right_region(ctx, s3, proxy_for):
-    proxy = proxy_for(s3.server.url)
+def test_s3_wrong_region_is_a_destination_error_naming_the_right_region(ctx, s3, proxied):
+    proxy, body = proxied(s3)
     wrong_region = (
         400,
         {"Content-Type": "application/xml"},
@@ -224,24 +218,12 @@ def test_s3_wrong_region_is_a_destination_error_naming_the_right_region(ctx, s3,
     )
     # Once: boto3 re-signs for the region S3 names and the write goes through.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=1))
-    assert verify(ctx, {**s3.body(), "endpoint_url": proxy.url}).status == 200
+    assert verify(ctx, body).status == 200
     # Every time (an endpoint that cannot serve the bucket's region): a clear refusal.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=10))
     refused(
-        ctx,
-        {**s3.body(), "endpoint_url": proxy.url},
-        422,
-        "destination_error",
-        "is in region 'eu-west-1', not 'us-east-1'",
-        "set region to 'eu-west-1'",
+        ctx, body, 422, "destination_error", "is in region 'eu-west-1', not 'us-east-1'", "set region to 'eu-west-1'"
     )
-
-
-def test_s3_throttling_at_verification_is_transient(ctx, s3, proxy_for):
-    proxy = proxy_for(s3.server.url)
-    proxy.add(Rule("503", method="PUT", times=100))
-    answer = verify(ctx, {**s3.body(), "endpoint_url": proxy.url})
-    assert answer.status == 503 and answer.body["error"]["code"] == TransientError.code, answer.body
 
 
 # ------------------------------------------------------------------ GCS verification
@@ -260,23 +242,14 @@ def test_gcs_refused_key_is_a_credential_error(ctx, gcs):
     assert "invalid_grant" not in error["message"] and "JWT" not in error["message"], "no SDK text"
 
 
-def test_gcs_without_write_permission_is_a_credential_error(ctx, gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
-    proxy.add(Rule("403", method="POST", path=r"^/upload/", times=10))
-    refused(
-        ctx,
-        {**gcs.body(), "endpoint_url": proxy.url},
-        422,
-        "credential_error",
-        "may not write",
-        "storage.objects.create",
-    )
+def test_gcs_without_write_permission_is_a_credential_error(ctx, gcs, proxied):
+    _, body = proxied(gcs, Rule("403", method="POST", path=r"^/upload/", times=10))
+    refused(ctx, body, 422, "credential_error", "may not write", "storage.objects.create")
 
 
-def test_gcs_without_delete_permission_verifies_and_leaves_the_test_file_with_a_note(ctx, gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
-    proxy.add(Rule("403", method="DELETE", times=10))
-    answer = verify(ctx, {**gcs.body(), "endpoint_url": proxy.url})
+def test_gcs_without_delete_permission_verifies_and_leaves_the_test_file_with_a_note(ctx, gcs, proxied):
+    _, body = proxied(gcs, Rule("403", method="DELETE", times=10))
+    answer = verify(ctx, body)
     assert answer.status == 200, answer.body
     assert answer.body["test_file"]["deleted"] is False and "stays" in answer.body["note"]
     assert gcs.names() == [answer.body["test_file"]["name"]]
@@ -295,10 +268,14 @@ def test_gcs_missing_bucket_and_unreachable_endpoints_are_destination_errors(ctx
     refused(ctx, gcs.body(key=unreachable_token), 422, "destination_error", "token_uri")
 
 
-def test_gcs_server_errors_at_verification_are_transient(ctx, gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
-    proxy.add(Rule("503", method="POST", path=r"^/upload/", times=100))
-    answer = verify(ctx, {**gcs.body(), "endpoint_url": proxy.url})
+@pytest.mark.parametrize(
+    "kind, rule",
+    [("s3", dict(method="PUT")), ("gcs", dict(method="POST", path=r"^/upload/"))],
+    ids=["s3 throttling", "gcs server errors"],
+)
+def test_server_errors_at_verification_are_transient(ctx, request, proxied, kind, rule):
+    _, body = proxied(request.getfixturevalue(kind), Rule("503", times=100, **rule))
+    answer = verify(ctx, body)
     assert answer.status == 503 and answer.body["error"]["code"] == TransientError.code, answer.body
 
 
@@ -454,9 +431,9 @@ def test_s3_parts_follow_block_indexes_and_nothing_is_visible_before_the_commit(
     assert s3.pending_uploads() == []
 
 
-def test_s3_a_failed_part_aborts_the_upload_and_later_calls_raise_the_same_error(s3, proxy_for):
-    proxy = proxy_for(s3.server.url)
-    destination = destination_from_body({**s3.body(), "endpoint_url": proxy.url})
+def test_s3_a_failed_part_aborts_the_upload_and_later_calls_raise_the_same_error(s3, proxied):
+    proxy, body = proxied(s3)
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     destination.stage_block(path, 0, b"x" * (5 * MiB))
     proxy.add(Rule("403", method="PUT", path=r"partNumber=2", times=10))
@@ -469,9 +446,9 @@ def test_s3_a_failed_part_aborts_the_upload_and_later_calls_raise_the_same_error
     assert s3.names() == []
 
 
-def test_s3_transient_faults_on_parts_are_retried_inside_the_attempt(s3, proxy_for):
-    proxy = proxy_for(s3.server.url)
-    destination = destination_from_body({**s3.body(), "endpoint_url": proxy.url})
+def test_s3_transient_faults_on_parts_are_retried_inside_the_attempt(s3, proxied):
+    proxy, body = proxied(s3)
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     proxy.add(Rule("503", method="PUT", path=r"partNumber=1", times=1))
     proxy.add(Rule("reset_after", method="PUT", path=r"partNumber=2", times=1))
@@ -525,10 +502,10 @@ def assert_chunks_in_order_and_aligned(seen: list[tuple[str, str]], total: int) 
     assert offset == total or final[-1] == f"bytes */{total}"
 
 
-def test_gcs_blocks_staged_out_of_order_are_sent_in_order_as_aligned_chunks(gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
+def test_gcs_blocks_staged_out_of_order_are_sent_in_order_as_aligned_chunks(gcs, proxied):
+    proxy, body = proxied(gcs)
     seen = recording(proxy)
-    destination = destination_from_body({**gcs.body(), "endpoint_url": proxy.url})
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     data = blocks([300 * 1024, 700 * 1024, CHUNK, 5, 1024 * 1024 + 17])  # most not multiples of 256 KiB
     assert stage_all(destination, path, data, order=[4, 3, 2, 1, 0]) == []
@@ -538,10 +515,10 @@ def test_gcs_blocks_staged_out_of_order_are_sent_in_order_as_aligned_chunks(gcs,
     assert_chunks_in_order_and_aligned(seen, sum(map(len, data)))
 
 
-def test_gcs_an_aligned_file_is_finalized_with_an_empty_last_request(gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
+def test_gcs_an_aligned_file_is_finalized_with_an_empty_last_request(gcs, proxied):
+    proxy, body = proxied(gcs)
     seen = recording(proxy)
-    destination = destination_from_body({**gcs.body(), "endpoint_url": proxy.url})
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     data = blocks([CHUNK, 2 * CHUNK])
     assert stage_all(destination, path, data, order=[0, 1]) == []
@@ -551,10 +528,10 @@ def test_gcs_an_aligned_file_is_finalized_with_an_empty_last_request(gcs, proxy_
 
 
 @pytest.mark.parametrize("kind", ["reset_before", "reset_after", "503"])
-def test_gcs_a_chunk_interrupted_by_a_fault_resumes_where_gcs_stopped(gcs, proxy_for, kind):
-    proxy = proxy_for(gcs.emulator.url)
+def test_gcs_a_chunk_interrupted_by_a_fault_resumes_where_gcs_stopped(gcs, proxied, kind):
+    proxy, body = proxied(gcs)
     seen = recording(proxy)
-    destination = destination_from_body({**gcs.body(), "endpoint_url": proxy.url})
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     proxy.rules.insert(
         0,
@@ -574,9 +551,9 @@ def test_gcs_a_chunk_interrupted_by_a_fault_resumes_where_gcs_stopped(gcs, proxy
     assert ("PUT", "bytes */*") in seen, "after the fault the client asked GCS how much it kept"
 
 
-def test_gcs_a_refused_chunk_fails_every_waiting_block_with_the_same_error(gcs, proxy_for):
-    proxy = proxy_for(gcs.emulator.url)
-    destination = destination_from_body({**gcs.body(), "endpoint_url": proxy.url})
+def test_gcs_a_refused_chunk_fails_every_waiting_block_with_the_same_error(gcs, proxied):
+    proxy, body = proxied(gcs)
+    destination = destination_from_body(body)
     path = join_prefix(destination.prefix, "file.csv")
     proxy.add(Rule("403", method="PUT", path="upload_id=", times=10))
     errors = stage_all(destination, path, blocks([CHUNK, CHUNK, CHUNK]), order=[2, 1, 0])

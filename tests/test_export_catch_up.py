@@ -1,5 +1,6 @@
 """Catch-up: after a pause one file per missed window, oldest first; a long backlog is bounded per
-invocation and continues through follow-up messages."""
+invocation and continues through follow-up messages. Which windows are due does not depend on the
+destination type: Azure only (`azure_kit`)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,15 @@ import dataclasses
 from exporter.context import Context
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import tick
-from tests.export_helpers import (
-    ACCOUNT,
-    ACT,
-    H,
-    assert_exactly_once,
-    create,
-    due_at,
-    populate,
-    tick_collecting,
-)
+from tests.destination_helpers import behind
+from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, due_at, populate, tick_collecting
 from tests.helpers import call
 
 # ------------------------------------------------------------------ pause, then resume
 
 
-def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
-    ctx, clock, customer_container, azurite_connection
-):
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(1))
-    clock.set(due_at(1))
+def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(ctx, clock, azure_kit):
+    iid = behind(ctx, clock, azure_kit, 1)
     assert tick(ctx)["worker"]["windows_exported"] == 1
     assert call(ctx, "integrations_pause", account=ACCOUNT, id=iid).body["status"] == "paused"
 
@@ -37,13 +26,13 @@ def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
         clock.set(due_at(hours))
         assert tick(ctx)["scheduler"]["queued"] == 0, "paused integrations are skipped"
     assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0, "a stale message delivers nothing"
-    assert len(list(customer_container.list_blobs())) == 1
+    assert len(azure_kit.names()) == 1
 
     assert call(ctx, "integrations_resume", account=ACCOUNT, id=iid).body["status"] == "active"
     results = []
     assert tick_collecting(ctx, results)["worker"]["windows_exported"] == 5
     assert [w.window_start for w in results[0].windows] == [int((ACT + k * H).timestamp()) for k in range(1, 6)]
-    contents = assert_exactly_once(ctx, customer_container, iid)
+    contents = assert_exactly_once(ctx, azure_kit, iid)
     assert len(contents) == 6
     assert ctx.repo.get(ACCOUNT, iid).activated_at == ACT, "resuming keeps the original anchor"
 
@@ -51,13 +40,9 @@ def test_pause_for_five_hours_then_resume_catches_up_one_file_per_window(
 # ------------------------------------------------------------------ bounded catch-up through follow-ups
 
 
-def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_up_messages(
-    settings, clock, customer_container, azurite_connection
-):
+def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_up_messages(settings, clock, azure_kit):
     ctx = Context.create(dataclasses.replace(settings, max_windows_per_run=2), clock)
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(7), skip={0, 5})
-    clock.set(due_at(7))
+    iid = behind(ctx, clock, azure_kit, 7, skip={0, 5})
     results = []
     worked = tick_collecting(ctx, results)["worker"]
     assert [r.exported for r in results] == [2, 2, 2, 1]
@@ -72,6 +57,6 @@ def test_a_long_catch_up_is_bounded_per_invocation_and_continues_through_follow_
     assert worked == {"jobs": 4, "failed_deliveries": 0, "poisoned": 0, "windows_exported": 7}
     starts = [w.window_start for r in results for w in r.windows]
     assert starts == [int((ACT + k * H).timestamp()) for k in range(7)]
-    contents = assert_exactly_once(ctx, customer_container, iid)
+    contents = assert_exactly_once(ctx, azure_kit, iid)
     assert len(contents) == 7
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None

@@ -1,5 +1,5 @@
 """The same job delivered twice, overlapping, or to two workers at once: each window is exported once,
-and every rewrite has the same bytes as a clean export."""
+and every rewrite has the same bytes as a clean export, in every destination type."""
 
 from __future__ import annotations
 
@@ -11,46 +11,28 @@ from exporter.context import Context
 from exporter.jobs import ExportJob, process_job, schedule, worker
 from exporter.local.host import drain
 from exporter.windows import Window
-from tests.export_helpers import (
-    ACCOUNT,
-    ACT,
-    H,
-    assert_bytes_match_a_clean_export,
-    assert_exactly_once,
-    create,
-    due_at,
-    populate,
-)
+from tests.destination_helpers import assert_bytes_match_a_clean_export, behind
+from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once
 from tests.helpers import run_together
 
 # ------------------------------------------------------------------ the same message delivered twice
 
 
-def test_the_same_message_queued_twice_exports_each_window_once(
-    ctx, clock, customer_container, azurite_connection, scratch_container
-):
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(3), skip={2})
-    clock.set(due_at(3))
-    assert schedule(ctx)["queued"] == 1
+def test_the_same_message_queued_twice_exports_each_window_once(ctx, clock, kit, scratch_kit):
+    iid = behind(ctx, clock, kit, 3, skip={2})
+    assert schedule(ctx).queued == 1
     ctx.storage.queue().send_message(ExportJob(ACCOUNT, iid).to_message())  # at-least-once: a duplicate
     results = []
-    worked = drain(ctx, on_result=results.append)
-    assert worked["jobs"] == 2
+    assert drain(ctx, on_result=results.append)["jobs"] == 2
     assert sorted(r.exported for r in results) == [0, 3]
-    contents = assert_exactly_once(ctx, customer_container, iid)
-    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
+    contents = assert_exactly_once(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
 
 
-def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
-    ctx, clock, customer_container, azurite_connection, scratch_container, monkeypatch
-):
+def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx, clock, kit, scratch_kit, monkeypatch):
     """The duplicate runs to completion between the first delivery's commit and its advance."""
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(3), skip={1})
-    clock.set(due_at(3))
+    iid = behind(ctx, clock, kit, 3, skip={1})
     body = ExportJob(ACCOUNT, iid).to_message()
-
     real_advance = worker._advance
     inner = []
 
@@ -65,46 +47,46 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(
     outer = process_job(ctx, body, 1)
     assert inner[0].exported == 3
     assert outer.stopped is None and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 3 * H
-    contents = assert_exactly_once(ctx, customer_container, iid)
+    contents = assert_exactly_once(ctx, kit, iid)
     assert len(contents) == 3
-    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
 
 
 # ------------------------------------------------------------------ two workers at once
 
 
+def meet_at_the_advance(monkeypatch) -> list[Window]:
+    """Both workers commit window 1 (two uploads of one name) and only then race on the ETag-guarded advance."""
+    meet = threading.Barrier(2, timeout=60)
+    real_advance = worker._advance
+    calls, lock = [], threading.Lock()
+
+    def advance_together(*args, **kwargs):
+        with lock:
+            calls.append(args[2])
+            wait = len(calls) <= 2
+        if wait:
+            meet.wait()
+        return real_advance(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "_advance", advance_together)
+    return calls
+
+
 @pytest.mark.parametrize("meet_at_advance", [False, True])
 def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
-    ctx, settings, clock, customer_container, azurite_connection, scratch_container, monkeypatch, meet_at_advance
+    ctx, settings, clock, kit, scratch_kit, monkeypatch, meet_at_advance
 ):
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(4), skip={2})
-    clock.set(due_at(4))
+    iid = behind(ctx, clock, kit, 4, skip={2})
     body = ExportJob(ACCOUNT, iid).to_message()
     workers = [Context.create(settings, clock), Context.create(settings, clock)]
-
-    if meet_at_advance:
-        # Both workers commit window 1 and only then race on the ETag-guarded advance.
-        meet = threading.Barrier(2, timeout=60)
-        real_advance = worker._advance
-        calls = []
-        lock = threading.Lock()
-
-        def advance_together(*args, **kwargs):
-            with lock:
-                calls.append(args[2])
-                wait = len(calls) <= 2
-            if wait:
-                meet.wait()
-            return real_advance(*args, **kwargs)
-
-        monkeypatch.setattr(worker, "_advance", advance_together)
+    calls = meet_at_the_advance(monkeypatch) if meet_at_advance else None
 
     results = run_together(lambda i: process_job(workers[i], body, 1), 2)
-    if meet_at_advance:
+    if calls is not None:
         assert calls[:2] == [Window(ACT, ACT + H)] * 2, "both workers exported window 1 before either advanced"
     assert sum(r.exported for r in results) >= 4
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + 4 * H
-    contents = assert_exactly_once(ctx, customer_container, iid)
+    contents = assert_exactly_once(ctx, kit, iid)
     assert len(contents) == 4
-    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_container, azurite_connection)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)

@@ -5,7 +5,7 @@ import io
 from datetime import timedelta
 
 from exporter.local.host import tick
-from tests.helpers import T0, call, integration_body
+from tests.helpers import T0, call
 
 
 def _rows(container, name):
@@ -14,15 +14,8 @@ def _rows(container, name):
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
-def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(
-    ctx, clock, customer_container, azurite_connection
-):
-    created = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(ctx, customer_body, clock, customer_container):
+    created = call(ctx, "integrations_create", customer_body, account="acme")
     assert created.status == 201, created.body
     iid = created.body["id"]
 

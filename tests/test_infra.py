@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from tests.helpers import TUNING_SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
@@ -194,17 +196,7 @@ def test_app_settings_cover_local_settings_sample():
         "Flex Consumption: no FUNCTIONS_WORKER_RUNTIME / key-based AzureWebJobsStorage"
     )
     # The tuning settings deploy with the sample's defaults.
-    for key in (
-        "EXPORT_SETTLE_SECONDS",
-        "EXPORT_QUEUE_NAME",
-        "EXPORT_TABLE_PREFIX",
-        "UCD_CONTAINER",
-        "UCD_COMMIT_TIMEOUT_SECONDS",
-        "EXPORT_MAX_WINDOWS_PER_RUN",
-        "EXPORT_MAX_SECONDS_PER_RUN",
-        "EXPORT_LEASE_SECONDS",
-        "EXPORT_MAX_DEQUEUE_COUNT",
-    ):
+    for key in TUNING_SETTINGS:
         assert settings[key] == sample[key], f"{key}: bicep {settings[key]!r} != sample {sample[key]!r}"
 
 

@@ -227,15 +227,10 @@ def test_a_selection_the_catalog_has_not_seen_warns_in_whole_sentences_naming_ea
 
 
 def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(
-    ctx, customer_container, azurite_connection
+    ctx, customer_body, customer_container, azurite_connection
 ):
     ids = [create(ctx, azurite_connection, customer_container.container_name, name=f"feed {i}")["id"] for i in range(5)]
-    sixth = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+    sixth = call(ctx, "integrations_create", customer_body, account="acme")
     assert sixth.status == 409
     assert sixth.body["error"]["code"] == "limit_reached"
     message = sixth.body["error"]["message"]
@@ -243,23 +238,10 @@ def test_five_integrations_then_the_sixth_is_refused_and_a_delete_frees_a_slot(
     assert len(listed(ctx)) == 5
 
     assert call(ctx, "integrations_delete", account="acme", id=ids[2]).status == 200
-    again = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+    again = call(ctx, "integrations_create", customer_body, account="acme")
     assert again.status == 201, again.body
     assert len(listed(ctx)) == 5
-    assert (
-        call(
-            ctx,
-            "integrations_create",
-            integration_body(azurite_connection, customer_container.container_name),
-            account="acme",
-        ).status
-        == 409
-    )
+    assert call(ctx, "integrations_create", customer_body, account="acme").status == 409
 
 
 def test_the_limit_is_per_account(ctx, customer_container, azurite_connection):
@@ -557,19 +539,23 @@ def test_credential_error_recovery_needs_verified_credentials(ctx, clock, custom
 
 # ------------------------------------------------------------------ delete
 
+# Every operation on one integration, with a body it accepts.
+ID_OPERATIONS = [
+    ("integrations_show", None),
+    ("integrations_runs", None),
+    ("integrations_delete", None),
+    ("integrations_pause", None),
+    ("integrations_resume", None),
+    ("integrations_update", {"name": "x"}),
+    ("integrations_replay", {"start": 1795860000}),
+]
+
 
 def test_delete_then_everything_is_404(ctx, customer_container, azurite_connection):
     iid = create(ctx, azurite_connection, customer_container.container_name)["id"]
     deleted = call(ctx, "integrations_delete", account="acme", id=iid)
     assert (deleted.status, deleted.body) == (200, {"id": iid, "deleted": True})
-    for op, body in [
-        ("integrations_show", None),
-        ("integrations_runs", None),
-        ("integrations_delete", None),
-        ("integrations_pause", None),
-        ("integrations_resume", None),
-        ("integrations_update", {"name": "x"}),
-    ]:
+    for op, body in ID_OPERATIONS:
         answer = call(ctx, op, body, account="acme", id=iid)
         assert (answer.status, answer.body["error"]["code"]) == (404, "not_found"), (op, answer.body)
     assert listed(ctx) == []
@@ -580,17 +566,6 @@ def test_delete_then_everything_is_404(ctx, customer_container, azurite_connecti
 def test_unknown_integration_is_404(ctx):
     assert call(ctx, "integrations_show", account="acme", id="nope").status == 404
     assert call(ctx, "integrations_runs", account="acme", id="nope").status == 404
-
-
-ID_OPERATIONS = [
-    ("integrations_show", None),
-    ("integrations_runs", None),
-    ("integrations_delete", None),
-    ("integrations_pause", None),
-    ("integrations_resume", None),
-    ("integrations_update", {"name": "x"}),
-    ("integrations_replay", {"start": 1795860000}),
-]
 
 
 @pytest.mark.parametrize(

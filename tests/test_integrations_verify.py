@@ -94,23 +94,13 @@ def test_account_key_connection_string_writes_and_deletes_the_test_file(ctx, cus
     assert blob_names(customer_container) == [], "the test file was deleted"
 
 
-def test_verify_accepts_an_integration_body_too(ctx, customer_container, azurite_connection):
-    answer = call(
-        ctx,
-        "integrations_verify",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+def test_verify_accepts_an_integration_body_too(ctx, customer_body):
+    answer = call(ctx, "integrations_verify", customer_body, account="acme")
     assert answer.status == 200 and answer.body["ok"] is True, answer.body
 
 
-def test_create_verifies_and_answers_with_the_verification(ctx, customer_container, azurite_connection):
-    created = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+def test_create_verifies_and_answers_with_the_verification(ctx, customer_body, customer_container):
+    created = call(ctx, "integrations_create", customer_body, account="acme")
     assert created.status == 201, created.body
     assert created.body["verification"]["ok"] is True
     assert created.body["verification"]["test_file"]["deleted"] is True

@@ -1,88 +1,78 @@
 """The scheduler's lease: one job per integration until the lease expires or the worker frees it
-(a follow-up holds it; a pause during a run releases it at once)."""
+(a follow-up holds it; a pause during a run releases it at once). The destination plays no part in
+leases: Azure only (`azure_kit`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
 
+from exporter.clock import iso
 from exporter.context import Context
 from exporter.jobs import schedule, worker
 from exporter.local.host import drain
-from tests.export_helpers import (
-    ACCOUNT,
-    assert_exactly_once,
-    create,
-    deliver_one,
-    due_at,
-    populate,
-    queued_messages,
-)
+from tests.destination_helpers import behind
+from tests.export_helpers import ACCOUNT, assert_exactly_once, deliver_one, due_at, queued_messages
 from tests.helpers import call
 
 
-def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_job(
-    settings, clock, customer_container, azurite_connection
-):
+def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_job(settings, clock, azure_kit):
     ctx = Context.create(dataclasses.replace(settings, max_windows_per_run=2), clock)
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(5))
-    clock.set(due_at(5))
-    assert schedule(ctx)["queued"] == 1
+    iid = behind(ctx, clock, azure_kit, 5)
+    assert schedule(ctx).queued == 1
     assert deliver_one(ctx).follow_up is True
     assert len(queued_messages(ctx)) == 1, "the follow-up message"
     clock.advance(seconds=30)
     again = schedule(ctx)
-    assert (again["queued"], again["already_queued"], again["integrations"]) == (0, 1, [])
+    assert (again.queued, again.already_queued, again.integrations) == (0, 1, [])
     assert len(queued_messages(ctx)) == 1
     drain(ctx)
-    assert_exactly_once(ctx, customer_container, iid)
+    assert_exactly_once(ctx, azure_kit, iid)
 
 
 # ------------------------------------------------------------------ the scheduler does not flood
 
 
-def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(
-    ctx, settings, clock, customer_container, azurite_connection
-):
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(1))
-    clock.set(due_at(1))
-    assert schedule(ctx)["queued"] == 1
+def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(ctx, settings, clock, azure_kit):
+    iid = behind(ctx, clock, azure_kit, 1)
+    first = schedule(ctx)
+    assert first.to_json() == {
+        "queued": 1,
+        "already_queued": 0,
+        "windows_due": 1,
+        "integrations": [iid],
+        "now": iso(due_at(1)),
+    }, "the JSON form keeps every key"
     clock.advance(seconds=20)  # the same minute: the timer fired twice
     second = schedule(ctx)
-    assert (second["queued"], second["already_queued"]) == (0, 1)
+    assert (second.queued, second.already_queued) == (0, 1)
     assert len(queued_messages(ctx)) == 1
     lease = ctx.repo.get(ACCOUNT, iid).queued_until
     assert lease == due_at(1) + timedelta(seconds=settings.lease_seconds)
 
     clock.set(lease - timedelta(seconds=1))
-    assert schedule(ctx)["queued"] == 0, "not before the lease expires"
+    assert schedule(ctx).queued == 0, "not before the lease expires"
     clock.set(lease)  # no worker took it (say the instance died): queued again
-    assert schedule(ctx)["queued"] == 1
+    assert schedule(ctx).queued == 1
     assert len(queued_messages(ctx)) == 2
 
     results = []
     assert drain(ctx, on_result=results.append)["jobs"] == 2
     assert sorted(r.exported for r in results) == [0, 1]
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None
-    assert schedule(ctx)["queued"] == 0, "up to date: nothing to queue"
-    assert_exactly_once(ctx, customer_container, iid)
+    assert schedule(ctx).queued == 0, "up to date: nothing to queue"
+    assert_exactly_once(ctx, azure_kit, iid)
 
     clock.set(due_at(2))
-    assert schedule(ctx)["queued"] == 1, "the next window is queued once it is due"
+    assert schedule(ctx).queued == 1, "the next window is queued once it is due"
     drain(ctx)
-    contents = assert_exactly_once(ctx, customer_container, iid)
+    contents = assert_exactly_once(ctx, azure_kit, iid)
     assert len(contents) == 2 and contents[min(contents)] != contents[max(contents)]
 
 
-def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(
-    ctx, clock, customer_container, azurite_connection, monkeypatch
-):
-    iid = create(ctx, clock, azurite_connection, customer_container.container_name)
-    populate(ctx, clock, range(3))
-    clock.set(due_at(3))
-    assert schedule(ctx)["queued"] == 1
+def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(ctx, clock, azure_kit, monkeypatch):
+    iid = behind(ctx, clock, azure_kit, 3)
+    assert schedule(ctx).queued == 1
     real_advance = worker._advance
 
     def pause_then_advance(ctx_, integration, window):
@@ -95,6 +85,6 @@ def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None, "the lease is released, not left to expire"
     monkeypatch.setattr(worker, "_advance", real_advance)
     call(ctx, "integrations_resume", account=ACCOUNT, id=iid)
-    assert schedule(ctx)["queued"] == 1, "queued again on the next minute, not after the lease"
+    assert schedule(ctx).queued == 1, "queued again on the next minute, not after the lease"
     drain(ctx)
-    assert_exactly_once(ctx, customer_container, iid)
+    assert_exactly_once(ctx, azure_kit, iid)

@@ -19,9 +19,8 @@ from exporter.destinations.azure_blob import parse_connection_string
 from exporter.integrations.model import Status, parse_destination
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
-from exporter.runs import EXPORTED, FAILED, POISONED
+from exporter.runs import RunRecord, RunStatus
 from tests.destination_helpers import integration_body as cloud_body
-from tests.destination_helpers import make_kit
 from tests.helpers import T0, call, integration_body
 
 WRONG_KEY = base64.b64encode(b"QQ-distinctive-wrong-key-for-the-secret-scan-QQ").decode()
@@ -72,39 +71,107 @@ def app_log_lines():
     app_logger.removeHandler(handler)
 
 
-def test_no_secret_anywhere_through_a_full_scenario(
-    ctx, clock, settings, customer_container, azurite_connection, caplog, monkeypatch, app_log_lines
-):
+def swap_secret(ctx, iid: str, secret: str) -> None:
+    """The stored destination secret replaced behind the API's back: the customer's key stopped working."""
+    stored = ctx.repo.get("acme", iid)
+    sealed = ctx.integrations.secrets.seal(secret)
+    ctx.repo.replace(stored.with_changes(destination=dataclasses.replace(stored.destination, sealed_secret=sealed)))
+
+
+class Witness:
+    """Every place a secret could land during a scenario: the API's answers, queue messages as sent, log
+    records as the handlers see them (and the app's own, raw), table entities, queued messages, run records."""
+
+    def __init__(self, ctx, settings, caplog, app_log_lines, monkeypatch):
+        self.ctx, self.settings, self.caplog, self.app_log_lines = ctx, settings, caplog, app_log_lines
+        self.answers: list[str] = []
+        self.sent: list[str] = []
+        real_send = QueueClient.send_message
+
+        def recording_send(queue, content, *args, **kwargs):
+            self.sent.append(str(content))
+            return real_send(queue, content, *args, **kwargs)
+
+        monkeypatch.setattr(QueueClient, "send_message", recording_send)
+
+    def api(self, op, body=None, expect=None, **params) -> dict:
+        """Call an operation, keep its answer, and check its status."""
+        answer = call(self.ctx, op, body, **params)
+        self.answers.append(json.dumps(answer.body))
+        if expect is not None:
+            assert answer.status == expect, (op, answer.body)
+        return answer.body
+
+    def haystacks(self, runs: list[RunRecord]) -> dict[str, list[str]]:
+        """Each place, as the texts found there; every place holds something."""
+        records, storage = self.caplog.records, self.ctx.storage
+        formatter, plain = logs.JsonFormatter(), logging.Formatter()
+        tables = [t.name for t in storage.table_service.list_tables() if t.name.startswith(self.settings.table_prefix)]
+        assert len(tables) >= 6
+        entities = [
+            json.dumps({**dict(entity), "_meta": entity.metadata}, default=str)
+            for table in tables
+            for entity in storage.table_service.get_table_client(table).list_entities()
+        ]
+        queued = [
+            m.content
+            for name in (self.settings.queue_name, self.settings.poison_queue_name)
+            for m in storage.queue(name).peek_messages(max_messages=32)
+        ]
+        haystacks = {
+            "answers": self.answers,
+            "sent queue messages": self.sent,
+            "log messages": [r.getMessage() for r in records],
+            "json log lines": [formatter.format(r) for r in records],
+            "log exceptions": [plain.formatException(r.exc_info) for r in records if r.exc_info],
+            "app log records, unredacted": self.app_log_lines,
+            "table entities": entities,
+            "queued messages": queued,
+            "run records": [json.dumps(dataclasses.asdict(r)) for r in runs],
+        }
+        assert records and self.sent and queued and entities and self.app_log_lines
+        return haystacks
+
+    def assert_nowhere(self, secrets: dict[str, str], runs: list[RunRecord], also: dict | None = None) -> None:
+        """No secret (named for the message) in any place, nor in the texts of `also` (place -> texts)."""
+        for where, texts in {**self.haystacks(runs), **(also or {})}.items():
+            for text in texts:
+                for what, secret in secrets.items():
+                    assert secret not in text, f"{what} found in {where}: {text[:300]}"
+
+    def fail_unexpectedly(self, monkeypatch, text: str) -> None:
+        """An unexpected failure whose text carries secrets: a 500, and the log line that says so."""
+        with monkeypatch.context() as patched:
+            patched.setattr(self.ctx.integrations, "list", lambda account: (_ for _ in ()).throw(RuntimeError(text)))
+            self.api("integrations_list", None, 500, account="acme")
+        assert any("unexpected failure" in r.getMessage() for r in self.caplog.records), "the 500 was logged"
+
+
+@pytest.fixture
+def witness(ctx, settings, caplog, app_log_lines, monkeypatch) -> Witness:
+    """Logs at DEBUG from the app and every SDK, redacted as in the Functions host, and queue sends recorded.
+
+    Request it after the fixtures that set up the customers' servers: what they log is the test's, not the app's."""
     caplog.set_level(logging.DEBUG)
-    for name in ("azure", "urllib3", "exporter"):
+    for name in ("azure", "urllib3", "exporter", "botocore", "boto3", "s3transfer", "google"):
         caplog.set_level(logging.DEBUG, logger=name)
     # As in the Functions host: the app's redacting filter on the handlers (here caplog's). Third-party
     # records (urllib3 logs each request URL, SAS signature included, at DEBUG) are checked as the
     # handlers see them; the app's own records are also checked raw, before redaction (app_log_lines).
     logs.install_redaction()
+    return Witness(ctx, settings, caplog, app_log_lines, monkeypatch)
+
+
+def test_no_secret_anywhere_through_a_full_scenario(
+    ctx, clock, settings, customer_container, azurite_connection, monkeypatch, witness
+):
+    api = witness.api
     name = customer_container.container_name
     wrong_conn = azurite_connection.replace(DEV_KEY, WRONG_KEY)
     url, sas = _sas_url(azurite_connection, name)
     sig = parse_qs(urlsplit(url).query)["sig"][0]
     sig_in_url = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
     expired_url = url.replace("se=2100", "se=2000")
-
-    answers: list[str] = []
-    sent: list[str] = []
-    real_send = QueueClient.send_message
-
-    def recording_send(self, content, *args, **kwargs):
-        sent.append(str(content))
-        return real_send(self, content, *args, **kwargs)
-
-    monkeypatch.setattr(QueueClient, "send_message", recording_send)
-
-    def api(op, body=None, expect=None, **params):
-        answer = call(ctx, op, body, **params)
-        answers.append(json.dumps(answer.body))
-        if expect is not None:
-            assert answer.status == expect, (op, answer.body)
-        return answer.body
 
     # Two integrations: an account-key connection string and a SAS URL (no delete permission).
     key_id = api(
@@ -162,29 +229,17 @@ def test_no_secret_anywhere_through_a_full_scenario(
     clock.set(T0 + timedelta(hours=3, minutes=2))
     assert tick(poison_ctx)["worker"]["poisoned"] == 2
     poisoned_runs = ctx.runs.list("acme", key_id) + ctx.runs.list("acme", sas_id)
-    assert POISONED in {r.status for r in poisoned_runs}
+    assert RunStatus.POISONED in {r.status for r in poisoned_runs}
     poisoned_queue = [m.content for m in ctx.storage.queue(settings.poison_queue_name).peek_messages(max_messages=32)]
     assert len(poisoned_queue) == 2
 
     # The customer's key stops working while exporting: the worker stops the integration.
-    stored = ctx.repo.get("acme", key_id)
-    ctx.repo.replace(
-        stored.with_changes(
-            destination=dataclasses.replace(stored.destination, sealed_secret=ctx.integrations.secrets.seal(wrong_conn))
-        )
-    )
+    swap_secret(ctx, key_id, wrong_conn)
     clock.set(T0 + timedelta(hours=4, minutes=2))
     tick(ctx)
 
     # An unexpected failure whose text carries secrets: the 500 answer and its log line must not.
-    monkeypatch.setattr(
-        ctx.integrations,
-        "list",
-        lambda account: (_ for _ in ()).throw(RuntimeError(f"boom {azurite_connection} {url} {wrong_conn}")),
-    )
-    api("integrations_list", None, 500, account="acme")
-    monkeypatch.undo()
-    monkeypatch.setattr(QueueClient, "send_message", recording_send)
+    witness.fail_unexpectedly(monkeypatch, f"boom {azurite_connection} {url} {wrong_conn}")
 
     for iid in (key_id, sas_id):
         api("integrations_show", None, 200, account="acme", id=iid)
@@ -196,33 +251,12 @@ def test_no_secret_anywhere_through_a_full_scenario(
     key_state = ctx.repo.get("acme", key_id)
     assert key_state.status == Status.CREDENTIAL_ERROR and "refused the credentials" in key_state.last_error
     runs = ctx.runs.list("acme", key_id) + ctx.runs.list("acme", sas_id)
-    assert {r.status for r in runs} >= {EXPORTED, FAILED}
+    assert {r.status for r in runs} >= {RunStatus.EXPORTED, RunStatus.FAILED}
     assert any(b.name.startswith("sas/") for b in customer_container.list_blobs())
 
-    # Gather every place a secret could land.
-    haystacks: dict[str, list[str]] = {"answers": answers, "sent queue messages": sent}
-    records = caplog.records
-    formatter, plain = logs.JsonFormatter(), logging.Formatter()
-    haystacks["log messages"] = [r.getMessage() for r in records]
-    haystacks["json log lines"] = [formatter.format(r) for r in records]
-    haystacks["log exceptions"] = [plain.formatException(r.exc_info) for r in records if r.exc_info]
-    haystacks["app log records, unredacted"] = app_log_lines
-    tables = [t.name for t in ctx.storage.table_service.list_tables() if t.name.startswith(settings.table_prefix)]
-    assert len(tables) >= 6
-    entities = []
-    for table in tables:
-        for entity in ctx.storage.table_service.get_table_client(table).list_entities():
-            entities.append(json.dumps({**dict(entity), "_meta": entity.metadata}, default=str))
-    haystacks["table entities"] = entities
-    queued = []
-    for queue_name in (settings.queue_name, settings.poison_queue_name):
-        queued += [m.content for m in ctx.storage.queue(queue_name).peek_messages(max_messages=32)]
-    haystacks["queued messages"] = queued + poisoned_queue
-    haystacks["run records"] = [json.dumps(dataclasses.asdict(r)) for r in runs + poisoned_runs]
-
-    assert records and sent and queued and entities and app_log_lines
-    assert any("integration stopped" in line for line in app_log_lines), "the worker's credential stop was logged"
-    assert any("unexpected failure" in m for m in haystacks["log messages"]), "the 500's log line was captured"
+    assert any("integration stopped" in line for line in witness.app_log_lines), (
+        "the worker's credential stop was logged"
+    )
     secrets = {
         "dev account key": DEV_KEY,
         "dev key (partial)": DEV_KEY[:16],
@@ -236,10 +270,7 @@ def test_no_secret_anywhere_through_a_full_scenario(
         "sig": sig,
         "sig as in the URL": sig_in_url,
     }
-    for where, texts in haystacks.items():
-        for text in texts:
-            for what, secret in secrets.items():
-                assert secret not in text, f"{what} found in {where}: {text[:300]}"
+    witness.assert_nowhere(secrets, runs + poisoned_runs, {"poisoned messages": poisoned_queue})
 
     # At rest the secret is sealed, not plaintext.
     integrations = [e for e in ctx.storage.table("integrations").list_entities() if e.get("kind") == "integration"]
@@ -257,32 +288,12 @@ def test_no_secret_anywhere_through_a_full_scenario(
 # ------------------------------------------------------------------ S3 and GCS (docs/invariants.md, I7, for the other two types)
 
 
-def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
-    ctx, clock, settings, request, tag, caplog, monkeypatch, app_log_lines
-):
+def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(ctx, clock, settings, s3, gcs, monkeypatch, witness):
     """The S3 secret access key and the GCS private key (and the access tokens it earns, and the raw key
     id) appear in no answer, log, table, queue message or run record: verify, create, refusals, exports,
     a poisoned job, a credential stop mid-export and an unexpected failure whose text holds them."""
-    s3, gcs = make_kit(request, "s3", tag), make_kit(request, "gcs", tag)
-    for name in ("azure", "urllib3", "exporter", "botocore", "boto3", "s3transfer", "google"):
-        caplog.set_level(logging.DEBUG, logger=name)
-    logs.install_redaction()
-    answers, sent = [], []
-    real_send = QueueClient.send_message
-
-    def recording_send(self, content, *args, **kwargs):
-        sent.append(str(content))
-        return real_send(self, content, *args, **kwargs)
-
-    monkeypatch.setattr(QueueClient, "send_message", recording_send)
-
-    def api(op, body=None, expect=None, **params):
-        answer = call(ctx, op, body, **params)
-        answers.append(json.dumps(answer.body))
-        if expect is not None:
-            assert answer.status == expect, (op, answer.body)
-        return answer.body
-
+    # s3 and gcs are made before the witness listens: the test's own IAM calls are not the app's.
+    api = witness.api
     ids = {}
     for kit in (s3, gcs):
         api("integrations_verify", kit.body(), 200, account="acme")
@@ -307,30 +318,16 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
     poison_ctx = Context.create(dataclasses.replace(settings, max_dequeue_count=0), clock)
     clock.set(T0 + timedelta(hours=3, minutes=2))
     assert tick(poison_ctx)["worker"]["poisoned"] == 2
-    poisoned = [r for iid in ids.values() for r in ctx.runs.list("acme", iid) if r.status == POISONED]
+    poisoned = [r for iid in ids.values() for r in ctx.runs.list("acme", iid) if r.status == RunStatus.POISONED]
     assert len(poisoned) == 2
 
     # The credentials stop working while exporting: the worker stops both integrations.
     for kit in (s3, gcs):
-        refused = parse_destination(kit.refused_body(), partial=False).complete().secret
-        stored = ctx.repo.get("acme", ids[kit.kind])
-        ctx.repo.replace(
-            stored.with_changes(
-                destination=dataclasses.replace(
-                    stored.destination, sealed_secret=ctx.integrations.secrets.seal(refused)
-                )
-            )
-        )
+        swap_secret(ctx, ids[kit.kind], parse_destination(kit.refused_body(), partial=False).complete().secret)
     clock.set(T0 + timedelta(hours=4, minutes=2))
     tick(ctx)
 
-    monkeypatch.setattr(
-        ctx.integrations,
-        "list",
-        lambda account: (_ for _ in ()).throw(RuntimeError(f"boom {json.dumps(s3.body())} {gcs.body()!r}")),
-    )
-    api("integrations_list", None, 500, account="acme")
-    monkeypatch.undo()
+    witness.fail_unexpectedly(monkeypatch, f"boom {json.dumps(s3.body())} {gcs.body()!r}")
     for iid in ids.values():
         api("integrations_show", None, 200, account="acme", id=iid)
         api("integrations_runs", None, 200, account="acme", id=iid)
@@ -339,38 +336,17 @@ def test_no_s3_or_gcs_secret_anywhere_through_a_full_scenario(
     runs = [r for iid in ids.values() for r in ctx.runs.list("acme", iid)] + poisoned
     for iid in ids.values():
         assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR
-    assert {r.status for r in runs} >= {EXPORTED, FAILED, POISONED}
+    assert {r.status for r in runs} >= {RunStatus.EXPORTED, RunStatus.FAILED, RunStatus.POISONED}
     assert s3.names() and gcs.names()
 
-    haystacks: dict[str, list[str]] = {"answers": answers, "sent queue messages": sent}
-    formatter, plain = logs.JsonFormatter(), logging.Formatter()
-    haystacks["log messages"] = [r.getMessage() for r in caplog.records]
-    haystacks["json log lines"] = [formatter.format(r) for r in caplog.records]
-    haystacks["log exceptions"] = [plain.formatException(r.exc_info) for r in caplog.records if r.exc_info]
-    haystacks["app log records, unredacted"] = app_log_lines
-    entities = []
-    for table in [t.name for t in ctx.storage.table_service.list_tables() if t.name.startswith(settings.table_prefix)]:
-        for entity in ctx.storage.table_service.get_table_client(table).list_entities():
-            entities.append(json.dumps({**dict(entity), "_meta": entity.metadata}, default=str))
-    haystacks["table entities"] = entities
-    haystacks["queued messages"] = [
-        m.content
-        for q in (settings.queue_name, settings.poison_queue_name)
-        for m in ctx.storage.queue(q).peek_messages(max_messages=32)
-    ]
-    haystacks["run records"] = [json.dumps(dataclasses.asdict(r)) for r in runs]
-    assert sent and entities and app_log_lines
-    assert any("botocore" in r.name for r in caplog.records) and any(
-        r.name.startswith("google") or "urllib3" in r.name for r in caplog.records
+    assert any("botocore" in r.name for r in witness.caplog.records) and any(
+        r.name.startswith("google") or "urllib3" in r.name for r in witness.caplog.records
     )
 
     secrets = {**s3.secrets(), **gcs.secrets(), "access key id": s3.key["access_key_id"]}
     secrets.update({f"access token {i}": token for i, token in enumerate(gcs.tokens.granted)})
     assert gcs.tokens.granted, "the GCS exports ran the OAuth flow"
-    for where, texts in haystacks.items():
-        for text in texts:
-            for what, secret in secrets.items():
-                assert secret not in text, f"{what} found in {where}: {text[:300]}"
+    witness.assert_nowhere(secrets, runs)
     for entity in [e for e in ctx.storage.table("integrations").list_entities() if e.get("kind") == "integration"]:
         opened = ctx.integrations.secrets.open(entity["secret"])
         assert "secret_access_key" in opened or "private_key" in opened, "sealed, and opens to the credentials"

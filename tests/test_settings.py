@@ -8,6 +8,7 @@ import pytest
 from exporter.errors import ConfigurationError
 from exporter.settings import DEFAULT_CONNECTION, Settings
 from exporter.storage import Storage
+from tests.helpers import TUNING_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY = {
@@ -45,19 +46,7 @@ def test_the_apps_own_storage_may_be_the_emulators_shorthand():
 
 def test_the_sample_lists_every_setting_the_app_reads():
     values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    read = {
-        "AzureWebJobsStorage",
-        "EXPORT_SECRET_KEY",
-        "EXPORT_SETTLE_SECONDS",
-        "EXPORT_QUEUE_NAME",
-        "EXPORT_TABLE_PREFIX",
-        "UCD_CONTAINER",
-        "UCD_COMMIT_TIMEOUT_SECONDS",
-        "EXPORT_MAX_WINDOWS_PER_RUN",
-        "EXPORT_MAX_SECONDS_PER_RUN",
-        "EXPORT_LEASE_SECONDS",
-        "EXPORT_MAX_DEQUEUE_COUNT",
-    }
+    read = {"AzureWebJobsStorage", "EXPORT_SECRET_KEY", *TUNING_SETTINGS}
     assert read <= set(values)
     sample = Settings.from_env({k: v for k, v in values.items() if k != "EXPORT_SECRET_KEY"})
     assert sample.settle_seconds == 120 and sample.queue_name == "export-jobs"

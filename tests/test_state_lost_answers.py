@@ -27,13 +27,8 @@ def proxied(settings, clock, table_proxy, azurite_connection) -> Context:
 
 
 @pytest.fixture
-def integration(ctx, customer_container, azurite_connection) -> dict:
-    answer = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    )
+def integration(ctx, customer_body) -> dict:
+    answer = call(ctx, "integrations_create", customer_body, account="acme")
     assert answer.status == 201, answer.body
     return answer.body
 
@@ -45,7 +40,7 @@ def test_a_lease_whose_answer_is_lost_still_queues_the_job(ctx, clock, proxied, 
     scheduled = schedule(proxied)
 
     assert table_proxy.injected["reset_after"] == 1
-    assert scheduled["queued"] == 1, "the lease landed: the job must be sent, not left for the lease to expire"
+    assert scheduled.queued == 1, "the lease landed: the job must be sent, not left for the lease to expire"
     assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) == 1
 
 
@@ -109,7 +104,7 @@ def test_a_job_message_whose_answer_is_lost_is_sent_again(ctx, clock, settings, 
         scheduled = schedule(app)
 
         assert queue_proxy.injected["reset_before"] == 1
-        assert scheduled["queued"] == 1
+        assert scheduled.queued == 1
         assert len(list(ctx.storage.queue().peek_messages(max_messages=32))) >= 1
     finally:
         queue_proxy.stop()

@@ -30,7 +30,7 @@ from exporter.errors import CredentialError
 from exporter.integrations.model import Status, parse_destination
 from exporter.local.host import tick
 from tests.destination_helpers import integration_body as cloud_integration_body
-from tests.helpers import T0, call, integration_body
+from tests.helpers import T0, call
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_METRICS = {
@@ -296,15 +296,10 @@ def test_a_provider_set_after_import_receives_every_signal():
     assert got["spans"] == [["export.window", "UNSET"], ["export.window", "ERROR"]]
 
 
-def test_an_exported_window_emits_its_span_and_metrics(otel, ctx, clock, customer_container, azurite_connection):
+def test_an_exported_window_emits_its_span_and_metrics(otel, ctx, customer_body, clock):
     """End to end: a tick that exports two windows reports them through the export code's calls."""
     reader, spans = otel
-    iid = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    ).body["id"]
+    iid = call(ctx, "integrations_create", customer_body, account="acme").body["id"]
     clock.advance(minutes=5)
     call(
         ctx,
@@ -348,15 +343,10 @@ def test_a_lag_not_refreshed_for_five_minutes_is_no_longer_reported(otel, iid, m
 
 
 def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(
-    otel, ctx, clock, customer_container, azurite_connection, monkeypatch
+    otel, ctx, customer_body, clock, monkeypatch
 ):
     reader, spans = otel
-    iid = call(
-        ctx,
-        "integrations_create",
-        integration_body(azurite_connection, customer_container.container_name),
-        account="acme",
-    ).body["id"]
+    iid = call(ctx, "integrations_create", customer_body, account="acme").body["id"]
     monkeypatch.setattr(ctx.ucd, "read_window", lambda *a, **k: {}["no such column"])
     clock.set(T0 + timedelta(hours=1, minutes=5))
     assert tick(ctx)["worker"]["failed_deliveries"] >= 1

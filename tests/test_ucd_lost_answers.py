@@ -127,36 +127,26 @@ def test_a_conflicting_claim_transaction_whose_answer_is_lost_is_still_judged(ct
     assert_exactly_once(ctx, three)
 
 
-def test_a_claim_transaction_whose_answer_is_lost_keeps_every_event(ctx, clock, proxied, table_proxy):
-    """The whole claim transaction lands, its answer is lost: every event is still ours."""
-    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch", times=1))
-
-    result = proxied().upsert(parse_upsert("acme", body(5)))
-
-    assert table_proxy.injected["reset_after"] == 1
-    assert (result.stored_events, result.duplicate_events) == (5, 0)
-    assert_exactly_once(ctx, body(5))
+LOST_ANSWERS = [
+    # The whole claim transaction lands, its answer is lost: every event is still ours.
+    pytest.param("POST", r"\$batch", 5, id="claim transaction"),
+    pytest.param("POST", rf"^/[^/]+/[^/]*{UCD_SEGMENTS_TABLE}(\?|$)", 3, id="intent"),
+    # The stamp PUT is retried by the SDK and meets its own write (412): not a take-over by another request.
+    pytest.param("PUT", rf"{UCD_SEGMENTS_TABLE}\(", 3, id="stamp"),
+]
 
 
-def test_an_intent_whose_answer_is_lost_is_still_ours(ctx, clock, proxied, table_proxy):
-    table_proxy.add(Rule("reset_after", method="POST", path=rf"^/[^/]+/[^/]*{UCD_SEGMENTS_TABLE}(\?|$)", times=1))
+@pytest.mark.parametrize("method, path, events", LOST_ANSWERS)
+def test_a_write_whose_answer_is_lost_is_still_ours_and_commits_at_once(
+    ctx, clock, proxied, table_proxy, method, path, events
+):
+    table_proxy.add(Rule("reset_after", method=method, path=path, times=1))
 
-    result = proxied().upsert(parse_upsert("acme", body()))
-
-    assert table_proxy.injected["reset_after"] == 1
-    assert result.stored_events == 3
-    assert_exactly_once(ctx, body())
-
-
-def test_a_stamp_whose_answer_is_lost_commits_at_once(ctx, clock, proxied, table_proxy):
-    """The stamp PUT is retried by the SDK and meets its own write (412): not a take-over by another request."""
-    table_proxy.add(Rule("reset_after", method="PUT", path=rf"{UCD_SEGMENTS_TABLE}\(", times=1))
-
-    result = proxied().upsert(parse_upsert("acme", body()))
+    result = proxied().upsert(parse_upsert("acme", body(events)))
 
     assert table_proxy.injected["reset_after"] == 1
-    assert result.stored_events == 3
-    assert_exactly_once(ctx, body())
+    assert (result.stored_events, result.duplicate_events) == (events, 0)
+    assert_exactly_once(ctx, body(events))
 
 
 def test_a_request_that_failed_on_a_transient_fault_succeeds_on_its_next_attempt(ctx, clock, proxied):

@@ -117,6 +117,11 @@ def test_catalog_lists_event_names_params_and_attributes_per_account(ctx):
     assert response.body == {
         "account": "acme",
         "events": {"a/b#c?": ["x"], "purchase": ["currency", "price", "sku"], "view": []},
+        "param_types": {
+            "a/b#c?": {"x": "integer"},
+            "purchase": {"currency": "string", "price": "integer", "sku": "string"},
+            "view": {},
+        },
         "attributes": ["email", "plan"],
     }
     assert call(ctx, "ucd_catalog", account="globex").body["events"] == {"other_account_event": ["y"]}
@@ -157,6 +162,12 @@ def test_a_store_extends_the_catalog_only_with_names_and_keys_it_has_not_seen_th
     assert ctx.ucd.catalog("acme") == {
         "account": "acme",
         "events": {"purchase": ["currency", "price"], "view": []},
+        "param_types": {"purchase": {"currency": "string", "price": "integer"}, "view": {}},
         "attributes": ["email", "plan"],
     }
     assert ctx.ucd.catalog("globex")["events"] == {"purchase": ["price"]}
+    upsert(ctx, [{"user_id": "u5", "events": [ev(price=2.5)]}])
+    assert extended == ["acme"] * 4 + ["globex", "acme"], "a wider kind of a known key extends it again"
+    upsert(ctx, [{"user_id": "u6", "events": [ev(price=7)]}])
+    assert len(extended) == 6, "a kind already seen here does not"
+    assert ctx.ucd.catalog("acme")["param_types"]["purchase"] == {"currency": "string", "price": "number"}

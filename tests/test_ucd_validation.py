@@ -319,7 +319,7 @@ def assert_nothing_stored(ctx, account="acme"):
         assert list(ctx.storage.table(table).list_entities()) == [], f"{table} is not empty"
     assert list(ctx.storage.ucd_container().list_blobs()) == []
     assert ctx.ucd.profile(account, "u1") is None and ctx.ucd.profile(account, "u2") is None
-    assert ctx.ucd.catalog(account) == {"account": account, "events": {}, "attributes": []}
+    assert ctx.ucd.catalog(account) == {"account": account, "events": {}, "param_types": {}, "attributes": []}
 
 
 def assert_refused(response, field):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -12,6 +13,20 @@ from .plan import ColumnPlan
 # Strings are always quoted by Arrow's writer; nulls are bare empty cells, so null and "" stay distinct.
 WRITE_OPTIONS = pacsv.WriteOptions(include_header=True, eol="\r\n")
 BLOCK_BYTES = 8 * 1024 * 1024
+
+
+class Sink(Protocol):
+    """Where an encoder writes: a write-only file (a BlockSink, or a filter such as gzip in front of one)."""
+
+    closed: bool
+
+    def write(self, data) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self) -> None:
+        """No more bytes: hand on what is buffered."""
+        ...
 
 
 class BlockSink:
@@ -57,7 +72,7 @@ class BlockSink:
             self._emit(block)
 
 
-def write_csv(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, sink: BlockSink) -> int:
+def write_csv(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, sink: Sink) -> int:
     """Write the header and every batch through the plan; return the row count."""
     rows = 0
     writer = pacsv.CSVWriter(sink, plan.schema, write_options=WRITE_OPTIONS)

@@ -9,11 +9,15 @@ from __future__ import annotations
 from ..windows import Window
 
 EXPORT_TYPE = "events"
+MANIFEST_SUFFIX = ".manifest.json"
 
 
-def file_name(account: str, integration_id: str, window: Window) -> str:
-    """`{account}_{events}_{integration_id}_{start_unix}_{end_unix}.csv`: the same window, the same name."""
-    return f"{account}_{EXPORT_TYPE}_{integration_id}_{window.start_unix}_{window.end_unix}.csv"
+def file_name(account: str, integration_id: str, window: Window, extension: str = "csv") -> str:
+    """`{account}_{events}_{integration_id}_{start_unix}_{end_unix}.{extension}`: the same window, the same name.
+
+    The extension is the file's format (`csv`, `csv.gz`, `parquet`, `jsonl.gz`); the rest is the product page's name.
+    """
+    return f"{account}_{EXPORT_TYPE}_{integration_id}_{window.start_unix}_{window.end_unix}.{extension}"
 
 
 def join_prefix(prefix: str, name: str) -> str:
@@ -22,6 +26,11 @@ def join_prefix(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def window_path(prefix: str, account: str, integration_id: str, window: Window) -> str:
+def window_path(prefix: str, account: str, integration_id: str, window: Window, extension: str = "csv") -> str:
     """The path of a window's file under the destination's prefix."""
-    return join_prefix(prefix, file_name(account, integration_id, window))
+    return join_prefix(prefix, file_name(account, integration_id, window, extension))
+
+
+def manifest_path(file_path: str) -> str:
+    """`{file name}.manifest.json`, beside the file it describes."""
+    return file_path + MANIFEST_SUFFIX

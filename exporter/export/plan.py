@@ -21,17 +21,42 @@ class EventSelection:
 
 @dataclass(frozen=True)
 class Selection:
-    """What a file holds: the selected events, each with its parameters, and the user attributes."""
+    """What a file holds: the selected events, each with its parameters, and the user attributes; and how
+    it is written: its format (exporter.export.formats), whether a manifest follows it, and the numeric
+    parameters' types, fixed from the catalog when a typed file's window begins (None: not fixed yet).
+
+    The worker stores it on the run record before the first byte, so a begun window, its retries and a
+    replay keep it (docs/architecture.md, "The export file").
+    """
 
     events: tuple[EventSelection, ...]
     attributes: tuple[str, ...] = ()
+    format: str = "csv"
+    manifest: bool = False
+    param_types: tuple[tuple[str, str], ...] | None = None  # (column, "integer" or "number"); others are strings
 
     def to_json(self) -> dict[str, Any]:
-        return {"events": events_json(self.events), "attributes": list(self.attributes)}
+        data: dict[str, Any] = {
+            "events": events_json(self.events),
+            "attributes": list(self.attributes),
+            "format": self.format,
+            "manifest": self.manifest,
+        }
+        if self.param_types is not None:
+            data["param_types"] = dict(self.param_types)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Selection:
-        return cls(events_from_json(data["events"]), tuple(data["attributes"]))
+        """A stored selection; one stored before formats existed is a CSV without a manifest."""
+        types = data.get("param_types")
+        return cls(
+            events_from_json(data["events"]),
+            tuple(data["attributes"]),
+            data.get("format", "csv"),
+            bool(data.get("manifest", False)),
+            None if types is None else tuple(sorted(types.items())),
+        )
 
 
 def events_json(events: Sequence[EventSelection]) -> list[dict[str, Any]]:

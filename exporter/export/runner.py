@@ -1,4 +1,7 @@
-"""Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files)."""
+"""Export one window into a destination, as staged blocks and one commit (docs/invariants.md: atomic, deterministic files).
+
+The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ from dataclasses import dataclass
 
 from ..ucd import UcdStore
 from ..windows import Window
-from .csv_writer import BLOCK_BYTES, BlockSink, write_csv
+from .csv_writer import BLOCK_BYTES, BlockSink
 from .destination import Destination
+from .formats import file_format, fix_types
+from .formats.types import column_types
+from .manifest import FileFacts, StreamDigest, write_manifest
 from .naming import window_path
 from .plan import Selection, column_plan
 
@@ -26,6 +32,7 @@ class WindowExport:
     rows: int
     bytes: int
     duration_s: float
+    sha256: str | None = None  # with a manifest: the file's SHA-256, from the stream
 
 
 class BlockUploader:
@@ -85,19 +92,30 @@ def export_window(
     block_bytes: int = BLOCK_BYTES,
     max_in_flight: int = MAX_IN_FLIGHT,
 ) -> WindowExport:
-    """Stream the window's rows into one CSV under its deterministic name; nothing is visible until commit."""
+    """Stream the window's rows into one file of the selection's format under its deterministic name;
+    nothing is visible until commit. With a manifest, the manifest follows the commit."""
     started = time.monotonic()
+    selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
+    encoder = file_format(selection.format)
     plan = column_plan(selection.events, selection.attributes)
-    path = window_path(destination.prefix, account, integration_id, window)
+    types = column_types(plan, dict(selection.param_types or ()))
+    path = window_path(destination.prefix, account, integration_id, window, encoder.extension)
     batches = ucd.read_window(
         account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
     )
     uploader = BlockUploader(destination, path, max_in_flight)
-    sink = BlockSink(uploader.stage, block_bytes)
+    digest = StreamDigest() if selection.manifest else None
+    sink = BlockSink(digest.passing(uploader.stage) if digest else uploader.stage, block_bytes)
     try:
-        rows = write_csv(batches, plan, sink)
+        rows = encoder.encode(batches, plan, types, sink)
         uploader.commit()
     except BaseException:
         uploader.abandon()
         raise
-    return WindowExport(path, rows, sink.bytes_written, time.monotonic() - started)
+    if digest is None:
+        return WindowExport(path, rows, sink.bytes_written, time.monotonic() - started)
+    facts = FileFacts(
+        account, integration_id, window, path, encoder.name, rows, sink.bytes_written, digest.hexdigest(), types
+    )
+    write_manifest(destination, facts)
+    return WindowExport(path, rows, sink.bytes_written, time.monotonic() - started, facts.sha256)

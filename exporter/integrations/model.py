@@ -14,6 +14,7 @@ from ..clock import iso, parse_instant
 from ..destinations import DESTINATION_KINDS, destination_kind
 from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
+from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
 from ..validation import check_fields, check_name, check_text
 from ..windows import FREQUENCIES_HOURS
@@ -34,7 +35,7 @@ class Status(StrEnum):
 
 
 SETTABLE_STATUSES = (Status.ACTIVE, Status.PAUSED)
-BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status"}
+BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status", "format", "manifest"}
 # Every destination body field of any type; which of them a body may give depends on its type.
 DESTINATION_FIELDS = {"type", "prefix"}.union(*(kind.parameter_fields for kind in DESTINATION_KINDS.values()))
 MAX_NAME = 200
@@ -70,6 +71,8 @@ class Integration:
     queued_until: datetime | None = None
     slot: int = 0
     etag: str | None = field(default=None, compare=False)
+    format: str = DEFAULT_FORMAT.value  # the window files' format (exporter.export.formats)
+    manifest: bool = False  # a `{file name}.manifest.json` after each file
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))  # a plain string from a caller becomes the enum
@@ -79,11 +82,21 @@ class Integration:
 
     @property
     def selection(self) -> Selection:
-        return Selection(self.events, self.attributes)
+        """What the next window's file holds and how it is written (a begun window keeps its run record's)."""
+        return Selection(self.events, self.attributes, self.format, self.manifest)
 
     def config(self) -> tuple:
         """What a customer edits, as opposed to the delivery state the worker moves."""
-        return (self.name, self.destination, self.events, self.attributes, self.frequency_hours, self.status)
+        return (
+            self.name,
+            self.destination,
+            self.events,
+            self.attributes,
+            self.frequency_hours,
+            self.status,
+            self.format,
+            self.manifest,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The API form: never the secret, only its masked form."""
@@ -101,6 +114,8 @@ class Integration:
             "events": events_json(self.events),
             "attributes": list(self.attributes),
             "frequency_hours": self.frequency_hours,
+            "format": self.format,
+            "manifest": self.manifest,
             "status": self.status.value,
             "activated_at": _iso(self.activated_at),
             "last_success_end": _iso(self.last_success_end),
@@ -123,6 +138,8 @@ class Integration:
             "events": json.dumps(events_json(self.events)),
             "attributes": json.dumps(list(self.attributes)),
             "frequency_hours": self.frequency_hours,
+            "format": self.format,
+            "manifest": self.manifest,
             "status": self.status.value,
             "activated_at": _iso(self.activated_at) or "",
             "last_success_end": _iso(self.last_success_end) or "",
@@ -157,6 +174,8 @@ class Integration:
             last_error=entity.get("last_error") or None,
             queued_until=_parse(entity.get("queued_until")),
             slot=int(entity.get("slot", 0)),
+            format=entity.get("format") or DEFAULT_FORMAT.value,  # stored before formats existed: CSV
+            manifest=bool(entity.get("manifest", False)),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
 
@@ -240,6 +259,8 @@ class IntegrationChanges:
     attributes: tuple[str, ...] | None = None
     frequency_hours: int | None = None
     status: Status | None = None
+    format: str | None = None
+    manifest: bool | None = None
 
 
 def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
@@ -279,7 +300,20 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         changes.status = Status(body["status"])
     elif not partial:
         changes.status = Status.ACTIVE
+    if "format" in body:
+        changes.format = check_format(body["format"])
+    if "manifest" in body:
+        if not isinstance(body["manifest"], bool):
+            raise InputError("must be true or false", field="manifest")
+        changes.manifest = body["manifest"]
     return changes
+
+
+def check_format(value: Any) -> str:
+    """One of the window file formats (exporter.export.formats.FORMAT_NAMES)."""
+    if not isinstance(value, str) or value not in FORMAT_NAMES:
+        raise InputError(f"must be one of {', '.join(repr(name) for name in FORMAT_NAMES)}", field="format")
+    return value
 
 
 def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:

@@ -11,7 +11,7 @@ from ..clock import from_unix
 from ..errors import InputError, NotFoundError
 from ..export.plan import Selection
 from ..export.runner import export_window
-from ..runs import EXPORTED
+from ..runs import RunStatus
 from ..windows import Window
 
 if TYPE_CHECKING:  # the context wires this package's service, so it is imported for types only
@@ -30,7 +30,7 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
         raise InputError("must be the window's start as Unix seconds (see `integrations runs`)", field="start")
     integration = ctx.repo.get(account, integration_id)
     record = ctx.runs.get(account, integration_id, start_unix)
-    if record is None or record.status != EXPORTED:
+    if record is None or record.status != RunStatus.EXPORTED:
         raise NotFoundError(
             f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start"
         )

@@ -13,6 +13,7 @@ from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
 from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, InputError, PreconditionFailed, StaleRecordError
+from ..export.formats import DEFAULT_FORMAT
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
@@ -95,6 +96,8 @@ class IntegrationService:
             attributes=attributes,
             frequency_hours=_given(changes.frequency_hours, "frequency_hours"),
             status=_given(changes.status, "status"),
+            format=changes.format or DEFAULT_FORMAT.value,
+            manifest=bool(changes.manifest),
             created_at=now,
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
@@ -196,6 +199,8 @@ class IntegrationService:
             events=events,
             attributes=attributes,
             frequency_hours=changes.frequency_hours or current.frequency_hours,
+            format=changes.format or current.format,  # like the frequency: from last_success_end on
+            manifest=current.manifest if changes.manifest is None else changes.manifest,
             status=status,
             last_error=last_error,
             activated_at=current.activated_at or (_whole_second(now) if status == Status.ACTIVE else None),

@@ -6,8 +6,8 @@ trigger's export of due windows; poison: a job that kept failing. Replay is an A
 """
 
 from .messages import ExportJob
-from .poison import record_poison
-from .scheduler import schedule
+from .poison import PoisonOutcome, record_poison
+from .scheduler import ScheduleOutcome, schedule
 from .worker import JobOutcome, process_job
 
-__all__ = ["ExportJob", "JobOutcome", "process_job", "record_poison", "schedule"]
+__all__ = ["ExportJob", "JobOutcome", "PoisonOutcome", "ScheduleOutcome", "process_job", "record_poison", "schedule"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from .. import telemetry
@@ -11,35 +12,37 @@ from ..clock import iso, to_unix
 from ..context import Context
 from ..errors import NotFoundError
 from ..export.naming import window_path
-from ..runs import POISONED, RunRecord
+from ..integrations.model import Integration
+from ..runs import RunRecord, RunStatus
 from ..windows import Window, next_start
 from .messages import ExportJob
 from .state import modify
 
 
-def record_poison(ctx: Context, body: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PoisonOutcome:
+    """What recording a poisoned job did: nothing for a message naming no integration."""
+
+    integration_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.integration_id is None:
+            return {"recorded": False}
+        return {"recorded": True, "integration_id": self.integration_id}
+
+
+def record_poison(ctx: Context, body: str) -> PoisonOutcome:
     """A job that kept failing: make it visible in the run history and free the integration for the scheduler."""
     try:
         job = ExportJob.from_message(body)
         integration = ctx.repo.get(job.account, job.integration_id)
     except (ValueError, KeyError, TypeError, NotFoundError):
-        return {"recorded": False}
+        return PoisonOutcome()
     telemetry.record_poison_message(integration.account, integration.id)
     start = next_start(integration.activated_at, integration.last_success_end) if integration.activated_at else None
     if start is not None:
         previous = ctx.runs.get(integration.account, integration.id, to_unix(start))
-        if previous is not None:  # the window as it began: its bounds, file and selection stay
-            record = dataclasses.replace(previous, status=POISONED)
-        else:
-            window = Window(start, start + timedelta(hours=integration.frequency_hours))
-            record = RunRecord(
-                integration.account,
-                integration.id,
-                window.start_unix,
-                window.end_unix,
-                window_path(integration.destination.prefix, integration.account, integration.id, window),
-                status=POISONED,
-            )
+        record = _poisoned_record(integration, start, previous)
         record.error = f"gave up after {ctx.settings.max_dequeue_count} deliveries: {_last_failure(previous)}"
         record.updated_at = iso(ctx.clock.now())
         ctx.runs.put(record)
@@ -49,7 +52,16 @@ def record_poison(ctx: Context, body: str) -> dict[str, Any]:
         queued_until=None,
         last_error="export job moved to the poison queue; it is retried on the next schedule",
     )
-    return {"recorded": True, "integration_id": integration.id}
+    return PoisonOutcome(integration.id)
+
+
+def _poisoned_record(integration: Integration, start: datetime, previous: RunRecord | None) -> RunRecord:
+    """The record of the window the job was stuck on: as it began if it began (its bounds, file and selection stay)."""
+    if previous is not None:
+        return dataclasses.replace(previous, status=RunStatus.POISONED)
+    window = Window(start, start + timedelta(hours=integration.frequency_hours))
+    path = window_path(integration.destination.prefix, integration.account, integration.id, window, integration.format)
+    return RunRecord.of_window(integration.account, integration.id, window, path, status=RunStatus.POISONED)
 
 
 def _last_failure(previous: RunRecord | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,28 @@ from ..windows import backlog, export_lag_seconds, is_due
 from .messages import ExportJob
 
 
-def schedule(ctx: Context) -> dict[str, Any]:
+@dataclass
+class ScheduleOutcome:
+    """What one scheduler run did: the integrations it queued, those still under a lease, the windows due."""
+
+    now: datetime
+    integrations: list[str] = field(default_factory=list)  # queued by this run, in order
+    already_queued: int = 0
+    windows_due: int = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self.integrations)
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {"queued": self.queued, "already_queued": self.already_queued, "windows_due": self.windows_due}
+        return {**counts, "integrations": self.integrations, "now": iso(self.now)}
+
+
+def schedule(ctx: Context) -> ScheduleOutcome:
     """Queue one job per active integration with a due window that is not already queued or running."""
     now = ctx.clock.now()
-    queued, busy, windows_due = [], 0, 0
+    outcome = ScheduleOutcome(now)
     queue = ctx.storage.queue()
     for integration in ctx.repo.all_unpaused():
         anchor = integration.activated_at
@@ -33,23 +52,17 @@ def schedule(ctx: Context) -> dict[str, Any]:
         ):
             continue
         if integration.queued_until and integration.queued_until > now:
-            busy += 1
+            outcome.already_queued += 1
             continue
         lease = now + timedelta(seconds=ctx.settings.lease_seconds)
         if not _take_lease(ctx, integration, lease):
             continue  # changed under us: the next minute sees it again
         queue.send_message(ExportJob(integration.account, integration.id).to_message())
-        queued.append(integration.id)
-        windows_due += backlog(
+        outcome.integrations.append(integration.id)
+        outcome.windows_due += backlog(
             anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds
         )
-    return {
-        "queued": len(queued),
-        "already_queued": busy,
-        "windows_due": windows_due,
-        "integrations": queued,
-        "now": iso(now),
-    }
+    return outcome
 
 
 def _take_lease(ctx: Context, integration: Integration, lease: datetime) -> bool:

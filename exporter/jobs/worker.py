@@ -34,12 +34,13 @@ from ..errors import (
     TransientError,
 )
 from ..export.destination import Destination
+from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.runner import export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
-from ..runs import EXPORTED, EXPORTING, FAILED, RETRYING, RunRecord
+from ..runs import RunRecord, RunStatus
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
 from .state import conditionally, modify
@@ -164,7 +165,8 @@ def _export_one(
     dequeue_count: int,
 ) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised."""
-    selection = selection or integration.selection
+    # A typed file's parameter types are fixed here, from the catalog, and kept on the run record with the rest.
+    selection = fix_types(selection or integration.selection, lambda: ctx.ucd.catalog(integration.account))
     record = _run_record(ctx, integration, window, selection)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {
@@ -188,7 +190,7 @@ def _export_one(
             raise error from raw
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
-    record.status, record.rows, record.bytes = EXPORTED, result.rows, result.bytes
+    record.status, record.rows, record.bytes = RunStatus.EXPORTED, result.rows, result.bytes
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)
@@ -216,8 +218,8 @@ def _run_record(ctx: Context, integration: Integration, window: Window, selectio
         integration.id,
         window.start_unix,
         window.end_unix,
-        window_path(integration.destination.prefix, integration.account, integration.id, window),
-        status=EXPORTING,
+        window_path(integration.destination.prefix, integration.account, integration.id, window, selection.format),
+        status=RunStatus.EXPORTING,
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
@@ -250,7 +252,7 @@ def _record_failure(
 ) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
     transient = isinstance(error, TransientError)
-    record.status = RETRYING if transient else FAILED
+    record.status = RunStatus.RETRYING if transient else RunStatus.FAILED
     record.error = failure_text(error)
     ctx.runs.put(record)
     extra = {**context, "error": record.error}

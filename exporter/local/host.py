@@ -76,9 +76,9 @@ def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str
     if progress is None:
         worked = drain(ctx)
     else:
-        with progress(scheduled["windows_due"]) as bar:
+        with progress(scheduled.windows_due) as bar:
             worked = drain(ctx, on_result=lambda result: bar.advance(result.exported))
-    return {"scheduler": scheduled, "worker": worked}
+    return {"scheduler": scheduled.to_json(), "worker": worked}
 
 
 def json_request(method: str, url: str, route_params: dict[str, str], body: Any = None) -> Any:

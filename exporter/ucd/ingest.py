@@ -241,13 +241,15 @@ class Ingest:
 
     def _extend_catalog(self, account: str, users: list[UserDraft]) -> None:
         """Extend the catalog (`Profiles.extend_catalog`), unless this process has seen it hold already
-        every event name, parameter key and attribute key of these users."""
+        every event name, parameter key (with its kind) and attribute key of these users."""
         entries: dict[tuple[str, str], set[str]] = defaultdict(set)
         entries[("attributes", "")] = set()  # written even when empty
         for user in users:
             entries[("attributes", "")].update(user.attributes)
             for e in user.events:
                 entries[("event", e.event_name)].update(e.params)
+                # A parameter's kind may widen the entry too (integer → number → string): known pairs only.
+                entries[("kind", e.event_name)].update(f"{key}\x00{kind}" for key, kind in e.kinds.items())
         with self._catalog_lock:
             seen = self._catalog_seen.get(account, {})
             if all(entry in seen and keys <= seen[entry] for entry, keys in entries.items()):

@@ -21,7 +21,7 @@ from ..storage import UCD_CATALOG_TABLE, UCD_PROFILES_TABLE, Storage
 from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
 from .tables import WORKERS, get_or_none
-from .values import render
+from .values import STRING, join_kinds, render
 
 MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
 
@@ -153,41 +153,78 @@ class Profiles:
 
     def extend_catalog(self, account: str, users: list[UserDraft]) -> None:
         params: dict[str, set[str]] = defaultdict(set)
+        kinds: dict[str, dict[str, str]] = defaultdict(dict)
         attribute_keys: set[str] = set()
         for user in users:
             attribute_keys.update(user.attributes)
             for e in user.events:
                 params[e.event_name].update(e.params)
-        wanted = {f"event~{table_key(name)}": (name, keys) for name, keys in params.items()}
-        wanted["attributes"] = ("", attribute_keys)
-        for row_key, (name, keys) in wanted.items():
-            self._extend_catalog_entry(account, row_key, name, keys)
+                seen = kinds[e.event_name]
+                for key, kind in e.kinds.items():
+                    seen[key] = join_kinds(seen.get(key), kind) or kind
+        wanted: dict[str, tuple[str, set[str], dict[str, str] | None]] = {
+            f"event~{table_key(name)}": (name, keys, kinds[name]) for name, keys in params.items()
+        }
+        wanted["attributes"] = ("", attribute_keys, None)
+        for row_key, (name, keys, param_kinds) in wanted.items():
+            self._extend_catalog_entry(account, row_key, name, keys, param_kinds)
 
-    def _extend_catalog_entry(self, account: str, row_key: str, name: str, keys: set[str]) -> None:
+    def _extend_catalog_entry(
+        self, account: str, row_key: str, name: str, keys: set[str], kinds: dict[str, str] | None
+    ) -> None:
+        """Add keys (and, for an event, widen its parameters' kinds): the entry only ever grows."""
+
         def extend(current):
             known = set(json.loads(current["keys"])) if current else set()
-            if current is not None and keys <= known:
+            stored = _stored_kinds(current, known)
+            merged = stored
+            if kinds is not None:
+                widened = {k: join_kinds(stored.get(k), kinds.get(k)) for k in known | keys}
+                merged = {k: kind for k, kind in sorted(widened.items()) if kind is not None}
+            if current is not None and keys <= known and merged == stored:
                 return None, None
-            return {
+            entity = {
                 "PartitionKey": account,
                 "RowKey": row_key,
                 "name": name,
                 "keys": json.dumps(sorted(known | keys)),
-            }, None
+            }
+            if kinds is not None:
+                entity["types"] = json.dumps(merged)
+            return entity, None
 
         _read_modify_write(self.catalog_table, account, row_key, extend, "the catalog")
 
     def catalog(self, account: str) -> dict[str, Any]:
-        """Event names with their parameter keys, and attribute keys, seen for an account."""
+        """Event names with their parameter keys, the parameters' kinds, and attribute keys, seen for an account."""
         check_account(account)
         events: dict[str, list[str]] = {}
+        kinds: dict[str, dict[str, str]] = {}
         attributes: list[str] = []
         for entity in self.catalog_table.query_entities("PartitionKey eq @pk", parameters={"pk": account}):
             if entity["RowKey"] == "attributes":
                 attributes = json.loads(entity["keys"])
             else:
                 events[entity["name"]] = json.loads(entity["keys"])
-        return {"account": account, "events": dict(sorted(events.items())), "attributes": attributes}
+                kinds[entity["name"]] = _stored_kinds(entity, set(events[entity["name"]]))
+        return {
+            "account": account,
+            "events": dict(sorted(events.items())),
+            "param_types": dict(sorted(kinds.items())),
+            "attributes": attributes,
+        }
+
+
+def _stored_kinds(entity: Any, known: set[str]) -> dict[str, str]:
+    """An event entry's parameter kinds; an entry written before kinds were kept may hold anything: string.
+
+    A key seen only with null values has no kind yet.
+    """
+    if entity is None:
+        return {}
+    if "types" not in entity:
+        return {key: STRING for key in sorted(known)}
+    return json.loads(entity["types"])
 
 
 _UNREAD = object()

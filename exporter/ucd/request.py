@@ -10,7 +10,7 @@ from typing import Any
 from ..clock import parse_instant
 from ..errors import InputError
 from ..validation import check_account, check_fields, check_name, check_text
-from .values import event_id, render
+from .values import event_id, render, value_kind
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_USERS = 10_000
@@ -30,6 +30,7 @@ class EventDraft:
     event_name: str
     timestamp: str  # ISO 8601 UTC with milliseconds
     params: dict[str, str | None]
+    kinds: dict[str, str] = field(default_factory=dict)  # each non-null parameter's kind, for the catalog
 
 
 @dataclass
@@ -132,4 +133,5 @@ def _parse_event(account: str, user_id: str, event: Any, where: str) -> EventDra
         event_name=name,
         timestamp=ts_text,
         params={k: render(v) for k, v in params.items()},
+        kinds={k: value_kind(v) for k, v in params.items() if v is not None},
     )

@@ -20,6 +20,32 @@ def render(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
+# What the catalog records of a parameter's values (the export's typed formats read it): every value an
+# int64 integer, every value a finite number, or anything else (text, booleans, nested values, huge ints).
+INTEGER = "integer"
+NUMBER = "number"
+STRING = "string"
+INT64 = range(-(2**63), 2**63)
+
+
+def value_kind(value: Any) -> str:
+    """A JSON value's kind for the catalog: integer (fits int64), number, or string for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return STRING
+    if isinstance(value, int):
+        return INTEGER if value in INT64 else STRING  # exact: a double would round a huge integer
+    return NUMBER  # finite: the request parser refuses NaN and infinities
+
+
+def join_kinds(a: str | None, b: str | None) -> str | None:
+    """The kind that holds the values of both (None: no value seen yet); only ever widens."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    return NUMBER if {a, b} == {INTEGER, NUMBER} else STRING
+
+
 def event_id(account: str, user_id: str, event_name: str, timestamp_ms: int, params: dict[str, Any]) -> str:
     """The stored event's stable identity: a hash of (account, user, name, event time, parameters)."""
     canonical = json.dumps(

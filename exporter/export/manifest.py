@@ -1,0 +1,99 @@
+"""A window's manifest, `{file name}.manifest.json`: written after the file commits, so a consumer that
+sees it knows the file is complete, and can check it (rows, bytes, SHA-256) without counting rows.
+
+It is a pure function of the file's facts (`FileFacts`), which come from the stream that wrote the
+file: whoever streamed the bytes (one invocation today; a resumed or split export later) supplies
+them. Nothing in it depends on when it was written, so a replay writes the same manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import iso
+from ..windows import Window
+from .destination import Destination
+from .formats.types import ColumnTypes
+from .naming import manifest_path
+
+log = logging.getLogger(__name__)
+
+
+class StreamDigest:
+    """The SHA-256 of a file computed from its bytes as they stream past, block by block, to the uploader."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def passing(self, emit: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """`emit`, with every block hashed (in order) on its way."""
+
+        def through(block: bytes) -> None:
+            self._hash.update(block)
+            emit(block)
+
+        return through
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a manifest says about one committed window file."""
+
+    account: str
+    integration_id: str
+    window: Window
+    path: str
+    format: str
+    rows: int
+    bytes: int
+    sha256: str
+    columns: ColumnTypes
+
+
+def manifest_json(facts: FileFacts) -> dict[str, Any]:
+    """The manifest's content, in a fixed key order."""
+    return {
+        "file": facts.path.rsplit("/", 1)[-1],
+        "path": facts.path,
+        "account": facts.account,
+        "integration_id": facts.integration_id,
+        "window": {
+            "start": facts.window.start_unix,
+            "end": facts.window.end_unix,
+            "start_iso": iso(facts.window.start),
+            "end_iso": iso(facts.window.end),
+        },
+        "format": facts.format,
+        "rows": facts.rows,
+        "bytes": facts.bytes,
+        "sha256": facts.sha256,
+        "columns": facts.columns.to_json(),
+    }
+
+
+def manifest_bytes(facts: FileFacts) -> bytes:
+    """UTF-8 JSON, indented for people, ending in a newline; the same facts give the same bytes."""
+    return (json.dumps(manifest_json(facts), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_manifest(destination: Destination, facts: FileFacts) -> str:
+    """Write the manifest beside the committed file (one staged block, one commit); return its path."""
+    path = manifest_path(facts.path)
+    try:
+        destination.stage_block(path, 0, manifest_bytes(facts))
+        destination.commit_blocks(path, 1)
+    except BaseException:
+        try:
+            destination.abandon_blocks(path)
+        except Exception:  # noqa: BLE001 - best effort: the failure that got us here is the one to raise
+            log.warning("could not abandon the staged manifest %s", path)
+        raise
+    return path
