@@ -52,7 +52,7 @@ def report(tmp_path_factory) -> dict:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,  # two simulated days take ~1-2 min; a loaded CI machine gets room
     )
     assert out.exists(), f"no report (exit {done.returncode}):\n{done.stderr[-3000:]}"
     answer = json.loads(out.read_text())
