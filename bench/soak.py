@@ -1,12 +1,13 @@
 """`python -m bench.soak`: a chaos soak of ingest and export on a simulated clock (see bench/README.md).
 
 The real scheduler and workers run through the function app's own handlers, in worker processes that
-are SIGKILLed at random points, against real storage (two Azurites: ours and the customers') behind
-fault proxies that break about 1 % of the calls. Customers upsert all the time (duplicates, late
-events, anonymous and deleted users, bursts); the platform retries every refused upsert until it is
-acknowledged. Integrations are paused and resumed, re-timed, deleted and recreated; a customer's key
-is revoked for hours and then restored. At the end the faults stop, the clock runs on until every
-integration is up to date, and the delivered files are checked against the soak's own ledger.
+are SIGKILLed at random points, against real storage (our Azurite; the customers' Azurite, moto for
+S3 and a GCS emulator) behind fault proxies that break about 1 % of the calls. Customers upsert all
+the time (duplicates, late events, anonymous and deleted users, bursts); the platform retries every
+refused upsert until it is acknowledged. Integrations (on Azure Blob, S3 and GCS) are paused and
+resumed, re-timed, deleted and recreated; a key of each destination type is revoked for hours and
+then restored. At the end the faults stop, the clock runs on until every integration is up to
+date, and the files of each destination, read alone, are checked against the soak's own ledger.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 from .soak_check import Verdict, check, entry_times, summary
 from .soak_customers import SITES, Customers
 from .soak_ledger import EventLedger
-from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, start_servers
-from .soak_sites import AzureBlobSite, Site
+from .soak_servers import EXPORT_COMMITS, INGEST_COMMITS, KillSwitch, Servers, compress_sdk_backoff, start_servers
+from .soak_sites import Site, open_site
 from .soak_traffic import AccountTraffic, DeleteUser, Traffic, Upsert
 from .soak_worker import KillPlan, Outcome, WorkerConfig, Workers
 
@@ -38,44 +39,33 @@ START = datetime(2026, 11, 28, 0, 0, 0, tzinfo=timezone.utc)
 KILL_KINDS = ("reset_before", "reset_after")
 
 
+# The tunable numbers: flag, type, default, what it is (the help adds the default).
+OPTIONS: tuple[tuple[str, type, float, str], ...] = (
+    ("--days", float, 30, "simulated days of traffic (at least 2)"),
+    ("--seed", int, 7, "seeds the traffic, the chaos and the proxies' faults"),
+    ("--step-minutes", int, 30, "simulated minutes between timer ticks"),
+    ("--rate", float, 0.01, "share of storage calls given a random fault"),
+    ("--tick-kills", float, 0.08, "share of ticks whose worker is SIGKILLed"),
+    ("--upsert-kills", float, 0.03, "share of upserts killed mid-request"),
+    ("--copies", float, 0.1, "share of job deliveries sent again as extra copies"),
+    ("--max-attempts", int, 10, "sends of one request before the platform gives up on it and reports it"),
+    ("--volume", float, 1.0, "scales the request rate of every account"),
+    (
+        "--commit-timeout",
+        int,
+        2,
+        "UCD_COMMIT_TIMEOUT_SECONDS for the soak (the store waits it out in real time after a failed put)",
+    ),
+    ("--backoff-factor", float, 0.02, "scales the storage SDKs' real-time retry back-off (0.02: 15 s becomes 0.3 s)"),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--days", type=float, default=30, help="simulated days of traffic (default 30, at least 2)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--step-minutes", type=int, default=30, help="simulated minutes between timer ticks (default 30)")
-    p.add_argument(
-        "--rate", type=float, default=0.01, help="share of storage calls given a random fault (default 0.01)"
-    )
-    p.add_argument(
-        "--tick-kills", type=float, default=0.08, help="share of ticks whose worker is SIGKILLed (default 0.08)"
-    )
-    p.add_argument(
-        "--upsert-kills", type=float, default=0.03, help="share of upserts killed mid-request (default 0.03)"
-    )
-    p.add_argument(
-        "--copies", type=float, default=0.1, help="share of job deliveries sent again as extra copies (default 0.1)"
-    )
-    p.add_argument(
-        "--max-attempts",
-        type=int,
-        default=10,
-        help="sends of one request before the platform gives up on it and reports it (default 10)",
-    )
-    p.add_argument("--volume", type=float, default=1.0, help="scales the request rate of every account (default 1)")
-    p.add_argument(
-        "--commit-timeout",
-        type=int,
-        default=2,
-        help="UCD_COMMIT_TIMEOUT_SECONDS for the soak (default 2: the store waits it out in real time after a failed put)",
-    )
-    p.add_argument(
-        "--backoff-factor",
-        type=float,
-        default=0.02,
-        help="scales the storage SDKs' real-time retry back-off (default 0.02: 15 s becomes 0.3 s)",
-    )
+    for flag, kind, default, text in OPTIONS:
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default {default:g})")
     p.add_argument("--out", default=None, help="JSON report path (default bench-results/soak-<seed>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -133,10 +123,7 @@ class Soak:
         )
         self.workers = Workers(config, servers, self.switch, out_dir / f"soak-{args.seed}-workers.log")
         self.sites: dict[str, Site] = {
-            name: AzureBlobSite(
-                name, container, servers.customers_faulty, servers.customers_direct, servers.proxies["destination"]
-            )
-            for name, container in SITES.items()
+            name: open_site(name, kind, container, servers) for name, (kind, container) in SITES.items()
         }
         self.customers = Customers(self.handlers, servers, self.sites, self.clock, self._failure)
         self.traffic = Traffic(
@@ -150,7 +137,6 @@ class Soak:
                     users=150,
                     requests_per_hour=0.7 * args.volume,
                     bursts_per_day=0.3 * args.volume,
-                    burst_users=100,
                     deletes_per_day=1.0,
                 ),
             ],
@@ -180,6 +166,7 @@ class Soak:
                 "at_commit": 0,
                 "timed": 0,
                 "unplanned": 0,
+                "after_answer": 0,
                 "by_proxy": {},
             },
             "wall_seconds_by_call": {},
@@ -254,13 +241,8 @@ class Soak:
         refused = self.stats["upserts"]["refused"]
         why = "killed" if status is None else ("cold start" if "startup_error" in outcome.answer else str(status))
         refused[why] = refused.get(why, 0) + 1
-        if status is not None and 400 <= status < 500:
-            self._failure(f"upsert refused with {status}: {outcome.answer.get('body')}")
-            return
-        if attempt + 1 >= self.args.max_attempts:
-            self._abandon(f"upsert of {len(ids)} events to {account}", first, outcome)
-            return
-        self._retry(attempt, lambda now: self._upsert(account, body, attempt + 1, first))
+        again = lambda: self._upsert(account, body, attempt + 1, first)  # noqa: E731
+        self._refused(f"upsert of {len(ids)} events to {account}", outcome, attempt, first, again)
 
     def _delete_user(self, account: str, user_id: str, attempt: int, first: datetime | None = None) -> None:
         first = first or self.clock.now()
@@ -271,18 +253,20 @@ class Soak:
         status = (outcome.answer or {}).get("status")
         if status in (200, 404):  # 404: that user never reached the store
             return
-        if status is not None and 400 <= status < 500:
-            self._failure(f"delete of {user_id} refused with {status}: {outcome.answer.get('body')}")
-            return
-        if attempt + 1 >= self.args.max_attempts:
-            self._abandon(f"delete of {account}/{user_id}", first, outcome)
-            return
-        self._retry(attempt, lambda now: self._delete_user(account, user_id, attempt + 1, first))
+        again = lambda: self._delete_user(account, user_id, attempt + 1, first)  # noqa: E731
+        self._refused(f"delete of {account}/{user_id}", outcome, attempt, first, again)
 
-    def _retry(self, attempt: int, run: Callable[[datetime], None]) -> None:
-        """The platform's retry: later, longer after each refusal (past a dead request's claim budget)."""
-        delay = min(61 * 2**attempt, 1800) + self.chaos.uniform(0, 60)
-        self._schedule(self.clock.now() + timedelta(seconds=delay), run, "retry")
+    def _refused(self, what: str, outcome: Outcome, attempt: int, first: datetime, again: Callable[[], None]) -> None:
+        """A refused request: a 4xx fails the soak; anything else is sent again later, up to --max-attempts."""
+        status = (outcome.answer or {}).get("status")
+        if status is not None and 400 <= status < 500:
+            self._failure(f"{what} refused with {status}: {outcome.answer.get('body')}")
+        elif attempt + 1 >= self.args.max_attempts:
+            self._abandon(what, first, outcome)
+        else:
+            # The platform's retry: later, longer after each refusal (past a dead request's claim budget).
+            delay = min(61 * 2**attempt, 1800) + self.chaos.uniform(0, 60)
+            self._schedule(self.clock.now() + timedelta(seconds=delay), lambda now: again(), "retry")
 
     def _abandon(self, what: str, first: datetime, outcome: Outcome) -> None:
         """A request the platform could not get acknowledged: a liveness failure of the app, reported."""
@@ -332,8 +316,7 @@ class Soak:
         kind = self.chaos.choice(KILL_KINDS)
         roll = self.chaos.random()
         if roll < 0.25:  # at the commit: the customer's block list (export) or the segment put (ingest)
-            method, path = ("PUT", r"comp=blocklist") if op == "tick" else ("PUT", r"\.arrow")
-            return KillPlan(at_request=1, kind=kind, method=method, path=path)
+            return KillPlan(at_request=1, kind=kind, points=EXPORT_COMMITS if op == "tick" else INGEST_COMMITS)
         if op == "tick" and roll < 0.45:
             return KillPlan(after_seconds=self.chaos.uniform(0, seconds), kind=kind)
         return KillPlan(at_request=self.chaos.randint(1, max(1, int(requests))), kind=kind)
@@ -350,7 +333,7 @@ class Soak:
                 self._failure(f"a worker died without being killed during {op} at {command['now']} ({outcome.killed})")
             else:
                 kills["tick" if op == "tick" else "upsert"] += 1
-                how = "timed" if outcome.killed == "timer" else ("at_commit" if plan.path else "at_request")
+                how = "timed" if outcome.killed == "timer" else ("at_commit" if plan.points else "at_request")
                 kills[how] = kills.get(how, 0) + 1
                 self.kill_log.append(
                     {
@@ -364,6 +347,8 @@ class Soak:
                 if outcome.killed and outcome.killed.startswith("request:"):
                     proxy = outcome.killed.split(":", 1)[1]
                     kills["by_proxy"][proxy] = kills["by_proxy"].get(proxy, 0) + 1
+        elif outcome.killed_after_answer:
+            kills["after_answer"] += 1  # the command completed; that worker was replaced
         elif op in self.estimates:
             requests, seconds = self.estimates[op]
             self.estimates[op] = (0.8 * requests + 0.2 * outcome.requests, 0.8 * seconds + 0.2 * outcome.seconds)
@@ -438,6 +423,7 @@ class Soak:
             "rows_exported": verdict.rows_exported,
             "windows": verdict.windows_expected,
             "files": verdict.files,
+            "files_by_kind": dict(verdict.files_by_kind),
             "faults_injected": self._faults(),
             "storage_requests": {n: p.requests for n, p in self.servers.proxies.items()},
             "kills": self.stats["kills"],
@@ -451,6 +437,7 @@ class Soak:
             "ticks": self.stats["ticks"],
             "jobs": self.stats["jobs"],
             "credential_errors_seen": self.customers.credential_errors_seen,
+            "stopped_by_revocation": self.customers.stopped_by_revocation,
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
             "integrations": [
                 {

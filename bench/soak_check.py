@@ -40,6 +40,7 @@ class Verdict:
     rows_exported: int = 0
     windows_expected: int = 0
     files: int = 0
+    files_by_kind: Counter[str] = field(default_factory=Counter)  # destination type -> files read
     missing_windows: int = 0
     extra_files: int = 0
     bad_files: int = 0
@@ -139,6 +140,7 @@ def _read_site(
     verdict.uncommitted_blobs += len(site.uncommitted())
     for found in site.files():
         verdict.files += 1
+        verdict.files_by_kind[site.kind] += 1
         match = FILE_RE.fullmatch(found.path.rsplit("/", 1)[-1])
         record = by_id.get(match["id"]) if match else None
         if record is None or record.site != site.name:

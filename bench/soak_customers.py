@@ -9,31 +9,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .soak_ledger import FrequencyChange, IntegrationRecord
-from .soak_servers import Servers, json_request
+from exporter.local.host import json_request
+
+from .soak_ledger import FrequencyChange, IntegrationRecord, IntegrationSpec
+from .soak_servers import Servers
 from .soak_sites import Site
 
 
-@dataclass(frozen=True)
-class IntegrationSpec:
-    label: str
-    account: str
-    site: str
-    prefix: str
-    events: tuple[tuple[str, tuple[str, ...]], ...]
-    attributes: tuple[str, ...]
-    frequency: int
-    create_hour: float  # hours after the start; negative: that share of the run (-0.1: a tenth of the way in)
-
-    def body(self, site: Site) -> dict[str, Any]:
-        return {
-            "name": self.label,
-            "destination": site.destination(self.prefix),
-            "events": [{"name": n, "params": list(p)} for n, p in self.events],
-            "attributes": list(self.attributes),
-            "frequency_hours": self.frequency,
-            "status": "active",
-        }
+def integration_body(spec: IntegrationSpec, site: Site) -> dict[str, Any]:
+    """The body that creates the integration `spec` describes."""
+    return {
+        "name": spec.label,
+        "destination": site.destination(spec.prefix),
+        "events": [{"name": n, "params": list(p)} for n, p in spec.events],
+        "attributes": list(spec.attributes),
+        "frequency_hours": spec.frequency,
+        "status": "active",
+    }
 
 
 INTEGRATIONS = (
@@ -47,11 +39,11 @@ INTEGRATIONS = (
         1,
         0.12,
     ),
-    IntegrationSpec("a-two", "acme", "acme", "", (("page_view", ("url",)),), (), 2, 0.55),
+    IntegrationSpec("a-two", "acme", "acme-s3", "", (("page_view", ("url",)),), (), 2, 0.55),
     IntegrationSpec(
         "a-four",
         "acme",
-        "acme",
+        "acme-s3",
         "feeds/four",
         (
             ("search", ("query", "filters")),
@@ -75,7 +67,7 @@ INTEGRATIONS = (
     ),
     IntegrationSpec("a-twelve", "acme", "acme", "twelve/", (("login", ()), ("search", ("results",))), (), 12, 5.1),
     IntegrationSpec(
-        "g-daily", "globex", "globex", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9
+        "g-daily", "globex", "globex-gcs", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9
     ),
     IntegrationSpec(
         "g-hourly",
@@ -91,7 +83,15 @@ INTEGRATIONS = (
 RECREATED = IntegrationSpec(
     "a-twelve-2", "acme", "acme", "twelve/", (("login", ("method",)), ("search", ("query",))), ("plan",), 24, 0
 )
-SITES = {"acme": "acme-exports", "acme-six": "acme-six-drop", "globex": "globex-drop"}
+# Each customer destination: its type and container or bucket. Seven integrations: two on Azure Blob
+# (one deleted and recreated), three on S3, two on GCS; one destination of each type is revoked.
+SITES = {
+    "acme": ("azure_blob", "acme-exports"),
+    "acme-s3": ("s3", "acme-s3-exports"),
+    "acme-six": ("gcs", "acme-six-drop"),
+    "globex": ("s3", "globex-drop"),
+    "globex-gcs": ("gcs", "globex-daily"),
+}
 
 Schedule = Callable[[datetime, Callable[[datetime], None], str], None]
 
@@ -121,6 +121,7 @@ class Customers:
     records: dict[str, IntegrationRecord] = field(default_factory=dict)  # label -> record
     calls: list[dict[str, Any]] = field(default_factory=list)
     credential_errors_seen: int = 0
+    stopped_by_revocation: dict[str, list[str]] = field(default_factory=dict)  # destination type -> labels
 
     def plan(self, start: datetime, days: float, schedule: Schedule) -> None:
         """The month's scenario; times are shares of the run, so a short run has every step too."""
@@ -129,16 +130,20 @@ class Customers:
             at = spec.create_hour if spec.create_hour >= 0 else -spec.create_hour * hours
             schedule(start + timedelta(hours=at), lambda now, spec=spec: self.create(spec), f"create {spec.label}")
         h = lambda share, plus=0.0: start + timedelta(hours=share * hours + plus)  # noqa: E731
+        schedule(h(0.15), lambda now: self.sites["acme"].revoke(), "revoke acme (Azure)")
+        schedule(h(0.15, 1), lambda now: self.update_refused("a-hourly"), "update a-hourly with the revoked key")
+        schedule(h(0.15, 4), lambda now: self.restore("acme"), "restore acme")
         schedule(h(0.25), lambda now: self.pause_or_resume("a-four", "pause"), "pause a-four")
         schedule(h(0.25, 7), lambda now: self.pause_or_resume("a-four", "resume"), "resume a-four")
         schedule(h(0.35), lambda now: self.frequency("a-two", 6), "a-two every 6 h")
-        schedule(h(0.45), lambda now: self.sites["acme-six"].revoke(), "revoke acme-six")
+        schedule(h(0.45), lambda now: self.sites["acme-six"].revoke(), "revoke acme-six (GCS)")
         schedule(h(0.45, 1), lambda now: self.update_refused("a-six"), "update a-six with the revoked key")
         schedule(h(0.45, 9), lambda now: self.restore("acme-six"), "restore acme-six")
         schedule(h(0.6), lambda now: self.delete("a-twelve"), "delete a-twelve")
         schedule(h(0.6, 0.5), lambda now: self.create(RECREATED), "recreate a-twelve")
         schedule(h(0.7), lambda now: self.frequency("a-hourly", 2), "a-hourly every 2 h")
-        schedule(h(0.8), lambda now: self.sites["globex"].revoke(), "revoke globex")
+        schedule(h(0.8), lambda now: self.sites["globex"].revoke(), "revoke globex (S3)")
+        schedule(h(0.8, 1), lambda now: self.update_refused("g-hourly"), "update g-hourly with the revoked key")
         schedule(h(0.8, 5), lambda now: self.restore("globex"), "restore globex")
 
     @property
@@ -172,22 +177,14 @@ class Customers:
             "POST",
             f"/api/accounts/{spec.account}/integrations",
             {"account": spec.account},
-            spec.body(self.sites[spec.site]),
+            integration_body(spec, self.sites[spec.site]),
         )
         if status != 201:
             self.fail(f"create {spec.label}: {status} {answer}")
             return
         activated = _instant(answer["activated_at"])
         self.records[spec.label] = IntegrationRecord(
-            answer["id"],
-            spec.label,
-            spec.account,
-            spec.site,
-            spec.prefix,
-            spec.events,
-            spec.attributes,
-            activated,
-            [FrequencyChange(activated, spec.frequency)],
+            answer["id"], spec, activated, [FrequencyChange(activated, spec.frequency)]
         )
 
     def pause_or_resume(self, label: str, verb: str) -> None:
@@ -220,12 +217,13 @@ class Customers:
             return
         record.deleted_at = self.clock.now()
 
-    def _new_key(self) -> dict[str, Any]:
-        return {"destination": {"connection_string": self.servers.customers_faulty}}
+    def _new_key(self, record: IntegrationRecord) -> dict[str, Any]:
+        return {"destination": self.sites[record.site].credentials_update()}
 
     def update_refused(self, label: str) -> None:
         """While the key is revoked, an update with it must fail verification (I6: only verified credentials)."""
-        status, answer = self._on(self.records[label], "integration", "PATCH", body=self._new_key())
+        record = self.records[label]
+        status, answer = self._on(record, "integration", "PATCH", body=self._new_key(record))
         if status != 422:
             self.fail(f"update of {label} with a revoked key answered {status}, not 422: {answer}")
 
@@ -236,8 +234,10 @@ class Customers:
             if record.site != site:
                 continue
             _status, shown = self._on(record, "integration", "GET")
-            self.credential_errors_seen += shown.get("status") == "credential_error"
-            status, answer = self._on(record, "integration", "PATCH", body=self._new_key())
+            if shown.get("status") == "credential_error":
+                self.credential_errors_seen += 1
+                self.stopped_by_revocation.setdefault(self.sites[site].kind, []).append(record.label)
+            status, answer = self._on(record, "integration", "PATCH", body=self._new_key(record))
             if status != 200 or answer["status"] != "active":
                 self.fail(f"restoring {record.label}: {status} {answer}")
 

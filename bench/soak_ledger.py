@@ -52,34 +52,55 @@ class FrequencyChange:
     hours: int
 
 
-@dataclass
-class IntegrationRecord:
-    """One integration id as the customer configured it; a recreated integration is a new record."""
+@dataclass(frozen=True)
+class IntegrationSpec:
+    """An integration as the customer configures it: its selection, destination, frequency, creation time."""
 
-    id: str
     label: str
     account: str
     site: str
     prefix: str
     events: tuple[tuple[str, tuple[str, ...]], ...]
     attributes: tuple[str, ...]
+    frequency: int
+    create_hour: float  # hours after the start; negative: that share of the run (-0.1: a tenth of the way in)
+
+
+@dataclass
+class IntegrationRecord:
+    """One integration id as the API created it; a recreated integration is a new record."""
+
+    id: str
+    spec: IntegrationSpec
     activated_at: datetime
     frequencies: list[FrequencyChange]
     deleted_at: datetime | None = None
 
     @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def account(self) -> str:
+        return self.spec.account
+
+    @property
+    def site(self) -> str:
+        return self.spec.site
+
+    @property
     def selected(self) -> set[str]:
-        return {name for name, _params in self.events}
+        return {name for name, _params in self.spec.events}
 
     def header(self) -> list[str]:
         """DESIGN 4: the fixed columns, each selected parameter once (first selection order), attr_<key>."""
         params: list[str] = []
-        for _name, keys in self.events:
+        for _name, keys in self.spec.events:
             params += [k for k in keys if k not in params]
-        return ["event_id", "user_id", "event_name", "timestamp", *params, *(f"attr_{a}" for a in self.attributes)]
+        return ["event_id", "user_id", "event_name", "timestamp", *params, *(f"attr_{a}" for a in self.spec.attributes)]
 
     def params_of(self, event_name: str) -> set[str]:
-        return next((set(keys) for name, keys in self.events if name == event_name), set())
+        return next((set(keys) for name, keys in self.spec.events if name == event_name), set())
 
     def hours_at(self, start: datetime) -> int:
         """The frequency of the window starting at `start`: the latest change in force from there on."""
@@ -101,4 +122,5 @@ class IntegrationRecord:
 
     def file_path(self, start: datetime, end: datetime) -> str:
         name = f"{self.account}_events_{self.id}_{int(start.timestamp())}_{int(end.timestamp())}.csv"
-        return f"{self.prefix.rstrip('/')}/{name}" if self.prefix else name
+        prefix = self.spec.prefix
+        return f"{prefix.rstrip('/')}/{name}" if prefix else name

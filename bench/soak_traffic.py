@@ -34,17 +34,23 @@ class DeleteUser:
     user_id: str
 
 
+USERS_PER_REQUEST = 5  # at most, in an ordinary request
+
+
 @dataclass(frozen=True)
 class AccountTraffic:
-    """How busy an account is: requests per hour on average, users per request, bursts per day."""
+    """How busy an account is: requests per hour on average, bursts and user deletions per day."""
 
     account: str
     users: int
     requests_per_hour: float
-    users_per_request: int = 5
     bursts_per_day: float = 1.0
-    burst_users: int = 200
     deletes_per_day: float = 2.0
+
+    @property
+    def burst_users(self) -> int:
+        """Users in one burst: two thirds of the account's users, at most 200."""
+        return min(200, self.users * 2 // 3)
 
 
 def _iso(when: datetime) -> str:
@@ -87,7 +93,7 @@ class Traffic:
         roll = self.rng.random()
         if history and roll < 0.08:
             return Upsert(at, account.account, self.rng.choice(history[-100:]))  # a resent request
-        users = [self._user(account, at) for _ in range(self.rng.randint(1, account.users_per_request))]
+        users = [self._user(account, at) for _ in range(self.rng.randint(1, USERS_PER_REQUEST))]
         if history and roll < 0.15:
             users += self._old_events(history)  # some events sent before, sent again
         return self._remember(Upsert(at, account.account, {"users": users}))

@@ -20,12 +20,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .soak_servers import KillSwitch, Servers, compress_sdk_backoff, json_request, kill
+from exporter.local.host import json_request
+
+from .soak_servers import KillSwitch, Point, Servers, compress_sdk_backoff, kill
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "SOAK_WORKER"
@@ -176,73 +179,63 @@ class Drain:
             self.stats["queue_errors"] += 1
             return None if self.stats["queue_errors"] < 50 else []
 
-    def _maybe_copy(self, message) -> None:
-        """A duplicate of the job, delivered at once or a little later (after other jobs: reordered)."""
+    def _quietly(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """A queue call whose failure the host only logs: counted; the message's visibility decides the rest."""
         from azure.core.exceptions import AzureError
 
-        if self.rng.random() >= self.copy_rate:
-            return
         try:
-            self.queue.send_message(message.content, visibility_timeout=self.rng.choice([0, 0, 1, 3]))
-            self.stats["copies"] += 1
+            call(*args, **kwargs)
+            return True
         except AzureError:
             self.stats["queue_errors"] += 1
+            return False
+
+    def _maybe_copy(self, message) -> None:
+        """A duplicate of the job, delivered at once or a little later (after other jobs: reordered)."""
+        if self.rng.random() >= self.copy_rate:
+            return
+        delay = self.rng.choice([0, 0, 1, 3])
+        if self._quietly(self.queue.send_message, message.content, visibility_timeout=delay):
+            self.stats["copies"] += 1
 
     def _deliver(self, message) -> None:
-        from azure.core.exceptions import AzureError
-        from azure.functions.queue import QueueMessage
-
         if message.dequeue_count > self.ctx.settings.max_dequeue_count:
             self._to_poison(message)
             return
-        try:
-            self.child.handlers["export_worker"](
-                QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
-            )
-        except Exception as error:  # noqa: BLE001 - the host leaves the message for a later delivery
-            logging.warning("export job failed (delivery %d): %s", message.dequeue_count, type(error).__name__)
-            self.stats["failed"] += 1
-            try:
-                self.queue.update_message(message, visibility_timeout=self.child.config.retry_seconds)
-            except AzureError:
-                self.stats["queue_errors"] += 1
+        if not self._handle("export_worker", message):
+            logging.warning("export job failed (delivery %d)", message.dequeue_count)
+            self._quietly(self.queue.update_message, message, visibility_timeout=self.child.config.retry_seconds)
             return
         self.stats["jobs"] += 1
-        try:
-            self.queue.delete_message(message)
-        except AzureError:
-            self.stats["queue_errors"] += 1  # it comes back: one more duplicate delivery
+        self._quietly(self.queue.delete_message, message)  # if it fails, it comes back: one more duplicate
 
-    def _to_poison(self, message) -> None:
-        from azure.core.exceptions import AzureError
-
-        try:
-            self.poison.send_message(message.content)
-            self.queue.delete_message(message)
-        except AzureError:
-            self.stats["queue_errors"] += 1
-
-    def _drain_poison(self) -> None:
-        from azure.core.exceptions import AzureError
+    def _handle(self, handler: str, message) -> bool:
+        """The host's call of a queue handler: False if it raised (the host leaves the message)."""
         from azure.functions.queue import QueueMessage
 
+        try:
+            self.child.handlers[handler](
+                QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
+            )
+            return True
+        except Exception as error:  # noqa: BLE001 - the host logs it and leaves the message for later
+            logging.warning("%s raised %s", handler, type(error).__name__)
+            self.stats["failed"] += 1
+            return False
+
+    def _to_poison(self, message) -> None:
+        if self._quietly(self.poison.send_message, message.content):
+            self._quietly(self.queue.delete_message, message)
+
+    def _drain_poison(self) -> None:
         for _ in range(100):
             messages = self._receive(self.poison)
             if not messages:
                 return
             for message in messages:
-                try:
-                    self.child.handlers["export_poison"](
-                        QueueMessage(id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count)
-                    )
-                except Exception:  # noqa: BLE001 - comes back after its visibility timeout
-                    self.stats["failed"] += 1
-                    continue
-                self.stats["poisoned"] += 1
-                try:
-                    self.poison.delete_message(message)
-                except AzureError:
-                    self.stats["queue_errors"] += 1
+                if self._handle("export_poison", message):
+                    self.stats["poisoned"] += 1
+                    self._quietly(self.poison.delete_message, message)  # comes back after its visibility timeout
 
 
 # ------------------------------------------------------------------ the parent's side
@@ -255,14 +248,14 @@ class KillPlan:
     at_request: int | None = None
     after_seconds: float | None = None
     kind: str = "reset_before"  # the fatal request: lost before the server, or applied and its answer lost
-    method: str | None = None  # count only these requests (e.g. PUT ...comp=blocklist: die at the commit)
-    path: str = ""
+    points: tuple[Point, ...] = ()  # count only these requests (e.g. the commits: die at the commit)
 
 
 @dataclass
 class Outcome:
     answer: dict[str, Any] | None  # None: the process died (killed) before answering
-    killed: str | None = None  # "request:<proxy>", "timer", or None
+    killed: str | None = None  # "request:<proxy>", "timer", "died", or None
+    killed_after_answer: bool = False  # the planned kill landed after the answer (the command completed)
     seconds: float = 0.0
     requests: int = 0
 
@@ -357,13 +350,16 @@ class Workers:
             except queue_module.Empty:
                 self.hangs += 1
                 kill(child.process.pid)
-        fired = self.switch.disarm()
-        timed_out = timer is not None and timer.fired
-        if timer is not None:
-            timer.cancel()
+        fired = self.switch.disarm()  # from here on neither the switch nor the timer can kill
+        timed_out = timer is not None and timer.cancel()
         outcome = Outcome(answer, seconds=time.monotonic() - started, requests=self.servers.requests() - requests)
         if answer is None:
             outcome.killed = f"request:{fired}" if fired else ("timer" if timed_out else "died")
+        elif fired or timed_out:
+            # Killed just after it answered: the command is done, but this child must serve no other one
+            # (it may still look alive for a moment, and the next command would die with it unplanned).
+            outcome.killed_after_answer = True
+        if answer is None or fired or timed_out:
             self._buried(child)
         return outcome
 
@@ -371,7 +367,7 @@ class Workers:
         if plan is None:
             return None
         if plan.at_request is not None:
-            self.switch.arm(child.process.pid, plan.at_request, plan.kind, plan.method, plan.path)
+            self.switch.arm(child.process.pid, plan.at_request, plan.kind, plan.points)
             return None
         return _Timer(plan.after_seconds or 0.0, child.process.pid)
 
@@ -391,15 +387,26 @@ class Workers:
 
 
 class _Timer:
+    """Kills a process after a delay, unless cancelled first: `cancel` says for certain whether it fired."""
+
     def __init__(self, delay: float, pid: int):
         self.fired = False
+        self._cancelled = False
+        self._lock = threading.Lock()
         self._timer = threading.Timer(delay, self._fire, args=(pid,))
         self._timer.daemon = True
         self._timer.start()
 
     def _fire(self, pid: int) -> None:
-        self.fired = True
-        kill(pid)
+        with self._lock:
+            if self._cancelled:
+                return
+            self.fired = True
+            kill(pid)
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        """No kill after this; True if the kill was sent (perhaps after the command had answered)."""
+        with self._lock:
+            self._cancelled = True
         self._timer.cancel()
+        return self.fired

@@ -279,7 +279,8 @@ def assert_manifest(kit, log, integration_id, name, path, data, rows, start, end
     assert log["commits"].index(path) < log["commits"].index(path + ".manifest.json"), "the file commits first"
 
 
-def test_duckdb_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path):
+def parquet_beside_csv(ctx, clock, kit, tmp_path) -> tuple[str, list[dict[str, str | None]]]:
+    """One window delivered in every format: its Parquet file saved locally, and the CSV file's rows."""
     ids = create_one_per_format(ctx, clock, kit)
     populate_rich(ctx, clock, range(1))
     deliver(ctx, clock, 1)
@@ -287,6 +288,11 @@ def test_duckdb_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path
     [(_s, _e, csv_path)] = files_of(kit, ids["csv"], "csv")
     local = tmp_path / "window.parquet"
     local.write_bytes(kit.read(path))
+    return str(local), csv_rows(kit.read(csv_path))
+
+
+def test_duckdb_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path):
+    local, rows = parquet_beside_csv(ctx, clock, kit, tmp_path)
     con = duckdb.connect()
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{local}')").fetchall())
     assert (types["timestamp"], types["price"], types["amount"], types["note"]) == (
@@ -299,24 +305,17 @@ def test_duckdb_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path
     expected = [
         (r["event_id"], int(datetime.fromisoformat(r["timestamp"]).timestamp() * 1000))
         + tuple(typed(r[h], EXPECTED_TYPES[h]) for h in ("price", "amount", "note", "meta"))
-        for r in csv_rows(kit.read(csv_path))
+        for r in rows
     ]
     assert got == expected and len(got) == 14
 
 
 def test_pandas_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path):
-    ids = create_one_per_format(ctx, clock, kit)
-    populate_rich(ctx, clock, range(1))
-    deliver(ctx, clock, 1)
-    [(_s, _e, path)] = files_of(kit, ids["parquet"], "parquet")
-    [(_s, _e, csv_path)] = files_of(kit, ids["csv"], "csv")
-    local = tmp_path / "window.parquet"
-    local.write_bytes(kit.read(path))
+    local, rows = parquet_beside_csv(ctx, clock, kit, tmp_path)
     frame = pandas.read_parquet(local)
     assert str(frame["timestamp"].dtype).startswith("datetime64") and str(frame["timestamp"].dt.tz) == "UTC"
     # A nullable integer column comes back as float64 in plain pandas: numeric, as the catalog says.
     assert pandas.api.types.is_numeric_dtype(frame["price"]) and pandas.api.types.is_float_dtype(frame["amount"])
-    rows = csv_rows(kit.read(csv_path))
     assert list(frame["event_id"]) == [r["event_id"] for r in rows] and len(rows) == 14
     assert list(frame["amount"].astype(object).where(frame["amount"].notna(), None)) == [
         typed(r["amount"], EXPECTED_TYPES["amount"]) for r in rows

@@ -14,13 +14,13 @@ import re
 from collections import Counter
 from datetime import timedelta
 
-import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 from exporter import triggers
 from exporter.clock import iso
+from exporter.local.host import json_request
 from tests.app_functions import FUNCTIONS
 from tests.helpers import T0, integration_body
 
@@ -39,15 +39,7 @@ def app_ctx(ctx):
 
 
 def http(handler: str, method: str, url: str, route_params: dict, body=None) -> tuple[int, dict]:
-    request = func.HttpRequest(
-        method,
-        url,
-        body=b"" if body is None else json.dumps(body).encode(),
-        route_params=route_params,
-        params={},
-        headers={"Content-Type": "application/json"},
-    )
-    response = HANDLERS[handler](request)
+    response = HANDLERS[handler](json_request(method, url, route_params, body))
     return response.status_code, json.loads(response.get_body())
 
 

@@ -20,6 +20,7 @@ import pytest
 from exporter.clock import iso
 from exporter.context import Context
 from exporter.local.faultproxy import FaultProxy, Rule
+from exporter.ucd.segments import SUFFIX
 from tests.helpers import T0, call
 
 ACCOUNT = "acme"
@@ -69,7 +70,7 @@ def test_a_retry_of_an_interrupted_large_request_costs_table_calls_per_partition
     }
 
     # The first attempt claims every event, then cannot put its segment: it is refused (the worker might as well have died).
-    proxies["Blob"].add(Rule("reset_before", method="PUT", path=r"\.arrow", times=3))
+    proxies["Blob"].add(Rule("reset_before", method="PUT", path=re.escape(SUFFIX), times=3))
     first = call(ctx, "ucd_upsert", body, account=ACCOUNT)
     assert first.status == 503, first.body
 

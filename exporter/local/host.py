@@ -1,4 +1,5 @@
-"""A local stand-in for the Functions host's queue and timer behaviour (`tick`, `serve`).
+"""A local stand-in for the Functions host's queue and timer behaviour (`tick`, `serve`), and for the
+HTTP request it hands a handler (`json_request`: tests and the soak call function_app's handlers).
 
 It mirrors what the host does with host.json's queue settings: messages are received invisible,
 deleted on success, made visible again on failure, and moved to `<queue>-poison` once their
@@ -7,6 +8,7 @@ dequeue count passes maxDequeueCount.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -77,3 +79,17 @@ def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str
         with progress(scheduled.windows_due) as bar:
             worked = drain(ctx, on_result=lambda result: bar.advance(result.exported))
     return {"scheduler": scheduled.to_json(), "worker": worked}
+
+
+def json_request(method: str, url: str, route_params: dict[str, str], body: Any = None) -> Any:
+    """An HTTP request with a JSON body, as the Functions host hands it to a handler."""
+    import azure.functions as func  # imported here: the CLI's `tick` and `serve` need none of it
+
+    return func.HttpRequest(
+        method,
+        url,
+        body=b"" if body is None else json.dumps(body).encode(),
+        route_params=route_params,
+        params={},
+        headers={"Content-Type": "application/json"},
+    )
