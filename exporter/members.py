@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import builtins
 import re
-import threading
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from .clock import Clock, iso
 from .errors import InputError
-from .storage import Storage
+from .storage import MEMBERS_TABLE, Storage
 from .validation import check_account
 
-MEMBERS_TABLE = "members"
 MAX_USER = 256
 # A user is the name App Service Authentication gives (an e-mail or user principal name) or a
 # development sign-in name: printable, no spaces, none of the characters Table keys refuse.
 USER_RE = re.compile(r"^[^\s/\\#?\x00-\x1f\x7f]{1,256}$")
-
-_ensured: set[tuple[int, str]] = set()
-_ensured_lock = threading.Lock()
 
 
 def check_user(value: Any, field: str = "user") -> str:
@@ -46,14 +41,6 @@ class MemberRepo:
     def __init__(self, storage: Storage, clock: Clock):
         self.table: TableClient = storage.table(MEMBERS_TABLE)
         self.clock = clock
-        key = (id(storage), storage.settings.table(MEMBERS_TABLE))
-        with _ensured_lock:
-            if key not in _ensured:  # created here, on first use, like the tables Storage.ensure() creates
-                try:
-                    storage.table_service.create_table(key[1])
-                except ResourceExistsError:
-                    pass
-                _ensured.add(key)
 
     def add(self, account: str, user: str) -> dict[str, Any]:
         """Idempotent: adding a member twice keeps one membership."""

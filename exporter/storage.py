@@ -19,6 +19,8 @@ UCD_EVENTS_TABLE = "ucdevents"
 UCD_SEGMENTS_TABLE = "ucdsegments"
 UCD_PROFILES_TABLE = "ucdprofiles"
 UCD_CATALOG_TABLE = "ucdcatalog"
+MEMBERS_TABLE = "members"  # exporter/members.py
+DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -26,6 +28,8 @@ ALL_TABLES = (
     UCD_SEGMENTS_TABLE,
     UCD_PROFILES_TABLE,
     UCD_CATALOG_TABLE,
+    MEMBERS_TABLE,
+    DRAFTS_TABLE,
 )
 
 

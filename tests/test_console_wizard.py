@@ -10,11 +10,11 @@ from html import unescape
 
 import pytest
 
-from exporter.console.drafts import DRAFTS_TABLE
 from exporter.console.fields import fields_of
 from exporter.destinations import DESTINATION_KINDS
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
+from exporter.storage import DRAFTS_TABLE
 from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, Browser, sas_connection, wizard_path
 from tests.helpers import call
 

@@ -7,24 +7,19 @@ secret in clear and the browser never gets one back. A draft belongs to one user
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from ..clock import Clock, iso, parse_instant
-from ..storage import Storage
+from ..storage import DRAFTS_TABLE, Storage
 
-DRAFTS_TABLE = "consoledrafts"
 DRAFT_LIFETIME = timedelta(days=1)
 STEPS = ("authentication", "configure", "launch")
-
-_ensured: set[tuple[int, str]] = set()
-_lock = threading.Lock()
 
 
 @dataclass
@@ -63,14 +58,6 @@ class DraftRepo:
     def __init__(self, storage: Storage, clock: Clock):
         self.table = storage.table(DRAFTS_TABLE)
         self.clock = clock
-        key = (id(storage), storage.settings.table(DRAFTS_TABLE))
-        with _lock:
-            if key not in _ensured:
-                try:
-                    storage.table_service.create_table(key[1])
-                except ResourceExistsError:
-                    pass
-                _ensured.add(key)
 
     def new(self, account: str, user: str, kind: str, **values: Any) -> Draft:
         """A new draft; the account's expired drafts are removed on the way (nothing else removes them)."""
