@@ -36,6 +36,11 @@ class Settings:
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
 
+    @property
+    def staging_container(self) -> str:
+        """Where the parts of a split GCS window stage their bytes until the relay (exporter/export/staging.py)."""
+        return f"{self.ucd_container}-staging"
+
     def table(self, name: str) -> str:
         """Table names share an optional prefix so several deployments (or tests) can share an account."""
         return f"{self.table_prefix}{name}"

@@ -81,6 +81,9 @@ class Storage:
     def ucd_container(self) -> ContainerClient:
         return self.blobs.get_container_client(self.settings.ucd_container)
 
+    def staging_container(self) -> ContainerClient:
+        return self.blobs.get_container_client(self.settings.staging_container)
+
     def queue(self, name: str | None = None) -> QueueClient:
         """A queue client speaking the Functions host's Base64 message encoding (one per queue)."""
         name = name or self.settings.queue_name
@@ -94,7 +97,7 @@ class Storage:
             return client
 
     def ensure(self) -> Storage:
-        """Create the tables, queues and the UCD container if missing (idempotent)."""
+        """Create the tables, queues and the UCD and staging containers if missing (idempotent)."""
         for name in ALL_TABLES:
             try:
                 self.table_service.create_table(self.settings.table(name))
@@ -105,10 +108,11 @@ class Storage:
                 self.queue(queue).create_queue()
             except ResourceExistsError:
                 pass
-        try:
-            self.ucd_container().create_container()
-        except ResourceExistsError:
-            pass
+        for container in (self.ucd_container(), self.staging_container()):
+            try:
+                container.create_container()
+            except ResourceExistsError:
+                pass
         return self
 
 

@@ -2,7 +2,9 @@
 
 A window above `EXPORT_SPLIT_BYTES` is exported in parts, one queue job each, by several workers at
 once, and committed once, in order: the file must be byte-identical to a one-worker export (header
-once). Azure Blob and S3 split; GCS (a resumable session is sequential) exports the window whole.
+once). Azure Blob and S3 parts stage into the file's own upload; GCS parts stage in the service's
+staging container and one relay sends them, in order and resumably, into the file's resumable
+session (exporter/jobs/relay.py).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from exporter.destinations import open_destination as real_open_destination
 from exporter.errors import TransientError
 from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
-from exporter.jobs import ExportJob, schedule
+from exporter.jobs import ExportJob, relay, schedule
+from exporter.jobs.relay import StagingArea
 from exporter.jobs.split import SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.ucd.segments import SegmentRef
-from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
+from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window, make_kit
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, due_at
 from tests.helpers import run_together
 
@@ -32,11 +35,19 @@ MiB = 1024 * 1024
 SEGMENT_ROWS = 80_000  # every part's CSV above S3's 5 MiB minimum part size
 
 
-class Watched:
-    """The real destination, counting blocks staged and commits; `fail` (a block index) fails once, transiently."""
+class Killed(BaseException):
+    """The worker process dies: nothing of ours runs after it (no `except Exception` catches it)."""
 
-    def __init__(self, inner, state):
-        self.inner, self.state = inner, state
+
+class Watched:
+    """The real destination, counting each part's blocks staged (GCS: the blocks relayed into the file) and commits.
+
+    `state["fail"]` (part, block) fails that block once, transiently; `state["kill_after"]` (a relayed block)
+    kills the worker once that block is sent; `state["on_relay"]` runs after every relayed block.
+    """
+
+    def __init__(self, inner, state, relayed: bool):
+        self.inner, self.state, self.relayed = inner, state, relayed
         self.prefix = inner.prefix
 
     def __getattr__(self, name):
@@ -52,13 +63,18 @@ class Watched:
         return commit_parts
 
     def stage_block(self, path, index, data):
-        with self.state["lock"]:
-            if index == self.state.get("fail"):
-                self.state["fail"] = None
-                raise TransientError("the storage service is unavailable or throttling (503 ServerBusy)")
+        if not self.relayed:  # parts stage into the file itself, each in a range of its own
+            stage = lambda: self.inner.stage_block(path, index, data)  # noqa: E731
+            return stage_part(self.state, index // PART_STRIDE, index % PART_STRIDE, stage)
         answer = self.inner.stage_block(path, index, data)
         with self.state["lock"]:
-            self.state["staged"][index] += 1
+            self.state["relayed"][index] += 1
+            killed = index == self.state["kill_after"]
+            if killed:
+                self.state["kill_after"] = None
+        if killed:
+            raise Killed()  # sent to GCS, but the worker died before recording it
+        self.state["on_relay"]()
         return answer
 
     def resume_upload(self, path, state, staged):
@@ -73,10 +89,38 @@ class Watched:
         self.inner.abandon_blocks(path)
 
 
-def watched(contexts, fail: int | None = None) -> dict:
-    state = {"staged": Counter(), "commits": 0, "fail": fail, "lock": threading.Lock()}
+def stage_part(state, part: int, block: int, stage):
+    with state["lock"]:
+        if (part, block) == state["fail"]:
+            state["fail"] = None
+            raise TransientError("the storage service is unavailable or throttling (503 ServerBusy)")
+    answer = stage()
+    with state["lock"]:
+        state["staged"][(part, block)] += 1
+    return answer
+
+
+def watched(contexts, kit, monkeypatch, fail=None, kill_after=None, on_relay=lambda: None) -> dict:
+    """Watch the destination of `contexts` and, for GCS, the staging area its parts stage in."""
+    state = {
+        "staged": Counter(),  # (part, block): times staged
+        "relayed": Counter(),  # GCS: block of the file: times sent
+        "commits": 0,
+        "fail": fail,
+        "kill_after": kill_after,
+        "on_relay": on_relay,
+        "lock": threading.Lock(),
+    }
+    relayed = kit.kind == "gcs"
     for c in contexts:
-        c.open_destination = lambda *a: Watched(real_open_destination(*a), state)
+        c.open_destination = lambda *a: Watched(real_open_destination(*a), state, relayed)
+    real = StagingArea.stage_block
+
+    def stage_block(area, path, index, data):
+        part = int(path.rsplit("-", 1)[1])  # .../part-001
+        return stage_part(state, part, index, lambda: real(area, path, index, data))
+
+    monkeypatch.setattr(StagingArea, "stage_block", stage_block)
     return state
 
 
@@ -97,8 +141,8 @@ def workers(ctx, settings, clock, n: int = 2) -> list[Context]:
     ]
 
 
-def splits(kit) -> bool:
-    return kit.kind in ("azure_blob", "s3")
+def staged_blobs(ctx, iid) -> list[str]:
+    return [b.name for b in ctx.storage.staging_container().list_blobs(name_starts_with=f"{ACCOUNT}/{iid}/")]
 
 
 def assert_delivered_once(ctx, kit, scratch_kit, iid, state) -> None:
@@ -109,6 +153,13 @@ def assert_delivered_once(ctx, kit, scratch_kit, iid, state) -> None:
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
     assert run.status == RunStatus.EXPORTED and run.bytes == len(next(iter(contents.values())))
     assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
+    assert staged_blobs(ctx, iid) == [], "nothing is left in the staging container"
+
+
+def assert_relayed_once(state) -> None:
+    """GCS: every block of the file sent once, in order from 0 (other types relay nothing)."""
+    assert sorted(state["relayed"]) == list(range(len(state["relayed"])))
+    assert set(state["relayed"].values()) <= {1}
 
 
 def test_a_window_split_in_three_parts_by_two_workers_is_the_same_bytes(
@@ -116,44 +167,86 @@ def test_a_window_split_in_three_parts_by_two_workers_is_the_same_bytes(
 ):
     iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch)
     pool = workers(ctx, settings, clock)
-    state = watched([ctx, *pool])
+    state = watched([ctx, *pool], kit, monkeypatch)
     first = drain(ctx, max_jobs=1)  # the integration's job: plans the parts and queues them
     assert first["jobs"] == 1
     plan = SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
-    if not splits(kit):
-        assert plan is None and first["windows_exported"] == 1, "GCS exports the window whole"
-    else:
-        assert plan is not None and plan.parts == 3
-        results = run_together(lambda i: drain(pool[i]), 2)
-        assert sum(r["jobs"] for r in results) == 3 and sum(r["windows_exported"] for r in results) == 1
-        parts = {index // PART_STRIDE for index in state["staged"]}
-        assert parts == {0, 1, 2} and set(state["staged"].values()) == {1}, "each block staged once"
+    assert plan is not None and plan.parts == 3
+    results = run_together(lambda i: drain(pool[i]), 2)
+    assert sum(r["jobs"] for r in results) == 3 and sum(r["windows_exported"] for r in results) == 1
+    assert {part for part, _ in state["staged"]} == {0, 1, 2}
+    assert set(state["staged"].values()) == {1}, "each block staged once"
+    assert_relayed_once(state)
+    assert (len(state["relayed"]) > 0) == (kit.kind == "gcs")
     assert_delivered_once(ctx, kit, scratch_kit, iid, state)
 
 
 def test_a_failed_part_is_retried_without_disturbing_the_others(ctx, settings, clock, kit, scratch_kit, monkeypatch):
-    if not splits(kit):
-        pytest.skip("GCS windows are not split")
     iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch)
-    state = watched([ctx], fail=PART_STRIDE)  # part 1's first block fails once
+    state = watched([ctx], kit, monkeypatch, fail=(1, 0))  # part 1's first block fails once
     outcome = drain(ctx)
     assert outcome["failed_deliveries"] == 1 and outcome["windows_exported"] == 1
     assert set(state["staged"].values()) == {1}, "no block of another part (nor of part 1) is staged again"
+    assert_relayed_once(state)
     assert_delivered_once(ctx, kit, scratch_kit, iid, state)
 
 
 def test_two_workers_racing_on_one_part_give_one_commit(ctx, settings, clock, kit, scratch_kit, monkeypatch):
-    if not splits(kit):
-        pytest.skip("GCS windows are not split")
     iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch)
     pool = workers(ctx, settings, clock)
-    state = watched([ctx, *pool])
+    state = watched([ctx, *pool], kit, monkeypatch)
     drain(ctx, max_jobs=1)
     for part in range(3):  # every part's message delivered twice: two workers race on each part
         ctx.storage.queue().send_message(ExportJob(ACCOUNT, iid, "part", to_unix(ACT), part).to_message())
     results = run_together(lambda i: drain(pool[i]), 2)
     assert sum(r["jobs"] for r in results) == 6
+    assert_relayed_once(state)
     assert_delivered_once(ctx, kit, scratch_kit, iid, state)
+
+
+# ------------------------------------------------------------------ GCS: the relay
+
+
+def relayed_in_pieces(ctx, clock, gcs, monkeypatch) -> str:
+    """A GCS window of three parts, relayed in pieces that end off GCS's 256 KiB grid (a tail is carried)."""
+    monkeypatch.setattr(relay, "RELAY_BLOCK", 3 * MiB + 12_345)
+    return a_window_of_three_parts(ctx, clock, gcs, monkeypatch)
+
+
+def test_a_relay_whose_time_runs_out_continues_in_a_follow_up(ctx, clock, gcs, request, tag, monkeypatch):
+    iid = relayed_in_pieces(ctx, clock, gcs, monkeypatch)
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=1))
+    state = watched([ctx], gcs, monkeypatch, on_relay=lambda: clock.advance(seconds=1))  # a second per block
+    results: list = []
+    drain(ctx, on_result=results.append)
+
+    pieces = len(state["relayed"])
+    assert pieces >= 5, "the file is relayed in several pieces"
+    assert sum(r.follow_up for r in results) == pieces - 1, "one piece per invocation, each continued by a follow-up"
+    assert_relayed_once(state)
+    assert set(state["staged"].values()) == {1}, "the parts are not staged again"
+    assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_a_worker_killed_mid_relay_is_continued_resending_at_most_one_block(
+    ctx, clock, gcs, request, tag, monkeypatch, k
+):
+    iid = relayed_in_pieces(ctx, clock, gcs, monkeypatch)
+    state = watched([ctx], gcs, monkeypatch, kill_after=k)
+    with pytest.raises(Killed):
+        drain(ctx)
+    first = Counter(state["relayed"])
+    assert sorted(first) == list(range(k + 1))
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end is None and state["commits"] == 0
+
+    clock.advance(seconds=ctx.settings.lease_seconds)  # the dead committer's claim, and the integration's lease, lapse
+    assert schedule(ctx).queued == 1
+    assert drain(ctx)["windows_exported"] == 1
+    second = state["relayed"] - first
+    assert min(second) == k and set(first) & set(second) == {k}, "only block k is sent again, into the same session"
+    assert set(state["staged"].values()) == {1}, "the parts are not staged again"
+    assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
 
 
 def test_a_plan_cuts_whole_segments_of_about_equal_size():

@@ -6,7 +6,8 @@ bounded by the blocks the caller holds: the runner has at most 4 in flight), and
 of a block (< 256 KiB) is carried into the next chunk. The commit sends the last chunk with the
 total size, which finalizes the object: nothing is visible under its name before (docs/invariants.md,
 I4). A failure, or an export that gives up (`abandon_blocks`), cancels the session; a session
-abandoned by a killed worker expires after a week, never visible.
+abandoned by a killed worker expires after a week, never visible. A split window's parts are staged in
+the service's own storage and relayed into one session in order (exporter/jobs/relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
 exchanged at the key's `token_uri`. Errors are built from HTTP statuses only, never SDK text.
@@ -26,7 +27,7 @@ import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import DestinationInfo, UploadLost, UploadState, Verification
+from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
 from . import common
@@ -386,6 +387,20 @@ class GcsDestination:
                     session.failure = TransientError("the export of this file was abandoned")
                     self._cancel(session)
                 session.turn.notify_all()
+
+    # -------------------------------------------------------------- split windows
+
+    def begin_split(self, path: str) -> UploadState | None:
+        """Nothing to open yet: the session is opened by the relay, the first block it sends (exporter/jobs/relay.py)."""
+        return UploadState()
+
+    def place_part(self, path: str, part: int) -> PartPlacement:
+        """Every part stages in the service's own storage: a session takes bytes only in order, and joining
+        objects (compose) needs more than the objects.create a customer grants."""
+        return PartPlacement(path, 0, relayed=True)
+
+    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+        raise InternalError("the parts of a GCS file are relayed into its session, not committed in place")
 
     # -------------------------------------------------------------- the chunk protocol
 

@@ -59,8 +59,9 @@ class PartPlacement:
 
     path: str  # the file itself, or a temporary object of the part's own
     first_index: int  # its first block's index (parts of one file take disjoint ranges)
-    own_object: bool = False  # the part is committed as an object of its own, then joined (GCS compose)
+    own_object: bool = False  # the part is committed as an object of its own, then joined
     min_last_block: int = 0  # a part other than the file's last must end in a block this large (S3: 5 MiB)
+    relayed: bool = False  # staged in the service's own storage, then relayed into the file in order (GCS)
 
 
 class UploadLost(Exception):
@@ -118,5 +119,8 @@ class SplitDestination(Destination, Protocol):
         ...
 
     def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
-        """Make the parts (`blocks[p]` blocks each, in order) the file at `path`, at once; temporary objects go."""
+        """Make the parts (`blocks[p]` blocks each, in order) the file at `path`, at once; temporary objects go.
+
+        Not called for relayed parts: the worker relays them through `stage_block` and `commit_blocks`.
+        """
         ...

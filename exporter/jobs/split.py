@@ -27,6 +27,8 @@ from ..export.destination import MAX_PARTS, UploadState
 from ..secrets import SecretBox
 from ..ucd.segments import SegmentRef
 
+RELAY_PART = 999  # the progress row of a relayed file (exporter/jobs/relay.py): after every part's (< MAX_PARTS)
+
 
 @dataclass(frozen=True)
 class SplitPlan:
@@ -92,15 +94,32 @@ class SplitRepo:
             raise
         return plan
 
-    def claim_commit(self, account: str, integration_id: str, window_start: int, now: datetime, lease: int) -> bool:
-        """Become the one worker that commits the file: True for exactly one claimant (a dead one's claim lapses)."""
+    def claim_commit(
+        self, account: str, integration_id: str, window_start: int, now: datetime, lease: int
+    ) -> str | None:
+        """Become the one worker that commits the file: its claim for exactly one claimant, else None.
+
+        A claim lapses after `lease` seconds, so a dead committer is replaced.
+        """
         entity = self._entity(account, integration_id, window_start)
         if entity is None:
-            return False
+            return None
         claimed = entity.get("claimed_at")
         if claimed and parse_instant(claimed, "claimed_at") + timedelta(seconds=lease) > now:
-            return False
+            return None
         entity["committer"], entity["claimed_at"] = uuid.uuid4().hex, iso(now)
+        if not self._replace(entity):
+            return None  # another worker claimed it (or committed and cleared it) first
+        return str(entity["committer"])
+
+    def release_commit(self, account: str, integration_id: str, window_start: int, claim: str) -> None:
+        """Give up our claim (a relay continued in a follow-up, or failed): the next worker claims at once."""
+        entity = self._entity(account, integration_id, window_start)
+        if entity is not None and entity.get("committer") == claim:
+            entity["committer"], entity["claimed_at"] = "", ""
+            self._replace(entity)  # lost to a newer claim: that one stands
+
+    def _replace(self, entity: Any) -> bool:
         try:
             self.table.update_entity(
                 entity,
@@ -109,7 +128,7 @@ class SplitRepo:
                 match_condition=MatchConditions.IfNotModified,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
-            return False  # another worker claimed it (or committed and cleared it) first
+            return False
         return True
 
     def clear(self, account: str, integration_id: str, window_start: int) -> None:

@@ -16,7 +16,7 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from azure.core.exceptions import AzureError
@@ -33,11 +33,11 @@ from ..errors import (
     NotFoundError,
     TransientError,
 )
-from ..export.destination import Destination, SplitDestination, UploadLost
+from ..export.destination import Destination, PartPlacement, SplitDestination, UploadLost
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
-from ..export.progress import Checkpoints, ProgressRepo
+from ..export.progress import Checkpoints, ProgressRepo, WindowProgress
 from ..export.runner import Target, WindowExport, continuable, export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
@@ -45,7 +45,8 @@ from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
-from .split import SplitPlan, SplitRepo, plan_parts
+from .relay import StagingArea, relay, staged_name, staged_prefix
+from .split import RELAY_PART, SplitPlan, SplitRepo, plan_parts
 from .state import conditionally, modify
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         try:
             plan = _split_plan(ctx, integration, window, selection, destination)
             if plan is not None:
-                committed = _commit_split(ctx, integration, window, plan, destination())
+                committed = _commit_split(ctx, integration, window, plan, destination(), out_of_time)
                 if committed is None:  # parts still to export: their jobs finish the window
                     _queue_parts(ctx, integration, window, plan)
                     return JobOutcome(tuple(exported), reason=f"the window is exported in {plan.parts} parts")
@@ -180,6 +181,10 @@ def _progress(ctx: Context) -> ProgressRepo:
     return ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
 
 
+def _staging(ctx: Context) -> StagingArea:
+    return StagingArea(ctx.storage.staging_container())
+
+
 def _split_plan(
     ctx: Context,
     integration: Integration,
@@ -190,8 +195,8 @@ def _split_plan(
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
-    destination that cannot take parts (GCS: a resumable session is sequential) and every file whose
-    bytes cannot be continued (`continuable`: a format other than CSV, or a manifest).
+    destination that cannot take parts and every file whose bytes cannot be continued (`continuable`:
+    a format other than CSV, or a manifest).
     """
     account, iid = integration.account, integration.id
     plan = _splits(ctx).get(account, iid, window.start_unix)
@@ -246,13 +251,14 @@ def _process_part(ctx: Context, integration: Integration, window_start: int, par
         return JobOutcome(reason=f"integration is {integration.status}")  # resuming queues the parts again
     window = Window(from_unix(record.window_start), from_unix(record.window_end))
     deadline = ctx.clock.now() + timedelta(seconds=ctx.settings.max_seconds_per_run)
+    out_of_time = lambda: ctx.clock.now() >= deadline  # noqa: E731 - the injected clock: tests move it
     destination = ctx.destination_for(integration)
     try:
-        result = _export_part(ctx, integration, record, window, plan, part, destination, deadline, deliveries)
+        result = _export_part(ctx, integration, record, window, plan, part, destination, out_of_time, deliveries)
         if not result.complete:
             ctx.storage.queue().send_message(_part_job(integration, window_start, part).to_message())
             return JobOutcome(follow_up=True, reason=f"part {part} continues in a follow-up")
-        committed = _commit_split(ctx, integration, window, plan, destination)
+        committed = _commit_split(ctx, integration, window, plan, destination, out_of_time)
     except (CredentialError, DestinationError) as error:
         _stop(ctx, integration, error)
         return JobOutcome(stopped=error.code, reason=error.message)
@@ -264,6 +270,9 @@ def _process_part(ctx: Context, integration: Integration, window_start: int, par
         return JobOutcome(follow_up=True, reason="the split window starts again")
     if committed is None:
         return JobOutcome(reason=f"part {part} exported")
+    if committed.status == RunStatus.EXPORTING:
+        _follow_up(ctx, integration)
+        return JobOutcome(follow_up=True, reason="the relay of the window continues in a follow-up")
     advanced = _advance(ctx, integration, window)
     if advanced is None or advanced.status != Status.ACTIVE:
         return _changed_concurrently(ctx, integration, [committed])
@@ -279,11 +288,14 @@ def _export_part(
     plan: SplitPlan,
     part: int,
     destination: Destination,
-    deadline: datetime,
+    out_of_time: Callable[[], bool],
     deliveries: int,
 ) -> WindowExport:
     """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
     placement = cast(SplitDestination, destination).place_part(plan.path, part)
+    if placement.relayed:  # a blob of its own in the service's staging container, relayed at the commit
+        placement = PartPlacement(staged_name(integration.account, integration.id, window.start_unix, part), 0, True)
+        destination = cast(Destination, _staging(ctx))  # the runner only stages, resumes and commits blocks
     last = part == plan.parts - 1
     target = Target(
         placement.path,
@@ -306,7 +318,7 @@ def _export_part(
             window,
             destination,
             checkpoints=checkpoints,
-            out_of_time=lambda: ctx.clock.now() >= deadline,
+            out_of_time=out_of_time,
             target=target,
         )
     except UploadLost:
@@ -326,23 +338,42 @@ def _export_part(
 
 
 def _commit_split(
-    ctx: Context, integration: Integration, window: Window, plan: SplitPlan, destination: Destination
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    plan: SplitPlan,
+    destination: Destination,
+    out_of_time: Callable[[], bool],
 ) -> RunRecord | None:
-    """Once every part is staged, one worker (the one whose ETag claim wins) commits the file; None otherwise."""
+    """Once every part is staged, one worker (the one whose ETag claim wins) commits the file; None otherwise.
+
+    A relayed file whose time runs out answers its run record still `exporting`: a follow-up continues it.
+    """
     account, iid = integration.account, integration.id
     parts = [_progress(ctx).get(account, iid, window.start_unix, p) for p in range(plan.parts)]
     done = [p for p in parts if p is not None and p.complete]
     if len(done) < plan.parts:
         return None
-    if not _splits(ctx).claim_commit(account, iid, window.start_unix, ctx.clock.now(), ctx.settings.lease_seconds):
+    claim = _splits(ctx).claim_commit(account, iid, window.start_unix, ctx.clock.now(), ctx.settings.lease_seconds)
+    if claim is None:
         return None
-    cast(SplitDestination, destination).commit_parts(plan.path, plan.upload, [p.blocks for p in done])
+    try:
+        joined = _join_parts(ctx, integration, window, plan, done, destination, out_of_time)
+    except Exception:
+        _splits(ctx).release_commit(account, iid, window.start_unix, claim)  # the redelivery claims at once
+        raise
     record = ctx.runs.get(account, iid, window.start_unix)
     if record is None:
         raise InternalError("a split window lost its run record")
-    record.status, record.error = RunStatus.EXPORTED, ""
-    record.rows, record.bytes = sum(p.rows for p in done), sum(p.bytes for p in done)
+    record.error = ""
     record.updated_at = iso(ctx.clock.now())
+    if not joined:
+        _splits(ctx).release_commit(account, iid, window.start_unix, claim)  # the follow-up claims at once
+        record.status = RunStatus.EXPORTING
+        ctx.runs.put(record)
+        return record
+    record.status = RunStatus.EXPORTED
+    record.rows, record.bytes = sum(p.rows for p in done), sum(p.bytes for p in done)
     ctx.runs.put(record)
     kind = integration.destination.type
     telemetry.record_window_exported(account, iid, record.rows, record.bytes, 0.0, kind)
@@ -350,13 +381,35 @@ def _commit_split(
     return record
 
 
+def _join_parts(
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    plan: SplitPlan,
+    done: list[WindowProgress],
+    destination: Destination,
+    out_of_time: Callable[[], bool],
+) -> bool:
+    """Make the staged parts the file, in order: committed in place, or relayed (GCS); False: the relay's time ran out."""
+    split = cast(SplitDestination, destination)
+    if not split.place_part(plan.path, 0).relayed:
+        split.commit_parts(plan.path, plan.upload, [p.blocks for p in done])
+        return True
+    account, iid, start = integration.account, integration.id, window.start_unix
+    sources = [(staged_name(account, iid, start, p), part.bytes) for p, part in enumerate(done)]
+    checkpoints = Checkpoints(_progress(ctx), account, iid, start, RELAY_PART)
+    return relay(_staging(ctx), destination, plan.path, sources, checkpoints, out_of_time)
+
+
 def _forget_split(ctx: Context, integration: Integration, window: Window, plan: SplitPlan | None) -> None:
     """After the advance: the plan and its parts' progress are of no further use."""
     if plan is None:
         return
-    for part in range(plan.parts):
-        _progress(ctx).clear(integration.account, integration.id, window.start_unix, part)
-    _splits(ctx).clear(integration.account, integration.id, window.start_unix)
+    account, iid, start = integration.account, integration.id, window.start_unix
+    for part in [*range(plan.parts), RELAY_PART]:
+        _progress(ctx).clear(account, iid, start, part)
+    _splits(ctx).clear(account, iid, start)
+    _staging(ctx).remove(staged_prefix(account, iid, start))  # a relayed file's parts (GCS); best effort
 
 
 def _begun(ctx: Context, integration: Integration) -> RunRecord | None:
