@@ -21,9 +21,10 @@ from exporter.destinations import open_destination as real_open_destination
 from exporter.errors import TransientError
 from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
+from exporter.export.progress import ProgressRepo
 from exporter.jobs import ExportJob, relay, schedule
 from exporter.jobs.relay import StagingArea
-from exporter.jobs.split import SplitRepo, plan_parts
+from exporter.jobs.split import RELAY_PART, SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.ucd.segments import SegmentRef
@@ -239,6 +240,11 @@ def test_a_worker_killed_mid_relay_is_continued_resending_at_most_one_block(
     first = Counter(state["relayed"])
     assert sorted(first) == list(range(k + 1))
     assert ctx.repo.get(ACCOUNT, iid).last_success_end is None and state["commits"] == 0
+    recorded = ProgressRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT), RELAY_PART)
+    assert (recorded.blocks if recorded else 0) == k, "block k was sent, not recorded"
+    stored = list(ctx.runs.table.query_entities(f"PartitionKey eq '{ACCOUNT}~{iid}~progress'"))
+    handles = [entity["handle"] for entity in stored if entity["handle"]]  # the parts' blobs need none
+    assert len(handles) == (k > 0) and not any("http" in h for h in handles), "the session URI is sealed at rest"
 
     clock.advance(seconds=ctx.settings.lease_seconds)  # the dead committer's claim, and the integration's lease, lapse
     assert schedule(ctx).queued == 1
@@ -246,6 +252,20 @@ def test_a_worker_killed_mid_relay_is_continued_resending_at_most_one_block(
     second = state["relayed"] - first
     assert min(second) == k and set(first) & set(second) == {k}, "only block k is sent again, into the same session"
     assert set(state["staged"].values()) == {1}, "the parts are not staged again"
+    assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
+
+
+def test_a_staged_part_that_is_gone_makes_the_window_split_again(ctx, clock, gcs, request, tag, monkeypatch):
+    iid = relayed_in_pieces(ctx, clock, gcs, monkeypatch)
+    state = watched([ctx], gcs, monkeypatch, kill_after=1)
+    with pytest.raises(Killed):
+        drain(ctx)
+    ctx.storage.staging_container().delete_blob(f"{ACCOUNT}/{iid}/{to_unix(ACT):012d}/part-002")  # the lifecycle rule
+
+    clock.advance(seconds=ctx.settings.lease_seconds)
+    assert schedule(ctx).queued == 1
+    assert drain(ctx)["windows_exported"] == 1
+    assert set(state["staged"].values()) == {2}, "every part staged again, once"
     assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
 
 

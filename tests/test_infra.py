@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from exporter.settings import Settings
 from tests.helpers import TUNING_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,6 +262,18 @@ def test_storage_account_is_keyless_with_queues_and_ucd_container():
     assert resources(tree, "Microsoft.Storage/storageAccounts/tableServices")
     text = MAIN.read_text() + STORAGE.read_text()
     assert "'ucd'" in text and "'export-jobs'" in text and "-poison'" in text
+
+
+def test_staged_parts_have_their_container_and_a_lifecycle_rule():
+    tree = parse(STORAGE)
+    staging = Settings(ucd_container="ucd").staging_container
+    containers = tree["resources"]["containers"]["config"]["loop_type"]["detail"]["array_name"]
+    assert staging == "ucd-staging" and "${ucdContainerName}-staging" in containers
+    (policy,) = resources(tree, "Microsoft.Storage/storageAccounts/managementPolicies").values()
+    (rule,) = policy["properties"]["policy"]["rules"]
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${ucdContainerName}-staging/"]
+    delete = rule["definition"]["actions"]["baseBlob"]["delete"]
+    assert resolve(delete["daysAfterModificationGreaterThan"], tree) == 7
 
 
 def test_alerts_watch_the_export_metrics():

@@ -294,7 +294,8 @@ def _export_part(
     """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
     placement = cast(SplitDestination, destination).place_part(plan.path, part)
     if placement.relayed:  # a blob of its own in the service's staging container, relayed at the commit
-        placement = PartPlacement(staged_name(integration.account, integration.id, window.start_unix, part), 0, True)
+        staged = staged_name(integration.account, integration.id, window.start_unix, part)
+        placement = PartPlacement(staged, 0, own_object=True)
         destination = cast(Destination, _staging(ctx))  # the runner only stages, resumes and commits blocks
     last = part == plan.parts - 1
     target = Target(

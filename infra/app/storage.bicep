@@ -1,5 +1,6 @@
 // The app's own storage account (AzureWebJobsStorage): the Flex Consumption deployment package,
-// the UCD event store (blob container `ucd`), the export job queues and the tables (integrations,
+// the UCD event store (blob container `ucd`), the staging container of split GCS windows
+// (`ucd-staging`, with a lifecycle rule), the export job queues and the tables (integrations,
 // runs, UCD index and profiles; the app creates the tables itself at start-up).
 // Shared key access is disabled: everything, the Functions host included, signs in with the
 // user-assigned managed identity.
@@ -32,6 +33,10 @@ param ucdContainerName string = 'ucd'
 
 @description('Queue of export jobs (must match EXPORT_QUEUE_NAME); its poison queue is `<name>-poison`.')
 param exportQueueName string = 'export-jobs'
+
+@description('Days after which a staged part of a split GCS window is deleted if nothing deleted it (an abandoned plan); parts are relayed and deleted within hours.')
+@minValue(1)
+param stagingExpiryDays int = 7
 
 @description('Days a deleted or overwritten blob stays recoverable (blob soft delete); 0 turns it off.')
 @minValue(0)
@@ -80,6 +85,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01'
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = [for containerName in [
   deploymentContainerName
   ucdContainerName
+  '${ucdContainerName}-staging'
 ]: {
   parent: blobService
   name: containerName
@@ -87,6 +93,42 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     publicAccess: 'None'
   }
 }]
+
+// A split GCS window's parts wait in `<ucd>-staging` until one worker relays them into the file, then
+// are deleted (exporter/jobs/relay.py); what an abandoned plan leaves (a deleted integration, a plan
+// started again) is removed by this rule.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'staged-parts'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${ucdContainerName}-staging/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: stagingExpiryDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2024-01-01' = {
   parent: storage
