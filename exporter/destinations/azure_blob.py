@@ -21,7 +21,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
@@ -224,6 +224,17 @@ def block_id(index: int) -> str:
     return base64.b64encode(f"block-{index:08d}".encode()).decode()
 
 
+def check_staged(blob: BlobClient, staged: Sequence[int], lists: str) -> None:
+    """UploadLost unless blocks `staged` (indexes) are all in the blob's block `lists` ("uncommitted" or "all")."""
+    try:
+        committed, uncommitted = blob.get_block_list(lists)
+    except ResourceNotFoundError:
+        raise UploadLost() from None
+    kept = {block.id for block in [*committed, *uncommitted]}
+    if any(block_id(i) not in kept for i in staged):
+        raise UploadLost()
+
+
 class AzureBlobDestination:
     """A customer's container, reached with their credentials (implements exporter.export.destination.Destination)."""
 
@@ -283,14 +294,11 @@ class AzureBlobDestination:
     def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
         """The service keeps uncommitted blocks for a week: check the staged blocks are still there."""
         try:
-            _, uncommitted = self.client.get_blob_client(path).get_block_list("uncommitted")
-        except ResourceNotFoundError:
-            raise UploadLost() from None
+            check_staged(self.client.get_blob_client(path), staged, "uncommitted")
+        except UploadLost:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
-        kept = {block.id for block in uncommitted}
-        if any(block_id(i) not in kept for i in staged):
-            raise UploadLost()
 
     def abandon_blocks(self, path: str) -> None:
         """Nothing to do: the service drops uncommitted blocks after a week, and a retry restages the same ids."""

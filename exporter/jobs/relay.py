@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient
 
-from ..destinations.azure_blob import block_id
+from ..destinations.azure_blob import block_id, check_staged
 from ..export.destination import Destination, UploadLost, UploadState
 from ..export.progress import Checkpoints, WindowProgress, no_progress, with_block
 
@@ -55,13 +55,7 @@ class StagingArea:
 
     def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
         """The part's blocks must still be there: uncommitted, or committed by a duplicate delivery."""
-        try:
-            committed, uncommitted = self.container.get_blob_client(path).get_block_list("all")
-        except ResourceNotFoundError:
-            raise UploadLost() from None
-        kept = {block.id for block in [*committed, *uncommitted]}
-        if any(block_id(i) not in kept for i in staged):
-            raise UploadLost()
+        check_staged(self.container.get_blob_client(path), staged, "all")
 
     def commit_blocks(self, path: str, count: int) -> None:
         """The part's blob: its blocks in order (a repeated commit lists the same blocks, same bytes)."""
