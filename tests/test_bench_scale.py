@@ -17,7 +17,8 @@ from exporter.storage import Storage
 BLOCK = 64 * 1024
 
 
-def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch):
+def tiny_window(azurite_connection, tag, tmp_path, monkeypatch) -> dict:
+    """The spec of a tiny large window, loaded, with small blocks in this process and the worker processes."""
     spec = {
         "connection": azurite_connection,
         "table_prefix": f"bench{tag}",
@@ -33,7 +34,11 @@ def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp
     BlobServiceClient.from_connection_string(azurite_connection).create_container(spec["out_container"])
     data.load(storage, spec["big_account"], data.Layout(6_000, 1, 1_000), range(1))
     monkeypatch.setitem(runner.export_window.__kwdefaults__, "block_bytes", BLOCK)
+    return spec
 
+
+def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch):
+    spec = tiny_window(azurite_connection, tag, tmp_path, monkeypatch)
     once = scale.big_export_once(spec)
     resumed = scale.big_export_resumed({**spec, "budget_seconds": 1e-6})
     split = scale.big_export_split({**spec, "parts": 2, "workers": 2})
@@ -43,4 +48,14 @@ def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp
     assert resumed["invocations"] >= once["blocks_staged"], "at most one block per invocation"
     assert resumed["restaged_bytes"] == 0 and resumed["sha256"] == once["sha256"]
     assert split["sha256"] == once["sha256"] and split["restaged_bytes"] == 0
+    assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
+
+
+def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, tmp_path, monkeypatch):
+    spec = {**tiny_window(azurite_connection, tag, tmp_path, monkeypatch), "destination": gcs.body()}
+    once = scale.big_export_once(spec)
+    split = scale.big_export_split({**spec, "parts": 2, "workers": 2})
+
+    assert once["sha256"] is None, "another destination's file is hashed by the caller"
+    assert gcs.read(split["file"]) == gcs.read(once["file"]) and split["restaged_bytes"] == 0
     assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
