@@ -503,7 +503,12 @@ def report_big_window(r: dict[str, Any]) -> None:
     if "big_export_split_gcs" in r:
         print(_row("GCS: export in one invocation", r["big_export_once_gcs"]))
         print(_row("GCS: in 4 parts by 2 processes, relayed", r["big_export_split_gcs"]))
+        relayed = r["big_export_split_gcs"]
         print(f"  GCS split / GCS one invocation (time)   {ra['big_gcs_split_over_once_time']:.2f}")
+        print(
+            f"   of which the relay: {relayed['relay_seconds']:.2f} s "
+            f"({relayed['bytes'] / MB / relayed['relay_seconds']:.1f} MB/s, staging download || GCS upload)"
+        )
     print(f"  export / I/O floor (time, 1 h window)   {ra['export_over_floor_time']:.2f}   target <= 1.25, goal 1.1")
     for name, ok in ra["targets"].items():
         if name.startswith("large window"):

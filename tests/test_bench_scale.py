@@ -48,7 +48,11 @@ def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp
     assert resumed["invocations"] >= once["blocks_staged"], "at most one block per invocation"
     assert resumed["restaged_bytes"] == 0 and resumed["sha256"] == once["sha256"]
     assert split["sha256"] == once["sha256"] and split["restaged_bytes"] == 0
-    assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
+    assert (
+        sum(split["jobs_per_worker"]) == 2
+        and split["plan"] == "the window is exported in 2 parts"
+        and split["relay_seconds"] == 0
+    )
 
 
 def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, tmp_path, monkeypatch):
@@ -59,3 +63,4 @@ def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, t
     assert once["sha256"] is None, "another destination's file is hashed by the caller"
     assert gcs.read(split["file"]) == gcs.read(once["file"]) and split["restaged_bytes"] == 0
     assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
+    assert split["relay_seconds"] > 0, "the parts were relayed into the session"
