@@ -23,7 +23,7 @@ from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import ExportJob, relay, schedule
-from exporter.jobs.relay import StagingArea
+from exporter.jobs.relay import Piece, StagingArea, pieces
 from exporter.jobs.split import RELAY_PART, SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import RunStatus
@@ -267,6 +267,17 @@ def test_a_staged_part_that_is_gone_makes_the_window_split_again(ctx, clock, gcs
     assert drain(ctx)["windows_exported"] == 1
     assert set(state["staged"].values()) == {2}, "every part staged again, once"
     assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
+
+
+def test_the_relay_cuts_the_bytes_still_to_send_into_pieces_of_each_staged_part():
+    sources = [("p0", 10), ("p1", 0), ("p2", 7)]
+    assert pieces(sources, 4) == [Piece("p0", 0, 4), Piece("p0", 4, 4), Piece("p0", 8, 2)] + [
+        Piece("p2", 0, 4),
+        Piece("p2", 4, 3),
+    ], "a piece never spans two parts"
+    assert pieces(sources, 4, start=6) == [Piece("p0", 6, 4), Piece("p2", 0, 4), Piece("p2", 4, 3)]
+    assert pieces(sources, 5, start=12) == [Piece("p2", 2, 5)], "from the bytes already sent, whatever the size"
+    assert pieces(sources, 4, start=17) == []
 
 
 def test_a_plan_cuts_whole_segments_of_about_equal_size():

@@ -92,11 +92,14 @@ class Piece:
     length: int
 
 
-def pieces(sources: Sequence[tuple[str, int]], size: int) -> list[Piece]:
-    """The relay's chunks, in file order: each staged blob (name, bytes) cut into pieces of `size` bytes."""
-    return [
-        Piece(name, offset, min(size, total - offset)) for name, total in sources for offset in range(0, total, size)
-    ]
+def pieces(sources: Sequence[tuple[str, int]], size: int, start: int = 0) -> list[Piece]:
+    """The file's bytes from `start` on, in order: each staged blob (name, bytes) cut into pieces of at most `size`."""
+    cut: list[Piece] = []
+    for name, total in sources:
+        first = min(max(start, 0), total)  # where this blob's bytes still to send begin
+        cut += [Piece(name, offset, min(size, total - offset)) for offset in range(first, total, size)]
+        start -= total
+    return cut
 
 
 def relay(
@@ -109,20 +112,22 @@ def relay(
 ) -> bool:
     """Send the staged parts (name, bytes), in order, into the file at `path`, and commit it; False: time ran out.
 
-    Continues from the recorded progress (the session and the pieces it holds); records each piece
-    sent; once `out_of_time()` it stops after a piece (at least one per call). The pieces are a
-    function of the parts' sizes alone, so a continued relay sends the same chunks as one in one go.
+    Continues from the recorded progress (the session, the pieces and the bytes it holds); records
+    each piece sent; once `out_of_time()` it stops after a piece (at least one per call). The pieces
+    still to send start at the recorded bytes, so where the file is cut into pieces never changes its bytes.
     """
-    chunks = pieces(sources, RELAY_BLOCK)
     progress = _resumed(destination, path, checkpoints)
-    with closing(_read_ahead(staging, chunks, progress.blocks)) as ahead:  # closed at once: no read left running
-        for index, data in ahead:
-            state = destination.stage_block(path, index, data)
+    chunks = pieces(sources, RELAY_BLOCK, progress.bytes)
+    sent = progress.blocks  # the session's block indexes run on across invocations
+    with closing(_read_ahead(staging, chunks)) as ahead:  # closed at once: no read is left running
+        for number, data in enumerate(ahead, start=1):
+            state = destination.stage_block(path, sent, data)
+            sent += 1
             progress = with_block(progress, None, 0, progress.bytes + len(data), state)
             checkpoints.record(progress)
-            if index + 1 < len(chunks) and out_of_time():
+            if number < len(chunks) and out_of_time():
                 return False
-    destination.commit_blocks(path, len(chunks))
+    destination.commit_blocks(path, sent)
     return True
 
 
@@ -140,14 +145,14 @@ def _resumed(destination: Destination, path: str, checkpoints: Checkpoints) -> W
     return saved
 
 
-def _read_ahead(staging: StagingArea, chunks: list[Piece], start: int) -> Generator[tuple[int, bytes]]:
-    """The pieces from `start` on, each read while the one before is sent (two pieces in memory at most)."""
-    if start >= len(chunks):
+def _read_ahead(staging: StagingArea, chunks: list[Piece]) -> Generator[bytes]:
+    """The pieces' bytes in order, each read while the one before is sent (two pieces in memory at most)."""
+    if not chunks:
         return
     with ThreadPoolExecutor(1, thread_name_prefix="relay-read") as reader:
-        ahead = reader.submit(staging.read, chunks[start])
-        for index in range(start, len(chunks)):
+        ahead = reader.submit(staging.read, chunks[0])
+        for following in [*chunks[1:], None]:
             data = ahead.result()
-            if index + 1 < len(chunks):
-                ahead = reader.submit(staging.read, chunks[index + 1])
-            yield index, data
+            if following is not None:
+                ahead = reader.submit(staging.read, following)
+            yield data
