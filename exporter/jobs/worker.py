@@ -383,7 +383,8 @@ def _selection_of(record: RunRecord) -> Selection | None:
     return Selection.from_json(json.loads(record.selection)) if record.selection else None
 
 
-_LISTING = ThreadPoolExecutor(2, thread_name_prefix="listing")
+# Threads start on demand; host.json lets an instance run up to six jobs at once (batchSize + newBatchThreshold).
+_LISTING = ThreadPoolExecutor(8, thread_name_prefix="listing")
 
 
 def _listed_ahead(ctx: Context, account: str, window: Window) -> Callable[[], list[SegmentRef]]:
