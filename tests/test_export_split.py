@@ -43,7 +43,8 @@ class Killed(BaseException):
 class Watched:
     """The real destination, counting each part's blocks staged (GCS: the blocks relayed into the file) and commits.
 
-    `state["fail"]` (part, block) fails that block once, transiently; `state["kill_after"]` (a relayed block)
+    `state["fail"]` (part, block) fails that block once, transiently, and so does `state["fail_relay"]` (a
+    relayed block); `state["kill_after"]` (a relayed block)
     kills the worker once that block is sent; `state["on_relay"]` runs after every relayed block.
     """
 
@@ -67,6 +68,10 @@ class Watched:
         if not self.relayed:  # parts stage into the file itself, each in a range of its own
             stage = lambda: self.inner.stage_block(path, index, data)  # noqa: E731
             return stage_part(self.state, index // PART_STRIDE, index % PART_STRIDE, stage)
+        with self.state["lock"]:
+            if index == self.state["fail_relay"]:
+                self.state["fail_relay"] = None
+                raise TransientError("Cloud Storage is unavailable or throttling (503)")
         answer = self.inner.stage_block(path, index, data)
         with self.state["lock"]:
             self.state["relayed"][index] += 1
@@ -101,13 +106,14 @@ def stage_part(state, part: int, block: int, stage):
     return answer
 
 
-def watched(contexts, kit, monkeypatch, fail=None, kill_after=None, on_relay=lambda: None) -> dict:
+def watched(contexts, kit, monkeypatch, fail=None, fail_relay=None, kill_after=None, on_relay=lambda: None) -> dict:
     """Watch the destination of `contexts` and, for GCS, the staging area its parts stage in."""
     state = {
         "staged": Counter(),  # (part, block): times staged
         "relayed": Counter(),  # GCS: block of the file: times sent
         "commits": 0,
         "fail": fail,
+        "fail_relay": fail_relay,
         "kill_after": kill_after,
         "on_relay": on_relay,
         "lock": threading.Lock(),
@@ -224,6 +230,16 @@ def test_a_relay_whose_time_runs_out_continues_in_a_follow_up(ctx, clock, gcs, r
     pieces = len(state["relayed"])
     assert pieces >= 5, "the file is relayed in several pieces"
     assert sum(r.follow_up for r in results) == pieces - 1, "one piece per invocation, each continued by a follow-up"
+    assert_relayed_once(state)
+    assert set(state["staged"].values()) == {1}, "the parts are not staged again"
+    assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
+
+
+def test_a_relay_that_fails_is_continued_by_the_redelivery_at_once(ctx, clock, gcs, request, tag, monkeypatch):
+    iid = relayed_in_pieces(ctx, clock, gcs, monkeypatch)
+    state = watched([ctx], gcs, monkeypatch, fail_relay=2)
+    outcome = drain(ctx)  # the clock stands still: a claim that was kept would hold the redelivery off
+    assert outcome["failed_deliveries"] == 1 and outcome["windows_exported"] == 1, "the failed relay gave up its claim"
     assert_relayed_once(state)
     assert set(state["staged"].values()) == {1}, "the parts are not staged again"
     assert_delivered_once(ctx, gcs, make_kit(request, "gcs", tag + "s"), iid, state)
