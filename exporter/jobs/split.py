@@ -5,7 +5,9 @@ A part is a run of whole segments (the window's segment list is fixed once it is
 bytes, concatenated in order, are the bytes of a one-worker export: only the first part writes the
 header. The plan (the file, each part's first segment, the destination's upload) is one Table entity
 per window, in the runs table; each part's progress is a `WindowProgress` of its own (resumable like a
-whole window); the commit is claimed by an ETag-conditional write, so it happens once.
+whole window); the commit is claimed by an ETag-conditional write, so it happens once. A GCS file's
+commit is a relay of its parts (exporter/jobs/relay.py) that may take several invocations: its claim
+is given up between them and claimed again by the follow-up.
 """
 
 from __future__ import annotations
