@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from .concurrency import retry_on_conflict
 from .windows import Window
 
 
@@ -60,6 +62,15 @@ def _row(window_start: int) -> str:
     return f"{10**12 - 1 - window_start:012d}"
 
 
+IF_SAME = MatchConditions.IfNotModified
+
+
+def _entity(record: RunRecord) -> dict[str, Any]:
+    entity = dict(asdict(record))
+    entity.update(PartitionKey=_partition(record.account, record.integration_id), RowKey=_row(record.window_start))
+    return entity
+
+
 class RunRepo:
     def __init__(self, table: TableClient):
         self.table = table
@@ -73,9 +84,41 @@ class RunRepo:
 
     def put(self, record: RunRecord) -> None:
         """Idempotent: a window has one record, rewritten by each attempt."""
-        entity = {k: v for k, v in asdict(record).items()}
-        entity.update(PartitionKey=_partition(record.account, record.integration_id), RowKey=_row(record.window_start))
-        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self.table.upsert_entity(_entity(record), mode=UpdateMode.REPLACE)
+
+    def put_unless_exported(self, record: RunRecord) -> bool:
+        """Write the record unless the window's stored record says exported; False if it does.
+
+        Two workers can export one window at once (a duplicate delivery): the one that fails after the
+        other delivered must not write its failure over the delivery. The write is ETag-conditional, so
+        a delivery recorded between the read and the write is seen.
+        """
+        entity = _entity(record)
+        keys = (entity["PartitionKey"], entity["RowKey"])
+
+        def read(_stale: Any = None) -> Any:
+            try:
+                return self.table.get_entity(*keys)
+            except ResourceNotFoundError:
+                return None
+
+        def attempt(current: Any) -> bool:
+            if current is None:
+                self.table.create_entity(entity)
+            elif current["status"] == RunStatus.EXPORTED:
+                return False
+            else:
+                etag = current.metadata["etag"]
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=IF_SAME)
+            return True
+
+        return retry_on_conflict(
+            read(),
+            attempt,
+            read,
+            conflicts=(ResourceExistsError, ResourceModifiedError),
+            what="the window's run record",
+        )
 
     def list(self, account: str, integration_id: str, limit: int = 1000) -> list[RunRecord]:
         """The newest `limit` records, newest first."""

@@ -11,6 +11,7 @@ from exporter.context import Context
 from exporter.errors import TransientError
 from exporter.jobs import ExportJob, process_job, schedule, worker
 from exporter.local.host import drain
+from exporter.runs import RunRecord, RunStatus
 from exporter.windows import Window
 from tests.destination_helpers import assert_bytes_match_a_clean_export, behind
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once
@@ -106,3 +107,40 @@ def test_two_workers_on_the_same_integration_at_once_export_each_window_once(
     contents = assert_exactly_once(ctx, kit, iid)
     assert len(contents) == 4
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+
+
+def _failed(ctx, window: Window) -> None:
+    """A worker's attempt at `window` fails transiently and is recorded as the worker records it."""
+    attempt = RunRecord.of_window(ACCOUNT, "i1", window, "f.csv", status=RunStatus.EXPORTING, attempts=2)
+    fault = TransientError("the resumable upload session expired or was cancelled")
+    worker._record_failure(ctx, attempt, fault, fault, {})
+
+
+def test_a_failure_after_another_worker_delivered_the_window_leaves_its_record_exported(ctx, monkeypatch):
+    delivered, open_window = Window(ACT, ACT + H), Window(ACT + H, ACT + 2 * H)
+    ctx.runs.put(RunRecord.of_window(ACCOUNT, "i1", delivered, "f.csv", status=RunStatus.EXPORTED, rows=3))
+    ctx.runs.put(RunRecord.of_window(ACCOUNT, "i1", open_window, "g.csv", status=RunStatus.EXPORTING))
+
+    _failed(ctx, delivered)
+    _failed(ctx, open_window)
+
+    assert ctx.runs.get(ACCOUNT, "i1", delivered.start_unix).status == RunStatus.EXPORTED
+    assert ctx.runs.get(ACCOUNT, "i1", delivered.start_unix).rows == 3
+    assert ctx.runs.get(ACCOUNT, "i1", open_window.start_unix).status == RunStatus.RETRYING
+
+
+def test_a_delivery_recorded_while_a_failure_is_being_recorded_wins(ctx, monkeypatch):
+    window = Window(ACT, ACT + H)
+    ctx.runs.put(RunRecord.of_window(ACCOUNT, "i1", window, "f.csv", status=RunStatus.EXPORTING))
+    table = ctx.runs.table
+    real_update = table.update_entity
+
+    def the_other_worker_delivers_first(*args, **kwargs):
+        monkeypatch.setattr(table, "update_entity", real_update)
+        ctx.runs.put(RunRecord.of_window(ACCOUNT, "i1", window, "f.csv", status=RunStatus.EXPORTED, rows=3))
+        return real_update(*args, **kwargs)  # its ETag is now stale
+
+    monkeypatch.setattr(table, "update_entity", the_other_worker_delivers_first)
+    _failed(ctx, window)
+
+    assert ctx.runs.get(ACCOUNT, "i1", window.start_unix).status == RunStatus.EXPORTED

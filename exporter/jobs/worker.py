@@ -575,8 +575,9 @@ def _record_failure(
     transient = isinstance(error, TransientError)
     record.status = RunStatus.RETRYING if transient else RunStatus.FAILED
     record.error = failure_text(error)
-    ctx.runs.put(record)
     extra = {**context, "error": record.error}
+    if not ctx.runs.put_unless_exported(record):
+        log.info("another worker delivered this window meanwhile; this attempt's failure is not recorded", extra=extra)
     if transient:
         telemetry.record_retry(record.account, record.integration_id, error.code, destination_type)
         log.warning("window export failed, will retry", extra=extra)
