@@ -325,6 +325,8 @@ def ucd_ratios(r: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "read_window_over_download_time": w["seconds"] / w["download_seconds"],
         "read_window_over_download_cpu": w["cpu_seconds"] / w["download_cpu_seconds"],
+        "read_window_with_listing_over_download_time": w["with_listing_seconds"] / w["download_seconds"],
+        "read_window_with_listing_over_download_cpu": w["with_listing_cpu_seconds"] / w["download_cpu_seconds"],
         "ucd_target_limits": {k: limit for k, (_name, limit) in UCD_TARGETS.items()},
     }
     if "upsert" in r:
@@ -343,6 +345,10 @@ def ucd_targets(ratios_: dict[str, Any]) -> dict[str, bool]:
 def report_ucd_rows(r: dict[str, Any]) -> None:
     w = r["window_read"]
     print(_row("   read_window only (same selection)", {**w, "bytes": w["segment_bytes"]}))
+    print(
+        f"   the same read with its own listing of the window: {w['with_listing_seconds']:.2f} s "
+        f"(CPU {w['with_listing_cpu_seconds']:.2f} s)"
+    )
     formats = ", ".join(f"{n} {kind}" for kind, n in sorted(w["segment_formats"].items()))
     print(
         f"   download of its segments, same process: {w['download_seconds']:.2f} s "
@@ -371,6 +377,10 @@ def report_ucd_ratios(ra: dict[str, Any]) -> None:
         if key in ra:
             cpu = ra[key.replace("_time", "_cpu")]
             print(f"  {label} {ra[key]:.2f}   target <= {UCD_TARGETS[key][1]}   (Python CPU {cpu:.2f} x)")
+        if key == "read_window_over_download_time" and "read_window_with_listing_over_download_time" in ra:
+            listing = ra["read_window_with_listing_over_download_time"]
+            cpu = ra["read_window_with_listing_over_download_cpu"]
+            print(f"    the same, the read listing the window itself   {listing:.2f}   (Python CPU {cpu:.2f} x)")
 
 
 # ---------------------------------------------------------------- S3 and GCS rows

@@ -122,7 +122,7 @@ def _pick(choices: list[str | None], index: np.ndarray) -> pa.Array:
 
 
 def segment_table(index: int, rows: int, entry_ms: int) -> pa.Table:
-    """One segment's rows, sorted by event_id, every column a string (the store's segment schema)."""
+    """One segment's rows, sorted by (event_name, event_id), every column a string (the store's segment schema)."""
     rng = np.random.default_rng([SEED, index, 0])
     n = rows
     event_ids = _hex_ids(rng, n)
@@ -170,14 +170,14 @@ def segment_table(index: int, rows: int, entry_ms: int) -> pa.Table:
     for key in ATTRIBUTE_KEYS:
         columns[attribute_column(key)] = pc.if_else(pa.array(known), attrs[key], null)
     table = pa.table(columns)
-    return table.take(pc.sort_indices(table, sort_keys=[("event_id", "ascending")]))
+    return table.take(pc.sort_indices(table, sort_keys=[("event_name", "ascending"), ("event_id", "ascending")]))
 
 
 def write_segment(container: ContainerClient, account: str, entry_ms: int, table: pa.Table, timeout: int) -> SegmentRef:
     """Store an already-unique table of events as one committed segment stamped `entry_ms`.
 
     Bypasses the dedup index and the segment intents, which the export never reads; the table must be
-    sorted by event_id and use the segment column names (event_id, user_id, event_name, timestamp, p:*, a:*).
+    sorted by (event_name, event_id), as the store writes it, and use the segment column names (event_id, user_id, event_name, timestamp, p:*, a:*).
     """
     check_account(account)
     segment_id = uuid.uuid4().hex

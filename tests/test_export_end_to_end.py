@@ -5,6 +5,7 @@ import io
 from datetime import timedelta
 
 from exporter.local.host import tick
+from exporter.ucd.reader import WindowReader
 from tests.helpers import T0, call
 
 
@@ -70,3 +71,22 @@ def test_upsert_create_tick_delivers_the_named_file_with_the_right_rows(ctx, cus
 
     show = call(ctx, "integrations_show", account="acme", id=iid).body
     assert show["last_success_end"] == "2026-11-28T11:00:00.000Z"
+
+
+def test_each_window_is_listed_once_for_the_split_decision_and_the_read(
+    ctx, customer_body, clock, customer_container, monkeypatch
+):
+    iid = call(ctx, "integrations_create", customer_body, account="acme").body["id"]
+    event = {"event_name": "purchase", "timestamp": "2026-11-28T10:09:00Z", "event_params": {"price": 1}}
+    for minutes in (10, 70):  # one stored event in each of the first two windows
+        clock.set(T0 + timedelta(minutes=minutes))
+        call(ctx, "ucd_upsert", {"users": [{"user_id": f"u{minutes}", "events": [event]}]}, account="acme")
+    listed = []
+    real = WindowReader._iter_segments
+    monkeypatch.setattr(WindowReader, "_iter_segments", lambda self, *a: listed.append(a) or real(self, *a))
+
+    clock.set(T0 + timedelta(hours=2, seconds=120))
+    assert tick(ctx)["worker"]["windows_exported"] == 2
+
+    assert len(listed) == 2, "one listing per window"
+    assert len({b.name for b in customer_container.list_blobs() if iid in b.name}) == 2

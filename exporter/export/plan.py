@@ -75,14 +75,23 @@ class CsvColumn:
     only_for: frozenset[str] | None = None  # a parameter selected for some events only: empty for the others
 
 
+_NULL = pa.nulls(1, pa.string())[0]  # the null of every unselected cell, made once
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     columns: tuple[CsvColumn, ...]
     event_names: tuple[str, ...]
     schema: pa.Schema = field(init=False, compare=False)
+    # Each column's event names as an Arrow array (None: every event), built once, not per batch.
+    _only_for: tuple[pa.Array | None, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", pa.schema([(c.header, pa.string()) for c in self.columns]))
+        only_for = tuple(
+            None if c.only_for is None else pa.array(sorted(c.only_for), pa.string()) for c in self.columns
+        )
+        object.__setattr__(self, "_only_for", only_for)
 
     @property
     def header(self) -> list[str]:
@@ -97,11 +106,10 @@ class ColumnPlan:
         """A UCD batch (segment column names) → the CSV's columns, in header order."""
         arrays = []
         event_name = batch.column("event_name")
-        for column in self.columns:
+        for column, only_for in zip(self.columns, self._only_for):
             values = batch.column(column.source)
-            if column.only_for is not None:
-                keep = pc.is_in(event_name, value_set=pa.array(sorted(column.only_for), pa.string()))
-                values = pc.if_else(keep, values, pa.scalar(None, pa.string()))
+            if only_for is not None:
+                values = pc.if_else(pc.is_in(event_name, value_set=only_for), values, _NULL)
             arrays.append(values)
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 from ..errors import InternalError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
+from ..ucd.segments import SegmentRef
 from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink
 from .destination import Destination, UploadLost, UploadState
@@ -246,6 +247,7 @@ def export_window(
     checkpoints: Checkpoints | None = None,
     out_of_time: Callable[[], bool] = lambda: False,
     target: Target | None = None,
+    segments: Callable[[], list[SegmentRef]] | None = None,
 ) -> WindowExport:
     """Stream the window's rows into one file of the selection's format under its deterministic name;
     nothing is visible until commit. With a manifest, the manifest follows the commit.
@@ -253,7 +255,8 @@ def export_window(
     A `continuable` file continues from the recorded progress with `checkpoints` and records each
     block; once `out_of_time()` it stops after a block (at least one per call) and answers
     `complete=False`. A `target` exports one part of a split window instead (exporter/jobs/split.py).
-    Any other file is exported whole: it takes neither.
+    Any other file is exported whole: it takes neither. `segments` gives the window's segments when the
+    caller has listed them already (the worker, deciding whether to split), so they are not listed twice.
     """
     started = time.monotonic()
     selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
@@ -266,7 +269,12 @@ def export_window(
     facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
     if fmt.rows is None:
         batches = ucd.read_window(
-            account, window.start, window.end, event_names=plan.event_names, columns=plan.source_columns
+            account,
+            window.start,
+            window.end,
+            event_names=plan.event_names,
+            columns=plan.source_columns,
+            segments=segments() if segments else None,
         )
         rows, size, staged, blocks, sha256 = _export_whole(
             batches,
@@ -297,6 +305,7 @@ def export_window(
         window.end,
         progress.position or target.start,
         until=target.until,
+        segments=segments() if segments else None,
         event_names=plan.event_names,
         columns=plan.source_columns,
     )

@@ -15,6 +15,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -43,6 +44,7 @@ from ..integrations.model import Integration, Status
 from ..logs import redact
 from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
+from ..ucd.segments import SegmentRef
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
 from .split import SplitPlan, SplitRepo, plan_parts
@@ -116,8 +118,9 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         if exported and out_of_time():
             break
         selection = _selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
+        segments = _listed_ahead(ctx, integration.account, window)
         try:
-            plan = _split_plan(ctx, integration, window, selection, destination)
+            plan = _split_plan(ctx, integration, window, selection, destination, segments)
             if plan is not None:
                 committed = _commit_split(ctx, integration, window, plan, destination())
                 if committed is None:  # parts still to export: their jobs finish the window
@@ -125,7 +128,9 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
                     return JobOutcome(tuple(exported), reason=f"the window is exported in {plan.parts} parts")
                 record = committed
             else:
-                record = _export_one(ctx, integration, window, selection, destination, dequeue_count, out_of_time)
+                record = _export_one(
+                    ctx, integration, window, selection, destination, dequeue_count, out_of_time, segments
+                )
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
             return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
@@ -186,6 +191,7 @@ def _split_plan(
     window: Window,
     selection: Selection | None,
     destination: Callable[[], Destination],
+    segments: Callable[[], list[SegmentRef]],
 ) -> SplitPlan | None:
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
@@ -203,10 +209,10 @@ def _split_plan(
     if _progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
     try:
-        segments = ctx.ucd.segments(account, window.start, window.end)
+        listed = segments()
     except AzureError:
         return None  # exported whole: the export's own read meets the fault again and records it
-    firsts = plan_parts(segments, ctx.settings.split_bytes)
+    firsts = plan_parts(listed, ctx.settings.split_bytes)
     if not firsts:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
@@ -377,6 +383,18 @@ def _selection_of(record: RunRecord) -> Selection | None:
     return Selection.from_json(json.loads(record.selection)) if record.selection else None
 
 
+# Threads start on demand; host.json lets an instance run up to six jobs at once (batchSize + newBatchThreshold).
+_LISTING = ThreadPoolExecutor(8, thread_name_prefix="listing")
+
+
+def _listed_ahead(ctx: Context, account: str, window: Window) -> Callable[[], list[SegmentRef]]:
+    """The window's segments, listed in the background from now on while the window's records are read.
+
+    A due window's segments never change, so one listing serves the split decision and the read.
+    """
+    return _LISTING.submit(ctx.ucd.segments, account, window.start, window.end).result
+
+
 def _export_one(
     ctx: Context,
     integration: Integration,
@@ -385,6 +403,7 @@ def _export_one(
     destination: Callable[[], Destination],
     dequeue_count: int,
     out_of_time: Callable[[], bool],
+    segments: Callable[[], list[SegmentRef]] | None = None,
 ) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised.
 
@@ -417,6 +436,7 @@ def _export_one(
                 destination(),
                 checkpoints=_checkpoints(ctx, integration, window) if resumable else None,
                 out_of_time=out_of_time if resumable else (lambda: False),
+                segments=segments,
             )
         except Exception as raw:
             error = classify_failure(raw)

@@ -14,7 +14,6 @@ from datetime import datetime
 from itertools import islice, takewhile
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from azure.storage.blob import ContainerClient
 
 from .segments import (
@@ -78,14 +77,23 @@ class WindowReader:
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
         prefetch: int = READ_AHEAD,
+        segments: Iterable[SegmentRef] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches, in entry-time order.
 
         `columns` are segment columns beyond the fixed four (`p:<key>`, `a:<key>`); every batch has
         exactly the fixed columns plus these, missing ones null. Memory: a few segments, never the window.
+        `segments`: as in `read_from`.
         """
         positioned = self.read_from(
-            account, start, end, event_names=event_names, columns=columns, batch_rows=batch_rows, prefetch=prefetch
+            account,
+            start,
+            end,
+            segments=segments,
+            event_names=event_names,
+            columns=columns,
+            batch_rows=batch_rows,
+            prefetch=prefetch,
         )
         return (batch for _, batch in positioned)
 
@@ -97,6 +105,7 @@ class WindowReader:
         position: ReadPosition | None = None,
         *,
         until: str | None = None,
+        segments: Iterable[SegmentRef] | None = None,
         event_names: Iterable[str] | None = None,
         columns: Iterable[str] = (),
         batch_rows: int = 65_536,
@@ -108,13 +117,14 @@ class WindowReader:
         window's segment list is fixed once it is due (entry times land before `end + settle`), so an
         export can stop after any batch and another invocation continue there without re-reading
         the segments before it. `until` (a segment path) ends the read before that segment: one part
-        of a window split across workers.
+        of a window split across workers. `segments`: the window's segments (`segments()`), if the caller
+        listed them already (a due window's list is fixed), so they are not listed again.
         """
         names = list(FIXED_COLUMNS) + [c for c in columns if c not in FIXED_COLUMNS]
         schema = pa.schema([(n, pa.string()) for n in names])
-        wanted = pa.array(sorted(set(event_names)), pa.string()) if event_names is not None else None
+        wanted = frozenset(event_names) if event_names is not None else None
 
-        refs = self._iter_segments(account, start, end)
+        refs = iter(segments) if segments is not None else self._iter_segments(account, start, end)
         first = parse_segment_name(position.segment) if position is not None else None
         if first is not None:
             refs = (ref for ref in refs if ref >= first)  # segments sort in read order
@@ -168,15 +178,13 @@ def _positioned(path: str, batches: list[pa.RecordBatch], skip: int) -> Iterator
         yield ReadPosition(path, done), batch
 
 
-def _conform(data: bytes, schema: pa.Schema, wanted: pa.Array | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _conform(
+    data: bytes, schema: pa.Schema, event_names: frozenset[str] | None, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     """One segment's rows of the wanted event names, in batches of at most `batch_rows`, shaped as `schema`."""
-    present, batches = segment_batches(data, schema.names)
+    present, batches = segment_batches(data, schema.names, event_names)
     for whole in batches:
         for offset in range(0, whole.num_rows, batch_rows):
             batch = whole.slice(offset, batch_rows)
-            if wanted is not None:
-                batch = batch.filter(pc.is_in(batch.column("event_name"), value_set=wanted))
-            if batch.num_rows == 0:
-                continue
             arrays = [batch.column(n) if n in present else pa.nulls(batch.num_rows, pa.string()) for n in schema.names]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
