@@ -257,13 +257,18 @@ def gzip_members(data: bytes) -> int:
 
 
 def assert_rows_match_the_csv_export(ctx, integration_id, contents, scratch) -> None:
-    """Each gzip file, decompressed, holds exactly the rows of the window's `csv` export (csv.gz: its very bytes)."""
+    """Each gzip file, decompressed, holds exactly the rows of the window's `csv` export (csv.gz: its very bytes);
+    and the same window exported with a manifest (in one invocation) is the very same bytes."""
     integration = ctx.repo.get(ACCOUNT, integration_id)
     name = integration.selection.format
     clean = destination_from_body(scratch.body("as-csv/"))
     as_csv = dataclasses.replace(integration.selection, format="csv", manifest=False)
+    with_manifest = dataclasses.replace(integration.selection, manifest=True)
     for (start, end), data in contents.items():
         window = Window(from_unix(start), from_unix(end))
+        result = export_window(ctx.ucd, ACCOUNT, integration.id, with_manifest, window, clean)
+        assert scratch.read(result.path) == data, "one encoding, with or without a manifest"
+        assert json.loads(scratch.read(result.path + ".manifest.json"))["bytes"] == len(data)
         text = scratch.read(export_window(ctx.ucd, ACCOUNT, integration.id, as_csv, window, clean).path)
         if name == "csv.gz":
             assert gzip.decompress(data) == text, "the csv.gz file is gzip of exactly the CSV bytes"
