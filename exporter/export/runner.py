@@ -219,7 +219,7 @@ class AlignedBlocks:
         return held is not None
 
     def finish(self, position: ReadPosition | None, rows: int) -> None:
-        last = (self._take(), Mark(position, rows, self.bytes_written)) if self._filled else None
+        last = (self._take(last=True), Mark(position, rows, self.bytes_written)) if self._filled else None
         held, self._held = self._held, None
         if held is not None and last is not None and len(last[0]) < self._min_last:
             last = (held[0] + last[0], last[1])
@@ -228,8 +228,10 @@ class AlignedBlocks:
             if block is not None:
                 self._emit(*block)
 
-    def _take(self) -> bytearray:
-        block, self._block, filled, self._filled = self._block, bytearray(self._capacity), self._filled, 0
+    def _take(self, last: bool = False) -> bytearray:
+        # bytearray(n) zeroes all n bytes (CPU, and RSS): the last block is followed by none.
+        fresh = bytearray() if last else bytearray(self._capacity)
+        block, self._block, filled, self._filled = self._block, fresh, self._filled, 0
         del block[filled:]  # a block handed on is never written again
         return block
 
@@ -487,8 +489,8 @@ def _encode(
         for after, batch in batches:
             if gzip is not None and gzip.segment_begins(after.segment, position, rows) and out_of_time():
                 return rows, False
-            for piece, position in _slices(after, batch):
-                writer.write(plan.project(piece))
+            for piece, position in _slices(after, plan.project(batch)):  # projected once, sliced without copies
+                writer.write(piece)
                 rows += piece.num_rows
                 if mark(position, rows) and out_of_time():
                     return rows, False
