@@ -9,8 +9,14 @@ IAM enforcement, gcp-storage-emulator, and a loopback OAuth token endpoint for s
 from __future__ import annotations
 
 import base64
+import csv
+import dataclasses
+import gzip
+import io
 import itertools
+import json
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -237,3 +243,39 @@ def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) ->
         window = Window(from_unix(start), from_unix(end))
         result = export_window(ctx.ucd, ACCOUNT, integration.id, integration.selection, window, clean)
         assert scratch.read(result.path) == data, f"window {start} differs from a clean export"
+
+
+def gzip_members(data: bytes) -> int:
+    """How many gzip members `data` holds (each one complete)."""
+    count = 0
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        member.decompress(data)
+        assert member.eof, "a member cut short"
+        data, count = member.unused_data, count + 1
+    return count
+
+
+def assert_rows_match_the_csv_export(ctx, integration_id, contents, scratch) -> None:
+    """Each gzip file, decompressed, holds exactly the rows of the window's `csv` export (csv.gz: its very bytes);
+    and the same window exported with a manifest (in one invocation) is the very same bytes."""
+    integration = ctx.repo.get(ACCOUNT, integration_id)
+    name = integration.selection.format
+    clean = destination_from_body(scratch.body("as-csv/"))
+    as_csv = dataclasses.replace(integration.selection, format="csv", manifest=False)
+    with_manifest = dataclasses.replace(integration.selection, manifest=True)
+    for (start, end), data in contents.items():
+        window = Window(from_unix(start), from_unix(end))
+        result = export_window(ctx.ucd, ACCOUNT, integration.id, with_manifest, window, clean)
+        assert scratch.read(result.path) == data, "one encoding, with or without a manifest"
+        assert json.loads(scratch.read(result.path + ".manifest.json"))["bytes"] == len(data)
+        text = scratch.read(export_window(ctx.ucd, ACCOUNT, integration.id, as_csv, window, clean).path)
+        if name == "csv.gz":
+            assert gzip.decompress(data) == text, "the csv.gz file is gzip of exactly the CSV bytes"
+            continue
+        rows = list(csv.DictReader(io.StringIO(text.decode(), newline="")))
+        objects = [json.loads(line) for line in gzip.decompress(data).decode().splitlines()]
+        assert [o["event_id"] for o in objects] == [r["event_id"] for r in rows], "the CSV's rows, in its order"
+        assert all(list(o) == list(r) for o, r in zip(objects, rows)), "the CSV row's fields, in its order"
+        strings = [{k: v for k, v in o.items() if isinstance(v, str)} for o in objects]
+        assert strings == [{k: r[k] for k in s} for s, r in zip(strings, rows)], "the text values are the CSV's"

@@ -12,8 +12,10 @@ window, and an empty window has a header-only file.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import itertools
+import json
 import re
 import threading
 from collections import Counter
@@ -142,7 +144,8 @@ def listing(store):
 
 def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
     prefix = join_prefix(integration.destination.prefix, "")
-    pattern = re.compile(re.escape(prefix) + rf"{ACCOUNT}_events_{integration.id}_(\d+)_(\d+)\.csv")
+    extension = re.escape(integration.format)
+    pattern = re.compile(re.escape(prefix) + rf"{ACCOUNT}_events_{integration.id}_(\d+)_(\d+)\.{extension}")
     files = []
     names, _read = listing(container)
     for name in names():
@@ -150,6 +153,16 @@ def exported_files(ctx, container, integration) -> list[tuple[int, int, str]]:
         assert found, f"unexpected blob in the customer's container: {name}"
         files.append((int(found[1]), int(found[2]), name))
     return sorted(files)
+
+
+def file_ids(file_format: str, data: bytes, header: list[str]) -> tuple[list[str], bytes]:
+    """The event ids of a file of a row format, in order, and its text (decompressed)."""
+    text = gzip.decompress(data) if file_format.endswith(".gz") else data
+    if file_format == "jsonl.gz":
+        return [json.loads(line)["event_id"] for line in text.splitlines()], text
+    rows = list(csv.reader(io.StringIO(text.decode("utf-8"), newline="")))
+    assert rows[0] == header
+    return [r[0] for r in rows[1:]], text
 
 
 def assert_exactly_once(
@@ -175,24 +188,26 @@ def assert_exactly_once(
     for start, end, name in files:
         assert end - start == length
         assert name == window_path(
-            integration.destination.prefix, ACCOUNT, integration.id, Window(from_unix(start), from_unix(end))
+            integration.destination.prefix,
+            ACCOUNT,
+            integration.id,
+            Window(from_unix(start), from_unix(end)),
+            integration.format,
         )
 
-    # Each file holds exactly the stored rows of its window; empty windows are header only.
+    # Each file holds exactly the stored rows of its window; empty windows are header only (JSON Lines: nothing).
     exported: Counter[str] = Counter()
     contents = {}
     _names, read = listing(container)
     for start, end, name in files:
         data = read(name)
         contents[(start, end)] = data
-        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
-        assert rows[0] == plan.header
-        ids = [r[0] for r in rows[1:]]
+        ids, text = file_ids(integration.format, data, plan.header)
         expected = read_ids(ctx, from_unix(start), from_unix(end), names)
         assert sorted(ids) == sorted(expected), f"file {name} does not hold exactly its window's rows"
         assert len(ids) == len(set(ids)), f"duplicate row in {name}"
         if not expected:
-            assert data == header, f"empty window {name} is not header only"
+            assert text == (b"" if integration.format == "jsonl.gz" else header), f"empty window {name} has rows"
         exported.update(ids)
         record = ctx.runs.get(ACCOUNT, integration.id, start)
         assert record is not None and record.status == RunStatus.EXPORTED, (name, record)

@@ -1,9 +1,10 @@
-"""Resumable windows (docs/architecture.md, "Windows of any size"), once per destination type.
+"""Resumable windows (docs/architecture.md, "Windows of any size"), once per destination type and row format.
 
-A window of several 5 MiB blocks (S3's minimum part size) is exported through the worker with a time
-budget that runs out after every block, so each invocation stages one block and hands on to a
+A window of several blocks (5 MiB on S3, its minimum part size) is exported through the worker with a
+time budget that runs out after every block, so each invocation stages one block and hands on to a
 follow-up; a worker killed after k staged blocks is redelivered and continues. Each file must be
-byte-identical to an export in one go, and no block recorded as staged is uploaded again.
+byte-identical to an export in one go, and no block recorded as staged is uploaded again. A gzip
+file (several members: one per segment at least) decompresses to the rows of the window's CSV file.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from exporter.export.progress import ProgressRepo
 from exporter.jobs import schedule
 from exporter.local.host import drain
 from exporter.runs import RunStatus
-from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window
+from tests.destination_helpers import (
+    assert_bytes_match_a_clean_export,
+    assert_rows_match_the_csv_export,
+    create_with_large_window,
+    gzip_members,
+)
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
 
 MiB = 1024 * 1024
 BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least this
 SEGMENT_ROWS = 60_000
+ROW_FORMATS = ("csv", "csv.gz", "jsonl.gz")  # the continuable formats
+GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 
 
 class Killed(BaseException):
@@ -68,13 +76,26 @@ class Staging:
         self.inner.abandon_blocks(path)
 
 
-def a_large_window(ctx, clock, kit, monkeypatch) -> str:
-    """An integration whose first window holds ~15 MiB of CSV in three segments, due now, its job queued."""
-    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS)
+def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
+    """An integration whose first window holds at least three blocks of its format in three segments (~15 MiB
+    of CSV), due now, its job queued. A gzip file's blocks are 1 MiB, but on S3 (5 MiB: more rows)."""
+    gzip_on_s3 = file_format != "csv" and kit.kind == "s3"
+    rows = GZIP_S3_ROWS if gzip_on_s3 else SEGMENT_ROWS
+    iid = create_with_large_window(ctx, clock, kit, rows, format=file_format)
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
-    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK if file_format == "csv" or gzip_on_s3 else MiB)
     return iid
+
+
+def assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid) -> dict:
+    """The file delivered once, byte-identical to an export in one go; a gzip file also holds the CSV's rows."""
+    contents = assert_exactly_once(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+    if ctx.repo.get(ACCOUNT, iid).selection.format != "csv":
+        assert gzip_members(next(iter(contents.values()))) >= 3, "a member per segment at least"
+        assert_rows_match_the_csv_export(ctx, iid, contents, scratch_kit)
+    return contents
 
 
 def staging(ctx, monkeypatch, seen: Counter, kill_after: int | None = None) -> None:
@@ -96,8 +117,11 @@ def time_runs_out_after_every_block(ctx, clock, monkeypatch) -> None:
     monkeypatch.setattr(ctx.ucd, "read_from", slow_read)
 
 
-def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(ctx, clock, kit, scratch_kit, monkeypatch):
-    iid = a_large_window(ctx, clock, kit, monkeypatch)
+@pytest.mark.parametrize("file_format", ROW_FORMATS)
+def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(
+    ctx, clock, kit, scratch_kit, monkeypatch, file_format
+):
+    iid = a_large_window(ctx, clock, kit, monkeypatch, file_format)
     seen: Counter = Counter()
     staging(ctx, monkeypatch, seen)
     time_runs_out_after_every_block(ctx, clock, monkeypatch)
@@ -109,19 +133,19 @@ def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(ctx, clock
     assert [r.exported for r in results] == [0] * (len(results) - 1) + [1]
     assert len(seen) >= 3 and set(seen.values()) == {1}, "every block staged exactly once"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
-    contents = assert_exactly_once(ctx, kit, iid)
-    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+    contents = assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
     assert run.attempts == len(results) and run.bytes == len(next(iter(contents.values())))
     progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
     assert progress.get(ACCOUNT, iid, to_unix(ACT)) is None, "a committed window keeps no progress"
 
 
+@pytest.mark.parametrize("file_format", ROW_FORMATS)
 @pytest.mark.parametrize("k", [1, 2])
 def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_one(
-    ctx, clock, kit, scratch_kit, monkeypatch, k
+    ctx, clock, kit, scratch_kit, monkeypatch, k, file_format
 ):
-    iid = a_large_window(ctx, clock, kit, monkeypatch)
+    iid = a_large_window(ctx, clock, kit, monkeypatch, file_format)
     first: Counter = Counter()
     staging(ctx, monkeypatch, first, kill_after=k)
     with pytest.raises(Killed):
@@ -135,8 +159,7 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
     assert deliver_one(ctx).exported == 1
     assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
-    contents = assert_exactly_once(ctx, kit, iid)
-    assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+    assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
 
 
 def test_the_upload_handle_is_sealed_in_the_progress_record(ctx, clock, kit, monkeypatch):
@@ -194,18 +217,20 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
     ("file_format", "manifest", "resumable"),
     [
         ("csv", False, True),
+        ("csv.gz", False, True),
+        ("jsonl.gz", False, True),
         ("csv", True, False),
-        ("csv.gz", False, False),
+        ("csv.gz", True, False),
         ("parquet", False, False),
         ("jsonl.gz", True, False),
     ],
 )
-def test_only_a_csv_file_without_a_manifest_can_be_continued(file_format, manifest, resumable):
+def test_only_a_row_format_without_a_manifest_can_be_continued(file_format, manifest, resumable):
     selection = Selection(events=(), format=file_format, manifest=manifest)
     assert runner.continuable(selection) is resumable
 
 
-@pytest.mark.parametrize(("file_format", "manifest"), [("csv.gz", False), ("parquet", False), ("csv", True)])
+@pytest.mark.parametrize(("file_format", "manifest"), [("parquet", False), ("csv", True), ("jsonl.gz", True)])
 def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     ctx, clock, azure_kit, monkeypatch, file_format, manifest
 ):
@@ -215,8 +240,7 @@ def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     monkeypatch.setattr(runner, "BLOCK_BYTES", 64 * 1024)
     seen: Counter = Counter()
     staging(ctx, monkeypatch, seen)
-    time_runs_out_after_every_block(ctx, clock, monkeypatch)
-    monkeypatch.setattr(ctx.ucd, "read_from", None)  # a whole file is read by read_window alone
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)  # a row format reads by read_from
     real_read = ctx.ucd.read_window
 
     def slow_read(*args, **kwargs):
@@ -224,7 +248,7 @@ def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
             clock.advance(seconds=1)  # the budget runs out at once: a continuable file would stop after a block
             yield batch
 
-    monkeypatch.setattr(ctx.ucd, "read_window", slow_read)
+    monkeypatch.setattr(ctx.ucd, "read_window", slow_read)  # Parquet reads by read_window
     results: list = []
     drain(ctx, on_result=results.append)
 

@@ -2,9 +2,10 @@
 
 A window above `EXPORT_SPLIT_BYTES` is exported in parts, one queue job each, by several workers at
 once, and committed once, in order: the file must be byte-identical to a one-worker export (header
-once). Azure Blob and S3 parts stage into the file's own upload; GCS parts stage in the service's
-staging container and one relay sends them, in order and resumably, into the file's resumable
-session (exporter/jobs/relay.py).
+once), in every row format (a gzip file's parts begin at a segment, where a member begins anyway).
+Azure Blob and S3 parts stage into the file's own upload; GCS parts stage in the service's staging
+container and one relay sends them, in order and resumably, into the file's resumable session
+(exporter/jobs/relay.py).
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ from exporter.jobs.split import RELAY_PART, SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.ucd.segments import SegmentRef
-from tests.destination_helpers import assert_bytes_match_a_clean_export, create_with_large_window, make_kit
+from tests.destination_helpers import (
+    assert_bytes_match_a_clean_export,
+    assert_rows_match_the_csv_export,
+    create_with_large_window,
+    gzip_members,
+    make_kit,
+)
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, due_at
 from tests.helpers import run_together
 
 MiB = 1024 * 1024
 SEGMENT_ROWS = 80_000  # every part's CSV above S3's 5 MiB minimum part size
+GZIP_S3_ROWS = 250_000  # and every part's gzip
 
 
 class Killed(BaseException):
@@ -131,9 +139,10 @@ def watched(contexts, kit, monkeypatch, fail=None, fail_relay=None, kill_after=N
     return state
 
 
-def a_window_of_three_parts(ctx, clock, kit, monkeypatch) -> str:
+def a_window_of_three_parts(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
     """An integration whose first window holds three segments and splits in three parts; its job queued."""
-    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS)
+    rows = GZIP_S3_ROWS if file_format != "csv" and kit.kind == "s3" else SEGMENT_ROWS
+    iid = create_with_large_window(ctx, clock, kit, rows, format=file_format)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
     monkeypatch.setattr(runner, "BLOCK_BYTES", 5 * MiB)
@@ -156,6 +165,9 @@ def assert_delivered_once(ctx, kit, scratch_kit, iid, state) -> None:
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
     contents = assert_exactly_once(ctx, kit, iid)
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
+    if ctx.repo.get(ACCOUNT, iid).format != "csv":
+        assert gzip_members(next(iter(contents.values()))) >= 3, "a member per segment at least"
+        assert_rows_match_the_csv_export(ctx, iid, contents, scratch_kit)
     assert state["commits"] == 1, "the file is committed once"
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
     assert run.status == RunStatus.EXPORTED and run.bytes == len(next(iter(contents.values())))
@@ -169,10 +181,11 @@ def assert_relayed_once(state) -> None:
     assert set(state["relayed"].values()) <= {1}
 
 
+@pytest.mark.parametrize("file_format", ["csv", "csv.gz", "jsonl.gz"])
 def test_a_window_split_in_three_parts_by_two_workers_is_the_same_bytes(
-    ctx, settings, clock, kit, scratch_kit, monkeypatch
+    ctx, settings, clock, kit, scratch_kit, monkeypatch, file_format
 ):
-    iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch)
+    iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch, file_format)
     pool = workers(ctx, settings, clock)
     state = watched([ctx, *pool], kit, monkeypatch)
     first = drain(ctx, max_jobs=1)  # the integration's job: plans the parts and queues them
@@ -304,8 +317,9 @@ def test_a_plan_cuts_whole_segments_of_about_equal_size():
     assert len(plan_parts(refs * 4, 1)) == 16, "at most 16 parts"
 
 
-def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, monkeypatch):
-    iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format="csv.gz")
+@pytest.mark.parametrize(("file_format", "manifest"), [("parquet", False), ("csv.gz", True)])
+def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, monkeypatch, file_format, manifest):
+    iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format=file_format, manifest=manifest)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
     clock.set(due_at(1))
@@ -315,4 +329,4 @@ def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, mon
     assert first["jobs"] == 1 and first["windows_exported"] == 1, "one job exports the window whole"
     assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
-    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).file.endswith(".csv.gz")
+    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).file.endswith("." + file_format)

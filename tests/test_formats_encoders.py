@@ -1,26 +1,33 @@
-"""The encoders alone (no servers): each streams (bytes reach the sink before the last batch is read),
-gives the same bytes however the rows were batched, and refuses a value its type cannot hold; gzip is
-deterministic (mtime 0, no file name); JSON strings escape every character JSON requires; the types
-come from the catalog's kinds, joined over the events that select a parameter."""
+"""The encoders alone (no servers: the runner over segments and a destination in memory): each streams
+(bytes reach the destination before the last batch is read), gives the same bytes however the rows were
+batched, and refuses a value its type cannot hold; gzip is deterministic (mtime 0, no file name) and
+ends a member with every segment; JSON strings escape every character JSON requires; the types come
+from the catalog's kinds, joined over the events that select a parameter."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
+import zlib
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from exporter.export.csv_writer import BlockSink, write_csv
-from exporter.export.formats import FORMAT_NAMES, file_format, fix_types
+from exporter.export.formats import FORMAT_NAMES, compress, fix_types
 from exporter.export.formats import parquet as parquet_format
-from exporter.export.formats.compress import GzipSink
+from exporter.export.formats.compress import GzipMembers
 from exporter.export.formats.types import column_types, numeric_params
 from exporter.export.plan import EventSelection, Selection, column_plan
+from exporter.export.runner import SLICE_ROWS, export_window
+from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import param_column
 from exporter.ucd.values import join_kinds, value_kind
+from exporter.windows import Window
 
 EVENTS = (EventSelection("purchase", ("price", "note")), EventSelection("view", ("price",)))
 PLAN = column_plan(EVENTS, ("email",))
@@ -45,37 +52,74 @@ def segment_batch(start: int, rows: int) -> pa.RecordBatch:
 
 
 class Blocks:
-    """Collects a BlockSink's blocks, noting how many batches had been read when each arrived."""
+    """A destination in memory: collects the staged blocks, noting how many batches had been read when each arrived."""
+
+    prefix = ""
 
     def __init__(self):
-        self.blocks: list[bytes] = []
+        self.staged: dict[int, bytes] = {}
+        self.files: dict[str, bytes] = {}
         self.read_when_emitted: list[int] = []
         self.batches_read = 0
 
-    def emit(self, block) -> None:
-        self.blocks.append(bytes(block))
+    def stage_block(self, path, index, data):
+        self.staged[index] = bytes(data)
         self.read_when_emitted.append(self.batches_read)
 
-    def batches(self, sizes):
-        start = 0
-        for size in sizes:
-            self.batches_read += 1
-            yield segment_batch(start, size)
-            start += size
+    def commit_blocks(self, path, count):
+        self.files[path] = b"".join(self.staged[i] for i in range(count))
+
+    def abandon_blocks(self, path):
+        self.staged.clear()
+
+    @property
+    def blocks(self) -> list[bytes]:
+        return [self.staged[i] for i in sorted(self.staged)]
 
 
-def encode(name: str, sizes, block_bytes: int = 1 << 16) -> tuple[bytes, Blocks, int]:
+class Segments:
+    """A UCD in memory: `segments` lists each segment's batch sizes; the events are numbered across them."""
+
+    def __init__(self, segments, blocks: Blocks, fail=None):
+        self.segments, self.blocks, self.fail = segments, blocks, fail
+
+    def catalog(self, account):
+        return {}
+
+    def read_from(self, account, start, end, position=None, **options):
+        assert position is None, "a whole export reads from the window's start"
+        first = 0
+        for s, sizes in enumerate(self.segments):
+            done = 0
+            for size in sizes:
+                self.blocks.batches_read += 1
+                batch = segment_batch(first, size) if self.fail is None else self.fail
+                first, done = first + size, done + size
+                yield ReadPosition(f"segment-{s}", done), batch
+
+    def read_window(self, account, start, end, **options):
+        for _, batch in self.read_from(account, start, end):
+            yield batch
+
+
+WINDOW = Window(datetime(2026, 11, 28, 10, tzinfo=timezone.utc), datetime(2026, 11, 28, 11, tzinfo=timezone.utc))
+
+
+def encode(name: str, sizes, block_bytes: int = 1 << 16, segments=None, fail=None) -> tuple[bytes, Blocks, int]:
+    """The file of `name` for a window of one segment of batches of `sizes` rows (or of `segments`)."""
     blocks = Blocks()
-    sink = BlockSink(blocks.emit, block_bytes)
-    rows = file_format(name).encode(blocks.batches(sizes), PLAN, TYPES, sink)
-    data = b"".join(blocks.blocks)
-    assert sink.bytes_written == len(data)
-    return data, blocks, rows
+    selection = Selection(EVENTS, ("email",), name, param_types=(("price", "integer"),))
+    ucd = Segments(segments if segments is not None else [sizes], blocks, fail)
+    result = export_window(ucd, "acme", "i1", selection, WINDOW, blocks, block_bytes=block_bytes)
+    data = blocks.files[result.path]
+    assert result.bytes == len(data)
+    return data, blocks, result.rows
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)
 def test_every_encoder_streams_and_gives_the_same_bytes_however_the_rows_were_batched(name, monkeypatch):
     monkeypatch.setattr(parquet_format, "ROW_GROUP_ROWS", 5_000)
+    monkeypatch.setattr(compress, "MEMBER_BYTES", 16 * 1024)
     data, blocks, rows = encode(name, [3_000] * 20)
     assert rows == 60_000
     assert len(blocks.blocks) > 2 and blocks.read_when_emitted[0] < 20, "bytes left before the last batch was read"
@@ -98,6 +142,40 @@ def test_csv_gz_is_the_csv_gzipped_with_mtime_0_and_no_file_name():
     assert data[4:8] == b"\x00\x00\x00\x00", "mtime 0"
 
 
+def members(data: bytes) -> list[bytes]:
+    """The decompressed contents of each gzip member of `data`, in order."""
+    found = []
+    while data:
+        member = zlib.decompressobj(compress.GZIP_WBITS)
+        found.append(member.decompress(data))
+        assert member.eof, "every member is complete"
+        data = member.unused_data
+    return found
+
+
+@pytest.mark.parametrize("name", ["csv.gz", "jsonl.gz"])
+def test_a_gzip_member_ends_with_every_segment_and_inside_one_after_member_bytes(name, monkeypatch):
+    monkeypatch.setattr(compress, "MEMBER_BYTES", 32 * 1024)
+    plain = "csv" if name == "csv.gz" else None
+    data, _, rows = encode(name, [], block_bytes=1 << 20, segments=[[700, 300], [5], [20_000, 4_000]])
+    texts = members(data)
+    assert rows == 25_005 and b"".join(texts) == gzip.decompress(data)
+    if plain:
+        assert b"".join(texts) == encode(plain, [], segments=[[1000], [5], [24_000]])[0]
+    ends = [row_count(text, plain is not None) for text in texts]
+    header = 1 if plain else 0
+    assert ends[:2] == [1000 + header, 5], "the first two segments are a member each (the header in the first)"
+    assert len(ends) > 3 and sum(ends[2:]) == 24_000, "the last one is cut inside, once a member is compressed"
+    assert all(n % SLICE_ROWS == 0 for n in ends[2:-1]), "at a multiple of SLICE_ROWS of its segment"
+    again, _, _ = encode(name, [], block_bytes=1 << 16, segments=[[1, 999], [5], [7, 23_993]])
+    assert again == data, "the members depend on the segments' rows, not on their batches nor on the block size"
+
+
+def row_count(text: bytes, is_csv: bool) -> int:
+    """Lines of JSON (which escapes every line break), or CSV records (whose values may hold line breaks)."""
+    return len(list(csv.reader(io.StringIO(text.decode(), newline="")))) if is_csv else text.count(b"\n")
+
+
 def test_gzip_sink_streams_through_zlib():
     out = io.BytesIO()
 
@@ -113,12 +191,14 @@ def test_gzip_sink_streams_through_zlib():
         def finish(self):
             out.write(b"")
 
-    sink = GzipSink(Inner())
+    sink = GzipMembers(Inner())
     chunk = bytes(range(256)) * 4096
     for _ in range(64):  # 64 MiB in, far more than zlib keeps
         sink.write(chunk)
-    sink.finish()
-    assert gzip.decompress(out.getvalue()) == chunk * 64
+    assert out.tell() > 0, "compressed bytes left before the member ended"
+    sink.end_member()
+    sink.end_member()  # nothing written since: no empty member
+    assert gzip.decompress(out.getvalue()) == chunk * 64 and len(members(out.getvalue())) == 1
 
 
 def test_jsonl_escapes_every_character_json_requires_and_keeps_the_csv_fields():
@@ -135,9 +215,8 @@ def test_jsonl_escapes_every_character_json_requires_and_keeps_the_csv_fields():
 def test_a_value_its_type_cannot_hold_raises_instead_of_writing_a_wrong_file(name):
     bad = segment_batch(1, 3).to_pydict()
     bad[param_column("price")] = ["12", "not a number", "3"]
-    sink = BlockSink(lambda block: None)
     with pytest.raises(pa.ArrowInvalid):
-        file_format(name).encode([pa.record_batch(bad)], PLAN, TYPES, sink)
+        encode(name, [3], fail=pa.record_batch(bad))
 
 
 def test_empty_windows_are_valid_files_in_every_format():
@@ -150,9 +229,9 @@ def test_empty_windows_are_valid_files_in_every_format():
 
 
 def test_csv_bytes_are_the_writer_s_own():
-    blocks = Blocks()
-    write_csv(blocks.batches([10]), PLAN, BlockSink(blocks.emit))
-    assert b"".join(blocks.blocks) == encode("csv", [10])[0]
+    out: list[bytes] = []
+    write_csv([segment_batch(0, 10)], PLAN, BlockSink(lambda block: out.append(bytes(block))))
+    assert b"".join(out) == encode("csv", [10])[0]
 
 
 def test_value_kinds_and_their_join():

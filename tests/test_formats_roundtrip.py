@@ -28,7 +28,7 @@ from exporter.clock import iso
 from exporter.destinations import open_destination as real_open_destination
 from exporter.jobs import schedule
 from exporter.local.host import drain
-from tests.destination_helpers import integration_body
+from tests.destination_helpers import gzip_members, integration_body
 from tests.export_helpers import ACCOUNT, ACT, SETTLE, FlakyDestination, H, deliver_one
 from tests.helpers import call
 
@@ -320,6 +320,32 @@ def test_pandas_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path
     assert list(frame["amount"].astype(object).where(frame["amount"].notna(), None)) == [
         typed(r["amount"], EXPECTED_TYPES["amount"]) for r in rows
     ]
+
+
+@pytest.mark.parametrize("name", ["csv.gz", "jsonl.gz"])
+def test_pandas_and_duckdb_read_a_gzip_file_of_several_members_as_one(ctx, clock, azure_kit, tmp_path, name):
+    ids = create_one_per_format(ctx, clock, azure_kit)
+    populate_rich(ctx, clock, range(1))  # two upserts: two segments, so two gzip members
+    deliver(ctx, clock, 1)
+    [(_s, _e, path)] = files_of(azure_kit, ids[name], name)
+    [(_s, _e, csv_path)] = files_of(azure_kit, ids["csv"], "csv")
+    data, rows = azure_kit.read(path), csv_rows(azure_kit.read(csv_path))
+    assert gzip_members(data) == 2 and len(rows) == 14
+    local = tmp_path / f"window.{name}"
+    local.write_bytes(data)
+    ids_in_order = [r["event_id"] for r in rows]
+    notes = [r["note"] for r in rows]
+    con = duckdb.connect()
+    if name == "csv.gz":
+        frame = pandas.read_csv(local, dtype=str, keep_default_na=False)  # compression from the name
+        assert frame.to_dict("records") == [{h: v or "" for h, v in r.items()} for r in rows]
+        got = con.execute(f"SELECT event_id FROM read_csv('{local}', header = true, all_varchar = true)").fetchall()
+    else:
+        frame = pandas.read_json(local, lines=True, dtype=False)
+        assert list(frame["event_id"]) == ids_in_order
+        assert list(frame["note"].astype(object).where(frame["note"].notna(), None)) == notes
+        got = con.execute(f"SELECT event_id FROM read_json('{local}', format = 'newline_delimited')").fetchall()
+    assert [g[0] for g in got] == ids_in_order, "DuckDB reads every member, in order"
 
 
 # ------------------------------------------------------------------ replay and format changes

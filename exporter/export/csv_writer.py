@@ -15,14 +15,18 @@ WRITE_OPTIONS = pacsv.WriteOptions(include_header=True, eol="\r\n")
 BLOCK_BYTES = 8 * 1024 * 1024
 
 
-class Sink(Protocol):
-    """Where an encoder writes: a write-only file (a BlockSink, or a filter such as gzip in front of one)."""
+class Writable(Protocol):
+    """A write-only file: what Arrow's writers and the gzip filter write to."""
 
     closed: bool
 
     def write(self, data) -> int: ...
 
     def flush(self) -> None: ...
+
+
+class Sink(Writable, Protocol):
+    """Where an encoder writes: a write-only file (a BlockSink, or a filter such as gzip in front of one)."""
 
     def finish(self) -> None:
         """No more bytes: hand on what is buffered."""

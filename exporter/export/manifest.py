@@ -34,10 +34,14 @@ class StreamDigest:
         """`emit`, with every block hashed (in order) on its way."""
 
         def through(block: bytes) -> None:
-            self._hash.update(block)
+            self.add(block)
             emit(block)
 
         return through
+
+    def add(self, block: bytes) -> None:
+        """The file's next block (blocks in order)."""
+        self._hash.update(block)
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

@@ -4,8 +4,9 @@ A window need not fit in one invocation (docs/architecture.md, windows of any si
 after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
 is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
 stops after a block, to be continued by another invocation from the last recorded block without
-producing or uploading the bytes before it again. Only a CSV file without a manifest can be continued
-(`continuable`); any other file is exported whole in one invocation.
+producing or uploading the bytes before it again. A row format (`csv`, `csv.gz`, `jsonl.gz`) without a
+manifest can be continued (`continuable`); a gzip format's blocks end only where a gzip member ends
+(`GzipMarks`). A Parquet file, or any file with a manifest, is exported whole in one invocation.
 
 The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
 """
@@ -21,24 +22,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from ..errors import InternalError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
-from .csv_writer import BLOCK_BYTES, WRITE_OPTIONS, BlockSink
+from .csv_writer import BLOCK_BYTES, BlockSink
 from .destination import Destination, UploadLost, UploadState
-from .formats import Format, file_format, fix_types
-from .formats.types import column_types
+from .formats import FileFormat, compress, file_format, fix_types
+from .formats.compress import GzipMembers
+from .formats.types import ColumnTypes, column_types
 from .manifest import FileFacts, StreamDigest, write_manifest
 from .naming import window_path
 from .plan import ColumnPlan, Selection, column_plan
 from .progress import Checkpoints, WindowProgress, no_progress, with_block
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
-SLICE_ROWS = 8_192  # rows encoded between two possible block ends: a block exceeds block_bytes by at most this
+SLICE_ROWS = 8_192  # a block may end after every SLICE_ROWS rows of a segment: it exceeds block_bytes by at most this
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class AlignedBlocks:
         return held is not None
 
     def finish(self, position: ReadPosition | None, rows: int) -> None:
-        last = (self._take(), Mark(position, rows, self.bytes_written)) if self._filled else None
+        last = (self._take(last=True), Mark(position, rows, self.bytes_written)) if self._filled else None
         held, self._held = self._held, None
         if held is not None and last is not None and len(last[0]) < self._min_last:
             last = (held[0] + last[0], last[1])
@@ -227,8 +228,10 @@ class AlignedBlocks:
             if block is not None:
                 self._emit(*block)
 
-    def _take(self) -> bytearray:
-        block, self._block, filled, self._filled = self._block, bytearray(self._capacity), self._filled, 0
+    def _take(self, last: bool = False) -> bytearray:
+        # bytearray(n) zeroes all n bytes (CPU, and RSS): the last block is followed by none.
+        fresh = bytearray() if last else bytearray(self._capacity)
+        block, self._block, filled, self._filled = self._block, fresh, self._filled, 0
         del block[filled:]  # a block handed on is never written again
         return block
 
@@ -260,10 +263,13 @@ def export_window(
     started = time.monotonic()
     selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
     plan = column_plan(selection.events, selection.attributes)
-    if not continuable(selection):
-        if checkpoints is not None or target is not None:
-            raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
-        path = window_path(destination.prefix, account, integration_id, window, file_format(selection.format).extension)
+    fmt = file_format(selection.format)
+    types = column_types(plan, dict(selection.param_types or ()))
+    if (checkpoints is not None or target is not None) and not continuable(selection):
+        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
+    target = target or Target(window_path(destination.prefix, account, integration_id, window, fmt.extension))
+    facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
+    if fmt.rows is None:
         batches = ucd.read_window(
             account,
             window.start,
@@ -272,17 +278,28 @@ def export_window(
             columns=plan.source_columns,
             segments=segments() if segments else None,
         )
-        facts_of = functools.partial(FileFacts, account, integration_id, window, path)
         rows, size, staged, blocks, sha256 = _export_whole(
-            batches, plan, selection, destination, path, facts_of, block_bytes or BLOCK_BYTES, max_in_flight
+            batches,
+            plan,
+            fmt,
+            types,
+            selection.manifest,
+            destination,
+            target.path,
+            facts_of,
+            block_bytes or BLOCK_BYTES,
+            max_in_flight,
         )
-        return WindowExport(path, rows, size, time.monotonic() - started, True, staged, blocks, sha256)
-    target = target or Target(window_path(destination.prefix, account, integration_id, window))
+        return WindowExport(target.path, rows, size, time.monotonic() - started, True, staged, blocks, sha256)
     progress = _continued(destination, target, checkpoints)
     recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
+    digest = StreamDigest() if selection.manifest else None
     sink = AlignedBlocks(
-        uploader.stage, block_bytes or BLOCK_BYTES, already=progress.bytes, min_last_block=target.min_last_block
+        _hashed(digest, uploader.stage) if digest else uploader.stage,
+        block_bytes or BLOCK_BYTES,
+        already=progress.bytes,
+        min_last_block=target.min_last_block,
     )
     batches = ucd.read_from(
         account,
@@ -295,7 +312,7 @@ def export_window(
         columns=plan.source_columns,
     )
     try:
-        rows, complete = _encode(batches, plan, sink, progress, target.header, out_of_time)
+        rows, complete = _encode(batches, plan, fmt, types, sink, progress, target, out_of_time)
         if complete and target.commit:
             uploader.commit()
         else:
@@ -308,52 +325,74 @@ def export_window(
             checkpoints.clear()
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
+    sha256 = None
+    if digest is not None:
+        sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
-    return WindowExport(target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks)
+    return WindowExport(target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks, sha256)
 
 
 def continuable(selection: Selection) -> bool:
     """Whether a window's file can stop after a block and be continued (by a follow-up, or in parts).
 
-    Only CSV without a manifest: its blocks end after whole rows, and nothing in the bytes to come
-    depends on the bytes before. A gzip stream, a Parquet file's row groups and footer, and a manifest's
-    SHA-256 of the whole stream carry state that no block records, so those files are exported whole.
+    A row format (`csv`, `csv.gz`, `jsonl.gz`) without a manifest: its blocks end after whole rows (a
+    gzip format's also after a whole gzip member, `GzipMarks`), so nothing in the bytes to come
+    depends on the bytes before, and a block list and a read position are all a continuation needs.
+    A Parquet file's open row group and footer, and a manifest's SHA-256 of the whole stream (hashlib
+    cannot save a hash's state), carry state that no block records, so those files are exported whole.
     """
-    return selection.format == Format.CSV and not selection.manifest
+    return file_format(selection.format).rows is not None and not selection.manifest
+
+
+def _hashed(digest: StreamDigest, stage: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
+    """`stage`, with every block hashed on its way (blocks are handed on in order)."""
+
+    def through(block: bytes, mark: Mark) -> None:
+        digest.add(block)
+        stage(block, mark)
+
+    return through
+
+
+def _manifest(destination: Destination, facts: FileFacts) -> str:
+    """Write the committed file's manifest; answer the file's SHA-256."""
+    write_manifest(destination, facts)
+    return facts.sha256
 
 
 def _export_whole(
     batches: Iterator[pa.RecordBatch],
     plan: ColumnPlan,
-    selection: Selection,
+    fmt: FileFormat,
+    types: ColumnTypes,
+    manifest: bool,
     destination: Destination,
     path: str,
     facts_of: Callable[..., FileFacts],
     block_bytes: int,
     max_in_flight: int,
 ) -> tuple[int, int, int, int, str | None]:
-    """A file that cannot be continued, in one go: its format's encoder, then the manifest if asked for.
+    """A whole-file format (Parquet) in one go: its encoder, then the manifest if asked for.
 
     Answers its rows, bytes, bytes staged, blocks and (with a manifest) SHA-256.
     """
-    encoder = file_format(selection.format)
-    types = column_types(plan, dict(selection.param_types or ()))
+    if fmt.encode is None:
+        raise InternalError(f"{fmt.name} is a row format: it is written by rows")
     uploader = BlockUploader(destination, path, ProgressRecorder(no_progress(path), None), max_in_flight)
     stage = lambda block: uploader.stage(block, Mark(None, 0, 0))  # noqa: E731 - nothing is recorded per block
-    digest = StreamDigest() if selection.manifest else None
+    digest = StreamDigest() if manifest else None
     sink = BlockSink(digest.passing(stage) if digest else stage, block_bytes)
     try:
-        rows = encoder.encode(batches, plan, types, sink)
+        rows = fmt.encode(batches, plan, types, sink)
         uploader.commit()
     except BaseException:
         uploader.abandon()
         raise
     if digest is None:
         return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, None
-    facts = facts_of(encoder.name, rows, sink.bytes_written, digest.hexdigest(), types)
-    write_manifest(destination, facts)
-    return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, facts.sha256
+    sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
+    return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, sha256
 
 
 def _continued(destination: Destination, target: Target, checkpoints: Checkpoints | None) -> WindowProgress:
@@ -392,38 +431,85 @@ def _after_failure(
     uploader.abandon()
 
 
+class GzipMarks:
+    """Where a gzip row format's blocks may end: only where a gzip member ends (exporter/export/formats/compress.py).
+
+    A member ends at the end of every segment read and, inside a segment, at a multiple of SLICE_ROWS
+    of its rows once `MEMBER_BYTES` of the member are compressed. Both depend on the segments' rows
+    alone, not on where this read began, where a block ended or how the read batched a segment: an
+    export continued from any block, and a part of a split window (which begins at a segment), write
+    exactly the members of an export in one go. A block ends at a member end once it holds block_bytes.
+    """
+
+    def __init__(self, sink: AlignedBlocks, whole_window: bool):
+        self.sink = sink
+        self.members = GzipMembers(sink)
+        self._whole_window = whole_window
+
+    def segment_begins(self, segment: str, position: ReadPosition | None, rows: int) -> bool:
+        """Before a batch of `segment`: a member ends with the segment before; True if a block was handed on."""
+        if position is None or position.segment == segment:
+            return False
+        self.members.end_member()
+        return self.sink.mark(position, rows)
+
+    def mark(self, position: ReadPosition, rows: int) -> bool:
+        """After a slice: True if a member, then a block, ended here."""
+        if position.rows % SLICE_ROWS or self.members.member_bytes < compress.MEMBER_BYTES:
+            return False
+        self.members.end_member()
+        return self.sink.mark(position, rows)
+
+    def finish(self, position: ReadPosition | None, rows: int) -> None:
+        self.members.end_member()
+        if self._whole_window and self.sink.bytes_written == 0:
+            self.members.empty_member()  # a window without a byte (JSON Lines has no header) is still a gzip file
+        self.sink.finish(position, rows)
+
+
 def _encode(
     batches: Iterator[tuple[ReadPosition, pa.RecordBatch]],
     plan: ColumnPlan,
+    fmt: FileFormat,
+    types: ColumnTypes,
     sink: AlignedBlocks,
     progress: WindowProgress,
-    header: bool,
+    target: Target,
     out_of_time: Callable[[], bool],
 ) -> tuple[int, bool]:
     """Encode batches into the sink until the end of the window (True) or a block after the time ran out."""
     rows = progress.rows
     position = progress.position
-    options = pacsv.WriteOptions(include_header=header and progress.blocks == 0, eol=WRITE_OPTIONS.eol)
-    writer = pacsv.CSVWriter(sink, plan.schema, write_options=options)
+    gzip = GzipMarks(sink, whole_window=target.start is None and target.until is None) if fmt.gzip else None
+    mark = gzip.mark if gzip else sink.mark
+    if fmt.rows is None:
+        raise InternalError(f"{fmt.name} is written whole, not by rows")
+    writer = fmt.rows(plan, types, gzip.members if gzip else sink, target.header and progress.blocks == 0)
     try:
         for after, batch in batches:
-            for piece, position in _slices(after, batch):
-                writer.write_batch(plan.project(piece))
+            if gzip is not None and gzip.segment_begins(after.segment, position, rows) and out_of_time():
+                return rows, False
+            for piece, position in _slices(after, plan.project(batch)):  # projected once, sliced without copies
+                writer.write(piece)
                 rows += piece.num_rows
-                if sink.mark(position, rows) and out_of_time():
+                if mark(position, rows) and out_of_time():
                     return rows, False
     finally:
         writer.close()
         close = getattr(batches, "close", None)
         if close is not None:
             close()  # stops the read's prefetch at once when the time ran out
-    sink.finish(position, rows)
+    (gzip or sink).finish(position, rows)
     return rows, True
 
 
 def _slices(after: ReadPosition, batch: pa.RecordBatch) -> Iterator[tuple[pa.RecordBatch, ReadPosition]]:
-    """A batch in pieces of at most SLICE_ROWS rows, each with the read position after it."""
-    for offset in range(0, batch.num_rows, SLICE_ROWS):
-        piece = batch.slice(offset, SLICE_ROWS)
-        left = batch.num_rows - offset - piece.num_rows
-        yield piece, ReadPosition(after.segment, after.rows - left)
+    """A batch in pieces, each with the read position after it: a piece ends at every multiple of
+    SLICE_ROWS rows of the segment and at the batch's end, so a gzip member's possible ends
+    (`GzipMarks`) fall on the same rows however the read batched the segment."""
+    first = after.rows - batch.num_rows  # the segment's rows before this batch
+    offset = 0
+    while offset < batch.num_rows:
+        take = min(batch.num_rows - offset, SLICE_ROWS - (first + offset) % SLICE_ROWS)
+        yield batch.slice(offset, take), ReadPosition(after.segment, first + offset + take)
+        offset += take

@@ -202,7 +202,7 @@ def _split_plan(
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
     destination that cannot take parts and every file whose bytes cannot be continued (`continuable`:
-    a format other than CSV, or a manifest).
+    Parquet, or a manifest).
     """
     account, iid = integration.account, integration.id
     plan = _splits(ctx).get(account, iid, window.start_unix)

@@ -1,33 +1,60 @@
-"""gzip in front of a sink: zlib streaming, so only zlib's window is held, never the file."""
+"""gzip in front of a sink, as a sequence of gzip members: zlib streaming, so only zlib's window is held.
+
+RFC 1952 allows a file of several members, and every gzip reader (gzip, zcat, Python's gzip, pandas,
+DuckDB) reads their concatenation as one stream. A member holds no state of the one before, so a file
+whose members end exactly where its blocks may end can be continued (or written in parts) from any
+block: the runner (exporter/export/runner.py, `GzipMarks`) ends a member at the end of every segment
+read and, inside a segment, at the first row boundary after `MEMBER_BYTES` of compressed bytes.
+"""
 
 from __future__ import annotations
 
 import zlib
 
-from .base import Sink
+from ..csv_writer import Writable
 
 GZIP_LEVEL = 6  # gzip's own default: the usual balance of size and speed
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer: mtime 0, no file name, so the bytes are deterministic
+# A member ends inside a segment once this much of it is compressed: large enough that its 18 bytes of
+# header and trailer and its fresh dictionary cost nothing measurable, small enough that a block (which
+# ends only where a member does) exceeds the block size by at most about this.
+MEMBER_BYTES = 1024 * 1024
 
 
-class GzipSink:
-    """A write-only file that gzips what it is given and writes the compressed bytes to `inner`."""
+class GzipMembers:
+    """A write-only file that gzips what it is given into `inner`, one member until `end_member()`."""
 
-    def __init__(self, inner: Sink, level: int = GZIP_LEVEL):
+    def __init__(self, inner: Writable, level: int = GZIP_LEVEL):
         self._inner = inner
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
+        self._level = level
+        self._compressor: zlib._Compress | None = None  # the open member, if any byte went in since the last
+        self.member_bytes = 0  # compressed bytes of the open member handed on so far
         self.closed = False
 
     def write(self, data) -> int:
-        compressed = self._compressor.compress(data)
-        if compressed:
-            self._inner.write(compressed)
-        return memoryview(data).nbytes
+        size = memoryview(data).nbytes
+        if not size:
+            return 0  # no member is opened for nothing: an empty member would be 20 bytes of noise
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, GZIP_WBITS)
+        self._hand_on(self._compressor.compress(data))
+        return size
 
     def flush(self) -> None:
         pass  # a flush would cut the deflate stream where the writer happened to flush: never deterministic
 
-    def finish(self) -> None:
-        """The rest of the stream and the trailer, then finish the inner sink."""
-        self._inner.write(self._compressor.flush(zlib.Z_FINISH))
-        self._inner.finish()
+    def end_member(self) -> None:
+        """Close the open member (the rest of its deflate stream and its trailer); the next write opens another."""
+        if self._compressor is None:
+            return
+        self._hand_on(self._compressor.flush(zlib.Z_FINISH))
+        self._compressor, self.member_bytes = None, 0
+
+    def empty_member(self) -> None:
+        """A member of no bytes: what a file with nothing in it must still hold to be a gzip file."""
+        self._hand_on(zlib.compressobj(self._level, zlib.DEFLATED, GZIP_WBITS).flush(zlib.Z_FINISH))
+
+    def _hand_on(self, compressed: bytes) -> None:
+        if compressed:
+            self._inner.write(compressed)
+            self.member_bytes += len(compressed)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from ..csv_writer import write_csv
+from ..csv_writer import WRITE_OPTIONS, Writable
 from ..plan import ColumnPlan
-from .base import FileFormat, Format, Sink
-from .compress import GzipSink
+from .base import FileFormat, Format
 from .types import ColumnTypes
 
 
-def encode_csv(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, types: ColumnTypes, sink: Sink) -> int:
-    """RFC 4180 text (exporter.export.csv_writer); every value as its CSV text, so the types are not needed."""
-    return write_csv(batches, plan, sink)
+class CsvRows:
+    """RFC 4180 text by Arrow's CSV writer (exporter.export.csv_writer's options); the header, if asked, at once."""
+
+    def __init__(self, plan: ColumnPlan, types: ColumnTypes, sink: Writable, header: bool):
+        options = pacsv.WriteOptions(include_header=header, eol=WRITE_OPTIONS.eol)
+        self._writer = pacsv.CSVWriter(sink, plan.schema, write_options=options)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
 
 
-def encode_csv_gz(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, types: ColumnTypes, sink: Sink) -> int:
-    """Exactly the CSV bytes, gzipped as they stream: `zcat` gives the CSV file."""
-    return write_csv(batches, plan, GzipSink(sink))
-
-
-CSV = FileFormat(Format.CSV, encode_csv, typed=False)
-CSV_GZ = FileFormat(Format.CSV_GZ, encode_csv_gz, typed=False)
+# Every value is written as its CSV text, so the types are not needed; gzip: `zcat` gives the CSV file.
+CSV = FileFormat(Format.CSV, typed=False, rows=CsvRows)
+CSV_GZ = FileFormat(Format.CSV_GZ, typed=False, rows=CsvRows, gzip=True)

@@ -9,14 +9,13 @@ Each batch becomes one string array of whole lines by Arrow compute kernels, wit
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..csv_writer import Writable
 from ..plan import ColumnPlan
-from .base import FileFormat, Format, Sink
-from .compress import GzipSink
+from .base import FileFormat, Format
 from .types import ARROW_TYPES, NUMERIC, ColumnTypes
 
 # JSON must escape the quote, the backslash and U+0000..U+001F; the short forms are json.dumps's own.
@@ -51,7 +50,7 @@ def json_lines(batch: pa.RecordBatch, types: ColumnTypes) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def write_lines(lines: pa.Array, sink: Sink) -> None:
+def write_lines(lines: pa.Array, sink: Writable) -> None:
     """The lines' bytes as they lie in the array's data buffer: one write, no copy per row."""
     if len(lines) == 0:
         return
@@ -60,15 +59,18 @@ def write_lines(lines: pa.Array, sink: Sink) -> None:
     sink.write(memoryview(data)[bounds[lines.offset] : bounds[lines.offset + len(lines)]])
 
 
-def encode_jsonl_gz(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, types: ColumnTypes, sink: Sink) -> int:
-    """One JSON object per stored event, gzipped as it streams."""
-    gzipped = GzipSink(sink)
-    rows = 0
-    for batch in batches:
-        write_lines(json_lines(plan.project(batch), types), gzipped)
-        rows += batch.num_rows
-    gzipped.finish()
-    return rows
+class JsonLines:
+    """One JSON object per stored event (no header: JSON Lines has none)."""
+
+    def __init__(self, plan: ColumnPlan, types: ColumnTypes, sink: Writable, header: bool):
+        self._types = types
+        self._sink = sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        write_lines(json_lines(batch, self._types), self._sink)
+
+    def close(self) -> None:
+        pass
 
 
-JSONL_GZ = FileFormat(Format.JSONL_GZ, encode_jsonl_gz, typed=True)
+JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, gzip=True)

@@ -63,4 +63,4 @@ def encode_parquet(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, types: C
     return written
 
 
-PARQUET = FileFormat(Format.PARQUET, encode_parquet, typed=True)
+PARQUET = FileFormat(Format.PARQUET, typed=True, encode=encode_parquet)
