@@ -11,6 +11,8 @@ container and one relay sends them, in order and resumably, into the file's resu
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import json
 import threading
 from collections import Counter
 
@@ -22,12 +24,14 @@ from exporter.destinations import open_destination as real_open_destination
 from exporter.errors import TransientError
 from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
+from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import ExportJob, relay, schedule
 from exporter.jobs.relay import Piece, StagingArea, pieces
 from exporter.jobs.split import RELAY_PART, SplitRepo, plan_parts
 from exporter.local.host import drain
 from exporter.runs import RunStatus
+from exporter.ucd import parse_upsert
 from exporter.ucd.segments import SegmentRef
 from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
@@ -330,3 +334,25 @@ def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, mon
     assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
     assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).file.endswith("." + file_format)
+
+
+def test_a_typed_split_file_keeps_the_parameter_types_of_when_it_was_planned(ctx, clock, azure_kit, monkeypatch):
+    """Parts run later than the plan, and the catalog may widen meanwhile: every part, and a replay, use
+    the types fixed on the run record when the window was split."""
+    iid = a_window_of_three_parts(ctx, clock, azure_kit, monkeypatch, "jsonl.gz")
+    price = {"event_name": "purchase", "timestamp": "2026-11-28T10:00:00Z", "event_params": {"price": 10}}
+    ctx.ucd.upsert(parse_upsert(ACCOUNT, {"users": [{"user_id": "u-late", "events": [price]}]}))  # after the window
+    assert drain(ctx, max_jobs=1)["jobs"] == 1  # the plan
+    planned = Selection.from_json(json.loads(ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).selection))
+    assert dict(planned.param_types or ()).get("price") in ("integer", "number")
+
+    price["event_params"] = {"price": "ten"}  # the catalog widens price to a string before the parts run
+    ctx.ucd.upsert(parse_upsert(ACCOUNT, {"users": [{"user_id": "u-later", "events": [price]}]}))
+    drain(ctx)
+
+    record = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert record.status == RunStatus.EXPORTED
+    assert Selection.from_json(json.loads(record.selection)).param_types == planned.param_types
+    lines = gzip.decompress(azure_kit.read(record.file)).decode().splitlines()
+    prices = [json.loads(line)["price"] for line in lines if '"purchase"' in line]
+    assert prices and all(isinstance(p, (int, float)) for p in prices if p is not None), "numbers, as planned"

@@ -227,7 +227,9 @@ def _split_plan(
     upload = cast(SplitDestination, target).begin_split(path)
     if upload is None:
         return None
-    ctx.runs.put(_run_record(ctx, integration, window, selection))  # bounds, selection fixed
+    # Bounds and selection fixed, a typed file's parameter types too: every part, and a replay, reads them here.
+    selection = fix_types(selection, lambda: ctx.ucd.catalog(account))
+    ctx.runs.put(_run_record(ctx, integration, window, selection))
     plan = _splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, upload))
     log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
     return plan
