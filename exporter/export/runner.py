@@ -31,7 +31,7 @@ from ..windows import Window
 from .csv_writer import BLOCK_BYTES, BlockSink
 from .destination import Destination, UploadLost, UploadState
 from .formats import FileFormat, compress, file_format, fix_types
-from .formats.compress import GzipMembers
+from .formats.compress import GzipMembers, member_groups
 from .formats.types import ColumnTypes, column_types
 from .manifest import FileFacts, StreamDigest, write_manifest
 from .naming import window_path
@@ -301,18 +301,21 @@ def export_window(
         already=progress.bytes,
         min_last_block=target.min_last_block,
     )
+    listed = segments() if segments else None
+    if fmt.gzip and listed is None:
+        listed = ucd.segments(account, window.start, window.end)  # gzip members are grouped by the whole listing
     batches = ucd.read_from(
         account,
         window.start,
         window.end,
         progress.position or target.start,
         until=target.until,
-        segments=segments() if segments else None,
+        segments=listed,
         event_names=plan.event_names,
         columns=plan.source_columns,
     )
     try:
-        rows, complete = _encode(batches, plan, fmt, types, sink, progress, target, out_of_time)
+        rows, complete = _encode(batches, plan, fmt, types, sink, progress, target, out_of_time, listed or [])
         if complete and target.commit:
             uploader.commit()
         else:
@@ -434,21 +437,24 @@ def _after_failure(
 class GzipMarks:
     """Where a gzip row format's blocks may end: only where a gzip member ends (exporter/export/formats/compress.py).
 
-    A member ends at the end of every segment read and, inside a segment, at a multiple of SLICE_ROWS
-    of its rows once `MEMBER_BYTES` of the member are compressed. Both depend on the segments' rows
-    alone, not on where this read began, where a block ended or how the read batched a segment: an
-    export continued from any block, and a part of a split window (which begins at a segment), write
-    exactly the members of an export in one go. A block ends at a member end once it holds block_bytes.
+    A member ends between two segments of different member groups (`member_groups`: once it covers
+    `MEMBER_SEGMENT_BYTES` of the window's stored segments) and, inside a segment, at a multiple of
+    SLICE_ROWS of its rows once `MEMBER_BYTES` of the member are compressed. Both depend on the
+    window's listing and the segments' rows alone, not on where this read began, where a block ended
+    or how the read batched a segment: an export continued from any block (a member end), and a part of
+    a split window (which begins where a group does, `plan_parts`), write exactly the members of an
+    export in one go. A block ends at a member end once it holds block_bytes.
     """
 
-    def __init__(self, sink: AlignedBlocks, whole_window: bool):
+    def __init__(self, sink: AlignedBlocks, whole_window: bool, segments: list[SegmentRef]):
         self.sink = sink
         self.members = GzipMembers(sink)
         self._whole_window = whole_window
+        self._group = dict(zip([ref.path for ref in segments], member_groups(ref.size for ref in segments)))
 
     def segment_begins(self, segment: str, position: ReadPosition | None, rows: int) -> bool:
-        """Before a batch of `segment`: a member ends with the segment before; True if a block was handed on."""
-        if position is None or position.segment == segment:
+        """Before a batch of `segment`: a member ends if a group began since the segment before; True if a block was handed on."""
+        if position is None or self._group[position.segment] == self._group[segment]:
             return False
         self.members.end_member()
         return self.sink.mark(position, rows)
@@ -476,11 +482,15 @@ def _encode(
     progress: WindowProgress,
     target: Target,
     out_of_time: Callable[[], bool],
+    segments: list[SegmentRef],
 ) -> tuple[int, bool]:
-    """Encode batches into the sink until the end of the window (True) or a block after the time ran out."""
+    """Encode batches into the sink until the end of the window (True) or a block after the time ran out.
+
+    `segments`: the window's whole listing, which groups a gzip format's members."""
     rows = progress.rows
     position = progress.position
-    gzip = GzipMarks(sink, whole_window=target.start is None and target.until is None) if fmt.gzip else None
+    whole_window = target.start is None and target.until is None
+    gzip = GzipMarks(sink, whole_window, segments) if fmt.gzip else None
     mark = gzip.mark if gzip else sink.mark
     if fmt.rows is None:
         raise InternalError(f"{fmt.name} is written whole, not by rows")

@@ -26,6 +26,8 @@ from azure.data.tables import TableClient, UpdateMode
 
 from ..clock import iso, parse_instant
 from ..export.destination import MAX_PARTS, UploadState
+from ..export.formats import file_format
+from ..export.formats.compress import member_groups
 from ..secrets import SecretBox
 from ..ucd.segments import SegmentRef
 
@@ -49,20 +51,34 @@ class SplitPlan:
         return self.firsts[part + 1] if part + 1 < self.parts else None
 
 
-def plan_parts(segments: list[SegmentRef], split_bytes: int) -> tuple[str, ...]:
-    """Each part's first segment: runs of whole segments of about equal size; () when one part is enough."""
+def plan_parts(segments: list[SegmentRef], split_bytes: int, fmt: str = "csv") -> tuple[str, ...]:
+    """Each part's first segment: runs of whole segments of about equal size; () when one part is enough.
+
+    A gzip format's part begins only where a gzip member begins (`member_groups`, from the same
+    sizes), so each part writes the members of a one-go export: a window with fewer such segments
+    than the parts asked for gets fewer parts, and one without any is exported whole (still resumable).
+    """
     total = sum(ref.size for ref in segments)
-    count = min(MAX_PARTS, len(segments), math.ceil(total / split_bytes) if split_bytes else 1)
+    starts = _part_starts(segments, file_format(fmt).gzip)  # the segments a part may start at (never 0)
+    count = min(MAX_PARTS, len(starts) + 1, math.ceil(total / split_bytes) if split_bytes else 1)
     if count < 2:
         return ()
-    done = list(accumulate(ref.size for ref in segments))  # done[i]: bytes of segments 0 .. i
+    done = [0, *accumulate(ref.size for ref in segments)]  # done[i]: bytes of the segments before segment i
     cuts: list[int] = []  # the segments parts 1, 2, ... start at
     for k in range(1, count):
         goal = total * k / count
-        after = min(range(len(segments) - 1), key=lambda i: abs(done[i] - goal))
-        if not cuts or after + 1 > cuts[-1]:
-            cuts.append(after + 1)
+        cut = min(starts, key=lambda i: abs(done[i] - goal))
+        if not cuts or cut > cuts[-1]:
+            cuts.append(cut)
     return tuple([segments[0].path] + [segments[c].path for c in cuts])
+
+
+def _part_starts(segments: list[SegmentRef], gzip: bool) -> list[int]:
+    """The segments after the first that a part may begin at: any, or (gzip) those that begin a member."""
+    if not gzip:
+        return list(range(1, len(segments)))
+    groups = member_groups(ref.size for ref in segments)
+    return [i for i in range(1, len(segments)) if groups[i] != groups[i - 1]]
 
 
 class SplitRepo:

@@ -217,7 +217,7 @@ def _split_plan(
         listed = segments()
     except AzureError:
         return None  # exported whole: the export's own read meets the fault again and records it
-    firsts = plan_parts(listed, ctx.settings.split_bytes)
+    firsts = plan_parts(listed, ctx.settings.split_bytes, selection.format)
     if not firsts:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
