@@ -215,13 +215,25 @@ def create(ctx, clock, kit, **overrides) -> str:
 
 def create_with_large_window(ctx, clock, kit, rows_per_segment: int, **overrides) -> str:
     """An integration (the benchmark's selection) whose first window holds three large segments."""
+    entries = [timedelta(minutes=m) for m in (5, 20, 40)]
+    return create_with_segments(ctx, clock, kit, entries, rows_per_segment, **overrides)
+
+
+def create_with_small_segments(ctx, clock, kit, segments: int, rows_per_segment: int, **overrides) -> str:
+    """An integration whose first window holds many small segments (a platform's small upserts), 9 s apart."""
+    entries = [timedelta(minutes=5, seconds=9 * i) for i in range(segments)]
+    return create_with_segments(ctx, clock, kit, entries, rows_per_segment, **overrides)
+
+
+def create_with_segments(ctx, clock, kit, entries: list[timedelta], rows_per_segment: int, **overrides) -> str:
+    """An integration (the benchmark's selection) whose first window holds a segment stored at each of `entries`."""
     from bench import data
 
     selection = {"events": data.SELECTION_EVENTS, "attributes": data.SELECTION_ATTRIBUTES}
     iid = create(ctx, clock, kit, **selection, **overrides)
     container = ctx.storage.ucd_container()
-    for i, minutes in enumerate((5, 20, 40)):
-        entry_ms = to_ms(export_helpers.ACT + timedelta(minutes=minutes))
+    for i, entry in enumerate(entries):
+        entry_ms = to_ms(export_helpers.ACT + entry)
         data.write_segment(container, ACCOUNT, entry_ms, data.segment_table(i, rows_per_segment, entry_ms), 20)
     return iid
 

@@ -18,6 +18,7 @@ import pytest
 from exporter.clock import to_unix
 from exporter.destinations import open_destination as real_open_destination
 from exporter.export import runner
+from exporter.export.formats import compress
 from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import schedule
@@ -27,7 +28,9 @@ from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
     assert_rows_match_the_csv_export,
     create_with_large_window,
+    create_with_small_segments,
     gzip_members,
+    make_kit,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
 
@@ -36,6 +39,7 @@ BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least 
 SEGMENT_ROWS = 60_000
 ROW_FORMATS = ("csv", "csv.gz", "jsonl.gz")  # the continuable formats
 GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
+SMALL_SEGMENTS, SMALL_ROWS = 200, 20  # a platform's small upserts: a segment each
 
 
 class Killed(BaseException):
@@ -160,6 +164,58 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
     assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
     assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
+
+
+def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
+    """An integration whose first window holds 200 segments of 20 events, members of about 10 of them
+    (a twentieth of the window's stored bytes each) and blocks of a member or two; its job queued."""
+    iid = create_with_small_segments(ctx, clock, kit, SMALL_SEGMENTS, SMALL_ROWS, format=file_format)
+    stored = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", stored // 20)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", 4 * 1024)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    return iid
+
+
+def assert_members_span_segments(contents: dict) -> None:
+    members = gzip_members(next(iter(contents.values())))
+    assert 10 <= members <= 25, f"{members} members: about one per 10 segments, not one per segment"
+
+
+@pytest.mark.parametrize("file_format", ["csv.gz", "jsonl.gz"])
+def test_a_window_of_small_segments_over_several_invocations_is_the_same_bytes_as_one(
+    ctx, clock, azure_kit, request, tag, monkeypatch, file_format
+):
+    iid = a_window_of_small_segments(ctx, clock, azure_kit, monkeypatch, file_format)
+    seen: Counter = Counter()
+    staging(ctx, monkeypatch, seen)
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    results: list = []
+    drain(ctx, on_result=results.append)
+
+    assert len(results) >= 5 and results[-1].exported == 1, "the window took several invocations"
+    assert len(seen) >= 5 and set(seen.values()) == {1}, "every block staged exactly once"
+    contents = assert_same_file_as_a_clean_export(ctx, azure_kit, make_kit(request, "azure_blob", tag + "s"), iid)
+    assert_members_span_segments(contents)
+
+
+@pytest.mark.parametrize("file_format", ["csv.gz", "jsonl.gz"])
+def test_a_window_of_small_segments_killed_after_block_k_is_resumed_to_the_same_bytes(
+    ctx, clock, azure_kit, request, tag, monkeypatch, file_format
+):
+    iid = a_window_of_small_segments(ctx, clock, azure_kit, monkeypatch, file_format)
+    k = 3
+    first: Counter = Counter()
+    staging(ctx, monkeypatch, first, kill_after=k)
+    with pytest.raises(Killed):
+        deliver_one(ctx)
+    second: Counter = Counter()
+    staging(ctx, monkeypatch, second)
+    assert deliver_one(ctx).exported == 1
+    assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
+    contents = assert_same_file_as_a_clean_export(ctx, azure_kit, make_kit(request, "azure_blob", tag + "s"), iid)
+    assert_members_span_segments(contents)
 
 
 def test_the_upload_handle_is_sealed_in_the_progress_record(ctx, clock, kit, monkeypatch):

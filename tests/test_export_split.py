@@ -24,6 +24,7 @@ from exporter.destinations import open_destination as real_open_destination
 from exporter.errors import TransientError
 from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
+from exporter.export.formats import compress
 from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import ExportJob, relay, schedule
@@ -37,6 +38,7 @@ from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
     assert_rows_match_the_csv_export,
     create_with_large_window,
+    create_with_small_segments,
     gzip_members,
     make_kit,
 )
@@ -205,6 +207,33 @@ def test_a_window_split_in_three_parts_by_two_workers_is_the_same_bytes(
     assert_delivered_once(ctx, kit, scratch_kit, iid, state)
 
 
+@pytest.mark.parametrize("file_format", ["csv.gz", "jsonl.gz"])
+def test_a_window_of_small_segments_split_in_three_parts_by_two_workers_is_the_same_bytes(
+    ctx, settings, clock, azure_kit, request, tag, monkeypatch, file_format
+):
+    iid = create_with_small_segments(ctx, clock, azure_kit, 200, 20, format=file_format)
+    refs = ctx.ucd.segments(ACCOUNT, ACT, ACT + H)
+    stored = sum(ref.size for ref in refs)
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", stored // 20)  # members of about 10 segments
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=stored // 3 + 1))
+    monkeypatch.setattr(runner, "BLOCK_BYTES", 4 * 1024)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    pool = workers(ctx, settings, clock)
+    state = watched([ctx, *pool], azure_kit, monkeypatch)
+    drain(ctx, max_jobs=1)
+    plan = SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
+    assert plan is not None and plan.parts == 3
+    groups = dict(zip([r.path for r in refs], compress.member_groups(r.size for r in refs)))
+    before = {refs[i].path: refs[i - 1].path for i in range(1, len(refs))}
+    assert all(groups[first] != groups[before[first]] for first in plan.firsts[1:]), "each part begins a member"
+    results = run_together(lambda i: drain(pool[i]), 2)
+    assert sum(r["windows_exported"] for r in results) == 1
+    assert_delivered_once(ctx, azure_kit, make_kit(request, "azure_blob", tag + "s"), iid, state)
+    members = gzip_members(next(iter(assert_exactly_once(ctx, azure_kit, iid).values())))
+    assert 10 <= members <= 25, f"{members} members: about one per 10 segments, not one per segment"
+
+
 def test_a_failed_part_is_retried_without_disturbing_the_others(ctx, settings, clock, kit, scratch_kit, monkeypatch):
     iid = a_window_of_three_parts(ctx, clock, kit, monkeypatch)
     state = watched([ctx], kit, monkeypatch, fail=(1, 0))  # part 1's first block fails once
@@ -319,6 +348,17 @@ def test_a_plan_cuts_whole_segments_of_about_equal_size():
     assert plan_parts(refs, 34) == (refs[0].path, refs[3].path, refs[7].path), "3, 4 and 3 segments"
     assert plan_parts(refs, 1) == tuple(r.path for r in refs), "at most one part per segment"
     assert len(plan_parts(refs * 4, 1)) == 16, "at most 16 parts"
+
+
+def test_a_gzip_plan_begins_parts_only_where_a_member_begins(monkeypatch):
+    refs = [SegmentRef(i, f"s{i}", f"acme/events/2026/11/28/00/{i:013d}-s{i}.parquet", size=10) for i in range(10)]
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 30)  # members of segments 0-2, 3-5, 6-8 and 9
+    assert plan_parts(refs, 34, "csv") == (refs[0].path, refs[3].path, refs[7].path), "csv: any segment"
+    assert plan_parts(refs, 34, "csv.gz") == (refs[0].path, refs[3].path, refs[6].path), "at the nearest member start"
+    starts = {refs[i].path for i in (0, 3, 6, 9)}
+    assert set(plan_parts(refs, 1, "jsonl.gz")) <= starts, "at most 4 parts, however many were asked for"
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 1000)
+    assert plan_parts(refs, 1, "csv.gz") == (), "one member: exported whole (and resumable)"
 
 
 @pytest.mark.parametrize(("file_format", "manifest"), [("parquet", False), ("csv.gz", True)])

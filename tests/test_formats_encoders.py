@@ -1,8 +1,8 @@
 """The encoders alone (no servers: the runner over segments and a destination in memory): each streams
 (bytes reach the destination before the last batch is read), gives the same bytes however the rows were
 batched, and refuses a value its type cannot hold; gzip is deterministic (mtime 0, no file name) and
-ends a member with every segment; JSON strings escape every character JSON requires; the types come
-from the catalog's kinds, joined over the events that select a parameter."""
+ends a member with a segment once it covers enough stored bytes; JSON strings escape every character
+JSON requires; the types come from the catalog's kinds, joined over the events that select a parameter."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from exporter.export.formats.types import column_types, numeric_params
 from exporter.export.plan import EventSelection, Selection, column_plan
 from exporter.export.runner import SLICE_ROWS, export_window
 from exporter.ucd.reader import ReadPosition
-from exporter.ucd.segments import param_column
+from exporter.ucd.segments import SegmentRef, param_column
 from exporter.ucd.values import join_kinds, value_kind
 from exporter.windows import Window
 
@@ -77,19 +77,28 @@ class Blocks:
         return [self.staged[i] for i in sorted(self.staged)]
 
 
-class Segments:
-    """A UCD in memory: `segments` lists each segment's batch sizes; the events are numbered across them."""
+STORED_ROW_BYTES = 10  # a segment's stored size in the UCD in memory: this much a row
 
-    def __init__(self, segments, blocks: Blocks, fail=None):
-        self.segments, self.blocks, self.fail = segments, blocks, fail
+
+class Segments:
+    """A UCD in memory: `layout` lists each segment's batch sizes; the events are numbered across them."""
+
+    def __init__(self, layout, blocks: Blocks, fail=None):
+        self.layout, self.blocks, self.fail = layout, blocks, fail
 
     def catalog(self, account):
         return {}
 
+    def segments(self, account, start, end):
+        return [
+            SegmentRef(s, f"{s}", f"segment-{s}", size=STORED_ROW_BYTES * sum(sizes))
+            for s, sizes in enumerate(self.layout)
+        ]
+
     def read_from(self, account, start, end, position=None, **options):
         assert position is None, "a whole export reads from the window's start"
         first = 0
-        for s, sizes in enumerate(self.segments):
+        for s, sizes in enumerate(self.layout):
             done = 0
             for size in sizes:
                 self.blocks.batches_read += 1
@@ -154,21 +163,33 @@ def members(data: bytes) -> list[bytes]:
 
 
 @pytest.mark.parametrize("name", ["csv.gz", "jsonl.gz"])
-def test_a_gzip_member_ends_with_every_segment_and_inside_one_after_member_bytes(name, monkeypatch):
+def test_a_gzip_member_ends_with_a_segment_once_it_covers_enough_stored_bytes_and_inside_one_after_member_bytes(
+    name, monkeypatch
+):
     monkeypatch.setattr(compress, "MEMBER_BYTES", 32 * 1024)
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 600 * STORED_ROW_BYTES)
     plain = "csv" if name == "csv.gz" else None
-    data, _, rows = encode(name, [], block_bytes=1 << 20, segments=[[700, 300], [5], [20_000, 4_000]])
+    layout = [[700, 300], [5], [3], [20_000, 4_000]]
+    data, _, rows = encode(name, [], block_bytes=1 << 20, segments=layout)
     texts = members(data)
-    assert rows == 25_005 and b"".join(texts) == gzip.decompress(data)
+    assert rows == 25_008 and b"".join(texts) == gzip.decompress(data)
     if plain:
-        assert b"".join(texts) == encode(plain, [], segments=[[1000], [5], [24_000]])[0]
+        assert b"".join(texts) == encode(plain, [], segments=[[1000], [5], [3], [24_000]])[0]
     ends = [row_count(text, plain is not None) for text in texts]
     header = 1 if plain else 0
-    assert ends[:2] == [1000 + header, 5], "the first two segments are a member each (the header in the first)"
-    assert len(ends) > 3 and sum(ends[2:]) == 24_000, "the last one is cut inside, once a member is compressed"
-    assert all(n % SLICE_ROWS == 0 for n in ends[2:-1]), "at a multiple of SLICE_ROWS of its segment"
-    again, _, _ = encode(name, [], block_bytes=1 << 16, segments=[[1, 999], [5], [7, 23_993]])
+    assert ends[0] == 1000 + header, "the first segment covers enough stored bytes: a member (the header in it)"
+    assert len(ends) > 3 and sum(ends[1:]) == 24_008, "the small segments share a member with the next one"
+    assert all(n % SLICE_ROWS == 0 for n in [ends[1] - 8] + ends[2:-1]), "cut inside the last segment, once compressed"
+    again, _, _ = encode(name, [], block_bytes=1 << 16, segments=[[1, 699, 300], [5], [2, 1], [7, 23_993]])
     assert again == data, "the members depend on the segments' rows, not on their batches nor on the block size"
+
+
+@pytest.mark.parametrize("name", ["csv.gz", "jsonl.gz"])
+def test_many_tiny_segments_share_members(name, monkeypatch):
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 600 * STORED_ROW_BYTES)
+    data, _, rows = encode(name, [], segments=[[20]] * 200)
+    assert rows == 4_000
+    assert len(members(data)) == 7, "a member per 30 segments of 20 rows (600 rows' stored bytes), not per segment"
 
 
 def row_count(text: bytes, is_csv: bool) -> int:

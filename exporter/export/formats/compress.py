@@ -32,13 +32,14 @@ MEMBER_BYTES = 1024 * 1024
 MEMBER_SEGMENT_BYTES = 1024 * 1024
 
 
-def member_groups(sizes: Iterable[int], least: int = MEMBER_SEGMENT_BYTES) -> list[int]:
+def member_groups(sizes: Iterable[int], least: int | None = None) -> list[int]:
     """The gzip member each of a window's segments begins in (by its stored size alone, in read order).
 
     A member may end at a segment's end only once it covers `least` bytes of stored segments; segment i
     begins a member where its group differs from segment i - 1's. Stored sizes never change, so every
     export of the window, whole, continued or in parts, computes the same groups from its listing.
     """
+    least = MEMBER_SEGMENT_BYTES if least is None else least  # read when called: a test may set it
     groups, group, covered = [], 0, 0
     for size in sizes:
         groups.append(group)
