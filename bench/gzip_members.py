@@ -22,7 +22,7 @@ from exporter.ucd.segments import encode_table
 from . import data
 
 SEGMENT_EVENTS = [10, 30, 100, 1_000]
-LEASTS = [0, 32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024, 512 * 1024, 1024 * 1024]
+LEASTS = [0, 64 * 1024, 256 * 1024, 1024 * 1024, 2048 * 1024]  # 0: a member per segment (the rule before)
 
 
 class Counter:

@@ -121,16 +121,22 @@ def time_runs_out_after_every_block(ctx, clock, monkeypatch) -> None:
     monkeypatch.setattr(ctx.ucd, "read_from", slow_read)
 
 
-@pytest.mark.parametrize("file_format", ROW_FORMATS)
-def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(
-    ctx, clock, kit, scratch_kit, monkeypatch, file_format
-):
-    iid = a_large_window(ctx, clock, kit, monkeypatch, file_format)
+def a_block_an_invocation(ctx, clock, monkeypatch) -> tuple[Counter, list]:
+    """Drain the queue, the time running out after every block: the blocks staged and each invocation's result."""
     seen: Counter = Counter()
     staging(ctx, monkeypatch, seen)
     time_runs_out_after_every_block(ctx, clock, monkeypatch)
     results: list = []
     drain(ctx, on_result=results.append)
+    return seen, results
+
+
+@pytest.mark.parametrize("file_format", ROW_FORMATS)
+def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(
+    ctx, clock, kit, scratch_kit, monkeypatch, file_format
+):
+    iid = a_large_window(ctx, clock, kit, monkeypatch, file_format)
+    seen, results = a_block_an_invocation(ctx, clock, monkeypatch)
 
     assert len(results) >= 3, "the window took several invocations"
     assert [r.follow_up for r in results[:-1]] == [True] * (len(results) - 1)
@@ -188,11 +194,7 @@ def test_a_window_of_small_segments_over_several_invocations_is_the_same_bytes_a
     ctx, clock, azure_kit, request, tag, monkeypatch, file_format
 ):
     iid = a_window_of_small_segments(ctx, clock, azure_kit, monkeypatch, file_format)
-    seen: Counter = Counter()
-    staging(ctx, monkeypatch, seen)
-    time_runs_out_after_every_block(ctx, clock, monkeypatch)
-    results: list = []
-    drain(ctx, on_result=results.append)
+    seen, results = a_block_an_invocation(ctx, clock, monkeypatch)
 
     assert len(results) >= 5 and results[-1].exported == 1, "the window took several invocations"
     assert len(seen) >= 5 and set(seen.values()) == {1}, "every block staged exactly once"

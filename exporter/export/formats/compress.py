@@ -25,10 +25,11 @@ MEMBER_BYTES = 1024 * 1024
 # `SegmentRef.size`), so small segments (a platform's small upserts) share a member. Measured by
 # `python -m bench.gzip_members` (docs/architecture.md has the table): segments of 10, 30, 100 and
 # 1,000 events cost the file 0.7 %, 0.3 %, 0.1 % and 0.02 % at this size, against 64 %, 28 %, 10 % and
-# 0.6 % with a member per segment. A member then compresses to at most about 0.65 MiB (below
+# 0.6 % with a member per segment. A member of such segments compresses to about 0.65 MiB (below
 # MEMBER_BYTES, the bound the inside-a-segment rule already sets), so a block still exceeds its size by
-# at most about one member, and a part boundary moves by at most 1 MiB of stored bytes (parts are 1 GiB).
-# A larger size would gain less than 0.01 % of the file for members larger than that bound.
+# at most about one member; a part may begin only where a member does, under 1 MiB of stored bytes
+# before where it could begin otherwise (parts are 1 GiB).
+# 2 MiB would halve what is left (0.36 % for 10 events) for members of up to 1.3 MiB, over that bound.
 MEMBER_SEGMENT_BYTES = 1024 * 1024
 
 
