@@ -4,7 +4,8 @@ A window of several blocks (5 MiB on S3, its minimum part size) is exported thro
 time budget that runs out after every block, so each invocation stages one block and hands on to a
 follow-up; a worker killed after k staged blocks is redelivered and continues. Each file must be
 byte-identical to an export in one go, and no block recorded as staged is uploaded again. A gzip
-file (several members: one per segment at least) decompresses to the rows of the window's CSV file.
+file (several members: one per large segment at least, one per about ten of 200 small segments)
+decompresses to the rows of the window's CSV file.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A window above `EXPORT_SPLIT_BYTES` is exported in parts, one queue job each, by several workers at
 once, and committed once, in order: the file must be byte-identical to a one-worker export (header
-once), in every row format (a gzip file's parts begin at a segment, where a member begins anyway).
+once), in every row format (a gzip file's parts begin at a segment where a member begins, also when
+many small segments share members).
 Azure Blob and S3 parts stage into the file's own upload; GCS parts stage in the service's staging
 container and one relay sends them, in order and resumably, into the file's resumable session
 (exporter/jobs/relay.py).

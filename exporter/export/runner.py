@@ -453,7 +453,7 @@ class GzipMarks:
         self._group = dict(zip([ref.path for ref in segments], member_groups(ref.size for ref in segments)))
 
     def segment_begins(self, segment: str, position: ReadPosition | None, rows: int) -> bool:
-        """Before a batch of `segment`: a member ends if a group began since the segment before; True if a block was handed on."""
+        """Before a batch of `segment`: a member ends if a group began since the last; True if a block was handed on."""
         if position is None or self._group[position.segment] == self._group[segment]:
             return False
         self.members.end_member()
