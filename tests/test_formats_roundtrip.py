@@ -26,6 +26,7 @@ import pytest
 
 from exporter.clock import iso
 from exporter.destinations import open_destination as real_open_destination
+from exporter.export.formats import compress
 from exporter.jobs import schedule
 from exporter.local.host import drain
 from tests.destination_helpers import gzip_members, integration_body
@@ -323,7 +324,10 @@ def test_pandas_reads_the_parquet_file_with_no_options(ctx, clock, kit, tmp_path
 
 
 @pytest.mark.parametrize("name", ["csv.gz", "jsonl.gz"])
-def test_pandas_and_duckdb_read_a_gzip_file_of_several_members_as_one(ctx, clock, azure_kit, tmp_path, name):
+def test_pandas_and_duckdb_read_a_gzip_file_of_several_members_as_one(
+    ctx, clock, azure_kit, tmp_path, monkeypatch, name
+):
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 1)  # every segment ends a member, however small
     ids = create_one_per_format(ctx, clock, azure_kit)
     populate_rich(ctx, clock, range(1))  # two upserts: two segments, so two gzip members
     deliver(ctx, clock, 1)
