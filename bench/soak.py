@@ -443,6 +443,7 @@ class Soak:
                 {
                     "label": r.label,
                     "id": r.id,
+                    "format": r.spec.format,
                     "activated_at": iso(r.activated_at),
                     "frequencies": [[iso(c.effective_from), c.hours] for c in r.frequencies],
                     "deleted_at": iso(r.deleted_at) if r.deleted_at else None,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import csv
+import gzip
 import io
 import re
+import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +24,9 @@ from datetime import datetime, timedelta, timezone
 from .soak_ledger import EventLedger, IntegrationRecord
 from .soak_sites import Delivered, Site
 
-FILE_RE = re.compile(r"(?P<account>[a-z0-9][a-z0-9-]*)_events_(?P<id>[0-9a-f]+)_(?P<start>\d+)_(?P<end>\d+)\.csv")
+FILE_RE = re.compile(
+    r"(?P<account>[a-z0-9][a-z0-9-]*)_events_(?P<id>[0-9a-f]+)_(?P<start>\d+)_(?P<end>\d+)\.csv(\.gz)?"
+)
 MAX_FAILURES = 60  # messages kept in the report; the counts are always complete
 MS = timedelta(milliseconds=1)
 
@@ -165,7 +169,13 @@ def _parse(verdict: Verdict, site: str, found: Delivered, record: IntegrationRec
         verdict.fail(f"{where}: listed as {found.size} bytes, read {len(found.data)}")
         return None
     try:
-        rows = list(csv.reader(io.StringIO(found.data.decode("utf-8"), newline=""), strict=True))
+        data = gzip.decompress(found.data) if found.path.endswith(".gz") else found.data  # csv.gz: its members
+    except (OSError, EOFError, zlib.error) as error:
+        verdict.bad_files += 1
+        verdict.fail(f"{where}: does not decompress as gzip ({error})")
+        return None
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True))
     except (UnicodeDecodeError, csv.Error) as error:
         verdict.bad_files += 1
         verdict.fail(f"{where}: does not parse as CSV ({error})")
@@ -174,7 +184,7 @@ def _parse(verdict: Verdict, site: str, found: Delivered, record: IntegrationRec
         verdict.bad_files += 1
         verdict.fail(f"{where}: header {rows[0] if rows else None} is not {record.header()}")
         return None
-    if not found.data.endswith(b"\r\n"):
+    if not data.endswith(b"\r\n"):
         verdict.bad_files += 1
         verdict.fail(f"{where}: does not end with a complete line")
         return None

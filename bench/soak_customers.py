@@ -25,6 +25,7 @@ def integration_body(spec: IntegrationSpec, site: Site) -> dict[str, Any]:
         "attributes": list(spec.attributes),
         "frequency_hours": spec.frequency,
         "status": "active",
+        "format": spec.format,
     }
 
 
@@ -54,6 +55,7 @@ INTEGRATIONS = (
         ("country", "prefs"),
         4,
         1.3,
+        "csv.gz",
     ),
     IntegrationSpec(
         "a-six",
@@ -67,7 +69,15 @@ INTEGRATIONS = (
     ),
     IntegrationSpec("a-twelve", "acme", "acme", "twelve/", (("login", ()), ("search", ("results",))), (), 12, 5.1),
     IntegrationSpec(
-        "g-daily", "globex", "globex-gcs", "daily/", (("purchase", ("price", "currency")),), ("email",), 24, 0.9
+        "g-daily",
+        "globex",
+        "globex-gcs",
+        "daily/",
+        (("purchase", ("price", "currency")),),
+        ("email",),
+        24,
+        0.9,
+        "csv.gz",
     ),
     IntegrationSpec(
         "g-hourly",

@@ -64,6 +64,7 @@ class IntegrationSpec:
     attributes: tuple[str, ...]
     frequency: int
     create_hour: float  # hours after the start; negative: that share of the run (-0.1: a tenth of the way in)
+    format: str = "csv"  # the file format: csv, or csv.gz (the soak's reader decompresses it)
 
 
 @dataclass
@@ -121,6 +122,6 @@ class IntegrationRecord:
             start = end
 
     def file_path(self, start: datetime, end: datetime) -> str:
-        name = f"{self.account}_events_{self.id}_{int(start.timestamp())}_{int(end.timestamp())}.csv"
+        name = f"{self.account}_events_{self.id}_{int(start.timestamp())}_{int(end.timestamp())}.{self.spec.format}"
         prefix = self.spec.prefix
         return f"{prefix.rstrip('/')}/{name}" if prefix else name

@@ -8,13 +8,19 @@ retry (tests/test_ucd_take_over_cost.py) turns it into an xfail with the soak's 
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from bench.soak_check import Verdict, _parse
+from bench.soak_ledger import IntegrationRecord, IntegrationSpec
+from bench.soak_sites import Delivered
 
 ROOT = Path(__file__).resolve().parent.parent
 # Known and not a loss (anything else the soak reports fails this test):
@@ -74,6 +80,7 @@ def test_the_soak_runs_its_chaos_and_checks_every_window(report):
     abandoned = [a for a in report["abandoned"] if a["request"].startswith("upsert")]
     assert report["upserts"]["acknowledged"] + len(abandoned) == report["upserts"]["requests"]
     assert len(report["integrations"]) == 8, "seven integrations, one deleted and recreated"
+    assert {i["format"] for i in report["integrations"]} == {"csv", "csv.gz"}, "gzip files (members) are read too"
     assert report["windows"] > 50 and report["files"] > 50
 
 
@@ -151,3 +158,26 @@ def test_the_kill_switch_names_a_kill_only_to_the_call_it_was_armed_for():
     assert victim.wait(30) == -9
     assert switch.disarm() == "dest_gcs"
     assert switch.disarm() is None, "an unarmed call that dies is not reported as killed at the destination"
+
+
+# ------------------------------------------------------------------ the soak's reader of csv.gz files
+
+
+def _gzip_record() -> IntegrationRecord:
+    spec = IntegrationSpec("g", "acme", "site", "", (("purchase", ("price",)),), (), 1, 0, "csv.gz")
+    return IntegrationRecord("abc", spec, datetime(2026, 11, 28, tzinfo=timezone.utc), [])
+
+
+def test_the_soak_reads_a_csv_gz_file_of_several_members_and_refuses_one_that_is_not_gzip():
+    record = _gzip_record()
+    header = ",".join(record.header()).encode() + b"\r\n"
+    data = gzip.compress(header + b"e1,u1,purchase,t,1\r\n", mtime=0) + gzip.compress(
+        b"e2,u1,purchase,t,2\r\n", mtime=0
+    )
+    verdict = Verdict()
+    rows = _parse(verdict, "site", Delivered("x.csv.gz", data, len(data)), record)
+    assert rows == [["e1", "u1", "purchase", "t", "1"], ["e2", "u1", "purchase", "t", "2"]] and not verdict.failures
+
+    plain = header + b"e1,u1,purchase,t,1\r\n"
+    assert _parse(verdict, "site", Delivered("x.csv.gz", plain, len(plain)), record) is None
+    assert verdict.bad_files == 1 and "does not decompress" in verdict.failures[0]
