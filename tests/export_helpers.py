@@ -24,8 +24,11 @@ from datetime import timedelta
 from exporter.clock import from_unix, iso
 from exporter.destinations import open_destination as real_open_destination
 from exporter.errors import TransientError
+from exporter.export.csv_writer import Sink
+from exporter.export.formats.csv import CsvRows
+from exporter.export.formats.types import column_types
 from exporter.export.naming import join_prefix, window_path
-from exporter.export.plan import column_plan
+from exporter.export.plan import ColumnPlan, column_plan
 from exporter.integrations.model import Status
 from exporter.jobs import process_job, schedule
 from exporter.local.host import drain
@@ -320,3 +323,15 @@ class ExpiringDestination:
 
     def abandon_blocks(self, path):
         self._target().abandon_blocks(path)
+
+
+def write_csv(batches, plan: ColumnPlan, sink: Sink) -> int:
+    """A whole CSV file through the export's own row writer (`CsvRows`): the header, each batch projected."""
+    rows = 0
+    writer = CsvRows(plan, column_types(plan, {}), sink, True)
+    for batch in batches:
+        writer.write(plan.project(batch))
+        rows += batch.num_rows
+    writer.close()
+    sink.finish()
+    return rows

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from exporter.errors import InputError
-from exporter.export.csv_writer import BlockSink, write_csv
+from exporter.export.csv_writer import BlockSink
 from exporter.export.plan import EventSelection, column_plan
+from tests.export_helpers import write_csv
 
 FIXED = ["event_id", "user_id", "event_name", "timestamp"]
 

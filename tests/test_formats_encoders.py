@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.export.csv_writer import BlockSink, write_csv
+from exporter.export.csv_writer import BlockSink
 from exporter.export.formats import FORMAT_NAMES, compress, fix_types
 from exporter.export.formats import parquet as parquet_format
 from exporter.export.formats.compress import GzipMembers
@@ -28,6 +28,7 @@ from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import SegmentRef, param_column
 from exporter.ucd.values import join_kinds, value_kind
 from exporter.windows import Window
+from tests.export_helpers import write_csv
 
 EVENTS = (EventSelection("purchase", ("price", "note")), EventSelection("view", ("price",)))
 PLAN = column_plan(EVENTS, ("email",))

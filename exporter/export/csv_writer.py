@@ -1,14 +1,11 @@
-"""Arrow batches → RFC 4180 CSV bytes, cut into fixed-size blocks (pyarrow's writer, no per-row Python)."""
+"""The CSV writer's options (RFC 4180, CRLF) and the sinks every encoder writes into: fixed-size blocks, no per-row Python."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
-
-from .plan import ColumnPlan
 
 # Strings are always quoted by Arrow's writer; nulls are bare empty cells, so null and "" stay distinct.
 WRITE_OPTIONS = pacsv.WriteOptions(include_header=True, eol="\r\n")
@@ -74,17 +71,3 @@ class BlockSink:
         if filled:
             del block[filled:]
             self._emit(block)
-
-
-def write_csv(batches: Iterable[pa.RecordBatch], plan: ColumnPlan, sink: Sink) -> int:
-    """Write the header and every batch through the plan; return the row count."""
-    rows = 0
-    writer = pacsv.CSVWriter(sink, plan.schema, write_options=WRITE_OPTIONS)
-    try:
-        for batch in batches:
-            writer.write_batch(plan.project(batch))
-            rows += batch.num_rows
-    finally:
-        writer.close()
-    sink.finish()
-    return rows
