@@ -51,3 +51,25 @@ def test_a_short_tail_is_merged_into_the_block_before_it():
     assert b"".join(b for b, _ in merged) == DATA
     assert [b for b, _ in merged[:-1]] == [b for b, _ in plain[:-2]], "the same cuts before the end"
     assert merged[-1][0] == plain[-2][0] + plain[-1][0] and merged[-1][1] == plain[-1][1]
+
+
+@pytest.mark.parametrize(("block_bytes", "min_last_block"), [(1, 0), (64, 0), (1000, 0), (1000, 400), (10_000, 0)])
+def test_only_the_file_s_last_block_is_marked_last(block_bytes, min_last_block):
+    blocks = cut(block_bytes, seed=5, min_last_block=min_last_block)
+    assert [m.last for _, m in blocks] == [False] * (len(blocks) - 1) + [True]
+
+
+def test_a_block_cut_at_the_file_s_end_is_the_last_and_one_cut_before_a_stop_is_handed_on():
+    blocks: list = []
+    sink = AlignedBlocks(lambda b, m: blocks.append((bytes(b), m)), 10)
+    sink.write(b"x" * 10)
+    assert sink.mark(ReadPosition("s", 1), 1) and blocks == [], "cut, held until a byte follows"
+    sink.finish(ReadPosition("s", 1), 1)
+    assert [(b, m.last) for b, m in blocks] == [(b"x" * 10, True)], "nothing followed: the last block"
+
+    blocks.clear()
+    sink = AlignedBlocks(lambda b, m: blocks.append((bytes(b), m)), 10)
+    sink.write(b"y" * 12)
+    assert sink.mark(ReadPosition("s", 1), 1)
+    sink.release()  # the export stops after it
+    assert [(b, m.last) for b, m in blocks] == [(b"y" * 12, False)]

@@ -173,6 +173,30 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
     assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
 
 
+def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(
+    ctx, clock, azure_kit, scratch_kit, monkeypatch
+):
+    """The last block's progress is not recorded (the commit follows at once): a death before the commit costs it alone."""
+    iid = a_large_window(ctx, clock, azure_kit, monkeypatch)
+    first: Counter = Counter()
+    staging(ctx, monkeypatch, first)
+    monkeypatch.setattr(Staging, "commit_blocks", lambda *a: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        deliver_one(ctx)
+    last = max(first)
+    assert sorted(first) == list(range(last + 1)) and last >= 2, "every block staged, three at least"
+    recorded = ProgressRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
+    assert recorded is not None and recorded.blocks == last, "every block but the last is recorded"
+
+    monkeypatch.undo()
+    second: Counter = Counter()
+    staging(ctx, monkeypatch, second)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    assert deliver_one(ctx).exported == 1
+    assert sorted(second) == [last], "only the last block is staged again"
+    assert_same_file_as_a_clean_export(ctx, azure_kit, scratch_kit, iid)
+
+
 def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
     """An integration whose first window holds 200 segments of 20 events, members of about 10 of them
     (a twentieth of the window's stored bytes each) and blocks of a member or two; its job queued."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from azure.core import MatchConditions
@@ -41,6 +42,15 @@ class WindowProgress:
     complete: bool = False  # a part of a split window: every block of it is staged
 
 
+class Unread(Enum):
+    """No ETag known: the record may or may not exist, so it is read before it is written."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+
+
 class _Stale(Exception):
     """The record changed since it was read: read it again."""
 
@@ -66,22 +76,24 @@ class ProgressRepo:
         window_start: int,
         progress: WindowProgress,
         part: int | None = None,
-        etag: str | None = None,
+        etag: str | None | Unread = UNREAD,
     ) -> str | None:
         """Record `progress` unless the record is already as far (another invocation of the same window).
 
-        `etag` is the record as this invocation last wrote it: if nobody wrote since, one conditional
-        write does (a block costs one Table call); otherwise the record is read and compared. Answers
-        the record's ETag now.
+        `etag` is the record as this invocation last read or wrote it (None: there was none): if nobody
+        wrote since, one conditional write does (a block costs one Table call); otherwise the record is
+        read and compared. Answers the record's ETag now.
         """
         entity = self._entity(account, integration_id, _row(window_start, part), progress)
-        if etag is not None:
-            try:
+        try:
+            if etag is None:
+                return _etag(self.table.create_entity(entity))
+            if etag is not UNREAD:
                 return _etag(
                     self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=IF_SAME)
                 )
-            except (ResourceModifiedError, ResourceNotFoundError):
-                pass  # another invocation wrote meanwhile: compare with what it wrote
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            pass  # another invocation wrote meanwhile: compare with what it wrote
 
         def attempt(_: object) -> str | None:
             found = self._read(account, integration_id, window_start, part)
@@ -106,6 +118,12 @@ class ProgressRepo:
             self.table.delete_entity(_partition(account, integration_id), _row(window_start, part))
         except ResourceNotFoundError:
             pass
+
+    def read(
+        self, account: str, integration_id: str, window_start: int, part: int | None = None
+    ) -> tuple[WindowProgress, str] | None:
+        """The recorded progress and its ETag, or None."""
+        return self._read(account, integration_id, window_start, part)
 
     def _read(
         self, account: str, integration_id: str, window_start: int, part: int | None
@@ -159,10 +177,13 @@ class Checkpoints:
     integration_id: str
     window_start: int
     part: int | None = None  # one part of a split window
-    etag: str | None = None  # the record as this invocation last wrote it
+    # The record as this invocation last read or wrote it (None: there was none), so a record costs one call.
+    etag: str | None | Unread = UNREAD
 
     def saved(self) -> WindowProgress | None:
-        return self.repo.get(self.account, self.integration_id, self.window_start, self.part)
+        found = self.repo.read(self.account, self.integration_id, self.window_start, self.part)
+        self.etag = found[1] if found else None
+        return found[0] if found else None
 
     def record(self, progress: WindowProgress) -> None:
         """Record the progress (called one at a time: the runner's recorder serialises its records)."""
@@ -172,6 +193,7 @@ class Checkpoints:
 
     def clear(self) -> None:
         self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
+        self.etag = None
 
 
 def no_progress(path: str) -> WindowProgress:

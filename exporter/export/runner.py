@@ -77,6 +77,7 @@ class Mark:
     position: ReadPosition | None
     rows: int
     bytes: int
+    last: bool = False  # the file's (or part's) last block: its commit, or the part's complete record, follows
 
 
 class ProgressRecorder:
@@ -91,12 +92,16 @@ class ProgressRecorder:
     def landed(self, index: int, mark: Mark, state: UploadState) -> None:
         with self._lock:  # one record at a time, so the records only ever move forward
             self._landed[index] = (mark, state)
-            before = self.progress.blocks
+            recordable = None
             while self.progress.blocks in self._landed:
                 m, s = self._landed.pop(self.progress.blocks)
                 self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s)
-            if self._record is not None and self.progress.blocks > before:
-                self._record(self.progress)
+                # The last block is not recorded: the commit (or a part's complete record) follows at once,
+                # and a worker dying before it stages this one block again.
+                if not m.last:
+                    recordable = self.progress
+            if self._record is not None and recordable is not None:
+                self._record(recordable)
 
 
 class BlockUploader:
@@ -176,8 +181,10 @@ class AlignedBlocks:
     continue from. The cuts are a function of the stored data alone, so a continued export cuts the same
     blocks as an export in one go.
 
-    With `min_last_block`, each cut block is held until the next one is cut, so that a short last block
-    can be merged into it (a part of an S3 file other than the last must end in a part of at least 5 MiB).
+    A cut block is handed on once a byte follows it, or by `finish` (marked the last: its progress is not
+    recorded, the commit follows) or `release` (the export stops after it). With `min_last_block`, it is
+    held until the next one is cut instead, so that a short last block can be merged into it (a part of
+    an S3 file other than the last must end in a part of at least 5 MiB).
     """
 
     def __init__(
@@ -186,7 +193,7 @@ class AlignedBlocks:
         self._emit = emit
         self._block_bytes = block_bytes
         self._min_last = min_last_block
-        self._held: tuple[bytearray, Mark] | None = None
+        self._held: tuple[bytearray, Mark] | None = None  # cut, not yet handed on
         # Room for a block and the slice that ends it; zeroed on demand: pages are touched only as they fill.
         self._capacity = block_bytes + block_bytes // 4
         self._block = bytearray(self._capacity)
@@ -195,6 +202,8 @@ class AlignedBlocks:
         self.closed = False
 
     def write(self, data) -> int:
+        if self._held is not None and not self._min_last:
+            self.release()  # a byte follows the block cut last: it is not the file's last
         view = memoryview(data).cast("B")
         end = self._filled + len(view)
         self._block[self._filled : end] = view  # Arrow reuses the buffer it writes from: copied once, here
@@ -206,27 +215,32 @@ class AlignedBlocks:
         pass
 
     def mark(self, position: ReadPosition | None, rows: int) -> bool:
-        """A block may end here; True if one was handed on (so an export may stop after it)."""
+        """A block may end here; True if one was cut (so an export may stop after it: `release`)."""
         if self._filled < self._block_bytes:
             return False
-        cut = (self._take(), Mark(position, rows, self.bytes_written))
+        held, self._held = self._held, (self._take(), Mark(position, rows, self.bytes_written))
         if not self._min_last:
-            self._emit(*cut)
             return True
-        held, self._held = self._held, cut
         if held is not None:
-            self._emit(*held)  # a stop now drops the held block: the next invocation encodes it again
+            self._emit(*held)  # a stop now drops the block just cut: the next invocation encodes it again
         return held is not None
 
+    def release(self) -> None:
+        """The export stops after the block cut last (or continues past it): hand it on."""
+        if self._held is not None and not self._min_last:
+            held, self._held = self._held, None
+            self._emit(*held)
+
     def finish(self, position: ReadPosition | None, rows: int) -> None:
-        last = (self._take(last=True), Mark(position, rows, self.bytes_written)) if self._filled else None
-        held, self._held = self._held, None
-        if held is not None and last is not None and len(last[0]) < self._min_last:
-            last = (held[0] + last[0], last[1])
-            held = None
-        for block in (held, last):
-            if block is not None:
-                self._emit(*block)
+        blocks = [self._held] if self._held is not None else []
+        self._held = None
+        if self._filled:
+            last = (self._take(last=True), Mark(position, rows, self.bytes_written))
+            if blocks and len(last[0]) < self._min_last:
+                last = (blocks.pop()[0] + last[0], last[1])
+            blocks.append(last)
+        for i, (block, mark) in enumerate(blocks):
+            self._emit(block, replace(mark, last=i == len(blocks) - 1))
 
     def _take(self, last: bool = False) -> bytearray:
         # bytearray(n) zeroes all n bytes (CPU, and RSS): the last block is followed by none.
@@ -498,11 +512,13 @@ def _encode(
     try:
         for after, batch in batches:
             if gzip is not None and gzip.segment_begins(after.segment, position, rows) and out_of_time():
+                sink.release()
                 return rows, False
             for piece, position in _slices(after, plan.project(batch)):  # projected once, sliced without copies
                 writer.write(piece)
                 rows += piece.num_rows
                 if mark(position, rows) and out_of_time():
+                    sink.release()
                     return rows, False
     finally:
         writer.close()

@@ -103,7 +103,8 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     out_of_time = lambda: ctx.clock.now() >= deadline  # noqa: E731 - the injected clock: tests move it
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
     exported: list[RunRecord] = []
-    begun = _begun(ctx, integration)
+    first = _first_record(ctx, integration)
+    begun = _begun(first)
     windows = list(
         due_windows(
             activated,
@@ -129,8 +130,9 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
                     return JobOutcome(tuple(exported), reason=f"the window is exported in {plan.parts} parts")
                 record = committed
             else:
+                known = first if window.start_unix == first.window_start else None
                 record = _export_one(
-                    ctx, integration, window, selection, destination, dequeue_count, out_of_time, segments
+                    ctx, integration, window, selection, destination, dequeue_count, out_of_time, segments, known
                 )
         except (CredentialError, DestinationError) as error:
             _stop(ctx, integration, error)
@@ -211,14 +213,14 @@ def _split_plan(
     selection = selection or integration.selection
     if not continuable(selection):
         return None
-    if _progress(ctx).get(account, iid, window.start_unix) is not None:
-        return None
     try:
         listed = segments()
     except AzureError:
         return None  # exported whole: the export's own read meets the fault again and records it
     firsts = plan_parts(listed, ctx.settings.split_bytes, selection.format)
     if not firsts:
+        return None
+    if _progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
     if not hasattr(target, "begin_split"):  # a SplitDestination
@@ -421,17 +423,32 @@ def _forget_split(ctx: Context, integration: Integration, window: Window, plan: 
     _staging(ctx).remove(staged_prefix(account, iid, start))  # a relayed file's parts (GCS); best effort
 
 
-def _begun(ctx: Context, integration: Integration) -> RunRecord | None:
+@dataclass(frozen=True)
+class FirstRecord:
+    """The run record at the integration's next window start as this job first read it (None: there is none).
+
+    Read once per job: it tells whether that window's export began (`_begun`) and counts its attempts.
+    """
+
+    window_start: int | None
+    record: RunRecord | None
+
+
+def _first_record(ctx: Context, integration: Integration) -> FirstRecord:
+    if integration.activated_at is None:
+        return FirstRecord(None, None)
+    start = to_unix(next_start(integration.activated_at, integration.last_success_end))
+    return FirstRecord(start, ctx.runs.get(integration.account, integration.id, start))
+
+
+def _begun(first: FirstRecord) -> RunRecord | None:
     """The run record of a window whose export began at the next start, if any.
 
     Its file may be committed even though `last_success_end` never moved (a worker died between the
     two), so that window keeps the bounds and the selection it began with: exporting it again gives
     the same name and bytes, where the current frequency or selection could overlap the committed file.
     """
-    if integration.activated_at is None:
-        return None
-    start = next_start(integration.activated_at, integration.last_success_end)
-    record = ctx.runs.get(integration.account, integration.id, to_unix(start))
+    record = first.record
     return record if record is not None and record.attempts > 0 and record.window_end > record.window_start else None
 
 
@@ -460,8 +477,11 @@ def _export_one(
     dequeue_count: int,
     out_of_time: Callable[[], bool],
     segments: Callable[[], list[SegmentRef]] | None = None,
+    known: FirstRecord | None = None,
 ) -> RunRecord:
     """Export one window into its file and record it; a failure is recorded as what it is, then raised.
+
+    `known`: the window's run record as this job already read it, so it is not read again.
 
     A window whose time runs out keeps the status `exporting`, with the rows and bytes staged so far
     (only a file whose bytes can be continued: `continuable`; any other is exported whole).
@@ -469,7 +489,7 @@ def _export_one(
     # A typed file's parameter types are fixed here, from the catalog, and kept on the run record with the rest.
     selection = fix_types(selection or integration.selection, lambda: ctx.ucd.catalog(integration.account))
     resumable = continuable(selection)
-    record = _run_record(ctx, integration, window, selection)
+    record = _run_record(ctx, integration, window, selection, known)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {
         "account": integration.account,
@@ -533,9 +553,11 @@ def _checkpoints(ctx: Context, integration: Integration, window: Window) -> Chec
     return Checkpoints(repo, integration.account, integration.id, window.start_unix)
 
 
-def _run_record(ctx: Context, integration: Integration, window: Window, selection: Selection) -> RunRecord:
-    """This attempt's run record, counting the attempts before it."""
-    previous = ctx.runs.get(integration.account, integration.id, window.start_unix)
+def _run_record(
+    ctx: Context, integration: Integration, window: Window, selection: Selection, known: FirstRecord | None = None
+) -> RunRecord:
+    """This attempt's run record, counting the attempts before it (`known`: the previous one, already read)."""
+    previous = known.record if known else ctx.runs.get(integration.account, integration.id, window.start_unix)
     return RunRecord(
         integration.account,
         integration.id,
