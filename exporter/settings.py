@@ -38,7 +38,7 @@ class Settings:
 
     @property
     def staging_container(self) -> str:
-        """Where the parts of a split GCS window stage their bytes until the relay (exporter/export/staging.py)."""
+        """Where the parts of a split GCS window stage their bytes until the relay, and a Parquet file keeps its block notes."""
         return f"{self.ucd_container}-staging"
 
     def table(self, name: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +28,6 @@ class StreamDigest:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-
-    def passing(self, emit: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        """`emit`, with every block hashed (in order) on its way."""
-
-        def through(block: bytes) -> None:
-            self.add(block)
-            emit(block)
-
-        return through
 
     def add(self, block: bytes) -> None:
         """The file's next block (blocks in order)."""

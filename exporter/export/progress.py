@@ -12,14 +12,16 @@ further, always one invocation's whole state (its blocks, position and upload to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+from azure.storage.blob import ContainerClient
 
 from ..concurrency import retry_on_conflict
 from ..secrets import SecretBox
@@ -27,6 +29,8 @@ from ..ucd.reader import ReadPosition
 from .destination import UploadState
 
 CARRY_PART = 60 * 1024  # a binary Table property holds at most 64 KiB
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,56 @@ class ProgressRepo:
         )
 
 
+class BlockNotes(Protocol):
+    """What a file's export keeps per block beside its progress record, too large for the record itself
+    (a Parquet file's row-group metadata, which its footer needs): written before the block is recorded."""
+
+    def put(self, block: int, data: bytes) -> None: ...
+
+    def get(self, block: int) -> bytes | None:
+        """The block's note, or None if there is none (never written, or expired)."""
+        ...
+
+
+def staged_prefix(account: str, integration_id: str, window_start: int) -> str:
+    """The service's staging blobs of one window (a split window's parts, a Parquet file's notes) start with this."""
+    return f"{account}/{integration_id}/{window_start:012d}/"
+
+
+def notes_prefix(account: str, integration_id: str, window_start: int) -> str:
+    """The block notes of one window's file (removed with the window's other staging blobs)."""
+    return f"{staged_prefix(account, integration_id, window_start)}notes/"
+
+
+class StagedNotes:
+    """Block notes as small blobs of the service's staging container (its lifecycle rule ends what is left)."""
+
+    def __init__(self, container: ContainerClient, prefix: str):
+        self.container = container
+        self.prefix = prefix
+
+    def put(self, block: int, data: bytes) -> None:
+        """Idempotent: a block's note is a function of the stored data, the same bytes every time."""
+        self.container.upload_blob(self._name(block), data, overwrite=True)
+
+    def get(self, block: int) -> bytes | None:
+        try:
+            return self.container.download_blob(self._name(block)).readall()
+        except ResourceNotFoundError:
+            return None
+
+    def remove(self) -> None:
+        """Delete every note of the file; best effort (the lifecycle rule removes what stays)."""
+        try:
+            for blob in self.container.list_blobs(name_starts_with=self.prefix):
+                self.container.delete_blob(blob.name)
+        except AzureError as error:
+            log.warning("could not delete the block notes of a window (%s)", type(error).__name__)
+
+    def _name(self, block: int) -> str:
+        return f"{self.prefix}{block:06d}"
+
+
 @dataclass
 class Checkpoints:
     """One window's progress as the runner sees it: what to continue from, and where to record each block."""
@@ -179,6 +233,7 @@ class Checkpoints:
     part: int | None = None  # one part of a split window
     # The record as this invocation last read or wrote it (None: there was none), so a record costs one call.
     etag: str | None | Unread = UNREAD
+    notes: BlockNotes | None = None  # per block, beside the record (a Parquet file's row-group metadata)
 
     def saved(self) -> WindowProgress | None:
         found = self.repo.read(self.account, self.integration_id, self.window_start, self.part)

@@ -4,9 +4,11 @@ A window need not fit in one invocation (docs/architecture.md, windows of any si
 after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
 is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
 stops after a block, to be continued by another invocation from the last recorded block without
-producing or uploading the bytes before it again. A row format (`csv`, `csv.gz`, `jsonl.gz`) without a
-manifest can be continued (`continuable`); a gzip format's blocks end only where a gzip member ends
-(`GzipMarks`). A Parquet file, or any file with a manifest, is exported whole in one invocation.
+producing or uploading the bytes before it again. Any file without a manifest can be continued
+(`continuable`); a gzip format's blocks end only where a gzip member ends (`GzipMarks`), a Parquet
+file's only where a row group ends, its footer's pieces kept per block beside the progress
+(`ParquetFooter`). A file with a manifest is exported in one invocation; only a row format's window
+may be split into parts (`splittable`).
 
 The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
 """
@@ -28,17 +30,21 @@ from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
-from .csv_writer import BLOCK_BYTES, BlockSink
+from .csv_writer import BLOCK_BYTES
 from .destination import Destination, UploadLost, UploadState
-from .formats import FileFormat, compress, file_format, fix_types
+from .formats import FileFormat, compress, file_format, fix_types, parquet
+from .formats.base import RowWriter
 from .formats.compress import GzipMembers, member_groups
+from .formats.parquet import ParquetRows
 from .formats.types import ColumnTypes, column_types
 from .manifest import FileFacts, StreamDigest, write_manifest
 from .naming import window_path
 from .plan import ColumnPlan, Selection, column_plan
-from .progress import Checkpoints, WindowProgress, no_progress, with_block
+from .progress import BlockNotes, Checkpoints, WindowProgress, no_progress, with_block
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
+NOTE_READERS = 8  # a continued Parquet file's block notes are read this many at once
+MORE_NOTE, LAST_NOTE = b"\x00", b"\x01"  # a Parquet block note's first byte: the footer is in this block
 SLICE_ROWS = 8_192  # a block may end after every SLICE_ROWS rows of a segment: it exceeds block_bytes by at most this
 
 log = logging.getLogger(__name__)
@@ -270,47 +276,31 @@ def export_window(
 
     A `continuable` file continues from the recorded progress with `checkpoints` and records each
     block; once `out_of_time()` it stops after a block (at least one per call) and answers
-    `complete=False`. A `target` exports one part of a split window instead (exporter/jobs/split.py).
-    Any other file is exported whole: it takes neither. `segments` gives the window's segments when the
-    caller has listed them already (the worker, deciding whether to split), so they are not listed twice.
+    `complete=False`. A `splittable` file's `target` exports one part of a split window instead
+    (exporter/jobs/split.py). A file with a manifest is exported whole: it takes neither. `segments`
+    gives the window's segments when the caller has listed them already (the worker, deciding whether
+    to split), so they are not listed twice.
     """
     started = time.monotonic()
     selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
     plan = column_plan(selection.events, selection.attributes)
     fmt = file_format(selection.format)
     types = column_types(plan, dict(selection.param_types or ()))
-    if (checkpoints is not None or target is not None) and not continuable(selection):
+    if (checkpoints is not None and not continuable(selection)) or (target is not None and not splittable(selection)):
         raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
     target = target or Target(window_path(destination.prefix, account, integration_id, window, fmt.extension))
     facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
-    if fmt.rows is None:
-        batches = ucd.read_window(
-            account,
-            window.start,
-            window.end,
-            event_names=plan.event_names,
-            columns=plan.source_columns,
-            segments=segments() if segments else None,
-        )
-        rows, size, staged, blocks, sha256 = _export_whole(
-            batches,
-            plan,
-            fmt,
-            types,
-            selection.manifest,
-            destination,
-            target.path,
-            facts_of,
-            block_bytes or BLOCK_BYTES,
-            max_in_flight,
-        )
-        return WindowExport(target.path, rows, size, time.monotonic() - started, True, staged, blocks, sha256)
     progress = _continued(destination, target, checkpoints)
-    recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
+    footer = None
+    if fmt.row_groups:
+        progress, footer = _footer_of(progress, target, checkpoints)
+    record = checkpoints.record if checkpoints else None
+    recorder = ProgressRecorder(progress, footer.recording(record) if footer and record else record)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
     digest = StreamDigest() if selection.manifest else None
+    emit = _hashed(digest, uploader.stage) if digest else uploader.stage
     sink = AlignedBlocks(
-        _hashed(digest, uploader.stage) if digest else uploader.stage,
+        footer.noting(emit) if footer else emit,
         block_bytes or BLOCK_BYTES,
         already=progress.bytes,
         min_last_block=target.min_last_block,
@@ -329,7 +319,8 @@ def export_window(
         columns=plan.source_columns,
     )
     try:
-        rows, complete = _encode(batches, plan, fmt, types, sink, progress, target, out_of_time, listed or [])
+        encoding = Encoding(plan, fmt, types, sink, progress, target, listed or [], footer)
+        rows, complete = _encode(batches, encoding, out_of_time)
         if complete and target.commit:
             uploader.commit()
         else:
@@ -351,15 +342,30 @@ def export_window(
 
 
 def continuable(selection: Selection) -> bool:
-    """Whether a window's file can stop after a block and be continued (by a follow-up, or in parts).
+    """Whether a window's file can stop after a block and be continued by a follow-up invocation.
 
-    A row format (`csv`, `csv.gz`, `jsonl.gz`) without a manifest: its blocks end after whole rows (a
-    gzip format's also after a whole gzip member, `GzipMarks`), so nothing in the bytes to come
-    depends on the bytes before, and a block list and a read position are all a continuation needs.
-    A Parquet file's open row group and footer, and a manifest's SHA-256 of the whole stream (hashlib
-    cannot save a hash's state), carry state that no block records, so those files are exported whole.
+    Any format without a manifest. A row format's blocks end after whole rows (a gzip format's also
+    after a whole gzip member, `GzipMarks`), a Parquet file's after a whole row group, so nothing in
+    the bytes to come depends on the bytes before: a block list, a read position and (Parquet) the
+    row groups' metadata for the footer, kept per block (`ParquetFooter`), are all a continuation
+    needs. A manifest's SHA-256 of the whole stream (hashlib cannot save a hash's state) is state no
+    block records, so a file with a manifest is exported whole.
     """
-    return file_format(selection.format).rows is not None and not selection.manifest
+    return not selection.manifest
+
+
+def splittable(selection: Selection) -> bool:
+    """Whether a window's file may be split into parts exported side by side (exporter/jobs/split.py).
+
+    A `continuable` row format only: a Parquet file's footer needs every row group's metadata, and its
+    row groups are counted from the file's first row, which a part beginning at a segment cannot know.
+    """
+    return continuable(selection) and not file_format(selection.format).row_groups
+
+
+def keeps_notes(selection: Selection) -> bool:
+    """Whether a window's export keeps block notes beside its progress (a continuable Parquet file's footer)."""
+    return continuable(selection) and file_format(selection.format).row_groups
 
 
 def _hashed(digest: StreamDigest, stage: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
@@ -376,40 +382,6 @@ def _manifest(destination: Destination, facts: FileFacts) -> str:
     """Write the committed file's manifest; answer the file's SHA-256."""
     write_manifest(destination, facts)
     return facts.sha256
-
-
-def _export_whole(
-    batches: Iterator[pa.RecordBatch],
-    plan: ColumnPlan,
-    fmt: FileFormat,
-    types: ColumnTypes,
-    manifest: bool,
-    destination: Destination,
-    path: str,
-    facts_of: Callable[..., FileFacts],
-    block_bytes: int,
-    max_in_flight: int,
-) -> tuple[int, int, int, int, str | None]:
-    """A whole-file format (Parquet) in one go: its encoder, then the manifest if asked for.
-
-    Answers its rows, bytes, bytes staged, blocks and (with a manifest) SHA-256.
-    """
-    if fmt.encode is None:
-        raise InternalError(f"{fmt.name} is a row format: it is written by rows")
-    uploader = BlockUploader(destination, path, ProgressRecorder(no_progress(path), None), max_in_flight)
-    stage = lambda block: uploader.stage(block, Mark(None, 0, 0))  # noqa: E731 - nothing is recorded per block
-    digest = StreamDigest() if manifest else None
-    sink = BlockSink(digest.passing(stage) if digest else stage, block_bytes)
-    try:
-        rows = fmt.encode(batches, plan, types, sink)
-        uploader.commit()
-    except BaseException:
-        uploader.abandon()
-        raise
-    if digest is None:
-        return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, None
-    sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
-    return rows, sink.bytes_written, uploader.staged_bytes, uploader.count, sha256
 
 
 def _continued(destination: Destination, target: Target, checkpoints: Checkpoints | None) -> WindowProgress:
@@ -487,34 +459,136 @@ class GzipMarks:
         self.sink.finish(position, rows)
 
 
-def _encode(
-    batches: Iterator[tuple[ReadPosition, pa.RecordBatch]],
-    plan: ColumnPlan,
-    fmt: FileFormat,
-    types: ColumnTypes,
-    sink: AlignedBlocks,
-    progress: WindowProgress,
-    target: Target,
-    out_of_time: Callable[[], bool],
-    segments: list[SegmentRef],
-) -> tuple[int, bool]:
-    """Encode batches into the sink until the end of the window (True) or a block after the time ran out.
+class ParquetFooter:
+    """A Parquet file's footer, in pieces: a block's piece is the RowGroups (`ParquetRows`) that end in it.
 
-    `segments`: the window's whole listing, which groups a gzip format's members."""
-    rows = progress.rows
-    position = progress.position
-    whole_window = target.start is None and target.until is None
-    gzip = GzipMarks(sink, whole_window, segments) if fmt.gzip else None
-    mark = gzip.mark if gzip else sink.mark
-    if fmt.rows is None:
-        raise InternalError(f"{fmt.name} is written whole, not by rows")
-    writer = fmt.rows(plan, types, gzip.members if gzip else sink, target.header and progress.blocks == 0)
+    With checkpoints, each piece is the block's note (`BlockNotes`), written before the block's progress
+    is recorded, so a continuation reads back the pieces of every block before it; a Parquet file's
+    blocks end only where a row group ends (`mark`). A note's first byte says whether the footer itself
+    is in that block (the file's last): a continuation after it writes nothing more.
+    """
+
+    def __init__(self, first_block: int, earlier: list[bytes], notes: BlockNotes | None):
+        self._earlier = [note[1:] for note in earlier]  # the pieces of the blocks before this invocation's
+        self._done = bool(earlier) and earlier[-1][:1] == LAST_NOTE
+        self._notes = notes
+        self._pieces: dict[int, bytes] = {}  # this invocation's notes, by block
+        self._next = first_block  # the next block handed on
+        self._stored = first_block  # the notes of the blocks before this one are stored
+        self._ending = False
+        self._lock = threading.Lock()
+        self.writer: ParquetRows | None = None
+
+    @classmethod
+    def continuing(cls, progress: WindowProgress, notes: BlockNotes | None) -> ParquetFooter | None:
+        """The footer so far of the blocks `progress` records; None if a block's note is gone (expired)."""
+        if not progress.blocks:
+            return cls(0, [], notes)
+        if notes is None:
+            raise InternalError("a Parquet file continued without its block notes")
+        with ThreadPoolExecutor(NOTE_READERS, thread_name_prefix="notes") as pool:
+            read = list(pool.map(notes.get, range(progress.blocks)))
+        if any(note is None for note in read):
+            return None
+        return cls(progress.blocks, [note for note in read if note is not None], notes)
+
+    def writer_for(self, plan: ColumnPlan, types: ColumnTypes, sink: AlignedBlocks, progress: WindowProgress):
+        """The file's row-group writer, continuing after the recorded blocks (which end where row groups do)."""
+        groups = progress.rows // parquet.ROW_GROUP_ROWS
+        self.writer = ParquetRows(plan, types, sink, progress.blocks == 0, sink.bytes_written, groups)
+        return self.writer
+
+    def noting(self, emit: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
+        """`emit`, keeping each block's piece first (blocks are handed on in order, by the encoding thread)."""
+
+        def through(block: bytes, mark: Mark) -> None:
+            if self.writer is None:
+                raise InternalError("a Parquet block before its writer")
+            note = (LAST_NOTE if self._ending else MORE_NOTE) + b"".join(self.writer.take_ended())
+            with self._lock:
+                self._pieces[self._next] = note
+                self._next += 1
+            emit(block, mark)
+
+        return through
+
+    def recording(self, record: Callable[[WindowProgress], None]) -> Callable[[WindowProgress], None]:
+        """`record`, storing the notes of the blocks it records first (records come one at a time, in order)."""
+
+        def through(progress: WindowProgress) -> None:
+            while self._stored < progress.blocks:
+                with self._lock:
+                    note = self._pieces[self._stored]
+                if self._notes is not None:
+                    self._notes.put(self._stored, note)
+                self._stored += 1
+            record(progress)
+
+        return through
+
+    def finish(self, sink: AlignedBlocks, position: ReadPosition | None, rows: int) -> None:
+        """The last row group and the footer (unless a recorded block holds it already), then the last block."""
+        if not self._done and self.writer is not None:
+            with self._lock:
+                pieces = [self._pieces[b][1:] for b in sorted(self._pieces)]
+            self._ending = True
+            self.writer.finish(rows, [*self._earlier, *pieces])
+        sink.finish(position, rows)
+
+
+def _footer_of(
+    progress: WindowProgress, target: Target, checkpoints: Checkpoints | None
+) -> tuple[WindowProgress, ParquetFooter]:
+    """A Parquet file's progress and footer so far; a fresh start if a recorded block's note is gone."""
+    notes = checkpoints.notes if checkpoints else None
+    if checkpoints is not None and notes is None:
+        raise InternalError("a Parquet file's progress is recorded with its block notes")
+    footer = ParquetFooter.continuing(progress, notes)
+    if footer is not None:
+        return progress, footer
+    log.warning("the footer notes of %s are gone; the file is exported again from its start", target.path)
+    if checkpoints is not None:
+        checkpoints.clear()
+    fresh = no_progress(target.path)
+    return fresh, ParquetFooter(0, [], notes)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What one export encodes with: the columns, the format, where the bytes go and where it continues from."""
+
+    plan: ColumnPlan
+    fmt: FileFormat
+    types: ColumnTypes
+    sink: AlignedBlocks
+    progress: WindowProgress
+    target: Target
+    segments: list[SegmentRef]  # the window's whole listing, which groups a gzip format's members
+    footer: ParquetFooter | None = None  # Parquet
+
+
+def _encode(
+    batches: Iterator[tuple[ReadPosition, pa.RecordBatch]], e: Encoding, out_of_time: Callable[[], bool]
+) -> tuple[int, bool]:
+    """Encode batches into the sink until the end of the window (True) or a block after the time ran out."""
+    rows = e.progress.rows
+    position = e.progress.position
+    sink, footer = e.sink, e.footer
+    whole_window = e.target.start is None and e.target.until is None
+    gzip = GzipMarks(sink, whole_window, e.segments) if e.fmt.gzip else None
+    header = e.target.header and e.progress.blocks == 0
+    if footer is not None:
+        writer: RowWriter = footer.writer_for(e.plan, e.types, sink, e.progress)
+    else:
+        writer = e.fmt.rows(e.plan, e.types, gzip.members if gzip else sink, header)
+    mark = gzip.mark if gzip else _group_ends(sink) if footer else sink.mark
     try:
         for after, batch in batches:
             if gzip is not None and gzip.segment_begins(after.segment, position, rows) and out_of_time():
                 sink.release()
                 return rows, False
-            for piece, position in _slices(after, plan.project(batch)):  # projected once, sliced without copies
+            pieces = _slices(after, e.plan.project(batch))  # projected once, sliced without copies
+            for piece, position in _at_group_ends(pieces, rows) if footer else pieces:
                 writer.write(piece)
                 rows += piece.num_rows
                 if mark(position, rows) and out_of_time():
@@ -525,8 +599,30 @@ def _encode(
         close = getattr(batches, "close", None)
         if close is not None:
             close()  # stops the read's prefetch at once when the time ran out
-    (gzip or sink).finish(position, rows)
+    if footer is not None:
+        footer.finish(sink, position, rows)
+    else:
+        (gzip or sink).finish(position, rows)
     return rows, True
+
+
+def _group_ends(sink: AlignedBlocks) -> Callable[[ReadPosition, int], bool]:
+    """Parquet's marks: a block may end only where a row group ends (after every ROW_GROUP_ROWS rows of the file)."""
+    return lambda position, rows: rows % parquet.ROW_GROUP_ROWS == 0 and sink.mark(position, rows)
+
+
+def _at_group_ends(
+    pieces: Iterator[tuple[pa.RecordBatch, ReadPosition]], rows: int
+) -> Iterator[tuple[pa.RecordBatch, ReadPosition]]:
+    """The pieces, each cut where a row group of the file ends (`rows`: the file's rows before them)."""
+    group = parquet.ROW_GROUP_ROWS
+    for piece, after in pieces:
+        offset = 0
+        while offset < piece.num_rows:
+            take = min(piece.num_rows - offset, group - rows % group)
+            offset += take
+            rows += take
+            yield piece.slice(offset - take, take), ReadPosition(after.segment, after.rows - (piece.num_rows - offset))
 
 
 def _slices(after: ReadPosition, batch: pa.RecordBatch) -> Iterator[tuple[pa.RecordBatch, ReadPosition]]:

@@ -24,16 +24,11 @@ from azure.storage.blob import BlobBlock, ContainerClient
 
 from ..destinations.azure_blob import block_id, check_staged
 from ..export.destination import Destination, UploadLost, UploadState
-from ..export.progress import Checkpoints, WindowProgress, no_progress, with_block
+from ..export.progress import Checkpoints, WindowProgress, no_progress, staged_prefix, with_block
 
 RELAY_BLOCK = 8 * 1024 * 1024  # bytes read from a staged blob and sent to the session at once
 
 log = logging.getLogger(__name__)
-
-
-def staged_prefix(account: str, integration_id: str, window_start: int) -> str:
-    """The staging blobs of one window's parts start with this."""
-    return f"{account}/{integration_id}/{window_start:012d}/"
 
 
 def staged_name(account: str, integration_id: str, window_start: int, part: int) -> str:

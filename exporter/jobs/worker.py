@@ -38,8 +38,8 @@ from ..export.destination import Destination, PartPlacement, SplitDestination, U
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
-from ..export.progress import Checkpoints, ProgressRepo, WindowProgress
-from ..export.runner import Target, WindowExport, continuable, export_window
+from ..export.progress import Checkpoints, ProgressRepo, StagedNotes, WindowProgress, notes_prefix, staged_prefix
+from ..export.runner import Target, WindowExport, continuable, export_window, keeps_notes, splittable
 from ..integrations.model import Integration, Status
 from ..logs import redact
 from ..runs import RunRecord, RunStatus
@@ -47,7 +47,7 @@ from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window, due_windows, is_due, next_start
 from .messages import ExportJob
-from .relay import StagingArea, relay, staged_name, staged_prefix
+from .relay import StagingArea, relay, staged_name
 from .split import RELAY_PART, SplitPlan, SplitRepo, plan_parts
 from .state import conditionally, modify
 
@@ -149,6 +149,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         if advanced is None or advanced.status != Status.ACTIVE:
             return _changed_concurrently(ctx, integration, exported)
         _forget_split(ctx, integration, window, plan)
+        _forget_notes(ctx, integration, window, selection)
         integration = advanced
     return _hand_on(ctx, integration, exported)
 
@@ -203,15 +204,15 @@ def _split_plan(
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
-    destination that cannot take parts and every file whose bytes cannot be continued (`continuable`:
-    Parquet, or a manifest).
+    destination that cannot take parts and every file that cannot be split (`splittable`: Parquet, or
+    a manifest).
     """
     account, iid = integration.account, integration.id
     plan = _splits(ctx).get(account, iid, window.start_unix)
     if plan is not None:
         return plan
     selection = selection or integration.selection
-    if not continuable(selection):
+    if not splittable(selection):
         return None
     try:
         listed = segments()
@@ -550,7 +551,21 @@ def _export_one(
 def _checkpoints(ctx: Context, integration: Integration, window: Window) -> Checkpoints:
     """Where this window's progress is recorded, so another invocation continues it."""
     repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
-    return Checkpoints(repo, integration.account, integration.id, window.start_unix)
+    return Checkpoints(
+        repo, integration.account, integration.id, window.start_unix, notes=_notes(ctx, integration, window)
+    )
+
+
+def _notes(ctx: Context, integration: Integration, window: Window) -> StagedNotes:
+    """Where a window's export keeps its block notes (a Parquet file's footer in pieces)."""
+    prefix = notes_prefix(integration.account, integration.id, window.start_unix)
+    return StagedNotes(ctx.storage.staging_container(), prefix)
+
+
+def _forget_notes(ctx: Context, integration: Integration, window: Window, selection: Selection | None) -> None:
+    """After the advance: a Parquet file's block notes are of no further use (best effort; the lifecycle rule is the fallback)."""
+    if keeps_notes(selection or integration.selection):
+        _notes(ctx, integration, window).remove()
 
 
 def _run_record(

@@ -1,20 +1,20 @@
 """What every format shares: its name, the file name's extension, and how its bytes are written.
 
-A row format (`csv`, `csv.gz`, `jsonl.gz`) is written a projected batch at a time (`rows`), so the
-runner can end a block after any row and continue the file from there; a whole-file format (`parquet`)
-takes the window's batches at once (`encode`).
+Every format is written a projected batch at a time (`rows`), so the runner can end a block where the
+format allows and continue the file from there: a row format (`csv`, `csv.gz`, `jsonl.gz`) after any
+row (a gzip format's after a whole gzip member), `parquet` after a whole row group (`row_groups`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 import pyarrow as pa
 
-from ..csv_writer import Sink, Writable
+from ..csv_writer import Writable
 from ..plan import ColumnPlan
 from .types import ColumnTypes
 
@@ -29,10 +29,6 @@ class Format(StrEnum):
 
 
 DEFAULT_FORMAT = Format.CSV
-
-
-# (the window's batches, the column plan, the columns' types, the sink) → rows written; the sink is finished.
-Encode = Callable[[Iterable[pa.RecordBatch], ColumnPlan, ColumnTypes, Sink], int]
 
 
 class RowWriter(Protocol):
@@ -53,9 +49,9 @@ class FileFormat:
 
     name: Format
     typed: bool  # its bytes depend on the columns' types (the catalog's parameter kinds)
-    rows: RowsOf | None = None  # a row format: its blocks can end after any row
+    rows: RowsOf
     gzip: bool = False  # a row format's bytes gzipped, as members that end where blocks may (formats/compress.py)
-    encode: Encode | None = None  # a whole-file format: the window's batches → the file
+    row_groups: bool = False  # Parquet: a block ends only after a whole row group (formats/parquet.py)
 
     @property
     def extension(self) -> str:
