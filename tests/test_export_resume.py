@@ -11,15 +11,13 @@ decompresses to the rows of the window's CSV file.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections import Counter
 
 import pytest
 
 from exporter.clock import to_unix
-from exporter.destinations import open_destination as real_open_destination
 from exporter.export import runner
-from exporter.export.formats import compress
+from exporter.export.formats import compress, parquet
 from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
 from exporter.jobs import schedule
@@ -34,51 +32,18 @@ from tests.destination_helpers import (
     make_kit,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
+from tests.resume_helpers import Killed, a_block_an_invocation, staging, time_runs_out_after_every_block
 
 MiB = 1024 * 1024
 BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least this
 SEGMENT_ROWS = 60_000
-ROW_FORMATS = ("csv", "csv.gz", "jsonl.gz")  # the continuable formats
+ROW_FORMATS = (
+    "csv",
+    "csv.gz",
+    "jsonl.gz",
+)  # the continuable row formats (Parquet: tests/test_export_parquet_resume.py)
 GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 SMALL_SEGMENTS, SMALL_ROWS = 200, 20  # a platform's small upserts: a segment each
-
-
-class Killed(BaseException):
-    """The worker process dies: nothing of ours runs after it (no `except Exception` catches it)."""
-
-
-class Staging:
-    """The real destination, counting every block staged; `kill_after` (k) kills the worker once block k is staged."""
-
-    def __init__(self, inner, seen: Counter, kill_after: int | None = None):
-        self.inner, self.seen, self.kill_after = inner, seen, kill_after
-        self.prefix = inner.prefix
-        self._lock = threading.Lock()
-
-    def describe(self):
-        return self.inner.describe()
-
-    def verify(self, name):
-        return self.inner.verify(name)
-
-    def stage_block(self, path, index, data):
-        if self.kill_after is not None and index > self.kill_after:
-            raise Killed()  # a dead worker stages nothing more
-        state = self.inner.stage_block(path, index, data)
-        with self._lock:
-            self.seen[index] += 1
-        if index == self.kill_after:
-            raise Killed()  # staged at the service, but the worker died before recording it
-        return state
-
-    def resume_upload(self, path, state, staged):
-        self.inner.resume_upload(path, state, staged)
-
-    def commit_blocks(self, path, count):
-        self.inner.commit_blocks(path, count)
-
-    def abandon_blocks(self, path):
-        self.inner.abandon_blocks(path)
 
 
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
@@ -101,35 +66,6 @@ def assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid) -> dict:
         assert gzip_members(next(iter(contents.values()))) >= 3, "a member per segment at least"
         assert_rows_match_the_csv_export(ctx, iid, contents, scratch_kit)
     return contents
-
-
-def staging(ctx, monkeypatch, seen: Counter, kill_after: int | None = None) -> None:
-    monkeypatch.setattr(
-        ctx, "open_destination", lambda *a: Staging(real_open_destination(*a), seen, kill_after=kill_after)
-    )
-
-
-def time_runs_out_after_every_block(ctx, clock, monkeypatch) -> None:
-    """A budget of one second, and a second passes with every batch read: each invocation stages one block."""
-    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=1))
-    real_read = ctx.ucd.read_from
-
-    def slow_read(*args, **kwargs):
-        for item in real_read(*args, **kwargs):
-            clock.advance(seconds=1)
-            yield item
-
-    monkeypatch.setattr(ctx.ucd, "read_from", slow_read)
-
-
-def a_block_an_invocation(ctx, clock, monkeypatch) -> tuple[Counter, list]:
-    """Drain the queue, the time running out after every block: the blocks staged and each invocation's result."""
-    seen: Counter = Counter()
-    staging(ctx, monkeypatch, seen)
-    time_runs_out_after_every_block(ctx, clock, monkeypatch)
-    results: list = []
-    drain(ctx, on_result=results.append)
-    return seen, results
 
 
 @pytest.mark.parametrize("file_format", ROW_FORMATS)
@@ -304,16 +240,17 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
         ("jsonl.gz", False, True),
         ("csv", True, False),
         ("csv.gz", True, False),
-        ("parquet", False, False),
+        ("parquet", False, True),
+        ("parquet", True, False),
         ("jsonl.gz", True, False),
     ],
 )
-def test_only_a_row_format_without_a_manifest_can_be_continued(file_format, manifest, resumable):
+def test_only_a_file_without_a_manifest_can_be_continued(file_format, manifest, resumable):
     selection = Selection(events=(), format=file_format, manifest=manifest)
     assert runner.continuable(selection) is resumable
 
 
-@pytest.mark.parametrize(("file_format", "manifest"), [("parquet", False), ("csv", True), ("jsonl.gz", True)])
+@pytest.mark.parametrize(("file_format", "manifest"), [("parquet", True), ("csv", True), ("jsonl.gz", True)])
 def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     ctx, clock, azure_kit, monkeypatch, file_format, manifest
 ):
@@ -322,17 +259,10 @@ def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     assert schedule(ctx).queued == 1
     monkeypatch.setattr(runner, "BLOCK_BYTES", 64 * 1024)
     monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 1)  # a gzip member per segment: a block may end at each
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 2_048)  # a block may end at each row group
     seen: Counter = Counter()
     staging(ctx, monkeypatch, seen)
-    time_runs_out_after_every_block(ctx, clock, monkeypatch)  # a row format reads by read_from
-    real_read = ctx.ucd.read_window
-
-    def slow_read(*args, **kwargs):
-        for batch in real_read(*args, **kwargs):
-            clock.advance(seconds=1)  # the budget runs out at once: a continuable file would stop after a block
-            yield batch
-
-    monkeypatch.setattr(ctx.ucd, "read_window", slow_read)  # Parquet reads by read_window
+    time_runs_out_after_every_block(ctx, clock, monkeypatch)  # a continuable file would stop after a block
     results: list = []
     drain(ctx, on_result=results.append)
 
