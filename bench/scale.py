@@ -1,5 +1,6 @@
 """The export rows of windows of any size (bench/README.md): one large window exported in one invocation,
-over several invocations (a time budget that runs out), and split in parts over two worker processes.
+over several invocations (a time budget that runs out), and split in parts over two worker processes;
+as Parquet, in one invocation and over several.
 
 Each function is a measurement kind of `python -m bench.measure` (registered in `bench/measure.py`);
 `scale_rows` in `bench/__main__.py` runs them and computes the ratios.
@@ -85,7 +86,8 @@ def _context(spec: dict[str, Any], clock, tally: dict[str, int], **changes: Any)
 def _integration(ctx: Context, spec: dict[str, Any], clock: ManualClock, label: str) -> str:
     """A 1-hour integration of the big account activated at T0: its first window holds the big hour.
 
-    Its destination is the spec's `destination` body (GCS, say), else the benchmark's Azurite container.
+    Its destination is the spec's `destination` body (GCS, say), else the benchmark's Azurite container;
+    its format the spec's `format` (default `csv`).
     """
     clock.set(data.T0)
     azure = {"type": "azure_blob", "connection_string": spec["connection"], "container": spec["out_container"]}
@@ -95,6 +97,7 @@ def _integration(ctx: Context, spec: dict[str, Any], clock: ManualClock, label: 
         "events": data.SELECTION_EVENTS,
         "attributes": data.SELECTION_ATTRIBUTES,
         "frequency_hours": 1,
+        "format": spec.get("format", "csv"),
         "status": "active",
     }
     return ctx.integrations.create(spec["big_account"], body)["id"]

@@ -9,6 +9,7 @@ from collections import Counter
 
 from exporter.destinations import open_destination as real_open_destination
 from exporter.local.host import drain
+from tests.export_helpers import deliver_one
 
 
 class Killed(BaseException):
@@ -80,3 +81,12 @@ def a_block_an_invocation(ctx, clock, monkeypatch) -> tuple[Counter, list]:
     results: list = []
     drain(ctx, on_result=results.append)
     return seen, results
+
+
+def one_delivery_with_time_enough(ctx, monkeypatch) -> Counter:
+    """Deliver the job once with a budget that does not run out; it exports the window: the blocks it staged."""
+    again: Counter = Counter()
+    staging(ctx, monkeypatch, again)
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=3600))
+    assert deliver_one(ctx).exported == 1
+    return again

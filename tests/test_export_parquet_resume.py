@@ -31,6 +31,7 @@ from exporter.export.progress import ProgressRepo, notes_prefix
 from exporter.jobs import schedule
 from exporter.jobs.split import SplitRepo
 from exporter.windows import Window
+from tests import resume_helpers as resume
 from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
     create_with_large_window,
@@ -38,7 +39,6 @@ from tests.destination_helpers import (
     make_kit,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, deliver_one, due_at, read_ids
-from tests.resume_helpers import Killed, a_block_an_invocation, staging, time_runs_out_after_every_block
 
 MiB = 1024 * 1024
 GROUP_ROWS = 8_192  # row groups of about 280 KiB of the benchmark's selection
@@ -64,6 +64,13 @@ def the_file(ctx, kit, iid) -> bytes:
     data = kit.read(run.file)
     assert [n for n in kit.names() if n.endswith(".parquet")] == [run.file]
     assert run.bytes == len(data)
+    return data
+
+
+def the_same_file_as_a_clean_export(ctx, kit, iid, scratch) -> bytes:
+    """The window's one file, byte-identical to an export in one go into `scratch`."""
+    data = the_file(ctx, kit, iid)
+    assert_bytes_match_a_clean_export(ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, scratch)
     return data
 
 
@@ -140,7 +147,7 @@ def test_a_parquet_window_taking_several_invocations_is_the_same_bytes_as_one(
     ctx, clock, kit, scratch_kit, monkeypatch, tmp_path
 ):
     iid = a_large_parquet_window(ctx, clock, kit, monkeypatch)
-    seen, results = a_block_an_invocation(ctx, clock, monkeypatch)
+    seen, results = resume.a_block_an_invocation(ctx, clock, monkeypatch)
 
     least = 3 if kit.kind == "s3" else 5
     assert len(results) >= least, "the window took several invocations"
@@ -148,8 +155,7 @@ def test_a_parquet_window_taking_several_invocations_is_the_same_bytes_as_one(
     assert [r.exported for r in results] == [0] * (len(results) - 1) + [1]
     assert len(seen) >= least and set(seen.values()) == {1}, "every block staged exactly once"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
-    data = the_file(ctx, kit, iid)
-    assert_bytes_match_a_clean_export(ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, scratch_kit)
+    data = the_same_file_as_a_clean_export(ctx, kit, iid, scratch_kit)
     reference = reference_table(ctx, selection_of(ctx, iid), Window(ACT, ACT + H))
     assert_a_valid_parquet_file(data, reference, tmp_path)
     assert reference.column("event_id").to_pylist() == csv_event_ids(ctx, iid, scratch_kit), "the CSV's rows"
@@ -164,12 +170,12 @@ def kill_then_resume(ctx, monkeypatch, k: int | None, between=lambda: None) -> t
     """Deliver the job to a worker killed once block k is staged (None: before the commit), call `between`,
     then deliver it again: the blocks each delivery staged."""
     first: Counter = Counter()
-    staging(ctx, monkeypatch, first, kill_after=k, kill_at_commit=k is None)
-    with pytest.raises(Killed):
+    resume.staging(ctx, monkeypatch, first, kill_after=k, kill_at_commit=k is None)
+    with pytest.raises(resume.Killed):
         deliver_one(ctx)
     between()
     second: Counter = Counter()
-    staging(ctx, monkeypatch, second)
+    resume.staging(ctx, monkeypatch, second)
     assert deliver_one(ctx).exported == 1
     return first, second
 
@@ -186,8 +192,7 @@ def test_a_parquet_worker_killed_after_k_staged_blocks_restages_at_most_one(
     first, second = kill_then_resume(ctx, monkeypatch, k, notes_of_the_recorded_blocks)
     assert sorted(first) == list(range(k + 1))
     assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
-    data = the_file(ctx, kit, iid)
-    assert_bytes_match_a_clean_export(ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, scratch_kit)
+    data = the_same_file_as_a_clean_export(ctx, kit, iid, scratch_kit)
     assert_a_valid_parquet_file(data, reference_table(ctx, selection_of(ctx, iid), Window(ACT, ACT + H)), tmp_path)
     assert_notes_gone(ctx, iid)
 
@@ -196,10 +201,7 @@ def test_a_parquet_worker_killed_deep_in_the_file_restages_one_block(ctx, clock,
     iid = a_large_parquet_window(ctx, clock, azure_kit, monkeypatch)
     first, second = kill_then_resume(ctx, monkeypatch, 5)
     assert min(second) == 5 and set(first) & set(second) == {5}, "only block 5 is staged again"
-    data = the_file(ctx, azure_kit, iid)
-    assert_bytes_match_a_clean_export(
-        ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, make_kit(request, "azure_blob", tag + "s")
-    )
+    the_same_file_as_a_clean_export(ctx, azure_kit, iid, make_kit(request, "azure_blob", tag + "s"))
 
 
 def test_a_parquet_worker_killed_before_the_commit_stages_nothing_again(
@@ -209,32 +211,23 @@ def test_a_parquet_worker_killed_before_the_commit_stages_nothing_again(
     iid = a_large_parquet_window(ctx, clock, azure_kit, monkeypatch)
     first, second = kill_then_resume(ctx, monkeypatch, None)
     assert len(first) >= 5 and not second, "nothing staged again: the footer is not written twice"
-    data = the_file(ctx, azure_kit, iid)
-    assert_bytes_match_a_clean_export(
-        ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, make_kit(request, "azure_blob", tag + "s")
-    )
+    the_same_file_as_a_clean_export(ctx, azure_kit, iid, make_kit(request, "azure_blob", tag + "s"))
 
 
 def test_a_parquet_window_whose_notes_are_gone_is_exported_again_from_its_start(
     ctx, clock, azure_kit, request, tag, monkeypatch
 ):
     iid = a_large_parquet_window(ctx, clock, azure_kit, monkeypatch)
-    staging(ctx, monkeypatch, Counter())
-    time_runs_out_after_every_block(ctx, clock, monkeypatch)
+    resume.staging(ctx, monkeypatch, Counter())
+    resume.time_runs_out_after_every_block(ctx, clock, monkeypatch)
     assert deliver_one(ctx).follow_up and deliver_one(ctx).follow_up
     container = ctx.storage.staging_container()
     for name in notes_kept(ctx, iid):
         container.delete_blob(notes_prefix(ACCOUNT, iid, to_unix(ACT)) + name)  # what the lifecycle rule does
 
-    again: Counter = Counter()
-    staging(ctx, monkeypatch, again)
-    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=3600))
-    assert deliver_one(ctx).exported == 1
+    again = resume.one_delivery_with_time_enough(ctx, monkeypatch)
     assert min(again) == 0, "started again from block 0"
-    data = the_file(ctx, azure_kit, iid)
-    assert_bytes_match_a_clean_export(
-        ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, make_kit(request, "azure_blob", tag + "s")
-    )
+    the_same_file_as_a_clean_export(ctx, azure_kit, iid, make_kit(request, "azure_blob", tag + "s"))
 
 
 def test_an_empty_parquet_window_is_a_valid_empty_file(ctx, clock, azure_kit, request, tag, monkeypatch, tmp_path):

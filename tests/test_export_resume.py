@@ -32,7 +32,13 @@ from tests.destination_helpers import (
     make_kit,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
-from tests.resume_helpers import Killed, a_block_an_invocation, staging, time_runs_out_after_every_block
+from tests.resume_helpers import (
+    Killed,
+    a_block_an_invocation,
+    one_delivery_with_time_enough,
+    staging,
+    time_runs_out_after_every_block,
+)
 
 MiB = 1024 * 1024
 BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least this
@@ -223,10 +229,7 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
     repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
     lose_the_upload(kit, repo, iid, repo.get(ACCOUNT, iid, to_unix(ACT)))
 
-    again: Counter = Counter()
-    staging(ctx, monkeypatch, again)
-    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, max_seconds_per_run=3600))
-    assert deliver_one(ctx).exported == 1
+    again = one_delivery_with_time_enough(ctx, monkeypatch)
     assert min(again) == 0, "started again from block 0"
     contents = assert_exactly_once(ctx, kit, iid)
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
