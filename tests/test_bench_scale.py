@@ -11,6 +11,7 @@ from azure.storage.blob import BlobServiceClient
 
 from bench import data, scale
 from exporter.export import runner
+from exporter.export.formats import parquet
 from exporter.secrets import new_key
 from exporter.storage import Storage
 
@@ -64,3 +65,15 @@ def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, t
     assert gcs.read(split["file"]) == gcs.read(once["file"]) and split["restaged_bytes"] == 0
     assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
     assert split["relay_seconds"] > 0, "the parts were relayed into the session"
+
+
+def test_the_parquet_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch):
+    spec = {**tiny_window(azurite_connection, tag, tmp_path, monkeypatch), "format": "parquet"}
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 256)  # a block may end after each of many row groups
+    monkeypatch.setitem(runner.export_window.__kwdefaults__, "block_bytes", 8 * 1024)
+    once = scale.big_export_once(spec)
+    resumed = scale.big_export_resumed({**spec, "budget_seconds": 1e-6})
+
+    assert once["file"].endswith(".parquet") and once["blocks_staged"] >= 3 and once["restaged_bytes"] == 0
+    assert resumed["invocations"] >= once["blocks_staged"], "at most one block per invocation"
+    assert resumed["restaged_bytes"] == 0 and resumed["sha256"] == once["sha256"]

@@ -95,7 +95,8 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
 }]
 
 // A split GCS window's parts wait in `<ucd>-staging` until one worker relays them into the file, then
-// are deleted (exporter/jobs/relay.py); what an abandoned plan leaves (a deleted integration, a plan
+// are deleted (exporter/jobs/relay.py), as a continued Parquet file's block notes are after its window
+// (exporter/export/progress.py); what an abandoned plan or window leaves (a deleted integration, a plan
 // started again) is removed by this rule.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = {
   parent: storage
