@@ -34,6 +34,7 @@ from tests.destination_helpers import (
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
 from tests.resume_helpers import (
     Killed,
+    Staging,
     a_block_an_invocation,
     one_delivery_with_time_enough,
     staging,

@@ -163,7 +163,7 @@ def test_row_groups_encoded_alone_read_back_as_one_file(monkeypatch):
     writer = ParquetRows(column_plan((), ()), types, out, header=True)
     for batch in table.to_batches(max_chunksize=1_000):
         writer.write(batch)
-    writer.finish(table.num_rows, [])
+    writer.finish(table.num_rows, list)
     data = out.getvalue()
     assert data[:4] == data[-4:] == b"PAR1"
     file = pq.ParquetFile(io.BytesIO(data))

@@ -44,7 +44,6 @@ from .progress import BlockNotes, Checkpoints, WindowProgress, no_progress, with
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
 NOTE_READERS = 8  # a continued Parquet file's block notes are read this many at once
-MORE_NOTE, LAST_NOTE = b"\x00", b"\x01"  # a Parquet block note's first byte: the footer is in this block
 SLICE_ROWS = 8_192  # a block may end after every SLICE_ROWS rows of a segment: it exceeds block_bytes by at most this
 
 log = logging.getLogger(__name__)
@@ -464,18 +463,15 @@ class ParquetFooter:
 
     With checkpoints, each piece is the block's note (`BlockNotes`), written before the block's progress
     is recorded, so a continuation reads back the pieces of every block before it; a Parquet file's
-    blocks end only where a row group ends (`mark`). A note's first byte says whether the footer itself
-    is in that block (the file's last): a continuation after it writes nothing more.
+    blocks end only where a row group ends (`_group_ends`). The last block's progress is never recorded
+    (the commit follows), so a continuation always has the footer still to write.
     """
 
     def __init__(self, first_block: int, earlier: list[bytes], notes: BlockNotes | None):
-        self._earlier = [note[1:] for note in earlier]  # the pieces of the blocks before this invocation's
-        self._done = bool(earlier) and earlier[-1][:1] == LAST_NOTE
+        self._pieces: dict[int, bytes] = dict(enumerate(earlier))  # every block's piece so far, by block
         self._notes = notes
-        self._pieces: dict[int, bytes] = {}  # this invocation's notes, by block
         self._next = first_block  # the next block handed on
         self._stored = first_block  # the notes of the blocks before this one are stored
-        self._ending = False
         self._lock = threading.Lock()
         self.writer: ParquetRows | None = None
 
@@ -488,9 +484,8 @@ class ParquetFooter:
             raise InternalError("a Parquet file continued without its block notes")
         with ThreadPoolExecutor(NOTE_READERS, thread_name_prefix="notes") as pool:
             read = list(pool.map(notes.get, range(progress.blocks)))
-        if any(note is None for note in read):
-            return None
-        return cls(progress.blocks, [note for note in read if note is not None], notes)
+        found = [note for note in read if note is not None]
+        return cls(progress.blocks, found, notes) if len(found) == len(read) else None
 
     def writer_for(self, plan: ColumnPlan, types: ColumnTypes, sink: AlignedBlocks, progress: WindowProgress):
         """The file's row-group writer, continuing after the recorded blocks (which end where row groups do)."""
@@ -499,14 +494,14 @@ class ParquetFooter:
         return self.writer
 
     def noting(self, emit: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
-        """`emit`, keeping each block's piece first (blocks are handed on in order, by the encoding thread)."""
+        """`emit`, keeping each block's piece first: the row groups that end within its bytes (blocks come in order)."""
 
         def through(block: bytes, mark: Mark) -> None:
             if self.writer is None:
                 raise InternalError("a Parquet block before its writer")
-            note = (LAST_NOTE if self._ending else MORE_NOTE) + b"".join(self.writer.take_ended())
+            piece = b"".join(self.writer.take_ended(mark.bytes))
             with self._lock:
-                self._pieces[self._next] = note
+                self._pieces[self._next] = piece
                 self._next += 1
             emit(block, mark)
 
@@ -527,13 +522,16 @@ class ParquetFooter:
         return through
 
     def finish(self, sink: AlignedBlocks, position: ReadPosition | None, rows: int) -> None:
-        """The last row group and the footer (unless a recorded block holds it already), then the last block."""
-        if not self._done and self.writer is not None:
-            with self._lock:
-                pieces = [self._pieces[b][1:] for b in sorted(self._pieces)]
-            self._ending = True
-            self.writer.finish(rows, [*self._earlier, *pieces])
+        """The last row group and the footer, then the last block."""
+        if self.writer is None:
+            raise InternalError("a Parquet file finished before its writer")
+        self.writer.finish(rows, self._handed_on)
         sink.finish(position, rows)
+
+    def _handed_on(self) -> list[bytes]:
+        """The pieces of the blocks handed on so far, in order."""
+        with self._lock:
+            return [self._pieces[b] for b in sorted(self._pieces)]
 
 
 def _footer_of(

@@ -12,7 +12,7 @@ metadata so far (the runner keeps it durably, exporter/export/runner.py `Parquet
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,7 +117,7 @@ class ParquetRows:
         self._filled = 0
         self.offset = offset
         self.groups = groups
-        self.ended: list[bytes] = []  # the RowGroups (bytes, shifted) written since the caller last took them
+        self._ended: list[tuple[int, bytes]] = []  # (where it ends in the file, its RowGroup), not yet taken
         if header:
             self._write(MAGIC)
 
@@ -143,18 +143,24 @@ class ParquetRows:
         (group,) = meta.structs(FILE_ROW_GROUPS)
         at = self.offset
         self._write(data)
-        self.ended.append(bytes(thrift.write_struct(shifted_row_group(group, at - len(MAGIC), self.groups))))
+        self._ended.append(
+            (self.offset, bytes(thrift.write_struct(shifted_row_group(group, at - len(MAGIC), self.groups))))
+        )
         self.groups += 1
 
-    def take_ended(self) -> list[bytes]:
-        """The RowGroups written since the last call (those of the block that just ended)."""
-        ended, self.ended = self.ended, []
-        return ended
+    def take_ended(self, through: int) -> list[bytes]:
+        """The RowGroups not taken yet that end at or before file offset `through` (a block's end), in order."""
+        count = sum(1 for end, _ in self._ended if end <= through)
+        taken, self._ended = self._ended[:count], self._ended[count:]
+        return [group for _, group in taken]
 
-    def finish(self, rows: int, earlier: Iterable[bytes]) -> None:
-        """The last row group, then the footer: `earlier` holds every RowGroup not in `ended`, in order (in runs)."""
+    def finish(self, rows: int, taken: Callable[[], Sequence[bytes]]) -> None:
+        """The last row group, then the footer: `taken()` gives the RowGroups taken so far, in order (in runs).
+
+        Called after the last group is written: writing it may hand on a block cut before, whose groups
+        are taken then."""
         self.end_group()
-        self._write(footer(self.schema, rows, [*earlier, *self.ended], self.groups))
+        self._write(footer(self.schema, rows, [*taken(), *(group for _, group in self._ended)], self.groups))
 
     def close(self) -> None:
         pass  # nothing held but the open group's batches: a stop drops them with the writer (they are read again)
