@@ -292,7 +292,7 @@ def export_window(
     progress = _continued(destination, target, checkpoints)
     footer = None
     if fmt.row_groups:
-        progress, footer = _footer_of(progress, target, checkpoints)
+        progress, footer = _footer_of(destination, progress, target, checkpoints)
     record = checkpoints.record if checkpoints else None
     recorder = ProgressRecorder(progress, footer.recording(record) if footer and record else record)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
@@ -535,9 +535,10 @@ class ParquetFooter:
 
 
 def _footer_of(
-    progress: WindowProgress, target: Target, checkpoints: Checkpoints | None
+    destination: Destination, progress: WindowProgress, target: Target, checkpoints: Checkpoints | None
 ) -> tuple[WindowProgress, ParquetFooter]:
-    """A Parquet file's progress and footer so far; a fresh start if a recorded block's note is gone."""
+    """A Parquet file's progress and footer so far; if a recorded block's note is gone (past the staging
+    container's lifecycle rule), a fresh start in a new upload (a GCS session takes no block 0 again)."""
     notes = checkpoints.notes if checkpoints else None
     if checkpoints is not None and notes is None:
         raise InternalError("a Parquet file's progress is recorded with its block notes")
@@ -545,6 +546,10 @@ def _footer_of(
     if footer is not None:
         return progress, footer
     log.warning("the footer notes of %s are gone; the file is exported again from its start", target.path)
+    try:
+        destination.abandon_blocks(target.path)  # the upload just taken over: its next block would be block 0
+    except Exception:  # noqa: BLE001 - best effort: the new upload does not depend on it
+        log.warning("could not abandon the staged blocks of %s", target.path)
     if checkpoints is not None:
         checkpoints.clear()
     fresh = no_progress(target.path)
