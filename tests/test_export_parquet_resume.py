@@ -189,7 +189,7 @@ def test_a_parquet_worker_killed_after_k_staged_blocks_restages_at_most_one(
     iid = a_large_parquet_window(ctx, clock, kit, monkeypatch)
 
     def notes_of_the_recorded_blocks():
-        assert notes_kept(ctx, iid) == [f"{b:06d}" for b in range(k)], "a note per recorded block"
+        assert notes_kept(ctx, iid)[:k] == [f"{b:06d}" for b in range(k)], "a note per recorded block"
 
     first, second = kill_then_resume(ctx, monkeypatch, k, notes_of_the_recorded_blocks)
     assert sorted(first) == list(range(k + 1))
@@ -214,7 +214,9 @@ def test_a_parquet_worker_killed_before_the_commit_stages_only_the_last_block_ag
 
     def all_but_the_last_recorded():
         recorded = ProgressRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
-        assert recorded is not None and notes_kept(ctx, iid) == [f"{b:06d}" for b in range(recorded.blocks)]
+        assert recorded is not None and recorded.blocks >= 4, "every block but the last is recorded"
+        kept = notes_kept(ctx, iid)[: recorded.blocks]
+        assert kept == [f"{b:06d}" for b in range(recorded.blocks)], "each with its note"
 
     first, second = kill_then_resume(ctx, monkeypatch, None, all_but_the_last_recorded)
     assert len(first) >= 5 and sorted(second) == [max(first)], "only the last block is staged again"

@@ -182,6 +182,10 @@ class BlockNotes(Protocol):
         """The block's note, or None if there is none (never written, or expired)."""
         ...
 
+    def kept(self) -> int:
+        """How many notes are kept in a row from block 0's (one listing, not a read of each)."""
+        ...
+
 
 def staged_prefix(account: str, integration_id: str, window_start: int) -> str:
     """The service's staging blobs of one window (a split window's parts, a Parquet file's notes) start with this."""
@@ -209,6 +213,13 @@ class StagedNotes:
             return self.container.download_blob(self._name(block)).readall()
         except ResourceNotFoundError:
             return None
+
+    def kept(self) -> int:
+        names = {blob.name[len(self.prefix) :] for blob in self.container.list_blobs(name_starts_with=self.prefix)}
+        count = 0
+        while self._name(count)[len(self.prefix) :] in names:
+            count += 1
+        return count
 
     def remove(self) -> None:
         """Delete every note of the file; best effort (the lifecycle rule removes what stays)."""

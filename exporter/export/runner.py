@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from ..errors import InternalError
+from ..errors import InternalError, TransientError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
@@ -43,7 +43,7 @@ from .plan import ColumnPlan, Selection, column_plan
 from .progress import BlockNotes, Checkpoints, WindowProgress, no_progress, with_block
 
 MAX_IN_FLIGHT = 4  # blocks staged (or queued) at once
-NOTE_READERS = 8  # a continued Parquet file's block notes are read this many at once
+NOTE_THREADS = 8  # a continued Parquet file's block notes are read (and each block's written) this many at once
 SLICE_ROWS = 8_192  # a block may end after every SLICE_ROWS rows of a segment: it exceeds block_bytes by at most this
 
 log = logging.getLogger(__name__)
@@ -458,17 +458,24 @@ class GzipMarks:
         self.sink.finish(position, rows)
 
 
+# Threads start on demand and serve every export of the process: note reads and writes are small and brief.
+_NOTES = ThreadPoolExecutor(NOTE_THREADS, thread_name_prefix="notes")
+
+
 class ParquetFooter:
     """A Parquet file's footer, in pieces: a block's piece is the RowGroups (`ParquetRows`) that end in it.
 
-    With checkpoints, each piece is the block's note (`BlockNotes`), written before the block's progress
-    is recorded, so a continuation reads back the pieces of every block before it; a Parquet file's
-    blocks end only where a row group ends (`_group_ends`). The last block's progress is never recorded
-    (the commit follows), so a continuation always has the footer still to write.
+    With checkpoints, each piece is the block's note (`BlockNotes`), written (in the background, as the
+    block is handed on) before the block's progress is recorded, so a continuation reads back the pieces
+    of every block before it (in the background too: the footer needs them only at the file's end); a
+    Parquet file's blocks end only where a row group ends (`_group_ends`). The last block's progress is
+    never recorded (the commit follows), so a continuation always has the footer still to write.
     """
 
-    def __init__(self, first_block: int, earlier: list[bytes], notes: BlockNotes | None):
-        self._pieces: dict[int, bytes] = dict(enumerate(earlier))  # every block's piece so far, by block
+    def __init__(self, first_block: int, earlier: list[Future[bytes | None]], notes: BlockNotes | None):
+        self._earlier = earlier  # the notes of the recorded blocks, being read
+        self._pieces: dict[int, bytes] = {}  # this invocation's blocks' pieces, by block
+        self._written: dict[int, Future[None]] = {}  # their notes, being written
         self._notes = notes
         self._next = first_block  # the next block handed on
         self._stored = first_block  # the notes of the blocks before this one are stored
@@ -482,12 +489,13 @@ class ParquetFooter:
             return cls(0, [], notes)
         if notes is None:
             raise InternalError("a Parquet file continued without its block notes")
-        with ThreadPoolExecutor(NOTE_READERS, thread_name_prefix="notes") as pool:
-            read = list(pool.map(notes.get, range(progress.blocks)))
-        found = [note for note in read if note is not None]
-        return cls(progress.blocks, found, notes) if len(found) == len(read) else None
+        if notes.kept() < progress.blocks:
+            return None
+        return cls(progress.blocks, [_NOTES.submit(notes.get, b) for b in range(progress.blocks)], notes)
 
-    def writer_for(self, plan: ColumnPlan, types: ColumnTypes, sink: AlignedBlocks, progress: WindowProgress):
+    def writer_for(
+        self, plan: ColumnPlan, types: ColumnTypes, sink: AlignedBlocks, progress: WindowProgress
+    ) -> ParquetRows:
         """The file's row-group writer, continuing after the recorded blocks (which end where row groups do)."""
         groups = progress.rows // parquet.ROW_GROUP_ROWS
         self.writer = ParquetRows(plan, types, sink, progress.blocks == 0, sink.bytes_written, groups)
@@ -501,21 +509,23 @@ class ParquetFooter:
                 raise InternalError("a Parquet block before its writer")
             piece = b"".join(self.writer.take_ended(mark.bytes))
             with self._lock:
-                self._pieces[self._next] = piece
-                self._next += 1
+                index, self._next = self._next, self._next + 1
+                self._pieces[index] = piece
+                if self._notes is not None:
+                    self._written[index] = _NOTES.submit(self._notes.put, index, piece)
             emit(block, mark)
 
         return through
 
     def recording(self, record: Callable[[WindowProgress], None]) -> Callable[[WindowProgress], None]:
-        """`record`, storing the notes of the blocks it records first (records come one at a time, in order)."""
+        """`record`, once the notes of the blocks it records are stored (records come one at a time, in order)."""
 
         def through(progress: WindowProgress) -> None:
             while self._stored < progress.blocks:
                 with self._lock:
-                    note = self._pieces[self._stored]
-                if self._notes is not None:
-                    self._notes.put(self._stored, note)
+                    written = self._written.pop(self._stored, None)
+                if written is not None:
+                    written.result()  # written while the block uploaded: rarely still running
                 self._stored += 1
             record(progress)
 
@@ -529,9 +539,12 @@ class ParquetFooter:
         sink.finish(position, rows)
 
     def _handed_on(self) -> list[bytes]:
-        """The pieces of the blocks handed on so far, in order."""
+        """The pieces of the blocks handed on so far, in order: the recorded blocks' notes, then this invocation's."""
+        earlier = [future.result() for future in self._earlier]
+        if any(note is None for note in earlier):
+            raise TransientError("a block note of a Parquet file vanished while it was continued")
         with self._lock:
-            return [self._pieces[b] for b in sorted(self._pieces)]
+            return [note for note in earlier if note is not None] + [self._pieces[b] for b in sorted(self._pieces)]
 
 
 def _footer_of(
@@ -552,8 +565,7 @@ def _footer_of(
         log.warning("could not abandon the staged blocks of %s", target.path)
     if checkpoints is not None:
         checkpoints.clear()
-    fresh = no_progress(target.path)
-    return fresh, ParquetFooter(0, [], notes)
+    return no_progress(target.path), ParquetFooter(0, [], notes)
 
 
 @dataclass(frozen=True)
