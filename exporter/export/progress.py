@@ -177,10 +177,13 @@ class Checkpoints:
     integration_id: str
     window_start: int
     part: int | None = None  # one part of a split window
-    # The record as this invocation last read or wrote it (None: there was none), so a record costs one call.
+    # The record as this invocation last read or wrote it (None: there is none), so a record costs one call.
     etag: str | None | Unread = UNREAD
 
     def saved(self) -> WindowProgress | None:
+        """The recorded progress, read unless it is known there is none (the window's first attempt)."""
+        if self.etag is None:
+            return None
         found = self.repo.read(self.account, self.integration_id, self.window_start, self.part)
         self.etag = found[1] if found else None
         return found[0] if found else None
@@ -192,7 +195,8 @@ class Checkpoints:
         )
 
     def clear(self) -> None:
-        self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
+        if self.etag is not None:  # None: nothing was recorded (a file of one block, say)
+            self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
         self.etag = None
 
 

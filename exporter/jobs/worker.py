@@ -38,7 +38,7 @@ from ..export.destination import Destination, PartPlacement, SplitDestination, U
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
-from ..export.progress import Checkpoints, ProgressRepo, WindowProgress
+from ..export.progress import UNREAD, Checkpoints, ProgressRepo, WindowProgress
 from ..export.runner import Target, WindowExport, continuable, export_window
 from ..integrations.model import Integration, Status
 from ..logs import redact
@@ -510,7 +510,7 @@ def _export_one(
                 selection,
                 window,
                 destination(),
-                checkpoints=_checkpoints(ctx, integration, window) if resumable else None,
+                checkpoints=_checkpoints(ctx, integration, window, record.attempts == 1) if resumable else None,
                 out_of_time=out_of_time if resumable else (lambda: False),
                 segments=segments,
             )
@@ -547,10 +547,15 @@ def _export_one(
     return record
 
 
-def _checkpoints(ctx: Context, integration: Integration, window: Window) -> Checkpoints:
-    """Where this window's progress is recorded, so another invocation continues it."""
+def _checkpoints(ctx: Context, integration: Integration, window: Window, first_attempt: bool) -> Checkpoints:
+    """Where this window's progress is recorded, so another invocation continues it.
+
+    A window's first attempt has none to read: progress is recorded only after an attempt's run record.
+    """
     repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
-    return Checkpoints(repo, integration.account, integration.id, window.start_unix)
+    return Checkpoints(
+        repo, integration.account, integration.id, window.start_unix, etag=None if first_attempt else UNREAD
+    )
 
 
 def _run_record(
