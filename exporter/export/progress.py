@@ -12,6 +12,7 @@ further, always one invocation's whole state (its blocks, position and upload to
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -40,6 +41,9 @@ class WindowProgress:
     bytes: int = 0
     upload: UploadState = UploadState()
     complete: bool = False  # a part of a split window: every block of it is staged
+    digest: builtins.bytes = (
+        b""  # a file with a manifest: the SHA-256 state after these blocks (exporter/export/sha256.py)
+    )
 
 
 class Unread(Enum):
@@ -147,6 +151,7 @@ class ProgressRepo:
             "handle": self.box.seal(p.upload.handle) if p.upload.handle else "",
             "offset": p.upload.offset,
             "complete": p.complete,
+            "digest": p.digest,
         }
         carry = p.upload.carry
         for i in range(0, len(carry), CARRY_PART):
@@ -165,6 +170,7 @@ class ProgressRepo:
             bytes=int(entity["bytes"]),
             upload=UploadState(handle, int(entity.get("offset", 0)), carry),
             complete=bool(entity.get("complete", False)),
+            digest=bytes(entity.get("digest") or b""),
         )
 
 
@@ -206,10 +212,17 @@ def no_progress(path: str) -> WindowProgress:
 
 
 def with_block(
-    progress: WindowProgress, position: ReadPosition | None, rows: int, size: int, upload: UploadState
+    progress: WindowProgress,
+    position: ReadPosition | None,
+    rows: int,
+    size: int,
+    upload: UploadState,
+    digest: bytes = b"",
 ) -> WindowProgress:
     """The progress after one more block."""
-    return replace(progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload)
+    return replace(
+        progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload, digest=digest
+    )
 
 
 IF_SAME = MatchConditions.IfNotModified

@@ -4,15 +4,18 @@ A window need not fit in one invocation (docs/architecture.md, windows of any si
 after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
 is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
 stops after a block, to be continued by another invocation from the last recorded block without
-producing or uploading the bytes before it again. A row format (`csv`, `csv.gz`, `jsonl.gz`) without a
-manifest can be continued (`continuable`); a gzip format's blocks end only where a gzip member ends
-(`GzipMarks`). A Parquet file, or any file with a manifest, is exported whole in one invocation.
+producing or uploading the bytes before it again. A row format (`csv`, `csv.gz`, `jsonl.gz`) can be
+continued (`continuable`), with a manifest too where the SHA-256's state can be saved (each block's
+progress carries it); a gzip format's blocks end only where a gzip member ends (`GzipMarks`). A
+Parquet file is exported whole in one invocation. Only a file without a manifest is split across
+workers (`splittable`): the parts' hashes could not be joined.
 
 The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import threading
@@ -28,6 +31,7 @@ from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
+from . import sha256
 from .csv_writer import BLOCK_BYTES, BlockSink
 from .destination import Destination, UploadLost, UploadState
 from .formats import FileFormat, compress, file_format, fix_types
@@ -78,6 +82,7 @@ class Mark:
     rows: int
     bytes: int
     last: bool = False  # the file's (or part's) last block: its commit, or the part's complete record, follows
+    digest: builtins.bytes = b""  # a file with a manifest: the SHA-256 state after this block
 
 
 class ProgressRecorder:
@@ -95,7 +100,7 @@ class ProgressRecorder:
             recordable = None
             while self.progress.blocks in self._landed:
                 m, s = self._landed.pop(self.progress.blocks)
-                self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s)
+                self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s, m.digest)
                 # The last block is not recorded: the commit (or a part's complete record) follows at once,
                 # and a worker dying before it stages this one block again.
                 if not m.last:
@@ -279,8 +284,8 @@ def export_window(
     plan = column_plan(selection.events, selection.attributes)
     fmt = file_format(selection.format)
     types = column_types(plan, dict(selection.param_types or ()))
-    if (checkpoints is not None or target is not None) and not continuable(selection):
-        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
+    if (checkpoints is not None and not continuable(selection)) or (target is not None and not splittable(selection)):
+        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is not continued or split")
     target = target or Target(window_path(destination.prefix, account, integration_id, window, fmt.extension))
     facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
     if fmt.rows is None:
@@ -308,7 +313,7 @@ def export_window(
     progress = _continued(destination, target, checkpoints)
     recorder = ProgressRecorder(progress, checkpoints.record if checkpoints else None)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
-    digest = StreamDigest() if selection.manifest else None
+    digest = _digest(selection, progress)
     sink = AlignedBlocks(
         _hashed(digest, uploader.stage) if digest else uploader.stage,
         block_bytes or BLOCK_BYTES,
@@ -343,7 +348,7 @@ def export_window(
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
     sha256 = None
-    if digest is not None:
+    if digest is not None and complete and target.commit:  # the manifest follows the file's commit
         sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
@@ -351,23 +356,39 @@ def export_window(
 
 
 def continuable(selection: Selection) -> bool:
-    """Whether a window's file can stop after a block and be continued (by a follow-up, or in parts).
+    """Whether a window's file can stop after a block and be continued by a follow-up.
 
-    A row format (`csv`, `csv.gz`, `jsonl.gz`) without a manifest: its blocks end after whole rows (a
-    gzip format's also after a whole gzip member, `GzipMarks`), so nothing in the bytes to come
-    depends on the bytes before, and a block list and a read position are all a continuation needs.
-    A Parquet file's open row group and footer, and a manifest's SHA-256 of the whole stream (hashlib
-    cannot save a hash's state), carry state that no block records, so those files are exported whole.
+    A row format (`csv`, `csv.gz`, `jsonl.gz`): its blocks end after whole rows (a gzip format's also
+    after a whole gzip member, `GzipMarks`), so nothing in the bytes to come depends on the bytes
+    before, and a block list and a read position are all a continuation needs; with a manifest, the
+    SHA-256's state after each block too, where it can be saved (`sha256.available()`). A Parquet
+    file's open row group and footer carry state that no block records, so it is exported whole.
     """
-    return file_format(selection.format).rows is not None and not selection.manifest
+    return file_format(selection.format).rows is not None and (not selection.manifest or sha256.available())
+
+
+def splittable(selection: Selection) -> bool:
+    """Whether a window's file can be written in parts by several workers: a continuable file without a
+    manifest (one SHA-256 runs over the whole stream, in order; the parts' hashes cannot be joined)."""
+    return continuable(selection) and not selection.manifest
+
+
+def _digest(selection: Selection, progress: WindowProgress) -> StreamDigest | None:
+    """A manifest's SHA-256 of the file, continued from the recorded blocks' state."""
+    if not selection.manifest:
+        return None
+    if progress.blocks and not progress.digest:
+        raise InternalError("a file with a manifest was continued without its SHA-256 state")
+    return StreamDigest(progress.digest if progress.blocks else b"")
 
 
 def _hashed(digest: StreamDigest, stage: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
-    """`stage`, with every block hashed on its way (blocks are handed on in order)."""
+    """`stage`, with every block hashed on its way (blocks are handed on in order), and the hash's state
+    after it carried in its mark, so that its progress record continues the hash."""
 
     def through(block: bytes, mark: Mark) -> None:
         digest.add(block)
-        stage(block, mark)
+        stage(block, replace(mark, digest=digest.state()))
 
     return through
 

@@ -39,7 +39,7 @@ from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import UNREAD, Checkpoints, ProgressRepo, WindowProgress
-from ..export.runner import Target, WindowExport, continuable, export_window
+from ..export.runner import Target, WindowExport, continuable, export_window, splittable
 from ..integrations.model import Integration, Status
 from ..logs import redact
 from ..runs import RunRecord, RunStatus
@@ -203,7 +203,7 @@ def _split_plan(
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
-    destination that cannot take parts and every file whose bytes cannot be continued (`continuable`:
+    destination that cannot take parts and every file that cannot be written in parts (`splittable`:
     Parquet, or a manifest).
     """
     account, iid = integration.account, integration.id
@@ -211,7 +211,7 @@ def _split_plan(
     if plan is not None:
         return plan
     selection = selection or integration.selection
-    if not continuable(selection):
+    if not splittable(selection):
         return None
     try:
         listed = segments()
