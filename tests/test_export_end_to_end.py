@@ -90,3 +90,32 @@ def test_each_window_is_listed_once_for_the_split_decision_and_the_read(
 
     assert len(listed) == 2, "one listing per window"
     assert len({b.name for b in customer_container.list_blobs() if iid in b.name}) == 2
+
+
+def test_a_small_window_s_first_attempt_reads_its_run_record_once_and_records_no_progress(
+    ctx, customer_body, clock, customer_container, monkeypatch
+):
+    """Each call to the run table is a round trip on the export's path: a one-block file needs four."""
+    call(ctx, "integrations_create", customer_body, account="acme")
+    event = {"event_name": "purchase", "timestamp": "2026-11-28T10:09:00Z", "event_params": {"price": 1}}
+    clock.set(T0 + timedelta(minutes=10))
+    call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "events": [event]}]}, account="acme")
+    calls: list[tuple[str, str]] = []
+    table = ctx.runs.table
+    for name in ("get_entity", "create_entity", "update_entity", "upsert_entity", "delete_entity", "query_entities"):
+        real = getattr(table, name)
+
+        def spy(*args, _name=name, _real=real, **kwargs):
+            first = args[0] if args else kwargs.get("entity", kwargs.get("partition_key", ""))
+            calls.append((_name, first["PartitionKey"] if isinstance(first, dict) else str(first)))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(table, name, spy)
+
+    clock.set(T0 + timedelta(hours=1, seconds=120))
+    assert tick(ctx)["worker"]["windows_exported"] == 1
+
+    assert [c for c in calls if c[1].endswith("~progress")] == [], "a file of one block records no progress"
+    assert sorted(name for name, _ in calls) == ["get_entity", "get_entity", "upsert_entity", "upsert_entity"], (
+        "the run record read once, the split plan read; the run record written before the export and after it"
+    )

@@ -11,23 +11,29 @@ decompresses to the rows of the window's CSV file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections import Counter
 
 import pytest
 
 from exporter.clock import to_unix
-from exporter.export import runner
+from exporter.export import runner, sha256
 from exporter.export.formats import compress, parquet
+from exporter.export.naming import manifest_path
 from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
+from exporter.export.runner import export_window
 from exporter.jobs import schedule
 from exporter.local.host import drain
 from exporter.runs import RunStatus
+from exporter.windows import Window
 from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
     assert_rows_match_the_csv_export,
     create_with_large_window,
     create_with_small_segments,
+    destination_from_body,
     gzip_members,
     make_kit,
 )
@@ -140,6 +146,63 @@ def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(
     assert_same_file_as_a_clean_export(ctx, azure_kit, scratch_kit, iid)
 
 
+def a_large_window_with_a_manifest(ctx, clock, kit, monkeypatch) -> str:
+    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS, manifest=True)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    return iid
+
+
+def assert_the_manifest_describes_the_file(ctx, kit, scratch_kit, iid) -> None:
+    """Delivered, the manifest's SHA-256, bytes and rows are the file's; both are those of an export in one go."""
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    data, manifest = kit.read(run.file), json.loads(kit.read(manifest_path(run.file)))
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest(), "the SHA-256 of the whole file, across invocations"
+    assert (manifest["bytes"], manifest["rows"]) == (len(data), run.rows)
+    integration = ctx.repo.get(ACCOUNT, iid)
+    clean = destination_from_body(scratch_kit.body(integration.destination.prefix))
+    once = export_window(ctx.ucd, ACCOUNT, iid, integration.selection, Window(ACT, ACT + H), clean)
+    assert scratch_kit.read(once.path) == data
+    assert scratch_kit.read(manifest_path(once.path)) == kit.read(manifest_path(run.file))
+
+
+def test_a_file_with_a_manifest_over_several_invocations_has_the_manifest_of_one(
+    ctx, clock, kit, scratch_kit, monkeypatch
+):
+    iid = a_large_window_with_a_manifest(ctx, clock, kit, monkeypatch)
+    seen, results = a_block_an_invocation(ctx, clock, monkeypatch)
+
+    assert len(results) >= 3 and results[-1].exported == 1, "the window took several invocations"
+    seen[0] -= 1  # the manifest is block 0 of an object of its own, written once, after the file's commit
+    assert len(seen) >= 3 and set(seen.values()) == {1}, "every block staged exactly once, and one manifest"
+    assert_the_manifest_describes_the_file(ctx, kit, scratch_kit, iid)
+
+
+def test_a_file_with_a_manifest_killed_after_a_block_is_continued_with_its_sha256(
+    ctx, clock, azure_kit, scratch_kit, monkeypatch
+):
+    iid = a_large_window_with_a_manifest(ctx, clock, azure_kit, monkeypatch)
+    first: Counter = Counter()
+    staging(ctx, monkeypatch, first, kill_after=1)
+    with pytest.raises(Killed):
+        deliver_one(ctx)
+    second: Counter = Counter()
+    staging(ctx, monkeypatch, second)
+    assert deliver_one(ctx).exported == 1
+    second[0] -= 1  # the manifest is block 0 of an object of its own
+    assert min(+second) == 1, "of the blocks staged before the death, only block 1 is staged again"
+    assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
+
+
+def test_where_a_sha256_state_cannot_be_saved_a_file_with_a_manifest_is_exported_whole(monkeypatch):
+    assert runner.continuable(Selection(events=(), format="csv", manifest=True))
+    monkeypatch.setattr(sha256, "available", lambda: False)
+    assert not runner.continuable(Selection(events=(), format="csv", manifest=True))
+    assert runner.continuable(Selection(events=(), format="csv"))
+
+
 def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
     """An integration whose first window holds 200 segments of 20 events, members of about 10 of them
     (a twentieth of the window's stored bytes each) and blocks of a member or two; its job queued."""
@@ -237,21 +300,22 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
 
 
 @pytest.mark.parametrize(
-    ("file_format", "manifest", "resumable"),
+    ("file_format", "manifest", "resumable", "in_parts"),
     [
-        ("csv", False, True),
-        ("csv.gz", False, True),
-        ("jsonl.gz", False, True),
-        ("csv", True, False),
-        ("csv.gz", True, False),
-        ("parquet", False, True),
-        ("parquet", True, False),
-        ("jsonl.gz", True, False),
+        ("csv", False, True, True),
+        ("csv.gz", False, True, True),
+        ("jsonl.gz", False, True, True),
+        ("csv", True, True, False),
+        ("csv.gz", True, True, False),
+        ("parquet", False, True, False),
+        ("parquet", True, True, False),
+        ("jsonl.gz", True, True, False),
     ],
 )
-def test_only_a_file_without_a_manifest_can_be_continued(file_format, manifest, resumable):
+def test_a_file_is_continued_and_only_a_row_format_without_a_manifest_split(file_format, manifest, resumable, in_parts):
     selection = Selection(events=(), format=file_format, manifest=manifest)
     assert runner.continuable(selection) is resumable
+    assert runner.splittable(selection) is in_parts
 
 
 @pytest.mark.parametrize(("file_format", "manifest"), [("parquet", True), ("csv", True), ("jsonl.gz", True)])
@@ -261,6 +325,7 @@ def test_a_file_that_cannot_be_continued_is_exported_whole_in_one_invocation(
     iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format=file_format, manifest=manifest)
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
+    monkeypatch.setattr(sha256, "available", lambda: False)  # a manifest's hash: only where its state can be saved
     monkeypatch.setattr(runner, "BLOCK_BYTES", 64 * 1024)
     monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", 1)  # a gzip member per segment: a block may end at each
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 2_048)  # a block may end at each row group

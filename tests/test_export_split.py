@@ -363,7 +363,7 @@ def test_a_gzip_plan_begins_parts_only_where_a_member_begins(monkeypatch):
 
 
 @pytest.mark.parametrize(("file_format", "manifest"), [("parquet", False), ("csv.gz", True)])
-def test_a_file_that_cannot_be_continued_is_not_split(ctx, clock, azure_kit, monkeypatch, file_format, manifest):
+def test_a_file_that_cannot_be_written_in_parts_is_not_split(ctx, clock, azure_kit, monkeypatch, file_format, manifest):
     iid = create_with_large_window(ctx, clock, azure_kit, 5_000, format=file_format, manifest=manifest)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))

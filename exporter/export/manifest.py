@@ -2,8 +2,8 @@
 sees it knows the file is complete, and can check it (rows, bytes, SHA-256) without counting rows.
 
 It is a pure function of the file's facts (`FileFacts`), which come from the stream that wrote the
-file: whoever streamed the bytes (one invocation today; a resumed or split export later) supplies
-them. Nothing in it depends on when it was written, so a replay writes the same manifest.
+file: whoever streamed the bytes supplies them (one invocation, or several, each continuing the
+SHA-256 from the state recorded with the last block before it). Nothing in it depends on when it was written, so a replay writes the same manifest.
 """
 
 from __future__ import annotations
@@ -16,18 +16,28 @@ from typing import Any
 
 from ..clock import iso
 from ..windows import Window
+from . import sha256
 from .destination import Destination
 from .formats.types import ColumnTypes
 from .naming import manifest_path
+from .sha256 import Sha256
 
 log = logging.getLogger(__name__)
 
 
 class StreamDigest:
-    """The SHA-256 of a file computed from its bytes as they stream past, block by block, to the uploader."""
+    """The SHA-256 of a file computed from its bytes as they stream past, block by block, to the uploader.
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+    Where the hash's state can be saved (`exporter/export/sha256.py`), `state()` after a block continues
+    the hash in another invocation (`StreamDigest(state)`); elsewhere `state()` is empty.
+    """
+
+    def __init__(self, state: bytes = b"") -> None:
+        self._hash: Sha256 | Any = Sha256(state) if state or sha256.available() else hashlib.sha256()
+
+    def state(self) -> bytes:
+        """The hash's state after the bytes so far (empty where it cannot be saved)."""
+        return self._hash.state() if isinstance(self._hash, Sha256) else b""
 
     def add(self, block: bytes) -> None:
         """The file's next block (blocks in order)."""

@@ -12,6 +12,7 @@ further, always one invocation's whole state (its blocks, position and upload to
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +45,9 @@ class WindowProgress:
     bytes: int = 0
     upload: UploadState = UploadState()
     complete: bool = False  # a part of a split window: every block of it is staged
+    digest: builtins.bytes = (
+        b""  # a file with a manifest: the SHA-256 state after these blocks (exporter/export/sha256.py)
+    )
 
 
 class Unread(Enum):
@@ -151,6 +155,7 @@ class ProgressRepo:
             "handle": self.box.seal(p.upload.handle) if p.upload.handle else "",
             "offset": p.upload.offset,
             "complete": p.complete,
+            "digest": p.digest,
         }
         carry = p.upload.carry
         for i in range(0, len(carry), CARRY_PART):
@@ -169,6 +174,7 @@ class ProgressRepo:
             bytes=int(entity["bytes"]),
             upload=UploadState(handle, int(entity.get("offset", 0)), carry),
             complete=bool(entity.get("complete", False)),
+            digest=bytes(entity.get("digest") or b""),
         )
 
 
@@ -242,11 +248,14 @@ class Checkpoints:
     integration_id: str
     window_start: int
     part: int | None = None  # one part of a split window
-    # The record as this invocation last read or wrote it (None: there was none), so a record costs one call.
+    # The record as this invocation last read or wrote it (None: there is none), so a record costs one call.
     etag: str | None | Unread = UNREAD
     notes: BlockNotes | None = None  # per block, beside the record (a Parquet file's row-group metadata)
 
     def saved(self) -> WindowProgress | None:
+        """The recorded progress, read unless it is known there is none (the window's first attempt)."""
+        if self.etag is None:
+            return None
         found = self.repo.read(self.account, self.integration_id, self.window_start, self.part)
         self.etag = found[1] if found else None
         return found[0] if found else None
@@ -258,7 +267,8 @@ class Checkpoints:
         )
 
     def clear(self) -> None:
-        self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
+        if self.etag is not None:  # None: nothing was recorded (a file of one block, say)
+            self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
         self.etag = None
 
 
@@ -268,10 +278,17 @@ def no_progress(path: str) -> WindowProgress:
 
 
 def with_block(
-    progress: WindowProgress, position: ReadPosition | None, rows: int, size: int, upload: UploadState
+    progress: WindowProgress,
+    position: ReadPosition | None,
+    rows: int,
+    size: int,
+    upload: UploadState,
+    digest: bytes = b"",
 ) -> WindowProgress:
     """The progress after one more block."""
-    return replace(progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload)
+    return replace(
+        progress, blocks=progress.blocks + 1, position=position, rows=rows, bytes=size, upload=upload, digest=digest
+    )
 
 
 IF_SAME = MatchConditions.IfNotModified

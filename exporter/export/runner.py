@@ -4,17 +4,19 @@ A window need not fit in one invocation (docs/architecture.md, windows of any si
 after whole batches, so each block ends at a UCD read position; with `checkpoints`, every block staged
 is recorded (the blocks so far, that position, the upload's state), and an export whose time runs out
 stops after a block, to be continued by another invocation from the last recorded block without
-producing or uploading the bytes before it again. Any file without a manifest can be continued
-(`continuable`); a gzip format's blocks end only where a gzip member ends (`GzipMarks`), a Parquet
-file's only where a row group ends, its footer's pieces kept per block beside the progress
-(`ParquetFooter`). A file with a manifest is exported in one invocation; only a row format's window
-may be split into parts (`splittable`).
+producing or uploading the bytes before it again. Any file can be continued (`continuable`), with a
+manifest too where the SHA-256's state can be saved (each block's progress carries it); a gzip
+format's blocks end only where a gzip member ends (`GzipMarks`), a Parquet file's only where a row
+group ends, its footer's pieces kept per block beside the progress (`ParquetFooter`). Only a row
+format's file without a manifest is split across workers (`splittable`): the parts' hashes could not
+be joined, and a Parquet footer covers every row group.
 
 The encoder is the selection's format (exporter/export/formats); a manifest (exporter/export/manifest.py) follows the commit.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import threading
@@ -30,6 +32,7 @@ from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
+from . import sha256
 from .csv_writer import BLOCK_BYTES
 from .destination import Destination, UploadLost, UploadState
 from .formats import FileFormat, compress, file_format, fix_types, parquet
@@ -83,6 +86,7 @@ class Mark:
     rows: int
     bytes: int
     last: bool = False  # the file's (or part's) last block: its commit, or the part's complete record, follows
+    digest: builtins.bytes = b""  # a file with a manifest: the SHA-256 state after this block
 
 
 class ProgressRecorder:
@@ -100,7 +104,7 @@ class ProgressRecorder:
             recordable = None
             while self.progress.blocks in self._landed:
                 m, s = self._landed.pop(self.progress.blocks)
-                self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s)
+                self.progress = with_block(self.progress, m.position, m.rows, m.bytes, s, m.digest)
                 # The last block is not recorded: the commit (or a part's complete record) follows at once,
                 # and a worker dying before it stages this one block again.
                 if not m.last:
@@ -286,7 +290,7 @@ def export_window(
     fmt = file_format(selection.format)
     types = column_types(plan, dict(selection.param_types or ()))
     if (checkpoints is not None and not continuable(selection)) or (target is not None and not splittable(selection)):
-        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is exported whole")
+        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is not continued or split")
     target = target or Target(window_path(destination.prefix, account, integration_id, window, fmt.extension))
     facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
     progress = _continued(destination, target, checkpoints)
@@ -296,7 +300,7 @@ def export_window(
     record = checkpoints.record if checkpoints else None
     recorder = ProgressRecorder(progress, footer.recording(record) if footer and record else record)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
-    digest = StreamDigest() if selection.manifest else None
+    digest = _digest(selection, progress)
     emit = _hashed(digest, uploader.stage) if digest else uploader.stage
     sink = AlignedBlocks(
         footer.noting(emit) if footer else emit,
@@ -333,7 +337,7 @@ def export_window(
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
     sha256 = None
-    if digest is not None:
+    if digest is not None and complete and target.commit:  # the manifest follows the file's commit
         sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
@@ -343,23 +347,21 @@ def export_window(
 def continuable(selection: Selection) -> bool:
     """Whether a window's file can stop after a block and be continued by a follow-up invocation.
 
-    Any format without a manifest. A row format's blocks end after whole rows (a gzip format's also
-    after a whole gzip member, `GzipMarks`), a Parquet file's after a whole row group, so nothing in
-    the bytes to come depends on the bytes before: a block list, a read position and (Parquet) the
-    row groups' metadata for the footer, kept per block (`ParquetFooter`), are all a continuation
-    needs. A manifest's SHA-256 of the whole stream (hashlib cannot save a hash's state) is state no
-    block records, so a file with a manifest is exported whole.
+    Any format: a row format's blocks end after whole rows (a gzip format's also after a whole gzip
+    member, `GzipMarks`), a Parquet file's after a whole row group, so nothing in the bytes to come
+    depends on the bytes before: a block list, a read position and (Parquet) the row groups' metadata
+    for the footer, kept per block (`ParquetFooter`), are all a continuation needs; with a manifest,
+    the SHA-256's state after each block too, where it can be saved (`sha256.available()`).
     """
-    return not selection.manifest
+    return not selection.manifest or sha256.available()
 
 
 def splittable(selection: Selection) -> bool:
-    """Whether a window's file may be split into parts exported side by side (exporter/jobs/split.py).
-
-    A `continuable` row format only: a Parquet file's footer needs every row group's metadata, and its
-    row groups are counted from the file's first row, which a part beginning at a segment cannot know.
-    """
-    return continuable(selection) and not file_format(selection.format).row_groups
+    """Whether a window's file can be written in parts by several workers: a continuable row format without
+    a manifest (one SHA-256 runs over the whole stream, in order, and the parts' hashes cannot be joined;
+    a Parquet footer needs every row group's metadata, and its row groups are counted from the file's
+    first row, which a part beginning at a segment cannot know)."""
+    return continuable(selection) and not selection.manifest and not file_format(selection.format).row_groups
 
 
 def keeps_notes(selection: Selection) -> bool:
@@ -367,12 +369,22 @@ def keeps_notes(selection: Selection) -> bool:
     return continuable(selection) and file_format(selection.format).row_groups
 
 
+def _digest(selection: Selection, progress: WindowProgress) -> StreamDigest | None:
+    """A manifest's SHA-256 of the file, continued from the recorded blocks' state."""
+    if not selection.manifest:
+        return None
+    if progress.blocks and not progress.digest:
+        raise InternalError("a file with a manifest was continued without its SHA-256 state")
+    return StreamDigest(progress.digest if progress.blocks else b"")
+
+
 def _hashed(digest: StreamDigest, stage: Callable[[bytes, Mark], None]) -> Callable[[bytes, Mark], None]:
-    """`stage`, with every block hashed on its way (blocks are handed on in order)."""
+    """`stage`, with every block hashed on its way (blocks are handed on in order), and the hash's state
+    after it carried in its mark, so that its progress record continues the hash."""
 
     def through(block: bytes, mark: Mark) -> None:
         digest.add(block)
-        stage(block, mark)
+        stage(block, replace(mark, digest=digest.state()))
 
     return through
 

@@ -38,7 +38,15 @@ from ..export.destination import Destination, PartPlacement, SplitDestination, U
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
-from ..export.progress import Checkpoints, ProgressRepo, StagedNotes, WindowProgress, notes_prefix, staged_prefix
+from ..export.progress import (
+    UNREAD,
+    Checkpoints,
+    ProgressRepo,
+    StagedNotes,
+    WindowProgress,
+    notes_prefix,
+    staged_prefix,
+)
 from ..export.runner import Target, WindowExport, continuable, export_window, keeps_notes, splittable
 from ..integrations.model import Integration, Status
 from ..logs import redact
@@ -204,8 +212,8 @@ def _split_plan(
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
-    destination that cannot take parts and every file that cannot be split (`splittable`: Parquet, or
-    a manifest).
+    destination that cannot take parts and every file that cannot be written in parts (`splittable`:
+    Parquet, or a manifest).
     """
     account, iid = integration.account, integration.id
     plan = _splits(ctx).get(account, iid, window.start_unix)
@@ -511,7 +519,7 @@ def _export_one(
                 selection,
                 window,
                 destination(),
-                checkpoints=_checkpoints(ctx, integration, window) if resumable else None,
+                checkpoints=_checkpoints(ctx, integration, window, record.attempts == 1) if resumable else None,
                 out_of_time=out_of_time if resumable else (lambda: False),
                 segments=segments,
             )
@@ -548,11 +556,19 @@ def _export_one(
     return record
 
 
-def _checkpoints(ctx: Context, integration: Integration, window: Window) -> Checkpoints:
-    """Where this window's progress is recorded, so another invocation continues it."""
+def _checkpoints(ctx: Context, integration: Integration, window: Window, first_attempt: bool) -> Checkpoints:
+    """Where this window's progress is recorded, so another invocation continues it.
+
+    A window's first attempt has none to read: progress is recorded only after an attempt's run record.
+    """
     repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
     return Checkpoints(
-        repo, integration.account, integration.id, window.start_unix, notes=_notes(ctx, integration, window)
+        repo,
+        integration.account,
+        integration.id,
+        window.start_unix,
+        etag=None if first_attempt else UNREAD,
+        notes=_notes(ctx, integration, window),
     )
 
 
