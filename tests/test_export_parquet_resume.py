@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 from collections import Counter
@@ -26,6 +27,7 @@ from exporter.export import runner
 from exporter.export.formats import fix_types, parquet
 from exporter.export.formats.parquet import typed_batch
 from exporter.export.formats.types import column_types
+from exporter.export.naming import manifest_path
 from exporter.export.plan import Selection, column_plan
 from exporter.export.progress import ProgressRepo, notes_prefix
 from exporter.jobs import schedule
@@ -277,3 +279,23 @@ def test_a_parquet_window_is_never_split(ctx, clock, azure_kit, monkeypatch, fil
     assert runner.splittable(selection_of_integration(ctx, iid)) is split
     if not split:
         assert outcome.exported == 1 and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
+
+
+def test_a_parquet_file_with_a_manifest_over_several_invocations_has_the_manifest_of_one(
+    ctx, clock, azure_kit, request, tag, monkeypatch
+):
+    """Its notes and its SHA-256's state continue together: the manifest describes the file, as in one go."""
+    iid = create_with_large_window(ctx, clock, azure_kit, SEGMENT_ROWS, format="parquet", manifest=True)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", GROUP_ROWS)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", 512 * 1024)
+    seen, results = resume.a_block_an_invocation(ctx, clock, monkeypatch)
+
+    assert len(results) >= 5 and results[-1].exported == 1, "the window took several invocations"
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    data, manifest = azure_kit.read(run.file), json.loads(azure_kit.read(manifest_path(run.file)))
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest() and manifest["bytes"] == len(data)
+    scratch = make_kit(request, "azure_blob", tag + "s")
+    assert_bytes_match_a_clean_export(ctx, iid, {(to_unix(ACT), to_unix(ACT + H)): data}, scratch)
+    assert_notes_gone(ctx, iid)
