@@ -89,6 +89,23 @@ def test_project_empties_a_parameter_for_events_that_did_not_select_it():
     assert data["event_id"] == ["e1", "e2"]
 
 
+def test_a_batch_of_one_event_keeps_its_selected_parameters_without_a_copy_and_blanks_the_others():
+    plan = column_plan([EventSelection("purchase", ("price",)), EventSelection("page_view", ("url",))], [])
+    row = {"user_id": "u1", "timestamp": "t", "p:price": "9.5", "p:url": "https://x/?a=1,b"}
+    rows = [{**row, "event_id": f"e{i}", "event_name": "purchase"} for i in range(3)]
+    batch = _segment_batch(rows, plan.source_columns)
+    projected = plan.project(batch)
+    assert projected.column("price").buffers()[2].address == batch.column("p:price").buffers()[2].address, (
+        "every row selects price: its values are handed on, not copied"
+    )
+    assert projected.to_pydict()["url"] == [None] * 3, "url was selected for page_view only"
+    mixed = plan.project(
+        _segment_batch([*rows, {**row, "event_id": "v", "event_name": "page_view"}], plan.source_columns)
+    )
+    assert mixed.to_pydict()["price"] == ["9.5"] * 3 + [None]
+    assert mixed.to_pydict()["url"] == [None] * 3 + ["https://x/?a=1,b"]
+
+
 # ------------------------------------------------------------------ CSV writer
 
 

@@ -73,3 +73,25 @@ def test_a_block_cut_at_the_file_s_end_is_the_last_and_one_cut_before_a_stop_is_
     assert sink.mark(ReadPosition("s", 1), 1)
     sink.release()  # the export stops after it
     assert [(b, m.last) for b, m in blocks] == [(b"y" * 12, False)]
+
+
+def test_a_block_handed_back_holds_a_later_block_and_the_cuts_are_the_same():
+    blocks: list = []
+    sink = AlignedBlocks(lambda b, m: blocks.append((b, m)), 1000)
+    handed_on: list = []
+    memory: list = []  # every block object handed on, kept alive: a reused one appears again
+    rng, done, rows = random.Random(11), 0, 0
+    while done < len(DATA):
+        piece = DATA[done : done + rng.randint(1, 97)]
+        sink.write(piece)
+        done, rows = done + len(piece), rows + 1
+        sink.mark(ReadPosition("segment", rows), rows)
+        while blocks:
+            block, mark = blocks.pop(0)
+            handed_on.append((bytes(block), mark))
+            memory.append(block)
+            sink.recycle(block)  # staged: its memory is the sink's again
+    sink.finish(ReadPosition("segment", rows), rows)
+    handed_on += [(bytes(b), m) for b, m in blocks]
+    assert handed_on == cut(1000, seed=11), "the same blocks as with fresh memory for each"
+    assert len({id(b) for b in memory}) <= 3 < len(memory), "the blocks were written into memory handed back"

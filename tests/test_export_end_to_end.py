@@ -95,8 +95,9 @@ def test_each_window_is_listed_once_for_the_split_decision_and_the_read(
 def test_a_small_window_s_first_attempt_reads_its_run_record_once_and_records_no_progress(
     ctx, customer_body, clock, customer_container, monkeypatch
 ):
-    """Each call to the run table is a round trip on the export's path: a one-block file needs four."""
-    call(ctx, "integrations_create", customer_body, account="acme")
+    """Each call to a table is a round trip on the export's path: a one-block file needs four to the run table,
+    and the integration is written once (the advance, which also frees it for the scheduler)."""
+    iid = call(ctx, "integrations_create", customer_body, account="acme").body["id"]
     event = {"event_name": "purchase", "timestamp": "2026-11-28T10:09:00Z", "event_params": {"price": 1}}
     clock.set(T0 + timedelta(minutes=10))
     call(ctx, "ucd_upsert", {"users": [{"user_id": "u1", "events": [event]}]}, account="acme")
@@ -112,9 +113,17 @@ def test_a_small_window_s_first_attempt_reads_its_run_record_once_and_records_no
 
         monkeypatch.setattr(table, name, spy)
 
+    writes: list = []
+    real_replace = ctx.repo.replace
+    monkeypatch.setattr(
+        ctx.repo, "replace", lambda i, *a, **k: writes.append(i.queued_until) or real_replace(i, *a, **k)
+    )
+
     clock.set(T0 + timedelta(hours=1, seconds=120))
     assert tick(ctx)["worker"]["windows_exported"] == 1
 
+    assert len(writes) == 2 and writes[1] is None, "the scheduler's lease; the advance, which frees it in one write"
+    assert ctx.repo.get("acme", iid).queued_until is None
     assert [c for c in calls if c[1].endswith("~progress")] == [], "a file of one block records no progress"
     assert sorted(name for name, _ in calls) == ["get_entity", "get_entity", "upsert_entity", "upsert_entity"], (
         "the run record read once, the split plan read; the run record written before the export and after it"

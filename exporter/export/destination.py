@@ -85,6 +85,7 @@ class Destination(Protocol):
         """Upload block `index` (0, 1, ...) of the file at `path`; nothing is visible until the commit.
 
         Answers the upload's state as of this block: what `resume_upload` needs to continue after it.
+        Keeps no reference to `data` once it returns: the runner writes a later block into its memory.
         """
         ...
 

@@ -103,15 +103,34 @@ class ColumnPlan:
         return [c.source for c in self.columns if c.source not in FIXED_COLUMNS]
 
     def project(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """A UCD batch (segment column names) → the CSV's columns, in header order."""
+        """A UCD batch (segment column names) → the CSV's columns, in header order.
+
+        A segment's batches hold one event name, or a few (docs/architecture.md, segments), so a
+        parameter's column is mostly kept whole (handed on without a copy) or blanked whole; only a
+        batch that mixes its events and others is masked row by row.
+        """
         arrays = []
         event_name = batch.column("event_name")
+        kept: dict[int, pa.Array | bool] = {}  # per set of event names: a row mask, or True / False for every row
         for column, only_for in zip(self.columns, self._only_for):
             values = batch.column(column.source)
             if only_for is not None:
-                values = pc.if_else(pc.is_in(event_name, value_set=only_for), values, _NULL)
+                if id(only_for) not in kept:
+                    kept[id(only_for)] = _rows_of(event_name, only_for)
+                rows = kept[id(only_for)]
+                if rows is False:
+                    values = pa.nulls(len(values), pa.string())
+                elif rows is not True:
+                    values = pc.if_else(rows, values, _NULL)
             arrays.append(values)
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _rows_of(event_name: pa.Array, names: pa.Array) -> pa.Array | bool:
+    """Which rows are of one of `names`: True (all), False (none), or a mask."""
+    mask = pc.is_in(event_name, value_set=names)
+    selected = pc.sum(mask).as_py() or 0
+    return True if selected == len(mask) else False if selected == 0 else mask
 
 
 def column_plan(events: Sequence[EventSelection], attributes: Sequence[str]) -> ColumnPlan:

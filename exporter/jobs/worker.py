@@ -652,7 +652,9 @@ def _record_failure(
 def _advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
     """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state).
 
-    None if the integration moved elsewhere meanwhile (a frequency change, say): nothing to advance.
+    If no window is due after it, the same write frees the integration for the scheduler (its lease),
+    as `_hand_on` would right after. None if the integration moved elsewhere meanwhile (a frequency
+    change, say): nothing to advance.
     """
 
     def attempt(current: Integration) -> Integration | None:
@@ -660,7 +662,11 @@ def _advance(ctx: Context, integration: Integration, window: Window) -> Integrat
             return current  # delivered: by another worker (same name, same bytes), or our own lost answer
         if current.activated_at is None or next_start(current.activated_at, current.last_success_end) != window.start:
             return None
-        return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None))
+        done = not is_due(
+            current.activated_at, window.end, current.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds
+        )
+        lease = None if done else current.queued_until
+        return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None, queued_until=lease))
 
     return conditionally(ctx, integration, attempt)
 
