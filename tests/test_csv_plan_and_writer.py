@@ -9,9 +9,8 @@ import pyarrow as pa
 import pytest
 
 from exporter.errors import InputError
-from exporter.export.csv_writer import BlockSink
 from exporter.export.plan import EventSelection, column_plan
-from tests.export_helpers import write_csv
+from tests.export_helpers import FileBytes, write_csv
 
 FIXED = ["event_id", "user_id", "event_name", "timestamp"]
 
@@ -109,19 +108,18 @@ def test_a_batch_of_one_event_keeps_its_selected_parameters_without_a_copy_and_b
 # ------------------------------------------------------------------ CSV writer
 
 
-def _csv(rows, plan, block_bytes=1 << 20):
-    blocks = []
-    sink = BlockSink(blocks.append, block_bytes)
+def _csv(rows, plan):
+    sink = FileBytes()
     batches = [_segment_batch(rows, plan.source_columns)] if rows else []
     count = write_csv(batches, plan, sink)
-    return b"".join(blocks), count, blocks, sink
+    return bytes(sink.data), count, sink
 
 
 PLAN = column_plan([EventSelection("purchase", ("note",))], ["name"])
 
 
 def test_no_rows_gives_a_header_only_file():
-    data, count, blocks, sink = _csv([], PLAN)
+    data, count, sink = _csv([], PLAN)
     assert count == 0
     assert data == b'"event_id","user_id","event_name","timestamp","note","attr_name"\r\n'
     assert sink.bytes_written == len(data)
@@ -146,7 +144,7 @@ def test_rfc4180_quoting_crlf_null_versus_empty_and_unicode():
             "a:name": None,
         },
     ]
-    data, count, _, _ = _csv(rows, PLAN)
+    data, count, _ = _csv(rows, PLAN)
     assert count == 2
     text = data.decode("utf-8")
     lines = text.split("\r\n")
@@ -163,41 +161,7 @@ def test_rfc4180_quoting_crlf_null_versus_empty_and_unicode():
     assert parsed[2][4:] == ["", ""]
 
 
-@pytest.mark.parametrize("block_bytes", [1, 7, 64, 1000])
-def test_block_sink_cuts_fixed_size_blocks_independent_of_write_sizes(block_bytes):
-    payload = bytes(range(256)) * 3
-
-    def cut(chunks):
-        blocks = []
-        sink = BlockSink(blocks.append, block_bytes)
-        offset = 0
-        for size in chunks:
-            sink.write(payload[offset : offset + size])
-            offset += size
-        sink.write(payload[offset:])
-        sink.finish()
-        return blocks, sink
-
-    one, sink = cut([])
-    many, _ = cut([1, 2, 3, 50, 100, 5, 300])
-    assert one == many, "block boundaries depend on the bytes alone"
-    assert b"".join(one) == payload
-    assert all(len(b) == block_bytes for b in one[:-1])
-    assert 0 < len(one[-1]) <= block_bytes
-    assert sink.bytes_written == len(payload)
-
-
-def test_block_sink_emits_nothing_for_nothing_and_no_empty_last_block():
-    blocks = []
-    sink = BlockSink(blocks.append, 4)
-    sink.finish()
-    assert blocks == []
-    sink.write(b"abcdefgh")
-    sink.finish()
-    assert blocks == [b"abcd", b"efgh"]
-
-
-def test_the_same_rows_give_the_same_blocks_every_time():
+def test_the_same_rows_give_the_same_bytes_every_time():
     rows = [
         {
             "event_id": f"e{i:04d}",
@@ -209,7 +173,7 @@ def test_the_same_rows_give_the_same_blocks_every_time():
         }
         for i in range(500)
     ]
-    first = _csv(rows, PLAN, block_bytes=333)[2]
-    second = _csv(rows, PLAN, block_bytes=333)[2]
+    first = _csv(rows, PLAN)[0]
+    second = _csv(rows, PLAN)[0]
     assert first == second
-    assert len(first) > 10
+    assert first.count(b"\r\n") == 501

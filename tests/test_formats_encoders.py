@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.export.csv_writer import BlockSink
 from exporter.export.formats import FORMAT_NAMES, compress, fix_types
 from exporter.export.formats import parquet as parquet_format
 from exporter.export.formats.compress import GzipMembers
@@ -28,7 +27,7 @@ from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import SegmentRef, param_column
 from exporter.ucd.values import join_kinds, value_kind
 from exporter.windows import Window
-from tests.export_helpers import write_csv
+from tests.export_helpers import FileBytes, write_csv
 
 EVENTS = (EventSelection("purchase", ("price", "note")), EventSelection("view", ("price",)))
 PLAN = column_plan(EVENTS, ("email",))
@@ -251,9 +250,9 @@ def test_empty_windows_are_valid_files_in_every_format():
 
 
 def test_csv_bytes_are_the_writer_s_own():
-    out: list[bytes] = []
-    write_csv([segment_batch(0, 10)], PLAN, BlockSink(lambda block: out.append(bytes(block))))
-    assert b"".join(out) == encode("csv", [10])[0]
+    out = FileBytes()
+    write_csv([segment_batch(0, 10)], PLAN, out)
+    assert bytes(out.data) == encode("csv", [10])[0]
 
 
 def test_value_kinds_and_their_join():

@@ -294,9 +294,10 @@ def export_window(
     A `continuable` file continues from the recorded progress with `checkpoints` and records each
     block; once `out_of_time()` it stops after a block (at least one per call) and answers
     `complete=False`. A `splittable` file's `target` exports one part of a split window instead
-    (exporter/jobs/split.py). A file with a manifest is exported whole: it takes neither. `segments`
-    gives the window's segments when the caller has listed them already (the worker, deciding whether
-    to split), so they are not listed twice.
+    (exporter/jobs/split.py). Where a manifest's SHA-256 state cannot be saved, a file with a manifest is
+    not `continuable`: it is exported in one go and takes neither. `segments` gives the window's
+    segments when the caller has listed them already (the worker, deciding whether to split), so they
+    are not listed twice.
     """
     started = time.monotonic()
     selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a test may not
@@ -538,7 +539,7 @@ class ParquetFooter:
             with self._lock:
                 index, self._next = self._next, self._next + 1
                 self._pieces[index] = piece
-                if self._notes is not None:
+                if self._notes is not None and not mark.last:  # the last block is never recorded: no note needed
                     self._written[index] = _NOTES.submit(self._notes.put, index, piece)
             emit(block, mark)
 

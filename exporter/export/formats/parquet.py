@@ -7,7 +7,7 @@ group: a few MB); its bytes between the leading `PAR1` and its footer become the
 its footer's RowGroup, every file offset moved to where those bytes land (`shifted_row_group`), is kept
 for the file's footer. So the bytes of a row group depend on its rows alone, never on the bytes before
 it, and a file can be continued after any row group by another invocation that has the row groups'
-metadata so far (the runner keeps it durably, exporter/export/runner.py `ParquetBlocks`).
+metadata so far (the runner keeps it durably, exporter/export/runner.py `ParquetFooter`).
 """
 
 from __future__ import annotations
