@@ -1,7 +1,7 @@
 """One measurement in a fresh process: `python -m bench.measure SPEC.json`, prints one JSON line.
 
-Run by `python -m bench` (never imported by it), so that each measurement's peak RSS
-(`ru_maxrss`) is its own: imports, buffers and allocator state of one measurement cannot
+Run by `python -m bench` (never imported by it), so that each measurement's peak RSS (VmHWM,
+`bench/process.py`) is its own: imports, buffers and allocator state of one measurement cannot
 inflate another's.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import resource
 import sys
 import threading
 import time
@@ -39,35 +37,7 @@ from exporter.ucd.segments import FIXED_COLUMNS, segment_batches
 from exporter.ucd.tables import WORKERS
 
 from . import data, scale
-
-
-def rss_mb() -> float:
-    """This process's peak RSS in MB.
-
-    `ru_maxrss` (RUSAGE_SELF) survives execve on Linux: a child started by a big parent reports at least
-    the parent's RSS at fork time. VmHWM is the high-water mark of this process's own address space,
-    so it is preferred where /proc exists; ru_maxrss is the fallback (and is reported alongside).
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return ru_maxrss_mb()
-
-
-def server_cpu(spec: dict[str, Any]) -> float:
-    """CPU seconds Azurite (`server_pid`) has used so far, all its threads; 0 where /proc cannot tell."""
-    try:
-        fields = Path(f"/proc/{spec['server_pid']}/stat").read_text().rsplit(")", 1)[1].split()
-    except (KeyError, OSError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def ru_maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from .process import rss_mb, ru_maxrss_mb, server_cpu
 
 
 def _settings(spec: dict[str, Any]) -> Settings:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from exporter.local.host import drain
 from exporter.settings import Settings
 
 from . import data
+from .process import rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,7 +126,7 @@ def _finish(ctx: Context, spec: dict[str, Any], iid: str, seconds: float, tally:
         "restaged_bytes": tally["staged_bytes"] - run.bytes,
         "blocks_staged": tally["blocks"],
         "attempts": run.attempts,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process (Linux: KiB)
+        "peak_rss_mb": rss_mb(),  # this process's own high-water mark (VmHWM), not its parent's
         **more,
     }
 
