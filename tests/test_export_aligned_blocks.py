@@ -90,7 +90,7 @@ def test_a_block_handed_back_holds_a_later_block_and_the_cuts_are_the_same():
             block, mark = blocks.pop(0)
             handed_on.append((bytes(block), mark))
             memory.append(block)
-            sink.recycle(block)  # staged: its memory is the sink's again
+            sink.spares.give(block)  # staged: its memory is the sink's again
     sink.finish(ReadPosition("segment", rows), rows)
     handed_on += [(bytes(b), m) for b, m in blocks]
     assert handed_on == cut(1000, seed=11), "the same blocks as with fresh memory for each"
