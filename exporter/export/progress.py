@@ -13,14 +13,13 @@ further, always one invocation's whole state (its blocks, position and upload to
 from __future__ import annotations
 
 import builtins
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Protocol
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContainerClient
 
@@ -30,8 +29,6 @@ from ..ucd.reader import ReadPosition
 from .destination import UploadState
 
 CARRY_PART = 60 * 1024  # a binary Table property holds at most 64 KiB
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,9 +42,8 @@ class WindowProgress:
     bytes: int = 0
     upload: UploadState = UploadState()
     complete: bool = False  # a part of a split window: every block of it is staged
-    digest: builtins.bytes = (
-        b""  # a file with a manifest: the SHA-256 state after these blocks (exporter/export/sha256.py)
-    )
+    # A file with a manifest: the SHA-256 state after these blocks (exporter/export/sha256.py).
+    digest: builtins.bytes = b""
 
 
 class Unread(Enum):
@@ -74,7 +70,7 @@ class ProgressRepo:
         self, account: str, integration_id: str, window_start: int, part: int | None = None
     ) -> WindowProgress | None:
         """The recorded progress of a window (or of one part of a split window), or None."""
-        found = self._read(account, integration_id, window_start, part)
+        found = self.read(account, integration_id, window_start, part)
         return found[0] if found else None
 
     def advance(
@@ -104,7 +100,7 @@ class ProgressRepo:
             pass  # another invocation wrote meanwhile: compare with what it wrote
 
         def attempt(_: object) -> str | None:
-            found = self._read(account, integration_id, window_start, part)
+            found = self.read(account, integration_id, window_start, part)
             try:
                 if found is None:
                     return _etag(self.table.create_entity(entity))
@@ -131,11 +127,6 @@ class ProgressRepo:
         self, account: str, integration_id: str, window_start: int, part: int | None = None
     ) -> tuple[WindowProgress, str] | None:
         """The recorded progress and its ETag, or None."""
-        return self._read(account, integration_id, window_start, part)
-
-    def _read(
-        self, account: str, integration_id: str, window_start: int, part: int | None
-    ) -> tuple[WindowProgress, str] | None:
         try:
             entity = self.table.get_entity(_partition(account, integration_id), _row(window_start, part))
         except ResourceNotFoundError:
@@ -226,14 +217,6 @@ class StagedNotes:
         while self._name(count)[len(self.prefix) :] in names:
             count += 1
         return count
-
-    def remove(self) -> None:
-        """Delete every note of the file; best effort (the lifecycle rule removes what stays)."""
-        try:
-            for blob in self.container.list_blobs(name_starts_with=self.prefix):
-                self.container.delete_blob(blob.name)
-        except AzureError as error:
-            log.warning("could not delete the block notes of a window (%s)", type(error).__name__)
 
     def _name(self, block: int) -> str:
         return f"{self.prefix}{block:06d}"

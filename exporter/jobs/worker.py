@@ -581,7 +581,7 @@ def _notes(ctx: Context, integration: Integration, window: Window) -> StagedNote
 def _forget_notes(ctx: Context, integration: Integration, window: Window, selection: Selection | None) -> None:
     """After the advance: a Parquet file's block notes are of no further use (best effort; the lifecycle rule is the fallback)."""
     if keeps_notes(selection or integration.selection):
-        _notes(ctx, integration, window).remove()
+        _staging(ctx).remove(notes_prefix(integration.account, integration.id, window.start_unix))
 
 
 def _run_record(
