@@ -32,9 +32,9 @@ from exporter.export.csv_writer import BLOCK_BYTES
 from exporter.jobs import ExportJob, process_job
 from exporter.settings import Settings
 from exporter.ucd import reader as ucd_reader
-from exporter.ucd.ingest import TRANSACTION_SIZE, claim_partition
+from exporter.ucd.claims import claim_partition
 from exporter.ucd.segments import FIXED_COLUMNS, segment_batches
-from exporter.ucd.tables import WORKERS
+from exporter.ucd.tables import TRANSACTION_SIZE, WORKERS
 
 from . import data, scale
 from .process import rss_mb, ru_maxrss_mb, server_cpu

@@ -95,7 +95,7 @@ def test_records_from_before_formats_read_as_csv_without_a_manifest(ctx, azurite
 
 def test_a_catalog_entry_from_before_kinds_types_its_keys_as_strings(ctx):
     """Its keys' past values are unknown, so they stay strings for good; a key added later gets its kind."""
-    ctx.ucd.profiles.catalog_table.create_entity(
+    ctx.ucd.catalogs.table.create_entity(
         {"PartitionKey": "acme", "RowKey": "event~purchase", "name": "purchase", "keys": json.dumps(["price"])}
     )
     assert ctx.ucd.catalog("acme")["param_types"] == {"purchase": {"price": "string"}}

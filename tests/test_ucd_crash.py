@@ -52,7 +52,7 @@ def test_crash_then_retry_after_the_deadline_stores_each_event_once(ctx, clock, 
         "a crash never half-writes a segment"
     )
 
-    clock.advance(seconds=max(crashing.ingest.claim_budget, crashing.ingest.commit_timeout) + 1)
+    clock.advance(seconds=max(crashing.ingest.intents.claim_budget, crashing.ingest.intents.commit_timeout) + 1)
     retry_body = {"users": TEN_EVENTS["users"] + [EXTRA]}  # the retry also carries new events
     result = UcdStore(ctx.storage, clock).upsert(upsert_request(retry_body))
     assert_consistent(result)
@@ -101,7 +101,7 @@ def test_crash_then_immediate_retry_is_exactly_once_or_503(ctx, clock, point):
         assert set(counts) == event_ids()
 
     # Whatever happened, a retry once the crashed segment's deadline has passed completes the job exactly once.
-    clock.advance(seconds=ctx.ucd.ingest.claim_budget + 1)
+    clock.advance(seconds=ctx.ucd.ingest.intents.claim_budget + 1)
     result = quick_store(ctx.storage, clock).upsert(upsert_request())
     assert_consistent(result)
     counts = stored_ids(ctx)
@@ -119,7 +119,7 @@ def test_crash_while_committing_taken_over_events(ctx, clock):
     with pytest.raises(Crash):
         second.upsert(upsert_request(retry_body))
     assert set(stored_ids(ctx)) == event_ids({"users": [EXTRA]})
-    clock.advance(seconds=second.ingest.commit_timeout + 1)
+    clock.advance(seconds=second.ingest.intents.commit_timeout + 1)
     result = UcdStore(ctx.storage, clock).upsert(upsert_request(retry_body))
     assert (result.received_events, result.stored_events, result.duplicate_events) == (12, 9, 3)
     counts = stored_ids(ctx)

@@ -76,7 +76,7 @@ def test_a_failed_put_is_restamped_with_the_later_time(ctx, clock):
     assert not ctx.ucd.container.get_blob_client(first_path).exists()
     intent = ctx.storage.table(UCD_SEGMENTS_TABLE).get_entity("acme", segment.segment_id)
     assert intent["state"] == "committed" and intent["path"] == second_path and int(intent["entry_ms"]) == stamps[1]
-    assert int(intent["deadline_ms"]) == stamps[1] + store.ingest.commit_timeout * 1000
+    assert int(intent["deadline_ms"]) == stamps[1] + store.ingest.intents.commit_timeout * 1000
     assert set(stored_ids(ctx).values()) == {1}
 
 

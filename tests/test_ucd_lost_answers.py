@@ -17,7 +17,7 @@ from exporter.errors import TransientError
 from exporter.local.faultproxy import Rule
 from exporter.storage import UCD_EVENTS_TABLE, UCD_SEGMENTS_TABLE
 from exporter.ucd import UcdStore, parse_upsert
-from exporter.ucd.ingest import CLAIM_PARTITION_CHARS
+from exporter.ucd.claims import CLAIM_PARTITION_CHARS
 from tests.helpers import proxied_context, through
 from tests.ucd_helpers import Crash, crash_at, event_ids, quick_store, stored_ids
 
@@ -56,7 +56,7 @@ def crash_after_claims(ctx, clock) -> None:
     dying = UcdStore(ctx.storage, clock, fault=crash_at("after_claims"))
     with pytest.raises(Crash):
         dying.upsert(parse_upsert("acme", body()))
-    clock.advance(seconds=dying.ingest.claim_budget + 1)
+    clock.advance(seconds=dying.ingest.intents.claim_budget + 1)
 
 
 def test_a_take_over_whose_answer_is_lost_keeps_the_event(ctx, clock, proxied, table_proxy):
@@ -189,7 +189,7 @@ def test_an_unanswered_existence_check_never_puts_a_second_copy(ctx, clock, prox
         store.upsert(parse_upsert("acme", body()))
     assert len(puts) == 1, "no second put while the first one's outcome is unknown"
 
-    clock.advance(seconds=store.ingest.claim_budget + 1)
+    clock.advance(seconds=store.ingest.intents.claim_budget + 1)
     result = proxied().upsert(parse_upsert("acme", body()))
     assert (result.stored_events, result.duplicate_events) == (0, 3)
     assert_exactly_once(ctx, body())

@@ -145,9 +145,9 @@ def test_a_store_extends_the_catalog_only_with_names_and_keys_it_has_not_seen_th
     """The catalog only grows: once a store has extended it with a name and its keys, a request that
     brings nothing new leaves it alone (no reads), and one new key extends it again."""
     extended = []
-    real = ctx.ucd.profiles.extend_catalog
+    real = ctx.ucd.catalogs.write
     monkeypatch.setattr(
-        ctx.ucd.profiles, "extend_catalog", lambda account, users: (extended.append(account), real(account, users))
+        ctx.ucd.catalogs, "write", lambda account, users: (extended.append(account), real(account, users))
     )
     upsert(ctx, [{"user_id": "u1", "attributes": {"email": "a@x"}, "events": [ev(price=1)]}])
     upsert(

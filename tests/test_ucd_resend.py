@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.ucd import ingest as ucd_ingest
+from exporter.ucd import owners as ucd_owners
 from exporter.ucd import parse_upsert
-from exporter.ucd.ingest import CLAIM_PARTITIONS
+from exporter.ucd.claims import CLAIM_PARTITIONS
 from tests.helpers import proxied_context, through
 from tests.ucd_helpers import quick_store, stored_ids
 
@@ -106,8 +106,8 @@ def test_past_its_budget_a_request_reads_the_claims_one_by_one(ctx, send, monkey
     read instead, and the answer is the same."""
     old, new = events(0, 60), events(60, 20)
     send(body(old))
-    monkeypatch.setattr(ucd_ingest, "OWNER_READ_FACTOR", 0)
-    monkeypatch.setattr(ucd_ingest, "OWNER_READ_EXTRA", 0)
+    monkeypatch.setattr(ucd_owners, "OWNER_READ_FACTOR", 0)
+    monkeypatch.setattr(ucd_owners, "OWNER_READ_EXTRA", 0)
 
     result, calls = send(body(old, new))
 

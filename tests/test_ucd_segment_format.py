@@ -14,7 +14,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.ucd import ingest as ucd_ingest
+from exporter.ucd import owners as ucd_owners
 from exporter.ucd import parse_upsert
 from exporter.ucd.segments import (
     BATCH_ROWS,
@@ -175,8 +175,8 @@ def test_a_resend_recognises_its_duplicates_from_the_owner_segment_in_any_format
     if version == 2:
         as_version_2(ctx, segment.path)
     read = []
-    real = ucd_ingest.segment_column
-    monkeypatch.setattr(ucd_ingest, "segment_column", lambda data, column: read.append(column) or real(data, column))
+    real = ucd_owners.segment_column
+    monkeypatch.setattr(ucd_owners, "segment_column", lambda data, column: read.append(column) or real(data, column))
 
     again = ctx.ucd.upsert(parse_upsert("acme", body))
 

@@ -43,7 +43,7 @@ def proxied(azurite_connection):
 @pytest.mark.xfail(
     strict=True,
     reason="soak finding: a retried request takes over its dead claims with several table "
-    "calls per event, so under faults a large retry is refused every time (exporter/ucd/ingest.py, _take_over)",
+    "calls per event, so under faults a large retry is refused every time (exporter/ucd/claims.py, Claims.take_over)",
 )
 def test_a_retry_of_an_interrupted_large_request_costs_table_calls_per_partition_not_per_event(
     settings, clock, proxied

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.ucd.profiles import table_key
+from exporter.ucd.tables import table_key
 from tests.ucd_helpers import call, rows
 
 NAMES = [

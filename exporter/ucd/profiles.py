@@ -1,57 +1,47 @@
-"""UCD profiles (merged attributes and identifiers, tombstones) and the catalog of names and keys seen."""
+"""UCD profiles: merged attributes and identifiers, tombstones (the catalog is `catalog.py`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableEntity, TableErrorCode, TableTransactionError, UpdateMode
 
 from ..clock import Clock, iso
-from ..concurrency import retry_on_conflict
 from ..errors import InputError, NotFoundError
-from ..storage import UCD_CATALOG_TABLE, UCD_PROFILES_TABLE, Storage
+from ..storage import UCD_PROFILES_TABLE, Storage
 from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
-from .tables import TRANSACTION_SIZE, WORKERS, get_or_none
-from .values import STRING, join_kinds, render
+from .tables import TRANSACTION_SIZE, UNREAD, WORKERS, Unread, get_or_none, read_modify_write, table_key
+from .values import render
 
 # Profile reads are single-entity GETs, mostly waiting on the network: more of them side by side.
 READ_WORKERS = 32
 EXISTING_CACHE_PROFILES = 50_000  # profiles this process remembers as stored (a few MB; then it starts afresh)
 # A row no profile ever has: `table_key` gives percent-encoded names or `~` and 64 hex digits.
 PROBE_ROW = "~probe"
-MAX_KEY_CHARS = 400  # Table keys hold at most 1 KiB: 512 UTF-16 code units, with room to spare
 
-
-def table_key(text: str) -> str:
-    """A name as a Table key: ASCII percent-encoded (keys may not hold / \\ # ? or control characters),
-    other characters as they are; a name whose key would be too long is keyed by its SHA-256.
-
-    Percent-encoding every character (up to 12 bytes each in UTF-8) made valid names of 256 bytes
-    too long for a key. The hash form starts with `~`, which the encoded form never holds.
-    """
-    key = "".join(quote(c, safe="").replace("~", "%7E") if c < "\x80" else c for c in text)
-    if len(key) > MAX_KEY_CHARS:
-        return "~" + hashlib.sha256(text.encode()).hexdigest()
-    return key
+# A user's attributes (JSON values, as sent) and a profile entity as written.
+Attributes = dict[str, Any]
+Entity = dict[str, object]
+# A new profile: its user, its entity, its attributes.
+Fresh = tuple[UserDraft, Entity, Attributes]
+# The change that merges a user into a stored profile (None: no profile yet): (entity to write or None, attributes).
+ProfileMerge = Callable[[TableEntity | None], tuple[Entity | None, Attributes]]
 
 
 @dataclass
 class _Plan:
     """What a merge writes: new profiles (with their entity and attributes), changed ones; the attributes of each user."""
 
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    created: list[tuple[UserDraft, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    results: dict[str, Attributes] = field(default_factory=dict)
+    created: list[Fresh] = field(default_factory=list)
     changed: list[UserDraft] = field(default_factory=list)
 
 
@@ -68,12 +58,11 @@ def _combine(users: list[UserDraft]) -> tuple[list[UserDraft], dict[str, str]]:
 
 
 class Profiles:
-    """Profiles and catalog of every account: idempotent merges, each an ETag-guarded read-modify-write."""
+    """Profiles of every account: idempotent merges, each an ETag-guarded read-modify-write."""
 
     def __init__(self, storage: Storage, clock: Clock):
         self.clock = clock
         self.table = storage.table(UCD_PROFILES_TABLE)
-        self.catalog_table = storage.table(UCD_CATALOG_TABLE)
         # Profiles this process has seen stored. A profile is never removed (a deletion tombstones it), so
         # this only ever goes stale towards "unknown": such a profile is probed or read, never assumed new.
         self._existing: set[tuple[str, str]] = set()
@@ -120,7 +109,7 @@ class Profiles:
                 plan.results[user_id] = attributes
         return {user_id: {k: render(v) for k, v in attrs.items()} for user_id, attrs in plan.results.items()}
 
-    def _read(self, account: str, drafts: list[UserDraft]) -> dict[str, Any]:
+    def _read(self, account: str, drafts: list[UserDraft]) -> dict[str, TableEntity | None]:
         """The stored profile (or None) of each user, read side by side."""
         with ThreadPoolExecutor(READ_WORKERS) as readers:
             found = list(readers.map(lambda u: get_or_none(self.table, account, table_key(u.user_id)), drafts))
@@ -128,7 +117,12 @@ class Profiles:
         return {u.user_id: current for u, current in zip(drafts, found)}
 
     def _check(
-        self, account: str, drafts: list[UserDraft], currents: dict[str, Any], where: dict[str, str], plan: _Plan
+        self,
+        account: str,
+        drafts: list[UserDraft],
+        currents: dict[str, TableEntity | None],
+        where: dict[str, str],
+        plan: _Plan,
     ) -> None:
         """Merge each user onto what was found (raises if too large) and sort the outcome into `plan`."""
         for user in drafts:
@@ -141,13 +135,13 @@ class Profiles:
             else:
                 plan.changed.append(user)
 
-    def _fresh(self, account: str, user: UserDraft, where: str) -> tuple[UserDraft, dict[str, Any], dict[str, Any]]:
+    def _fresh(self, account: str, user: UserDraft, where: str) -> Fresh:
         """A new profile of `user` (raises if it is too large): the user, its entity, its attributes."""
         entity, attributes = self._profile_merge(account, user, where)(None)
         assert entity is not None  # a new profile is always written
         return user, entity, attributes
 
-    def _create_at_once(self, account: str, fresh: list[tuple[UserDraft, dict[str, Any], dict[str, Any]]]) -> bool:
+    def _create_at_once(self, account: str, fresh: list[Fresh]) -> bool:
         """Create these profiles in one transaction, if none of them is stored; False if it did not land
         (or its answer was lost: then it is read, and a landed profile merges to itself)."""
         try:
@@ -157,9 +151,7 @@ class Profiles:
         self._remember(account, [user for user, _entity, _attributes in fresh])
         return True
 
-    def _create_profiles(
-        self, account: str, chunk: list[tuple[UserDraft, dict[str, Any], dict[str, Any]]], where: dict[str, str]
-    ) -> dict[str, dict[str, Any]]:
+    def _create_profiles(self, account: str, chunk: list[Fresh], where: dict[str, str]) -> dict[str, Attributes]:
         """Create new profiles in one transaction (one round trip for up to 100); return their attributes.
 
         A transaction is all or nothing. If it fails (a concurrent request created one of them, or
@@ -172,7 +164,7 @@ class Profiles:
             return {user.user_id: attributes for user, _entity, attributes in chunk}
         except AzureError:
             return {
-                user.user_id: self._merge_profile(account, user, where[user.user_id], _UNREAD)
+                user.user_id: self._merge_profile(account, user, where[user.user_id])
                 for user, _entity, _attributes in chunk
             }
 
@@ -195,7 +187,7 @@ class Profiles:
         return {user_id for new in found for user_id in new}
 
     def _probe_chunk(self, account: str, chunk: list[UserDraft]) -> list[str]:
-        ops: list[tuple[str, dict[str, Any]]] = [
+        ops: list[tuple[str, Entity]] = [
             ("create", {"PartitionKey": account, "RowKey": table_key(u.user_id), "user_id": u.user_id, "probe": True})
             for u in chunk
         ]
@@ -223,18 +215,19 @@ class Profiles:
                 self._existing.clear()
             self._existing.update((account, u.user_id) for u in users)
 
-    def _profile_merge(self, account: str, user: UserDraft, where: str) -> Callable[[Any], tuple[dict | None, Any]]:
-        """The change that merges `user` into a stored profile (for `_read_modify_write`)."""
+    def _profile_merge(self, account: str, user: UserDraft, where: str) -> ProfileMerge:
+        """The change that merges `user` into a stored profile (for `read_modify_write`)."""
 
-        def merge(current):
-            fresh = current is None or current.get("deleted", False)
-            attributes = {} if fresh else json.loads(current.get("attributes", "{}"))
-            identifiers = {} if fresh else json.loads(current.get("identifiers", "{}"))
+        def merge(current: TableEntity | None) -> tuple[Entity | None, Attributes]:
+            kept = None if current is None or current.get("deleted", False) else current  # a tombstone starts afresh
+            fresh = kept is None
+            attributes = {} if kept is None else json.loads(kept.get("attributes", "{}"))
+            identifiers = {} if kept is None else json.loads(kept.get("identifiers", "{}"))
             new_attributes = {**attributes, **user.attributes}
             new_identifiers = {**identifiers, **user.identifiers}
             if not fresh and new_attributes == attributes and new_identifiers == identifiers:
                 return None, attributes
-            entity = {
+            entity: Entity = {
                 "PartitionKey": account,
                 "RowKey": table_key(user.user_id),
                 "user_id": user.user_id,
@@ -253,8 +246,10 @@ class Profiles:
 
         return merge
 
-    def _merge_profile(self, account: str, user: UserDraft, where: str, current: Any) -> dict[str, Any]:
-        return _read_modify_write(
+    def _merge_profile(
+        self, account: str, user: UserDraft, where: str, current: TableEntity | None | Unread = UNREAD
+    ) -> Attributes:
+        return read_modify_write(
             self.table,
             account,
             table_key(user.user_id),
@@ -296,114 +291,3 @@ class Profiles:
             "identifiers": json.loads(entity.get("identifiers", "{}")),
             "deleted": entity.get("deleted", False),
         }
-
-    def extend_catalog(self, account: str, users: list[UserDraft]) -> None:
-        params: dict[str, set[str]] = defaultdict(set)
-        kinds: dict[str, dict[str, str]] = defaultdict(dict)
-        attribute_keys: set[str] = set()
-        for user in users:
-            attribute_keys.update(user.attributes)
-            for e in user.events:
-                params[e.event_name].update(e.params)
-                seen = kinds[e.event_name]
-                for key, kind in e.kinds.items():
-                    seen[key] = join_kinds(seen.get(key), kind) or kind
-        wanted: dict[str, tuple[str, set[str], dict[str, str] | None]] = {
-            f"event~{table_key(name)}": (name, keys, kinds[name]) for name, keys in params.items()
-        }
-        wanted["attributes"] = ("", attribute_keys, None)
-        for row_key, (name, keys, param_kinds) in wanted.items():
-            self._extend_catalog_entry(account, row_key, name, keys, param_kinds)
-
-    def _extend_catalog_entry(
-        self, account: str, row_key: str, name: str, keys: set[str], kinds: dict[str, str] | None
-    ) -> None:
-        """Add keys (and, for an event, widen its parameters' kinds): the entry only ever grows."""
-
-        def extend(current):
-            known = set(json.loads(current["keys"])) if current else set()
-            stored = _stored_kinds(current, known)
-            merged = stored
-            if kinds is not None:
-                widened = {k: join_kinds(stored.get(k), kinds.get(k)) for k in known | keys}
-                merged = {k: kind for k, kind in sorted(widened.items()) if kind is not None}
-            if current is not None and keys <= known and merged == stored:
-                return None, None
-            entity = {
-                "PartitionKey": account,
-                "RowKey": row_key,
-                "name": name,
-                "keys": json.dumps(sorted(known | keys)),
-            }
-            if kinds is not None:
-                entity["types"] = json.dumps(merged)
-            return entity, None
-
-        _read_modify_write(self.catalog_table, account, row_key, extend, "the catalog")
-
-    def catalog(self, account: str) -> dict[str, Any]:
-        """Event names with their parameter keys, the parameters' kinds, and attribute keys, seen for an account."""
-        check_account(account)
-        events: dict[str, list[str]] = {}
-        kinds: dict[str, dict[str, str]] = {}
-        attributes: list[str] = []
-        for entity in self.catalog_table.query_entities("PartitionKey eq @pk", parameters={"pk": account}):
-            if entity["RowKey"] == "attributes":
-                attributes = json.loads(entity["keys"])
-            else:
-                events[entity["name"]] = json.loads(entity["keys"])
-                kinds[entity["name"]] = _stored_kinds(entity, set(events[entity["name"]]))
-        return {
-            "account": account,
-            "events": dict(sorted(events.items())),
-            "param_types": dict(sorted(kinds.items())),
-            "attributes": attributes,
-        }
-
-
-def _stored_kinds(entity: Any, known: set[str]) -> dict[str, str]:
-    """An event entry's parameter kinds; an entry written before kinds were kept may hold anything: string.
-
-    A key seen only with null values has no kind yet.
-    """
-    if entity is None:
-        return {}
-    if "types" not in entity:
-        return {key: STRING for key in sorted(known)}
-    return json.loads(entity["types"])
-
-
-_UNREAD = object()
-# Another writer created or changed the entity since we read it: read again and redo the change.
-CONFLICTS = (ResourceExistsError, ResourceModifiedError)
-
-
-def _read_modify_write(
-    table, partition: str, row: str, change: Callable[[Any], tuple[dict | None, Any]], what: str, current: Any = _UNREAD
-) -> Any:
-    """Optimistic concurrency on one entity: `change(current or None)` gives (entity to write or None, result);
-    a concurrent writer makes it read and change again. `current` may pass in a read already made."""
-
-    def read(_stale: Any = None) -> Any:
-        return get_or_none(table, partition, row)
-
-    def attempt(current: Any) -> Any:
-        entity, result = change(current)
-        if entity is not None:
-            _write(table, entity, current)
-        return result
-
-    return retry_on_conflict(read() if current is _UNREAD else current, attempt, read, conflicts=CONFLICTS, what=what)
-
-
-def _write(table, entity: dict[str, Any], current: Any) -> None:
-    """Create the entity, or replace `current` only if nobody changed it since it was read."""
-    if current is None:
-        table.create_entity(entity)
-    else:
-        table.update_entity(
-            entity,
-            mode=UpdateMode.REPLACE,
-            etag=current.metadata["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )

@@ -1,7 +1,8 @@
 """The UCD store: one entrance to its three parts, on the app's storage account.
 
-`ingest.py` stores events exactly once (the upsert protocol), `profiles.py` keeps profiles and the
-catalog, `reader.py` streams a window's events. They share one client of the segments' container.
+`ingest.py` stores events exactly once (the upsert protocol, with `intents.py`, `claims.py` and
+`owners.py`), `profiles.py` keeps profiles, `catalog.py` the catalog, `reader.py` streams a window's
+events. They share one client of the segments' container.
 How they fit the app: docs/architecture.md; what they guarantee: docs/invariants.md.
 """
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 from ..clock import Clock
 from ..storage import Storage
+from .catalog import Catalogs
 from .ingest import Ingest, UpsertResult, no_fault
 from .profiles import Profiles
 from .reader import ReadPosition, WindowReader
@@ -40,10 +42,12 @@ class UcdStore:
         # One client for writes and reads, so a test that wraps its calls sees both.
         self.container = storage.ucd_container()
         self.profiles = Profiles(storage, clock)
+        self.catalogs = Catalogs(storage)
         self.ingest = Ingest(
             storage,
             clock,
             self.profiles,
+            self.catalogs,
             self.container,
             commit_timeout_seconds=commit_timeout_seconds,
             sleep=sleep,
@@ -65,7 +69,7 @@ class UcdStore:
 
     def catalog(self, account: str) -> dict[str, Any]:
         """Event names with their parameter keys, and attribute keys, seen for an account."""
-        return self.profiles.catalog(account)
+        return self.catalogs.read(account)
 
     def segments(self, account: str, start: datetime, end: datetime) -> list[SegmentRef]:
         """The committed segments whose entry time is in [start, end), in read order."""
