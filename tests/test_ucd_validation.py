@@ -230,6 +230,21 @@ BAD_CASES = [
     ("timestamp-words", body_with(event=good_event(timestamp="yesterday")), "users[1].events[0].timestamp"),
     ("timestamp-number", body_with(event=good_event(timestamp=1795860000)), "users[1].events[0].timestamp"),
     (
+        "timestamp-surrounding-spaces",
+        body_with(event=good_event(timestamp=" 2026-11-28T10:00:00Z ")),
+        "users[1].events[0].timestamp",
+    ),
+    (
+        "timestamp-trailing-newline",
+        body_with(event=good_event(timestamp="2026-11-28T10:00:00Z\n")),
+        "users[1].events[0].timestamp",
+    ),
+    (
+        "timestamp-leading-tab",
+        body_with(event=good_event(timestamp="\t2026-11-28T10:00:00Z")),
+        "users[1].events[0].timestamp",
+    ),
+    (
         "timestamp-month-13",
         body_with(event=good_event(timestamp="2026-13-01T00:00:00Z")),
         "users[1].events[0].timestamp",
@@ -389,6 +404,17 @@ def test_a_valid_event_next_to_an_invalid_one_is_not_stored(ctx):
     body["users"][1]["events"][0]["timestamp"] = TS
     fixed = call(ctx, "ucd_upsert", body, account="acme")
     assert fixed.body == {"received_events": 3, "stored_events": 3, "duplicate_events": 0}
+
+
+def test_a_timestamp_with_surrounding_whitespace_is_refused_not_trimmed(ctx):
+    """Refused with a 400 naming the field, whitespace as the reason; the same instant without it is stored."""
+    body = body_with(event=good_event(timestamp=" 2026-11-28T10:00:00Z "))
+    response = call(ctx, "ucd_upsert", body, account="acme")
+    assert_refused(response, "users[1].events[0].timestamp")
+    assert "whitespace" in response.body["error"]["message"]
+    assert_nothing_stored(ctx)
+    body["users"][1]["events"][0]["timestamp"] = "2026-11-28T10:00:00Z"
+    assert call(ctx, "ucd_upsert", body, account="acme").body["stored_events"] == 3
 
 
 def test_the_fixed_body_stores_what_was_refused(ctx):

@@ -68,7 +68,11 @@ def _profile_part(value: dict[str, Any], field_name: str) -> dict[str, Any]:
     return value
 
 
-def _timestamp(value: Any, field_name: str) -> tuple[int, str]:
+def _timestamp(value: object, field_name: str) -> tuple[int, str]:
+    # Refused rather than trimmed: the body is the event's record, and the shared parser's trimming is
+    # for command-line and stored values, not a licence for loose input (docs/architecture.md).
+    if isinstance(value, str) and value != value.strip():
+        raise InputError("must not have leading or trailing whitespace", field=field_name)
     try:
         when = parse_instant(value, field_name) if isinstance(value, str) else None
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
