@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -19,7 +18,7 @@ from ..storage import UCD_PROFILES_TABLE, Storage
 from ..validation import check_account, check_name
 from .request import MAX_PROFILE_CHARS, UserDraft
 from .tables import TRANSACTION_SIZE, UNREAD, WORKERS, Unread, get_or_none, read_modify_write, table_key
-from .values import render
+from .values import Json, render
 
 # Profile reads are single-entity GETs, mostly waiting on the network: more of them side by side.
 READ_WORKERS = 32
@@ -28,7 +27,7 @@ EXISTING_CACHE_PROFILES = 50_000  # profiles this process remembers as stored (a
 PROBE_ROW = "~probe"
 
 # A user's attributes (JSON values, as sent) and a profile entity as written.
-Attributes = dict[str, Any]
+Attributes = dict[str, Json]
 Entity = dict[str, object]
 # A new profile: its user, its entity, its attributes.
 Fresh = tuple[UserDraft, Entity, Attributes]
@@ -258,7 +257,7 @@ class Profiles:
             current=current,
         )
 
-    def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
+    def delete_user(self, account: str, user_id: str) -> dict[str, str | bool]:
         """Tombstone a profile; events already stored stay and are still exported."""
         check_account(account)
         check_name(user_id, "user_id")
@@ -279,7 +278,7 @@ class Profiles:
         )
         return {"account": account, "user_id": user_id, "deleted": True}
 
-    def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
+    def profile(self, account: str, user_id: str) -> dict[str, Json] | None:
         """A user's stored profile (a tombstoned one too), or None."""
         try:
             entity = self.table.get_entity(account, table_key(user_id))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from ..clock import parse_instant
 from ..errors import InputError
 from ..validation import check_account, check_fields, check_name, check_text
-from .values import event_id, render, value_kind
+from .values import Json, event_id, render, value_kind
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_USERS = 10_000
@@ -36,8 +35,8 @@ class EventDraft:
 @dataclass
 class UserDraft:
     user_id: str
-    identifiers: dict[str, Any] = field(default_factory=dict)
-    attributes: dict[str, Any] = field(default_factory=dict)
+    identifiers: dict[str, Json] = field(default_factory=dict)
+    attributes: dict[str, Json] = field(default_factory=dict)
     events: list[EventDraft] = field(default_factory=list)
 
 
@@ -51,7 +50,7 @@ class UpsertRequest:
         return sum(len(u.events) for u in self.users)
 
 
-def _object(value: Any, field_name: str) -> dict[str, Any]:
+def _object(value: object, field_name: str) -> dict[str, Json]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -62,7 +61,7 @@ def _object(value: Any, field_name: str) -> dict[str, Any]:
     return value
 
 
-def _profile_part(value: dict[str, Any], field_name: str) -> dict[str, Any]:
+def _profile_part(value: dict[str, Json], field_name: str) -> dict[str, Json]:
     if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) > MAX_PROFILE_CHARS:
         raise InputError(f"is larger than {MAX_PROFILE_CHARS} characters as JSON", field=field_name)
     return value
@@ -86,11 +85,10 @@ def _timestamp(value: object, field_name: str) -> tuple[int, str]:
     return ms, text
 
 
-def parse_upsert(account: str, body: Any) -> UpsertRequest:
+def parse_upsert(account: str, body: object) -> UpsertRequest:
     """Validate a whole upsert body; the first problem raises InputError naming its path."""
     check_account(account)
-    check_fields(body, {"users"}, "body", "a JSON object with a 'users' list")
-    users = body.get("users")
+    users = check_fields(body, {"users"}, "body", "a JSON object with a 'users' list").get("users")
     if not isinstance(users, list) or not users:
         raise InputError("must be a non-empty list", field="users")
     if len(users) > MAX_USERS:
@@ -104,8 +102,8 @@ def parse_upsert(account: str, body: Any) -> UpsertRequest:
     return UpsertRequest(account=account, users=drafts)
 
 
-def _parse_user(account: str, user: Any, where: str, events_before: int) -> UserDraft:
-    check_fields(user, USER_FIELDS, where)
+def _parse_user(account: str, body: object, where: str, events_before: int) -> UserDraft:
+    user = check_fields(body, USER_FIELDS, where)
     draft = UserDraft(
         user_id=check_name(user.get("user_id"), f"{where}.user_id"),
         identifiers=_profile_part(_object(user.get("identifiers"), f"{where}.identifiers"), f"{where}.identifiers"),
@@ -124,8 +122,8 @@ def _parse_user(account: str, user: Any, where: str, events_before: int) -> User
     return draft
 
 
-def _parse_event(account: str, user_id: str, event: Any, where: str) -> EventDraft:
-    check_fields(event, EVENT_FIELDS, where)
+def _parse_event(account: str, user_id: str, body: object, where: str) -> EventDraft:
+    event = check_fields(body, EVENT_FIELDS, where)
     name = check_name(event.get("event_name"), f"{where}.event_name")
     if "timestamp" not in event:
         raise InputError("is required", field=f"{where}.timestamp")

@@ -23,6 +23,7 @@ from .profiles import Profiles
 from .reader import ReadPosition, WindowReader
 from .request import UpsertRequest
 from .segments import SegmentRef
+from .values import Json
 
 
 class UcdStore:
@@ -59,11 +60,11 @@ class UcdStore:
         """Store the request's events once each; profiles merged, catalog extended."""
         return self.ingest.upsert(request)
 
-    def delete_user(self, account: str, user_id: str) -> dict[str, Any]:
+    def delete_user(self, account: str, user_id: str) -> dict[str, str | bool]:
         """Tombstone a profile; events already stored stay and are still exported."""
         return self.profiles.delete_user(account, user_id)
 
-    def profile(self, account: str, user_id: str) -> dict[str, Any] | None:
+    def profile(self, account: str, user_id: str) -> dict[str, Json] | None:
         """A user's stored profile (a tombstoned one too), or None."""
         return self.profiles.profile(account, user_id)
 

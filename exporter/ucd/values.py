@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeAlias
+
+# A JSON value as a request carries it (attributes, identifiers, event parameters).
+Json: TypeAlias = "str | int | float | bool | None | list[Json] | dict[str, Json]"
 
 
-def render(value: Any) -> str | None:
+def render(value: Json) -> str | None:
     """null stays null (an empty cell); booleans true/false; numbers as JSON; nested values as compact JSON."""
     if value is None:
         return None
@@ -28,7 +32,7 @@ STRING = "string"
 INT64 = range(-(2**63), 2**63)
 
 
-def value_kind(value: Any) -> str:
+def value_kind(value: Json) -> str:
     """A JSON value's kind for the catalog: integer (fits int64), number, or string for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return STRING
@@ -46,7 +50,7 @@ def join_kinds(a: str | None, b: str | None) -> str | None:
     return NUMBER if {a, b} == {INTEGER, NUMBER} else STRING
 
 
-def event_id(account: str, user_id: str, event_name: str, timestamp_ms: int, params: dict[str, Any]) -> str:
+def event_id(account: str, user_id: str, event_name: str, timestamp_ms: int, params: Mapping[str, Json]) -> str:
     """The stored event's stable identity: a hash of (account, user, name, event time, parameters)."""
     canonical = json.dumps(
         [account, user_id, event_name, timestamp_ms, params],
