@@ -1,11 +1,12 @@
 """The UCD upsert protocol: exact (one stored row per event identity) and durable, whatever crashes.
 
 Each step survives a crash of the process at any point:
-1. profiles merged and the catalog extended (idempotent merges, `profiles.py`);
+1. profiles merged and the catalog extended (idempotent merges, `profiles.py`, `catalog.py`);
 2. a *segment intent* is written: `pending`, with a deadline (while step 1 runs: nothing names it yet);
 3. every event is *claimed* in the dedup index (`ucdevents`, one entity per event_id) for that
-   segment; an event already claimed by (or found in the blob of) a committed segment is a duplicate; one claimed by a dead
-   segment (aborted, or pending past its deadline with no blob) is taken over with an ETag update;
+   segment; an event already claimed by (or found in the blob of) a committed segment is a duplicate;
+   one claimed by a dead segment (aborted, or pending past its deadline with no blob) is taken over
+   with an ETag update;
 4. the entry time is stamped on the intent (ETag-guarded: a taken-over intent cannot stamp);
 5. the segment blob is committed in one put whose server-side timeout ends before the deadline,
    so a row with entry time t is visible before t + commit timeout < t + settle;
