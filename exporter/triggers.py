@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import azure.functions as func
 
@@ -17,11 +20,16 @@ from .routes import Route
 log = logging.getLogger(__name__)
 _context: Context | None = None
 _lock = threading.Lock()
+# Set only by a local host (exporter/local/serve.py) around each request it hands a function; never in Azure.
+_request_context: ContextVar[Context | None] = ContextVar("exporter_request_context", default=None)
 
 
 def context() -> Context:
-    """One context per worker process, built on first use from the app settings."""
+    """One context per worker process, built on first use from the app settings (or the local host's, see below)."""
     global _context
+    scoped = _request_context.get()
+    if scoped is not None:
+        return scoped
     with _lock:
         if _context is None:
             logs.install_redaction()
@@ -34,6 +42,16 @@ def use_context(ctx: Context | None) -> None:
     global _context
     with _lock:
         _context = ctx
+
+
+@contextmanager
+def request_context(ctx: Context) -> Iterator[None]:
+    """The functions called inside run on `ctx`: `serve` runs each request on its own host's context."""
+    token = _request_context.set(ctx)
+    try:
+        yield
+    finally:
+        _request_context.reset(token)
 
 
 def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:
