@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ BACKLOG = 1024  # connections the kernel holds while the loop accepts (a burst o
 THREADS = 8
 CONNECTION_LIMIT = 500
 MAX_HEADER_BYTES = 64 * 1024
+LINGER_SECONDS = 2.0
 TWO_FRAMINGS = "Content-Length and Transfer-Encoding together"
 ERROR_CODES = {
     400: "invalid_input",
@@ -140,9 +142,45 @@ class JsonErrorTask(ErrorTask):
 
 
 class DeadlineChannel(HTTPChannel):
+    """A connection: its requests' deadlines, and a lingering close.
+
+    When the server ends a connection whose client is still sending (a refused body, headers over the
+    limit), closing at once would make the kernel answer the unread bytes with a reset that can destroy
+    the answer before the client reads it. So the channel stops writing (FIN) and reads and discards
+    what still comes for up to LINGER_SECONDS, then closes.
+    """
+
     parser_class = DeadlineParser
     error_task_class = JsonErrorTask
     answered_at: float | None = None  # when the last answer was ready to send (monotonic)
+    lingering_since: float | None = None
+
+    def handle_close(self) -> None:
+        if self.lingering_since is None and self.will_close and self.connected and self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                return super().handle_close()
+            self.lingering_since = time.monotonic()
+            return None
+        return super().handle_close()
+
+    def readable(self) -> bool:
+        return True if self.lingering_since is not None else super().readable()
+
+    def writable(self) -> bool:
+        return False if self.lingering_since is not None else super().writable()
+
+    def handle_read(self) -> None:
+        if self.lingering_since is None:
+            return super().handle_read()
+        try:
+            data = self.socket.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            super().handle_close()
+        return None
 
     def service(self) -> None:
         super().service()
@@ -150,6 +188,10 @@ class DeadlineChannel(HTTPChannel):
 
     def enforce(self, deadline: float, now: float) -> None:
         """On the loop thread: a request still arriving past its deadline is answered 408; an answer not taken, dropped."""
+        if self.lingering_since is not None:
+            if now - self.lingering_since >= LINGER_SECONDS:
+                super().handle_close()
+            return
         with self.requests_lock:
             request = self.request
             if (
