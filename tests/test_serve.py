@@ -170,7 +170,7 @@ def test_a_drip_fed_request_ends_at_the_deadline_and_others_are_answered_meanwhi
     dripping = _connect(quick)
     request = _post("ucd/acme/upsert", f"Content-Length: {len(UPSERT)}\r\n", UPSERT)
     started = time.monotonic()
-    sent, answered = 0, b""
+    sent = 0
     while sent < len(request) and time.monotonic() - started < DEADLINE + 5:
         try:
             dripping.sendall(request[sent : sent + 1])  # one byte at a time, never idle long enough for a timeout
