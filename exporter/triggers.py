@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import azure.functions as func
 
@@ -20,16 +21,25 @@ from .routes import Route
 log = logging.getLogger(__name__)
 _context: Context | None = None
 _lock = threading.Lock()
-# Set only by a local host (exporter/local/serve.py) around each request it hands a function; never in Azure.
-_request_context: ContextVar[Context | None] = ContextVar("exporter_request_context", default=None)
+
+
+@dataclass(frozen=True)
+class LocalRequest:
+    """What `serve` (exporter/local/serve.py) sets around each request it hands a function; never set in Azure."""
+
+    ctx: Context
+    development_sign_in: bool = False  # the console's sign-in by user name, `serve --dev-sign-in` only
+
+
+_local: ContextVar[LocalRequest | None] = ContextVar("exporter_local_request", default=None)
 
 
 def context() -> Context:
-    """One context per worker process, built on first use from the app settings (or the local host's, see below)."""
+    """One context per worker process, built on first use from the app settings; a local request's own under `serve`."""
     global _context
-    scoped = _request_context.get()
-    if scoped is not None:
-        return scoped
+    local = _local.get()
+    if local is not None:
+        return local.ctx
     with _lock:
         if _context is None:
             logs.install_redaction()
@@ -44,14 +54,20 @@ def use_context(ctx: Context | None) -> None:
         _context = ctx
 
 
+def development_sign_in() -> bool:
+    """Whether the console offers the development sign-in to this request: only under `serve --dev-sign-in`."""
+    local = _local.get()
+    return local is not None and local.development_sign_in
+
+
 @contextmanager
-def request_context(ctx: Context) -> Iterator[None]:
-    """The functions called inside run on `ctx`: `serve` runs each request on its own host's context."""
-    token = _request_context.set(ctx)
+def local_request(scope: LocalRequest) -> Iterator[None]:
+    """The functions called inside run on `scope`'s context (each `serve` host has its own)."""
+    token = _local.set(scope)
     try:
         yield
     finally:
-        _request_context.reset(token)
+        _local.reset(token)
 
 
 def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:

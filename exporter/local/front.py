@@ -109,6 +109,8 @@ def as_refusal(error: Error, chunked: bool) -> Refusal:
 class DeadlineParser(HTTPRequestParser):
     """One request as it arrives: when its first byte came, and the refusals waitress does not make itself."""
 
+    completed: bool  # declared for the type checker: waitress is untyped
+
     def __init__(self, adj: Adjustments):
         super().__init__(adj)
         self.started = time.monotonic()
@@ -152,6 +154,8 @@ class DeadlineChannel(HTTPChannel):
 
     parser_class = DeadlineParser
     error_task_class = JsonErrorTask
+    request: HTTPRequestParser | None  # declared for the type checker: waitress is untyped
+    will_close: bool
     answered_at: float | None = None  # when the last answer was ready to send (monotonic)
     lingering_since: float | None = None
 

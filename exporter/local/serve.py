@@ -21,11 +21,10 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from .. import triggers
-from ..console.functions import development_sign_in
 from ..context import Context
 from ..jobs import schedule
 from .front import DEADLINE_SECONDS, FrontServer
@@ -88,11 +87,9 @@ class LocalHost:
         self._queue_poll_seconds = queue_poll_seconds
         self._http = threading.Thread(target=self.server.run, name="http", daemon=True)
 
-    @contextmanager
-    def _scope(self) -> Iterator[None]:
+    def _scope(self) -> AbstractContextManager[None]:
         """Each request runs its function on this host's context, with this host's console sign-in."""
-        with triggers.request_context(self.ctx), development_sign_in(self.dev_sign_in):
-            yield
+        return triggers.local_request(triggers.LocalRequest(self.ctx, self.dev_sign_in))
 
     @property
     def address(self) -> tuple[str, int]:
