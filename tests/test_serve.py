@@ -70,6 +70,13 @@ def test_http_timer_and_queue_deliver_a_window(local, ctx, clock, customer_conta
 # ------------------------------------------------------------------ routing, as the host routes
 
 
+def test_serve_has_no_function_of_its_own_only_the_function_apps():
+    http = [f for f in registered() if "httpTrigger" in f.get_function_json()]
+    served = {f.name: f.user_function for f in http_functions(registered())}
+    assert served == {f.get_function_name(): f.get_user_function() for f in http}
+    assert set(served) >= {"members", "member", "integrations", "console_home", "console_pages"}
+
+
 def test_routes_are_matched_as_the_host_matches_them():
     functions = http_functions(registered())
 
