@@ -1,7 +1,7 @@
 """The management operations, declared once.
 
-function_app.py registers one HTTP function per route below, `serve` routes raw paths with
-`match`, and the CLI builds one verb per operation; `exporter.api` holds what each operation does.
+function_app.py registers one HTTP function per route below (`serve` hands requests to those
+functions), and the CLI builds one verb per operation; `exporter.api` holds what each operation does.
 The routes, methods and statuses are the HTTP contract (docs/architecture.md, "HTTP API and CLI").
 
 A route template's `{account}` becomes the CLI's `--account`; its other parameters are positional
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from urllib.parse import unquote
 
 
 @dataclass(frozen=True)
@@ -263,35 +262,3 @@ ROUTES: tuple[Route, ...] = (
 )
 
 OPERATIONS: dict[str, Operation] = {op.name: op for r in ROUTES for op in r.operations}
-
-
-def _compile(template: str) -> re.Pattern:
-    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return re.compile(f"^/api/{pattern}/?$")
-
-
-_COMPILED = [(_compile(r.template), r) for r in ROUTES]
-
-
-def allowed_methods(path: str) -> list[str]:
-    """The methods of every route a raw path matches (for a 405's Allow header); empty if no route does."""
-    methods: list[str] = []
-    for pattern, r in _COMPILED:
-        if pattern.match(path):
-            methods += [m for m in r.methods if m not in methods]
-    return methods
-
-
-def takes_body(op: Operation) -> bool:
-    """Whether the HTTP request carries a body: a JSON document, or options that become body fields."""
-    return op.body or any(option.goes_to == "body" for option in op.options)
-
-
-def match(method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
-    """Route a raw path (for `serve`): the operation and its parameters, or None (405s too)."""
-    for pattern, r in _COMPILED:
-        found = pattern.match(path)
-        op = r.operation(method) if found is not None else None
-        if found is not None and op is not None:
-            return op, {k: unquote(v) for k, v in found.groupdict().items()}
-    return None

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import azure.functions as func
 
@@ -19,9 +23,23 @@ _context: Context | None = None
 _lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class LocalRequest:
+    """What `serve` (exporter/local/serve.py) sets around each request it hands a function; never set in Azure."""
+
+    ctx: Context
+    development_sign_in: bool = False  # the console's sign-in by user name, `serve --dev-sign-in` only
+
+
+_local: ContextVar[LocalRequest | None] = ContextVar("exporter_local_request", default=None)
+
+
 def context() -> Context:
-    """One context per worker process, built on first use from the app settings."""
+    """One context per worker process, built on first use from the app settings; a local request's own under `serve`."""
     global _context
+    local = _local.get()
+    if local is not None:
+        return local.ctx
     with _lock:
         if _context is None:
             logs.install_redaction()
@@ -34,6 +52,22 @@ def use_context(ctx: Context | None) -> None:
     global _context
     with _lock:
         _context = ctx
+
+
+def development_sign_in() -> bool:
+    """Whether the console offers the development sign-in to this request: only under `serve --dev-sign-in`."""
+    local = _local.get()
+    return local is not None and local.development_sign_in
+
+
+@contextmanager
+def local_request(scope: LocalRequest) -> Iterator[None]:
+    """The functions called inside run on `scope`'s context (each `serve` host has its own)."""
+    token = _local.set(scope)
+    try:
+        yield
+    finally:
+        _local.reset(token)
 
 
 def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:

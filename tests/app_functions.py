@@ -1,5 +1,6 @@
-"""The function app's functions, indexed once: get_functions() keeps state, so a second call fails."""
+"""The function app's functions, indexed once per process (get_functions() keeps state, so a second call
+fails): the same index `serve` hands its requests to."""
 
-import function_app
+from exporter.local.functions import registered
 
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = {f.get_function_name(): f for f in registered()}

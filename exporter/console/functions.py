@@ -1,6 +1,7 @@
 """The console behind the Functions host: a func.HttpRequest in, a func.HttpResponse out.
 
-In Azure the user comes only from App Service Authentication (the development sign-in is `serve`'s).
+In Azure the user comes only from App Service Authentication; the development sign-in is offered only
+to the requests `serve --dev-sign-in` hands over (exporter/triggers.py `LocalRequest`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ import azure.functions as func
 from .app import Console
 from .web import Request
 
-_console: Console | None = None
+_consoles: dict[bool, Console] = {}  # by whether it offers the development sign-in
 _lock = threading.Lock()
 
 
 def console() -> Console:
     """One console per worker process, on the triggers' context."""
-    global _console
     from .. import triggers
 
+    development = triggers.development_sign_in()
     with _lock:
         ctx = triggers.context()
-        if _console is None or _console.ctx is not ctx:
-            _console = Console(ctx, development=False)
-        return _console
+        site = _consoles.get(development)
+        if site is None or site.ctx is not ctx:
+            site = _consoles[development] = Console(ctx, development=development)
+        return site
 
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:
