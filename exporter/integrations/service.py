@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
 from ..destinations import DestinationFactory, open_destination
-from ..errors import ConflictError, InputError, PreconditionFailed, StaleRecordError
+from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
+from ..history import INTEGRATION, Entry, HistoryRepo, history_json
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
+from . import changelog
 from .model import (
     DestinationConfig,
     DestinationParams,
@@ -38,6 +40,7 @@ class IntegrationService:
         self,
         repo: IntegrationRepo,
         runs: RunRepo,
+        history: HistoryRepo,
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
@@ -45,6 +48,7 @@ class IntegrationService:
     ):
         self.repo = repo
         self.runs_repo = runs
+        self.history_repo = history
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
@@ -102,7 +106,9 @@ class IntegrationService:
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
         )
+        entry = self._intend(None, integration, verified=True)
         stored = self.repo.create(integration)
+        self._confirm(entry)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
         return self._answer(stored, verification=verification)
 
@@ -118,6 +124,40 @@ class IntegrationService:
         check_account(account)
         self.repo.get(account, integration_id)
         return {"runs": [r.to_json() for r in self.runs_repo.list(account, integration_id, limit)]}
+
+    def history(self, account: str, integration_id: str, limit: int = 100) -> dict[str, Any]:
+        """Who changed what and when, newest first; an integration that is not the account's is not found."""
+        check_account(account)
+        self.repo.get(account, integration_id)
+        entries = self.history_repo.list(
+            account, self.versions(account), limit, subject=INTEGRATION, subject_id=integration_id
+        )
+        return history_json(entries)
+
+    def versions(self, account: str) -> Callable[[str, str], str]:
+        """The stored version of an account's integrations (history resolves unconfirmed entries against it)."""
+
+        def version(subject: str, integration_id: str) -> str:
+            try:
+                return changelog.version(self.repo.get(account, integration_id))
+            except NotFoundError:
+                return changelog.version(None)
+
+        return version
+
+    def _intend(self, old: Integration | None, new: Integration | None, verified: bool = False) -> Entry | None:
+        """Record a change before it is made (exporter/history.py says why); None when it changes nothing."""
+        subject = new or old
+        if subject is None:
+            return None
+        before, after = changelog.version(old), changelog.version(new)
+        found = changelog.changes(old, new, self.secrets.open) if new is not None else ()
+        if before == after or (new is not None and not found and not verified):
+            return None
+        action = changelog.action(old, new, found)
+        return self.history_repo.intend(
+            subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified
+        )
 
     def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
         body = integration.to_json()
@@ -170,7 +210,10 @@ class IntegrationService:
                 changes.destination.filled_from(current.destination, self.secrets.open)
             )
         extra = {"verification": verification} if verification else {}
-        return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
+        written = self._write(
+            current, lambda c: self._apply(c, changes, destination), if_match, verified=bool(verification)
+        )
+        return self._answer(written, **extra)
 
     def _apply(
         self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None
@@ -208,22 +251,34 @@ class IntegrationService:
         )
 
     def _write(
-        self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None
+        self,
+        current: Integration,
+        change: Callable[[Integration], Integration],
+        if_match: str | None,
+        verified: bool = False,
     ) -> Integration:
-        """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
+        """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not.
+
+        Each attempt's change is recorded in the history before it is written and confirmed after.
+        """
         if if_match is not None and if_match.strip() == "*":
             if_match = None  # HTTP: `*` matches any current version, and `current` exists (it was just read)
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         attempted: list[Integration] = []
+        intended: list[Entry | None] = []
 
         def attempt(integration: Integration) -> Integration:
             if attempted and _same_record(integration, attempted[-1]):
+                self._confirm(intended[-1])
                 return integration  # our own write landed and only its answer was lost
             attempted.append(
                 change(integration)
             )  # a refusal of the change itself (ConflictError) is not a race, not retried
-            return self.repo.replace(attempted[-1])
+            intended.append(self._intend(integration, attempted[-1], verified))
+            written = self.repo.replace(attempted[-1])
+            self._confirm(intended[-1])
+            return written
 
         def reread(stale: Integration) -> Integration:
             fresh = self.repo.get(stale.account, stale.id)
@@ -266,8 +321,14 @@ class IntegrationService:
     def delete(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
         current = self.repo.get(account, integration_id)
+        entry = self._intend(current, None)
         self.repo.delete(current)
+        self._confirm(entry)
         return {"id": integration_id, "deleted": True}
+
+    def _confirm(self, entry: Entry | None) -> None:
+        if entry is not None:
+            self.history_repo.confirm(entry)
 
 
 def _given(value: T | None, field: str) -> T:
