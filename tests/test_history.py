@@ -41,6 +41,17 @@ def history(ctx, iid, account="acme", **query) -> list[dict]:
 
 
 @pytest.fixture
+def alice(ctx):
+    """Alice, a member of acme, signed in to the console of a `serve` on the test's context."""
+    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice")
+    host = LocalHost(ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
+    browser = Browser(host.console_url.removesuffix("/console"))
+    browser.sign_in("alice")
+    yield browser
+    host.stop()
+
+
+@pytest.fixture
 def created(ctx, customer_body) -> str:
     answer = call(ctx, "integrations_create", customer_body, account="acme")
     assert answer.status == 201, answer.body
@@ -50,8 +61,8 @@ def created(ctx, customer_body) -> str:
 # ------------------------------------------------------------------ who
 
 
-def test_who_is_the_signed_in_user_or_the_operator(ctx, clock, created, members, monkeypatch):
-    members.add("acme", "alice@contoso.com")
+def test_who_is_the_signed_in_user_or_the_operator(ctx, clock, created, monkeypatch):
+    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice@contoso.com")
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
     clock.advance(minutes=1)
     assert patch(ctx, created, {"frequency_hours": 6}, headers=principal("Alice@Contoso.com")).status == 200
@@ -70,12 +81,12 @@ def test_who_is_the_signed_in_user_or_the_operator(ctx, clock, created, members,
 
 
 def test_through_the_function_app_a_member_reads_the_history_and_the_members_history_is_for_operators(
-    ctx, clock, created, members, monkeypatch
+    ctx, clock, created, monkeypatch
 ):
     triggers.use_context(ctx)
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
     clock.advance(minutes=1)
-    members.add("acme", "alice")
+    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice")
     url = f"https://app.example/api/accounts/acme/integrations/{created}/history"
 
     def get(function, url, params, headers):
@@ -157,7 +168,7 @@ def test_another_accounts_integration_is_not_found_exactly_like_its_runs(ctx, cr
 # ------------------------------------------------------------------ secrets
 
 
-def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, dev_host, members, capsys, monkeypatch):
+def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, capsys, monkeypatch, request):
     answer = call(ctx, "integrations_create", kit_integration_body(kit.body()), account="acme")
     assert answer.status == 201, answer.body
     iid = answer.body["id"]
@@ -188,10 +199,7 @@ def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, dev_host, m
     assert cli.main(["integrations", "history", "--account", "acme", iid]) == 0
     shown.append(capsys.readouterr().out)
     assert json.loads(shown[-1])["history"] == entries
-    members.add("acme", "alice")
-    browser = Browser(dev_host.console_url.removesuffix("/console"))
-    browser.sign_in("alice")
-    page = browser.get("/console/accounts/acme")
+    page = request.getfixturevalue("alice").get("/console/accounts/acme")
     assert page.status == 200 and "credentials verified" in page.text
     shown.append(page.text)
     for text in shown:
@@ -203,7 +211,7 @@ def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, dev_host, m
 # ------------------------------------------------------------------ members
 
 
-def test_members_added_and_removed_are_recorded_once(ctx, clock, members, monkeypatch):
+def test_members_added_and_removed_are_recorded_once(ctx, clock, monkeypatch):
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
     for _ in range(2):  # a retried request changes nothing the second time, and records nothing
         clock.advance(minutes=1)
@@ -264,13 +272,10 @@ def test_a_change_made_but_not_confirmed_is_shown_and_its_retry_adds_nothing(ctx
 # ------------------------------------------------------------------ the console
 
 
-def test_the_console_shows_the_history_of_each_integration(ctx, clock, created, dev_host, members):
-    members.add("acme", "alice")
-    browser = Browser(dev_host.console_url.removesuffix("/console"))
-    browser.sign_in("alice")
-    page = browser.get("/console/accounts/acme")
+def test_the_console_shows_the_history_of_each_integration(ctx, clock, created, alice):
+    page = alice.get("/console/accounts/acme")
     clock.advance(minutes=5)
-    paused = browser.submit(page, f"/console/accounts/acme/integrations/{created}/pause", {})
+    paused = alice.submit(page, f"/console/accounts/acme/integrations/{created}/pause", {})
     assert paused.status == 200
     section = paused.text[paused.text.index(f'id="hist-{created}"') :]
     rows = section[: section.index("</table>")]
@@ -279,15 +284,3 @@ def test_the_console_shows_the_history_of_each_integration(ctx, clock, created, 
     assert "<td>operator</td>\n        <td>Created (credentials verified)</td>" in rows
     assert rows.index("Paused") < rows.index("Created")
     assert history(ctx, created)[0]["who"] == "alice"
-
-
-@pytest.fixture
-def members(ctx) -> MemberRepo:
-    return MemberRepo(ctx.storage, ctx.clock)
-
-
-@pytest.fixture
-def dev_host(ctx):
-    host = LocalHost(ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
-    yield host
-    host.stop()
