@@ -40,6 +40,7 @@ INTEGRATION = "integration"
 MEMBER = "member"
 MAX_VALUE_CHARS = 2000  # a longer old or new value is shown as changed only (an entity property holds 64 KiB)
 _NEWEST_FIRST = 10**17  # microseconds: the RowKey is this minus the time, zero-padded
+_PER_INSTANT = 100_000  # entries of one instant ordered among themselves (the rest share the last place)
 
 _actor: ContextVar[str] = ContextVar("history_actor", default=OPERATOR)
 
@@ -164,7 +165,6 @@ class HistoryRepo:
     ) -> Entry:
         """Write the entry of a change about to be made (before it is made: see the module's docstring)."""
         now = self.clock.now()
-        micros = int(now.timestamp()) * 1_000_000 + now.microsecond
         entry = Entry(
             account,
             subject,
@@ -176,10 +176,26 @@ class HistoryRepo:
             before,
             after,
             verified,
-            row_key=f"{_NEWEST_FIRST - micros:017d}-{uuid.uuid4().hex[:8]}",
+            row_key=self._row_key(account, now),
         )
         self.table.create_entity(entry.to_entity())
         return entry
+
+    def _row_key(self, account: str, now: datetime) -> str:
+        """Newest first: the inverted time, then a count down of the entries of the same instant.
+
+        The count keeps an order between changes made at one instant (an injected clock, `--now`);
+        two processes at the very same microsecond may take the same count, and then fall in either order.
+        """
+        micros = int(now.timestamp()) * 1_000_000 + now.microsecond
+        instant = f"{_NEWEST_FIRST - micros:017d}"
+        same = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+            parameters={"pk": account, "lo": instant + "-", "hi": instant + "."},
+            select=["RowKey"],
+        )
+        count = sum(1 for _ in same)
+        return f"{instant}-{max(_PER_INSTANT - 1 - count, 0):05d}-{uuid.uuid4().hex[:8]}"
 
     def confirm(self, entry: Entry) -> None:
         """The change landed. Only a shortcut for readers: an unconfirmed entry is resolved when read."""

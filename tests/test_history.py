@@ -140,6 +140,15 @@ def test_each_change_names_its_fields_with_old_and_new_values_newest_first(ctx, 
     assert [e["action"] for e in history(ctx, created, limit=2)] == ["updated", "resumed"]
 
 
+def test_changes_made_at_one_instant_keep_their_order(ctx, created):
+    for hours in (2, 4, 6, 12, 24):  # the injected clock does not move
+        assert patch(ctx, created, {"frequency_hours": hours}).status == 200
+    entries = history(ctx, created)
+    frequencies = [next(c["new"] for c in e["changes"] if c["field"] == "frequency_hours") for e in entries]
+    assert frequencies == [24, 12, 6, 4, 2, 1]
+    assert len({e["at"] for e in entries}) == 1
+
+
 def test_a_request_that_changes_nothing_records_nothing(ctx, clock, created):
     for _ in range(2):
         clock.advance(minutes=1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -106,9 +107,8 @@ class IntegrationService:
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
         )
-        entry = self._intend(None, integration, verified=True)
-        stored = self.repo.create(integration)
-        self._confirm(entry)
+        with self.recorded(None, integration, verified=True):
+            stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
         return self._answer(stored, verification=verification)
 
@@ -145,18 +145,29 @@ class IntegrationService:
 
         return version
 
-    def _intend(self, old: Integration | None, new: Integration | None, verified: bool = False) -> Entry | None:
+    @contextmanager
+    def recorded(
+        self, old: Integration | None, new: Integration | None, verified: bool = False, who: str | None = None
+    ) -> Iterator[None]:
+        """Around the write of a change: its history entry intended before, confirmed once the write returned."""
+        entry = self._intend(old, new, verified, who)
+        yield
+        self._confirm(entry)
+
+    def _intend(
+        self, old: Integration | None, new: Integration | None, verified: bool = False, who: str | None = None
+    ) -> Entry | None:
         """Record a change before it is made (exporter/history.py says why); None when it changes nothing."""
         subject = new or old
-        if subject is None:
-            return None
         before, after = changelog.version(old), changelog.version(new)
+        if subject is None or before == after:  # the worker's own moves (windows, leases) end here, cheaply
+            return None
         found = changelog.changes(old, new, self.secrets.open) if new is not None else ()
-        if before == after or (new is not None and not found and not verified):
+        if new is not None and not found and not verified:
             return None
         action = changelog.action(old, new, found)
         return self.history_repo.intend(
-            subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified
+            subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified, who=who
         )
 
     def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
@@ -321,9 +332,8 @@ class IntegrationService:
     def delete(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
         current = self.repo.get(account, integration_id)
-        entry = self._intend(current, None)
-        self.repo.delete(current)
-        self._confirm(entry)
+        with self.recorded(current, None):
+            self.repo.delete(current)
         return {"id": integration_id, "deleted": True}
 
     def _confirm(self, entry: Entry | None) -> None:
