@@ -13,10 +13,13 @@ import pytest
 
 from exporter import api, cli, triggers
 from exporter.errors import TransientError
+from exporter.integrations.model import Status
+from exporter.local.host import tick
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
 from tests.app_functions import FUNCTIONS
 from tests.console_helpers import Browser
+from tests.destination_helpers import behind, destination_from_body
 from tests.destination_helpers import integration_body as kit_integration_body
 from tests.helpers import call
 
@@ -215,6 +218,25 @@ def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, capsys, mon
         for what, secret in secrets.items():
             assert secret not in text, what
             assert secret.replace("/", "\\/") not in text, what
+
+
+def test_the_workers_stop_is_the_systems_and_the_recovery_whoevers(ctx, clock, azure_kit, monkeypatch):
+    iid = behind(ctx, clock, azure_kit, 2)
+    monkeypatch.setattr(ctx, "open_destination", lambda *args: destination_from_body(azure_kit.refused_body()))
+    tick(ctx)
+    assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR
+    monkeypatch.undo()
+    clock.advance(minutes=1)
+    assert patch(ctx, iid, {"destination": azure_kit.credentials_update()}).status == 200
+    entries = history(ctx, iid)
+    assert [(e["who"], e["action"]) for e in entries] == [
+        ("operator", "resumed"),  # verified credentials end the stop
+        ("system", "stopped"),
+        ("operator", "created"),
+    ]
+    assert entries[1]["changes"] == [{"field": "status", "old": "active", "new": "credential_error"}]
+    assert entries[0]["changes"] == [{"field": "status", "old": "credential_error", "new": "active"}]
+    assert entries[0]["credentials_verified"] is True
 
 
 # ------------------------------------------------------------------ members
