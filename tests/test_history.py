@@ -14,11 +14,12 @@ import pytest
 from exporter import api, cli, triggers
 from exporter.errors import TransientError
 from exporter.integrations.model import Status
+from exporter.local.cloudservers import service_account_key
 from exporter.local.host import tick
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
 from tests.app_functions import FUNCTIONS
-from tests.console_helpers import Browser
+from tests.console_helpers import Browser, sas_connection
 from tests.destination_helpers import behind, destination_from_body
 from tests.destination_helpers import integration_body as kit_integration_body
 from tests.helpers import call
@@ -180,28 +181,44 @@ def test_another_accounts_integration_is_not_found_exactly_like_its_runs(ctx, cr
 # ------------------------------------------------------------------ secrets
 
 
+def other_credentials(kit) -> tuple[dict, str, list[str]]:
+    """Working credentials other than the kit's: the update, its secret, and the fields the history names."""
+    if kit.kind == "s3":  # a key of another user
+        key = kit.server.create_user(f"u2-{kit.bucket}", ["s3:*"], kit.bucket)
+        return key, key["secret_access_key"], ["destination.access_key_id", "destination.secret_access_key"]
+    if kit.kind == "gcs":  # another service account's key
+        key = service_account_key(kit.key["token_uri"], name=f"sa2-{kit.bucket}")
+        return (
+            {"service_account_key": key},
+            key["private_key"],
+            ["destination.client_email", "destination.service_account_key"],
+        )
+    permissions = {"read": True, "write": True, "delete": True, "list": True, "create": True}
+    connection = sas_connection(kit.connection, kit.container.container_name, **permissions)
+    return (
+        {"connection_string": connection},
+        connection.split("SharedAccessSignature=")[1],
+        ["destination.connection_string"],
+    )
+
+
 def test_secrets_are_only_ever_said_to_have_changed(ctx, clock, kit, capsys, monkeypatch, request):
     answer = call(ctx, "integrations_create", kit_integration_body(kit.body()), account="acme")
     assert answer.status == 201, answer.body
     iid = answer.body["id"]
     clock.advance(minutes=1)
     assert patch(ctx, iid, {"destination": kit.credentials_update()}).status == 200  # the same secret, verified again
-    secrets = dict(kit.secrets())
-    if kit.kind == "s3":  # a key of another user: the secret changes
-        key = kit.server.create_user(f"u2-{kit.bucket}", ["s3:*"], kit.bucket)
-        secrets["second secret"] = key["secret_access_key"]
-        clock.advance(minutes=1)
-        changed = patch(ctx, iid, {"destination": key})
-        assert changed.status == 200, changed.body
+    update, second_secret, fields = other_credentials(kit)
+    secrets = {**kit.secrets(), "the second secret": second_secret}
+    clock.advance(minutes=1)
+    changed = patch(ctx, iid, {"destination": update})
+    assert changed.status == 200, changed.body
     entries = history(ctx, iid)
-    assert entries[-1]["action"] == "created"
-    assert any(e["action"] == "credentials verified" for e in entries)
-    if kit.kind == "s3":
-        assert {"field": "destination.secret_access_key", "changed": True} in entries[0]["changes"]
-        assert [c["field"] for c in entries[0]["changes"]] == [
-            "destination.access_key_id",
-            "destination.secret_access_key",
-        ]
+    assert [e["action"] for e in entries] == ["updated", "credentials verified", "created"]
+    assert [c["field"] for c in entries[0]["changes"]] == fields
+    secret_field = fields[-1]
+    assert {"field": secret_field, "changed": True} in entries[0]["changes"]
+    assert {"field": secret_field, "changed": True} in entries[2]["changes"]
     # The answers of the API, the CLI and the console.
     shown = [json.dumps(entries), json.dumps(call(ctx, "members_history", account="acme").body)]
     monkeypatch.setenv("AzureWebJobsStorage", ctx.settings.storage_connection)
