@@ -25,7 +25,7 @@ from .members import MemberRepo, check_user
 PRINCIPAL = "X-MS-CLIENT-PRINCIPAL"
 PRINCIPAL_NAME = "X-MS-CLIENT-PRINCIPAL-NAME"
 NAME_CLAIMS = ("preferred_username", "upn", "email", "name")
-MEMBER_OPERATIONS = frozenset({"members_list", "members_add", "members_remove"})
+MEMBER_OPERATIONS = frozenset({"members_list", "members_add", "members_remove", "members_history"})
 
 
 def app_service_auth_enabled(env: Mapping[str, str] | None = None) -> bool:

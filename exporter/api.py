@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from . import routes
+from . import access, routes
 from .context import Context
 from .errors import (
     ConfigurationError,
@@ -32,11 +32,12 @@ from .errors import (
     PreconditionFailed,
     TransientError,
 )
+from .history import MEMBER, OPERATOR, HistoryRepo, acting_as, history_json
 from .integrations.replay import replay_window
 from .logs import redact
 from .members import MemberRepo
 from .ucd.request import parse_upsert
-from .validation import check_fields, load_json_body
+from .validation import check_account, check_fields, load_json_body
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,24 @@ def _upsert(ctx: Context, r: ApiRequest) -> dict:
     return ctx.ucd.upsert(parse_upsert(r.params["account"], r.json())).to_json()
 
 
+def _account_history(ctx: Context, r: ApiRequest) -> dict:
+    """Every change of the account, members and integrations (deleted ones too), newest first."""
+    account = check_account(r.params["account"])
+    members = MemberRepo(ctx.storage, ctx.clock)
+    integrations = ctx.integrations.versions(account)
+
+    def current(subject: str, subject_id: str) -> str:
+        return members.version(account, subject_id) if subject == MEMBER else integrations(subject, subject_id)
+
+    return history_json(HistoryRepo(ctx.storage, ctx.clock).list(account, current, _limit(r)))
+
+
+def _who(request: ApiRequest) -> str:
+    """Who the history names: the signed-in user (believed only where App Service Authentication is on), or the operator."""
+    user = access.principal_user(request.headers) if access.app_service_auth_enabled() else None
+    return user or OPERATOR
+
+
 OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "ucd_upsert": _upsert,
     "ucd_delete_user": lambda ctx, r: ctx.ucd.delete_user(r.params["account"], r.params["user_id"]),
@@ -120,12 +139,14 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_resume": lambda ctx, r: ctx.integrations.resume(r.params["account"], r.params["id"]),
     "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
     "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
+    "integrations_history": lambda ctx, r: ctx.integrations.history(r.params["account"], r.params["id"], _limit(r)),
     "integrations_replay": lambda ctx, r: replay_window(
         ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")
     ),
     "members_list": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).list(r.params["account"]),
     "members_add": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).add(r.params["account"], r.params["user"]),
     "members_remove": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).remove(r.params["account"], r.params["user"]),
+    "members_history": _account_history,
 }
 
 if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route
@@ -146,7 +167,8 @@ def _refused_as_malformed(error: AzureError) -> bool:
 def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
     """Run one operation and turn its outcome, or its error, into a status and a JSON body."""
     try:
-        body = OPERATIONS[operation](ctx, request)
+        with acting_as(_who(request)):
+            body = OPERATIONS[operation](ctx, request)
         return ApiResponse(routes.OPERATIONS[operation].status, body)
     except ExporterError as error:
         body = error.to_json()

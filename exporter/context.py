@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .clock import Clock, SystemClock
 from .destinations import open_destination as default_destination
 from .export.destination import Destination
+from .history import HistoryRepo
 from .integrations.model import Integration
 from .integrations.repo import IntegrationRepo
 from .integrations.service import IntegrationService
@@ -45,6 +46,7 @@ class Context:
         service = IntegrationService(
             repo,
             runs,
+            HistoryRepo(storage, clock),
             SecretBox(settings.secret_key),
             clock,
             open_destination,

@@ -15,10 +15,12 @@ from azure.data.tables import TableClient, UpdateMode
 
 from .clock import Clock, iso
 from .errors import InputError
+from .history import ABSENT, MEMBER, HistoryRepo
 from .storage import MEMBERS_TABLE, Storage
 from .validation import check_account
 
 MAX_USER = 256
+MEMBERSHIP = "member"  # the version of a member subject that exists (history: ABSENT before an add)
 # A user is the name App Service Authentication gives (an e-mail or user principal name) or a
 # development sign-in name: printable, no spaces, none of the characters Table keys refuse.
 USER_RE = re.compile(r"^[^\s/\\#?\x00-\x1f\x7f]{1,256}$")
@@ -41,20 +43,31 @@ class MemberRepo:
     def __init__(self, storage: Storage, clock: Clock):
         self.table: TableClient = storage.table(MEMBERS_TABLE)
         self.clock = clock
+        self.history = HistoryRepo(storage, clock)
 
     def add(self, account: str, user: str) -> dict[str, Any]:
-        """Idempotent: adding a member twice keeps one membership."""
+        """Idempotent: adding a member twice keeps one membership and one history entry."""
         account, user = check_account(account), check_user(user)
-        self.table.upsert_entity(
-            {"PartitionKey": account, "RowKey": user, "added_at": iso(self.clock.now())}, mode=UpdateMode.MERGE
-        )
+        if not self.is_member(account, user):
+            entry = self.history.intend(account, MEMBER, user, "added", (), ABSENT, MEMBERSHIP)
+            self.table.upsert_entity(
+                {"PartitionKey": account, "RowKey": user, "added_at": iso(self.clock.now())}, mode=UpdateMode.MERGE
+            )
+            self.history.confirm(entry)
         return {"account": account, "user": user, "member": True}
 
     def remove(self, account: str, user: str) -> dict[str, Any]:
-        """Idempotent: removing a user who is not a member answers the same."""
+        """Idempotent: removing a user who is not a member answers the same (and records nothing)."""
         account, user = check_account(account), check_user(user)
-        self.table.delete_entity(account, user)
+        if self.is_member(account, user):
+            entry = self.history.intend(account, MEMBER, user, "removed", (), MEMBERSHIP, ABSENT)
+            self.table.delete_entity(account, user)
+            self.history.confirm(entry)
         return {"account": account, "user": user, "member": False}
+
+    def version(self, account: str, user: str) -> str:
+        """A member subject's current version, for the history."""
+        return MEMBERSHIP if self.is_member(account, user) else ABSENT
 
     def list(self, account: str) -> dict[str, Any]:
         account = check_account(account)

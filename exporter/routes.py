@@ -219,6 +219,18 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     route(
+        "integration_history",
+        "accounts/{account}/integrations/{id}/history",
+        Operation(
+            "integrations_history",
+            "GET",
+            "integrations history",
+            "who changed the integration, what and when, newest first (secrets only as changed)",
+            f"{CLI} integrations history --account acme {EXAMPLE_ID}",
+            options=(LIMIT,),
+        ),
+    ),
+    route(
         "integration_replay",
         "accounts/{account}/integrations/{id}/replay",
         Operation(
@@ -239,6 +251,19 @@ ROUTES: tuple[Route, ...] = (
             "members list",
             "the users who may manage the account in the console",
             f"{CLI} members list --account acme",
+        ),
+    ),
+    route(
+        "account_history",
+        "accounts/{account}/history",
+        Operation(
+            "members_history",
+            "GET",
+            "members history",
+            "the account's history, newest first: members added and removed, and every integration's "
+            "changes (deleted integrations too)",
+            f"{CLI} members history --account acme",
+            options=(LIMIT,),
         ),
     ),
     route(

@@ -21,6 +21,7 @@ UCD_PROFILES_TABLE = "ucdprofiles"
 UCD_CATALOG_TABLE = "ucdcatalog"
 MEMBERS_TABLE = "members"  # exporter/members.py
 DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
+HISTORY_TABLE = "history"  # exporter/history.py
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -30,6 +31,7 @@ ALL_TABLES = (
     UCD_CATALOG_TABLE,
     MEMBERS_TABLE,
     DRAFTS_TABLE,
+    HISTORY_TABLE,
 )
 
 

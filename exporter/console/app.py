@@ -20,6 +20,7 @@ from azure.core.exceptions import AzureError
 from .. import access
 from ..context import Context
 from ..errors import ExporterError, TransientError
+from ..history import acting_as
 from ..logs import redact
 from ..members import MemberRepo, check_user
 from . import pages, wizard
@@ -164,7 +165,8 @@ class Console:
                 if not self.members.is_member(account, user):
                     return visit.page(404, "not_found.html", missing=account)
                 visit.account = account
-            return handler(visit)
+            with acting_as(user):  # the history names who made each change
+                return handler(visit)
         return Visit(self, request, session, user).page(404, "error.html", message="No such page.")
 
     def _sign_in(self, request: Request, session: Session) -> Response:

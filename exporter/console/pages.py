@@ -13,6 +13,7 @@ from ..errors import ExporterError
 from ..integrations.replay import replay_window
 from ..integrations.repo import MAX_DESTINATIONS_PER_ACCOUNT
 from ..runs import RunStatus
+from . import history
 from .drafts import DraftRepo
 from .fields import FORMAT_LABELS, TYPE_NAMES
 from .web import Response, account_url, redirect
@@ -140,6 +141,7 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "max_bytes": max((r["bytes"] for r in runs), default=0),
         "chart_width": CHART_WIDTH,
         "chart_height": CHART_HEIGHT,
+        "history": history.entries(visit, item["id"]),
         "url": lambda *parts: account_url(visit.account, "integrations", item["id"], *parts),
     }
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
 from ..destinations import DestinationFactory, open_destination
-from ..errors import ConflictError, InputError, PreconditionFailed, StaleRecordError
+from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
+from ..history import INTEGRATION, Entry, HistoryRepo, history_json
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
+from . import changelog
 from .model import (
     DestinationConfig,
     DestinationParams,
@@ -38,6 +41,7 @@ class IntegrationService:
         self,
         repo: IntegrationRepo,
         runs: RunRepo,
+        history: HistoryRepo,
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
@@ -45,6 +49,7 @@ class IntegrationService:
     ):
         self.repo = repo
         self.runs_repo = runs
+        self.history_repo = history
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
@@ -102,7 +107,8 @@ class IntegrationService:
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
         )
-        stored = self.repo.create(integration)
+        with self.recorded(None, integration, verified=True):
+            stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
         return self._answer(stored, verification=verification)
 
@@ -118,6 +124,51 @@ class IntegrationService:
         check_account(account)
         self.repo.get(account, integration_id)
         return {"runs": [r.to_json() for r in self.runs_repo.list(account, integration_id, limit)]}
+
+    def history(self, account: str, integration_id: str, limit: int = 100) -> dict[str, Any]:
+        """Who changed what and when, newest first; an integration that is not the account's is not found."""
+        check_account(account)
+        self.repo.get(account, integration_id)
+        entries = self.history_repo.list(
+            account, self.versions(account), limit, subject=INTEGRATION, subject_id=integration_id
+        )
+        return history_json(entries)
+
+    def versions(self, account: str) -> Callable[[str, str], str]:
+        """The stored version of an account's integrations (history resolves unconfirmed entries against it)."""
+
+        def version(subject: str, integration_id: str) -> str:
+            try:
+                return changelog.version(self.repo.get(account, integration_id))
+            except NotFoundError:
+                return changelog.version(None)
+
+        return version
+
+    @contextmanager
+    def recorded(
+        self, old: Integration | None, new: Integration | None, verified: bool = False, who: str | None = None
+    ) -> Iterator[None]:
+        """Around the write of a change: its history entry intended before, confirmed once the write returned."""
+        entry = self._intend(old, new, verified, who)
+        yield
+        self._confirm(entry)
+
+    def _intend(
+        self, old: Integration | None, new: Integration | None, verified: bool = False, who: str | None = None
+    ) -> Entry | None:
+        """Record a change before it is made (exporter/history.py says why); None when it changes nothing."""
+        subject = new or old
+        before, after = changelog.version(old), changelog.version(new)
+        if subject is None or before == after:  # the worker's own moves (windows, leases) end here, cheaply
+            return None
+        found = changelog.changes(old, new, self.secrets.open) if new is not None else ()
+        if new is not None and not found and not verified:
+            return None
+        action = changelog.action(old, new, found)
+        return self.history_repo.intend(
+            subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified, who=who
+        )
 
     def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
         body = integration.to_json()
@@ -170,7 +221,10 @@ class IntegrationService:
                 changes.destination.filled_from(current.destination, self.secrets.open)
             )
         extra = {"verification": verification} if verification else {}
-        return self._answer(self._write(current, lambda c: self._apply(c, changes, destination), if_match), **extra)
+        written = self._write(
+            current, lambda c: self._apply(c, changes, destination), if_match, verified=bool(verification)
+        )
+        return self._answer(written, **extra)
 
     def _apply(
         self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None
@@ -208,22 +262,34 @@ class IntegrationService:
         )
 
     def _write(
-        self, current: Integration, change: Callable[[Integration], Integration], if_match: str | None
+        self,
+        current: Integration,
+        change: Callable[[Integration], Integration],
+        if_match: str | None,
+        verified: bool = False,
     ) -> Integration:
-        """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not."""
+        """Conditional write; a race with the worker's own state moves is retried, a race with another edit is not.
+
+        Each attempt's change is recorded in the history before it is written and confirmed after.
+        """
         if if_match is not None and if_match.strip() == "*":
             if_match = None  # HTTP: `*` matches any current version, and `current` exists (it was just read)
         if if_match is not None and if_match != current.etag:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         attempted: list[Integration] = []
+        intended: list[Entry | None] = []
 
         def attempt(integration: Integration) -> Integration:
             if attempted and _same_record(integration, attempted[-1]):
+                self._confirm(intended[-1])
                 return integration  # our own write landed and only its answer was lost
             attempted.append(
                 change(integration)
             )  # a refusal of the change itself (ConflictError) is not a race, not retried
-            return self.repo.replace(attempted[-1])
+            intended.append(self._intend(integration, attempted[-1], verified))
+            written = self.repo.replace(attempted[-1])
+            self._confirm(intended[-1])
+            return written
 
         def reread(stale: Integration) -> Integration:
             fresh = self.repo.get(stale.account, stale.id)
@@ -266,8 +332,13 @@ class IntegrationService:
     def delete(self, account: str, integration_id: str) -> dict[str, Any]:
         check_account(account)
         current = self.repo.get(account, integration_id)
-        self.repo.delete(current)
+        with self.recorded(current, None):
+            self.repo.delete(current)
         return {"id": integration_id, "deleted": True}
+
+    def _confirm(self, entry: Entry | None) -> None:
+        if entry is not None:
+            self.history_repo.confirm(entry)
 
 
 def _given(value: T | None, field: str) -> T:

@@ -13,6 +13,7 @@ from typing import Any
 from ..concurrency import retry_on_conflict
 from ..context import Context
 from ..errors import NotFoundError, StaleRecordError
+from ..history import SYSTEM
 from ..integrations.model import Integration
 
 
@@ -42,7 +43,9 @@ def modify(
             return None
         if all(getattr(current, name) == value for name, value in changes.items()):
             return current  # already so: our own write whose answer was lost, or nothing to do
-        return ctx.repo.replace(current.with_changes(**changes))
+        changed = current.with_changes(**changes)
+        with ctx.integrations.recorded(current, changed, who=SYSTEM):  # a status it stops: in the history
+            return ctx.repo.replace(changed)
 
     try:
         return conditionally(ctx, integration, attempt)

@@ -1,0 +1,81 @@
+"""What changed between two stored versions of an integration, in the history's words (exporter/history.py).
+
+Values are the ones the API shows (a masked key id, a masked client e-mail); a secret (the connection
+string, the S3 secret access key, the GCS service account key) is compared opened, and only said to
+have changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..history import ABSENT, Change
+from .model import Integration, destination_kind
+
+# The credential fields shown only as "changed", whatever the API shows of them.
+SECRET_FIELDS = frozenset({"connection_string", "secret_access_key", "service_account_key"})
+# What the worker moves (delivery state) or what follows from a change (times): not a change by itself.
+NOT_CHANGES = frozenset(
+    {"updated_at", "created_at", "activated_at", "last_success_end", "last_error", "queued_until", "slot", "kind"}
+)
+STATUS_ACTIONS = {
+    "active": "resumed",
+    "paused": "paused",
+    "credential_error": "stopped",
+    "destination_error": "stopped",
+}
+
+
+def version(integration: Integration | None) -> str:
+    """A digest of what a customer or operator changes (the sealed secret included: a new seal is a new version)."""
+    if integration is None:
+        return ABSENT
+    stored = {k: v for k, v in integration.to_entity().items() if k not in NOT_CHANGES}
+    return hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def changes(old: Integration | None, new: Integration, open_secret: Callable[[str], str]) -> tuple[Change, ...]:
+    """Field by field, old -> new (a create: every field, from null)."""
+    before = _shown(old, open_secret) if old is not None else {}
+    after = _shown(new, open_secret)
+    found = []
+    for name in sorted(set(before) | set(after), key=_order):
+        was, now = before.get(name), after.get(name)
+        if was == now:
+            continue
+        secret = name.removeprefix("destination.") in SECRET_FIELDS
+        found.append(Change(name, secret=True) if secret else Change.of(name, was, now))
+    return tuple(found)
+
+
+def action(old: Integration | None, new: Integration | None, found: tuple[Change, ...]) -> str:
+    """The change in a word: created, deleted, paused, resumed, stopped, credentials verified, updated."""
+    if old is None:
+        return "created"
+    if new is None:
+        return "deleted"
+    if [c.field for c in found] == ["status"]:
+        return STATUS_ACTIONS.get(new.status.value, "updated")
+    return "updated" if found else "credentials verified"
+
+
+def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[str, Any]:
+    """The integration as the history compares it: flat fields, secrets opened (compared, never kept)."""
+    body = integration.to_json()
+    fields: dict[str, Any] = {
+        k: body[k] for k in ("name", "events", "attributes", "frequency_hours", "format", "manifest", "status")
+    }
+    fields.update({f"destination.{k}": v for k, v in body["destination"].items()})
+    kind = destination_kind(integration.destination.type)
+    opened = kind.from_secret(open_secret(integration.destination.sealed_secret))
+    for name in SECRET_FIELDS & set(opened):
+        # Only a digest takes part, so a value compared by mistake can never carry the secret out.
+        fields[f"destination.{name}"] = hashlib.sha256(json.dumps(opened[name], sort_keys=True).encode()).hexdigest()
+    return fields
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (1 if name.startswith("destination.") else 0, name)
