@@ -31,6 +31,7 @@ from ..context import Context
 from ..destinations import DESTINATION_KINDS, DESTINATION_TYPES
 from ..secrets import new_key
 from ..settings import Settings
+from .cloudservers import _stop
 from .demo import ACCOUNT, sample_hour
 from .demotargets import DemoTarget, open_target
 from .devstorage import free_port, start_azurite
@@ -86,7 +87,7 @@ def run_console_demo(port: int = 7071, users: int = 60) -> int:
         env = serve_environment(azurite.connection_string, new_key())
         _prepare(Settings.from_env(env), users)
         serve, url, serve_log = _start_serve(env, port or free_port())
-        stops.append(lambda: _terminate(serve))
+        stops.append(lambda: _stop(serve))
         _instructions(url, targets, serve_log)
         code = serve.wait()
         say(f"serve stopped by itself (exit code {code}); its log: {serve_log}")
@@ -141,7 +142,7 @@ def _start_serve(env: dict[str, str], port: int) -> tuple[subprocess.Popen, str,
         if _answers(url + "/sign-in"):
             return process, url, serve_log
         time.sleep(0.2)
-    _terminate(process)
+    _stop(process)
     raise SystemExit(f"demo: serve did not answer within {READY_SECONDS:g} s; see {serve_log}")
 
 
@@ -151,16 +152,6 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _instructions(url: str, targets: list[DemoTarget], serve_log: Path) -> None:
