@@ -114,6 +114,18 @@ def test_a_launched_integration_deleted_since_is_not_launched_again(alice, ctx, 
     assert again.status == 200 and "has since been deleted" in again.text and listed(ctx) == []
 
 
+def test_saving_an_edit_again_says_already_saved(alice, ctx, azurite_connection, customer_container):
+    body = integration_body(azurite_connection, customer_container.container_name)
+    item = call(ctx, "integrations_create", body, account="acme").body
+    edit = alice.submit(alice.get(ACCOUNT_PAGE), f"{ACCOUNT_PAGE}/integrations/{item['id']}/edit", {})
+    page = alice.get(wizard_path(edit).replace("/authentication", "/launch"))
+    form = {**LAUNCH, "frequency_hours": "6"}
+    assert "warehouse feed saved" in alice.submit(page, wizard_path(page), form).notice()
+    again = alice.submit(page, wizard_path(page), {**form, "frequency_hours": "12"})
+    assert again.status == 200 and ">Already saved</h1>" in again.text and "Go to warehouse feed" in again.text
+    assert call(ctx, "integrations_show", account="acme", id=item["id"]).body["frequency_hours"] == 6
+
+
 def test_the_launched_message_shows_once(alice, azurite_connection, customer_container):
     page = to_launch(alice, azurite_connection, customer_container.container_name)
     launched = alice.submit(page, wizard_path(page), LAUNCH, follow=False)

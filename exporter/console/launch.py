@@ -51,17 +51,17 @@ def became(visit: Visit, draft: Draft) -> Response | None:
         return None
     if found is None and not draft.launched_id:
         return None
+    done = "saved" if draft.editing else "launched"
     if found is None:
         return visit.page(
             200,
             "launched.html",
-            heading="Already launched",
-            text="This wizard launched an integration that has since been deleted. "
+            heading=f"Already {done}",
+            text=f"This wizard {done} an integration that has since been deleted. "
             "To export again, start a new integration.",
             link=account_url(draft.account),
             link_text="Integrations",
         )
-    done = "saved" if draft.editing else "launched"
     return visit.page(
         200,
         "launched.html",
