@@ -150,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="azure_blob",
         help="the customer's destination type (default: azure_blob on Azurite; s3 on moto, gcs on gcp-storage-emulator)",
     )
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="instead: serve the console with the development sign-in, sample events and a container and buckets "
+        "of every type ready, print what to paste in each field, and run until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=int, default=7071, help="with --console: the HTTP port (default: 7071; 0: a free one)"
+    )
     verb(verbs, "secret-key", "print a new key for EXPORT_SECRET_KEY", EXAMPLES["secret-key"])
     return root
 
@@ -283,6 +292,10 @@ def _run(args) -> int:
         _print({"EXPORT_SECRET_KEY": new_key()})
         return 0
     # The local tools (exporter.local, never deployed) are imported only by the verbs that use them.
+    if args.verb == "demo" and args.console:
+        from .local.consoledemo import run_console_demo
+
+        return run_console_demo(port=args.port, users=args.users)
     if args.verb == "demo":
         from .local.demo import run_demo
 

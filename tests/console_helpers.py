@@ -1,5 +1,6 @@
 """Helpers of the console tests: a plain HTTP browser (cookies, forms, CSRF tokens) for `serve`'s console,
-and a catalog whose names are hostile markup."""
+a catalog whose names are hostile markup, and `serve` with alice signed in (the `host` and `alice`
+fixtures, imported by the tests that use them) with the wizard's steps as functions."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
+import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.destinations.azure_blob import parse_connection_string
+from exporter.local.serve import LocalHost
+from exporter.members import MemberRepo
+from tests.helpers import call
 
 # Event names and parameter keys a customer may send: markup, quotes, an ampersand, a script.
 HOSTILE_EVENT = '<script>alert("e")</script>'
@@ -116,3 +121,63 @@ def wizard_path(answer: Answer) -> str:
     found = re.search(r'action="(/console/accounts/[^"]+/wizard/[0-9a-f]{32}/[a-z]+)"', answer.text)
     assert found, "not a wizard page"
     return unescape(found[1])
+
+
+# ------------------------------------------------------------------ serve with alice, and the wizard's steps
+
+
+@pytest.fixture
+def host(ctx):
+    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice")
+    call(
+        ctx,
+        "ucd_upsert",
+        {
+            "users": [
+                {
+                    "user_id": "u1",
+                    "attributes": {"email": "a@x.org", HOSTILE_ATTRIBUTE: "v"},
+                    "events": [
+                        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 3}},
+                        {
+                            "event_name": "signup",
+                            "timestamp": "2026-11-28T09:00:00Z",
+                            "event_params": {"attr_email": "x"},
+                        },
+                        {
+                            "event_name": HOSTILE_EVENT,
+                            "timestamp": "2026-11-28T09:00:00Z",
+                            "event_params": {HOSTILE_PARAM: 1, "email": "x"},
+                        },
+                    ],
+                }
+            ]
+        },
+        account="acme",
+    )
+    local = LocalHost(ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def alice(host) -> Browser:
+    browser = Browser(host.console_url.removesuffix("/console"))
+    browser.sign_in("alice")
+    return browser
+
+
+def start(browser: Browser, kind: str = "azure_blob"):
+    page = browser.get("/console/accounts/acme/new")
+    return browser.submit(page, "/console/accounts/acme/new", {"type": kind})
+
+
+def authenticate(browser, page, connection: str, container: str, action: str = "save", prefix: str = "insider/"):
+    form = {"connection_string": connection, "container": container, "prefix": prefix, "action": action}
+    return browser.submit(page, wizard_path(page), form)
+
+
+def create(browser, azurite_connection, container, name="warehouse feed", status="active", frequency="1"):
+    page = authenticate(browser, start(browser), azurite_connection, container)
+    page = browser.submit(page, wizard_path(page), {"event": ["purchase"], "param": ['["purchase", "price"]']})
+    return browser.submit(page, wizard_path(page), {"name": name, "frequency_hours": frequency, "status": status})

@@ -2,78 +2,31 @@
 secrets never sent back, changed credentials verified again, errors explained at the top, and
 customer strings (a hostile catalog) rendered as text."""
 
+# ruff: noqa: F811 - the fixtures `host` and `alice` are imported from tests/console_helpers.py, then requested
+
 from __future__ import annotations
 
 import json
 import re
 from html import unescape
 
-import pytest
-
 from exporter.console.fields import fields_of
+from exporter.console.steps import LIMIT_REACHED
 from exporter.destinations import DESTINATION_KINDS
-from exporter.local.serve import LocalHost
-from exporter.members import MemberRepo
 from exporter.storage import DRAFTS_TABLE
-from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, Browser, sas_connection, wizard_path
+from tests.console_helpers import (  # noqa: F401
+    HOSTILE_ATTRIBUTE,
+    HOSTILE_EVENT,
+    HOSTILE_PARAM,
+    alice,
+    authenticate,
+    create,
+    host,
+    sas_connection,
+    start,
+    wizard_path,
+)
 from tests.helpers import call
-
-
-@pytest.fixture
-def host(ctx):
-    MemberRepo(ctx.storage, ctx.clock).add("acme", "alice")
-    call(
-        ctx,
-        "ucd_upsert",
-        {
-            "users": [
-                {
-                    "user_id": "u1",
-                    "attributes": {"email": "a@x.org", HOSTILE_ATTRIBUTE: "v"},
-                    "events": [
-                        {"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z", "event_params": {"price": 3}},
-                        {
-                            "event_name": "signup",
-                            "timestamp": "2026-11-28T09:00:00Z",
-                            "event_params": {"attr_email": "x"},
-                        },
-                        {
-                            "event_name": HOSTILE_EVENT,
-                            "timestamp": "2026-11-28T09:00:00Z",
-                            "event_params": {HOSTILE_PARAM: 1, "email": "x"},
-                        },
-                    ],
-                }
-            ]
-        },
-        account="acme",
-    )
-    local = LocalHost(ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def alice(host) -> Browser:
-    browser = Browser(host.console_url.removesuffix("/console"))
-    browser.sign_in("alice")
-    return browser
-
-
-def start(browser: Browser, kind: str = "azure_blob"):
-    page = browser.get("/console/accounts/acme/new")
-    return browser.submit(page, "/console/accounts/acme/new", {"type": kind})
-
-
-def authenticate(browser, page, connection: str, container: str, action: str = "save", prefix: str = "insider/"):
-    form = {"connection_string": connection, "container": container, "prefix": prefix, "action": action}
-    return browser.submit(page, wizard_path(page), form)
-
-
-def create(browser, azurite_connection, container, name="warehouse feed", status="active", frequency="1"):
-    page = authenticate(browser, start(browser), azurite_connection, container)
-    page = browser.submit(page, wizard_path(page), {"event": ["purchase"], "param": ['["purchase", "price"]']})
-    return browser.submit(page, wizard_path(page), {"name": name, "frequency_hours": frequency, "status": status})
 
 
 def test_the_three_steps_create_an_integration(alice, ctx, azurite_connection, customer_container):
@@ -135,22 +88,23 @@ def test_a_sas_without_delete_permission_leaves_the_test_file_and_says_so(
 def test_the_sixth_integration_is_refused_with_the_limit_explained(alice, azurite_connection, customer_container):
     for n in range(5):
         assert create(alice, azurite_connection, customer_container.container_name, name=f"feed {n}").status == 200
-    assert "5 of 5 destinations used" in alice.get("/console/accounts/acme").text
-    refused = create(alice, azurite_connection, customer_container.container_name, name="feed 6")
-    assert refused.status == 409
-    assert "already has 5 destination integrations" in refused.alert() and "delete one" in refused.alert()
+    page = alice.get("/console/accounts/acme")
+    assert "5 of 5 destinations used" in page.text
+    refused = alice.submit(page, "/console/accounts/acme/new", {"type": "azure_blob"})
+    assert refused.status == 409 and refused.alert() == LIMIT_REACHED
+    assert "delete one before adding another" in refused.alert().lower() and "Account:" not in refused.text
 
 
 def test_a_column_collision_is_explained_before_launch(alice, azurite_connection, customer_container):
     page = authenticate(alice, start(alice), azurite_connection, customer_container.container_name)
     refused = alice.submit(page, wizard_path(page), {})
-    assert refused.status == 400 and "select at least one event" in refused.alert()
+    assert refused.status == 400 and refused.alert() == "Check the selection. Select at least one event."
     # signup's parameter "attr_email" and the attribute "email" (column attr_email) would share a header.
     selection = {"event": ["signup"], "param": ['["signup", "attr_email"]'], "attribute": ["email"]}
     refused = alice.submit(refused, wizard_path(refused), selection)
     assert refused.status == 400 and ">Configure</h2>" in refused.text  # still before Launch
     assert refused.alert() == (
-        "These selections cannot be exported together. column 'attr_email' would collide with parameter 'attr_email'"
+        "These selections cannot be exported together. Column 'attr_email' would collide with parameter 'attr_email'."
     )
     assert 'value="email" checked' in refused.text  # the selection is kept to be corrected
     assert alice.get(wizard_path(refused).replace("/configure", "/launch"), follow=False).status == 303
@@ -251,7 +205,8 @@ def test_every_destination_type_takes_its_fields_from_its_declaration():
     for kind in DESTINATION_KINDS.values():
         fields = fields_of(kind)
         assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"}
-        assert {f.name for f in fields if f.required} == set(kind.required)
+        # The container or bucket too: the API lets a SAS URL name it, the form requires it as the product page does.
+        assert {f.name for f in fields if f.required} == {*kind.required, kind.container_field}
     azure = [f.label for f in fields_of(DESTINATION_KINDS["azure_blob"])]
     assert azure == ["Connection String", "Container Name", "Blob Path Prefix"]  # the product page's words
 

@@ -3,7 +3,8 @@
 Which fields a type has, which are required, and what its container is called come from its
 `DestinationKind` (exporter/destinations/common.py); this module only adds what a person reads:
 the label (the product page's words for Azure Blob), and whether a field is secret (never sent
-back to the browser; left empty, the stored value stays).
+back to the browser; left empty, the stored value stays). The container or bucket is required on
+the form, as on the product page, even where the API lets a SAS container URL name it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def fields_of(kind: DestinationKind) -> list[Field]:
         Field(
             name,
             LABELS[name],
-            name in kind.required,
+            name in kind.required or name == kind.container_field,  # the product page requires the container
             name in SECRET,
             name in JSON_FIELDS,
             HINTS.get(name, ""),

@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..api import http_status
 from ..clock import parse_instant
-from ..errors import ExporterError
+from ..errors import ExporterError, NotFoundError
 from ..integrations.replay import replay_window
 from ..integrations.repo import MAX_DESTINATIONS_PER_ACCOUNT
 from ..runs import RunStatus
 from . import history
-from .drafts import DraftRepo
 from .fields import FORMAT_LABELS, TYPE_NAMES
+from .messages import NO_SUCH_INTEGRATION, field_labels, sentence, when_text
+from .steps import drafts
 from .web import Response, account_url, redirect
 
 if TYPE_CHECKING:  # the dispatcher imports this module
@@ -69,9 +71,12 @@ def _done_notice(visit: Visit, listed: list[dict[str, Any]]) -> str:
     if done in DONE:
         return DONE[done].format(name=name or "the integration")
     if done == "launched":
-        draft = DraftRepo(visit.ctx.storage, visit.ctx.clock).get(visit.account, visit.request.arg("draft"), visit.user)
-        if draft is not None:
-            return draft.message
+        repo = drafts(visit)
+        draft = repo.get(visit.account, visit.request.arg("draft"), visit.user)
+        if draft is not None and draft.message:
+            message, draft.message = draft.message, ""  # said once: a reload of the page does not repeat it
+            repo.save(draft)
+            return message
     return ""
 
 
@@ -96,10 +101,6 @@ def _bars(values: list[int]) -> list[Bar]:
     return bars
 
 
-def _when(unix: int) -> str:
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
 def _duration(seconds: float) -> str:
     minutes = max(int(seconds // 60), 0)
     hours, minutes = divmod(minutes, 60)
@@ -113,6 +114,9 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
     since = item["last_success_end"] or item["activated_at"]
     lag = _duration((now - parse_instant(since, "stored")).total_seconds()) if since else "not started"
     chronological = list(reversed(runs))
+    destination = item["destination"]
+    labels = field_labels(destination["type"])
+    container_field = "container" if "container" in destination else "bucket"
     return {
         "id": item["id"],
         "name": item["name"],
@@ -122,15 +126,20 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "reason": item["last_error"] or "",
         "frequency": item["frequency_hours"],
         "format": FORMAT_LABELS.get(item.get("format", ""), item.get("format", "")),
-        "last_window": f"{_when(delivered['window_start'])} to {_when(delivered['window_end'])} UTC"
+        "container_label": labels[container_field],
+        "container": destination.get(container_field) or "",
+        "prefix_label": labels["prefix"],
+        "prefix": destination.get("prefix") or "",
+        "next_file": _next_file(visit, item, now),
+        "last_window": f"{when_text(delivered['window_start'])} to {when_text(delivered['window_end'])} UTC"
         if delivered
         else "none yet",
         "lag": lag,
         "runs": [
             {
                 **r,
-                "start_text": _when(r["window_start"]),
-                "end_text": _when(r["window_end"]),
+                "start_text": when_text(r["window_start"]),
+                "end_text": when_text(r["window_end"]),
                 "delivered": r["status"] == RunStatus.EXPORTED,
             }
             for r in runs
@@ -146,12 +155,32 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
+def _next_file(visit: Visit, item: dict[str, Any], now: datetime) -> str:
+    """When the next file is due: its window's end plus the settle time (the timer runs every minute)."""
+    if item["status"] != "active":
+        return "none while " + ("paused" if item["status"] == "paused" else "stopped")
+    since = item["last_success_end"] or item["activated_at"]
+    if not since:
+        return "not started"
+    start = parse_instant(since, "stored")
+    end = start + timedelta(hours=item["frequency_hours"])
+    due = end + timedelta(seconds=visit.ctx.settings.settle_seconds)
+    window = f"for {when_text(start)} to {when_text(end)} UTC"
+    return f"now, {window} (catching up)" if due <= now else f"at about {when_text(due)} UTC, {window}"
+
+
+def _refused(visit: Visit, error: ExporterError) -> Response:
+    """The integrations page with why an action was refused: one that is not there (or not this account's) is a 404."""
+    alert = NO_SUCH_INTEGRATION if isinstance(error, NotFoundError) else sentence(error.message)
+    return integrations(visit, http_status(error), alert=alert)
+
+
 def pause_resume(visit: Visit) -> Response:
     service, account, integration_id = visit.ctx.integrations, visit.account, visit.params["id"]
     try:
         answer = (service.pause if visit.params["action"] == "pause" else service.resume)(account, integration_id)
     except ExporterError as error:
-        return integrations(visit, 409, alert=error.message)
+        return _refused(visit, error)
     done = "paused" if visit.params["action"] == "pause" else "resumed"
     return redirect(account_url(account) + f"?done={done}&name={_q(answer['name'])}")
 
@@ -159,8 +188,8 @@ def pause_resume(visit: Visit) -> Response:
 def confirm_delete(visit: Visit) -> Response:
     try:
         item = visit.ctx.integrations.show(visit.account, visit.params["id"])
-    except ExporterError:
-        return visit.page(404, "error.html", message="No such integration.")
+    except NotFoundError:
+        return visit.page(404, "error.html", message=NO_SUCH_INTEGRATION)
     return visit.page(
         200,
         "delete.html",
@@ -176,7 +205,7 @@ def delete(visit: Visit) -> Response:
         name = service.show(visit.account, visit.params["id"])["name"]
         service.delete(visit.account, visit.params["id"])
     except ExporterError as error:
-        return integrations(visit, 409, alert=error.message)
+        return _refused(visit, error)
     return redirect(account_url(visit.account) + f"?done=deleted&name={_q(name)}")
 
 
@@ -185,9 +214,9 @@ def replay(visit: Visit) -> Response:
     try:
         answer = replay_window(visit.ctx, visit.account, visit.params["id"], int(start) if start.isdigit() else start)
     except ExporterError as error:
-        return integrations(visit, 400, alert=f"Replay refused: {error.message}")
+        return integrations(visit, http_status(error), alert=f"Replay refused: {error.message}")
     notice = (
-        f"Replayed the window {_when(answer['window_start'])} to {_when(answer['window_end'])} UTC: "
+        f"Replayed the window {when_text(answer['window_start'])} to {when_text(answer['window_end'])} UTC: "
         f"{answer['file']} rewritten with {answer['rows']} rows, the same name and the same bytes."
     )
     return integrations(visit, notice=notice)

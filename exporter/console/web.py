@@ -40,7 +40,11 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",  # the favicon: every page names it, so no browser asks for a missing /favicon.ico
+}
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),

@@ -84,8 +84,12 @@ class IntegrationService:
 
     # ------------------------------------------------------------- create / read
 
-    def create(self, account: str, body: Any) -> dict[str, Any]:
-        """Validate, verify the destination, then store (refused whole on any failure)."""
+    def create(self, account: str, body: Any, integration_id: str | None = None) -> dict[str, Any]:
+        """Validate, verify the destination, then store (refused whole on any failure).
+
+        `integration_id` (12 hex digits) is for a caller that must create at most once, such as the console's
+        wizard: the id is derived from its draft, so a repeated create is refused because the first exists.
+        """
         check_account(account)
         changes = parse_body(body, partial=False)
         events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
@@ -94,7 +98,7 @@ class IntegrationService:
         now = self.clock.now()
         integration = Integration(
             account=account,
-            id=uuid.uuid4().hex[:12],
+            id=integration_id or uuid.uuid4().hex[:12],
             name=_given(changes.name, "name"),
             destination=destination,
             events=events,

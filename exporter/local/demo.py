@@ -100,7 +100,9 @@ def run_demo(hours: int = 6, users: int = 200, now: str | None = None, destinati
 def _demo(connection: str, t0: datetime, hours: int, users: int, target: DemoTarget) -> int:
     rng = random.Random(7)
     clock = ManualClock(t0)
-    ctx = Context.create(Settings(storage_connection=connection, secret_key=new_key()), clock)
+    # From settings as the app reads them, with private endpoints allowed: the customer's side is on loopback.
+    env = {"AzureWebJobsStorage": connection, "EXPORT_SECRET_KEY": new_key(), "EXPORT_ALLOW_PRIVATE_ENDPOINTS": "true"}
+    ctx = Context.create(Settings.from_env(env), clock)
 
     clock.set(t0 - timedelta(minutes=30))
     before = _call(ctx, "ucd_upsert", sample_hour(rng, users, t0 - timedelta(hours=1)), account=ACCOUNT)
