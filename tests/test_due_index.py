@@ -15,8 +15,9 @@ from exporter.integrations.due import PARTITION, DueEntry, due_at, entry_key, is
 from exporter.integrations.repo import IntegrationRepo
 from exporter.jobs import schedule, sweep
 from exporter.local.host import drain
-from tests.destination_helpers import behind, create
-from tests.export_helpers import ACCOUNT, ACT, H, SETTLE, assert_exactly_once, due_at as due_after
+from tests.destination_helpers import AzureKit, behind, create, integration_body
+from tests.export_helpers import ACCOUNT, ACT, SETTLE, H, assert_exactly_once, deliver_one
+from tests.export_helpers import due_at as due_after
 from tests.helpers import call
 
 
@@ -85,7 +86,7 @@ def test_every_state_change_keeps_one_entry_at_the_due_time(ctx, clock, azure_ki
     clock.set(ACT + 4 * H + SETTLE)
     assert schedule(ctx).integrations == [iid]
     assert_index_agrees(ctx)
-    assert entries(ctx)[0].due == clock.now() + timedelta(seconds=ctx.settings.lease_seconds), "under the lease"
+    assert entries(ctx)[0].leased_until == clock.now() + timedelta(seconds=ctx.settings.lease_seconds), "leased"
     drain(ctx)
     assert_index_agrees(ctx)
     assert entries(ctx)[0].due == ACT + 8 * H + SETTLE, "delivered: the next window"
@@ -134,25 +135,30 @@ def test_the_scheduler_reads_the_due_entries_not_the_integrations(ctx, clock, az
 def test_killed_after_the_record_before_the_entry_moves_the_window_is_delivered_once(
     ctx, clock, azure_kit, monkeypatch
 ):
-    """Due later (the lease): the record is written first; the old entry left behind is repaired."""
+    """Due later (an advance): the record is written first; the leased entry left behind is repaired
+    when its lease runs out, and the next window is still delivered once."""
     iid = behind(ctx, clock, azure_kit, 1)
+    assert schedule(ctx).integrations == [iid]
 
     def killed(self, moves):
-        list(moves)
         raise SystemExit("killed between the two writes")
 
     monkeypatch.setattr(due_module.DueIndex, "apply", killed)
     with pytest.raises(SystemExit):
-        schedule(ctx)
+        deliver_one(ctx)
     monkeypatch.undo()
     [stale] = entries(ctx)
     assert stale.key != ctx.repo.get(ACCOUNT, iid).due_key, "the record moved on, its entry did not"
+    assert drain(ctx)["jobs"] == 1, "the message comes back; the window is delivered already"
 
-    again = schedule(ctx)  # the job is queued (and leased) already: repaired, not queued twice
-    assert (again.queued, again.repaired) == (0, 1)
+    clock.set(stale.leased_until)
+    again = schedule(ctx)
+    assert (again.queued, again.repaired) == (0, 1), "checked against the record: nothing due, entry put right"
     assert_index_agrees(ctx)
-    assert drain(ctx)["jobs"] == 1
-    assert len(assert_exactly_once(ctx, azure_kit, iid)) == 1
+    clock.set(due_after(2))
+    assert schedule(ctx).integrations == [iid]
+    drain(ctx)
+    assert len(assert_exactly_once(ctx, azure_kit, iid)) == 2
 
 
 def test_killed_after_a_new_entry_before_the_record_nothing_is_queued_for_a_paused_integration(
@@ -205,7 +211,7 @@ def test_integrations_stored_before_the_index_existed_are_indexed_by_the_sweep(c
 @pytest.mark.parametrize(
     "damage",
     [
-        {"etag": "W/\"datetime'2001-01-01'\""},  # an ETag the record never had
+        {"etag": "W/\"datetime'2001-01-01'\""},  # an ETag the record never had: harmless, never trusted
         {"activated_at": "not a time", "frequency_hours": "x"},
     ],
     ids=["wrong-etag", "garbage-fields"],
@@ -216,8 +222,8 @@ def test_a_corrupted_entry_is_repaired_and_the_window_delivered_once(ctx, clock,
     entity = dict(ctx.repo.due.table.get_entity(PARTITION, entry.key))
     ctx.repo.due.table.upsert_entity({**entity, **damage}, mode=UpdateMode.REPLACE)
     assert schedule(ctx).integrations == [iid]
-    assert_index_agrees(ctx)
     drain(ctx)
+    assert_index_agrees(ctx)
     assert_exactly_once(ctx, azure_kit, iid)
 
 
@@ -232,3 +238,27 @@ def test_an_entry_that_is_not_one_is_dropped_and_the_sweep_restores_the_real_one
     assert schedule(ctx).integrations == [iid]
     drain(ctx)
     assert_exactly_once(ctx, azure_kit, iid)
+
+
+# ------------------------------------------------------------------ fairness between accounts
+
+
+def test_a_long_catch_up_of_one_account_delays_another_accounts_window_by_at_most_one_job(
+    settings, clock, azure_kit, blob_service, tag
+):
+    """Follow-ups re-enter the queue behind the jobs already there: another account's due window waits
+    for one job of the catch-up, never for the whole of it."""
+    ctx = Context.create(dataclasses.replace(settings, max_windows_per_run=3), clock)
+    long_id = behind(ctx, clock, azure_kit, 30)  # 30 windows behind: 10 jobs
+    theirs = AzureKit(azure_kit.connection, blob_service.create_container(f"globex-{tag}"))
+    other = call(ctx, "integrations_create", integration_body(theirs.body()), account="globex")
+    assert other.status == 201, other.body
+    clock.advance(hours=1, minutes=5)  # the other account's first window is due too
+
+    scheduled = schedule(ctx)
+    assert scheduled.integrations == [long_id, other.body["id"]], "oldest due first"
+    order: list[str] = []
+    drain(ctx, on_result=lambda result: order.append(result.windows[0].account if result.windows else "-"))
+    assert order.index("globex") <= 1, f"globex waited behind {order.index('globex')} jobs of acme: {order}"
+    assert order.count("acme") >= 10, order
+    assert_exactly_once(ctx, azure_kit, long_id)

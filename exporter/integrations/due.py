@@ -108,6 +108,7 @@ class DueEntry:
     integration_id: str
     entry_etag: str  # the entry's own ETag: a stale entry is deleted only as it was read
     state: Snapshot
+    leased_until: datetime | None = None  # queued by the scheduler until then (the lease lives here)
 
     @property
     def due(self) -> datetime:
@@ -137,7 +138,11 @@ class DueEntry:
             )
         except (ValueError, TypeError, InputError):
             state = UNCONFIRMED  # a damaged copy of the state: the scheduler reads the integration instead
-        return cls(key, parts[1], parts[2], entity.metadata.get("etag", ""), state)
+        try:
+            leased_until = _instant(entity.get("leased_until"))
+        except InputError:
+            leased_until, state = None, UNCONFIRMED
+        return cls(key, parts[1], parts[2], entity.metadata.get("etag", ""), state, leased_until)
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -151,6 +156,15 @@ class Move:
     old: str
     new: str
     state: Snapshot
+
+
+def _lease_operation(entry: DueEntry, until: datetime) -> tuple[str, dict, dict]:
+    entity = {"PartitionKey": PARTITION, "RowKey": entry.key, "leased_until": iso(until)}
+    return (
+        "update",
+        entity,
+        {"mode": UpdateMode.MERGE, "etag": entry.entry_etag, "match_condition": MatchConditions.IfNotModified},
+    )
 
 
 class DueIndex:
@@ -197,6 +211,34 @@ class DueIndex:
         except HttpResponseError as error:
             if error.status_code != 412:  # changed since read: not ours to delete
                 raise
+
+    def lease(self, entries: list[DueEntry], until: datetime) -> list[DueEntry]:
+        """Mark the entries queued until `until`, each only as it was read; the ones that were marked.
+
+        100 to a transaction; a transaction that fails (an entry moved or leased meanwhile) is
+        retried entry by entry, so one changed entry costs the others nothing.
+        """
+        leased: list[DueEntry] = []
+        for first in range(0, len(entries), MAX_BATCH):
+            chunk = entries[first : first + MAX_BATCH]
+            try:
+                self.table.submit_transaction([_lease_operation(e, until) for e in chunk])
+                leased += chunk
+            except TableTransactionError:
+                leased += [e for e in chunk if self._lease_one(e, until)]
+        return leased
+
+    def _lease_one(self, entry: DueEntry, until: datetime) -> bool:
+        _, entity, options = _lease_operation(entry, until)
+        try:
+            self.table.update_entity(entity, **options)
+            return True
+        except ResourceNotFoundError:
+            return False
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                return False
+            raise
 
     def apply(self, moves: Iterable[Move]) -> None:
         """Apply moves in transactions of up to MAX_BATCH operations; one whose batch fails goes alone."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -19,9 +16,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from ..clock import iso
 from ..errors import ConflictError, LimitError, NotFoundError, StaleRecordError, TransientError
-from .due import DueEntry, DueIndex, Move, Snapshot, entry_key, is_later
+from .due import DueIndex, Move, Snapshot, is_later
 from .model import Integration
 
 log = logging.getLogger(__name__)
@@ -151,37 +147,6 @@ class IntegrationRepo:
         stored = candidate.with_changes(etag=written["etag"])
         self._after_write(Move(old, new, Snapshot.of(stored, stored.etag)))
         return stored
-
-    def lease(self, entry: DueEntry, until: datetime) -> Move | None:
-        """Mark the integration queued until `until` if it is still in the state `entry` describes.
-
-        The scheduler's fast path: one conditional merge, no read. None if the integration changed
-        (or is gone); the move of its entry is the caller's, batched with the others of its tick.
-        """
-        revision = entry.revision + 1
-        new = entry_key(until, entry.account, entry.integration_id, revision)
-        # Unique to this attempt: if the SDK's retry of a write that landed meets our own new ETag,
-        # the stored token tells that the lease is ours (a second tick at the same instant is not).
-        token = uuid.uuid4().hex
-        fields = {"queued_until": iso(until), "due_key": new, "revision": revision, "lease_token": token}
-        try:
-            written = self.table.update_entity(
-                {"PartitionKey": entry.account, "RowKey": entry.integration_id, **fields},
-                mode=UpdateMode.MERGE,
-                etag=entry.state.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceNotFoundError:
-            return None
-        except ResourceModifiedError:
-            try:
-                written = self.table.get_entity(entry.account, entry.integration_id)
-            except ResourceNotFoundError:
-                return None
-            if written.get("lease_token") != token:
-                return None
-            written = {"etag": written.metadata["etag"]}
-        return Move(entry.key, new, replace(entry.state, etag=written["etag"]))
 
     def _after_write(self, move: Move) -> None:
         """The index catches up with a write that landed; if storage fails here the scheduler repairs it

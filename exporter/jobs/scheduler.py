@@ -1,29 +1,38 @@
 """The scheduler (timer): one job per integration whose next window is due, under a lease.
 
-It reads the due index (exporter/integrations/due.py), not the integrations: a tick's work grows
-with what is due, not with the number of integrations. Leases and queue sends go out concurrently;
-the entries of the integrations it queued move in batched transactions afterwards.
+It reads the due index (exporter/integrations/due.py), never the integrations table: one range query
+for the entries at or before now, their leases taken 100 to a transaction on the entries themselves,
+and the queue messages sent concurrently. A tick's work grows with what is due, not with the number
+of integrations (docs/fleet.md).
+
+The lease is the entry's `leased_until`: the worker's first write of the integration moves the entry
+(and so ends the lease); an entry whose lease ran out without that is checked against its
+integration before it is queued again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import telemetry
 from ..clock import iso
 from ..context import Context
 from ..errors import NotFoundError, StaleRecordError
-from ..integrations.due import DueEntry, Move, Snapshot, due_at
+from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Integration
 from ..windows import backlog, export_lag_seconds
 from .messages import ExportJob
 
-# Leases and queue sends at once: each is one storage round trip, so a few threads hide the latency.
+# Reads and queue sends at once: each is one storage round trip, so a few threads hide the latency.
 # It stays within the storage clients' connection pools (10 connections per host by default).
 CONCURRENCY = 8
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -45,19 +54,6 @@ class ScheduleOutcome:
         return {**counts, "integrations": self.integrations, "now": iso(self.now)}
 
 
-@dataclass
-class Decision:
-    """What the scheduler did with one due entry."""
-
-    integration_id: str = ""
-    queued: bool = False
-    already_queued: bool = False
-    repaired: bool = False
-    windows: int = 0
-    lag_seconds: float | None = None
-    move: Move | None = None  # the entry's move once the lease is taken
-
-
 def schedule(ctx: Context) -> ScheduleOutcome:
     """Queue one job per active integration with a due window that is not already queued or running."""
     now = ctx.clock.now()
@@ -67,58 +63,61 @@ def schedule(ctx: Context) -> ScheduleOutcome:
     for entity in broken:  # not an entry we could have written: the sweep restores whatever it stood for
         index.remove(entity["RowKey"], entity.metadata.get("etag"))
         outcome.repaired += 1
-    until = now + timedelta(seconds=ctx.settings.lease_seconds)
-    if entries:
-        with ThreadPoolExecutor(min(CONCURRENCY, len(entries)), thread_name_prefix="schedule") as pool:
-            decisions = list(pool.map(lambda entry: _decide(ctx, entry, now, until), entries))
-    else:
-        decisions = []
-    index.apply(d.move for d in decisions if d.move is not None)
-    for decision in decisions:
-        if decision.queued:
-            outcome.integrations.append(decision.integration_id)
-            outcome.windows_due += decision.windows
-        outcome.already_queued += decision.already_queued
-        outcome.repaired += decision.repaired
-    telemetry.record_tick(
-        [d.lag_seconds for d in decisions if d.lag_seconds is not None],
-        queued=outcome.queued,
-        repaired=outcome.repaired,
-    )
+    trusted: list[DueEntry] = []
+    to_check: list[DueEntry] = []
+    for entry in entries:
+        if entry.leased_until is not None and entry.leased_until > now:
+            outcome.already_queued += 1
+        elif entry.state.etag is None or entry.leased_until is not None:
+            to_check.append(entry)  # unconfirmed, or its lease ran out with no write: ask the integration
+        else:
+            trusted.append(entry)
+    checked = _concurrently(lambda entry: _check(ctx, entry, now), to_check)
+    outcome.repaired += sum(1 for entry in checked if entry is None)
+    due = sorted(trusted + [entry for entry in checked if entry is not None], key=lambda entry: entry.key)
+    leased = index.lease(due, now + timedelta(seconds=ctx.settings.lease_seconds))
+    queue = ctx.storage.queue()
+    _concurrently(lambda entry: queue.send_message(ExportJob(entry.account, entry.integration_id).to_message()), leased)
+    lags = []
+    for entry in leased:
+        outcome.integrations.append(entry.integration_id)
+        state = entry.state
+        if state.activated_at is not None:
+            settle = ctx.settings.settle_seconds
+            outcome.windows_due += backlog(
+                state.activated_at, state.last_success_end, state.frequency_hours, now, settle
+            )
+            lags.append(export_lag_seconds(state.activated_at, state.last_success_end, now))
+    telemetry.record_tick(lags, queued=outcome.queued, repaired=outcome.repaired)
     return outcome
 
 
-def _decide(ctx: Context, entry: DueEntry, now: datetime, until: datetime) -> Decision:
-    if entry.state.etag is not None:
-        move = ctx.repo.lease(entry, until)
-        if move is not None:
-            return _queue(ctx, entry.account, entry.integration_id, entry.state, now, move)
-    return _decide_from_record(ctx, entry, now, until)
+def _concurrently(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    items = list(items)
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(CONCURRENCY, len(items)), thread_name_prefix="schedule") as pool:
+        return list(pool.map(work, items))
 
 
-def _decide_from_record(ctx: Context, entry: DueEntry, now: datetime, until: datetime) -> Decision:
-    """The slow path: the entry is unconfirmed or the integration changed since it was written."""
+def _check(ctx: Context, entry: DueEntry, now: datetime) -> DueEntry | None:
+    """The entry with its integration's state, if it is that integration's current entry and due; else
+    the index is put right and None comes back."""
     index = ctx.repo.due
     try:
         integration = ctx.repo.get(entry.account, entry.integration_id)
     except NotFoundError:
         index.remove(entry.key, entry.entry_etag)
-        return Decision(repaired=True)
-    if integration.due_key != entry.key:
+        return None
+    if integration.due_key != entry.key:  # a write moved on and its entry move was lost
         _repair(ctx, integration)
         index.remove(entry.key, entry.entry_etag)
-        return Decision(repaired=True)
+        return None
     due = due_at(integration, ctx.settings.settle_seconds)
     if due is None or due > now:  # settle changed since the entry was written: write it where it belongs
         _repair(ctx, integration, rekey=True)
-        return Decision(repaired=True)
-    if integration.queued_until is not None and integration.queued_until > now:
-        return Decision(already_queued=True)
-    try:
-        leased = ctx.repo.replace(integration.with_changes(queued_until=until))
-    except (StaleRecordError, NotFoundError):
-        return Decision()  # changed under us: its writer has moved its entry, the next tick sees it
-    return _queue(ctx, leased.account, leased.id, Snapshot.of(leased, leased.etag), now, None)
+        return None
+    return replace(entry, state=Snapshot.of(integration, integration.etag))
 
 
 def _repair(ctx: Context, integration: Integration, rekey: bool = False) -> None:
@@ -131,15 +130,3 @@ def _repair(ctx: Context, integration: Integration, rekey: bool = False) -> None
             ctx.repo.replace(integration)  # a write moves its entry to where it belongs
         except (StaleRecordError, NotFoundError):
             pass  # written meanwhile: that write moved it
-
-
-def _queue(
-    ctx: Context, account: str, integration_id: str, state: Snapshot, now: datetime, move: Move | None
-) -> Decision:
-    ctx.storage.queue().send_message(ExportJob(account, integration_id).to_message())
-    anchor = state.activated_at
-    windows = lag = 0.0
-    if anchor is not None:
-        windows = backlog(anchor, state.last_success_end, state.frequency_hours, now, ctx.settings.settle_seconds)
-        lag = export_lag_seconds(anchor, state.last_success_end, now)
-    return Decision(integration_id, queued=True, windows=int(windows), lag_seconds=lag, move=move)
