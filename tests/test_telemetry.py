@@ -370,7 +370,6 @@ def test_every_destination_type_is_reported_on_spans_and_metrics(otel, ctx, cloc
         )
     )
     clock.set(T0 + timedelta(hours=2, minutes=5))
-    lags_before = sum(p.count for _, _, p in _points(reader, "export.lag", observed_by="tick"))
     tick(ctx)
     assert ctx.repo.get("acme", iid).status == Status.CREDENTIAL_ERROR
     assert _one(reader, "export.credential_errors", integration_id=iid, **{"destination.type": kit.kind})[2].value == 1
