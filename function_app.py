@@ -26,6 +26,13 @@ def scheduler(timer: func.TimerRequest) -> None:
     triggers.on_timer()
 
 
+# Also at start: a deployment that predates the due index builds it before its first tick finds nothing.
+@app.timer_trigger(schedule="0 17 * * * *", arg_name="timer", run_on_startup=True, use_monitor=True)
+def due_index_sweep(timer: func.TimerRequest) -> None:
+    """Every hour: check the due index against every integration and put right what disagrees."""
+    triggers.on_sweep()
+
+
 @app.queue_trigger(arg_name="message", queue_name=QUEUE, connection=STORAGE)
 def export_worker(message: func.QueueMessage) -> None:
     """Export an integration's due windows, oldest first."""

@@ -1,6 +1,7 @@
 """Scheduler and worker: fan-out and exactly-once window delivery (docs/invariants.md).
 
-messages: the queue message; scheduler: the timer's fan-out under a lease; worker: the queue
+messages: the queue message; scheduler: the timer's fan-out under a lease, read from the due index;
+sweep: the hourly check of that index against every integration; worker: the queue
 trigger's export of due windows; poison: a job that kept failing. Replay is an API operation
 (exporter.integrations.replay).
 """
@@ -8,6 +9,17 @@ trigger's export of due windows; poison: a job that kept failing. Replay is an A
 from .messages import ExportJob
 from .poison import PoisonOutcome, record_poison
 from .scheduler import ScheduleOutcome, schedule
+from .sweep import SweepOutcome, sweep
 from .worker import JobOutcome, process_job
 
-__all__ = ["ExportJob", "JobOutcome", "PoisonOutcome", "ScheduleOutcome", "process_job", "record_poison", "schedule"]
+__all__ = [
+    "ExportJob",
+    "JobOutcome",
+    "PoisonOutcome",
+    "ScheduleOutcome",
+    "SweepOutcome",
+    "process_job",
+    "record_poison",
+    "schedule",
+    "sweep",
+]

@@ -665,7 +665,9 @@ def _advance(ctx: Context, integration: Integration, window: Window) -> Integrat
         done = not is_due(
             current.activated_at, window.end, current.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds
         )
-        lease = None if done else current.queued_until
+        # The scheduler's lease lives on the due entry until this first write moves it: carried on here.
+        running = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
+        lease = None if done else (current.queued_until or running)
         return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None, queued_until=lease))
 
     return conditionally(ctx, integration, attempt)
