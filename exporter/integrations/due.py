@@ -21,13 +21,14 @@ query; docs/fleet.md says when to shard it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from ..clock import iso, parse_instant
@@ -158,8 +159,8 @@ class Move:
     state: Snapshot
 
 
-def _lease_operation(entry: DueEntry, until: datetime) -> tuple[str, dict, dict]:
-    entity = {"PartitionKey": PARTITION, "RowKey": entry.key, "leased_until": iso(until)}
+def _lease_operation(entry: DueEntry, until: datetime, token: str) -> tuple[str, dict, dict]:
+    entity = {"PartitionKey": PARTITION, "RowKey": entry.key, "leased_until": iso(until), "lease_token": token}
     return (
         "update",
         entity,
@@ -218,27 +219,33 @@ class DueIndex:
         100 to a transaction; a transaction that fails (an entry moved or leased meanwhile) is
         retried entry by entry, so one changed entry costs the others nothing.
         """
+        # Unique to this tick: an entry found changed that carries it was leased by this tick (the
+        # answer of its transaction was lost), not by another.
+        token = uuid.uuid4().hex
         leased: list[DueEntry] = []
         for first in range(0, len(entries), MAX_BATCH):
             chunk = entries[first : first + MAX_BATCH]
             try:
-                self.table.submit_transaction([_lease_operation(e, until) for e in chunk])
+                self.table.submit_transaction([_lease_operation(e, until, token) for e in chunk])
                 leased += chunk
-            except TableTransactionError:
-                leased += [e for e in chunk if self._lease_one(e, until)]
+            except (TableTransactionError, ServiceRequestError, ServiceResponseError):
+                leased += [e for e in chunk if self._lease_one(e, until, token)]
         return leased
 
-    def _lease_one(self, entry: DueEntry, until: datetime) -> bool:
-        _, entity, options = _lease_operation(entry, until)
+    def _lease_one(self, entry: DueEntry, until: datetime, token: str) -> bool:
+        _, entity, options = _lease_operation(entry, until, token)
         try:
             self.table.update_entity(entity, **options)
             return True
         except ResourceNotFoundError:
             return False
         except HttpResponseError as error:
-            if error.status_code == 412:
-                return False
-            raise
+            if error.status_code != 412:
+                raise
+        try:
+            return self.table.get_entity(PARTITION, entry.key).get("lease_token") == token
+        except ResourceNotFoundError:
+            return False
 
     def apply(self, moves: Iterable[Move]) -> None:
         """Apply moves in transactions of up to MAX_BATCH operations; one whose batch fails goes alone."""

@@ -127,6 +127,10 @@ class Integration:
             "updated_at": _iso(self.updated_at),
         }
 
+    def record(self) -> dict[str, Any]:
+        """The stored entity without the due index's bookkeeping (which every write moves on)."""
+        return {k: v for k, v in self.to_entity().items() if k not in ("due_key", "revision")}
+
     def to_entity(self) -> dict[str, Any]:
         return {
             "PartitionKey": self.account,
