@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ExporterError, InputError, TransientError
+from ..egress import EgressRefused
+from ..errors import DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import Destination
 from ..validation import check_text
 
@@ -25,6 +27,9 @@ CONTENT_TYPE = "text/csv; charset=utf-8"
 DELETE_NOTE = "the credentials may not delete objects, so the test file stays in the bucket; you may delete it by hand"
 MAX_PREFIX = 512
 MAX_SECRET = 4096
+# Unicode bidirectional controls (embeddings, overrides, isolates): they make a path read differently from
+# what it is ("Trojan Source"), so a prefix may not hold them.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 Check = Callable[[Any, str], Any]  # (value, field) -> the checked value, or InputError naming the field
 
@@ -75,10 +80,12 @@ def check_prefix(value: Any, field: str = "destination.prefix") -> str:
         not isinstance(prefix, str)
         or len(prefix) > MAX_PREFIX
         or "\\" in prefix
-        or any(unicodedata.category(c) == "Cc" for c in prefix)
+        or any(unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS for c in prefix)
     ):
         raise InputError(
-            f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field
+            f"must be a path of at most {MAX_PREFIX} characters without control characters, "
+            "bidirectional text controls or '\\'",
+            field=field,
         )
     # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
     # segment would be resolved away by URL normalization and an empty one names a different path.
@@ -124,6 +131,55 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
     except ValueError:
         raise InputError("has an invalid port", field=field) from None
     return value.strip().rstrip("/")
+
+
+# ------------------------------------------------------------------ failures, in our words
+
+Classify = Callable[[BaseException], "ExporterError | None"]  # None: not the destination's failure (a bug of ours)
+
+
+def translated(exc: BaseException, classify: Classify) -> ExporterError:
+    """Our error for a failure the destination knows (its SDK's, its server's answers, the egress policy's);
+    anything else is a bug of ours and is re-raised as it is, with its traceback (the worker records it as one)."""
+    if isinstance(exc, ExporterError):
+        return exc
+    error = classify(exc)
+    if error is None:
+        raise exc
+    return error
+
+
+@contextmanager
+def mapped(classify: Classify) -> Iterator[None]:
+    """The one error map of a destination call: a known failure becomes ours (its SDK text, which may carry a
+    URL with a SAS, dropped); an unknown one passes untouched."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - translated re-raises what it does not know
+        raise translated(exc, classify) from None
+
+
+def refusal_in(exc: BaseException) -> EgressRefused | None:
+    """The egress policy's refusal behind an SDK's exception (SDKs wrap what a connection raised)."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 16:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        if isinstance(item, EgressRefused):
+            return item
+        seen.append(item)
+        kwargs = getattr(item, "kwargs", None)  # botocore keeps the cause as kwargs["error"]
+        todo.extend([item.__cause__, item.__context__, *item.args, *(kwargs or {}).values()])
+    return None
+
+
+def refused_answer(refused: EgressRefused, verifying: bool) -> ExporterError:
+    """At verification a 400 naming the field; later (an export) a destination error that stops delivery."""
+    if verifying:
+        return refused.as_input_error()
+    return DestinationError(f"{refused.field}: {refused.reason}", field=refused.field)
 
 
 def mask_middle(text: str, keep: int = 4) -> str:
