@@ -48,7 +48,7 @@ Connector = Callable[[tuple[str, int], Any, Any, Any], socket.socket]
 # The clouds' own endpoints: not customer servers, and they may resolve to private addresses on
 # purpose (a private endpoint of Azure Storage in the service's network).
 TRUSTED_HOSTS = (
-    re.compile(r"[a-z0-9]{3,24}\.blob\.core\.(?:windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)"),
+    re.compile(r"[a-z0-9]{3,24}(?:-secondary)?\.blob\.core\.(?:windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)"),
     re.compile(
         r"(?:[a-z0-9][a-z0-9.-]*\.)?s3(?:-fips|-external-1)?(?:\.dualstack)?"
         r"(?:[.-][a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d)?\.amazonaws\.com(?:\.cn)?"
@@ -180,6 +180,8 @@ class EgressPolicy:
             return
         if parts.scheme != "https":
             raise InputError(REASON_SCHEME, field=field)
+        if trusted_host(host):
+            return
         try:
             self.addresses(host, parts.port or 443, field)
         except EgressRefused as refused:
@@ -296,7 +298,7 @@ class PinnedConnection:
 def pinned_pools(guard: Guard, http_pool: type, https_pool: type) -> dict[str, type]:
     """Pool classes (for a PoolManager's `pool_classes_by_scheme`) whose connections are pinned by `guard`."""
 
-    def pinned(pool: type) -> type:
+    def pinned(pool: Any) -> type:
         connection = type(
             f"Pinned{pool.ConnectionCls.__name__}", (PinnedConnection, pool.ConnectionCls), {"guard": guard}
         )

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from ..egress import EgressRefused
-from ..errors import DestinationError, ExporterError, InputError, TransientError
+from ..errors import DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import Destination
 from ..validation import check_text
 
@@ -220,8 +220,9 @@ class Uploads(Generic[U]):
         self._open: dict[str, U] = {}
         self._lock = threading.Lock()
 
-    def open(self, path: str, create: Callable[[], str], classify: Callable[[BaseException], ExporterError]) -> U:
-        """The path's upload, `create()`d under its lock if not yet (the other blocks wait for it)."""
+    def open(self, path: str, create: Callable[[], str], classify: Classify) -> U:
+        """The path's upload, `create()`d under its lock if not yet (the other blocks wait for it); a failure
+        `classify` knows not (a bug of ours) is re-raised as it is."""
         with self._lock:
             upload = self._open.setdefault(path, self._new())
         with upload.turn:
@@ -229,7 +230,7 @@ class Uploads(Generic[U]):
                 try:
                     upload.handle = create()
                 except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
-                    upload.failure = classify(exc)
+                    upload.failure = translated(exc, classify)
             if upload.failure is not None:
                 raise copy.copy(upload.failure) from None
         return upload
@@ -248,16 +249,23 @@ class Uploads(Generic[U]):
             return self._open.pop(path, None)
 
 
-def record_failure(upload: Upload, failure: ExporterError, give_up: Callable[[], None]) -> ExporterError:
+def record_failure(
+    upload: Upload, exc: BaseException, classify: Classify, give_up: Callable[[], None]
+) -> ExporterError:
     """Keep the upload's first failure (a copy is raised by every later call); `give_up()` unless it may pass.
 
     A transient failure keeps the upload, so the next invocation continues it (docs/architecture.md, resumable
-    windows); a refusal gives it up at once (an S3 upload aborted, a GCS session cancelled).
+    windows); a refusal gives it up at once (an S3 upload aborted, a GCS session cancelled). A bug of ours
+    (`classify` knows it not) fails the upload's other blocks as an internal error, and is itself re-raised as
+    it is, with its traceback.
     """
+    failure = exc if isinstance(exc, ExporterError) else classify(exc)
     with upload.turn:
         if upload.failure is None:
-            upload.failure = failure
-            if not isinstance(failure, TransientError):
+            upload.failure = failure or InternalError(f"internal error ({type(exc).__name__})")
+            if not isinstance(upload.failure, TransientError):
                 give_up()
         upload.turn.notify_all()
+        if failure is None:
+            raise exc
         return copy.copy(upload.failure)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from .common import (
     CONTENT_TYPE,
     DELETE_NOTE,
     VERIFY_CONTENT,
+    Classify,
     DestinationKind,
     Upload,
     Uploads,
@@ -131,9 +132,13 @@ class S3Destination:
         )
         return egress.pin_botocore(client, self._guard)
 
-    def _fail_with(self, operation: str) -> Any:
-        """The classifier of `Uploads` and `record_failure`: ours, or the exception itself re-raised."""
-        return lambda exc: translated(exc, lambda e: self.errors.classify(e, operation))
+    def _known(self, operation: str) -> Classify:
+        """The error map's classifier for `operation`: our error, or None for a bug of ours."""
+        return lambda exc: self.errors.classify(exc, operation)
+
+    def _fail_with(self, operation: str) -> Callable[[BaseException], ExporterError]:
+        """Our error for a failure, or the exception itself re-raised (a bug of ours)."""
+        return lambda exc: translated(exc, self._known(operation))
 
     # -------------------------------------------------------------- verification
 
@@ -165,11 +170,11 @@ class S3Destination:
                 "UploadId"
             ]
 
-        return self._uploads.open(path, create, self._fail_with("write"))
+        return self._uploads.open(path, create, self._known("write"))
 
     def _fail(self, path: str, upload: _Upload, exc: BaseException) -> ExporterError:
         """Record the first failure; a refusal aborts the upload, a transient one keeps it for the next invocation."""
-        return record_failure(upload, self._fail_with("write")(exc), lambda: self._abort(path, upload))
+        return record_failure(upload, exc, self._known("write"), lambda: self._abort(path, upload))
 
     def _abort(self, path: str, upload: _Upload) -> None:
         """Best effort: with refused credentials the abort is refused too, and the upload stays invisible."""
