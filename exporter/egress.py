@@ -207,29 +207,37 @@ class EgressPolicy:
 
 @dataclass(frozen=True)
 class Guard:
-    """The policy for one destination's connections, and which field each host came from."""
+    """The policy for one destination's connections, and which field named each host and port."""
 
     policy: EgressPolicy
-    default_field: str  # a host the customer did not name (an upload session's URL, say) answers to this field
-    fields: Mapping[str, str] = field(default_factory=dict)  # host -> the field that named it
+    default_field: str  # an address the customer did not name (an upload session's URL, say) answers to this field
+    fields: Mapping[str, str] = field(default_factory=dict)  # "host:port" -> the field that named it
 
-    def field_for(self, host: str | None) -> str:
-        return self.fields.get((host or "").lower().strip("[]"), self.default_field)
+    def field_for(self, host: str | None, port: int | None) -> str:
+        return self.fields.get(_netloc(host, port), self.default_field)
 
     def addresses(self, host: str, port: int) -> list[str]:
-        return self.policy.addresses(host, port, self.field_for(host))
+        return self.policy.addresses(host, port, self.field_for(host, port))
 
     def redirect(self, url: str) -> EgressRefused:
-        return EgressRefused(self.field_for(urlsplit(url).hostname), REASON_REDIRECT)
+        return EgressRefused(self.field_for(*_host_port(url)), REASON_REDIRECT)
+
+
+def _host_port(url: str) -> tuple[str | None, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def _netloc(host: str | None, port: int | None) -> str:
+    return f"{(host or '').lower().strip('[]').rstrip('.')}:{port}"
 
 
 def guard(default_field: str, **urls: str | None) -> Guard:
     """The current policy for a destination whose addresses are `urls` (field -> URL, None for the cloud's default)."""
     fields: dict[str, str] = {}
     for name, url in urls.items():
-        host = urlsplit(url).hostname if url else None
-        if host:
-            fields.setdefault(host.lower(), name)
+        if url:
+            fields.setdefault(_netloc(*_host_port(url)), name)
     return Guard(current(), default_field, fields)
 
 

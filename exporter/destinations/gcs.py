@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -44,10 +45,10 @@ VERIFY_TIMEOUT = (5, 30)
 WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means the caller skipped one
 
 
-def _verify_retry(endpoint_url: str | None) -> Any:
-    """Verification answers a waiting customer: a few seconds of retries with Google itself; none with a
-    customer's endpoint, whose answer (or silence) comes at once, so the time taken says nothing of it."""
-    if endpoint_url:
+def _verify_retry(*urls: str | None) -> Any:
+    """Verification answers a waiting customer: a few seconds of retries with Google itself; none when an address
+    is a customer's, whose answer (or silence) comes at once, so the time taken says nothing of what is there."""
+    if any(url and not egress.trusted_host(urlsplit(url).hostname or "") for url in urls):
         return None
     # google-cloud-storage is imported where it is used: the app's cold start does not pay for it.
     from google.cloud.storage.retry import DEFAULT_RETRY
@@ -119,6 +120,9 @@ class GcsDestination:
         self.client = storage.Client(
             project=project, credentials=self._google, client_options=options, _http=self._http
         )
+        # The client's tracing fetches each bucket's metadata in a background thread: a request the customer's key
+        # may not be allowed (storage.buckets.get), sent where verification sends one request only. Off.
+        self.client._bucket_metadata_cache = None
         self._sessions: common.Uploads[_Session] = common.Uploads(_Session)
 
     @classmethod
@@ -145,7 +149,7 @@ class GcsDestination:
         policy.check_url(self.credentials.service_account_key["token_uri"], TOKEN_FIELD)
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
-        retry = _verify_retry(self.credentials.endpoint_url)
+        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.service_account_key["token_uri"])
         with self.errors.mapped("write", verifying=True):
             blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
         with self.errors.mapped("delete", verifying=True):

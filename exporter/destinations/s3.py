@@ -52,7 +52,7 @@ CLIENT_OPTIONS = {
     "max_pool_connections": 8,
 }
 # One attempt: a customer's server answers at once, refused or not, so the time taken says nothing of it.
-VERIFY_OPTIONS = {"retries": {"max_attempts": 1, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
+VERIFY_OPTIONS = {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
 FIELD_ENDPOINT = "destination.endpoint_url"
 
 
