@@ -37,7 +37,7 @@ from .common import (
     translated,
 )
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
-from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
+from .s3_errors import REDIRECTS, S3Errors, cannot_list, is_permission_refusal, status_of
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
@@ -82,6 +82,14 @@ def _new_client(**kwargs: Any) -> Any:
 
             _session = boto3.session.Session()
         return _session.client("s3", **kwargs)
+
+
+def _no_redirect(request_dict: Any = None, response: Any = None, **kwargs: Any) -> None:
+    """A `needs-retry` handler run before the region redirector: a redirect answer is marked as one already
+    followed, so the redirector leaves it alone (it is refused as a redirect, s3_errors.py)."""
+    if request_dict is not None and response is not None and response[0] is not None:
+        if response[0].status_code in REDIRECTS:
+            request_dict.setdefault("context", {}).setdefault("s3_redirect", {})["redirected"] = True
 
 
 @dataclass
@@ -130,6 +138,10 @@ class S3Destination:
             aws_access_key_id=creds.access_key_id,
             aws_secret_access_key=creds.secret_access_key,
         )
+        if creds.endpoint_url:
+            # botocore's region redirector answers a redirect by asking the same server again, and again: with a
+            # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
+            client.meta.events.register_first("needs-retry.s3", _no_redirect)
         return egress.pin_botocore(client, self._guard)
 
     def _known(self, operation: str) -> Classify:
