@@ -139,6 +139,12 @@ def trusted_host(host: str) -> bool:
     return any(pattern.fullmatch(host.lower().rstrip(".")) for pattern in TRUSTED_HOSTS)
 
 
+def trusted_url(url: str) -> bool:
+    """An https URL on one of the clouds' own endpoints."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and trusted_host(parts.hostname or "")
+
+
 def system_resolve(host: str, port: int) -> list[str]:
     """Every address the host resolves to (one DNS lookup)."""
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -10,15 +10,13 @@ listens at the address. Anything else (a TypeError in our code) is not mapped: i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from .. import egress
 from ..errors import CredentialError, DestinationError, ExporterError, TransientError
-from .common import mapped, refusal_in, refused_answer
+from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 FIELD = "destination.connection_string"
 PERMISSION_CODES = {
@@ -27,8 +25,6 @@ PERMISSION_CODES = {
     "AuthorizationServiceMismatch",
     "AuthorizationProtocolMismatch",
 }
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-REDIRECTS = {301, 302, 303, 307, 308}
 ACCOUNT_NOT_FOUND_CODES = {"ResourceNotFound", "AccountNotFound"}
 # What a refusal means to a customer, by error code; any other refusal gets REFUSED_BY_STATUS's sentence.
 REFUSED_BY_CODE = {
@@ -71,16 +67,11 @@ def classify(
 
 
 @dataclass(frozen=True)
-class AzureErrors:
+class AzureErrors(ErrorMap):
     """The error map of one container at `endpoint` (the connection string's BlobEndpoint)."""
 
     container: str
     endpoint: str = ""
-
-    @contextmanager
-    def mapped(self, *, verifying: bool = False) -> Iterator[None]:
-        with mapped(lambda exc: self.classify(exc, verifying=verifying)):
-            yield
 
     def unusable(self) -> DestinationError:
         """Verification's one answer for whatever is at the endpoint when it is not Azure Storage answering."""
@@ -89,12 +80,7 @@ class AzureErrors:
             "check the storage account name or the BlobEndpoint in the connection string, and the container name"
         )
 
-    def classify(self, exc: BaseException, *, verifying: bool = False) -> ExporterError | None:
-        if isinstance(exc, ExporterError):
-            return exc
-        refused = refusal_in(exc)
-        if refused is not None:
-            return refused_answer(refused, verifying)
+    def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
             return self._answer(exc.status_code, error_code(exc), verifying)
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
@@ -104,8 +90,7 @@ class AzureErrors:
         return None
 
     def _answer(self, status: int, code: str, verifying: bool) -> ExporterError:
-        host = self.endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        if status in REDIRECTS and not egress.trusted_host(host):
+        if status in REDIRECTS and not egress.trusted_url(self.endpoint):
             return refused_answer(egress.EgressRefused(FIELD, egress.REASON_REDIRECT), verifying)
         if status in (401, 403):
             if code in PERMISSION_CODES:

@@ -135,6 +135,8 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
 
 # ------------------------------------------------------------------ failures, in our words
 
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # statuses that may pass by themselves
+REDIRECTS = frozenset({301, 302, 303, 307, 308})  # never followed at a customer's address (exporter/egress.py)
 Classify = Callable[[BaseException], "ExporterError | None"]  # None: not the destination's failure (a bug of ours)
 
 
@@ -159,6 +161,29 @@ def mapped(classify: Classify) -> Iterator[None]:
         raise translated(exc, classify) from None
 
 
+class ErrorMap:
+    """A destination's one error map: `with errors.mapped(operation):` around every call to its SDK.
+
+    `classify` settles our own errors and the egress policy's refusals; `known` (per destination) names the
+    provider's failures; anything left is a bug of ours and passes untouched.
+    """
+
+    @contextmanager
+    def mapped(self, operation: str | None = None, *, verifying: bool = False) -> Iterator[None]:
+        with mapped(lambda exc: self.classify(exc, operation, verifying=verifying)):
+            yield
+
+    def classify(
+        self, exc: BaseException, operation: str | None = None, *, verifying: bool = False
+    ) -> ExporterError | None:
+        """Our error for a failure of the destination or of the way to it; None for anything else (a bug of ours)."""
+        answer = settled(exc, verifying)
+        return answer if answer is not None else self.known(exc, operation, verifying)
+
+    def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
+        raise NotImplementedError
+
+
 def refusal_in(exc: BaseException) -> EgressRefused | None:
     """The egress policy's refusal behind an SDK's exception (SDKs wrap what a connection raised)."""
     seen: list[BaseException] = []
@@ -173,6 +198,14 @@ def refusal_in(exc: BaseException) -> EgressRefused | None:
         kwargs = getattr(item, "kwargs", None)  # botocore keeps the cause as kwargs["error"]
         todo.extend([item.__cause__, item.__context__, *item.args, *(kwargs or {}).values()])
     return None
+
+
+def settled(exc: BaseException, verifying: bool) -> ExporterError | None:
+    """Ours already, or the egress policy's refusal behind an SDK's wrapping; None: for the destination's own map."""
+    if isinstance(exc, ExporterError):
+        return exc
+    refused = refusal_in(exc)
+    return None if refused is None else refused_answer(refused, verifying)
 
 
 def refused_answer(refused: EgressRefused, verifying: bool) -> ExporterError:

@@ -24,7 +24,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -48,7 +47,7 @@ WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means
 def _verify_retry(*urls: str | None) -> Any:
     """Verification answers a waiting customer: a few seconds of retries with Google itself; none when an address
     is a customer's, whose answer (or silence) comes at once, so the time taken says nothing of what is there."""
-    if any(url and not egress.trusted_host(urlsplit(url).hostname or "") for url in urls):
+    if any(url and not egress.trusted_url(url) for url in urls):
         return None
     # google-cloud-storage is imported where it is used: the app's cold start does not pay for it.
     from google.cloud.storage.retry import DEFAULT_RETRY

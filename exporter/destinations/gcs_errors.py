@@ -11,8 +11,6 @@ Anything else (a TypeError in our code) is not mapped: it passes with its traceb
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +18,8 @@ import requests
 
 from .. import egress
 from ..errors import CredentialError, DestinationError, ExporterError, TransientError
-from .common import mapped, refusal_in, refused_answer
+from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-REDIRECTS = {301, 302, 303, 307, 308}
 # RFC 6749's token endpoint refusals: the key itself was refused.
 OAUTH_REFUSALS = {"invalid_grant", "invalid_client", "unauthorized_client", "access_denied", "invalid_scope"}
 KEY_REFUSED = "Google refused the service account key: it is wrong, deleted or disabled (the token request was refused)"
@@ -50,7 +46,7 @@ def _oauth_refusal(exc: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class GcsErrors:
+class GcsErrors(ErrorMap):
     """The error map of one bucket: `endpoint_url` None is Google itself."""
 
     bucket: str
@@ -59,11 +55,6 @@ class GcsErrors:
     @property
     def endpoint(self) -> str:
         return self.endpoint_url or "https://storage.googleapis.com"
-
-    @contextmanager
-    def mapped(self, operation: str | None = None, *, verifying: bool = False) -> Iterator[None]:
-        with mapped(lambda exc: self.classify(exc, operation, verifying=verifying)):
-            yield
 
     def unusable(self) -> DestinationError:
         """Verification's one answer for whatever is at the endpoint when it is not Cloud Storage answering."""
@@ -80,19 +71,12 @@ class GcsErrors:
             "check the key's token_uri"
         )
 
-    def classify(
-        self, exc: BaseException, operation: str | None = None, *, verifying: bool = False
-    ) -> ExporterError | None:
+    def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
         """Our error for a Cloud Storage, token endpoint or transport failure; None for anything else."""
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
         from google.cloud.storage.exceptions import InvalidResponse
 
-        if isinstance(exc, ExporterError):
-            return exc
-        refused = refusal_in(exc)
-        if refused is not None:
-            return refused_answer(refused, verifying)
         if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
             return self.classify(
                 exc.cause, operation, verifying=verifying
@@ -122,7 +106,7 @@ class GcsErrors:
 
     def status(self, status: int, operation: str | None = None, *, verifying: bool = False) -> ExporterError:
         """An HTTP status from Cloud Storage, in words a customer can act on."""
-        if status in REDIRECTS and self.endpoint_url and not egress.trusted_host(self.endpoint.split("/")[2]):
+        if status in REDIRECTS and self.endpoint_url and not egress.trusted_url(self.endpoint_url):
             return refused_answer(egress.EgressRefused("destination.endpoint_url", egress.REASON_REDIRECT), verifying)
         if status == 401:
             return CredentialError("Cloud Storage refused the service account's access token")

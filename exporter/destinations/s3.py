@@ -28,6 +28,7 @@ from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
     DELETE_NOTE,
+    REDIRECTS,
     VERIFY_CONTENT,
     Classify,
     DestinationKind,
@@ -37,7 +38,7 @@ from .common import (
     translated,
 )
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
-from .s3_errors import REDIRECTS, S3Errors, cannot_list, is_permission_refusal, status_of
+from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last

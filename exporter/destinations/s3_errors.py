@@ -11,14 +11,12 @@ a failure of S3 or of the way to it (a TypeError in our code) is not mapped: it 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import egress
 from ..errors import CredentialError, DestinationError, ExporterError, InternalError, TransientError
-from .common import mapped, refusal_in, refused_answer
+from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -49,8 +47,6 @@ TRANSIENT_CODES = {
     "OperationAborted",
     "NoSuchUpload",
 }
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-REDIRECTS = {301, 302, 303, 307, 308}
 PERMISSION_FOR = {"write": "write to", "delete": "delete from"}
 ACTION_FOR = {"write": "s3:PutObject", "delete": "s3:DeleteObject"}
 
@@ -99,7 +95,7 @@ def _network_failure(exc: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
-class S3Errors:
+class S3Errors(ErrorMap):
     """The error map of one bucket: `endpoint_url` None is AWS itself."""
 
     bucket: str
@@ -113,25 +109,12 @@ class S3Errors:
     @property
     def from_aws(self) -> bool:
         """Answers come from AWS itself, so what they name (a bucket's region) may be repeated."""
-        host = (self.endpoint_url or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        return self.endpoint_url is None or egress.trusted_host(host)
+        return self.endpoint_url is None or egress.trusted_url(self.endpoint_url)
 
-    @contextmanager
-    def mapped(self, operation: str | None = None, *, verifying: bool = False) -> Iterator[None]:
-        with mapped(lambda exc: self.classify(exc, operation, verifying=verifying)):
-            yield
-
-    def classify(
-        self, exc: BaseException, operation: str | None = None, *, verifying: bool = False
-    ) -> ExporterError | None:
+    def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
         """Our error for an S3 failure; None for anything else (a bug of ours, re-raised by `mapped`)."""
         from botocore.exceptions import ClientError
 
-        if isinstance(exc, ExporterError):
-            return exc
-        refused = refusal_in(exc)
-        if refused is not None:
-            return refused_answer(refused, verifying)
         if isinstance(exc, ClientError):
             return self._answer(exc, operation, verifying)
         if _network_failure(exc):
