@@ -14,15 +14,17 @@ import time
 
 import pytest
 
+from exporter import egress
 from exporter.destinations.s3_errors import S3Errors
 from exporter.errors import InternalError, TransientError
+from exporter.integrations.model import Status
 from exporter.jobs import schedule
 from exporter.local.devstorage import free_port
 from exporter.runs import RunStatus
 from exporter.windows import Window
 from tests.destination_helpers import behind
-from tests.egress_helpers import ADDRESS_FIELDS, Listener, body_for, http_answer, with_path
-from tests.export_helpers import ACCOUNT, ACT, H, deliver_one
+from tests.egress_helpers import ADDRESS_FIELDS, Listener, body_for, http_answer, strict, with_path
+from tests.export_helpers import ACCOUNT, ACT, H, deliver_one, tick_collecting
 from tests.helpers import call
 
 JUNK_XML = b"<?xml version='1.0'?><Error><Code>InternalBanner</Code><Message>secret-ish banner</Message></Error>"
@@ -88,6 +90,30 @@ def test_a_closed_port_an_open_port_and_a_junk_server_get_the_same_answer(ctx, t
     finally:
         for listener in listeners.values():
             listener.stop()
+
+
+# ------------------------------------------------------------------ at export time: checked at every connection
+
+
+KIT_FIELD = {
+    "azure_blob": "destination.connection_string",
+    "s3": "destination.endpoint_url",
+    "gcs": "destination.service_account_key.token_uri",  # a key's token comes first
+}
+
+
+def test_an_export_whose_address_is_no_longer_allowed_stops_naming_the_field(ctx, clock, kit):
+    """Stored while the local servers were allowed; exported under the production policy: every connection
+    is checked again, so delivery stops with a destination error naming the field, and nothing is dialled."""
+    iid = behind(ctx, clock, kit, 1)
+    with egress.using(strict(dial=True)) as policy:
+        results = []
+        tick_collecting(ctx, results)
+    assert results[0].stopped == "destination_error"
+    integration = ctx.repo.get(ACCOUNT, iid)
+    assert integration.status == Status.DESTINATION_ERROR
+    assert integration.last_error.startswith(KIT_FIELD[kit.kind] + ": must name a host on the public internet")
+    assert policy.connect.attempts == [] and kit.names() == []
 
 
 # ------------------------------------------------------------------ a bug of ours is a bug, not weather
