@@ -35,6 +35,7 @@ from .common import (
     Upload,
     Uploads,
     record_failure,
+    refusal_in,
     translated,
 )
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
@@ -85,12 +86,16 @@ def _new_client(**kwargs: Any) -> Any:
         return _session.client("s3", **kwargs)
 
 
-def _no_redirect(request_dict: Any = None, response: Any = None, **kwargs: Any) -> None:
-    """A `needs-retry` handler run before the region redirector: a redirect answer is marked as one already
-    followed, so the redirector leaves it alone (it is refused as a redirect, s3_errors.py)."""
+def _egress_rules(request_dict: Any = None, response: Any = None, caught_exception: Any = None, **kwargs: Any) -> Any:
+    """A `needs-retry` handler run before the others: a connection the egress policy refused is not retried
+    (False wins), and a redirect answer is marked as one already followed, so botocore's region redirector
+    leaves it alone (it is refused as a redirect, s3_errors.py); None lets the others decide."""
+    if caught_exception is not None and refusal_in(caught_exception) is not None:
+        return False
     if request_dict is not None and response is not None and response[0] is not None:
         if response[0].status_code in REDIRECTS:
             request_dict.setdefault("context", {}).setdefault("s3_redirect", {})["redirected"] = True
+    return None
 
 
 @dataclass
@@ -142,7 +147,7 @@ class S3Destination:
         if creds.endpoint_url:
             # botocore's region redirector answers a redirect by asking the same server again, and again: with a
             # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
-            client.meta.events.register_first("needs-retry.s3", _no_redirect)
+            client.meta.events.register_first("needs-retry.s3", _egress_rules)
         return egress.pin_botocore(client, self._guard)
 
     def _known(self, operation: str) -> Classify:
