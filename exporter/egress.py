@@ -180,8 +180,11 @@ class EgressPolicy:
 
     def check_url(self, url: str, field: str) -> None:
         """Refuse `url` (an InputError naming `field`) unless the policy allows it; no packet is sent to it."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname or "", parts.port or 443
+        except ValueError:
+            raise InputError("is not a valid URL (check the host and the port)", field=field) from None
         if self.allow_private:
             return
         if parts.scheme != "https":
@@ -189,7 +192,7 @@ class EgressPolicy:
         if trusted_host(host):
             return
         try:
-            self.addresses(host, parts.port or 443, field)
+            self.addresses(host, port, field)
         except EgressRefused as refused:
             raise refused.as_input_error() from None
 

@@ -228,6 +228,25 @@ def test_the_host_name_is_kept_for_the_request_while_the_checked_address_is_dial
         listener.stop()
 
 
+@pytest.mark.parametrize("url", ["https://[::1", "https://files.customer.example:99999"])
+def test_a_malformed_address_is_a_400_naming_the_field_not_a_failure(ctx, url):
+    connection = f"AccountName=acct;AccountKey=YWJj;BlobEndpoint={url}"
+    for body, field in [
+        (
+            {"type": "azure_blob", "connection_string": connection, "container": "exports"},
+            "destination.connection_string",
+        ),
+        (
+            {"type": "azure_blob", "connection_string": f"{url}/exports?sv=1&sig=x", "container": "exports"},
+            "destination.connection_string",
+        ),
+        (body_for("s3 endpoint_url", url), "destination.endpoint_url"),
+    ]:
+        with egress.using(strict()):
+            answer = call(ctx, "integrations_verify", {**body, "prefix": ""}, account=ACCOUNT)
+        assert (answer.status, answer.body["error"]["field"]) == (400, field), answer.body
+
+
 # ------------------------------------------------------------------ the setting
 
 

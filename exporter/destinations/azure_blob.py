@@ -108,7 +108,11 @@ def parse_connection_string(text: Any) -> BlobCredentials:
         protocol = pairs.get("defaultendpointsprotocol", "https")
         suffix = pairs.get("endpointsuffix", "core.windows.net")
         endpoint = f"{protocol}://{account}.blob.{suffix}"
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InputError("is malformed: BlobEndpoint is not an http(s) URL", field=FIELD) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("is malformed: BlobEndpoint is not an http(s) URL", field=FIELD)
     if not account:
@@ -117,7 +121,11 @@ def parse_connection_string(text: Any) -> BlobCredentials:
 
 
 def _parse_sas_url(text: str) -> BlobCredentials:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InputError("is a malformed URL: check the host and the port", field=FIELD) from None
     if not parts.hostname or not parts.query or "sig" not in parse_qs(parts.query):
         raise InputError(
             "is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string",

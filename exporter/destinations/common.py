@@ -121,7 +121,10 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
     if not isinstance(value, str) or len(value) > 2048:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
     check_text(value, field)
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # an unclosed IPv6 bracket
+        raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
     if parts.username or parts.password or parts.query or parts.fragment:
