@@ -9,11 +9,14 @@ The console (`exporter/console/`) is anonymous at the Functions level: App Servi
 against the account's members.
 """
 
+import logging
+
 import azure.functions as func
 
-from exporter import routes, triggers
+from exporter import egress, routes, triggers
 from exporter.console import functions as console
 
+egress.warn_if_private_allowed(logging.getLogger("exporter"))
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 QUEUE = "%EXPORT_QUEUE_NAME%"

@@ -309,8 +309,10 @@ def _run(args) -> int:
         return run_demo(hours=args.hours, users=args.users, now=args.now, destination=args.destination)
     clock = _clock(args)
     if args.verb == "serve":
+        from . import egress
         from .local.serve import serve
 
+        egress.warn_if_private_allowed(logging.getLogger("exporter"))
         return serve(args.host, args.port, args.timer_seconds, args.dev_sign_in)
     ctx = Context.create(clock=clock)
     if args.verb == "tick":
