@@ -22,7 +22,8 @@ from exporter.export.formats import parquet as parquet_format
 from exporter.export.formats.compress import GzipMembers
 from exporter.export.formats.types import column_types, numeric_params
 from exporter.export.plan import EventSelection, Selection, column_plan
-from exporter.export.runner import SLICE_ROWS, export_window
+from exporter.export.blocks import SLICE_ROWS
+from exporter.export.runner import export_window
 from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import SegmentRef, param_column
 from exporter.ucd.values import join_kinds, value_kind
