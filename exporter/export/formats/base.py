@@ -72,7 +72,7 @@ class FileCuts:
     One per export of a file (whole, a part, or a continuation), made by its format (`FileFormat.begin`),
     which raises CannotContinue if the recorded blocks cannot be continued. `handing_on` and `recording`
     wrap the hand-on of each cut block and each progress record (a format that keeps something per
-    block); `open` gives the rows' writer into the sink; `segment_begins` (before a batch of a segment)
+    block); `open` gives the rows' writer into the sink (`writer`); `segment_begins` (before a batch of a segment)
     and `mark` (after a slice of rows) mark where a block may end, True when one was cut there;
     `pieces` cuts the slices where the format must; `finish` writes the file's end and its last block.
     """
@@ -103,7 +103,12 @@ class FileCuts:
         return record
 
     def open(self, sink: AlignedBlocks) -> RowWriter:
+        """Begin writing the file's rows into `sink`, where the blocks are cut (`mark`)."""
         self._sink = sink
+        return self.writer(sink)
+
+    def writer(self, sink: AlignedBlocks) -> RowWriter:
+        """The rows' writer into the sink (a format that filters its bytes, or continues a writer, its own)."""
         return self.rows(self.start.plan, self.start.types, sink, self.start.header)
 
     def segment_begins(self, segment: str, position: ReadPosition | None, rows: int) -> bool:

@@ -118,8 +118,7 @@ class GzipMarks(FileCuts):
         self._group = dict(zip([ref.path for ref in segments], member_groups(ref.size for ref in segments)))
         self.members: GzipMembers | None = None
 
-    def open(self, sink: AlignedBlocks) -> RowWriter:
-        super().open(sink)
+    def writer(self, sink: AlignedBlocks) -> RowWriter:
         self.members = GzipMembers(sink)
         return self.rows(self.start.plan, self.start.types, self.members, self.start.header)
 

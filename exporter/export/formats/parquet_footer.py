@@ -61,25 +61,24 @@ class ParquetFooter(FileCuts):
         self._next = progress.blocks  # the next block handed on
         self._stored = progress.blocks  # the notes of the blocks before this one are stored
         self._lock = threading.Lock()
-        self.writer: parquet.ParquetRows | None = None
+        self._writer: parquet.ParquetRows | None = None
 
-    def open(self, sink: AlignedBlocks) -> RowWriter:
+    def writer(self, sink: AlignedBlocks) -> RowWriter:
         """The file's row-group writer, continuing after the recorded blocks (which end where row groups do)."""
-        super().open(sink)
         progress = self.start.progress
         groups = progress.rows // parquet.ROW_GROUP_ROWS
-        self.writer = parquet.ParquetRows(
+        self._writer = parquet.ParquetRows(
             self.start.plan, self.start.types, sink, progress.blocks == 0, sink.bytes_written, groups
         )
-        return self.writer
+        return self._writer
 
     def handing_on(self, emit: Emit) -> Emit:
         """`emit`, keeping each block's piece first: the row groups that end within its bytes (blocks come in order)."""
 
         def through(block: bytes, mark: Mark) -> None:
-            if self.writer is None:
+            if self._writer is None:
                 raise InternalError("a Parquet block before its writer")
-            piece = b"".join(self.writer.take_ended(mark.bytes))
+            piece = b"".join(self._writer.take_ended(mark.bytes))
             with self._lock:
                 index, self._next = self._next, self._next + 1
                 self._pieces[index] = piece
@@ -123,9 +122,9 @@ class ParquetFooter(FileCuts):
 
     def finish(self, position: ReadPosition | None, rows: int) -> None:
         """The last row group and the footer, then the last block."""
-        if self.writer is None:
+        if self._writer is None:
             raise InternalError("a Parquet file finished before its writer")
-        self.writer.finish(rows, self._handed_on)
+        self._writer.finish(rows, self._handed_on)
         self.sink.finish(position, rows)
 
     def _handed_on(self) -> list[bytes]:
