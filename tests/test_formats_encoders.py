@@ -17,12 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from exporter.export.blocks import SLICE_ROWS
 from exporter.export.formats import FORMAT_NAMES, compress, fix_types
 from exporter.export.formats import parquet as parquet_format
 from exporter.export.formats.compress import GzipMembers
 from exporter.export.formats.types import column_types, numeric_params
 from exporter.export.plan import EventSelection, Selection, column_plan
-from exporter.export.blocks import SLICE_ROWS
 from exporter.export.runner import export_window
 from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import SegmentRef, param_column
