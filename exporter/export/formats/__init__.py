@@ -20,13 +20,17 @@ from .jsonl import JSONL_GZ
 from .parquet_footer import PARQUET
 from .types import with_param_types
 
-FORMATS: dict[Format, FileFormat] = {f.name: f for f in (CSV, CSV_GZ, PARQUET, JSONL_GZ)}
-FORMAT_NAMES: tuple[str, ...] = tuple(f.value for f in Format)
+# The one registration of every format: its name is offered by the API, the CLI and the console from here.
+FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV, CSV_GZ, PARQUET, JSONL_GZ)}
+FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 
 
 def file_format(name: str) -> FileFormat:
     """The encoder of a format name (one of FORMAT_NAMES)."""
-    return FORMATS[Format(name)]
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"{name!r} is not a file format") from None
 
 
 def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, Any]]) -> Selection:

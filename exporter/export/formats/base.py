@@ -28,7 +28,8 @@ from .types import ColumnTypes
 
 
 class Format(StrEnum):
-    """A window file's format, as the API names it; the value is also the file name's extension."""
+    """The built-in formats' names, as the API names them; the name is also the file name's extension
+    (a format registered in FORMATS, formats/__init__.py, needs no name here: its FileFormat's is enough)."""
 
     CSV = "csv"
     CSV_GZ = "csv.gz"
@@ -128,14 +129,19 @@ class FileCuts:
 class FileFormat:
     """One format: how a window's batches become the file's bytes, and where its blocks may end."""
 
-    name: Format
+    name: str  # as the API names it; also the file name's extension
     typed: bool  # its bytes depend on the columns' types (the catalog's parameter kinds)
     rows: RowsOf
     cuts: type[FileCuts] = FileCuts
 
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "name", str(self.name)
+        )  # a Format's plain text: what the API, the record and a manifest hold
+
     @property
     def extension(self) -> str:
-        return self.name.value
+        return self.name
 
     def begin(self, start: FileStart) -> FileCuts:
         """The cuts and end of one export of a file; CannotContinue if its recorded blocks cannot be continued."""
@@ -156,4 +162,4 @@ class FileFormat:
     def gzip(self) -> bool:
         """Whether a part begins only where a gzip member does: exporter/jobs/split.py's question, until it
         asks `part_starts` instead (the format's own answer)."""
-        return self.name.value.endswith(".gz")
+        return self.name.endswith(".gz")
