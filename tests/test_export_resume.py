@@ -19,7 +19,7 @@ from collections import Counter
 import pytest
 
 from exporter.clock import to_unix
-from exporter.export import runner, sha256
+from exporter.export import resume, runner, sha256
 from exporter.export.formats import compress, parquet
 from exporter.export.naming import manifest_path
 from exporter.export.plan import Selection
@@ -241,10 +241,10 @@ def test_an_export_that_starts_again_says_why(ctx, clock, azure_kit, monkeypatch
 
 
 def test_where_a_sha256_state_cannot_be_saved_a_file_with_a_manifest_is_exported_whole(monkeypatch):
-    assert runner.continuable(Selection(events=(), format="csv", manifest=True))
+    assert resume.continuable(Selection(events=(), format="csv", manifest=True))
     monkeypatch.setattr(sha256, "available", lambda: False)
-    assert not runner.continuable(Selection(events=(), format="csv", manifest=True))
-    assert runner.continuable(Selection(events=(), format="csv"))
+    assert not resume.continuable(Selection(events=(), format="csv", manifest=True))
+    assert resume.continuable(Selection(events=(), format="csv"))
 
 
 def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
@@ -358,8 +358,8 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
 )
 def test_a_file_is_continued_and_only_a_row_format_without_a_manifest_split(file_format, manifest, resumable, in_parts):
     selection = Selection(events=(), format=file_format, manifest=manifest)
-    assert runner.continuable(selection) is resumable
-    assert runner.splittable(selection) is in_parts
+    assert resume.continuable(selection) is resumable
+    assert resume.splittable(selection) is in_parts
 
 
 @pytest.mark.parametrize(("file_format", "manifest"), [("parquet", True), ("csv", True), ("jsonl.gz", True)])

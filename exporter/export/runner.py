@@ -37,6 +37,7 @@ from .plan import Selection, column_plan
 from .progress import Checkpoints, WindowProgress
 from .resume import after_failure, continuable, continued, keeps_notes, splittable
 
+# The rules are resume.py's; named here too for the worker, which imports them from here.
 __all__ = ["MAX_IN_FLIGHT", "Target", "WindowExport", "continuable", "export_window", "keeps_notes", "splittable"]
 
 
