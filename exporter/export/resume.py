@@ -84,9 +84,8 @@ def continued(
         if shared or not progress.blocks:
             raise InternalError(f"a fresh file or a part of a split file is not continued: {why}") from why
         log.warning("%s; the file %s is exported again from its start", why, path)
-        abandon(
-            destination, path
-        )  # the upload just taken over: its next block would be block 0 (a GCS session takes none)
+        # The upload just taken over is given up: its next block would be block 0, which a GCS session takes no more.
+        abandon(destination, path)
         if checkpoints is not None:
             checkpoints.clear()
         fresh = no_progress(path)
