@@ -80,29 +80,27 @@ def assert_poisoned_as_a_bug(ctx, iid: str) -> None:
     assert (record.status, record.error) == (RunStatus.POISONED, f"gave up after 5 deliveries: {BUG}")
 
 
-def test_a_type_error_from_a_destination_is_an_internal_error_not_a_retry(ctx, clock, kit, monkeypatch, caplog):
+def a_buggy_delivery(ctx, clock, kit, monkeypatch, caplog, bug) -> str:
+    """A window due, the destination's bug met by its first delivery: an InternalError, its run recorded."""
     iid = behind(ctx, clock, kit, 1)
     schedule(ctx)
-    buggy(ctx, monkeypatch, a_type_error)
+    buggy(ctx, monkeypatch, bug)
     caplog.set_level(logging.INFO, logger="exporter")
-
     with pytest.raises(InternalError):
         deliver_one(ctx)
     assert_a_bug_recorded(ctx, caplog, iid)
+    return iid
+
+
+def test_a_type_error_from_a_destination_is_an_internal_error_not_a_retry(ctx, clock, kit, monkeypatch, caplog):
+    iid = a_buggy_delivery(ctx, clock, kit, monkeypatch, caplog, a_type_error)
     assert_poisoned_as_a_bug(ctx, iid)
 
 
 def test_a_destinations_internal_error_keeps_the_type_error_it_was_raised_from(
     ctx, clock, azure_kit, monkeypatch, caplog
 ):
-    iid = behind(ctx, clock, azure_kit, 1)
-    schedule(ctx)
-    buggy(ctx, monkeypatch, an_internal_error_from_a_type_error)
-    caplog.set_level(logging.INFO, logger="exporter")
-
-    with pytest.raises(InternalError):
-        deliver_one(ctx)
-    assert_a_bug_recorded(ctx, caplog, iid)
+    a_buggy_delivery(ctx, clock, azure_kit, monkeypatch, caplog, an_internal_error_from_a_type_error)
     [bug] = [r for r in caplog.records if r.getMessage().startswith("bug:")]
     assert "direct cause" in bug.traceback and "InternalError: internal error (TypeError)" in bug.traceback
 

@@ -16,7 +16,7 @@ from ..errors import CredentialError, DestinationError, NotFoundError
 from ..export.destination import UploadLost
 from ..export.plan import Selection
 from ..integrations.model import Integration, Status
-from ..runs import RunRecord
+from ..runs import RunRecord, RunStatus
 from ..windows import Window, is_due
 from . import state
 from .failures import STOPS
@@ -84,14 +84,25 @@ def continued(
     return JobOutcome(tuple(exported), follow_up=True, reason=reason)
 
 
-def delivered(
-    ctx: Context, integration: Integration, window: Window, plan: SplitPlan | None, selection: Selection | None
-) -> Integration | None:
-    """After a window's file is committed and recorded: the integration advanced past it, and what the
-    window left in our storage forgotten; None if the integration was paused, stopped or moved meanwhile."""
+def after_window(
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    plan: SplitPlan | None,
+    selection: Selection | None,
+    record: RunRecord,
+    exported: list[RunRecord],
+    continues: str,
+) -> Integration | JobOutcome:
+    """After a window's attempt answered its run record: the integration advanced past the window (the
+    record added to `exported`, what the window left in our storage forgotten), or how the job ends: a
+    follow-up continues the window (`continues` says why), or somebody else changed the integration."""
+    if record.status == RunStatus.EXPORTING:  # the time ran out inside the window
+        return continued(ctx, integration, exported, continues)
+    exported.append(record)
     advanced = state.advance(ctx, integration, window)  # through the module: a test dies or races right here
     if advanced is None or advanced.status != Status.ACTIVE:
-        return None
+        return changed_concurrently(ctx, integration, exported)
     forget_split(ctx, integration, window, plan)
     forget_notes(ctx, integration, window, selection)
     return advanced

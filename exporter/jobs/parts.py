@@ -28,16 +28,7 @@ from ..ucd.segments import SegmentRef
 from ..windows import Window
 from . import state, stores
 from .attempt import run_record, selection_of
-from .delivery import (
-    ENDS_THE_JOB,
-    JobOutcome,
-    changed_concurrently,
-    continued,
-    delivered,
-    ended_by,
-    hand_on,
-    time_bound,
-)
+from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .failures import failure_recorded
 from .messages import ExportJob
 from .relay import relay, staged_name
@@ -138,12 +129,9 @@ def process_part(ctx: Context, integration: Integration, window_start: int, part
         return ended_by(ctx, integration, window, plan, error)
     if committed is None:
         return JobOutcome(reason=f"part {part} exported")
-    if committed.status == RunStatus.EXPORTING:
-        return continued(ctx, integration, [], "the relay of the window continues in a follow-up")
-    advanced = delivered(ctx, integration, window, plan, selection_of(record))
-    if advanced is None:
-        return changed_concurrently(ctx, integration, [committed])
-    return hand_on(ctx, advanced, [committed])
+    relaying = "the relay of the window continues in a follow-up"
+    went_on = after_window(ctx, integration, window, plan, selection_of(record), committed, [], relaying)
+    return went_on if isinstance(went_on, JobOutcome) else hand_on(ctx, went_on, [committed])
 
 
 def _export_part(

@@ -22,21 +22,12 @@ from ..clock import from_unix, to_unix
 from ..context import Context
 from ..errors import NotFoundError
 from ..integrations.model import Integration, Status
-from ..runs import RunRecord, RunStatus
+from ..runs import RunRecord
 from ..ucd.segments import SegmentRef
 from ..windows import Window, due_windows, next_start
 from . import state
 from .attempt import FirstRecord, export_whole, selection_of
-from .delivery import (
-    ENDS_THE_JOB,
-    JobOutcome,
-    changed_concurrently,
-    continued,
-    delivered,
-    ended_by,
-    hand_on,
-    time_bound,
-)
+from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .messages import ExportJob
 from .parts import as_split, commit_split, plan_split, process_part, queue_parts
 from .split import SplitPlan
@@ -103,13 +94,12 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
                 )
         except ENDS_THE_JOB as error:
             return ended_by(ctx, integration, window, plan, error, exported)
-        if record.status == RunStatus.EXPORTING:  # the time ran out inside the window: a follow-up continues it
-            return continued(ctx, integration, exported, "the window continues in a follow-up")
-        exported.append(record)
-        advanced = delivered(ctx, integration, window, plan, selection)
-        if advanced is None:
-            return changed_concurrently(ctx, integration, exported)
-        integration = advanced
+        went_on = after_window(
+            ctx, integration, window, plan, selection, record, exported, "the window continues in a follow-up"
+        )
+        if isinstance(went_on, JobOutcome):
+            return went_on
+        integration = went_on
     return hand_on(ctx, integration, exported)
 
 
