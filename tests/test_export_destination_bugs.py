@@ -28,15 +28,17 @@ BUG = "internal error (TypeError)"
 
 
 class BuggyDestination:
-    """The real destination (every method, splitting too), but staging a block raises `bug()`."""
+    """The real destination (every method, splitting too), but its method `buggy` raises `bug()`."""
 
-    def __init__(self, inner, bug):
-        self.inner, self.bug = inner, bug
+    def __init__(self, inner, bug, buggy):
+        self.inner, self.bug, self.buggy = inner, bug, buggy
 
     def __getattr__(self, name):
+        if name == self.buggy:
+            return self._raise
         return getattr(self.inner, name)
 
-    def stage_block(self, path, index, data):
+    def _raise(self, *args):
         raise self.bug()
 
 
@@ -54,11 +56,12 @@ def an_internal_error_from_a_type_error():
         return error
 
 
-def buggy(ctx, monkeypatch, bug) -> None:
-    monkeypatch.setattr(ctx, "open_destination", lambda *a: BuggyDestination(real_open_destination(*a), bug))
+def buggy(ctx, monkeypatch, bug, method: str = "stage_block") -> None:
+    opened = lambda *a: BuggyDestination(real_open_destination(*a), bug, method)  # noqa: E731
+    monkeypatch.setattr(ctx, "open_destination", opened)
 
 
-def assert_a_bug_recorded(ctx, caplog, iid: str) -> None:
+def assert_a_bug_recorded(ctx, caplog, iid: str, method: str = "stage_block") -> None:
     """The failed delivery raised an InternalError (asserted by the caller); its run and its log say bug."""
     record = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
     assert (record.status, record.error, record.attempts) == (RunStatus.FAILED, BUG, 1)
@@ -66,7 +69,8 @@ def assert_a_bug_recorded(ctx, caplog, iid: str) -> None:
     bugs = [r for r in jobs if r.getMessage().startswith("bug: unexpected TypeError")]
     assert len(bugs) == 1, [r.getMessage() for r in jobs]
     trace = bugs[0].traceback
-    assert "TypeError: unsupported operand" in trace and "in stage_block" in trace, trace
+    assert "TypeError: unsupported operand" in trace and "in _raise" in trace, trace
+    assert f"{method}(" in trace, "the traceback shows where our code called the destination"
     assert not any("will retry" in r.getMessage() for r in jobs), "a bug is not logged as a retry"
     integration = ctx.repo.get(ACCOUNT, iid)
     assert integration.status == Status.ACTIVE and integration.last_success_end is None
@@ -105,19 +109,36 @@ def test_a_destinations_internal_error_keeps_the_type_error_it_was_raised_from(
     assert "direct cause" in bug.traceback and "InternalError: internal error (TypeError)" in bug.traceback
 
 
-def test_a_type_error_exporting_a_part_of_a_split_window_is_an_internal_error(
-    ctx, clock, azure_kit, monkeypatch, caplog
-):
+def a_split_window(ctx, clock, azure_kit, monkeypatch, bug, method: str) -> str:
+    """A window of three parts, planned by its first delivery, the destination's `method` buggy from then on."""
     iid = create_with_small_segments(ctx, clock, azure_kit, 3, 20)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
-    buggy(ctx, monkeypatch, a_type_error)
+    buggy(ctx, monkeypatch, bug, method)
     assert deliver_one(ctx).reason == "the window is exported in 3 parts"
     assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is not None
+    return iid
+
+
+def test_a_type_error_exporting_a_part_of_a_split_window_is_an_internal_error(
+    ctx, clock, azure_kit, monkeypatch, caplog
+):
+    iid = a_split_window(ctx, clock, azure_kit, monkeypatch, a_type_error, "stage_block")
     caplog.set_level(logging.INFO, logger="exporter")
 
     with pytest.raises(InternalError):
         deliver_one(ctx)  # part 0
     assert_a_bug_recorded(ctx, caplog, iid)
+
+
+def test_a_type_error_committing_a_split_window_is_an_internal_error(ctx, clock, azure_kit, monkeypatch, caplog):
+    iid = a_split_window(ctx, clock, azure_kit, monkeypatch, a_type_error, "commit_parts")
+    assert [deliver_one(ctx).reason for _ in range(2)] == ["part 0 exported", "part 1 exported"]
+    caplog.set_level(logging.INFO, logger="exporter")
+
+    with pytest.raises(InternalError):
+        deliver_one(ctx)  # part 2, then the commit
+    assert_a_bug_recorded(ctx, caplog, iid, "commit_parts")
+    assert ctx.repo.get(ACCOUNT, iid).last_success_end is None

@@ -146,6 +146,28 @@ def _export_part(
     deliveries: int,
 ) -> WindowExport:
     """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
+    context = {"account": integration.account, "integration_id": integration.id, "part": part, "delivery": deliveries}
+    kind = integration.destination.type
+    # A lost upload is no failure of this part: the split starts again (process_part).
+    with failure_recorded(ctx, dataclasses.replace(record), context, kind, passing=(UploadLost,)):
+        target, sink = _placed(ctx, integration, window, plan, part, destination)
+        return export_window(
+            ctx.ucd,
+            integration.account,
+            integration.id,
+            selection_of(record) or integration.selection,
+            window,
+            sink,
+            checkpoints=Checkpoints(stores.progress(ctx), integration.account, integration.id, window.start_unix, part),
+            out_of_time=out_of_time,
+            target=target,
+        )
+
+
+def _placed(
+    ctx: Context, integration: Integration, window: Window, plan: SplitPlan, part: int, destination: SplitDestination
+) -> tuple[Target, Destination]:
+    """Where part `part` stages its blocks: the destination's place, or a blob of the service's to relay."""
     placement = destination.place_part(plan.path, part)
     sink: Destination = destination
     if placement.relayed:  # a blob of its own in the service's staging container, relayed at the commit
@@ -164,23 +186,7 @@ def _export_part(
         min_last_block=0 if last else placement.min_last_block,
         joins=plan.upload if plan.upload.handle else None,
     )
-    checkpoints = Checkpoints(stores.progress(ctx), integration.account, integration.id, window.start_unix, part)
-    selection = selection_of(record) or integration.selection
-    context = {"account": integration.account, "integration_id": integration.id, "part": part, "delivery": deliveries}
-    # A lost upload is no failure of this part: the split starts again (process_part).
-    kind = integration.destination.type
-    with failure_recorded(ctx, dataclasses.replace(record), context, kind, passing=(UploadLost,)):
-        return export_window(
-            ctx.ucd,
-            integration.account,
-            integration.id,
-            selection,
-            window,
-            sink,
-            checkpoints=checkpoints,
-            out_of_time=out_of_time,
-            target=target,
-        )
+    return target, sink
 
 
 def commit_split(
@@ -204,14 +210,16 @@ def commit_split(
     claim = splits.claim_commit(account, iid, window.start_unix, ctx.clock.now(), ctx.settings.lease_seconds)
     if claim is None:
         return None
+    context = {"account": account, "integration_id": iid, "window_start": window.start_unix, "commit": plan.parts}
     try:
-        joined = _join_parts(ctx, integration, window, plan, done, destination, out_of_time)
+        # A failure is recorded on the window's run, as a part's is; a lost upload passes: the split starts again.
+        kind = integration.destination.type
+        with failure_recorded(ctx, _window_record(ctx, account, iid, window), context, kind, passing=(UploadLost,)):
+            joined = _join_parts(ctx, integration, window, plan, done, destination, out_of_time)
     except Exception:
         splits.release_commit(account, iid, window.start_unix, claim)  # the redelivery claims at once
         raise
-    record = ctx.runs.get(account, iid, window.start_unix)
-    if record is None:
-        raise InternalError("a split window lost its run record")
+    record = _window_record(ctx, account, iid, window)
     record.error = ""
     record.updated_at = iso(ctx.clock.now())
     if not joined:
@@ -245,3 +253,11 @@ def _join_parts(
     sources = [(staged_name(account, iid, start, p), part.bytes) for p, part in enumerate(done)]
     checkpoints = Checkpoints(stores.progress(ctx), account, iid, start, RELAY_PART)
     return relay(stores.staging(ctx), destination, plan.path, sources, checkpoints, out_of_time)
+
+
+def _window_record(ctx: Context, account: str, integration_id: str, window: Window) -> RunRecord:
+    """The split window's run record, written when the window was planned."""
+    record = ctx.runs.get(account, integration_id, window.start_unix)
+    if record is None:
+        raise InternalError("a split window lost its run record")
+    return record
