@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -55,7 +54,7 @@ def failure_text(error: ExporterError) -> str:
 def failure_recorded(
     ctx: Context,
     record: RunRecord,
-    context: dict[str, Any],
+    context: Mapping[str, object],
     destination_type: str | None = None,
     passing: tuple[type[Exception], ...] = (),
 ) -> Iterator[None]:
@@ -80,7 +79,7 @@ def record_failure(
     record: RunRecord,
     error: ExporterError,
     raw: Exception,
-    context: dict[str, Any],
+    context: Mapping[str, object],
     destination_type: str | None = None,
 ) -> None:
     """Keep a failed attempt on its run record, count it, and log it as what it is: a fault, a stop or a bug."""
