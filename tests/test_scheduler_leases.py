@@ -10,7 +10,7 @@ from datetime import timedelta
 from exporter.clock import iso
 from exporter.context import Context
 from exporter.integrations.due import DueEntry
-from exporter.jobs import schedule, worker
+from exporter.jobs import schedule, state
 from exporter.local.host import drain
 from tests.destination_helpers import behind
 from tests.export_helpers import ACCOUNT, assert_exactly_once, deliver_one, due_at, queued_messages
@@ -75,17 +75,17 @@ def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(c
 def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(ctx, clock, azure_kit, monkeypatch):
     iid = behind(ctx, clock, azure_kit, 3)
     assert schedule(ctx).queued == 1
-    real_advance = worker._advance
+    real_advance = state.advance
 
     def pause_then_advance(ctx_, integration, window):
         call(ctx_, "integrations_pause", account=ACCOUNT, id=iid)  # the customer pauses mid-run
         return real_advance(ctx_, ctx_.repo.get(ACCOUNT, iid), window)
 
-    monkeypatch.setattr(worker, "_advance", pause_then_advance)
+    monkeypatch.setattr(state, "advance", pause_then_advance)
     result = deliver_one(ctx)
     assert (result.exported, result.reason) == (1, "integration changed concurrently")
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None, "the lease is released, not left to expire"
-    monkeypatch.setattr(worker, "_advance", real_advance)
+    monkeypatch.setattr(state, "advance", real_advance)
     call(ctx, "integrations_resume", account=ACCOUNT, id=iid)
     assert schedule(ctx).queued == 1, "queued again on the next minute, not after the lease"
     drain(ctx)
