@@ -79,6 +79,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pytestmark = pytest.mark.slow_tests("test_a", "test_b[gcs]")` marks those tests of the module `slow`
+    (before `-m "not slow"` deselects). A name that is no test function of the module is an error, so a
+    rename cannot quietly move a test into the quick loop."""
+    for item in items:
+        module = item.getparent(pytest.Module)
+        names = [name for mark in module.iter_markers("slow_tests") for name in mark.args] if module else []
+        for name in names:
+            if not callable(getattr(module.obj, name.partition("[")[0], None)):
+                raise pytest.UsageError(f"{module.nodeid}: slow_tests names no test {name!r}")
+        if item.name in names or getattr(item, "originalname", None) in names:
+            item.add_marker(pytest.mark.slow)
+
+
 def given_or_started(given, start, use=lambda server: server):
     """What CI started (`given`), or `use(server)` of a server started here and stopped at the end of the session."""
     if given:
@@ -189,9 +204,10 @@ def token_endpoint() -> TokenEndpoint:
     yield from given_or_started(None, lambda: TokenEndpoint().start())
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=[kind if kind == KINDS[0] else pytest.param(kind, marks=pytest.mark.slow) for kind in KINDS])
 def kit(request, tag):
-    """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type."""
+    """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type.
+    Only the Azure Blob run is in the quick loop (`-m "not slow"`); the S3 and GCS runs are `slow`."""
     return make_kit(request, request.param, tag)
 
 
