@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
@@ -100,24 +97,23 @@ class Storage:
             return client
 
     def ensure(self) -> Storage:
-        """Create the tables, queues and the UCD and staging containers if missing (idempotent). The calls are
-        made together, not one after another: every cold start (and every test's context) waits for them."""
-        settings = self.settings
-        creates: list[Callable[[], object]] = [
-            partial(self.table_service.create_table, settings.table(name)) for name in ALL_TABLES
-        ]
-        creates += [self.queue(name).create_queue for name in (settings.queue_name, settings.poison_queue_name)]
-        creates += [container.create_container for container in (self.ucd_container(), self.staging_container())]
-        with ThreadPoolExecutor(len(creates), thread_name_prefix="ensure") as pool:
-            list(pool.map(_create_if_missing, creates))  # re-raises the first error
+        """Create the tables, queues and the UCD and staging containers if missing (idempotent)."""
+        for name in ALL_TABLES:
+            try:
+                self.table_service.create_table(self.settings.table(name))
+            except ResourceExistsError:
+                pass
+        for queue in (self.settings.queue_name, self.settings.poison_queue_name):
+            try:
+                self.queue(queue).create_queue()
+            except ResourceExistsError:
+                pass
+        for container in (self.ucd_container(), self.staging_container()):
+            try:
+                container.create_container()
+            except ResourceExistsError:
+                pass
         return self
-
-
-def _create_if_missing(create: Callable[[], object]) -> None:
-    try:
-        create()
-    except ResourceExistsError:
-        pass
 
 
 def _setting(settings: Settings) -> str:
