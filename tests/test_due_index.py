@@ -194,6 +194,17 @@ def test_a_lost_entry_is_restored_by_the_sweep_and_the_window_delivered_once(ctx
     assert sweep(ctx).repaired == 0, "nothing left to repair"
 
 
+def test_the_sweep_names_each_late_integration_in_the_log(ctx, clock, azure_kit, caplog):
+    iid = behind(ctx, clock, azure_kit, 4)  # four windows behind: late
+    with caplog.at_level("WARNING", logger="exporter.jobs.sweep"):
+        assert sweep(ctx).late == 1
+    assert f"integration {iid}" in caplog.text and "account acme" in caplog.text
+    schedule(ctx)
+    drain(ctx)
+    caplog.clear()
+    assert sweep(ctx).late == 0 and "late" not in caplog.text
+
+
 def test_integrations_stored_before_the_index_existed_are_indexed_by_the_sweep(ctx, clock, azure_kit):
     iid = behind(ctx, clock, azure_kit, 1)
     entity = ctx.repo.table.get_entity(ACCOUNT, iid)
