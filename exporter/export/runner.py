@@ -62,7 +62,9 @@ class WindowExport:
     complete: bool = True  # False: the time ran out; the progress is recorded and another invocation continues
     staged_bytes: int = 0  # bytes this invocation staged (a resumed export stages only what was not recorded)
     blocks: int = 0  # blocks of the file (or part) staged so far
-    sha256: str | None = None  # with a manifest: the file's SHA-256, from the stream
+    sha256: str | None = (
+        None  # a whole file's SHA-256, from the stream (None: a part, or a hash that could not continue)
+    )
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,7 @@ def export_window(
     record = checkpoints.record if checkpoints else None
     recorder = ProgressRecorder(progress, footer.recording(record) if footer and record else record)
     uploader = BlockUploader(destination, target.path, recorder, max_in_flight, first_index=target.first_index)
-    digest = _digest(selection, progress)
+    digest = _digest(selection, progress, target)
     emit = _hashed(digest, uploader.stage) if digest else uploader.stage
     sink = AlignedBlocks(
         footer.noting(emit) if footer else emit,
@@ -377,9 +379,9 @@ def export_window(
             checkpoints.clear()
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
-    sha256 = None
-    if digest is not None and complete and target.commit:  # the manifest follows the file's commit
-        sha256 = _manifest(destination, facts_of(rows, sink.bytes_written, digest.hexdigest(), types))
+    sha256 = digest.hexdigest() if digest is not None and complete and target.commit else None
+    if sha256 is not None and selection.manifest:  # the manifest follows the file's commit
+        _manifest(destination, facts_of(rows, sink.bytes_written, sha256, types))
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
     return WindowExport(target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks, sha256)
@@ -410,12 +412,19 @@ def keeps_notes(selection: Selection) -> bool:
     return continuable(selection) and file_format(selection.format).row_groups
 
 
-def _digest(selection: Selection, progress: WindowProgress) -> StreamDigest | None:
-    """A manifest's SHA-256 of the file, continued from the recorded blocks' state."""
-    if not selection.manifest:
+def _digest(selection: Selection, progress: WindowProgress, target: Target) -> StreamDigest | None:
+    """The file's SHA-256 (its run record keeps it; a manifest states it), continued from the recorded blocks' state.
+
+    None for a part of a split file (one hash runs over the whole stream, in order), and for a file without
+    a manifest continued from blocks that carry no state (recorded where the state cannot be saved): its
+    run record then has no SHA-256, and nothing else changes.
+    """
+    if target.first_index or not target.commit or target.joins is not None:
         return None
     if progress.blocks and not progress.digest:
-        raise InternalError("a file with a manifest was continued without its SHA-256 state")
+        if selection.manifest:
+            raise InternalError("a file with a manifest was continued without its SHA-256 state")
+        return None
     return StreamDigest(progress.digest if progress.blocks else b"")
 
 
