@@ -25,6 +25,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.formats import content_type_of
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .common import DestinationKind
@@ -310,7 +311,7 @@ class AzureBlobDestination:
         try:
             self.client.get_blob_client(path).commit_block_list(
                 [BlobBlock(block_id(i)) for i in indexes],
-                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+                content_settings=ContentSettings(content_type=content_type_of(path)),  # delivery hook (issue 25)
             )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None

@@ -28,10 +28,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from ..validation import check_text
 from . import common
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
+from .common import DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
 
 REQUIRED = ("bucket", "service_account_key")
 KEY_FIELD = "destination.service_account_key"
@@ -294,7 +295,9 @@ class GcsDestination:
 
         def create() -> str:
             blob = self.client.bucket(self.bucket).blob(path)
-            return blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+            return blob.create_resumable_upload_session(
+                content_type=content_type_of(path), timeout=TIMEOUT, checksum=None
+            )
 
         return self._sessions.open(path, create, lambda exc: self._classify(exc, "write"))
 

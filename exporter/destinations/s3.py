@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from .common import (
-    CONTENT_TYPE,
     DELETE_NOTE,
     VERIFY_CONTENT,
     Check,
@@ -345,7 +345,7 @@ class S3Destination:
         """The file's multipart upload, created by the first block to arrive (the others wait for it)."""
 
         def create() -> str:
-            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)[
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=content_type_of(path))[
                 "UploadId"
             ]
 
@@ -435,7 +435,9 @@ class S3Destination:
         of a split file needs them (`s3:ListMultipartUploadParts`).
         """
         try:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=path, ContentType=content_type_of(path)
+            )
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "write") from None
         state = UploadState(handle=created["UploadId"])
@@ -474,7 +476,7 @@ class S3Destination:
 
     def _put_empty(self, path: str) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=CONTENT_TYPE)
+            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=content_type_of(path))
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "write") from None
 

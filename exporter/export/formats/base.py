@@ -50,6 +50,7 @@ class FileFormat:
     name: Format
     typed: bool  # its bytes depend on the columns' types (the catalog's parameter kinds)
     rows: RowsOf
+    content_type: str = "application/octet-stream"  # what the destination tells a reader the file is
     gzip: bool = False  # a row format's bytes gzipped, as members that end where blocks may (formats/compress.py)
     row_groups: bool = False  # Parquet: a block ends only after a whole row group (formats/parquet.py)
 

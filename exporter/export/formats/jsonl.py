@@ -73,4 +73,4 @@ class JsonLines:
         pass
 
 
-JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, gzip=True)
+JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, content_type="application/gzip", gzip=True)

@@ -170,4 +170,6 @@ class ParquetRows:
         self.offset += len(data)
 
 
-PARQUET = FileFormat(Format.PARQUET, typed=True, rows=ParquetRows, row_groups=True)
+PARQUET = FileFormat(
+    Format.PARQUET, typed=True, rows=ParquetRows, content_type="application/vnd.apache.parquet", row_groups=True
+)
