@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +24,15 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
 from ..export.formats import content_type_of
 from ..export.naming import join_prefix
 from ..validation import check_text
@@ -313,6 +321,22 @@ class AzureBlobDestination:
                 [BlobBlock(block_id(i)) for i in indexes],
                 content_settings=ContentSettings(content_type=content_type_of(path)),  # delivery hook (issue 25)
             )
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.container_name) from None
+
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        try:
+            for blob in self.client.list_blobs(name_starts_with=prefix):
+                yield ListedFile(blob.name, blob.size)
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.container_name) from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        try:
+            yield from self.client.download_blob(path, max_concurrency=1).chunks()
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.container_name) from None
 

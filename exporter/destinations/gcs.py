@@ -19,7 +19,7 @@ import copy
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,15 @@ import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
 from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from ..validation import check_text
@@ -287,6 +295,30 @@ class GcsDestination:
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "delete") from None
         return Verification(test_file=path, deleted=True)
+
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT):
+                yield ListedFile(blob.name, int(blob.size or 0))
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """In ranges of READ_CHUNK bytes, until a range comes back short."""
+        blob, start = self.client.bucket(self.bucket).blob(path), 0
+        try:
+            while True:
+                piece = blob.download_as_bytes(start=start, end=start + READ_CHUNK - 1, timeout=TIMEOUT, checksum=None)
+                if piece:
+                    yield piece
+                if len(piece) < READ_CHUNK:
+                    return
+                start += len(piece)
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
 
     # -------------------------------------------------------------- staged blocks
 

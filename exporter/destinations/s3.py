@@ -16,7 +16,7 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
 from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from .common import (
@@ -338,6 +347,24 @@ class S3Destination:
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "delete") from None
         return Verification(test_file=path, deleted=True)
+
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ListedFile(item["Key"], int(item["Size"]))
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=path)["Body"]
+            yield from body.iter_chunks(READ_CHUNK)
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
 
     # -------------------------------------------------------------- staged blocks
 
