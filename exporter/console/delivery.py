@@ -1,0 +1,49 @@
+"""The console's "Check delivery" action: the delivery audit (exporter/audit.py), its answer in sentences."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..api import http_status
+from ..audit import audit_delivery
+from ..errors import ExporterError
+from . import pages
+from .messages import when_text
+from .web import Response
+
+if TYPE_CHECKING:  # the dispatcher imports this module
+    from .app import Visit
+
+SHOWN = 10  # problems named on the page (the API and CLI give them all)
+WORDS = {
+    "missing": "missing from the destination",
+    "altered": "changed since delivery (size or SHA-256 differs)",
+    "gap": "no file covers",
+    "overlap": "two files cover",
+    "extra": "a file no window recorded",
+}
+
+
+def check_delivery(visit: Visit) -> Response:
+    try:
+        answer = audit_delivery(visit.ctx, visit.account, visit.params["id"])
+    except ExporterError as error:
+        return pages.integrations(visit, http_status(error), alert=f"Check delivery failed: {error.message}")
+    if answer["ok"]:
+        notice = f"Delivery checked: all {answer['windows']} delivered windows are in the destination, unchanged."
+        return pages.integrations(visit, notice=notice)
+    problems = [_problem(p) for p in answer["problems"]]
+    more = f" and {len(problems) - SHOWN} more (integrations audit lists them all)" if len(problems) > SHOWN else ""
+    alert = (
+        f"Delivery checked: {len(problems)} problems in {answer['windows']} delivered windows: "
+        + "; ".join(problems[:SHOWN])
+        + more
+        + "."
+    )
+    return pages.integrations(visit, alert=alert)
+
+
+def _problem(problem: dict[str, Any]) -> str:
+    window = problem.get("window")
+    span = f"{when_text(window['start'])} to {when_text(window['end'])} UTC" if window else ""
+    return " ".join(filter(None, [WORDS[problem["kind"]], span, problem.get("file")]))
