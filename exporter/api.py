@@ -144,6 +144,9 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_audit": lambda ctx, r: audit_delivery(
         ctx, r.params["account"], r.params["id"], r.query.get("from"), r.query.get("to")
     ),
+    "integrations_rotate_notify_secret": lambda ctx, r: ctx.integrations.rotate_notify_secret(
+        r.params["account"], r.params["id"]
+    ),
     "integrations_replay": lambda ctx, r: replay_window(
         ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")
     ),

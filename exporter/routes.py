@@ -246,6 +246,17 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     route(
+        "integration_notify_secret",
+        "accounts/{account}/integrations/{id}/rotate-notify-secret",
+        Operation(
+            "integrations_rotate_notify_secret",
+            "POST",
+            "integrations rotate-notify-secret",
+            "a new signing secret for the integration's notifications, shown once in the answer",
+            f"{CLI} integrations rotate-notify-secret --account acme {EXAMPLE_ID}",
+        ),
+    ),
+    route(
         "integration_replay",
         "accounts/{account}/integrations/{id}/replay",
         Operation(

@@ -105,7 +105,7 @@ class Storage:
                 self.table_service.create_table(self.settings.table(name))
             except ResourceExistsError:
                 pass
-        for queue in (self.settings.queue_name, self.settings.poison_queue_name):
+        for queue in (self.settings.queue_name, self.settings.poison_queue_name, self.settings.notify_queue_name):
             try:
                 self.queue(queue).create_queue()
             except ResourceExistsError:

@@ -50,6 +50,7 @@ from ..export.progress import (
 from ..export.runner import Target, WindowExport, continuable, export_window, keeps_notes, splittable
 from ..integrations.model import Integration, Status
 from ..logs import redact
+from ..notifications import sender as notifications
 from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
@@ -154,6 +155,8 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             return JobOutcome(tuple(exported), follow_up=True, reason="the window continues in a follow-up")
         exported.append(record)
         advanced = _advance(ctx, integration, window)
+        if advanced is not None:
+            notifications.delivered(ctx, advanced, record)  # delivery hook (issue 25): only queued, never waited on
         if advanced is None or advanced.status != Status.ACTIVE:
             return _changed_concurrently(ctx, integration, exported)
         _forget_split(ctx, integration, window, plan)
@@ -689,6 +692,7 @@ def _stop(ctx: Context, integration: Integration, error: ExporterError) -> None:
     )
     if stopped is None:
         return
+    notifications.stopped(ctx, stopped, error.message)  # delivery hook (issue 25): only queued, never waited on
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
     log.error(
