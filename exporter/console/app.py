@@ -88,6 +88,7 @@ ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/delete"), pages.delete),
     ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/replay"), pages.replay),
     ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/audit"), delivery.check_delivery),
+    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/notify-secret"), delivery.new_signing_secret),
     ("GET", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.show),
     ("POST", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.submit),
 ]

@@ -1,4 +1,5 @@
-"""The console's "Check delivery" action: the delivery audit (exporter/audit.py), its answer in sentences."""
+"""The console's delivery actions: "Check delivery" (the audit, exporter/audit.py, in sentences) and "New
+signing secret" for the notifications (shown once, in this answer only: never stored in the clear)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,15 @@ def _problem(problem: dict[str, Any]) -> str:
     window = problem.get("window")
     span = f"{when_text(window['start'])} to {when_text(window['end'])} UTC" if window else ""
     return " ".join(filter(None, [WORDS[problem["kind"]], span, problem.get("file")]))
+
+
+def new_signing_secret(visit: Visit) -> Response:
+    try:
+        answer = visit.ctx.integrations.rotate_notify_secret(visit.account, visit.params["id"])
+    except ExporterError as error:
+        return pages.integrations(visit, http_status(error), alert=f"No new signing secret: {error.message}")
+    notice = (
+        f"New signing secret for the notifications of {answer['name']}: {answer['notify']['secret']} "
+        "Copy it now: it is not shown again. The previous secret no longer signs."
+    )
+    return pages.integrations(visit, notice=notice)

@@ -152,6 +152,7 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "chart_height": CHART_HEIGHT,
         "history": history.entries(visit, item["id"]),
         "url": lambda *parts: account_url(visit.account, "integrations", item["id"], *parts),
+        "notify_url": (item.get("notify") or {}).get("url", ""),  # delivery (issue 25): console/delivery.py
     }
 
 
