@@ -52,6 +52,7 @@ def test_the_launch_step_takes_a_notification_url_and_the_page_shows_a_new_secre
     assert done.status == 200, done.text
     [item] = ctx.integrations.list(ACCOUNT)["integrations"]
     assert item["notify"] == {"url": url, "events": ["stopped", "recovered", "delivered"]}
+    assert f"<dt>Notifications</dt><dd>{url}: nothing sent yet</dd>" in alice.get(ACCOUNT_PAGE).text
     assert "whsec_" not in done.text, "the create's secret is not kept in the draft"
     shown = alice.submit(done, f"{ACCOUNT_PAGE}/integrations/{item['id']}/notify-secret", {})
     secret = shown.notice().split(": ", 1)[1].split(" ", 1)[0]

@@ -22,7 +22,7 @@ from exporter.integrations.model import Status
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import tick
 from exporter.notifications.config import ALLOW_PRIVATE
-from exporter.notifications.sender import drain_notifications
+from exporter.notifications.sender import attempt_log, drain_notifications
 from tests.destination_helpers import behind, destination_from_body
 from tests.export_helpers import ACCOUNT, ACT, SETTLE, ExpiringDestination, H
 from tests.helpers import call, integration_body
@@ -129,9 +129,12 @@ def test_a_stop_a_recovery_and_each_delivered_window_are_told_once_signed(ctx, c
     assert integration.status == Status.CREDENTIAL_ERROR and integration.last_success_end == ACT + 2 * H
     failed_ids = [h["webhook-id"] for _s, h, _b in receiver.requests]
     assert len(failed_ids) == 3
+    last = attempt_log(ctx).last(ACCOUNT, iid)
+    assert [(a.outcome, a.status) for a in last] == [("retrying", 500)] * 3, "the console's view of the attempts"
     receiver.up = True
     clock.advance(minutes=1)
     assert drain_notifications(ctx) == {"sent": 3}
+    assert [(a.outcome, a.status) for a in attempt_log(ctx).last(ACCOUNT, iid)][:3] == [("sent", 204)] * 3
     assert process_job(ctx, ExportJob(ACCOUNT, iid).to_message()).exported == 0, "a stale job changes nothing"
     clock.advance(minutes=10)
     tick(ctx)

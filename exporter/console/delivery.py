@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..api import http_status
 from ..audit import audit_delivery
 from ..errors import ExporterError
-from . import pages
+from ..notifications.sender import attempt_log
 from .messages import when_text
 from .web import Response
 
@@ -29,10 +29,10 @@ def check_delivery(visit: Visit) -> Response:
     try:
         answer = audit_delivery(visit.ctx, visit.account, visit.params["id"])
     except ExporterError as error:
-        return pages.integrations(visit, http_status(error), alert=f"Check delivery failed: {error.message}")
+        return _pages().integrations(visit, http_status(error), alert=f"Check delivery failed: {error.message}")
     if answer["ok"]:
         notice = f"Delivery checked: all {answer['windows']} delivered windows are in the destination, unchanged."
-        return pages.integrations(visit, notice=notice)
+        return _pages().integrations(visit, notice=notice)
     problems = [_problem(p) for p in answer["problems"]]
     more = f" and {len(problems) - SHOWN} more (integrations audit lists them all)" if len(problems) > SHOWN else ""
     alert = (
@@ -41,7 +41,7 @@ def check_delivery(visit: Visit) -> Response:
         + more
         + "."
     )
-    return pages.integrations(visit, alert=alert)
+    return _pages().integrations(visit, alert=alert)
 
 
 def _problem(problem: dict[str, Any]) -> str:
@@ -54,9 +54,22 @@ def new_signing_secret(visit: Visit) -> Response:
     try:
         answer = visit.ctx.integrations.rotate_notify_secret(visit.account, visit.params["id"])
     except ExporterError as error:
-        return pages.integrations(visit, http_status(error), alert=f"No new signing secret: {error.message}")
+        return _pages().integrations(visit, http_status(error), alert=f"No new signing secret: {error.message}")
     notice = (
         f"New signing secret for the notifications of {answer['name']}: {answer['notify']['secret']} "
         "Copy it now: it is not shown again. The previous secret no longer signs."
     )
-    return pages.integrations(visit, notice=notice)
+    return _pages().integrations(visit, notice=notice)
+
+
+def attempts(visit: Visit, item: dict[str, Any]) -> list[str]:
+    """The integration's last notification attempts, newest first, in words (none without a url)."""
+    if not item.get("notify"):
+        return []
+    return [a.words for a in attempt_log(visit.ctx).last(visit.account, item["id"])]
+
+
+def _pages() -> Any:
+    from . import pages  # pages imports this module for `attempts`
+
+    return pages

@@ -22,7 +22,9 @@ from ..clock import iso, parse_instant, to_unix
 from ..errors import ExporterError, NotFoundError
 from ..integrations.model import Integration
 from ..runs import RunRecord
+from ..storage import NOTIFY_ATTEMPTS_TABLE
 from ..windows import next_start
+from .attempts import Attempt, AttemptLog
 from .config import check_notify_url
 from .events import TYPES, Event, body_bytes, signed_headers
 
@@ -129,17 +131,29 @@ def process_notification(ctx: Context, message: str, requeue: Requeue) -> str:
     if config is None or kind not in config.events:
         return "dropped"
     status = _post(ctx, config.url, config.sealed_secret, cloud_event, now)
-    if status is not None and 200 <= status < 300:
+    outcome = _outcome(status, now - first_at >= GIVE_UP_AFTER)
+    record = Attempt(iso(now), cloud_event["id"], cloud_event["type"], outcome, status)
+    attempt_log(ctx).add(account, integration_id, record)
+    if outcome == "sent":
         log.info("notification sent", extra={**context, "status": status})
-        return "sent"
-    if now - first_at >= GIVE_UP_AFTER:
+    elif outcome == "gave up":
         log.error("notification given up after 24 hours of retries", extra={**context, "status": status})
-        return "gave up"
-    delay = min(FIRST_DELAY_SECONDS * 2**attempt, MAX_DELAY_SECONDS)
-    again = {**body, "attempt": attempt + 1, "not_before": iso(now + timedelta(seconds=delay))}
-    requeue(json.dumps(again), delay)
-    log.warning("notification failed, retrying", extra={**context, "status": status, "delay_s": delay})
-    return "retrying"
+    else:
+        delay = min(FIRST_DELAY_SECONDS * 2**attempt, MAX_DELAY_SECONDS)
+        again = {**body, "attempt": attempt + 1, "not_before": iso(now + timedelta(seconds=delay))}
+        requeue(json.dumps(again), delay)
+        log.warning("notification failed, retrying", extra={**context, "status": status, "delay_s": delay})
+    return outcome
+
+
+def _outcome(status: int | None, expired: bool) -> str:
+    if status is not None and 200 <= status < 300:
+        return "sent"
+    return "gave up" if expired else "retrying"
+
+
+def attempt_log(ctx: Context) -> AttemptLog:
+    return AttemptLog(ctx.storage.table(NOTIFY_ATTEMPTS_TABLE))
 
 
 def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: dict[str, Any], now: datetime) -> int | None:
