@@ -9,13 +9,14 @@ from .clock import Clock, SystemClock
 from .destinations import open_destination as default_destination
 from .export.destination import Destination
 from .history import HistoryRepo
+from .integrations.due import DueIndex
 from .integrations.model import Integration
 from .integrations.repo import IntegrationRepo
 from .integrations.service import IntegrationService
 from .runs import RunRepo
 from .secrets import SecretBox
 from .settings import Settings
-from .storage import INTEGRATIONS_TABLE, RUNS_TABLE, Storage, storage_for
+from .storage import DUE_TABLE, INTEGRATIONS_TABLE, RUNS_TABLE, Storage, storage_for
 from .ucd import UcdStore
 
 
@@ -46,7 +47,9 @@ class Context:
         clock = clock or SystemClock()
         storage = storage_for(settings)
         ucd = UcdStore(storage, clock)
-        repo = IntegrationRepo(storage.table(INTEGRATIONS_TABLE))
+        repo = IntegrationRepo(
+            storage.table(INTEGRATIONS_TABLE), DueIndex(storage.table(DUE_TABLE), settings.settle_seconds)
+        )
         runs = RunRepo(storage.table(RUNS_TABLE))
         service = IntegrationService(
             repo,

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
 
 DEFAULT_CONNECTION = "UseDevelopmentStorage=true"
+
+
+def allow_private_endpoints(env: Mapping[str, str]) -> bool:
+    """EXPORT_ALLOW_PRIVATE_ENDPOINTS: "true" or "false" (the default); anything else is refused."""
+    raw = env.get("EXPORT_ALLOW_PRIVATE_ENDPOINTS", "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise ConfigurationError(f"must be true or false, got {raw!r}", field="EXPORT_ALLOW_PRIVATE_ENDPOINTS")
+    return raw == "true"
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ class Settings:
     ucd_commit_timeout_seconds: int = 20
     max_dequeue_count: int = 5
     split_bytes: int = 1 << 30  # a window whose segments hold more is exported in parts of about this size
+    # Customer endpoints may be loopback, private or plain http (local, CI, tests, the demo; never in Azure):
+    # exporter/egress.py reads it from the environment when a destination is opened.
+    allow_private_endpoints: bool = False
 
     @property
     def poison_queue_name(self) -> str:
@@ -88,6 +100,7 @@ class Settings:
             ucd_commit_timeout_seconds=integer("UCD_COMMIT_TIMEOUT_SECONDS", 20, 1),
             max_dequeue_count=integer("EXPORT_MAX_DEQUEUE_COUNT", 5, 1),
             split_bytes=integer("EXPORT_SPLIT_BYTES", 1 << 30, 1),
+            allow_private_endpoints=allow_private_endpoints(env),
         )
         settings.check()
         return settings

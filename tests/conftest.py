@@ -18,6 +18,11 @@ from exporter.settings import Settings
 from tests.destination_helpers import KINDS, make_kit
 from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
 
+# The local servers (Azurite, moto, the GCS emulator, test receivers) are on loopback over http: the egress
+# policy allows them in tests (and in the CLI subprocesses tests start). tests/test_egress*.py put a strict
+# policy in force where they need one.
+os.environ["EXPORT_ALLOW_PRIVATE_ENDPOINTS"] = "true"
+
 
 def given_or_started(given, start, use=lambda server: server):
     """What CI started (`given`), or `use(server)` of a server started here and stopped at the end of the session."""
@@ -51,6 +56,7 @@ def settings(azurite_connection: str, tag: str) -> Settings:
         queue_name=f"jobs-{tag}",
         ucd_container=f"ucd-{tag}",
         secret_key=SECRET_KEY,
+        allow_private_endpoints=True,
     )
 
 

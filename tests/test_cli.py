@@ -80,6 +80,9 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
         f"insider/acme_events_{created['id']}_1795863600_1795867200.csv",
     ]
 
+    code, swept, _ = cli("sweep", "--now", "2026-11-28T12:06:00Z")
+    assert code == 0 and (swept["integrations"], swept["entries"], swept["missing"], swept["stale"]) == (1, 1, 0, 0)
+
     code, runs, _ = cli("integrations", "runs", "--account", "acme", created["id"])
     assert code == 0 and [r["rows"] for r in runs["runs"]] == [0, 1]
     code, table, _ = cli("integrations", "runs", "--account", "acme", created["id"], "--format", "table")
@@ -238,7 +241,7 @@ def _orders(options: list[list[str]], positionals: list[str]) -> list[list[list[
 
 def test_every_verb_is_tested_for_argument_order():
     names = {" ".join(words) for words in VERBS}
-    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "serve", "demo", "secret-key"} == names
+    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "sweep", "serve", "demo", "secret-key"} == names
 
 
 @pytest.mark.parametrize("words", list(VERBS), ids=" ".join)

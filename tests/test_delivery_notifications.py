@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from exporter.clock import to_unix
 from exporter.destinations import open_destination as real_open_destination
+from exporter.errors import InputError
 from exporter.integrations.model import Status
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import tick
@@ -241,8 +242,13 @@ def test_a_receiver_on_loopback_or_a_private_address_or_plain_http_is_refused(
     assert call(ctx, "integrations_create", body, account=ACCOUNT).status == 201, "allowed where the setting is on"
 
 
-def test_a_public_https_url_passes_without_the_setting(monkeypatch):
+def test_a_public_https_url_passes_without_the_setting_and_a_name_resolving_inward_does_not():
+    from exporter import egress
     from exporter.notifications.config import check_notify_url
 
-    monkeypatch.delenv(ALLOW_PRIVATE, raising=False)
-    assert check_notify_url("https://hooks.example.com/in", "notify.url") == "https://hooks.example.com/in"
+    public = egress.EgressPolicy(resolve=lambda host, port: ["93.184.216.34"])  # no packet leaves: injected
+    with egress.using(public):
+        assert check_notify_url("https://hooks.example.com/in", "notify.url") == "https://hooks.example.com/in"
+    private = egress.EgressPolicy(resolve=lambda host, port: ["10.0.0.7"])
+    with egress.using(private), pytest.raises(InputError):
+        check_notify_url("https://inward.example.com/in", "notify.url")

@@ -137,8 +137,8 @@ def test_import_function_app_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
     assert (
-        functions == 4 + http_routes + 2 == 22
-    )  # timer, three queues (jobs, poison, notifications), the API's routes, the console
+        functions == 5 + http_routes + 2 == 23
+    )  # two timers, three queues (jobs, poison, notifications), the API, the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

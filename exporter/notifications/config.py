@@ -1,6 +1,6 @@
 """An integration's notification settings: where to POST (`url`), which events, and its signing secret.
 
-Pure (no I/O). The url is checked by `check_notify_url` before it is stored and again before each
+The url is checked by `check_notify_url` before it is stored and again before each
 send; the secret (`whsec_` + base64, as Standard Webhooks write it) is shown once, in the answer that
 set the url or rotated it, and stored sealed like a destination's secret.
 """
@@ -8,13 +8,12 @@ set the url or rotated it, and stored sealed like a destination's secret.
 from __future__ import annotations
 
 import base64
-import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import egress
 from ..errors import InputError
 from ..validation import check_fields
 
@@ -22,7 +21,7 @@ EVENTS = ("stopped", "recovered", "delivered")
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MAX_URL = 2048
-ALLOW_PRIVATE = "EXPORT_ALLOW_PRIVATE_ENDPOINTS"
+ALLOW_PRIVATE = egress.SETTING
 
 
 @dataclass(frozen=True)
@@ -60,44 +59,22 @@ def parse_notify(value: Any) -> NotifyRequest:
 
 
 def private_endpoints_allowed() -> bool:
-    return os.environ.get(ALLOW_PRIVATE, "").strip().lower() == "true"
+    return egress.current().allow_private
 
 
 def check_notify_url(url: Any, field: str) -> str:
-    """The egress policy for a notification url: `https`, a public host; `http` and private or loopback
-    addresses only where EXPORT_ALLOW_PRIVATE_ENDPOINTS is true (local runs and tests).
-
-    The one place this policy is applied to notifications; the egress module of the destinations
-    (resolving names once, connecting to the checked address) is meant to take its place.
-    """
+    """The egress policy (exporter/egress.py) for a notification url: `https` and a host whose every address
+    is public; `http` and private or loopback addresses only where EXPORT_ALLOW_PRIVATE_ENDPOINTS is true."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL:
         raise InputError(f"must be an https URL of at most {MAX_URL} characters", field=field)
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise InputError("is not a valid URL", field=field) from None
-    allowed = private_endpoints_allowed()
-    if parts.scheme != "https" and not (allowed and parts.scheme == "http"):
-        raise InputError("must be an https URL", field=field)
-    if not host or parts.username or parts.password:
-        raise InputError("must name a host, and no user name or password", field=field)
-    if not allowed and _private(host):
-        raise InputError("must be a public address (not loopback, private or link-local)", field=field)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+        raise InputError("must be an https URL naming a host, with no user name or password", field=field)
+    egress.current().check_url(url, field)
     return url
-
-
-def _private(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: resolved and checked by the egress policy when it takes over (see the docstring)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
 
 
 def new_secret() -> str:

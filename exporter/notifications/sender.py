@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from .. import egress
 from ..clock import iso, parse_instant, to_unix
 from ..errors import ExporterError, NotFoundError
 from ..integrations.model import Integration
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 FIRST_DELAY_SECONDS = 30
 MAX_DELAY_SECONDS = 3600
 GIVE_UP_AFTER = timedelta(hours=24)
+URL_FIELD = "notify.url"
 TIMEOUT_SECONDS = 10  # a slow receiver costs the notification trigger this long, never an export
 VISIBILITY_SECONDS = 300
 
@@ -159,17 +161,20 @@ def attempt_log(ctx: Context) -> AttemptLog:
 def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: dict[str, Any], now: datetime) -> int | None:
     """The receiver's status, or None if it could not be reached (or its url is no longer allowed)."""
     try:
-        check_notify_url(url, "notify.url")  # checked again: the setting may have changed since it was stored
+        check_notify_url(url, URL_FIELD)  # checked again: the setting may have changed since it was stored
     except ExporterError:
         return None
     secret = ctx.integrations.secrets.open(sealed_secret)
     body = body_bytes(cloud_event)
     headers = signed_headers(cloud_event["id"], to_unix(now), body, secret)
+    # Connected to the address the policy checked (no second lookup), no redirect followed.
+    session = egress.pinned_session(egress.guard(URL_FIELD, **{URL_FIELD: url}))
     try:
-        answer = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
-    except requests.RequestException:
+        with session:
+            answer = session.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS)
+            answer.close()
+    except (requests.RequestException, egress.EgressRefused):
         return None
-    answer.close()
     return answer.status_code
 
 
