@@ -31,6 +31,11 @@ class Context:
     integrations: IntegrationService
     open_destination: Callable[..., Destination] = field(default=default_destination)
 
+    def __post_init__(self) -> None:
+        from .notifications import sender  # delivery hook (issue 25): a recovery is told, from the service
+
+        self.integrations.on_recovered = lambda integration: sender.recovered(self, integration)
+
     @classmethod
     def create(
         cls,

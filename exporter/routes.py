@@ -84,6 +84,8 @@ LIMIT = Option(
     type=int,
     default=100,
 )
+FROM = Option("--from", "query", "from", "only windows ending after this instant (RFC 3339)")
+TO = Option("--to", "query", "to", "only windows starting before this instant (RFC 3339)")
 START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
 EXAMPLE_ID = "3f9c0a1b2c3d"
 # host.json's routePrefix is empty (the console is at /console), so the API's functions name /api themselves.
@@ -228,6 +230,30 @@ ROUTES: tuple[Route, ...] = (
             "who changed the integration, what and when, newest first (secrets only as changed)",
             f"{CLI} integrations history --account acme {EXAMPLE_ID}",
             options=(LIMIT,),
+        ),
+    ),
+    route(
+        "integration_audit",
+        "accounts/{account}/integrations/{id}/audit",
+        Operation(
+            "integrations_audit",
+            "GET",
+            "integrations audit",
+            "check the destination against the run records (read only): every window's file, its size and "
+            "SHA-256, no gap, no overlap, no stray file",
+            f"{CLI} integrations audit --account acme {EXAMPLE_ID} --from 2026-11-01T00:00:00Z",
+            options=(FROM, TO),
+        ),
+    ),
+    route(
+        "integration_notify_secret",
+        "accounts/{account}/integrations/{id}/rotate-notify-secret",
+        Operation(
+            "integrations_rotate_notify_secret",
+            "POST",
+            "integrations rotate-notify-secret",
+            "a new signing secret for the integration's notifications, shown once in the answer",
+            f"{CLI} integrations rotate-notify-secret --account acme {EXAMPLE_ID}",
         ),
     ),
     route(

@@ -49,6 +49,11 @@ class Settings:
         return f"{self.queue_name}-poison"
 
     @property
+    def notify_queue_name(self) -> str:
+        """Notifications to customers (exporter/notifications): a queue of their own, never in an export's way."""
+        return f"{self.queue_name}-notify"
+
+    @property
     def staging_container(self) -> str:
         """Where the parts of a split GCS window stage their bytes until the relay, and a Parquet file keeps its block notes."""
         return f"{self.ucd_container}-staging"

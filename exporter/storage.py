@@ -23,6 +23,7 @@ UCD_CATALOG_TABLE = "ucdcatalog"
 MEMBERS_TABLE = "members"  # exporter/members.py
 DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
 HISTORY_TABLE = "history"  # exporter/history.py
+NOTIFY_ATTEMPTS_TABLE = "notifyattempts"  # exporter/notifications/attempts.py
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -34,6 +35,7 @@ ALL_TABLES = (
     MEMBERS_TABLE,
     DRAFTS_TABLE,
     HISTORY_TABLE,
+    NOTIFY_ATTEMPTS_TABLE,
 )
 
 
@@ -107,7 +109,7 @@ class Storage:
                 self.table_service.create_table(self.settings.table(name))
             except ResourceExistsError:
                 pass
-        for queue in (self.settings.queue_name, self.settings.poison_queue_name):
+        for queue in (self.settings.queue_name, self.settings.poison_queue_name, self.settings.notify_queue_name):
             try:
                 self.queue(queue).create_queue()
             except ResourceExistsError:

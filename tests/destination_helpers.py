@@ -81,6 +81,9 @@ class AzureKit:
     def read(self, name: str) -> bytes:
         return self.container.download_blob(name).readall()
 
+    def content_type(self, name: str) -> str:
+        return self.container.get_blob_client(name).get_blob_properties().content_settings.content_type
+
     def secrets(self) -> dict[str, str]:
         return {"account key": DEV_KEY, "wrong key": WRONG_AZURE_KEY}
 
@@ -121,6 +124,9 @@ class S3Kit:
 
     def read(self, name: str) -> bytes:
         return self.server.client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+
+    def content_type(self, name: str) -> str:
+        return self.server.client().head_object(Bucket=self.bucket, Key=name)["ContentType"]
 
     def pending_uploads(self) -> list[str]:
         """Multipart uploads neither completed nor aborted."""
@@ -167,6 +173,10 @@ class GcsKit:
 
     def read(self, name: str) -> bytes:
         return self.emulator.client().bucket(self.bucket).blob(name).download_as_bytes()
+
+    def content_type(self, name: str) -> str:
+        blob = self.emulator.client().bucket(self.bucket).get_blob(name)
+        return blob.content_type
 
     def secrets(self) -> dict[str, str]:
         pem = self.key["private_key"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +20,16 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 
 from .. import egress
 from ..errors import CredentialError, InputError
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .azure_errors import FIELD, AzureErrors, is_permission_refusal
@@ -243,8 +252,20 @@ class AzureBlobDestination:
         with self.errors.mapped():
             self.client.get_blob_client(path).commit_block_list(
                 [BlobBlock(block_id(i)) for i in indexes],
-                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+                content_settings=ContentSettings(content_type=content_type_of(path)),  # delivery hook (issue 25)
             )
+
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        with self.errors.mapped():
+            for blob in self.client.list_blobs(name_starts_with=prefix):
+                yield ListedFile(blob.name, blob.size)
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        with self.errors.mapped():
+            yield from self.client.download_blob(path, max_concurrency=1).chunks()
 
     # -------------------------------------------------------------- split windows
 

@@ -21,7 +21,7 @@ import copy
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,19 @@ import requests
 
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
-from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from . import common
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, DestinationKind
+from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
 from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
 
@@ -158,6 +167,30 @@ class GcsDestination:
                 return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
         return Verification(test_file=path, deleted=True)
 
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT):
+                yield ListedFile(blob.name, int(blob.size or 0))
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """In ranges of READ_CHUNK bytes, until a range comes back short."""
+        blob, start = self.client.bucket(self.bucket).blob(path), 0
+        try:
+            while True:
+                piece = blob.download_as_bytes(start=start, end=start + READ_CHUNK - 1, timeout=TIMEOUT, checksum=None)
+                if piece:
+                    yield piece
+                if len(piece) < READ_CHUNK:
+                    return
+                start += len(piece)
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
     # -------------------------------------------------------------- staged blocks
 
     def _session(self, path: str) -> _Session:
@@ -165,7 +198,9 @@ class GcsDestination:
 
         def create() -> str:
             blob = self.client.bucket(self.bucket).blob(path)
-            return blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+            return blob.create_resumable_upload_session(
+                content_type=content_type_of(path), timeout=TIMEOUT, checksum=None
+            )
 
         return self._sessions.open(path, create, lambda exc: self.errors.classify(exc, "write"))
 

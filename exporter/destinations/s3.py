@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,19 @@ from typing import Any
 # Functions instance, also those that never export to S3) does not pay for it.
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from .common import (
-    CONTENT_TYPE,
     DELETE_NOTE,
     REDIRECTS,
     VERIFY_CONTENT,
@@ -178,13 +187,31 @@ class S3Destination:
                 raise
         return Verification(test_file=path, deleted=True)
 
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ListedFile(item["Key"], int(item["Size"]))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail_with("read")(exc) from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=path)["Body"]
+            yield from body.iter_chunks(READ_CHUNK)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail_with("read")(exc) from None
+
     # -------------------------------------------------------------- staged blocks
 
     def _upload(self, path: str) -> _Upload:
         """The file's multipart upload, created by the first block to arrive (the others wait for it)."""
 
         def create() -> str:
-            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)[
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=content_type_of(path))[
                 "UploadId"
             ]
 
@@ -274,7 +301,9 @@ class S3Destination:
         of a split file needs them (`s3:ListMultipartUploadParts`).
         """
         try:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=path, ContentType=content_type_of(path)
+            )
         except Exception as exc:  # noqa: BLE001
             raise self._fail_with("write")(exc) from None
         state = UploadState(handle=created["UploadId"])
@@ -313,7 +342,7 @@ class S3Destination:
 
     def _put_empty(self, path: str) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=CONTENT_TYPE)
+            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=content_type_of(path))
         except Exception as exc:  # noqa: BLE001
             raise self._fail_with("write")(exc) from None
 

@@ -16,6 +16,7 @@ from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
 from ..history import INTEGRATION, Entry, HistoryRepo, history_json
+from ..notifications import NotifyConfig, NotifyRequest, new_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
@@ -53,6 +54,7 @@ class IntegrationService:
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
+        self.on_recovered: Callable[[Integration], None] | None = None  # a notification (exporter/notifications)
         self.catalog = (
             catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
         )
@@ -95,6 +97,7 @@ class IntegrationService:
         events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
         check_columns(events, attributes)
         destination, verification = self._verified(_given(changes.destination, "destination").complete())
+        notify, notify_secret = self._notify(None, changes.notify)
         now = self.clock.now()
         integration = Integration(
             account=account,
@@ -107,6 +110,7 @@ class IntegrationService:
             status=_given(changes.status, "status"),
             format=changes.format or DEFAULT_FORMAT.value,
             manifest=bool(changes.manifest),
+            notify=notify,
             created_at=now,
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
@@ -114,7 +118,7 @@ class IntegrationService:
         with self.recorded(None, integration, verified=True):
             stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
-        return self._answer(stored, verification=verification)
+        return _with_secret(self._answer(stored, verification=verification), notify_secret)
 
     def list(self, account: str) -> dict[str, Any]:
         check_account(account)
@@ -225,13 +229,51 @@ class IntegrationService:
                 changes.destination.filled_from(current.destination, self.secrets.open)
             )
         extra = {"verification": verification} if verification else {}
+        notify, notify_secret = self._notify(current.notify, changes.notify)
         written = self._write(
-            current, lambda c: self._apply(c, changes, destination), if_match, verified=bool(verification)
+            current, lambda c: self._apply(c, changes, destination, notify), if_match, verified=bool(verification)
         )
-        return self._answer(written, **extra)
+        if current.status.stopped and written.status == Status.ACTIVE and self.on_recovered is not None:
+            self.on_recovered(written)  # delivery hook (issue 25): the stop's end is told
+        return _with_secret(self._answer(written, **extra), notify_secret)
+
+    def _notify(
+        self, current: NotifyConfig | None, request: NotifyRequest | None
+    ) -> tuple[NotifyConfig | None, str | None]:
+        """The notification settings a change leaves, and the new secret to show once (a new url gets one)."""
+        if request is None:
+            return current, None
+        if request.url is None:
+            return None, None
+        if current is not None and current.url == request.url:
+            return NotifyConfig(current.url, request.events, current.sealed_secret), None
+        secret = new_secret()
+        return NotifyConfig(request.url, request.events, self.secrets.seal(secret)), secret
+
+    def rotate_notify_secret(self, account: str, integration_id: str) -> dict[str, Any]:
+        """A new signing secret for the integration's notifications, shown once in this answer."""
+        check_account(account)
+        current = self.repo.get(account, integration_id)
+        if current.notify is None:
+            raise ConflictError("the integration has no notification url; set notify first", field="notify")
+        secret = new_secret()
+        sealed = self.secrets.seal(secret)
+
+        def rotate(c: Integration) -> Integration:
+            if c.notify is None:
+                raise ConflictError("the integration has no notification url; set notify first", field="notify")
+            return c.with_changes(
+                notify=NotifyConfig(c.notify.url, c.notify.events, sealed), updated_at=self.clock.now()
+            )
+
+        return _with_secret(self._answer(self._write(current, rotate, None)), secret)
 
     def _apply(
-        self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None
+        self,
+        current: Integration,
+        changes: IntegrationChanges,
+        destination: DestinationConfig | None,
+        notify: NotifyConfig | None = None,
     ) -> Integration:
         now = self.clock.now()
         events = changes.events if changes.events is not None else current.events
@@ -259,6 +301,7 @@ class IntegrationService:
             frequency_hours=changes.frequency_hours or current.frequency_hours,
             format=changes.format or current.format,  # like the frequency: from last_success_end on
             manifest=current.manifest if changes.manifest is None else changes.manifest,
+            notify=current.notify if changes.notify is None else notify,
             status=status,
             last_error=last_error,
             activated_at=current.activated_at or (_whole_second(now) if status == Status.ACTIVE else None),
@@ -343,6 +386,13 @@ class IntegrationService:
     def _confirm(self, entry: Entry | None) -> None:
         if entry is not None:
             self.history_repo.confirm(entry)
+
+
+def _with_secret(answer: dict[str, Any], secret: str | None) -> dict[str, Any]:
+    """The answer that set a notification url (or rotated its secret) shows the secret: once, never again."""
+    if secret is not None:
+        answer["notify"] = {**answer["notify"], "secret": secret}
+    return answer
 
 
 def _given(value: T | None, field: str) -> T:
