@@ -22,6 +22,7 @@ UCD_CATALOG_TABLE = "ucdcatalog"
 MEMBERS_TABLE = "members"  # exporter/members.py
 DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
 HISTORY_TABLE = "history"  # exporter/history.py
+IDENTITIES_TABLE = "identities"  # exporter/identity.py: each account's AWS external id
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -32,6 +33,7 @@ ALL_TABLES = (
     MEMBERS_TABLE,
     DRAFTS_TABLE,
     HISTORY_TABLE,
+    IDENTITIES_TABLE,
 )
 
 

@@ -70,6 +70,7 @@ CONTRACT = {
     ("PUT", "accounts/{account}/members/{user}", 200),
     ("DELETE", "accounts/{account}/members/{user}", 200),
     ("GET", "accounts/{account}/history", 200),
+    ("GET", "accounts/{account}/identity", 200),
 }
 
 
@@ -104,6 +105,7 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
         "integration_replay",
         "integration_history",
         "account_history",
+        "account_identity",
         "members",
         "member",
         "console_home",
@@ -130,7 +132,7 @@ def test_import_function_app_in_a_fresh_interpreter():
     code = "import function_app; from exporter import routes; print(len(function_app.app.get_functions()), len(routes.ROUTES))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
-    assert functions == 3 + http_routes + 2 == 19  # timer, two queues, the API's routes, the console
+    assert functions == 3 + http_routes + 2 == 20  # timer, two queues, the API's routes, the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

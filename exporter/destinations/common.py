@@ -42,6 +42,8 @@ class DestinationKind:
     from_secret: Callable[[str], dict[str, Any]]  # the secret text -> its credential fields (to merge an update)
     open: Callable[[str, str | None, str], Destination]  # (secret, container, prefix) -> a client
     shown: Callable[[str], dict[str, Any]]  # the stored masked credentials -> the fields the API shows
+    # KEYLESS HOOK (issue 24): a check across credential fields, e.g. S3's role or access key, not both.
+    check_together: Callable[[dict[str, Any], bool], None] | None = None  # (checked fields, partial)
 
     @property
     def parameter_fields(self) -> frozenset[str]:
@@ -61,6 +63,8 @@ class DestinationKind:
             for name in self.required:
                 if checked.get(name) is None:
                     raise InputError("is required", field=f"destination.{name}")
+        if self.check_together is not None:  # KEYLESS HOOK (issue 24)
+            self.check_together(checked, partial)
         return checked
 
     def credentials(self, parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,9 @@ from .common import (
     mask_middle,
     record_failure,
 )
+from .keyless_s3 import check_either, check_role_arn, role_credentials  # KEYLESS HOOK (issue 24)
 
-REQUIRED = ("bucket", "region", "access_key_id", "secret_access_key")
+REQUIRED = ("bucket", "region")  # and an access key, or a role (keyless_s3.check_either)
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 BUCKET_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
@@ -109,6 +110,7 @@ CREDENTIAL_CHECKS: dict[str, Check] = {
     "access_key_id": lambda v, f: check_token(v, f, "an access key id", 128),
     "secret_access_key": lambda v, f: check_token(v, f, "a secret access key", 256),
     "endpoint_url": check_endpoint_url,
+    "role_arn": check_role_arn,  # KEYLESS HOOK (issue 24): S3 by role, no key
 }
 
 
@@ -117,9 +119,10 @@ class S3Credentials:
     """Everything sealed for an S3 destination. `masked` is the only form ever shown."""
 
     region: str
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
+    access_key_id: str | None  # None: by role (KEYLESS HOOK, issue 24)
+    secret_access_key: str | None = field(repr=False)
     endpoint_url: str | None = None
+    role_arn: str | None = None  # KEYLESS HOOK (issue 24): assumed with the account's external id
 
     @classmethod
     def from_secret(cls, secret: str) -> S3Credentials:
@@ -132,14 +135,21 @@ class S3Credentials:
                 "access_key_id": self.access_key_id,
                 "secret_access_key": self.secret_access_key,
                 "endpoint_url": self.endpoint_url,
+                **({"role_arn": self.role_arn} if self.role_arn else {}),  # KEYLESS HOOK (issue 24)
             }
         )
 
     @property
     def masked(self) -> str:
-        """The public part, as JSON: region, masked key id, endpoint."""
+        """The public part, as JSON: region, masked key id (or the role: no secret), endpoint."""
+        if self.role_arn:  # KEYLESS HOOK (issue 24)
+            return json.dumps({"region": self.region, "role_arn": self.role_arn, "endpoint_url": self.endpoint_url})
         return json.dumps(
-            {"region": self.region, "access_key_id": mask_middle(self.access_key_id), "endpoint_url": self.endpoint_url}
+            {
+                "region": self.region,
+                "access_key_id": mask_middle(self.access_key_id or ""),
+                "endpoint_url": self.endpoint_url,
+            }
         )
 
     @property
@@ -149,8 +159,13 @@ class S3Credentials:
 
 def credentials_from_fields(fields: Mapping[str, Any]) -> S3Credentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
+    check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
     return S3Credentials(
-        fields["region"], fields["access_key_id"], fields["secret_access_key"], fields.get("endpoint_url")
+        fields["region"],
+        fields.get("access_key_id"),
+        fields.get("secret_access_key"),
+        fields.get("endpoint_url"),
+        fields.get("role_arn"),
     )
 
 
@@ -302,13 +317,18 @@ class S3Destination:
             ignore_configured_endpoint_urls=True,
             user_agent_extra="event-export",
         )
-        return _new_client(
-            region_name=creds.region,
-            endpoint_url=creds.endpoint_url,
-            config=config,
-            aws_access_key_id=creds.access_key_id,
-            aws_secret_access_key=creds.secret_access_key,
-        )
+        keys: dict[str, Any] = {
+            "aws_access_key_id": creds.access_key_id,
+            "aws_secret_access_key": creds.secret_access_key,
+        }
+        if creds.role_arn:  # KEYLESS HOOK (issue 24): the role's session credentials, assumed when opened
+            assumed = role_credentials(creds.role_arn, creds.region)
+            keys = {
+                "aws_access_key_id": assumed.access_key_id,
+                "aws_secret_access_key": assumed.secret_access_key,
+                "aws_session_token": assumed.session_token,
+            }
+        return _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config, **keys)
 
     def _classify(self, exc: BaseException, operation: str | None = None) -> ExporterError:
         return classify(exc, self.bucket, self.credentials.region, operation)
@@ -495,5 +515,6 @@ KIND = DestinationKind(
     to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # region, the masked key id, the endpoint
+    shown=json.loads,  # region, the masked key id (or the role), the endpoint
+    check_together=check_either,  # KEYLESS HOOK (issue 24)
 )
