@@ -24,6 +24,12 @@ _PATTERNS = [
         r"""((?:["']access_key_id["']\s*:\s*["']|aws_access_key_id=)[A-Za-z0-9]{4})[A-Za-z0-9]{8,}""", re.IGNORECASE
     ),
     re.compile(r"(Bearer )[A-Za-z0-9._~+/-]+=*"),
+    # Session credentials of an assumed role (S3 by role): STS's answer (XML) and the session token header.
+    re.compile(r"(<(?:SecretAccessKey|SessionToken)>)[^<]+"),
+    re.compile(
+        r"""(["']?(?:SecretAccessKey|SessionToken|X-Amz-Security-Token|aws_session_token)["']?\s*[:=]\s*b?["']?)[^"'\s,<}]+""",
+        re.IGNORECASE,
+    ),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
