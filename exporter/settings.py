@@ -35,6 +35,7 @@ class Settings:
     aws_principal_arn: str = ""
     aws_sts_endpoint: str = ""
     gcp_service_account: str = ""
+    gcp_iam_endpoint: str = ""  # empty: Google's IAM Credentials API (a template, `{}` the service account)
     azure_tenant_id: str = ""
     azure_client_id: str = ""
 
@@ -92,6 +93,7 @@ class Settings:
             aws_principal_arn=env.get("EXPORT_AWS_PRINCIPAL_ARN", ""),
             aws_sts_endpoint=env.get("EXPORT_AWS_STS_ENDPOINT", ""),
             gcp_service_account=env.get("EXPORT_GCP_SERVICE_ACCOUNT", ""),
+            gcp_iam_endpoint=env.get("EXPORT_GCP_IAM_ENDPOINT", ""),
             azure_tenant_id=env.get("EXPORT_AZURE_TENANT_ID", ""),
             azure_client_id=env.get("EXPORT_AZURE_CLIENT_ID", ""),
         )

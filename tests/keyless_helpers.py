@@ -139,3 +139,49 @@ def make_role_kit(server: MotoServer, platform: Platform, external_id: str, tag:
     name = f"export-{bucket}"
     arn = _role(server, name, trust_policy(platform.arn, external_id), bucket_policy(bucket, actions))
     return S3RoleKit(server, platform, bucket, name, arn, external_id, actions)
+
+
+# ------------------------------------------------------------------ GCS by the platform's identity
+
+
+PLATFORM_SA = "event-export@platform-project.iam.gserviceaccount.com"
+SUBJECT_TOKEN = "managed-identity-token-for-api-AzureADTokenExchange"
+
+
+@dataclass
+class GcsKeylessKit:
+    """A bucket on the GCS emulator reached by the platform's identity (ADC: an external_account on loopback)."""
+
+    emulator: Any  # GcsEmulator
+    federation: Any  # exporter.local.federation.GoogleFederation
+    bucket: str
+    impersonate: str | None = None
+    kind: str = "gcs"
+
+    def body(self, prefix: str = "insider/", **changes: Any) -> dict[str, Any]:
+        body = {"type": "gcs", "bucket": self.bucket, "prefix": prefix, "endpoint_url": self.emulator.url}
+        if self.impersonate:
+            body["impersonate"] = self.impersonate
+        return {**body, **changes}
+
+    def names(self) -> list[str]:
+        return sorted(b.name for b in self.emulator.client().list_blobs(self.bucket))
+
+    def read(self, name: str) -> bytes:
+        return self.emulator.client().bucket(self.bucket).blob(name).download_as_bytes()
+
+
+def google_platform(tmp_path, monkeypatch, settings: Settings):
+    """The loopback federation endpoints and ADC pointing at them; the settings naming the platform's account."""
+    from exporter.local.federation import GoogleFederation
+
+    federation = GoogleFederation(accepted={SUBJECT_TOKEN}).start()
+    token_file = tmp_path / "subject-token"
+    token_file.write_text(SUBJECT_TOKEN)
+    config = federation.config(tmp_path / "adc.json", token_file, PLATFORM_SA)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(config))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # never probe a metadata server
+    configured = dataclasses.replace(
+        settings, gcp_service_account=PLATFORM_SA, gcp_iam_endpoint=federation.iam_endpoint
+    )
+    return federation, configured

@@ -81,7 +81,13 @@ SESSIONS = SessionCache()
 
 def role_credentials(role_arn: str, region: str) -> SessionCredentials:
     """The role's session credentials for the destination being opened (exporter.identity.opening_for)."""
-    return SESSIONS.credentials(current_opening("an S3 destination with a role"), role_arn, region)
+    opening = current_opening("an S3 destination with a role")
+    if not opening.platform.aws_principal_arn:  # and boto3's chain is not even asked (it may probe a metadata server)
+        raise InputError(
+            "cannot be assumed: this service has no AWS identity of its own to trust (keyless access is not set up)",
+            field="destination.role_arn",
+        )
+    return SESSIONS.credentials(opening, role_arn, region)
 
 
 def assume_role(opening: Opening, role_arn: str, region: str) -> SessionCredentials:
