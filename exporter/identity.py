@@ -41,6 +41,8 @@ class PlatformIdentity:
     gcp_iam_endpoint: str = ""  # EXPORT_GCP_IAM_ENDPOINT: generateAccessToken URL template; empty is Google's
     azure_tenant_id: str = ""  # EXPORT_AZURE_TENANT_ID: the tenant the multi-tenant application lives in
     azure_client_id: str = ""  # EXPORT_AZURE_CLIENT_ID: that application's (client) id
+    azure_authority_host: str = ""  # EXPORT_AZURE_AUTHORITY_HOST: empty is Entra ID's public cloud
+    managed_identity_client_id: str = ""  # AzureWebJobsStorage__clientId: the app's identity, the assertion's source
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlatformIdentity:
@@ -51,6 +53,8 @@ class PlatformIdentity:
             gcp_iam_endpoint=settings.gcp_iam_endpoint,
             azure_tenant_id=settings.azure_tenant_id,
             azure_client_id=settings.azure_client_id,
+            azure_authority_host=settings.azure_authority_host,
+            managed_identity_client_id=settings.storage_client_id,
         )
 
 

@@ -38,6 +38,7 @@ class Settings:
     gcp_iam_endpoint: str = ""  # empty: Google's IAM Credentials API (a template, `{}` the service account)
     azure_tenant_id: str = ""
     azure_client_id: str = ""
+    azure_authority_host: str = ""
 
     @property
     def poison_queue_name(self) -> str:
@@ -96,6 +97,7 @@ class Settings:
             gcp_iam_endpoint=env.get("EXPORT_GCP_IAM_ENDPOINT", ""),
             azure_tenant_id=env.get("EXPORT_AZURE_TENANT_ID", ""),
             azure_client_id=env.get("EXPORT_AZURE_CLIENT_ID", ""),
+            azure_authority_host=env.get("EXPORT_AZURE_AUTHORITY_HOST", ""),
         )
         settings.check()
         return settings

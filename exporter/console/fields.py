@@ -28,6 +28,10 @@ LABELS = {
     "secret_access_key": "Secret Access Key",
     "endpoint_url": "Endpoint URL",
     "service_account_key": "Service Account Key (JSON)",
+    "role_arn": "Role ARN (instead of a key)",  # keyless (docs/keyless.md)
+    "impersonate": "Service Account to Impersonate (instead of a key)",
+    "account_url": "Account URL (instead of a connection string)",
+    "tenant_id": "Tenant ID",
 }
 PREFIX_LABELS = {"azure_blob": "Blob Path Prefix"}
 PREFIX_LABEL = "Path Prefix"
@@ -38,6 +42,10 @@ HINTS = {
     "connection_string": "From the storage account's Access keys page, or a SAS connection string.",
     "service_account_key": "Paste the whole JSON key file of the service account.",
     "endpoint_url": "Only for S3-compatible storage or an emulator; leave empty for the cloud service.",
+    "role_arn": "Keyless: a role that trusts this service with your external id (integrations identity); "
+    "leave the keys empty.",
+    "impersonate": "Keyless: leave the key empty to use this service's own service account, or name yours "
+    "that it may impersonate.",
 }
 # The Launch step's "File Format" options: the API's one list of formats, with a reader's label each.
 FILE_FORMATS: tuple[str, ...] = FORMAT_NAMES

@@ -27,6 +27,7 @@ from ..errors import CredentialError, DestinationError, ExporterError, InputErro
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
+from . import keyless_azure  # KEYLESS HOOK (issue 24): Entra ID instead of a connection string
 from .common import DestinationKind
 
 FIELD = "destination.connection_string"
@@ -239,7 +240,10 @@ class AzureBlobDestination:
     """A customer's container, reached with their credentials (implements exporter.export.destination.Destination)."""
 
     def __init__(self, connection_string: str, container: str | None, prefix: str):
-        self.credentials = parse_connection_string(connection_string)
+        if keyless_azure.is_keyless(connection_string):  # KEYLESS HOOK (issue 24)
+            self._keyless(keyless_azure.parse(connection_string), container, prefix)
+            return
+        self.credentials: Any = parse_connection_string(connection_string)
         name = self.credentials.container or container
         if self.credentials.container and container and container != self.credentials.container:
             raise InputError("does not match the container of the SAS URL", field="destination.container")
@@ -251,6 +255,16 @@ class AzureBlobDestination:
         )
         self._credential = credential
         self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
+
+    def _keyless(self, account: keyless_azure.EntraBlob, container: str | None, prefix: str) -> None:
+        """KEYLESS HOOK (issue 24): the platform's application, signed in to the customer's tenant."""
+        self.credentials = account
+        self.container_name = check_container_name(container)
+        self.prefix = prefix or ""
+        self._credential = keyless_azure.credential(account.tenant_id)
+        self.client = ContainerClient(
+            account.blob_endpoint, self.container_name, credential=self._credential, **CLIENT_OPTIONS
+        )
 
     def describe(self) -> DestinationInfo:
         return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
@@ -343,10 +357,15 @@ KIND = DestinationKind(
     check_container=lambda name, field: (
         None if name is None else check_container_name(name, field)
     ),  # a SAS URL may name it
-    credential_checks={"connection_string": _check_connection_string},
-    required=("connection_string",),
-    to_secret=lambda fields: fields["connection_string"],
-    from_secret=lambda secret: {"connection_string": secret},
+    credential_checks={
+        "connection_string": _check_connection_string,
+        "account_url": keyless_azure.check_account_url,  # KEYLESS HOOK (issue 24), with tenant_id
+        "tenant_id": keyless_azure.check_tenant_id,
+    },
+    required=(),  # a connection string, or account_url and tenant_id (keyless_azure.check_either)
+    to_secret=keyless_azure.to_secret,  # KEYLESS HOOK: the connection string as it is, or the keyless JSON
+    from_secret=keyless_azure.from_secret,
     open=AzureBlobDestination,
-    shown=lambda masked: {"connection_string": masked},
+    shown=keyless_azure.shown,
+    check_together=keyless_azure.check_either,  # KEYLESS HOOK (issue 24)
 )
