@@ -103,6 +103,7 @@ var appSettings = {
   EXPORT_GCP_IAM_ENDPOINT: ''
   EXPORT_AZURE_TENANT_ID: tenant().tenantId
   EXPORT_AZURE_CLIENT_ID: keylessAzureClientId
+  EXPORT_AZURE_AUTHORITY_HOST: ''
   // App Service Authentication signs console users in with the app registration, proving itself with
   // the app's managed identity (a federated credential) instead of a client secret.
   OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
