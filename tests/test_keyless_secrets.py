@@ -81,3 +81,87 @@ def test_no_secret_anywhere_with_keyless_integrations(
     opened = json.loads(ctx.integrations.secrets.open(stored.sealed_secret))
     assert opened["access_key_id"] is None and opened["secret_access_key"] is None
     assert set(opened) == {"region", "access_key_id", "secret_access_key", "endpoint_url", "role_arn"}
+
+
+def test_no_token_anywhere_with_keyless_gcs_and_azure(
+    settings,
+    clock,
+    gcs_emulator,
+    tag,
+    tmp_path,
+    monkeypatch,
+    caplog,
+    app_log_lines,  # noqa: F811
+):
+    """The tokens of the keyless flows (the managed identity's assertion, Entra's storage tokens, Google's
+    federated and impersonated tokens) appear nowhere, and the stored destinations hold nothing secret."""
+    from azure.storage.blob import BlobServiceClient
+
+    from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
+    from exporter.local.entra import EntraStandIn, self_signed, start_azurite_oauth
+    from tests.destination_helpers import new_bucket_name
+    from tests.keyless_helpers import google_platform
+    from tests.test_keyless_azure import APP_ID, CUSTOMER_TENANT, OTHER_TENANT
+
+    cert, key = self_signed(tmp_path)
+    azurite = start_azurite_oauth(cert, key)
+    entra = EntraStandIn(APP_ID, consented={CUSTOMER_TENANT}).start(cert, key)
+    federation, configured = google_platform(tmp_path, monkeypatch, settings)
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{entra.url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", entra.identity_header)
+        configured = dataclasses.replace(configured, azure_client_id=APP_ID, azure_authority_host=entra.url)
+        ctx = Context.create(configured, clock)
+        bucket = new_bucket_name(tag)
+        gcs_emulator.client().create_bucket(bucket)
+        connection = (
+            f"DefaultEndpointsProtocol=https;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={azurite.blob_url};"
+        )
+        container = BlobServiceClient.from_connection_string(connection, connection_verify=str(cert)).create_container(
+            new_bucket_name(tag)
+        )
+        gcs_body = {"type": "gcs", "bucket": bucket, "prefix": "p/", "endpoint_url": gcs_emulator.url}
+        azure_body = {
+            "type": "azure_blob",
+            "account_url": azurite.blob_url,
+            "container": container.container_name,
+            "prefix": "p/",
+            "tenant_id": CUSTOMER_TENANT,
+        }
+        caplog.set_level(logging.DEBUG)
+        for name in ("azure", "urllib3", "exporter", "google", "msal"):
+            caplog.set_level(logging.DEBUG, logger=name)
+        logs.install_redaction()
+        witness = Witness(ctx, ctx.settings, caplog, app_log_lines, monkeypatch)
+        ids = []
+        for body in (gcs_body, azure_body):
+            witness.api("integrations_verify", body, 200, account="acme")
+            ids.append(witness.api("integrations_create", integration_body(body), 201, account="acme")["id"])
+        witness.api("integrations_verify", {**azure_body, "tenant_id": OTHER_TENANT}, 422, account="acme")
+        clock.set(T0 + timedelta(minutes=5))
+        witness.api("ucd_upsert", _events("2026-11-28T10:04:00Z"), 200, account="acme")
+        clock.set(T0 + timedelta(hours=1, minutes=2))
+        assert tick(ctx)["worker"]["windows_exported"] == 2
+        poison_ctx = Context.create(dataclasses.replace(ctx.settings, max_dequeue_count=0), clock)
+        clock.set(T0 + timedelta(hours=2, minutes=2))
+        assert tick(poison_ctx)["worker"]["poisoned"] == 2
+        for iid in ids:
+            witness.api("integrations_show", None, 200, account="acme", id=iid)
+        tokens = [*entra.assertions, *(t for _, t in entra.issued), *federation.exchanged]
+        tokens += [t for _, t in federation.impersonated]
+        assert entra.issued and federation.exchanged
+        runs = [r for iid in ids for r in ctx.runs.list("acme", iid)]
+        witness.assert_nowhere({f"token {i}": t for i, t in enumerate(tokens)}, runs)
+        opened = [
+            json.loads(ctx.integrations.secrets.open(ctx.repo.get("acme", i).destination.sealed_secret)) for i in ids
+        ]
+        assert opened == [
+            {"service_account_key": None, "endpoint_url": gcs_emulator.url, "impersonate": None},
+            {"account_url": azurite.blob_url, "tenant_id": CUSTOMER_TENANT},
+        ]
+    finally:
+        federation.stop()
+        entra.stop()
+        azurite.stop()
