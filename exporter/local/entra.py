@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import os
-import ssl
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from .cloudservers import _spawn, _stop, _wait_listening
 from .devstorage import DEV_ACCOUNT, ROOT, free_port
+from .loopback import JsonHandler, serve
 
 ASSERTION_AUDIENCE = "api://AzureADTokenExchange"
 STORAGE_AUDIENCE = "https://storage.azure.com"
@@ -105,7 +103,7 @@ class EntraStandIn:
     def start(self, cert: Path, key: Path) -> EntraStandIn:
         entra = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/msi/token":
@@ -169,23 +167,7 @@ class EntraStandIn:
                     200, {"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "access_token": token}
                 )
 
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, name="entra-stand-in", daemon=True).start()
+        self._server = serve(Handler, "entra-stand-in", (cert, key))
         return self
 
     @property

@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from .loopback import JsonHandler, serve
 
 IMPERSONATE_RE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/platform/providers/azure"
@@ -45,7 +46,7 @@ class GoogleFederation:
     def start(self) -> GoogleFederation:
         endpoints = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
@@ -85,20 +86,7 @@ class GoogleFederation:
                 expires = datetime.now(timezone.utc) + timedelta(hours=1)
                 self._json(200, {"accessToken": token, "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="google-federation", daemon=True).start()
+        self._server = serve(Handler, "google-federation")
         return self
 
     @property
