@@ -250,3 +250,28 @@ def test_the_role_policy_removed_mid_stream_stops_the_integration_and_restored_i
     results.clear()
     tick_collecting(kctx, results)
     assert_exactly_once(kctx, kit, iid)
+
+
+def test_an_update_switches_between_a_key_and_a_role_and_keeps_no_stale_key(kctx, clock, moto_s3, platform, tag):
+    kit = role_kit(kctx, moto_s3, platform, tag)
+    key = moto_s3.create_user(f"u-{kit.bucket}", ["s3:*"], kit.bucket)
+    keyed = {k: v for k, v in kit.body().items() if k != "role_arn"} | key
+    created = call(kctx, "integrations_create", integration_body_for_destination(keyed), account=ACCOUNT)
+    assert created.status == 201, created.body
+    iid = created.body["id"]
+    to_role = call(kctx, "integrations_update", {"destination": {"role_arn": kit.role_arn}}, account=ACCOUNT, id=iid)
+    assert to_role.status == 200, to_role.body
+    assert (
+        to_role.body["destination"]["role_arn"] == kit.role_arn and "access_key_id" not in to_role.body["destination"]
+    )
+    sealed = kctx.repo.get(ACCOUNT, iid).destination.sealed_secret
+    opened = json.loads(kctx.integrations.secrets.open(sealed))
+    assert opened["secret_access_key"] is None and opened["region"] == "us-east-1", "the old key is gone"
+    back = call(kctx, "integrations_update", {"destination": key}, account=ACCOUNT, id=iid)
+    assert back.status == 200 and "role_arn" not in back.body["destination"], back.body
+
+
+def integration_body_for_destination(destination):
+    from tests.destination_helpers import integration_body
+
+    return integration_body(destination)

@@ -368,4 +368,5 @@ KIND = DestinationKind(
     open=AzureBlobDestination,
     shown=keyless_azure.shown,
     check_together=keyless_azure.check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"connection_string"}), frozenset({"account_url", "tenant_id"})),
 )

@@ -504,4 +504,5 @@ KIND = DestinationKind(
     open=lambda secret, bucket, prefix: GcsDestination.from_secret(secret, bucket or "", prefix),
     shown=json.loads,  # the masked client email (or whom to impersonate), the endpoint
     check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"service_account_key"}), frozenset({"impersonate"})),
 )

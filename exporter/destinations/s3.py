@@ -517,4 +517,5 @@ KIND = DestinationKind(
     open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
     shown=json.loads,  # region, the masked key id (or the role), the endpoint
     check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"access_key_id", "secret_access_key"}), frozenset({"role_arn"})),
 )
