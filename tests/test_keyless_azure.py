@@ -140,3 +140,19 @@ def test_keyless_azure_bodies_are_checked(entra_ctx, ctx, entra_kit):
     assert both.status == 400 and both.body["error"]["field"] == "destination.account_url"
     unconfigured = call(ctx, "integrations_verify", entra_kit.body(), account=ACCOUNT)
     assert unconfigured.status == 400 and unconfigured.body["error"]["field"] == "destination.tenant_id"
+
+
+def test_a_missing_role_assignment_says_which_role_to_grant_on_which_container():
+    """Azurite grants every valid token everything, so the 403 is made here: the words are what matters."""
+    from azure.core.exceptions import HttpResponseError
+
+    from exporter.destinations.azure_blob import classify
+
+    refused = HttpResponseError(
+        message="This request is not authorized to perform this operation using this permission."
+    )
+    refused.status_code, refused.error_code = 403, "AuthorizationPermissionMismatch"
+    error = classify(refused, "exports")
+    assert isinstance(error, CredentialError)
+    assert "'exports'" in error.message and "Storage Blob Data Contributor" in error.message
+    assert "AuthorizationPermissionMismatch" in error.message

@@ -190,7 +190,7 @@ def classify(exc: BaseException, container: str) -> ExporterError:
         code = _error_code(exc)
         if status in (401, 403):
             if code in PERMISSION_CODES:
-                return CredentialError(f"the credentials are valid but lack permission for this operation ({code})")
+                return CredentialError(permission_refused(container, code))
             if code == "AuthorizationSourceIPMismatch":
                 return CredentialError("the storage account's firewall refuses our IP addresses; allowlist them")
             return CredentialError(
@@ -208,6 +208,14 @@ def classify(exc: BaseException, container: str) -> ExporterError:
     if isinstance(exc, AzureError):
         return TransientError(f"storage request failed ({type(exc).__name__})")
     return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
+
+
+def permission_refused(container: str, code: str) -> str:
+    """Valid credentials without the permission; KEYLESS HOOK (issue 24): says the role an Entra sign-in needs."""
+    return (
+        f"the credentials are valid but may not write to container {container!r} ({code}): give a key or SAS "
+        f"that may, or, signed in by Entra ID, grant the platform's application {keyless_azure.ROLE!r} on the container"
+    )
 
 
 def _refusal(status: int, code: str) -> str:
@@ -284,7 +292,7 @@ class AzureBlobDestination:
             ) from None
         except Exception as exc:  # noqa: BLE001 - classified below, never re-raised with SDK text
             if _is_permission_refusal(exc):
-                raise CredentialError("the credentials cannot write to the container (no write permission)") from None
+                raise CredentialError(permission_refused(self.container_name, "no write permission")) from None
             raise classify(exc, self.container_name) from None
         deleted = True
         note = None
