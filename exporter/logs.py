@@ -46,6 +46,21 @@ def _redact_record(record: logging.LogRecord) -> None:
     for key, value in list(record.__dict__.items()):
         if key not in _STANDARD and isinstance(value, str):
             setattr(record, key, redact(value))
+        elif key not in _STANDARD and isinstance(value, (dict, list, tuple)):
+            # Structured extras too: google-auth logs each request's headers (a bearer token) as a dict at DEBUG.
+            setattr(record, key, _redact_structure(value))
+
+
+def _redact_structure(value: dict | list | tuple) -> object:
+    """A structured value, redacted as its JSON text (and parsed back when the redaction left it JSON)."""
+    text = json.dumps(value, default=str)
+    cleaned = redact(text)
+    if cleaned == text:
+        return value
+    try:
+        return json.loads(cleaned)
+    except ValueError:
+        return cleaned
 
 
 class RedactingFilter(logging.Filter):
