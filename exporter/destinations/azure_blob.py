@@ -213,7 +213,7 @@ def classify(exc: BaseException, container: str) -> ExporterError:
 def permission_refused(container: str, code: str) -> str:
     """Valid credentials without the permission; KEYLESS HOOK (issue 24): says the role an Entra sign-in needs."""
     return (
-        f"the credentials are valid but may not write to container {container!r} ({code}): give a key or SAS "
+        f"the credentials are valid but lack the permission to write to container {container!r} ({code}): give a key or SAS "
         f"that may, or, signed in by Entra ID, grant the platform's application {keyless_azure.ROLE!r} on the container"
     )
 
