@@ -9,11 +9,14 @@ The console (`exporter/console/`) is anonymous at the Functions level: App Servi
 against the account's members.
 """
 
+import logging
+
 import azure.functions as func
 
-from exporter import routes, triggers
+from exporter import egress, routes, triggers
 from exporter.console import functions as console
 
+egress.warn_if_private_allowed(logging.getLogger("exporter"))
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 QUEUE = "%EXPORT_QUEUE_NAME%"
@@ -24,6 +27,13 @@ STORAGE = "AzureWebJobsStorage"
 def scheduler(timer: func.TimerRequest) -> None:
     """Every minute: queue one export job per integration with a due window."""
     triggers.on_timer()
+
+
+# Also at start: a deployment that predates the due index builds it before its first tick finds nothing.
+@app.timer_trigger(schedule="0 17 * * * *", arg_name="timer", run_on_startup=True, use_monitor=True)
+def due_index_sweep(timer: func.TimerRequest) -> None:
+    """Every hour: check the due index against every integration and put right what disagrees."""
+    triggers.on_sweep()
 
 
 @app.queue_trigger(arg_name="message", queue_name=QUEUE, connection=STORAGE)

@@ -23,7 +23,7 @@ from azure.storage.blob import BlobServiceClient
 from exporter.clock import ManualClock, from_unix
 from exporter.context import Context
 from exporter.destinations import open_destination
-from exporter.jobs import ExportJob, process_job, worker
+from exporter.jobs import ExportJob, parts, process_job
 from exporter.local.host import drain
 from exporter.settings import Settings
 
@@ -242,7 +242,7 @@ def split_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def _timing_the_relay() -> list[float]:
     """A split GCS window's relay (exporter/jobs/relay.py), timed in this worker process: [seconds so far]."""
     spent = [0.0]
-    relay = worker.relay
+    relay = parts.relay
 
     def timed(*args: Any, **kwargs: Any) -> bool:
         t0 = time.perf_counter()
@@ -251,7 +251,7 @@ def _timing_the_relay() -> list[float]:
         finally:
             spent[0] += time.perf_counter() - t0
 
-    worker.relay = timed  # this process is the benchmark's own worker: nothing else runs in it
+    parts.relay = timed  # this process is the benchmark's own worker: nothing else runs in it
     return spent
 
 

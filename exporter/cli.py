@@ -24,6 +24,7 @@ from .errors import ConfigurationError, ExporterError, InputError
 # The verbs that are not operations of the API; the operations' examples are in exporter.routes.
 EXAMPLES = {
     "tick": "python -m exporter tick --now 2026-11-28T12:05:00Z",
+    "sweep": "python -m exporter sweep",
     "serve": "python -m exporter serve --port 7071",
     "demo": "python -m exporter demo --hours 6 --destination s3",
     "secret-key": "python -m exporter secret-key",
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_operation(verb(groups[group], action, op.help, op.example), op)
 
     verb(verbs, "tick", "run the scheduler once, then process queued jobs until none is left", EXAMPLES["tick"])
+    verb(
+        verbs,
+        "sweep",
+        "check the due index against every integration and repair it (hourly in Azure)",
+        EXAMPLES["sweep"],
+    )
     serve = verb(
         verbs, "serve", "local stand-in for the Functions host: HTTP API, timer and queue worker", EXAMPLES["serve"]
     )
@@ -302,8 +309,10 @@ def _run(args) -> int:
         return run_demo(hours=args.hours, users=args.users, now=args.now, destination=args.destination)
     clock = _clock(args)
     if args.verb == "serve":
+        from . import egress
         from .local.serve import serve
 
+        egress.warn_if_private_allowed(logging.getLogger("exporter"))
         return serve(args.host, args.port, args.timer_seconds, args.dev_sign_in)
     ctx = Context.create(clock=clock)
     if args.verb == "tick":
@@ -311,6 +320,11 @@ def _run(args) -> int:
         from .local.progress import Progress
 
         _print(tick(ctx, progress=lambda total: Progress("exporting windows", total)))
+        return 0
+    if args.verb == "sweep":
+        from .jobs import sweep
+
+        _print(sweep(ctx).to_json())
         return 0
     operation = routes.OPERATIONS[args.operation]
     answer = api.handle(ctx, operation.name, _request(operation, args))

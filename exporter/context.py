@@ -10,13 +10,14 @@ from .destinations import open_destination as default_destination
 from .export.destination import Destination
 from .history import HistoryRepo
 from .identity import ExternalIds, Opening, PlatformIdentity, identity_json, opening_for
+from .integrations.due import DueIndex
 from .integrations.model import Integration
 from .integrations.repo import IntegrationRepo
 from .integrations.service import IntegrationService
 from .runs import RunRepo
 from .secrets import SecretBox
 from .settings import Settings
-from .storage import IDENTITIES_TABLE, INTEGRATIONS_TABLE, RUNS_TABLE, Storage, storage_for
+from .storage import DUE_TABLE, IDENTITIES_TABLE, INTEGRATIONS_TABLE, RUNS_TABLE, Storage, storage_for
 from .ucd import UcdStore
 
 
@@ -42,7 +43,9 @@ class Context:
         clock = clock or SystemClock()
         storage = storage_for(settings)
         ucd = UcdStore(storage, clock)
-        repo = IntegrationRepo(storage.table(INTEGRATIONS_TABLE))
+        repo = IntegrationRepo(
+            storage.table(INTEGRATIONS_TABLE), DueIndex(storage.table(DUE_TABLE), settings.settle_seconds)
+        )
         runs = RunRepo(storage.table(RUNS_TABLE))
         service = IntegrationService(
             repo,

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
 
 DEFAULT_CONNECTION = "UseDevelopmentStorage=true"
+
+
+def allow_private_endpoints(env: Mapping[str, str]) -> bool:
+    """EXPORT_ALLOW_PRIVATE_ENDPOINTS: "true" or "false" (the default); anything else is refused."""
+    raw = env.get("EXPORT_ALLOW_PRIVATE_ENDPOINTS", "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise ConfigurationError(f"must be true or false, got {raw!r}", field="EXPORT_ALLOW_PRIVATE_ENDPOINTS")
+    return raw == "true"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class Settings:
     azure_tenant_id: str = ""
     azure_client_id: str = ""
     azure_authority_host: str = ""
+    # Customer endpoints may be loopback, private or plain http (local, CI, tests, the demo; never in Azure):
+    # exporter/egress.py reads it from the environment when a destination is opened.
+    allow_private_endpoints: bool = False
 
     @property
     def poison_queue_name(self) -> str:
@@ -98,6 +110,7 @@ class Settings:
             azure_tenant_id=env.get("EXPORT_AZURE_TENANT_ID", ""),
             azure_client_id=env.get("EXPORT_AZURE_CLIENT_ID", ""),
             azure_authority_host=env.get("EXPORT_AZURE_AUTHORITY_HOST", ""),
+            allow_private_endpoints=allow_private_endpoints(env),
         )
         settings.check()
         return settings

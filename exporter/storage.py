@@ -15,6 +15,7 @@ from .settings import Settings
 
 INTEGRATIONS_TABLE = "integrations"
 RUNS_TABLE = "runs"
+DUE_TABLE = "due"  # exporter/integrations/due.py
 UCD_EVENTS_TABLE = "ucdevents"
 UCD_SEGMENTS_TABLE = "ucdsegments"
 UCD_PROFILES_TABLE = "ucdprofiles"
@@ -26,6 +27,7 @@ IDENTITIES_TABLE = "identities"  # exporter/identity.py: each account's AWS exte
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
+    DUE_TABLE,
     UCD_EVENTS_TABLE,
     UCD_SEGMENTS_TABLE,
     UCD_PROFILES_TABLE,

@@ -11,15 +11,12 @@ never recorded.
 
 from __future__ import annotations
 
-import threading
-import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
 from .errors import ExporterError
@@ -57,30 +54,19 @@ _duplicates = _meter.create_counter(
     "ucd.events_duplicate", unit="{event}", description="Events received that were already stored"
 )
 
-# (account, integration) -> (lag seconds, monotonic time it was measured). The scheduler measures every
-# minute; a value not refreshed for LAG_STALE_SECONDS (a paused or deleted integration, or a timer that
-# moved to another instance) is no longer reported, so alerts never fire on a stale number.
-_lag: dict[tuple[str, str], tuple[float, float]] = {}
-_lag_lock = threading.Lock()
-LAG_STALE_SECONDS = 300.0
-
-
-def _observe_lag(_options: CallbackOptions) -> Iterator[Observation]:
-    """Report the latest fresh lag of every integration this process measured."""
-    now = time.monotonic()
-    with _lag_lock:
-        for key in [k for k, (_lag_s, at) in _lag.items() if now - at > LAG_STALE_SECONDS]:
-            del _lag[key]
-        items = [(key, lag) for key, (lag, _at) in _lag.items()]
-    for (account, integration_id), lag in items:
-        yield Observation(lag, _attrs(account, integration_id))
-
-
-_meter.create_observable_gauge(
-    "export.lag_seconds",
-    callbacks=[_observe_lag],
+# Lag is one distribution per tick, never one record per integration per minute: the scheduler
+# sees only the integrations that are due (their lag), the hourly sweep sees them all.
+_lag = _meter.create_histogram(
+    "export.lag",
     unit="s",
-    description="Time since the end of the last exported window, per integration",
+    description="Time since the end of the last exported window, of the integrations a tick or sweep looked at",
+)
+_ticks = _meter.create_counter("scheduler.ticks", unit="{tick}", description="Scheduler runs")
+_queued = _meter.create_counter("scheduler.queued", unit="{integration}", description="Export jobs queued")
+_index_repaired = _meter.create_counter(
+    "scheduler.index_repaired",
+    unit="{entry}",
+    description="Due index entries that disagreed with their integration and were put right",
 )
 
 
@@ -152,10 +138,22 @@ def record_window_exported(
     _duration.record(duration_s, attrs)
 
 
-def record_export_lag(account: str, integration_id: str, lag_seconds: float) -> None:
-    """Remember an integration's latest lag; the export.lag_seconds gauge reports it at each collection."""
-    with _lag_lock:
-        _lag[(account, integration_id)] = (float(lag_seconds), time.monotonic())
+def record_tick(lags_seconds: list[float], queued: int, repaired: int) -> None:
+    """One scheduler run: the lag of each integration it found due, how many it queued and repaired."""
+    attrs = {"observed_by": "tick"}
+    for lag in lags_seconds:
+        _lag.record(lag, attrs)
+    _ticks.add(1)
+    _queued.add(queued)
+    _index_repaired.add(repaired, attrs)
+
+
+def record_sweep(lags_seconds: list[float], repaired: int) -> None:
+    """One sweep of the due index: the lag of every integration meant to deliver, and the repairs."""
+    attrs = {"observed_by": "sweep"}
+    for lag in lags_seconds:
+        _lag.record(lag, attrs)
+    _index_repaired.add(repaired, attrs)
 
 
 def record_credential_error(account: str, integration_id: str, destination_type: str | None = None) -> None:

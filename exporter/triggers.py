@@ -122,6 +122,10 @@ def on_timer() -> jobs.ScheduleOutcome:
     return jobs.schedule(context())
 
 
+def on_sweep() -> jobs.SweepOutcome:
+    return jobs.sweep(context())
+
+
 def on_export_job(message: func.QueueMessage) -> jobs.JobOutcome:
     """Raises on a transient failure so that the host redelivers (and finally poisons) the message."""
     return jobs.process_job(context(), message.get_body().decode(), message.dequeue_count or 1)

@@ -89,7 +89,7 @@ class AzureKit:
 class S3Kit:
     server: MotoServer
     bucket: str
-    key: dict[str, str]  # a user allowed everything on this bucket
+    key: dict[str, str]  # a user allowed everything on this bucket (and on the other kits' buckets)
     kind: str = "s3"
     refusal_words: str = "secret access key does not match"
     wrong_secret: str = field(default_factory=lambda: "wrong" + uuid.uuid4().hex + "X" * 8)
@@ -179,10 +179,11 @@ class GcsKit:
 
 
 _bucket_seq = itertools.count()
+BUCKET_PREFIX = "b"  # every kit's container or bucket: the session's S3 kit user is allowed on "b*"
 
 
 def new_bucket_name(tag: str) -> str:
-    return f"b{tag}-{next(_bucket_seq)}"
+    return f"{BUCKET_PREFIX}{tag}-{next(_bucket_seq)}"
 
 
 def make_kit(request, kind: str, tag: str):
@@ -195,8 +196,7 @@ def make_kit(request, kind: str, tag: str):
     if kind == "s3":
         server = request.getfixturevalue("moto_s3")
         server.client().create_bucket(Bucket=name)
-        key = server.create_user(f"u-{name}", ["s3:*"], name)
-        return S3Kit(server, name, key)
+        return S3Kit(server, name, request.getfixturevalue("s3_kit_key"))
     if kind == "gcs":
         emulator = request.getfixturevalue("gcs_emulator")
         tokens = request.getfixturevalue("token_endpoint")

@@ -20,6 +20,24 @@ from exporter.local.cloudservers import MotoServer
 from exporter.settings import Settings
 from tests.destination_helpers import REGION, new_bucket_name
 
+
+def trust_certificate(monkeypatch, cert: Any) -> None:
+    """The SDKs trust the certificate made at start: azure-identity's requests by the environment's CA bundle,
+    and the storage client's transport (its pinned session reads nothing from the environment,
+    exporter/egress.py) by being told so here."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from exporter.destinations import azure_blob
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+
+    class Trusting(RequestsTransport):
+        def __init__(self, **kwargs: Any):
+            super().__init__(connection_verify=str(cert), **kwargs)
+
+    monkeypatch.setattr(azure_blob, "RequestsTransport", Trusting)
+
+
 ASSUME_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
 
 

@@ -13,6 +13,16 @@ from exporter import routes
 from exporter.cli import UsageError, build_parser
 from tests.helpers import SECRET_KEY, integration_body
 
+# Tests that start the CLI as a subprocess are slow, but for `test_a_day_through_the_cli` (the smoke test).
+pytestmark = pytest.mark.slow_tests(
+    "test_refusals_exit_non_zero_with_a_json_error_naming_the_field",
+    "test_unreachable_storage_is_a_json_error_not_a_traceback",
+    "test_devstorage_help_prints_help_without_starting_azurite",
+    "test_a_malformed_storage_setting_is_a_json_configuration_error_naming_it",
+    "test_a_malformed_local_settings_file_is_a_json_configuration_error",
+    "test_only_operations_that_need_the_secret_key_demand_it",
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,6 +89,9 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
         f"insider/acme_events_{created['id']}_1795860000_1795863600.csv",
         f"insider/acme_events_{created['id']}_1795863600_1795867200.csv",
     ]
+
+    code, swept, _ = cli("sweep", "--now", "2026-11-28T12:06:00Z")
+    assert code == 0 and (swept["integrations"], swept["entries"], swept["missing"], swept["stale"]) == (1, 1, 0, 0)
 
     code, runs, _ = cli("integrations", "runs", "--account", "acme", created["id"])
     assert code == 0 and [r["rows"] for r in runs["runs"]] == [0, 1]
@@ -238,7 +251,7 @@ def _orders(options: list[list[str]], positionals: list[str]) -> list[list[list[
 
 def test_every_verb_is_tested_for_argument_order():
     names = {" ".join(words) for words in VERBS}
-    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "serve", "demo", "secret-key"} == names
+    assert {op.verb for op in routes.OPERATIONS.values()} | {"tick", "sweep", "serve", "demo", "secret-key"} == names
 
 
 @pytest.mark.parametrize("words", list(VERBS), ids=" ".join)

@@ -18,6 +18,7 @@ from exporter.clock import iso
 from exporter.destinations.common import mask_email, mask_middle
 from exporter.destinations.gcs import CHUNK
 from exporter.destinations.s3 import part_number
+from exporter.destinations.s3_errors import S3Errors
 from exporter.errors import CredentialError, InternalError, TransientError
 from exporter.export.naming import join_prefix
 from exporter.export.runner import export_window
@@ -219,11 +220,23 @@ def test_s3_wrong_region_is_a_destination_error_naming_the_right_region(ctx, s3,
     # Once: boto3 re-signs for the region S3 names and the write goes through.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=1))
     assert verify(ctx, body).status == 200
-    # Every time (an endpoint that cannot serve the bucket's region): a clear refusal.
+    # Every time (an endpoint that cannot serve the bucket's region): a clear refusal. The region the answer
+    # names is repeated only when AWS itself answers (below); this endpoint is not AWS's.
     proxy.add(Rule("respond", method="PUT", answer=wrong_region, times=10))
-    refused(
-        ctx, body, 422, "destination_error", "is in region 'eu-west-1', not 'us-east-1'", "set region to 'eu-west-1'"
-    )
+    error = refused(ctx, body, 422, "destination_error", "is not in region 'us-east-1'", "check the region")
+    assert "eu-west-1" not in error["message"]
+
+
+def test_s3_wrong_region_named_by_aws_itself_is_repeated():
+    from botocore.exceptions import ClientError
+
+    answer = {
+        "Error": {"Code": "AuthorizationHeaderMalformed", "Region": "eu-west-1"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    error = S3Errors("acme-exports", "us-east-1", None).classify(ClientError(answer, "PutObject"), "write")
+    assert error is not None
+    assert "is in region 'eu-west-1', not 'us-east-1'" in error.message and "set region to 'eu-west-1'" in error.message
 
 
 # ------------------------------------------------------------------ GCS verification

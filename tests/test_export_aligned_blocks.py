@@ -1,4 +1,4 @@
-"""Blocks cut at read positions (exporter/export/runner.py `AlignedBlocks`): pure, no server.
+"""Blocks cut at read positions (exporter/export/blocks.py `AlignedBlocks`): pure, no server.
 
 Every block ends where the caller marked a position, holds at least `block_bytes` (but the last),
 and the cuts depend on the bytes and marks alone; with `min_last_block`, a short tail is merged into
@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from exporter.export.runner import AlignedBlocks
+from exporter.export.blocks import AlignedBlocks
 from exporter.ucd.reader import ReadPosition
 
 DATA = bytes(i % 251 for i in range(5_000))

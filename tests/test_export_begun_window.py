@@ -17,7 +17,7 @@ from datetime import timedelta
 import pytest
 
 from exporter.export import runner
-from exporter.jobs import schedule, worker
+from exporter.jobs import attempt, schedule
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.windows import due_windows
@@ -41,7 +41,7 @@ def die_after_the_first_commit(monkeypatch) -> list[str]:
             raise WorkerKilled(result.path)
         return result
 
-    monkeypatch.setattr(worker, "export_window", export_then_die)
+    monkeypatch.setattr(attempt, "export_window", export_then_die)
     return died
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from exporter.export.naming import window_path
 from exporter.export.runner import export_window
-from exporter.jobs import schedule, worker
+from exporter.jobs import attempt, schedule, state
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.windows import Window
@@ -40,7 +40,7 @@ def die_when_the_export_returns(ctx, monkeypatch, died: list[str]) -> None:
             raise RuntimeError("worker killed")
         return result
 
-    monkeypatch.setattr(worker, "export_window", dying_export)
+    monkeypatch.setattr(attempt, "export_window", dying_export)
 
 
 @pytest.mark.parametrize("die", [die_at_the_run_record, die_when_the_export_returns])
@@ -76,7 +76,7 @@ def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered
 ):
     iid = behind(ctx, clock, kit, 3)
     schedule(ctx)
-    real_advance = worker._advance
+    real_advance = state.advance
     failures = []
 
     def advance_once_fails(*args, **kwargs):
@@ -85,7 +85,7 @@ def test_a_worker_dying_after_the_run_record_and_before_advancing_is_redelivered
             raise RuntimeError("worker killed before advancing")
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "_advance", advance_once_fails)
+    monkeypatch.setattr(state, "advance", advance_once_fails)
 
     with pytest.raises(RuntimeError):
         deliver_one(ctx)

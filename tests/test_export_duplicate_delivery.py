@@ -9,7 +9,7 @@ import pytest
 
 from exporter.context import Context
 from exporter.errors import TransientError
-from exporter.jobs import ExportJob, process_job, schedule, worker
+from exporter.jobs import ExportJob, failures, process_job, schedule, state
 from exporter.local.host import drain
 from exporter.runs import RunRecord, RunStatus
 from exporter.windows import Window
@@ -35,7 +35,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx
     """The duplicate runs to completion between the first delivery's commit and its advance."""
     iid = behind(ctx, clock, kit, 3, skip={1})
     body = ExportJob(ACCOUNT, iid).to_message()
-    real_advance = worker._advance
+    real_advance = state.advance
     inner = []
 
     def advance_after_a_duplicate(*args, **kwargs):
@@ -44,7 +44,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx
             inner[0] = process_job(ctx, body, 1)  # the same message, delivered again meanwhile
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "_advance", advance_after_a_duplicate)
+    monkeypatch.setattr(state, "advance", advance_after_a_duplicate)
 
     outer = process_job(ctx, body, 1)
     assert inner[0].exported == 3
@@ -60,7 +60,7 @@ def test_a_duplicate_delivery_overlapping_the_first_rewrites_identical_bytes(ctx
 def meet_at_the_advance(monkeypatch) -> list[Window]:
     """Both workers commit window 1 (two uploads of one name) and only then race on the ETag-guarded advance."""
     meet = threading.Barrier(2, timeout=60)
-    real_advance = worker._advance
+    real_advance = state.advance
     calls, lock = [], threading.Lock()
 
     def advance_together(*args, **kwargs):
@@ -71,7 +71,7 @@ def meet_at_the_advance(monkeypatch) -> list[Window]:
             meet.wait()
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "_advance", advance_together)
+    monkeypatch.setattr(state, "advance", advance_together)
     return calls
 
 
@@ -113,7 +113,7 @@ def _failed(ctx, window: Window) -> None:
     """A worker's attempt at `window` fails transiently and is recorded as the worker records it."""
     attempt = RunRecord.of_window(ACCOUNT, "i1", window, "f.csv", status=RunStatus.EXPORTING, attempts=2)
     fault = TransientError("the resumable upload session expired or was cancelled")
-    worker._record_failure(ctx, attempt, fault, fault, {})
+    failures.record_failure(ctx, attempt, fault, fault, {})
 
 
 def test_a_failure_after_another_worker_delivered_the_window_leaves_its_record_exported(ctx, monkeypatch):

@@ -30,6 +30,7 @@ from exporter.export.formats.types import column_types
 from exporter.export.naming import manifest_path
 from exporter.export.plan import Selection, column_plan
 from exporter.export.progress import ProgressRepo, notes_prefix
+from exporter.export.resume import splittable
 from exporter.jobs import schedule
 from exporter.jobs.split import SplitRepo
 from exporter.windows import Window
@@ -276,7 +277,7 @@ def test_a_parquet_window_is_never_split(ctx, clock, azure_kit, monkeypatch, fil
     outcome = deliver_one(ctx)
     plan = SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT))
     assert (plan is not None) is split
-    assert runner.splittable(selection_of_integration(ctx, iid)) is split
+    assert splittable(selection_of_integration(ctx, iid)) is split
     if not split:
         assert outcome.exported == 1 and ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
 

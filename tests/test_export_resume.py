@@ -13,16 +13,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections import Counter
 
 import pytest
 
 from exporter.clock import to_unix
-from exporter.export import runner, sha256
+from exporter.export import resume, runner, sha256
 from exporter.export.formats import compress, parquet
 from exporter.export.naming import manifest_path
 from exporter.export.plan import Selection
-from exporter.export.progress import ProgressRepo
+from exporter.export.progress import Checkpoints, ProgressRepo
 from exporter.export.runner import export_window
 from exporter.jobs import schedule
 from exporter.local.host import drain
@@ -196,11 +197,54 @@ def test_a_file_with_a_manifest_killed_after_a_block_is_continued_with_its_sha25
     assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
 
 
+def killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, kit, monkeypatch) -> str:
+    """A manifest's window whose worker died after block 1, the recorded state (after block 0) made one
+    this machine cannot continue: a host of the other byte order saved it (its 32-bit words swapped)."""
+    iid = a_large_window_with_a_manifest(ctx, clock, kit, monkeypatch)
+    staging(ctx, monkeypatch, Counter(), kill_after=1)
+    with pytest.raises(Killed):
+        deliver_one(ctx)
+    repo = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
+    recorded = repo.get(ACCOUNT, iid, to_unix(ACT))
+    assert recorded is not None and recorded.blocks == 1 and len(recorded.digest) == sha256.STATE_BYTES
+    swapped = b"".join(recorded.digest[i : i + 4][::-1] for i in range(0, len(recorded.digest), 4))
+    repo.clear(ACCOUNT, iid, to_unix(ACT))
+    repo.advance(ACCOUNT, iid, to_unix(ACT), dataclasses.replace(recorded, digest=swapped))
+    return iid
+
+
+def test_a_sha256_state_that_cannot_be_restored_starts_the_window_again_not_a_poison_message(
+    ctx, clock, azure_kit, scratch_kit, monkeypatch, caplog
+):
+    iid = killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, azure_kit, monkeypatch)
+    second: Counter = Counter()
+    staging(ctx, monkeypatch, second)
+    caplog.set_level(logging.WARNING, logger="exporter.export")
+    assert deliver_one(ctx).exported == 1, "delivered by this delivery: no failure, no retry"
+    second[0] -= 1  # the manifest is block 0 of an object of its own
+    assert min(+second) == 0 and set((+second).values()) == {1}, "every block staged again, from block 0"
+    assert any("SHA-256 state cannot be continued" in r.getMessage() for r in caplog.records)
+    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).status == RunStatus.EXPORTED
+    assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
+
+
+def test_an_export_that_starts_again_says_why(ctx, clock, azure_kit, monkeypatch):
+    iid = killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, azure_kit, monkeypatch)
+    staging(ctx, monkeypatch, Counter())  # the worker is alive again
+    integration = ctx.repo.get(ACCOUNT, iid)
+    checkpoints = Checkpoints(ProgressRepo(ctx.runs.table, ctx.integrations.secrets), ACCOUNT, iid, to_unix(ACT))
+    window, destination = Window(ACT, ACT + H), ctx.destination_for(integration)
+    result = export_window(ctx.ucd, ACCOUNT, iid, integration.selection, window, destination, checkpoints=checkpoints)
+    assert result.complete and "SHA-256 state" in result.restarted
+    assert result.staged_bytes == result.bytes, "the whole file staged by this export"
+    assert result.sha256 == hashlib.sha256(azure_kit.read(result.path)).hexdigest()
+
+
 def test_where_a_sha256_state_cannot_be_saved_a_file_with_a_manifest_is_exported_whole(monkeypatch):
-    assert runner.continuable(Selection(events=(), format="csv", manifest=True))
+    assert resume.continuable(Selection(events=(), format="csv", manifest=True))
     monkeypatch.setattr(sha256, "available", lambda: False)
-    assert not runner.continuable(Selection(events=(), format="csv", manifest=True))
-    assert runner.continuable(Selection(events=(), format="csv"))
+    assert not resume.continuable(Selection(events=(), format="csv", manifest=True))
+    assert resume.continuable(Selection(events=(), format="csv"))
 
 
 def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
@@ -314,8 +358,8 @@ def test_an_upload_lost_at_the_service_is_exported_again_from_the_start(ctx, clo
 )
 def test_a_file_is_continued_and_only_a_row_format_without_a_manifest_split(file_format, manifest, resumable, in_parts):
     selection = Selection(events=(), format=file_format, manifest=manifest)
-    assert runner.continuable(selection) is resumable
-    assert runner.splittable(selection) is in_parts
+    assert resume.continuable(selection) is resumable
+    assert resume.splittable(selection) is in_parts
 
 
 @pytest.mark.parametrize(("file_format", "manifest"), [("parquet", True), ("csv", True), ("jsonl.gz", True)])

@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.export.formats import FORMAT_NAMES, compress, fix_types
+from exporter.export.blocks import SLICE_ROWS
+from exporter.export.formats import FORMAT_NAMES, FORMATS, FileFormat, compress, fix_types
 from exporter.export.formats import parquet as parquet_format
+from exporter.export.formats.base import FileCuts
 from exporter.export.formats.compress import GzipMembers
 from exporter.export.formats.types import column_types, numeric_params
 from exporter.export.plan import EventSelection, Selection, column_plan
-from exporter.export.runner import SLICE_ROWS, export_window
+from exporter.export.runner import export_window
 from exporter.ucd.reader import ReadPosition
 from exporter.ucd.segments import SegmentRef, param_column
 from exporter.ucd.values import join_kinds, value_kind
@@ -314,3 +316,36 @@ def test_types_are_fixed_once_and_only_for_files_that_need_them():
         assert fixed.param_types == (("price", "integer"),)
         assert fix_types(fixed, lambda: pytest.fail("fixed types are never read again")) is fixed
     assert len(asked) == 4
+
+
+class EventIds:
+    """A format's rows: each event's id on a line of its own."""
+
+    def __init__(self, plan, types, sink, header):
+        self._sink = sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._sink.write("".join(f"{i}\n" for i in batch.column(0).to_pylist()).encode())
+
+    def close(self) -> None:
+        pass
+
+
+class EveryThousandRows(FileCuts):
+    """A format's own cuts and end: a block may end only after every 1,000 rows; the file ends in a count."""
+
+    def mark(self, position, rows) -> bool:
+        return rows % 1_000 == 0 and self.sink.mark(position, rows)
+
+    def finish(self, position, rows) -> None:
+        self.sink.write(f"rows: {rows}\n".encode())
+        self.sink.finish(position, rows)
+
+
+def test_a_format_is_its_module_and_one_registration(monkeypatch):
+    """A format the runner has never heard of, registered alone, decides its blocks' ends and its file's end."""
+    monkeypatch.setitem(FORMATS, "ids", FileFormat("ids", typed=False, rows=EventIds, cuts=EveryThousandRows))
+    data, blocks, rows = encode("ids", [500] * 14, block_bytes=4 * 1024)
+    assert data == "".join(f"{i:032x}\n" for i in range(7_000)).encode() + b"rows: 7000\n"
+    assert rows == 7_000 and len(blocks.blocks) > 2
+    assert all(block.count(b"\n") % 1_000 == 0 for block in blocks.blocks[:-1]), "blocks end where the format lets them"

@@ -132,7 +132,9 @@ def test_import_function_app_in_a_fresh_interpreter():
     code = "import function_app; from exporter import routes; print(len(function_app.app.get_functions()), len(routes.ROUTES))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
-    assert functions == 3 + http_routes + 2 == 20  # timer, two queues, the API's routes, the console
+    assert (
+        functions == 4 + http_routes + 2 == 21
+    )  # two timers, two queues, the API's routes (the identity's too), the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

@@ -24,6 +24,7 @@ from exporter.local.entra import EntraStandIn, self_signed, start_azurite_oauth
 from tests.destination_helpers import create, new_bucket_name
 from tests.export_helpers import ACCOUNT, assert_exactly_once, due_at, populate, tick_collecting
 from tests.helpers import call
+from tests.keyless_helpers import trust_certificate
 
 APP_ID = "0b9d6d52-4bd0-4b8e-9a5f-3a2f6c1e8d11"
 CUSTOMER_TENANT = "3f2c8a9e-1b7d-4e5f-9a0b-6c1d2e3f4a5b"
@@ -61,7 +62,7 @@ class EntraKit:
 @pytest.fixture
 def entra_ctx(oauth_servers, settings, clock, monkeypatch):
     azurite, entra, cert = oauth_servers
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # the SDKs trust the certificate made at start
+    trust_certificate(monkeypatch, cert)
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"{entra.url}/msi/token")  # the managed identity, App Service style
     monkeypatch.setenv("IDENTITY_HEADER", entra.identity_header)
     configured = dataclasses.replace(
@@ -73,7 +74,7 @@ def entra_ctx(oauth_servers, settings, clock, monkeypatch):
 @pytest.fixture
 def entra_kit(oauth_servers, tag, monkeypatch) -> EntraKit:
     azurite, _entra, cert = oauth_servers
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    trust_certificate(monkeypatch, cert)
     endpoint = azurite.blob_url
     connection = (
         f"DefaultEndpointsProtocol=https;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint={endpoint};"
@@ -119,7 +120,8 @@ def test_a_token_for_another_audience_is_refused_by_azurite_as_a_credential_erro
     finally:
         entra.audience = "https://storage.azure.com"
     assert answer.status == 422 and answer.body["error"]["code"] == CredentialError.code, answer.body
-    assert "AuthenticationFailed" in answer.body["error"]["message"] or "401" in answer.body["error"]["message"]
+    assert "refused the platform's Entra ID token" in answer.body["error"]["message"], answer.body
+    assert "AuthenticationFailed" not in answer.body["error"]["message"], "the server's code is matched, never shown"
     assert entra_kit.names() == []
 
 
@@ -146,7 +148,7 @@ def test_a_missing_role_assignment_says_which_role_to_grant_on_which_container()
     """Azurite grants every valid token everything, so the 403 is made here: the words are what matters."""
     from azure.core.exceptions import HttpResponseError
 
-    from exporter.destinations.azure_blob import classify
+    from exporter.destinations.azure_errors import classify
 
     refused = HttpResponseError(
         message="This request is not authorized to perform this operation using this permission."

@@ -16,7 +16,7 @@ from exporter.integrations.model import Status
 from exporter.local.host import tick
 from tests.destination_helpers import integration_body
 from tests.helpers import T0
-from tests.keyless_helpers import make_platform, make_role_kit
+from tests.keyless_helpers import make_platform, make_role_kit, trust_certificate
 from tests.test_secrets_never_leak import Witness, _events, app_log_lines  # noqa: F401 - the fixture
 
 
@@ -108,7 +108,7 @@ def test_no_token_anywhere_with_keyless_gcs_and_azure(
     entra = EntraStandIn(APP_ID, consented={CUSTOMER_TENANT}).start(cert, key)
     federation, configured = google_platform(tmp_path, monkeypatch, settings)
     try:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        trust_certificate(monkeypatch, cert)
         monkeypatch.setenv("IDENTITY_ENDPOINT", f"{entra.url}/msi/token")
         monkeypatch.setenv("IDENTITY_HEADER", entra.identity_header)
         configured = dataclasses.replace(configured, azure_client_id=APP_ID, azure_authority_host=entra.url)

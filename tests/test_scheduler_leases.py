@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from exporter.clock import iso
 from exporter.context import Context
-from exporter.jobs import schedule, worker
+from exporter.integrations.due import DueEntry
+from exporter.jobs import schedule, state
 from exporter.local.host import drain
 from tests.destination_helpers import behind
 from tests.export_helpers import ACCOUNT, assert_exactly_once, deliver_one, due_at, queued_messages
@@ -24,7 +25,7 @@ def test_a_follow_up_holds_the_lease_so_the_scheduler_does_not_queue_a_second_jo
     assert len(queued_messages(ctx)) == 1, "the follow-up message"
     clock.advance(seconds=30)
     again = schedule(ctx)
-    assert (again.queued, again.already_queued, again.integrations) == (0, 1, [])
+    assert (again.queued, again.integrations) == (0, []), "its due entry waits at the follow-up's lease end"
     assert len(queued_messages(ctx)) == 1
     drain(ctx)
     assert_exactly_once(ctx, azure_kit, iid)
@@ -47,7 +48,8 @@ def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(c
     second = schedule(ctx)
     assert (second.queued, second.already_queued) == (0, 1)
     assert len(queued_messages(ctx)) == 1
-    lease = ctx.repo.get(ACCOUNT, iid).queued_until
+    [entry] = [e for e in ctx.repo.due.all() if isinstance(e, DueEntry)]
+    lease = entry.leased_until  # the lease lives on the due entry until the worker's first write
     assert lease == due_at(1) + timedelta(seconds=settings.lease_seconds)
 
     clock.set(lease - timedelta(seconds=1))
@@ -73,17 +75,17 @@ def test_the_scheduler_queues_once_per_lease_and_again_after_the_lease_expires(c
 def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(ctx, clock, azure_kit, monkeypatch):
     iid = behind(ctx, clock, azure_kit, 3)
     assert schedule(ctx).queued == 1
-    real_advance = worker._advance
+    real_advance = state.advance
 
     def pause_then_advance(ctx_, integration, window):
         call(ctx_, "integrations_pause", account=ACCOUNT, id=iid)  # the customer pauses mid-run
         return real_advance(ctx_, ctx_.repo.get(ACCOUNT, iid), window)
 
-    monkeypatch.setattr(worker, "_advance", pause_then_advance)
+    monkeypatch.setattr(state, "advance", pause_then_advance)
     result = deliver_one(ctx)
     assert (result.exported, result.reason) == (1, "integration changed concurrently")
     assert ctx.repo.get(ACCOUNT, iid).queued_until is None, "the lease is released, not left to expire"
-    monkeypatch.setattr(worker, "_advance", real_advance)
+    monkeypatch.setattr(state, "advance", real_advance)
     call(ctx, "integrations_resume", account=ACCOUNT, id=iid)
     assert schedule(ctx).queued == 1, "queued again on the next minute, not after the lease"
     drain(ctx)

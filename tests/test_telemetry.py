@@ -38,7 +38,10 @@ ALL_METRICS = {
     "export.bytes",
     "export.windows",
     "export.window_duration",
-    "export.lag_seconds",
+    "export.lag",
+    "scheduler.ticks",
+    "scheduler.queued",
+    "scheduler.index_repaired",
     "export.credential_errors",
     "export.retries",
     "export.internal_errors",
@@ -121,18 +124,18 @@ def test_an_exported_window_counts_rows_bytes_windows_and_duration(otel, iid):
     assert point.min == pytest.approx(0.25) and point.max == pytest.approx(0.5)
 
 
-def test_the_lag_gauge_reports_the_latest_lag_of_every_integration_seen(otel, iid):
+def test_lag_is_one_distribution_per_tick_with_no_integration_attributes(otel):
     reader, _ = otel
-    other = iid + "-b"
-    telemetry.record_export_lag("acme", iid, 7200)
-    telemetry.record_export_lag("globex", other, 30.5)
-    telemetry.record_export_lag("acme", iid, 60)
+    telemetry.record_tick([7200.0, 60.0, 30.5], queued=3, repaired=1)
+    telemetry.record_sweep([10.0, 20.0], repaired=2)
 
-    unit, attrs, point = _one(reader, "export.lag_seconds", integration_id=iid)
-    assert (unit, attrs, point.value) == ("s", {"account": "acme", "integration_id": iid}, 60)
-    assert _one(reader, "export.lag_seconds", integration_id=other)[2].value == 30.5
-    # Reported again at the next collection, without a new record.
-    assert _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 60
+    unit, attrs, point = _one(reader, "export.lag", observed_by="tick")
+    assert isinstance(point, HistogramDataPoint)
+    assert (unit, attrs) == ("s", {"observed_by": "tick"}), "no account or integration: one series, not one each"
+    assert (point.count, point.sum, point.max) == (3, pytest.approx(7290.5), 7200.0)  # the reader is this test's
+    assert _one(reader, "export.lag", observed_by="sweep")[2].count == 2
+    assert _one(reader, "scheduler.queued")[2].value == 3
+    assert sum(p.value for _, _, p in _points(reader, "scheduler.index_repaired")) == 3
 
 
 def test_failure_counters_carry_account_integration_and_reason(otel, iid):
@@ -243,7 +246,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
 
 
 CALL_EVERYTHING = """
-t.record_window_exported('a', 'i', 1, 2, 0.1); t.record_export_lag('a', 'i', 5); t.record_credential_error('a', 'i')
+t.record_window_exported('a', 'i', 1, 2, 0.1); t.record_tick([5.0], 1, 0); t.record_sweep([5.0], 0); t.record_credential_error('a', 'i')
 t.record_retry('a', 'i', 'x'); t.record_internal_error('a', 'i', 'KeyError'); t.record_poison_message('a', 'i')
 t.record_upsert('a', 1, 1, 0)
 with t.window_span('a', 'i', 1, 2) as s:
@@ -318,28 +321,19 @@ def test_an_exported_window_emits_its_span_and_metrics(otel, ctx, customer_body,
         account="acme",
     )
     clock.set(T0 + timedelta(hours=2, minutes=5))
+    lags_before = sum(p.count for _, _, p in _points(reader, "export.lag", observed_by="tick"))
     tick(ctx)
 
     assert _one(reader, "export.windows", integration_id=iid)[2].value == 2
     assert _one(reader, "export.rows", integration_id=iid)[2].value == 3
     assert _one(reader, "export.bytes", integration_id=iid)[2].value > 0
-    assert (
-        _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 2 * 3600 + 300
-    )  # measured before the export
+    lag = _one(reader, "export.lag", observed_by="tick")[2]
+    assert (lag.count - lags_before, lag.max) == (1, 2 * 3600 + 300), "measured by the tick, before the export"
     assert sum(point.value for _, _, point in _points(reader, "ucd.events_stored", account="acme")) >= 3
     window_spans = [s for s in _spans(spans, iid) if s.name == "export.window"]
     assert len(window_spans) == 2
     assert window_spans[0].attributes["window.start"] == int(T0.timestamp())
     assert sum(s.attributes["export.rows"] for s in window_spans) == 3
-
-
-def test_a_lag_not_refreshed_for_five_minutes_is_no_longer_reported(otel, iid, monkeypatch):
-    reader = otel[0]
-    telemetry.record_export_lag("acme", iid, 42.0)
-    assert _one(reader, "export.lag_seconds", integration_id=iid)[2].value == 42.0
-    later = telemetry.time.monotonic() + telemetry.LAG_STALE_SECONDS + 1
-    monkeypatch.setattr(telemetry.time, "monotonic", lambda: later)
-    assert _points(reader, "export.lag_seconds", integration_id=iid) == []
 
 
 def test_a_bug_in_a_window_export_is_counted_as_an_internal_error_not_a_retry(

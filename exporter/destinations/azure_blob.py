@@ -1,7 +1,7 @@
 """Azure Blob Storage destination: connection-string parsing, verification, staged-block files.
 
-Every failure is turned into CredentialError / DestinationError / TransientError here, with a
-message built from status and error code only: SDK exception text can carry URLs with a SAS.
+Every failure passes through the container's error map (azure_errors.py), and every connection through
+the egress policy (exporter/egress.py): the client's transport dials the checked address only.
 """
 
 from __future__ import annotations
@@ -14,58 +14,33 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
-from ..errors import CredentialError, DestinationError, ExporterError, InputError, TransientError
+from .. import egress
+from ..errors import CredentialError, InputError
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
 from . import keyless_azure  # KEYLESS HOOK (issue 24): Entra ID instead of a connection string
+from .azure_errors import ACCOUNT_URL_FIELD, FIELD, AzureErrors, is_permission_refusal, permission_refused
 from .common import DestinationKind
 
-FIELD = "destination.connection_string"
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-PERMISSION_CODES = {
-    "AuthorizationPermissionMismatch",
-    "AuthorizationResourceTypeMismatch",
-    "AuthorizationServiceMismatch",
-    "AuthorizationProtocolMismatch",
-}
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-ACCOUNT_NOT_FOUND_CODES = {"ResourceNotFound", "AccountNotFound"}
-# What a refusal means to a customer, by error code; any other refusal gets REFUSED_BY_STATUS's sentence.
-REFUSED_BY_CODE = {
-    "OutOfRangeInput": "the storage service refused the container name or the path prefix as out of range; check both",
-    "InvalidResourceName": "the storage service refused the container name or the path prefix as invalid; check both",
-    "InvalidUri": "the storage service could not use the address; check the endpoint in the connection string, the container name and the prefix",
-    "AccountIsDisabled": "the storage account is disabled; enable it in the Azure portal",
-    "ContainerBeingDeleted": "the container is being deleted; create it again once the deletion has finished",
-    "ContainerDisabled": "the container is disabled; enable it in the Azure portal",
-    "BlobImmutableDueToPolicy": "the container's immutability policy refuses new or changed files",
-}
-REFUSED_BY_STATUS = {
-    400: "the storage service refused the request as invalid; check the endpoint in the connection string, the container name and the prefix",
-    404: "the storage service found no such resource; check the account name or endpoint and the container name",
-    409: "the storage service refused the request because of the container's current state; check the container in the Azure portal",
-}
 CLIENT_OPTIONS: dict[str, Any] = {
+    "permit_redirects": False,  # the egress policy: a redirect is refused, never followed
     "retry_total": 3,
     "retry_backoff_factor": 0.5,
     "connection_timeout": 10,
     "read_timeout": 120,
 }
-# Verification answers a waiting customer: one quick retry (the storage SDK's own back-off starts at 15 s
-# and ignores retry_backoff_factor), so an unreachable endpoint fails in seconds, not minutes.
+# Verification answers a waiting customer: no retry (the storage SDK's own back-off starts at 15 s and ignores
+# retry_backoff_factor), so an unreachable endpoint fails in seconds, and the time taken says nothing of
+# what listens there.
 VERIFY_OPTIONS: dict[str, Any] = {
     **CLIENT_OPTIONS,
-    "retry_total": 1,
+    "retry_total": 0,
     "initial_backoff": 1,
     "increment_base": 2,
     "random_jitter_range": 1,
@@ -134,7 +109,11 @@ def parse_connection_string(text: Any) -> BlobCredentials:
         protocol = pairs.get("defaultendpointsprotocol", "https")
         suffix = pairs.get("endpointsuffix", "core.windows.net")
         endpoint = f"{protocol}://{account}.blob.{suffix}"
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InputError("is malformed: BlobEndpoint is not an http(s) URL", field=FIELD) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("is malformed: BlobEndpoint is not an http(s) URL", field=FIELD)
     if not account:
@@ -143,7 +122,11 @@ def parse_connection_string(text: Any) -> BlobCredentials:
 
 
 def _parse_sas_url(text: str) -> BlobCredentials:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InputError("is a malformed URL: check the host and the port", field=FIELD) from None
     if not parts.hostname or not parts.query or "sig" not in parse_qs(parts.query):
         raise InputError(
             "is a URL without a SAS token: use a container SAS URL (with ?sv=...&sig=...) or a connection string",
@@ -166,68 +149,6 @@ def check_container_name(name: Any, field: str = "destination.container") -> str
     return name
 
 
-def _error_code(exc: HttpResponseError) -> str:
-    """The storage error code ('AuthorizationFailure', ...), from the SDK or the response header."""
-    code = (
-        getattr(exc, "error_code", None)
-        or (getattr(exc.response, "headers", {}).get("x-ms-error-code") if exc.response is not None else None)
-        or ""
-    )
-    return str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum
-
-
-def _is_permission_refusal(exc: BaseException) -> bool:
-    """Valid credentials that lack a permission (as opposed to wrong or expired ones)."""
-    return isinstance(exc, HttpResponseError) and exc.status_code in (401, 403) and _error_code(exc) in PERMISSION_CODES
-
-
-def classify(exc: BaseException, container: str) -> ExporterError:
-    """Turn an SDK failure into our error types, in words a customer can act on."""
-    if isinstance(exc, ExporterError):
-        return exc
-    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-        status = exc.status_code
-        code = _error_code(exc)
-        if status in (401, 403):
-            if code in PERMISSION_CODES:
-                return CredentialError(permission_refused(container, code))
-            if code == "AuthorizationSourceIPMismatch":
-                return CredentialError("the storage account's firewall refuses our IP addresses; allowlist them")
-            return CredentialError(
-                f"the storage account refused the credentials: wrong account key, or an expired or invalid SAS ({code or status})"
-            )
-        if status == 404 and code == "ContainerNotFound":
-            return DestinationError(f"container {container!r} does not exist in the storage account")
-        if status == 404 and code in ACCOUNT_NOT_FOUND_CODES:
-            return DestinationError("the storage account was not found: check the account name or endpoint")
-        if status in TRANSIENT_STATUSES or status >= 500:
-            return TransientError(f"the storage service is unavailable or throttling ({status} {code})".strip())
-        return DestinationError(_refusal(status, code))
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return TransientError("could not reach the storage endpoint")
-    if isinstance(exc, AzureError):
-        return TransientError(f"storage request failed ({type(exc).__name__})")
-    return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
-
-
-def permission_refused(container: str, code: str) -> str:
-    """Valid credentials without the permission; KEYLESS HOOK (issue 24): says the role an Entra sign-in needs."""
-    return (
-        f"the credentials are valid but lack the permission to write to container {container!r} ({code}): give a key or SAS "
-        f"that may, or, signed in by Entra ID, grant the platform's application {keyless_azure.ROLE!r} on the container"
-    )
-
-
-def _refusal(status: int, code: str) -> str:
-    """A refusal retries cannot fix, as a sentence a customer can act on; the code stays as a detail for support."""
-    sentence = (
-        REFUSED_BY_CODE.get(code)
-        or REFUSED_BY_STATUS.get(status)
-        or (f"the storage service refused the request with HTTP status {status}; check the destination's settings")
-    )
-    return f"{sentence} (error code {code})" if code else sentence
-
-
 def block_id(index: int) -> str:
     """Deterministic and equal-length, as the service requires within one blob."""
     return base64.b64encode(f"block-{index:08d}".encode()).decode()
@@ -244,83 +165,82 @@ def check_staged(blob: BlobClient, staged: Sequence[int], lists: str) -> None:
         raise UploadLost()
 
 
+def _credential(creds: BlobCredentials | keyless_azure.EntraBlob) -> Any:
+    """What the storage SDK signs with: the account key, the SAS, or (KEYLESS HOOK, issue 24) the platform's
+    application signed in to the customer's tenant."""
+    if isinstance(creds, keyless_azure.EntraBlob):
+        return keyless_azure.credential(creds.tenant_id)
+    return {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
+
+
 class AzureBlobDestination:
     """A customer's container, reached with their credentials (implements exporter.export.destination.Destination)."""
 
     def __init__(self, connection_string: str, container: str | None, prefix: str):
-        if keyless_azure.is_keyless(connection_string):  # KEYLESS HOOK (issue 24)
-            self._keyless(keyless_azure.parse(connection_string), container, prefix)
-            return
-        self.credentials: Any = parse_connection_string(connection_string)
+        # KEYLESS HOOK (issue 24): the keyless body's account URL is the customer's address, as a BlobEndpoint is:
+        # the same egress check and pinning, under its own field.
+        keyless = keyless_azure.is_keyless(connection_string)
+        self.credentials: BlobCredentials | keyless_azure.EntraBlob = (
+            keyless_azure.parse(connection_string) if keyless else parse_connection_string(connection_string)
+        )
+        self.field = ACCOUNT_URL_FIELD if keyless else FIELD
         name = self.credentials.container or container
         if self.credentials.container and container and container != self.credentials.container:
             raise InputError("does not match the container of the SAS URL", field="destination.container")
         self.container_name = check_container_name(name)
         self.prefix = prefix or ""
-        creds = self.credentials
-        credential: Any = (
-            {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
-        )
-        self._credential = credential
-        self.client = ContainerClient(creds.blob_endpoint, self.container_name, credential=credential, **CLIENT_OPTIONS)
+        self.errors = AzureErrors(self.container_name, self.credentials.blob_endpoint, self.field)
+        self._guard = egress.guard(self.field, **{self.field: self.credentials.blob_endpoint})
+        self._credential = _credential(self.credentials)
+        self.client = self._client(CLIENT_OPTIONS)
 
-    def _keyless(self, account: keyless_azure.EntraBlob, container: str | None, prefix: str) -> None:
-        """KEYLESS HOOK (issue 24): the platform's application, signed in to the customer's tenant."""
-        self.credentials = account
-        self.container_name = check_container_name(container)
-        self.prefix = prefix or ""
-        self._credential = keyless_azure.credential(account.tenant_id)
-        self.client = ContainerClient(
-            account.blob_endpoint, self.container_name, credential=self._credential, **CLIENT_OPTIONS
+    def _client(self, options: dict[str, Any]) -> ContainerClient:
+        """A client whose connections are pinned by the egress policy (its own transport and session)."""
+        timeouts = {k: options[k] for k in ("connection_timeout", "read_timeout")}
+        transport = RequestsTransport(session=egress.pinned_session(self._guard), session_owner=False, **timeouts)
+        return ContainerClient(
+            self.credentials.blob_endpoint,
+            self.container_name,
+            credential=self._credential,
+            transport=transport,
+            **options,
         )
 
     def describe(self) -> DestinationInfo:
         return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
 
     def verify(self, test_file_name: str) -> Verification:
-        """Write a small test file under the prefix and try to delete it (docs/architecture.md, "Verify authentication")."""
+        """Check the BlobEndpoint (or the account URL) against the egress policy (before any connection), then write
+        a small test file under the prefix and try to delete it (docs/architecture.md, "Verify authentication")."""
+        self._guard.policy.check_url(self.credentials.blob_endpoint, self.field)
         path = join_prefix(self.prefix, test_file_name)
-        verify_client = ContainerClient(
-            self.credentials.blob_endpoint, self.container_name, credential=self._credential, **VERIFY_OPTIONS
-        )
-        blob = verify_client.get_blob_client(path)
-        try:
-            blob.upload_blob(b"Verification file written by the event export. Safe to delete.\n", overwrite=True)
-        except ServiceRequestError:
-            raise DestinationError(
-                f"could not reach {self.credentials.blob_endpoint}: the storage account name or endpoint is wrong, or unreachable"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - classified below, never re-raised with SDK text
-            if _is_permission_refusal(exc):
-                raise CredentialError(permission_refused(self.container_name, "no write permission")) from None
-            raise classify(exc, self.container_name) from None
-        deleted = True
-        note = None
-        try:
-            blob.delete_blob()
-        except HttpResponseError as exc:
-            if exc.status_code in (401, 403):
-                deleted = False
+        blob = self._client(VERIFY_OPTIONS).get_blob_client(path)
+        with self.errors.mapped(verifying=True):
+            try:
+                blob.upload_blob(b"Verification file written by the event export. Safe to delete.\n", overwrite=True)
+            except Exception as exc:
+                if is_permission_refusal(exc):
+                    raise CredentialError(permission_refused(self.container_name, "no write permission")) from None
+                raise
+        with self.errors.mapped(verifying=True):
+            try:
+                blob.delete_blob()
+            except HttpResponseError as exc:
+                if exc.status_code not in (401, 403):
+                    raise
                 note = "the credentials may not delete objects, so the test file stays in the container; you may delete it by hand"
-            else:
-                raise classify(exc, self.container_name) from None
-        return Verification(test_file=path, deleted=deleted, note=note)
+                return Verification(test_file=path, deleted=False, note=note)
+        return Verification(test_file=path, deleted=True)
 
     def stage_block(self, path: str, index: int, data: bytes) -> UploadState:
-        try:
+        with self.errors.mapped():
             self.client.get_blob_client(path).stage_block(block_id(index), data, length=len(data))
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc, self.container_name) from None
         return UploadState()  # block ids are the names: nothing else to keep
 
     def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None:
         """The service keeps uncommitted blocks for a week: check the staged blocks are still there."""
-        try:
+        with self.errors.mapped():
             check_staged(self.client.get_blob_client(path), staged, "uncommitted")
-        except UploadLost:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc, self.container_name) from None
 
     def abandon_blocks(self, path: str) -> None:
         """Nothing to do: the service drops uncommitted blocks after a week, and a retry restages the same ids."""
@@ -329,13 +249,11 @@ class AzureBlobDestination:
         self._commit(path, range(count))
 
     def _commit(self, path: str, indexes: Iterable[int]) -> None:
-        try:
+        with self.errors.mapped():
             self.client.get_blob_client(path).commit_block_list(
                 [BlobBlock(block_id(i)) for i in indexes],
                 content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
             )
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc, self.container_name) from None
 
     # -------------------------------------------------------------- split windows
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ExporterError, InputError, TransientError
+from ..egress import EgressRefused
+from ..errors import DestinationError, ExporterError, InputError, InternalError, TransientError
 from ..export.destination import Destination
 from ..validation import check_text
 
@@ -25,6 +27,9 @@ CONTENT_TYPE = "text/csv; charset=utf-8"
 DELETE_NOTE = "the credentials may not delete objects, so the test file stays in the bucket; you may delete it by hand"
 MAX_PREFIX = 512
 MAX_SECRET = 4096
+# Unicode bidirectional controls (embeddings, overrides, isolates): they make a path read differently from
+# what it is ("Trojan Source"), so a prefix may not hold them.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 Check = Callable[[Any, str], Any]  # (value, field) -> the checked value, or InputError naming the field
 
@@ -96,10 +101,12 @@ def check_prefix(value: Any, field: str = "destination.prefix") -> str:
         not isinstance(prefix, str)
         or len(prefix) > MAX_PREFIX
         or "\\" in prefix
-        or any(unicodedata.category(c) == "Cc" for c in prefix)
+        or any(unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS for c in prefix)
     ):
         raise InputError(
-            f"must be a path of at most {MAX_PREFIX} characters without control characters or '\\'", field=field
+            f"must be a path of at most {MAX_PREFIX} characters without control characters, "
+            "bidirectional text controls or '\\'",
+            field=field,
         )
     # Outer slashes are dropped when the prefix is joined (export.naming.join_prefix); inside, a '.' or '..'
     # segment would be resolved away by URL normalization and an empty one names a different path.
@@ -135,7 +142,10 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
     if not isinstance(value, str) or len(value) > 2048:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
     check_text(value, field)
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # an unclosed IPv6 bracket
+        raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("must be an http(s) URL such as https://s3.eu-west-1.amazonaws.com", field=field)
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -145,6 +155,88 @@ def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> s
     except ValueError:
         raise InputError("has an invalid port", field=field) from None
     return value.strip().rstrip("/")
+
+
+# ------------------------------------------------------------------ failures, in our words
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # statuses that may pass by themselves
+REDIRECTS = frozenset({301, 302, 303, 307, 308})  # never followed at a customer's address (exporter/egress.py)
+Classify = Callable[[BaseException], "ExporterError | None"]  # None: not the destination's failure (a bug of ours)
+
+
+def translated(exc: BaseException, classify: Classify) -> ExporterError:
+    """Our error for a failure the destination knows (its SDK's, its server's answers, the egress policy's);
+    anything else is a bug of ours and is re-raised as it is, with its traceback (the worker records it as one)."""
+    if isinstance(exc, ExporterError):
+        return exc
+    error = classify(exc)
+    if error is None:
+        raise exc
+    return error
+
+
+@contextmanager
+def mapped(classify: Classify) -> Iterator[None]:
+    """The one error map of a destination call: a known failure becomes ours (its SDK text, which may carry a
+    URL with a SAS, dropped); an unknown one passes untouched."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - translated re-raises what it does not know
+        raise translated(exc, classify) from None
+
+
+class ErrorMap:
+    """A destination's one error map: `with errors.mapped(operation):` around every call to its SDK.
+
+    `classify` settles our own errors and the egress policy's refusals; `known` (per destination) names the
+    provider's failures; anything left is a bug of ours and passes untouched.
+    """
+
+    @contextmanager
+    def mapped(self, operation: str | None = None, *, verifying: bool = False) -> Iterator[None]:
+        with mapped(lambda exc: self.classify(exc, operation, verifying=verifying)):
+            yield
+
+    def classify(
+        self, exc: BaseException, operation: str | None = None, *, verifying: bool = False
+    ) -> ExporterError | None:
+        """Our error for a failure of the destination or of the way to it; None for anything else (a bug of ours)."""
+        answer = settled(exc, verifying)
+        return answer if answer is not None else self.known(exc, operation, verifying)
+
+    def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
+        raise NotImplementedError
+
+
+def refusal_in(exc: BaseException) -> EgressRefused | None:
+    """The egress policy's refusal behind an SDK's exception (SDKs wrap what a connection raised)."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 16:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        if isinstance(item, EgressRefused):
+            return item
+        seen.append(item)
+        kwargs = getattr(item, "kwargs", None)  # botocore keeps the cause as kwargs["error"]
+        todo.extend([item.__cause__, item.__context__, *item.args, *(kwargs or {}).values()])
+    return None
+
+
+def settled(exc: BaseException, verifying: bool) -> ExporterError | None:
+    """Ours already, or the egress policy's refusal behind an SDK's wrapping; None: for the destination's own map."""
+    if isinstance(exc, ExporterError):
+        return exc
+    refused = refusal_in(exc)
+    return None if refused is None else refused_answer(refused, verifying)
+
+
+def refused_answer(refused: EgressRefused, verifying: bool) -> ExporterError:
+    """At verification a 400 naming the field; later (an export) a destination error that stops delivery."""
+    if verifying:
+        return refused.as_input_error()
+    return DestinationError(f"{refused.field}: {refused.reason}", field=refused.field)
 
 
 def mask_middle(text: str, keep: int = 4) -> str:
@@ -185,8 +277,9 @@ class Uploads(Generic[U]):
         self._open: dict[str, U] = {}
         self._lock = threading.Lock()
 
-    def open(self, path: str, create: Callable[[], str], classify: Callable[[BaseException], ExporterError]) -> U:
-        """The path's upload, `create()`d under its lock if not yet (the other blocks wait for it)."""
+    def open(self, path: str, create: Callable[[], str], classify: Classify) -> U:
+        """The path's upload, `create()`d under its lock if not yet (the other blocks wait for it); a failure
+        `classify` knows not (a bug of ours) is re-raised as it is."""
         with self._lock:
             upload = self._open.setdefault(path, self._new())
         with upload.turn:
@@ -194,7 +287,7 @@ class Uploads(Generic[U]):
                 try:
                     upload.handle = create()
                 except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
-                    upload.failure = classify(exc)
+                    upload.failure = translated(exc, classify)
             if upload.failure is not None:
                 raise copy.copy(upload.failure) from None
         return upload
@@ -213,16 +306,23 @@ class Uploads(Generic[U]):
             return self._open.pop(path, None)
 
 
-def record_failure(upload: Upload, failure: ExporterError, give_up: Callable[[], None]) -> ExporterError:
+def record_failure(
+    upload: Upload, exc: BaseException, classify: Classify, give_up: Callable[[], None]
+) -> ExporterError:
     """Keep the upload's first failure (a copy is raised by every later call); `give_up()` unless it may pass.
 
     A transient failure keeps the upload, so the next invocation continues it (docs/architecture.md, resumable
-    windows); a refusal gives it up at once (an S3 upload aborted, a GCS session cancelled).
+    windows); a refusal gives it up at once (an S3 upload aborted, a GCS session cancelled). A bug of ours
+    (`classify` knows it not) fails the upload's other blocks as an internal error, and is itself re-raised as
+    it is, with its traceback.
     """
+    failure = exc if isinstance(exc, ExporterError) else classify(exc)
     with upload.turn:
         if upload.failure is None:
-            upload.failure = failure
-            if not isinstance(failure, TransientError):
+            upload.failure = failure or InternalError(f"internal error ({type(exc).__name__})")
+            if not isinstance(upload.failure, TransientError):
                 give_up()
         upload.turn.notify_all()
+        if failure is None:
+            raise exc
         return copy.copy(upload.failure)

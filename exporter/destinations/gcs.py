@@ -1,4 +1,4 @@
-"""Google Cloud Storage destination: body parsing, verification, resumable-upload files.
+"""Google Cloud Storage destination: verification and resumable-upload files (its body: gcs_body.py).
 
 A file is one resumable upload session. GCS takes its chunks strictly in order, each a multiple of
 256 KiB except the last, so a block staged out of order waits for the block before it (memory stays
@@ -10,7 +10,9 @@ abandoned by a killed worker expires after a week, never visible. A split window
 the service's own storage and relayed into one session in order (exporter/jobs/relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
-exchanged at the key's `token_uri`. Errors are built from HTTP statuses only, never SDK text.
+exchanged at the key's `token_uri`; or, without a key, the platform's own identity (keyless_gcs.py). Every failure passes through the bucket's error map (gcs_errors.py),
+and every connection (to the endpoint, the token_uri, an upload session's URL) through the egress
+policy (exporter/egress.py).
 """
 
 from __future__ import annotations
@@ -19,202 +21,63 @@ import copy
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import requests
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
+from .. import egress
+from ..errors import ExporterError, InternalError, TransientError
 from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
-from ..validation import check_text
 from . import common
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, Check, DestinationKind, check_endpoint_url, mask_email
-from .keyless_gcs import check_either, check_impersonate, platform_credentials  # KEYLESS HOOK (issue 24)
+from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, DestinationKind
+from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
+from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
+from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
-REQUIRED = ("bucket",)  # no key: the platform's identity (KEYLESS HOOK, issue 24)
-KEY_FIELD = "destination.service_account_key"
-KEY_REQUIRED = ("type", "client_email", "private_key", "token_uri")
-MAX_KEY_BYTES = 16 * 1024
-BUCKET_RE = re.compile(r"^(?=.{3,222}$)[a-z0-9][a-z0-9._-]*[a-z0-9]$")
-EMAIL_RE = re.compile(r"^[^@\s]{1,128}@[A-Za-z0-9.-]{1,253}$")
-SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
-DEFAULT_ENDPOINT = "https://storage.googleapis.com"
-
+ENDPOINT_FIELD = "destination.endpoint_url"
 CHUNK = 256 * 1024  # GCS: every chunk but the last is a multiple of this
 CHUNK_ATTEMPTS = 4
 TIMEOUT = (10, 120)  # connect, read (seconds)
 VERIFY_TIMEOUT = (5, 30)
 WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means the caller skipped one
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 
 
-def _verify_retry() -> Any:
-    """Verification answers a waiting customer: a few seconds of retries, so a wrong endpoint fails fast."""
+def _verify_retry(*urls: str | None) -> Any:
+    """Verification answers a waiting customer: a few seconds of retries with Google itself; none when an address
+    is a customer's, whose answer (or silence) comes at once, so the time taken says nothing of what is there."""
+    if any(url and not egress.trusted_url(url) for url in urls):
+        return None
     # google-cloud-storage is imported where it is used: the app's cold start does not pay for it.
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 
-# ------------------------------------------------------------------ the body
+def _transport(google: Any, guard: egress.Guard, keyless: bool = False) -> Any:
+    """An authorized session whose every connection (token requests too) is pinned by the egress policy.
 
+    KEYLESS HOOK (issue 24): without a key, tokens come from the operator's endpoints (Google's STS and IAM
+    Credentials, the managed identity's endpoint on a link-local address), none a customer's: not pinned.
+    """
+    from google.auth.transport.requests import AuthorizedSession, Request
 
-def check_bucket(value: Any, field: str = "destination.bucket") -> str:
-    """Cloud Storage's bucket naming rule ('_' and dotted names up to 222 characters, unlike S3 and Azure)."""
-    if (
-        not isinstance(value, str)
-        or not BUCKET_RE.fullmatch(value)
-        or ".." in value
-        or (len(value) > 63 and "." not in value)
-    ):
-        raise InputError(
-            "must be a Cloud Storage bucket name: 3-63 lowercase letters, digits, '-', '_' and '.'", field=field
-        )
-    return value
+    class TokenRequest(Request):
+        """A token answer that is not a token is refused here (google-auth would fail on it with a TypeError)."""
 
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().__call__(*args, **kwargs)
+            if token_answer_problem(response.status, response.data):
+                raise UnusableTokenAnswer()
+            return response
 
-def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, Any]:
-    """A service-account key file (the JSON object Google issues), with a private key that parses."""
-    if not isinstance(value, dict):
-        raise InputError("must be the service account's JSON key file (an object)", field=field)
-    check_text(value, field)
-    if len(json.dumps(value)) > MAX_KEY_BYTES:
-        raise InputError(f"is larger than {MAX_KEY_BYTES} bytes; it is not a service account key file", field=field)
-    for name in KEY_REQUIRED:
-        if not isinstance(value.get(name), str) or not value[name].strip():
-            raise InputError(
-                "is required (copy the whole JSON key file of the service account)", field=f"{field}.{name}"
-            )
-    for name, item in value.items():
-        if not isinstance(item, str):
-            raise InputError("must be a string, as in the key file", field=f"{field}.{name}")
-    if value["type"] != "service_account":
-        raise InputError("must be 'service_account': create a key for a service account", field=f"{field}.type")
-    if not EMAIL_RE.fullmatch(value["client_email"]):
-        raise InputError("must be the service account's email address", field=f"{field}.client_email")
-    check_endpoint_url(value["token_uri"], f"{field}.token_uri")
-    try:
-        load_pem_private_key(value["private_key"].encode(), password=None)
-    except (ValueError, TypeError):
-        raise InputError(
-            "is not a PEM private key (copy it unchanged from the key file)", field=f"{field}.private_key"
-        ) from None
-    return value
+    class Session(egress.NoRedirects, AuthorizedSession):
+        pass
 
-
-CREDENTIAL_CHECKS: dict[str, Check] = {
-    "service_account_key": check_service_account_key,
-    "endpoint_url": check_endpoint_url,
-    "impersonate": check_impersonate,  # KEYLESS HOOK (issue 24)
-}
-
-
-@dataclass(frozen=True)
-class GcsCredentials:
-    """Everything sealed for a GCS destination. `masked` is the only form ever shown."""
-
-    service_account_key: dict[str, str] | None = field(repr=False)  # None: keyless (KEYLESS HOOK, issue 24)
-    endpoint_url: str | None = None
-    impersonate: str | None = None  # KEYLESS HOOK (issue 24): the customer's service account, or the platform's own
-
-    @classmethod
-    def from_secret(cls, secret: str) -> GcsCredentials:
-        return credentials_from_fields(json.loads(secret))
-
-    def to_secret(self) -> str:
-        return json.dumps(
-            {"service_account_key": self.service_account_key, "endpoint_url": self.endpoint_url}
-            | ({"impersonate": self.impersonate} if self.service_account_key is None else {})  # KEYLESS HOOK
-        )
-
-    @property
-    def client_email(self) -> str:
-        return (self.service_account_key or {}).get("client_email", "")
-
-    @property
-    def masked(self) -> str:
-        """The public part, as JSON: the masked service account email (keyless: whom to impersonate) and the endpoint."""
-        if self.service_account_key is None:  # KEYLESS HOOK (issue 24): nothing secret to mask
-            return json.dumps({"impersonate": self.impersonate, "endpoint_url": self.endpoint_url})
-        return json.dumps({"client_email": mask_email(self.client_email), "endpoint_url": self.endpoint_url})
-
-    @property
-    def endpoint(self) -> str:
-        return self.endpoint_url or DEFAULT_ENDPOINT
-
-    def google_credentials(self) -> Any:
-        """The google-auth service-account credentials (their token flow signs a JWT with the key)."""
-        from google.auth import exceptions as auth_exceptions
-        from google.oauth2 import service_account
-
-        if self.service_account_key is None:  # KEYLESS HOOK (issue 24): ADC, impersonating when asked
-            return platform_credentials(self.impersonate)
-        try:
-            return service_account.Credentials.from_service_account_info(self.service_account_key, scopes=SCOPES)
-        except (ValueError, KeyError, TypeError, auth_exceptions.GoogleAuthError):
-            raise InputError("is not a usable service account key", field=KEY_FIELD) from None
-
-
-def credentials_from_fields(fields: Mapping[str, Any]) -> GcsCredentials:
-    """The credential part of a checked body (or of a stored one merged with an update)."""
-    check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
-    return GcsCredentials(fields.get("service_account_key"), fields.get("endpoint_url"), fields.get("impersonate"))
-
-
-# ------------------------------------------------------------------ errors
-
-
-def classify_status(status: int, bucket: str, operation: str | None = None) -> ExporterError:
-    """An HTTP status from GCS, in words a customer can act on."""
-    if status == 401:
-        return CredentialError("Cloud Storage refused the service account's access token (401)")
-    if status == 403:
-        if operation == "write":
-            return CredentialError(
-                f"the service account may not write to bucket {bucket!r} "
-                "(it needs storage.objects.create, e.g. the Storage Object Creator role)"
-            )
-        if operation == "delete":
-            return CredentialError(
-                f"the service account may not delete from bucket {bucket!r} (storage.objects.delete)"
-            )
-        return CredentialError(f"the service account lacks a permission on bucket {bucket!r} (403)")
-    if status in (404, 410) and operation == "chunk":
-        return TransientError("the resumable upload session expired or was cancelled; the file is uploaded again")
-    if status == 404:
-        return DestinationError(f"bucket {bucket!r} does not exist")
-    if status in TRANSIENT_STATUSES or status >= 500:
-        return TransientError(f"Cloud Storage is unavailable or throttling ({status})")
-    return DestinationError(f"Cloud Storage refused the request ({status})")
-
-
-def classify(exc: BaseException, bucket: str, operation: str | None = None) -> ExporterError:
-    """Turn a google-cloud-storage, google-auth or requests failure into our error types."""
-    from google.api_core import exceptions as api_exceptions
-    from google.auth import exceptions as auth_exceptions
-
-    if isinstance(exc, ExporterError):
-        return exc
-    if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
-        return classify(exc.cause, bucket, operation)  # the client's own retries ran out: what failed last
-    if isinstance(exc, auth_exceptions.RefreshError):
-        if getattr(exc, "retryable", False):
-            return TransientError("the service account's token endpoint is unavailable")
-        return CredentialError(
-            "Google refused the service account key: it is wrong, deleted or disabled (the token request was refused)"
-        )
-    if isinstance(exc, auth_exceptions.TransportError):
-        return TransientError("could not reach the service account's token endpoint")
-    if isinstance(exc, api_exceptions.GoogleAPICallError) and exc.code is not None:
-        return classify_status(int(exc.code), bucket, operation)
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return TransientError("could not reach the Cloud Storage endpoint")
-    if isinstance(exc, (requests.RequestException, api_exceptions.RetryError)):
-        return TransientError(f"Cloud Storage request failed ({type(exc).__name__})")
-    return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
+    token_request = Request() if keyless else TokenRequest(egress.pinned_session(guard))
+    return egress.pin_session(Session(google, auth_request=token_request), guard)
 
 
 # ------------------------------------------------------------------ the destination
@@ -249,14 +112,21 @@ class GcsDestination:
         self.credentials = credentials
         self.bucket = check_bucket(bucket)
         self.prefix = prefix or ""
-        from google.auth.transport.requests import AuthorizedSession
+        self.errors = GcsErrors(self.bucket, credentials.endpoint_url)
         from google.cloud import storage
 
+        token_uri = credentials.token_uri  # None without a key (KEYLESS HOOK, issue 24)
+        self._guard = egress.guard(ENDPOINT_FIELD, **{ENDPOINT_FIELD: credentials.endpoint_url, TOKEN_FIELD: token_uri})
         self._google = credentials.google_credentials()
+        self._http = _transport(self._google, self._guard, keyless=token_uri is None)
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
         project = (credentials.service_account_key or {}).get("project_id") or "<none>"
-        self.client = storage.Client(project=project, credentials=self._google, client_options=options)
-        self._http = AuthorizedSession(self._google)
+        self.client = storage.Client(
+            project=project, credentials=self._google, client_options=options, _http=self._http
+        )
+        # The client's tracing fetches each bucket's metadata in a background thread: a request the customer's key
+        # may not be allowed (storage.buckets.get), sent where verification sends one request only. Off.
+        self.client._bucket_metadata_cache = None
         self._sessions: common.Uploads[_Session] = common.Uploads(_Session)
 
     @classmethod
@@ -267,35 +137,31 @@ class GcsDestination:
         return DestinationInfo(container=self.bucket, masked=self.credentials.masked)
 
     def _classify(self, exc: BaseException, operation: str | None = None) -> ExporterError:
-        return classify(exc, self.bucket, operation)
+        """Ours, or the exception itself re-raised (a bug of ours)."""
+        return common.translated(exc, lambda e: self.errors.classify(e, operation))
 
     # -------------------------------------------------------------- verification
 
     def verify(self, test_file_name: str) -> Verification:
-        """Write a small test file under the prefix and try to delete it (docs/architecture.md)."""
+        """Check the endpoint and the token_uri against the egress policy (before any connection), then write a
+        small test file under the prefix and try to delete it (docs/architecture.md)."""
         from google.api_core import exceptions as api_exceptions
-        from google.auth import exceptions as auth_exceptions
 
+        policy = self._guard.policy
+        if self.credentials.endpoint_url:
+            policy.check_url(self.credentials.endpoint_url, ENDPOINT_FIELD)
+        if self.credentials.token_uri:  # none without a key (KEYLESS HOOK, issue 24)
+            policy.check_url(self.credentials.token_uri, TOKEN_FIELD)
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
-        retry = _verify_retry()
-        try:
+        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.token_uri)
+        with self.errors.mapped("write", verifying=True):
             blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
-        except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
-            cause = exc.cause if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None else exc
-            if isinstance(cause, requests.ConnectionError):
-                raise DestinationError(
-                    f"could not reach {self.credentials.endpoint}: the endpoint is wrong, or unreachable"
-                ) from None
-            if isinstance(cause, auth_exceptions.TransportError):
-                raise DestinationError("could not reach the token_uri of the service account key") from None
-            raise self._classify(cause, "write") from None
-        try:
-            blob.delete(timeout=VERIFY_TIMEOUT, retry=retry)
-        except api_exceptions.Forbidden:
-            return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
-        except Exception as exc:  # noqa: BLE001
-            raise self._classify(exc, "delete") from None
+        with self.errors.mapped("delete", verifying=True):
+            try:
+                blob.delete(timeout=VERIFY_TIMEOUT, retry=retry)
+            except api_exceptions.Forbidden:
+                return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
         return Verification(test_file=path, deleted=True)
 
     # -------------------------------------------------------------- staged blocks
@@ -307,11 +173,13 @@ class GcsDestination:
             blob = self.client.bucket(self.bucket).blob(path)
             return blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
 
-        return self._sessions.open(path, create, lambda exc: self._classify(exc, "write"))
+        return self._sessions.open(path, create, lambda exc: self.errors.classify(exc, "write"))
 
     def _fail(self, path: str, session: _Session, exc: BaseException) -> ExporterError:
         """Record the first failure and wake every waiting block; a refusal cancels the session, a transient one keeps it."""
-        return common.record_failure(session, self._classify(exc, "write"), lambda: self._cancel(session))
+        return common.record_failure(
+            session, exc, lambda e: self.errors.classify(e, "write"), lambda: self._cancel(session)
+        )
 
     def _cancel(self, session: _Session) -> None:
         """Best effort (GCS answers 499); a session left behind expires after a week, never visible."""
@@ -369,7 +237,7 @@ class GcsDestination:
         elif response.status_code in (404, 410, 499):
             raise UploadLost()
         else:
-            raise classify_status(response.status_code, self.bucket, "chunk")
+            raise self.errors.status(response.status_code, "chunk")
         self._sessions.adopt(path, session)
 
     def commit_blocks(self, path: str, count: int) -> None:
@@ -460,7 +328,7 @@ class GcsDestination:
                     return
                 error = TransientError("Cloud Storage kept only part of a chunk")
                 continue
-            error = classify_status(response.status_code, self.bucket, "chunk")
+            error = self.errors.status(response.status_code, "chunk")
             if not isinstance(error, TransientError):
                 raise error
         raise error or TransientError("could not upload a chunk to Cloud Storage")
@@ -476,7 +344,7 @@ class GcsDestination:
         if response.status_code in (200, 201):
             raise _Finalized()
         if response.status_code != 308:
-            raise classify_status(response.status_code, self.bucket, "chunk")
+            raise self.errors.status(response.status_code, "chunk")
         kept = _range_end(response)
         return kept if kept == total else kept - kept % CHUNK
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import CredentialError, InputError, TransientError
+from ..errors import InputError
 from ..identity import PlatformIdentity, current_opening
 from ..validation import check_text
+from .azure_errors import ACCOUNT_URL_FIELD, EntraSignInFailed
 
 TENANT_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
-ROLE = "Storage Blob Data Contributor"
 
 
-def check_account_url(value: Any, field: str = "destination.account_url") -> str:
+def check_account_url(value: Any, field: str = ACCOUNT_URL_FIELD) -> str:
     """The storage account's blob endpoint, https://acct.blob.core.windows.net (https: tokens need it)."""
     if not isinstance(value, str) or len(value) > 2048:
         raise InputError("must be the account's blob URL such as https://acct.blob.core.windows.net", field=field)
@@ -142,7 +142,8 @@ def _assertion_credential(platform: PlatformIdentity, tenant_id: str) -> Any:
 
 
 class _Worded:
-    """A TokenCredential whose refusals are credential errors saying what the customer must do."""
+    """A TokenCredential whose failures are tagged for the container's error map (azure_errors.sign_in_failure),
+    which says what the customer must do; azure-identity's text (Entra's answer) is dropped."""
 
     def __init__(self, inner: Any, platform: PlatformIdentity):
         self.inner, self.platform = inner, platform
@@ -159,12 +160,9 @@ class _Worded:
         try:
             return call()
         except ClientAuthenticationError:
-            raise CredentialError(
-                f"Microsoft Entra ID refused to sign the platform's application {self.platform.azure_client_id} "
-                f"in to your tenant: consent the application in the tenant, then grant it {ROLE!r} on the container"
-            ) from None
+            raise EntraSignInFailed(self.platform.azure_client_id, transient=False) from None
         except ServiceRequestError:
-            raise TransientError("could not reach Microsoft Entra ID") from None
+            raise EntraSignInFailed(self.platform.azure_client_id, transient=True) from None
 
     def close(self) -> None:
         self.inner.close()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import ConfigurationError, CredentialError, InputError, TransientError
+from ..errors import ConfigurationError, InputError
 from ..identity import current_opening
+from .gcs_errors import PlatformTokenFailed
 
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 SERVICE_ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]{1,200}\.iam\.gserviceaccount\.com$")
@@ -63,7 +64,7 @@ def platform_credentials(impersonate: str | None) -> Any:
             field="EXPORT_GCP_SERVICE_ACCOUNT",
         ) from None
     credentials = google.auth.credentials.with_scopes_if_required(found, SCOPES)
-    _refusals_in_our_words(credentials, platform.gcp_service_account, None)  # the platform's own exchange
+    _refusals_tagged(credentials, platform.gcp_service_account, None)  # the platform's own exchange
     if impersonate:
         credentials = impersonated_credentials.Credentials(
             source_credentials=credentials,
@@ -72,36 +73,28 @@ def platform_credentials(impersonate: str | None) -> Any:
             lifetime=LIFETIME_SECONDS,
             iam_endpoint_override=platform.gcp_iam_endpoint.format(impersonate) if platform.gcp_iam_endpoint else None,
         )
-        _refusals_in_our_words(credentials, platform.gcp_service_account, impersonate)
+        _refusals_tagged(credentials, platform.gcp_service_account, impersonate)
     return credentials
 
 
-def _refusals_in_our_words(credentials: Any, platform_account: str, impersonate: str | None) -> None:
-    """A refused token request (exchange or impersonation) is a credential error saying what to grant.
+def _refusals_tagged(credentials: Any, platform_account: str, impersonate: str | None) -> None:
+    """A failed token request (exchange or impersonation) is tagged with its step, for the error map's words.
 
-    The refresh is wrapped on this instance: google-auth calls it before a request, and the storage
-    client passes our error through unchanged (gcs.classify keeps an ExporterError as it is).
+    The refresh is wrapped on this instance: google-auth calls it before a request, and the storage client
+    passes the tag through unchanged to the bucket's error map (gcs_errors.platform_token_failure), which
+    says what to grant; google-auth's text (a server's answer) is dropped.
     """
     from google.auth import exceptions as auth_exceptions
 
     refresh = credentials.refresh
-    who = platform_account or "the platform's service account (see integrations identity)"
 
     def refreshed(request: Any) -> None:
         try:
             refresh(request)
         except (auth_exceptions.RefreshError, auth_exceptions.OAuthError) as exc:  # exchange refusals are OAuthError
-            if getattr(exc, "retryable", False):
-                raise TransientError("Google's token service is unavailable") from None
-            if impersonate:
-                raise CredentialError(
-                    f"Google refused to let {who} impersonate {impersonate}: grant it "
-                    "roles/iam.serviceAccountTokenCreator on that service account"
-                ) from None
-            raise CredentialError(
-                f"Google refused the platform's identity {who} (the token exchange was refused)"
-            ) from None
+            transient = bool(getattr(exc, "retryable", False))
+            raise PlatformTokenFailed(platform_account, impersonate, transient) from None
         except auth_exceptions.TransportError:
-            raise TransientError("could not reach Google's token service") from None
+            raise PlatformTokenFailed(platform_account, impersonate, transient=True) from None
 
     credentials.refresh = refreshed

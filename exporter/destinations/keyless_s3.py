@@ -18,16 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError, CredentialError, ExporterError, InputError, TransientError
+from ..errors import InputError
 from ..identity import Opening, current_opening
+from .s3_errors import RoleNotAssumed
 
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 SESSION_SECONDS = 3600  # what is asked; AWS grants up to the role's maximum session duration
 REFRESH_BEFORE_SECONDS = 900  # a client opened now may run for a whole export run (minutes) on these
 SESSION_NAME_RE = re.compile(r"[^\w+=,.@-]")
 STS_OPTIONS = {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
-REFUSED = {"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch"}
-TRANSIENT = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"}
 
 
 def check_role_arn(value: Any, field: str = "destination.role_arn") -> str:
@@ -111,40 +110,12 @@ def assume_role(opening: Opening, role_arn: str, region: str) -> SessionCredenti
             ExternalId=external_id,
             DurationSeconds=SESSION_SECONDS,
         )
-    except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
-        raise refused(exc, role_arn, external_id, platform.aws_principal_arn) from None
+    except Exception as exc:  # noqa: BLE001 - worded by the S3 error map (s3_errors.role_refusal), never with SDK text
+        raise RoleNotAssumed(exc, role_arn, external_id, platform.aws_principal_arn) from None
     given = answer["Credentials"]
     return SessionCredentials(
         given["AccessKeyId"], given["SecretAccessKey"], given["SessionToken"], given["Expiration"].timestamp()
     )
-
-
-def refused(exc: BaseException, role_arn: str, external_id: str, principal: str) -> ExporterError:
-    """An AssumeRole failure in words the customer can act on: what their trust policy must allow."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):  # the operator's to fix: no customer's integration is at fault
-        return ConfigurationError(
-            "names a principal, but boto3's default chain found no AWS credentials for it",
-            field="EXPORT_AWS_PRINCIPAL_ARN",
-        )
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code") or "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        if code in TRANSIENT or status in (429, 500, 502, 503, 504):
-            return TransientError(f"AWS STS is unavailable or throttling ({status} {code})".strip())
-        if code in REFUSED or status in (401, 403):
-            who = principal or "the platform's AWS principal (see integrations identity)"
-            return CredentialError(
-                f"AWS refused to let the platform assume role {role_arn!r}: its trust policy must allow "
-                f"{who} to call sts:AssumeRole on condition sts:ExternalId = {external_id!r}, and the role must exist"
-            )
-        if code in ("ExpiredTokenException", "RegionDisabledException"):
-            return CredentialError(f"AWS STS refused the request for role {role_arn!r} ({code})")
-        return CredentialError(f"AWS STS refused to assume role {role_arn!r} ({status} {code})".strip())
-    if isinstance(exc, BotoCoreError):
-        return TransientError(f"could not reach AWS STS ({type(exc).__name__})")
-    return TransientError(f"unexpected failure assuming role {role_arn!r} ({type(exc).__name__})")
 
 
 def check_either(checked: dict[str, Any], partial: bool) -> None:

@@ -1,4 +1,4 @@
-"""Amazon S3 (and S3-compatible) destination: body parsing, verification, multipart-upload files.
+"""Amazon S3 (and S3-compatible) destination: verification and multipart-upload files (its body: s3_body.py).
 
 A file is one multipart upload: block `index` is part `index + 1` (so blocks may be staged
 concurrently and out of order), and the commit completes the upload. Nothing is visible under the
@@ -6,78 +6,46 @@ file's name until then (docs/invariants.md, I4). A failure aborts the upload, an
 that gives up (`abandon_blocks`); an upload abandoned by a killed worker stays invisible until the
 bucket's lifecycle rule (AbortIncompleteMultipartUpload, see README) removes it.
 
-Every failure becomes CredentialError / DestinationError / TransientError here, with a message
-built from the status and the S3 error code only, never from SDK text.
+Every failure passes through the bucket's error map (s3_errors.py), and every connection through the
+egress policy (exporter/egress.py): the client's connections are pinned to checked addresses.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # boto3 is imported where a client is made or a failure classified: the app's cold start (every
 # Functions instance, also those that never export to S3) does not pay for it.
-if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
-
-from ..errors import CredentialError, DestinationError, ExporterError, InputError, InternalError, TransientError
+from .. import egress
+from ..errors import ExporterError, InternalError, TransientError
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
     DELETE_NOTE,
+    REDIRECTS,
     VERIFY_CONTENT,
-    Check,
+    Classify,
     DestinationKind,
     Upload,
     Uploads,
-    check_endpoint_url,
-    check_token,
-    mask_middle,
     record_failure,
+    refusal_in,
+    translated,
 )
-from .keyless_s3 import check_either, check_role_arn, role_credentials  # KEYLESS HOOK (issue 24)
+from .keyless_s3 import check_either, role_credentials  # KEYLESS HOOK (issue 24)
+from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
+from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
 
-REQUIRED = ("bucket", "region")  # and an access key, or a role (keyless_s3.check_either)
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
-BUCKET_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
-REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-CODE_RE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
 # What CompleteMultipartUpload takes back from each UploadPart answer (a checksum when the SDK sent one).
 PART_FIELDS = {"ETag", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"}
-
-BAD_KEY = {
-    "InvalidAccessKeyId": "S3 does not know the access key id: it is wrong, deleted or deactivated",
-    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
-    "InvalidToken": "the credentials are invalid or expired",
-    "ExpiredToken": "the credentials have expired",
-    "TokenRefreshRequired": "the credentials have expired",
-    "AccountProblem": "the AWS account behind the credentials cannot be used (AccountProblem)",
-    "AllAccessDisabled": "all access to the bucket is disabled (AllAccessDisabled)",
-}
-PERMISSION = {"AccessDenied", "AccessDeniedException"}
-WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
-TRANSIENT_CODES = {
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "RequestTimeTooSkewed",
-    "OperationAborted",
-    "NoSuchUpload",
-}
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
-PERMISSION_FOR = {"write": "write to", "delete": "delete from"}
-ACTION_FOR = {"write": "s3:PutObject", "delete": "s3:DeleteObject"}
 
 # Exports retry inside an attempt (then the queue redelivers); verification answers a waiting customer.
 CLIENT_OPTIONS = {
@@ -86,171 +54,9 @@ CLIENT_OPTIONS = {
     "read_timeout": 120,
     "max_pool_connections": 8,
 }
-VERIFY_OPTIONS = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
-
-
-# ------------------------------------------------------------------ the body
-
-
-def check_bucket(value: Any, field: str = "destination.bucket") -> str:
-    """S3's bucket naming rule (not Azure's container rule: dots are allowed)."""
-    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value) or ".." in value:
-        raise InputError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'", field=field)
-    return value
-
-
-def check_region(value: Any, field: str = "destination.region") -> str:
-    if not isinstance(value, str) or not REGION_RE.fullmatch(value):
-        raise InputError("must be an AWS region such as eu-west-1", field=field)
-    return value
-
-
-CREDENTIAL_CHECKS: dict[str, Check] = {
-    "region": check_region,
-    "access_key_id": lambda v, f: check_token(v, f, "an access key id", 128),
-    "secret_access_key": lambda v, f: check_token(v, f, "a secret access key", 256),
-    "endpoint_url": check_endpoint_url,
-    "role_arn": check_role_arn,  # KEYLESS HOOK (issue 24): S3 by role, no key
-}
-
-
-@dataclass(frozen=True)
-class S3Credentials:
-    """Everything sealed for an S3 destination. `masked` is the only form ever shown."""
-
-    region: str
-    access_key_id: str | None  # None: by role (KEYLESS HOOK, issue 24)
-    secret_access_key: str | None = field(repr=False)
-    endpoint_url: str | None = None
-    role_arn: str | None = None  # KEYLESS HOOK (issue 24): assumed with the account's external id
-
-    @classmethod
-    def from_secret(cls, secret: str) -> S3Credentials:
-        return credentials_from_fields(json.loads(secret))
-
-    def to_secret(self) -> str:
-        return json.dumps(
-            {
-                "region": self.region,
-                "access_key_id": self.access_key_id,
-                "secret_access_key": self.secret_access_key,
-                "endpoint_url": self.endpoint_url,
-                **({"role_arn": self.role_arn} if self.role_arn else {}),  # KEYLESS HOOK (issue 24)
-            }
-        )
-
-    @property
-    def masked(self) -> str:
-        """The public part, as JSON: region, masked key id (or the role: no secret), endpoint."""
-        if self.role_arn:  # KEYLESS HOOK (issue 24)
-            return json.dumps({"region": self.region, "role_arn": self.role_arn, "endpoint_url": self.endpoint_url})
-        return json.dumps(
-            {
-                "region": self.region,
-                "access_key_id": mask_middle(self.access_key_id or ""),
-                "endpoint_url": self.endpoint_url,
-            }
-        )
-
-    @property
-    def endpoint(self) -> str:
-        return self.endpoint_url or f"https://s3.{self.region}.amazonaws.com"
-
-
-def credentials_from_fields(fields: Mapping[str, Any]) -> S3Credentials:
-    """The credential part of a checked body (or of a stored one merged with an update)."""
-    check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
-    return S3Credentials(
-        fields["region"],
-        fields.get("access_key_id"),
-        fields.get("secret_access_key"),
-        fields.get("endpoint_url"),
-        fields.get("role_arn"),
-    )
-
-
-# ------------------------------------------------------------------ errors
-
-
-def _code(exc: ClientError) -> tuple[int | None, str]:
-    """The HTTP status and the S3 error code (kept only if it looks like one: it reaches customers)."""
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = str(exc.response.get("Error", {}).get("Code") or "")
-    # Without an S3 error body botocore names the status as the code: that is no code.
-    return status, code if CODE_RE.fullmatch(code) and not code.isdigit() else ""
-
-
-def _cannot_list(exc: BaseException) -> bool:
-    """ListParts refused: the upload is gone (aborted, completed, expired) or the key may not list parts."""
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    status, code = _code(exc)
-    return code == "NoSuchUpload" or code in PERMISSION or status in (403, 404)
-
-
-def _status_of(exc: BaseException) -> int | None:
-    """The HTTP status of a botocore ClientError, else None."""
-    response = getattr(exc, "response", None)
-    return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
-
-
-def _bucket_region(exc: ClientError) -> str | None:
-    region = exc.response.get("Error", {}).get("Region") or (
-        exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
-    )
-    return region if isinstance(region, str) and REGION_RE.fullmatch(region) else None
-
-
-def classify(exc: BaseException, bucket: str, region: str, operation: str | None = None) -> ExporterError:
-    """Turn a boto3 failure into our error types, in words a customer can act on."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
-
-    if isinstance(exc, ExporterError):
-        return exc
-    if isinstance(exc, ClientError):
-        status, code = _code(exc)
-        if code in BAD_KEY:
-            return CredentialError(BAD_KEY[code])
-        if code in PERMISSION or (status == 403 and not code):
-            if operation in PERMISSION_FOR:
-                return CredentialError(
-                    f"the credentials may not {PERMISSION_FOR[operation]} bucket {bucket!r} "
-                    f"(no {ACTION_FOR[operation]} permission, or the bucket belongs to another account)"
-                )
-            return CredentialError(f"the credentials lack a permission on bucket {bucket!r} (AccessDenied)")
-        if code == "NoSuchBucket":
-            return DestinationError(f"bucket {bucket!r} does not exist")
-        if code in WRONG_REGION or status in (301, 307):
-            actual = _bucket_region(exc)
-            where = (
-                f"in region {actual!r}, not {region!r}: set region to {actual!r}"
-                if actual
-                else f"not in region {region!r}"
-            )
-            return DestinationError(f"bucket {bucket!r} is {where}")
-        if code == "EntityTooSmall":
-            return InternalError("a part of the multipart upload was smaller than 5 MiB")
-        if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES or (status or 0) >= 500:
-            return TransientError(f"S3 is unavailable or throttling ({status} {code})".strip())
-        if status in (401, 403):
-            return CredentialError(f"S3 refused the credentials ({code or status})")
-        return DestinationError(f"S3 refused the request ({status} {code})".strip())
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-        return TransientError("could not reach the S3 endpoint")
-    if isinstance(exc, (ReadTimeoutError, ConnectionClosedError)):
-        return TransientError("the S3 endpoint did not answer in time")
-    if isinstance(exc, BotoCoreError):
-        return TransientError(f"S3 request failed ({type(exc).__name__})")
-    return TransientError(f"unexpected failure writing to the destination ({type(exc).__name__})")
+# One attempt: a customer's server answers at once, refused or not, so the time taken says nothing of it.
+VERIFY_OPTIONS = {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
+FIELD_ENDPOINT = "destination.endpoint_url"
 
 
 # ------------------------------------------------------------------ the destination
@@ -281,6 +87,18 @@ def _new_client(**kwargs: Any) -> Any:
         return _session.client("s3", **kwargs)
 
 
+def _egress_rules(request_dict: Any = None, response: Any = None, caught_exception: Any = None, **kwargs: Any) -> Any:
+    """A `needs-retry` handler run before the others: a connection the egress policy refused is not retried
+    (False wins), and a redirect answer is marked as one already followed, so botocore's region redirector
+    leaves it alone (it is refused as a redirect, s3_errors.py); None lets the others decide."""
+    if caught_exception is not None and refusal_in(caught_exception) is not None:
+        return False
+    if request_dict is not None and response is not None and response[0] is not None:
+        if response[0].status_code in REDIRECTS:
+            request_dict.setdefault("context", {}).setdefault("s3_redirect", {})["redirected"] = True
+    return None
+
+
 @dataclass
 class _Upload(Upload):
     """One file's multipart upload (`handle` is its UploadId) and the parts staged so far."""
@@ -289,12 +107,14 @@ class _Upload(Upload):
 
 
 class S3Destination:
-    """A customer's bucket, reached with their access key (implements exporter.export.destination.Destination)."""
+    """A customer's bucket, reached with their access key or their role (implements exporter.export.destination.Destination)."""
 
     def __init__(self, credentials: S3Credentials, bucket: str, prefix: str):
         self.credentials = credentials
         self.bucket = check_bucket(bucket)
         self.prefix = prefix or ""
+        self.errors = S3Errors(self.bucket, credentials.region, credentials.endpoint_url)
+        self._guard = egress.guard(FIELD_ENDPOINT, **{FIELD_ENDPOINT: credentials.endpoint_url})
         self.client = self._client(CLIENT_OPTIONS)
         self._uploads: Uploads[_Upload] = Uploads(_Upload)
 
@@ -316,47 +136,53 @@ class S3Destination:
             s3={"addressing_style": style},
             ignore_configured_endpoint_urls=True,
             user_agent_extra="event-export",
+            proxies={},  # a customer's endpoint is dialled directly, at the address the egress policy checked
         )
         keys: dict[str, Any] = {
             "aws_access_key_id": creds.access_key_id,
             "aws_secret_access_key": creds.secret_access_key,
         }
         if creds.role_arn:  # KEYLESS HOOK (issue 24): the role's session credentials, assumed when opened
-            assumed = role_credentials(creds.role_arn, creds.region)
+            with self.errors.mapped("assume"):  # STS is the operator's endpoint, not the customer's: not pinned
+                assumed = role_credentials(creds.role_arn, creds.region)
             keys = {
                 "aws_access_key_id": assumed.access_key_id,
                 "aws_secret_access_key": assumed.secret_access_key,
                 "aws_session_token": assumed.session_token,
             }
-        return _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config, **keys)
+        client = _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config, **keys)
+        if creds.endpoint_url:
+            # botocore's region redirector answers a redirect by asking the same server again, and again: with a
+            # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
+            client.meta.events.register_first("needs-retry.s3", _egress_rules)
+        return egress.pin_botocore(client, self._guard)
 
-    def _classify(self, exc: BaseException, operation: str | None = None) -> ExporterError:
-        return classify(exc, self.bucket, self.credentials.region, operation)
+    def _known(self, operation: str) -> Classify:
+        """The error map's classifier for `operation`: our error, or None for a bug of ours."""
+        return lambda exc: self.errors.classify(exc, operation)
+
+    def _fail_with(self, operation: str) -> Callable[[BaseException], ExporterError]:
+        """Our error for a failure, or the exception itself re-raised (a bug of ours)."""
+        return lambda exc: translated(exc, self._known(operation))
 
     # -------------------------------------------------------------- verification
 
     def verify(self, test_file_name: str) -> Verification:
-        """Write a small test file under the prefix and try to delete it (docs/architecture.md)."""
-        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
-
+        """Check the endpoint against the egress policy (before any connection), then write a small test file
+        under the prefix and try to delete it (docs/architecture.md)."""
+        if self.credentials.endpoint_url:
+            self._guard.policy.check_url(self.credentials.endpoint_url, FIELD_ENDPOINT)
         path = join_prefix(self.prefix, test_file_name)
         client = self._client(VERIFY_OPTIONS)
-        try:
+        with self.errors.mapped("write", verifying=True):
             client.put_object(Bucket=self.bucket, Key=path, Body=VERIFY_CONTENT, ContentType="text/plain")
-        except (EndpointConnectionError, ConnectTimeoutError):
-            raise DestinationError(
-                f"could not reach {self.credentials.endpoint}: the endpoint or region is wrong, or unreachable"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - classified, never re-raised with SDK text
-            raise self._classify(exc, "write") from None
-        try:
-            client.delete_object(Bucket=self.bucket, Key=path)
-        except ClientError as exc:
-            if _code(exc)[1] in PERMISSION or _code(exc)[0] == 403:
-                return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
-            raise self._classify(exc, "delete") from None
-        except Exception as exc:  # noqa: BLE001
-            raise self._classify(exc, "delete") from None
+        with self.errors.mapped("delete", verifying=True):
+            try:
+                client.delete_object(Bucket=self.bucket, Key=path)
+            except Exception as exc:
+                if is_permission_refusal(exc):
+                    return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
+                raise
         return Verification(test_file=path, deleted=True)
 
     # -------------------------------------------------------------- staged blocks
@@ -369,11 +195,11 @@ class S3Destination:
                 "UploadId"
             ]
 
-        return self._uploads.open(path, create, lambda exc: self._classify(exc, "write"))
+        return self._uploads.open(path, create, self._known("write"))
 
     def _fail(self, path: str, upload: _Upload, exc: BaseException) -> ExporterError:
         """Record the first failure; a refusal aborts the upload, a transient one keeps it for the next invocation."""
-        return record_failure(upload, self._classify(exc, "write"), lambda: self._abort(path, upload))
+        return record_failure(upload, exc, self._known("write"), lambda: self._abort(path, upload))
 
     def _abort(self, path: str, upload: _Upload) -> None:
         """Best effort: with refused credentials the abort is refused too, and the upload stays invisible."""
@@ -410,9 +236,9 @@ class S3Destination:
                 for part in page.get("Parts", []):
                     upload.parts[part["PartNumber"]] = {k: v for k, v in part.items() if k in PART_FIELDS}
         except Exception as exc:  # noqa: BLE001
-            if _cannot_list(exc):
+            if cannot_list(exc):
                 raise UploadLost() from None  # gone, or no s3:ListMultipartUploadParts: the file starts again
-            raise self._classify(exc, "write") from None
+            raise self._fail_with("write")(exc) from None
         if any(part_number(i) not in upload.parts for i in staged):
             raise UploadLost()
         self._uploads.adopt(path, upload)
@@ -457,15 +283,15 @@ class S3Destination:
         try:
             created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001
-            raise self._classify(exc, "write") from None
+            raise self._fail_with("write")(exc) from None
         state = UploadState(handle=created["UploadId"])
         try:
             self.client.list_parts(Bucket=self.bucket, Key=path, UploadId=state.handle)
         except Exception as exc:  # noqa: BLE001
             self._abort(path, _Upload(handle=state.handle))
-            if _cannot_list(exc):
+            if cannot_list(exc):
                 return None
-            raise self._classify(exc, "write") from None
+            raise self._fail_with("write")(exc) from None
         return state
 
     def place_part(self, path: str, part: int) -> PartPlacement:
@@ -487,16 +313,16 @@ class S3Destination:
         try:
             self.client.head_object(Bucket=self.bucket, Key=path)
         except Exception as exc:  # noqa: BLE001
-            if _status_of(exc) == 404:
+            if status_of(exc) == 404:
                 return False
-            raise self._classify(exc, "write") from None
+            raise self._fail_with("write")(exc) from None
         return True
 
     def _put_empty(self, path: str) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001
-            raise self._classify(exc, "write") from None
+            raise self._fail_with("write")(exc) from None
 
     def abandon_blocks(self, path: str) -> None:
         """The export gave up on this file: abort its upload (nothing was visible)."""

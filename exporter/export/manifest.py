@@ -11,16 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..clock import iso
+from ..errors import InternalError
 from ..windows import Window
 from . import sha256
+from .blocks import Emit, Mark
 from .destination import Destination
 from .formats.types import ColumnTypes
 from .naming import manifest_path
-from .sha256 import Sha256
+from .plan import Selection
+from .progress import CannotContinue, WindowProgress
+from .sha256 import Sha256, UnrestorableState
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,9 @@ class StreamDigest:
     the hash in another invocation (`StreamDigest(state)`); elsewhere `state()` is empty.
     """
 
-    def __init__(self, state: bytes = b"") -> None:
-        self._hash: Sha256 | Any = Sha256(state) if state or sha256.available() else hashlib.sha256()
+    def __init__(self, state: bytes = b"", length: int | None = None) -> None:
+        """`length`: the bytes hashed into `state`, checked against it (UnrestorableState)."""
+        self._hash: Sha256 | Any = Sha256(state, length) if state or sha256.available() else hashlib.sha256()
 
     def state(self) -> bytes:
         """The hash's state after the bytes so far (empty where it cannot be saved)."""
@@ -45,6 +50,32 @@ class StreamDigest:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def file_digest(selection: Selection, progress: WindowProgress) -> StreamDigest | None:
+    """A manifest's SHA-256 of the file, continued from the recorded blocks' state; CannotContinue if that
+    state cannot be restored here (saved by another host's OpenSSL, or damaged)."""
+    if not selection.manifest:
+        return None
+    if not progress.blocks:
+        return StreamDigest()
+    if not progress.digest:
+        raise InternalError("a file with a manifest was continued without its SHA-256 state")
+    try:
+        return StreamDigest(progress.digest, progress.bytes)
+    except UnrestorableState as unusable:
+        raise CannotContinue(f"the file's saved SHA-256 state cannot be continued here ({unusable})") from unusable
+
+
+def hashed(digest: StreamDigest, stage: Emit) -> Emit:
+    """`stage`, with every block hashed on its way (blocks are handed on in order), and the hash's state
+    after it carried in its mark, so that its progress record continues the hash."""
+
+    def through(block: bytes, mark: Mark) -> None:
+        digest.add(block)
+        stage(block, replace(mark, digest=digest.state()))
+
+    return through
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class WindowProgress:
     digest: builtins.bytes = b""
 
 
+class CannotContinue(Exception):
+    """The recorded blocks of a file cannot be continued by this export (a block's note is gone, a saved
+    hash state cannot be restored here): the file starts again from its first block."""
+
+
 class Unread(Enum):
     """No ETag known: the record may or may not exist, so it is read before it is written."""
 

@@ -8,6 +8,11 @@ OpenSSL 3 in favour of EVP, which hides the state, but the libcrypto that Python
 links still exports them. Before the first use a self-test saves and continues a hash and compares
 it with `hashlib`; where the functions are missing or the test fails, `available()` is False and a
 file with a manifest is exported whole in one invocation, as it was before.
+
+A state saved on another host need not fit this one (another OpenSSL's struct layout, byte order, or a
+damaged record): `Sha256(state, length)` checks what the struct says of itself (its digest length, its
+bit count against the bytes hashed, the partial block's fill) and raises `UnrestorableState` rather
+than continue a hash into a wrong digest.
 """
 
 from __future__ import annotations
@@ -16,22 +21,32 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+import struct
 from typing import Any
 
 STATE_BYTES = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len, 32 bits each
+LAYOUT = struct.Struct("=8I2I16I2I")  # native order, as the struct lies in memory
+DIGEST_BYTES = 32  # SHA256_CTX.md_len, as SHA256_Init sets it
+BLOCK_BYTES = 64
+
+
+class UnrestorableState(ValueError):
+    """A saved SHA-256 state this machine cannot continue (saved elsewhere, or damaged)."""
 
 
 class Sha256:
-    """A SHA-256 hasher whose `state()` continues in another process (`Sha256(state)`)."""
+    """A SHA-256 hasher whose `state()` continues in another process (`Sha256(state)`).
 
-    def __init__(self, state: bytes = b""):
+    `length`: the bytes hashed into `state`, if known, checked against the state's own count.
+    """
+
+    def __init__(self, state: bytes = b"", length: int | None = None):
         lib = _libcrypto()
         if lib is None:
             raise RuntimeError("OpenSSL's SHA256_CTX functions are not available here")
         self._lib = lib
         if state:
-            if len(state) != STATE_BYTES:
-                raise ValueError(f"a SHA-256 state is {STATE_BYTES} bytes, not {len(state)}")
+            check_state(state, length)
             self._ctx = ctypes.create_string_buffer(bytes(state), STATE_BYTES)
         else:
             self._ctx = ctypes.create_string_buffer(STATE_BYTES)
@@ -50,6 +65,19 @@ class Sha256:
         digest = ctypes.create_string_buffer(32)
         self._lib.SHA256_Final(digest, ctx)
         return digest.raw.hex()
+
+
+def check_state(state: bytes, length: int | None = None) -> None:
+    """Raise UnrestorableState unless `state` is a SHA256_CTX of this machine's layout (after `length` bytes)."""
+    if len(state) != STATE_BYTES:
+        raise UnrestorableState(f"a SHA-256 state is {STATE_BYTES} bytes, not {len(state)}")
+    fields = LAYOUT.unpack(state)
+    low, high, num, md_len = fields[8], fields[9], fields[26], fields[27]
+    hashed = (high << 32 | low) // 8
+    if md_len != DIGEST_BYTES or low % 8 or num != hashed % BLOCK_BYTES:
+        raise UnrestorableState("a SHA-256 state not of this machine's OpenSSL layout (or damaged)")
+    if length is not None and hashed != length:
+        raise UnrestorableState(f"a SHA-256 state after {hashed} bytes, not the {length} recorded")
 
 
 def available() -> bool:

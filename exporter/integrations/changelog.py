@@ -33,7 +33,7 @@ def version(integration: Integration | None) -> str:
     """A digest of what a customer or operator changes (the sealed secret included: a new seal is a new version)."""
     if integration is None:
         return ABSENT
-    stored = {k: v for k, v in integration.to_entity().items() if k not in NOT_CHANGES}
+    stored = {k: v for k, v in integration.record().items() if k not in NOT_CHANGES}
     return hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -73,6 +73,9 @@ class Integration:
     etag: str | None = field(default=None, compare=False)
     format: str = DEFAULT_FORMAT.value  # the window files' format (exporter.export.formats)
     manifest: bool = False  # a `{file name}.manifest.json` after each file
+    # The due index (exporter/integrations/due.py): this state's entry key, and how many writes made it.
+    due_key: str = field(default="", compare=False)
+    revision: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))  # a plain string from a caller becomes the enum
@@ -124,6 +127,10 @@ class Integration:
             "updated_at": _iso(self.updated_at),
         }
 
+    def record(self) -> dict[str, Any]:
+        """The stored entity without the due index's bookkeeping (which every write moves on)."""
+        return {k: v for k, v in self.to_entity().items() if k not in ("due_key", "revision")}
+
     def to_entity(self) -> dict[str, Any]:
         return {
             "PartitionKey": self.account,
@@ -148,6 +155,8 @@ class Integration:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "slot": self.slot,
+            "due_key": self.due_key,
+            "revision": self.revision,
         }
 
     @classmethod
@@ -176,6 +185,8 @@ class Integration:
             slot=int(entity.get("slot", 0)),
             format=entity.get("format") or DEFAULT_FORMAT.value,  # stored before formats existed: CSV
             manifest=bool(entity.get("manifest", False)),
+            due_key=entity.get("due_key") or "",
+            revision=int(entity.get("revision") or 0),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -15,7 +17,10 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from ..errors import ConflictError, LimitError, NotFoundError, StaleRecordError, TransientError
-from .model import Integration, Status
+from .due import DueIndex, Move, Snapshot, is_later
+from .model import Integration
+
+log = logging.getLogger(__name__)
 
 MAX_DESTINATIONS_PER_ACCOUNT = 5
 # IntegrationService.create makes ids of 12 lowercase hex digits; anything else names no integration,
@@ -32,8 +37,11 @@ def _slot_key(slot: int) -> str:
 
 
 class IntegrationRepo:
-    def __init__(self, table: TableClient):
+    """Every write keeps the due index (exporter/integrations/due.py) in step, in the order it needs."""
+
+    def __init__(self, table: TableClient, due: DueIndex):
         self.table = table
+        self.due = due
 
     def get(self, account: str, integration_id: str) -> Integration:
         if not ID_RE.fullmatch(integration_id):
@@ -52,10 +60,9 @@ class IntegrationRepo:
         )
         return sorted((Integration.from_entity(e) for e in entities), key=lambda i: (i.created_at, i.id))
 
-    def all_unpaused(self) -> Iterator[Integration]:
-        """Every integration meant to deliver: active ones, and the ones stopped by an error (they lag)."""
-        paused = Status.PAUSED.value
-        for entity in self.table.query_entities(f"kind eq 'integration' and status ne '{paused}'"):
+    def all(self) -> Iterator[Integration]:
+        """Every integration of every account: a full scan, for the hourly sweep only."""
+        for entity in self.table.query_entities("kind eq 'integration'"):
             yield Integration.from_entity(entity)
 
     def create(self, integration: Integration) -> Integration:
@@ -64,6 +71,19 @@ class IntegrationRepo:
         The slot entities make the per-account limit exact under concurrent creates: a transaction
         whose slot is taken fails whole, so no sixth integration and no orphaned slot can exist.
         """
+        key = self.due.key_for(integration, 1)
+        if key:  # the entry first: the integration is never stored due without one
+            self.due.put(key, Snapshot.of(integration, None))
+        integration = integration.with_changes(due_key=key, revision=1)
+        try:
+            stored = self._create(integration)
+        except LimitError:
+            self._after_write(Move(key, "", Snapshot.of(integration, None)))
+            raise
+        self._after_write(Move(key, key, Snapshot.of(stored, stored.etag)))
+        return stored
+
+    def _create(self, integration: Integration) -> Integration:
         slot = 0
         lost_answers = 0
         while slot < MAX_DESTINATIONS_PER_ACCOUNT:
@@ -100,10 +120,20 @@ class IntegrationRepo:
             return None
 
     def replace(self, integration: Integration) -> Integration:
-        """Write the whole record if nobody changed it since it was read (ETag)."""
+        """Write the whole record if nobody changed it since it was read (ETag), and move its due entry.
+
+        Due later (or no longer due): the record first, then the entry moves. Due earlier: the new
+        entry first. Either way the index always holds an entry at or before the true due time.
+        """
+        revision = integration.revision + 1
+        old, new = integration.due_key, self.due.key_for(integration, revision)
+        entry_first = bool(new) and not is_later(new, old)
+        if entry_first:
+            self.due.put(new, Snapshot.of(integration, None))
+        candidate = integration.with_changes(due_key=new, revision=revision)
         try:
             written = self.table.update_entity(
-                integration.to_entity(),
+                candidate.to_entity(),
                 mode=UpdateMode.REPLACE,
                 etag=integration.etag,
                 match_condition=MatchConditions.IfNotModified,
@@ -114,7 +144,17 @@ class IntegrationRepo:
             ) from None
         except ResourceNotFoundError:
             raise _not_found(integration.account, integration.id) from None
-        return integration.with_changes(etag=written["etag"])
+        stored = candidate.with_changes(etag=written["etag"])
+        self._after_write(Move(old, new, Snapshot.of(stored, stored.etag)))
+        return stored
+
+    def _after_write(self, move: Move) -> None:
+        """The index catches up with a write that landed; if storage fails here the scheduler repairs it
+        (the entry left behind is at or before the true due time), so the write's caller is not failed."""
+        try:
+            self.due.apply([move])
+        except AzureError as error:
+            log.warning("due index not updated after a write (repaired on the next tick): %s", type(error).__name__)
 
     def delete(self, integration: Integration) -> None:
         """Remove the integration and free its slot together."""
@@ -137,3 +177,4 @@ class IntegrationRepo:
             # The outcome is unknown: gone now means our delete landed and only its answer was lost.
             if self._find(integration.account, integration.id) is not None:
                 raise TransientError(f"integration {integration.id!r} could not be deleted; retry") from None
+        self._after_write(Move(integration.due_key, "", Snapshot.of(integration, None)))

@@ -367,7 +367,7 @@ def _given(value: T | None, field: str) -> T:
 
 def _same_record(a: Integration, b: Integration) -> bool:
     """Equal as stored (times at the stored precision), whatever the ETags."""
-    return a.to_entity() == b.to_entity()
+    return a.record() == b.record()
 
 
 def _whole_second(when: datetime) -> datetime:

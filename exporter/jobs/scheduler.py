@@ -1,18 +1,38 @@
-"""The scheduler (timer): one job per active integration with a due window, under a lease."""
+"""The scheduler (timer): one job per integration whose next window is due, under a lease.
+
+It reads the due index (exporter/integrations/due.py), never the integrations table: one range query
+for the entries at or before now, their leases taken 100 to a transaction on the entries themselves,
+and the queue messages sent concurrently. A tick's work grows with what is due, not with the number
+of integrations (docs/fleet.md).
+
+The lease is the entry's `leased_until`: the worker's first write of the integration moves the entry
+(and so ends the lease); an entry whose lease ran out without that is checked against its
+integration before it is queued again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import telemetry
 from ..clock import iso
 from ..context import Context
-from ..errors import ConflictError, NotFoundError
-from ..integrations.model import Integration, Status
-from ..windows import backlog, export_lag_seconds, is_due
+from ..errors import NotFoundError, StaleRecordError
+from ..integrations.due import DueEntry, Snapshot, due_at
+from ..integrations.model import Integration
+from ..windows import backlog, export_lag_seconds
 from .messages import ExportJob
+
+# Reads and queue sends at once: each is one storage round trip, so a few threads hide the latency.
+# It stays within the storage clients' connection pools (10 connections per host by default).
+CONCURRENCY = 8
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -20,9 +40,10 @@ class ScheduleOutcome:
     """What one scheduler run did: the integrations it queued, those still under a lease, the windows due."""
 
     now: datetime
-    integrations: list[str] = field(default_factory=list)  # queued by this run, in order
+    integrations: list[str] = field(default_factory=list)  # queued by this run, in due order
     already_queued: int = 0
     windows_due: int = 0
+    repaired: int = 0  # index entries that did not match their integration, put right
 
     @property
     def queued(self) -> int:
@@ -37,46 +58,75 @@ def schedule(ctx: Context) -> ScheduleOutcome:
     """Queue one job per active integration with a due window that is not already queued or running."""
     now = ctx.clock.now()
     outcome = ScheduleOutcome(now)
-    queue = ctx.storage.queue()
-    for integration in ctx.repo.all_unpaused():
-        anchor = integration.activated_at
-        if anchor is None:
-            continue
-        telemetry.record_export_lag(
-            integration.account, integration.id, export_lag_seconds(anchor, integration.last_success_end, now)
-        )
-        if integration.status != Status.ACTIVE:
-            continue
-        if not is_due(
-            anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds
-        ):
-            continue
-        if integration.queued_until and integration.queued_until > now:
+    index = ctx.repo.due
+    entries, broken = index.due_by(now)
+    for entity in broken:  # not an entry we could have written: the sweep restores whatever it stood for
+        index.remove(entity["RowKey"], entity.metadata.get("etag"))
+        outcome.repaired += 1
+    trusted: list[DueEntry] = []
+    to_check: list[DueEntry] = []
+    for entry in entries:
+        if entry.leased_until is not None and entry.leased_until > now:
             outcome.already_queued += 1
-            continue
-        lease = now + timedelta(seconds=ctx.settings.lease_seconds)
-        if not _take_lease(ctx, integration, lease):
-            continue  # changed under us: the next minute sees it again
-        queue.send_message(ExportJob(integration.account, integration.id).to_message())
-        outcome.integrations.append(integration.id)
-        outcome.windows_due += backlog(
-            anchor, integration.last_success_end, integration.frequency_hours, now, ctx.settings.settle_seconds
-        )
+        elif entry.state.etag is None or entry.leased_until is not None:
+            to_check.append(entry)  # unconfirmed, or its lease ran out with no write: ask the integration
+        else:
+            trusted.append(entry)
+    checked = _concurrently(lambda entry: _check(ctx, entry, now), to_check)
+    outcome.repaired += sum(1 for entry in checked if entry is None)
+    due = sorted(trusted + [entry for entry in checked if entry is not None], key=lambda entry: entry.key)
+    leased = index.lease(due, now + timedelta(seconds=ctx.settings.lease_seconds))
+    queue = ctx.storage.queue()
+    _concurrently(lambda entry: queue.send_message(ExportJob(entry.account, entry.integration_id).to_message()), leased)
+    lags = []
+    for entry in leased:
+        outcome.integrations.append(entry.integration_id)
+        state = entry.state
+        if state.activated_at is not None:
+            settle = ctx.settings.settle_seconds
+            outcome.windows_due += backlog(
+                state.activated_at, state.last_success_end, state.frequency_hours, now, settle
+            )
+            lags.append(export_lag_seconds(state.activated_at, state.last_success_end, now))
+    telemetry.record_tick(lags, queued=outcome.queued, repaired=outcome.repaired)
     return outcome
 
 
-def _take_lease(ctx: Context, integration: Integration, lease: datetime) -> bool:
-    """Mark the integration queued until `lease`; True if this scheduler run holds that lease."""
+def _concurrently(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    items = list(items)
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(CONCURRENCY, len(items)), thread_name_prefix="schedule") as pool:
+        return list(pool.map(work, items))
+
+
+def _check(ctx: Context, entry: DueEntry, now: datetime) -> DueEntry | None:
+    """The entry with its integration's state, if it is that integration's current entry and due; else
+    the index is put right and None comes back."""
+    index = ctx.repo.due
     try:
-        ctx.repo.replace(integration.with_changes(queued_until=lease))
-        return True
+        integration = ctx.repo.get(entry.account, entry.integration_id)
     except NotFoundError:
-        return False
-    except ConflictError:
-        # Another writer won, or our own write landed and its answer was lost (the SDK's retry of it
-        # then meets our new ETag): only the stored lease tells which.
+        index.remove(entry.key, entry.entry_etag)
+        return None
+    if integration.due_key != entry.key:  # a write moved on and its entry move was lost
+        _repair(ctx, integration)
+        index.remove(entry.key, entry.entry_etag)
+        return None
+    due = due_at(integration, ctx.settings.settle_seconds)
+    if due is None or due > now:  # settle changed since the entry was written: write it where it belongs
+        _repair(ctx, integration, rekey=True)
+        return None
+    return replace(entry, state=Snapshot.of(integration, integration.etag))
+
+
+def _repair(ctx: Context, integration: Integration, rekey: bool = False) -> None:
+    """Make sure the integration's own entry exists (or is where its state says it belongs)."""
+    if integration.due_key and not rekey:
+        ctx.repo.due.put(integration.due_key, Snapshot.of(integration, integration.etag))
+        return
+    if integration.due_key or due_at(integration, ctx.settings.settle_seconds) is not None:
         try:
-            fresh = ctx.repo.get(integration.account, integration.id)
-        except NotFoundError:
-            return False
-        return fresh.queued_until is not None and iso(fresh.queued_until) == iso(lease)
+            ctx.repo.replace(integration)  # a write moves its entry to where it belongs
+        except (StaleRecordError, NotFoundError):
+            pass  # written meanwhile: that write moved it

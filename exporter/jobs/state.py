@@ -1,4 +1,5 @@
-"""The worker's conditional writes to an integration's delivery state, through the one retry loop.
+"""The worker's changes to an integration's delivery state (advance, stop, release, follow-up), each a
+conditional write through the one retry loop.
 
 A lost race re-reads and tries again (exporter.concurrency.retry_on_conflict). A write whose answer
 was lost meets its own ETag on the SDK's retry; the re-read then shows our own change, recognised
@@ -7,14 +8,21 @@ as done rather than as somebody else's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from .. import telemetry
 from ..concurrency import retry_on_conflict
 from ..context import Context
-from ..errors import NotFoundError, StaleRecordError
+from ..errors import CredentialError, DestinationError, NotFoundError, StaleRecordError
 from ..history import SYSTEM
-from ..integrations.model import Integration
+from ..integrations.model import Integration, Status
+from ..windows import Window, is_due, next_start
+from .messages import ExportJob
+
+log = logging.getLogger(__name__)
 
 
 def reread(ctx: Context, stale: Integration) -> Integration:
@@ -51,3 +59,74 @@ def modify(
         return conditionally(ctx, integration, attempt)
     except NotFoundError:
         return None  # deleted meanwhile: nothing left to change
+
+
+def advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
+    """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state).
+
+    If no window is due after it, the same write frees the integration for the scheduler (its lease),
+    as handing the job on would right after. None if the integration moved elsewhere meanwhile (a
+    frequency change, say): nothing to advance.
+    """
+
+    def attempt(current: Integration) -> Integration | None:
+        if current.last_success_end and current.last_success_end >= window.end:
+            return current  # delivered: by another worker (same name, same bytes), or our own lost answer
+        if current.activated_at is None or next_start(current.activated_at, current.last_success_end) != window.start:
+            return None
+        done = not is_due(
+            current.activated_at, window.end, current.frequency_hours, ctx.clock.now(), ctx.settings.settle_seconds
+        )
+        # The scheduler's lease lives on the due entry until this first write moves it: carried on here.
+        running = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
+        lease = None if done else (current.queued_until or running)
+        return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None, queued_until=lease))
+
+    return conditionally(ctx, integration, attempt)
+
+
+def stop(ctx: Context, integration: Integration, error: CredentialError | DestinationError) -> None:
+    """A credential or destination error stops delivery at once (docs/invariants.md: credential errors).
+
+    Unless the customer replaced the destination meanwhile: the error was about the old credentials.
+    """
+    status = Status.CREDENTIAL_ERROR if isinstance(error, CredentialError) else Status.DESTINATION_ERROR
+    stopped = modify(
+        ctx,
+        integration,
+        unless=lambda fresh: fresh.destination != integration.destination,
+        status=status,
+        last_error=error.message,
+        queued_until=None,
+        updated_at=ctx.clock.now(),
+    )
+    if stopped is None:
+        return
+    if isinstance(error, CredentialError):
+        telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
+    log.error(
+        "integration stopped",
+        extra={
+            "account": integration.account,
+            "integration_id": integration.id,
+            "status": status,
+            "reason": error.message,
+        },
+    )
+
+
+def release(ctx: Context, integration: Integration) -> None:
+    """Free the integration for the scheduler (its lease) at once."""
+    if integration.queued_until is not None:
+        modify(ctx, integration, queued_until=None)
+
+
+def follow_up(ctx: Context, integration: Integration) -> None:
+    """A long catch-up continues in a new message, so no invocation nears the Functions timeout."""
+    if lease(ctx, integration) is not None:
+        ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, "follow-up").to_message())
+
+
+def lease(ctx: Context, integration: Integration) -> Integration | None:
+    """Keep the integration from the scheduler while this job goes on: a follow-up, or the parts of a split window."""
+    return modify(ctx, integration, queued_until=ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds))

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 
 from .. import triggers
 from ..context import Context
-from ..jobs import schedule
+from ..jobs import schedule, sweep
 from .front import DEADLINE_SECONDS, FrontServer
 from .functions import KEY_SETTING, FunctionsApp, http_functions, registered
 from .host import drain
@@ -43,6 +43,9 @@ def dev_sign_in_from_env() -> bool:
 
 def key_from_env() -> str | None:
     return os.environ.get(KEY_SETTING, "").strip() or None
+
+
+SWEEP_SECONDS = 3600.0  # the due index's sweep (function_app.py: due_index_sweep)
 
 
 def _every(seconds: float, stop: threading.Event, work: Callable[[], object], name: str) -> threading.Thread:
@@ -97,6 +100,7 @@ class LocalHost:
 
     def start(self) -> LocalHost:
         _every(self._timer_seconds, self._stop, lambda: schedule(self.ctx), "timer")
+        _every(SWEEP_SECONDS, self._stop, lambda: sweep(self.ctx), "sweep")  # hourly and at start, as in Azure
         _every(self._queue_poll_seconds, self._stop, lambda: drain(self.ctx, retry_delay=30), "queue")
         self._http.start()
         return self

@@ -1,9 +1,11 @@
-"""File formats of a window's file: one encoder per format behind one interface (`FileFormat.encode`).
+"""File formats of a window's file: each a `FileFormat` (formats/base.py) of a rows writer and its cuts.
 
-The runner picks the encoder by the integration's `format`; each takes the window's Arrow batches
-(projected by the column plan, every value the CSV's text) and writes bytes to the block sink, a
-bounded amount at a time. `FORMAT_NAMES` is the one list of formats the API, the CLI and the console
-offer (docs/architecture.md, "The export file").
+The runner picks the format by the integration's `format`: its `rows` writer takes the window's Arrow
+batches (projected by the column plan, every value the CSV's text) and writes bytes to the block sink,
+a bounded amount at a time; its cuts (`FileFormat.begin`) say where the file's blocks may end and write
+its end (a gzip member's trailer, a Parquet footer). A new format is a module of both and one line in
+FORMATS. `FORMAT_NAMES` is the one list of formats the API, the CLI and the console offer
+(docs/architecture.md, "The export file").
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from ..plan import Selection
 from .base import DEFAULT_FORMAT, FileFormat, Format
 from .csv import CSV, CSV_GZ
 from .jsonl import JSONL_GZ
-from .parquet import PARQUET
+from .parquet_footer import PARQUET
 from .types import with_param_types
 
-FORMATS: dict[Format, FileFormat] = {f.name: f for f in (CSV, CSV_GZ, PARQUET, JSONL_GZ)}
-FORMAT_NAMES: tuple[str, ...] = tuple(f.value for f in Format)
+# The one registration of every format: its name is offered by the API, the CLI and the console from here.
+FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV, CSV_GZ, PARQUET, JSONL_GZ)}
+FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 
 
 def file_format(name: str) -> FileFormat:
     """The encoder of a format name (one of FORMAT_NAMES)."""
-    return FORMATS[Format(name)]
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"{name!r} is not a file format") from None
 
 
 def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, Any]]) -> Selection:

@@ -3,17 +3,22 @@
 RFC 1952 allows a file of several members, and every gzip reader (gzip, zcat, Python's gzip, pandas,
 DuckDB) reads their concatenation as one stream. A member holds no state of the one before, so a file
 whose members end exactly where its blocks may end can be continued (or written in parts) from any
-block: the runner (exporter/export/runner.py, `GzipMarks`) ends a member at the end of a segment once
-the member covers `MEMBER_SEGMENT_BYTES` of stored segments (`member_groups`) and, inside a segment, at
-the first row boundary after `MEMBER_BYTES` of compressed bytes.
+block: a gzip format's cuts (`GzipMarks`) end a member at the end of a segment once the member covers
+`MEMBER_SEGMENT_BYTES` of stored segments (`member_groups`) and, inside a segment, at the first slice
+of rows after `MEMBER_BYTES` of compressed bytes; a block ends only where a member does.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from ...errors import InternalError
+from ...ucd.reader import ReadPosition
+from ...ucd.segments import SegmentRef
+from ..blocks import SLICE_ROWS, AlignedBlocks
 from ..csv_writer import Writable
+from .base import FileCuts, FileStart, RowsOf, RowWriter
 
 GZIP_LEVEL = 6  # gzip's own default: the usual balance of size and speed
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer: mtime 0, no file name, so the bytes are deterministic
@@ -87,3 +92,59 @@ class GzipMembers:
         if compressed:
             self._inner.write(compressed)
             self.member_bytes += len(compressed)
+
+
+class GzipMarks(FileCuts):
+    """Where a gzip row format's blocks may end: only where a gzip member ends.
+
+    A member ends between two segments of different member groups (`member_groups`: once it covers
+    `MEMBER_SEGMENT_BYTES` of the window's stored segments) and, inside a segment, at a multiple of
+    SLICE_ROWS of its rows once `MEMBER_BYTES` of the member are compressed. Both depend on the
+    window's listing and the segments' rows alone, not on where this read began, where a block ended
+    or how the read batched a segment: an export continued from any block (a member end), and a part of
+    a split window (which begins where a group does, `part_starts`), write exactly the members of an
+    export in one go. A block ends at a member end once it holds block_bytes.
+    """
+
+    @staticmethod
+    def part_starts(segments: Sequence[SegmentRef]) -> list[int]:
+        """A part begins only where a member does (the groups of the same sizes), so it writes whole members."""
+        groups = member_groups(ref.size for ref in segments)
+        return [i for i in range(1, len(segments)) if groups[i] != groups[i - 1]]
+
+    def __init__(self, rows: RowsOf, start: FileStart):
+        super().__init__(rows, start)
+        segments = start.listing()  # the whole window's: a part's or a continuation's groups are a one-go export's
+        self._group = dict(zip([ref.path for ref in segments], member_groups(ref.size for ref in segments)))
+        self.members: GzipMembers | None = None
+
+    def writer(self, sink: AlignedBlocks) -> RowWriter:
+        self.members = GzipMembers(sink)
+        return self.rows(self.start.plan, self.start.types, self.members, self.start.header)
+
+    def segment_begins(self, segment: str, position: ReadPosition | None, rows: int) -> bool:
+        """Before a batch of `segment`: a member ends if a group began since the last; True if a block was cut."""
+        if position is None or self._group[position.segment] == self._group[segment]:
+            return False
+        self._members().end_member()
+        return self.sink.mark(position, rows)
+
+    def mark(self, position: ReadPosition, rows: int) -> bool:
+        """After a slice: True if a member, then a block, ended here."""
+        members = self._members()
+        if position.rows % SLICE_ROWS or members.member_bytes < MEMBER_BYTES:
+            return False
+        members.end_member()
+        return self.sink.mark(position, rows)
+
+    def finish(self, position: ReadPosition | None, rows: int) -> None:
+        members = self._members()
+        members.end_member()
+        if self.start.whole_window and self.sink.bytes_written == 0:
+            members.empty_member()  # a window without a byte (JSON Lines has no header) is still a gzip file
+        self.sink.finish(position, rows)
+
+    def _members(self) -> GzipMembers:
+        if self.members is None:
+            raise InternalError("a gzip file's members are marked before it is opened")
+        return self.members

@@ -8,6 +8,7 @@ import pyarrow.csv as pacsv
 from ..csv_writer import WRITE_OPTIONS, Writable
 from ..plan import ColumnPlan
 from .base import FileFormat, Format
+from .compress import GzipMarks
 from .types import ColumnTypes
 
 
@@ -27,4 +28,4 @@ class CsvRows:
 
 # Every value is written as its CSV text, so the types are not needed; gzip: `zcat` gives the CSV file.
 CSV = FileFormat(Format.CSV, typed=False, rows=CsvRows)
-CSV_GZ = FileFormat(Format.CSV_GZ, typed=False, rows=CsvRows, gzip=True)
+CSV_GZ = FileFormat(Format.CSV_GZ, typed=False, rows=CsvRows, cuts=GzipMarks)

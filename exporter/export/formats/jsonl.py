@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from ..csv_writer import Writable
 from ..plan import ColumnPlan
 from .base import FileFormat, Format
+from .compress import GzipMarks
 from .types import ARROW_TYPES, NUMERIC, ColumnTypes
 
 # JSON must escape the quote, the backslash and U+0000..U+001F; the short forms are json.dumps's own.
@@ -73,4 +74,4 @@ class JsonLines:
         pass
 
 
-JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, gzip=True)
+JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, cuts=GzipMarks)

@@ -7,7 +7,7 @@ group: a few MB); its bytes between the leading `PAR1` and its footer become the
 its footer's RowGroup, every file offset moved to where those bytes land (`shifted_row_group`), is kept
 for the file's footer. So the bytes of a row group depend on its rows alone, never on the bytes before
 it, and a file can be continued after any row group by another invocation that has the row groups'
-metadata so far (the runner keeps it durably, exporter/export/runner.py `ParquetFooter`).
+metadata so far (kept durably per block, formats/parquet_footer.py `ParquetFooter`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 from ..csv_writer import Writable
 from ..plan import ColumnPlan
 from . import thrift_compact as thrift
-from .base import FileFormat, Format
 from .types import ColumnTypes
 
 # Large enough for readers to scan and skip by group (DuckDB's own default is 122,880 rows), small
@@ -168,6 +167,3 @@ class ParquetRows:
     def _write(self, data: bytes | memoryview) -> None:
         self._sink.write(data)
         self.offset += len(data)
-
-
-PARQUET = FileFormat(Format.PARQUET, typed=True, rows=ParquetRows, row_groups=True)
