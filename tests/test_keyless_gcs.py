@@ -90,3 +90,26 @@ def test_keyless_gcs_bodies_are_checked(gctx, ctx, google, gcs_emulator, tag):
     assert both.status == 400 and both.body["error"]["field"].startswith("destination.")
     unconfigured = call(ctx, "integrations_verify", kit.body(), account=ACCOUNT)  # no platform identity set up
     assert unconfigured.status == 400 and unconfigured.body["error"]["field"] == "destination.service_account_key"
+
+
+def test_the_platforms_token_requests_are_not_under_the_egress_policy_but_the_endpoint_is(gctx, google, tag):
+    """The token exchange and the impersonation go to the operator's endpoints (here on loopback over http,
+    which the production policy would refuse for a customer's address); the customer's endpoint_url is still
+    checked and dialled at the address checked."""
+    from exporter import egress
+    from tests.egress_helpers import PUBLIC, strict
+
+    federation = google[0]
+    body = {
+        "type": "gcs",
+        "bucket": new_bucket_name(tag),
+        "prefix": "p/",
+        "endpoint_url": "https://files.customer.example",
+    }
+    with egress.using(strict({"files.customer.example": [[PUBLIC]]})) as policy:
+        answer = call(gctx, "integrations_verify", {**body, "impersonate": CUSTOMER_SA}, account=ACCOUNT)
+        inward = call(gctx, "integrations_verify", {**body, "endpoint_url": "https://127.0.0.1"}, account=ACCOUNT)
+    assert answer.status == 422 and "could not reach Cloud Storage" in answer.body["error"]["message"], answer.body
+    assert federation.exchanged and CUSTOMER_SA in [email for email, _ in federation.impersonated]
+    assert policy.connect.attempts == [(PUBLIC, 443)], "only the customer's endpoint, at the checked address"
+    assert (inward.status, inward.body["error"]["field"]) == (400, "destination.endpoint_url"), inward.body

@@ -15,14 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import egress
-from ..errors import (
-    ConfigurationError,
-    CredentialError,
-    DestinationError,
-    ExporterError,
-    InternalError,
-    TransientError,
-)
+from ..errors import ConfigurationError, CredentialError, DestinationError, ExporterError, InternalError, TransientError
 from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 if TYPE_CHECKING:
