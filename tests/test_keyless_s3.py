@@ -275,3 +275,36 @@ def integration_body_for_destination(destination):
     from tests.destination_helpers import integration_body
 
     return integration_body(destination)
+
+
+def test_sts_failures_are_worded_by_the_s3_error_map_without_the_servers_text():
+    """What STS says (its code, its message) is matched, never repeated; a bug of ours is not STS's failure."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from exporter.destinations.s3_errors import RoleNotAssumed, S3Errors
+    from exporter.errors import TransientError
+
+    errors = S3Errors("acme-exports", "us-east-1", None)
+    role, principal = "arn:aws:iam::123456789012:role/event-export", "arn:aws:iam::210987654321:user/platform"
+    for code, status, kind in [
+        ("AccessDenied", 403, CredentialError),
+        ("SomethingNew", 400, CredentialError),
+        ("Throttling", 400, TransientError),
+        ("Whatever", 503, TransientError),
+    ]:
+        answer = {
+            "Error": {"Code": code, "Message": "server-said-this"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        error = errors.classify(RoleNotAssumed(ClientError(answer, "AssumeRole"), role, "ext-123", principal))
+        assert isinstance(error, kind), (code, error)
+        assert (
+            code not in error.message and "server-said-this" not in error.message and str(status) not in error.message
+        )
+        if kind is CredentialError:
+            assert role in error.message and "ext-123" in error.message and principal in error.message
+    unreachable = RoleNotAssumed(
+        EndpointConnectionError(endpoint_url="https://sts.example"), role, "ext-123", principal
+    )
+    assert isinstance(errors.classify(unreachable), TransientError)
+    assert errors.classify(RoleNotAssumed(TypeError("ours"), role, "ext-123", principal)) is None, "a bug passes on"
