@@ -154,6 +154,7 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "members_add": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).add(r.params["account"], r.params["user"]),
     "members_remove": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).remove(r.params["account"], r.params["user"]),
     "members_history": _account_history,
+    "integrations_identity": lambda ctx, r: ctx.identity(r.params["account"]),
 }
 
 if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route

@@ -269,6 +269,18 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     route(
+        "account_identity",
+        "accounts/{account}/identity",
+        Operation(
+            "integrations_identity",
+            "GET",
+            "integrations identity",
+            "the platform's identity to grant instead of a key: the AWS principal and this account's "
+            "external id, the Google service account, the Entra application",
+            f"{CLI} integrations identity --account acme",
+        ),
+    ),
+    route(
         "members",
         "accounts/{account}/members",
         Operation(

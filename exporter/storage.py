@@ -24,6 +24,7 @@ MEMBERS_TABLE = "members"  # exporter/members.py
 DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
 HISTORY_TABLE = "history"  # exporter/history.py
 NOTIFY_ATTEMPTS_TABLE = "notifyattempts"  # exporter/notifications/attempts.py
+IDENTITIES_TABLE = "identities"  # exporter/identity.py: each account's AWS external id
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -36,6 +37,7 @@ ALL_TABLES = (
     DRAFTS_TABLE,
     HISTORY_TABLE,
     NOTIFY_ATTEMPTS_TABLE,
+    IDENTITIES_TABLE,
 )
 
 

@@ -74,6 +74,7 @@ CONTRACT = {
     ("PUT", "accounts/{account}/members/{user}", 200),
     ("DELETE", "accounts/{account}/members/{user}", 200),
     ("GET", "accounts/{account}/history", 200),
+    ("GET", "accounts/{account}/identity", 200),
 }
 
 
@@ -110,6 +111,7 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
         "integration_audit",
         "integration_notify_secret",
         "account_history",
+        "account_identity",
         "members",
         "member",
         "console_home",
@@ -137,8 +139,8 @@ def test_import_function_app_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
     assert (
-        functions == 5 + http_routes + 2 == 23
-    )  # two timers, three queues (jobs, poison, notifications), the API, the console
+        functions == 5 + http_routes + 2 == 24
+    )  # two timers, three queues (jobs, poison, notifications), the API's routes (the identity's too), the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

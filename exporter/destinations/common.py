@@ -47,6 +47,11 @@ class DestinationKind:
     from_secret: Callable[[str], dict[str, Any]]  # the secret text -> its credential fields (to merge an update)
     open: Callable[[str, str | None, str], Destination]  # (secret, container, prefix) -> a client
     shown: Callable[[str], dict[str, Any]]  # the stored masked credentials -> the fields the API shows
+    # KEYLESS HOOK (issue 24): a check across credential fields, e.g. S3's role or access key, not both.
+    check_together: Callable[[dict[str, Any], bool], None] | None = None  # (checked fields, partial)
+    # KEYLESS HOOK (issue 24): credential forms that exclude each other (a key, or keyless); an update giving
+    # one form's fields drops the other form's stored ones.
+    credential_forms: tuple[frozenset[str], ...] = ()
 
     @property
     def parameter_fields(self) -> frozenset[str]:
@@ -66,11 +71,27 @@ class DestinationKind:
             for name in self.required:
                 if checked.get(name) is None:
                     raise InputError("is required", field=f"destination.{name}")
+        if self.check_together is not None:  # KEYLESS HOOK (issue 24)
+            self.check_together(checked, partial)
         return checked
 
     def credentials(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """The credential fields among checked parameters."""
         return {k: v for k, v in parameters.items() if k in self.credential_checks}
+
+    def complete(self, given: Mapping[str, Any]) -> bool:
+        """Whether given credential fields are a whole credential (an update then opens no stored secret)."""
+        if not self.credential_forms:
+            return set(given) == set(self.credential_checks)
+        shared = set(self.credential_checks).difference(*self.credential_forms)
+        return any(shared | form <= set(given) for form in self.credential_forms)
+
+    def merged(self, stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """An update's credential fields over the stored ones; giving one form's fields drops the other forms'."""
+        other = {name for form in self.credential_forms if not form & set(given) for name in form}
+        if not any(form & set(given) for form in self.credential_forms):
+            other = set()  # only shared fields given (a region, an endpoint): the stored form stays
+        return {**{k: v for k, v in stored.items() if k not in other}, **given}
 
 
 def check_prefix(value: Any, field: str = "destination.prefix") -> str:

@@ -10,7 +10,7 @@ abandoned by a killed worker expires after a week, never visible. A split window
 the service's own storage and relayed into one session in order (exporter/jobs/relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
-exchanged at the key's `token_uri`. Every failure passes through the bucket's error map (gcs_errors.py),
+exchanged at the key's `token_uri`; or, without a key, the platform's own identity (keyless_gcs.py). Every failure passes through the bucket's error map (gcs_errors.py),
 and every connection (to the endpoint, the token_uri, an upload session's URL) through the egress
 policy (exporter/egress.py).
 """
@@ -44,6 +44,7 @@ from . import common
 from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
 from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
+from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
 ENDPOINT_FIELD = "destination.endpoint_url"
 CHUNK = 256 * 1024  # GCS: every chunk but the last is a multiple of this
@@ -64,8 +65,12 @@ def _verify_retry(*urls: str | None) -> Any:
     return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 
-def _transport(google: Any, guard: egress.Guard) -> Any:
-    """An authorized session whose every connection (token requests too) is pinned by the egress policy."""
+def _transport(google: Any, guard: egress.Guard, keyless: bool = False) -> Any:
+    """An authorized session whose every connection (token requests too) is pinned by the egress policy.
+
+    KEYLESS HOOK (issue 24): without a key, tokens come from the operator's endpoints (Google's STS and IAM
+    Credentials, the managed identity's endpoint on a link-local address), none a customer's: not pinned.
+    """
     from google.auth.transport.requests import AuthorizedSession, Request
 
     class TokenRequest(Request):
@@ -80,7 +85,7 @@ def _transport(google: Any, guard: egress.Guard) -> Any:
     class Session(egress.NoRedirects, AuthorizedSession):
         pass
 
-    token_request = TokenRequest(egress.pinned_session(guard))
+    token_request = Request() if keyless else TokenRequest(egress.pinned_session(guard))
     return egress.pin_session(Session(google, auth_request=token_request), guard)
 
 
@@ -119,12 +124,12 @@ class GcsDestination:
         self.errors = GcsErrors(self.bucket, credentials.endpoint_url)
         from google.cloud import storage
 
-        token_uri = credentials.service_account_key["token_uri"]
+        token_uri = credentials.token_uri  # None without a key (KEYLESS HOOK, issue 24)
         self._guard = egress.guard(ENDPOINT_FIELD, **{ENDPOINT_FIELD: credentials.endpoint_url, TOKEN_FIELD: token_uri})
         self._google = credentials.google_credentials()
-        self._http = _transport(self._google, self._guard)
+        self._http = _transport(self._google, self._guard, keyless=token_uri is None)
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
-        project = credentials.service_account_key.get("project_id") or "<none>"
+        project = (credentials.service_account_key or {}).get("project_id") or "<none>"
         self.client = storage.Client(
             project=project, credentials=self._google, client_options=options, _http=self._http
         )
@@ -154,10 +159,11 @@ class GcsDestination:
         policy = self._guard.policy
         if self.credentials.endpoint_url:
             policy.check_url(self.credentials.endpoint_url, ENDPOINT_FIELD)
-        policy.check_url(self.credentials.service_account_key["token_uri"], TOKEN_FIELD)
+        if self.credentials.token_uri:  # none without a key (KEYLESS HOOK, issue 24)
+            policy.check_url(self.credentials.token_uri, TOKEN_FIELD)
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
-        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.service_account_key["token_uri"])
+        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.token_uri)
         with self.errors.mapped("write", verifying=True):
             blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
         with self.errors.mapped("delete", verifying=True):
@@ -399,5 +405,7 @@ KIND = DestinationKind(
     to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: GcsDestination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # the masked client email, the endpoint
+    shown=json.loads,  # the masked client email (or whom to impersonate), the endpoint
+    check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"service_account_key"}), frozenset({"impersonate"})),
 )

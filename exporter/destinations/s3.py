@@ -47,6 +47,7 @@ from .common import (
     refusal_in,
     translated,
 )
+from .keyless_s3 import check_either, role_credentials  # KEYLESS HOOK (issue 24)
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
 from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
 
@@ -115,7 +116,7 @@ class _Upload(Upload):
 
 
 class S3Destination:
-    """A customer's bucket, reached with their access key (implements exporter.export.destination.Destination)."""
+    """A customer's bucket, reached with their access key or their role (implements exporter.export.destination.Destination)."""
 
     def __init__(self, credentials: S3Credentials, bucket: str, prefix: str):
         self.credentials = credentials
@@ -146,13 +147,19 @@ class S3Destination:
             user_agent_extra="event-export",
             proxies={},  # a customer's endpoint is dialled directly, at the address the egress policy checked
         )
-        client = _new_client(
-            region_name=creds.region,
-            endpoint_url=creds.endpoint_url,
-            config=config,
-            aws_access_key_id=creds.access_key_id,
-            aws_secret_access_key=creds.secret_access_key,
-        )
+        keys: dict[str, Any] = {
+            "aws_access_key_id": creds.access_key_id,
+            "aws_secret_access_key": creds.secret_access_key,
+        }
+        if creds.role_arn:  # KEYLESS HOOK (issue 24): the role's session credentials, assumed when opened
+            with self.errors.mapped("assume"):  # STS is the operator's endpoint, not the customer's: not pinned
+                assumed = role_credentials(creds.role_arn, creds.region)
+            keys = {
+                "aws_access_key_id": assumed.access_key_id,
+                "aws_secret_access_key": assumed.secret_access_key,
+                "aws_session_token": assumed.session_token,
+            }
+        client = _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config, **keys)
         if creds.endpoint_url:
             # botocore's region redirector answers a redirect by asking the same server again, and again: with a
             # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
@@ -363,5 +370,7 @@ KIND = DestinationKind(
     to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # region, the masked key id, the endpoint
+    shown=json.loads,  # region, the masked key id (or the role), the endpoint
+    check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"access_key_id", "secret_access_key"}), frozenset({"role_arn"})),
 )

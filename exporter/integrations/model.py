@@ -274,8 +274,8 @@ class DestinationRequest:
         kind = destination_kind(stored.type)
         parameters = kind.check(self.parameters, partial=True)  # refuses another type's fields
         given = kind.credentials(parameters)
-        if set(given) != set(kind.credential_checks):  # a part of the credentials: the rest stays
-            given = {**kind.from_secret(open_secret(stored.sealed_secret)), **given}
+        if not kind.complete(given):  # a part of the credentials: the rest stays (KEYLESS HOOK: per form)
+            given = kind.merged(kind.from_secret(open_secret(stored.sealed_secret)), given)
         container = parameters.get(kind.container_field)
         return DestinationParams(
             type=stored.type,

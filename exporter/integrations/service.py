@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
 from ..history import INTEGRATION, Entry, HistoryRepo, history_json
+from ..identity import Opening, opening_for
 from ..notifications import NotifyConfig, NotifyRequest, new_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
@@ -47,6 +49,7 @@ class IntegrationService:
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
         catalog: Callable[[str], dict[str, Any]] | None = None,
+        opening: Callable[[str, str], Opening] | None = None,
     ):
         self.repo = repo
         self.runs_repo = runs
@@ -55,6 +58,7 @@ class IntegrationService:
         self.clock = clock
         self.open_destination = open_destination
         self.on_recovered: Callable[[Integration], None] | None = None  # a notification (exporter/notifications)
+        self.opening = opening  # (account, session) -> on whose behalf a destination is opened (keyless ones need it)
         self.catalog = (
             catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
         )
@@ -66,14 +70,19 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        return self._verified(parse_destination(body, partial=False).complete(), seal=False)[1]
+        return self._verified(account, parse_destination(body, partial=False).complete(), seal=False)[1]
 
-    def _verified(self, destination: DestinationParams, seal: bool = True) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(
+        self, account: str, destination: DestinationParams, seal: bool = True
+    ) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         # Sealed first: without a usable EXPORT_SECRET_KEY a create or update fails before writing a test file.
         sealed_secret = self.secrets.seal(destination.secret) if seal else ""
-        client = self.open_destination(destination.type, destination.secret, destination.container, destination.prefix)
-        verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
+        with self._opening(account):
+            client = self.open_destination(
+                destination.type, destination.secret, destination.container, destination.prefix
+            )
+            verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
         sealed = DestinationConfig(
             type=destination.type,
@@ -83,6 +92,10 @@ class IntegrationService:
             masked=info.masked,
         )
         return sealed, verification.to_json()
+
+    def _opening(self, account: str) -> contextlib.AbstractContextManager[object]:
+        """A verification's destination is opened for the account, in a session named `verify`."""
+        return opening_for(self.opening(account, "verify")) if self.opening else contextlib.nullcontext()
 
     # ------------------------------------------------------------- create / read
 
@@ -96,7 +109,7 @@ class IntegrationService:
         changes = parse_body(body, partial=False)
         events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
         check_columns(events, attributes)
-        destination, verification = self._verified(_given(changes.destination, "destination").complete())
+        destination, verification = self._verified(account, _given(changes.destination, "destination").complete())
         notify, notify_secret = self._notify(None, changes.notify)
         now = self.clock.now()
         integration = Integration(
@@ -226,7 +239,7 @@ class IntegrationService:
         destination, verification = None, None
         if changes.destination is not None:
             destination, verification = self._verified(
-                changes.destination.filled_from(current.destination, self.secrets.open)
+                account, changes.destination.filled_from(current.destination, self.secrets.open)
             )
         extra = {"verification": verification} if verification else {}
         notify, notify_secret = self._notify(current.notify, changes.notify)
