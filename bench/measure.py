@@ -31,7 +31,7 @@ from exporter.export import runner
 from exporter.export.csv_writer import BLOCK_BYTES
 from exporter.jobs import ExportJob, process_job
 from exporter.settings import Settings
-from exporter.storage import BLOB_CONNECTIONS, pooled_transport
+from exporter.storage import BLOB_CONNECTIONS, STORAGE_SDK_TRANSPORT, pooled_transport
 from exporter.ucd import reader as ucd_reader
 from exporter.ucd.claims import claim_partition
 from exporter.ucd.segments import FIXED_COLUMNS, segment_batches
@@ -140,7 +140,8 @@ def _download_all(container, paths: list[str], prefetch: int) -> int:
 
 def _blob_service(spec: dict[str, Any]) -> BlobServiceClient:
     """A client of the bench's Azurite with the app's own transport (its pool sized as the app sizes it)."""
-    return BlobServiceClient.from_connection_string(spec["connection"], transport=pooled_transport(BLOB_CONNECTIONS))
+    transport = pooled_transport(BLOB_CONNECTIONS, **STORAGE_SDK_TRANSPORT)
+    return BlobServiceClient.from_connection_string(spec["connection"], transport=transport)
 
 
 def _upload(container, name: str, payload: memoryview, block_bytes: int, in_flight: int) -> None:

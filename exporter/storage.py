@@ -37,6 +37,9 @@ TABLE_CONNECTIONS = 80
 # the worker lists on 8 threads, a split part stages 4 blocks at once; four jobs at once fit.
 BLOB_CONNECTIONS = 64
 QUEUE_CONNECTIONS = 16  # a message sent or deleted per job or part, a few at once
+# What the blob and queue SDKs give the transport they build (their _shared/constants.py), and not one passed
+# in: without it a download is read 4 KiB at a time (azure-core's default), twice the CPU, with 300 s timeouts.
+STORAGE_SDK_TRANSPORT = {"connection_timeout": 20, "read_timeout": 60, "connection_data_block_size": 256 * 1024}
 
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
@@ -75,8 +78,9 @@ class Storage:
 
     def _connect(self) -> None:
         settings = self.settings
-        blobs, tables = pooled_transport(BLOB_CONNECTIONS), pooled_transport(TABLE_CONNECTIONS)
-        queues = pooled_transport(QUEUE_CONNECTIONS)  # shared by the queues' clients, one per queue
+        blobs = pooled_transport(BLOB_CONNECTIONS, **STORAGE_SDK_TRANSPORT)
+        tables = pooled_transport(TABLE_CONNECTIONS)  # the tables SDK builds azure-core's default transport
+        queues = pooled_transport(QUEUE_CONNECTIONS, **STORAGE_SDK_TRANSPORT)  # shared by the queues' clients
         if settings.storage_connection:
             conn = settings.storage_connection
             self.blobs = BlobServiceClient.from_connection_string(conn, transport=blobs)
@@ -138,12 +142,12 @@ class Storage:
         return self
 
 
-def pooled_transport(connections: int) -> RequestsTransport:
+def pooled_transport(connections: int, **options: int) -> RequestsTransport:
     """azure-core's requests transport with a pool of `connections` per host (requests keeps 10).
 
     Built as azure-core builds its own session (no urllib3 retries: the SDK's retry policy retries), with
     the pool sized; the transport does not own the session, so closing a client never swaps in a
-    default-sized one.
+    default-sized one. `options`: the transport's timeouts and read block size (azure-core's names).
     """
     session = requests.Session()
     adapter = HTTPAdapter(
@@ -153,7 +157,7 @@ def pooled_transport(connections: int) -> RequestsTransport:
     )
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=False)
+    return RequestsTransport(session=session, session_owner=False, **options)
 
 
 def _setting(settings: Settings) -> str:

@@ -59,3 +59,22 @@ def test_a_pooled_transport_keeps_its_size_after_a_client_is_closed(azurite_conn
         list(client.list_containers())
     assert transport.session is not None  # not owned: closing a client does not drop it for a default one
     assert {a._pool_maxsize for a in transport.session.adapters.values()} == {connections}
+
+
+def test_the_transports_are_configured_as_the_sdks_configure_their_own(ctx, azurite_connection):
+    """A transport passed in gets none of the SDK's settings: timeouts and read block size are given as theirs."""
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
+
+    def config(client) -> tuple:
+        c = client._client._client._pipeline._transport
+        c = getattr(c, "_transport", c).connection_config
+        return (c.timeout, c.read_timeout, c.data_block_size)
+
+    sdk_blob = BlobServiceClient.from_connection_string(azurite_connection).get_container_client("x")
+    sdk_queue = QueueClient.from_connection_string(azurite_connection, "x")
+    sdk_table = TableServiceClient.from_connection_string(azurite_connection).get_table_client("x")
+    assert config(ctx.storage.ucd_container()) == config(sdk_blob)
+    assert config(ctx.storage.queue()) == config(sdk_queue)
+    assert config(ctx.storage.table(storage.RUNS_TABLE)) == config(sdk_table)
