@@ -554,10 +554,6 @@ def add_big_parquet_ratios(r: dict[str, Any]) -> None:
     targets["large window, Parquet: resumed is the same bytes"] = resumed["sha256"] == once["sha256"]
 
 
-def once_gcs_rows(r: dict[str, Any]) -> int:
-    return r["big_export_once_gcs"]["rows"]
-
-
 def report_big_window(r: dict[str, Any]) -> None:
     if "big_export_once" not in r:
         return
@@ -584,7 +580,12 @@ def report_big_window(r: dict[str, Any]) -> None:
         print(_row("GCS: export in one invocation", r["big_export_once_gcs"]))
         print(_row("GCS: in 4 parts by 2 processes, relayed", r["big_export_split_gcs"]))
         relayed = r["big_export_split_gcs"]
-        print(_row("GCS: I/O floor (download || GCS upload)", {**r["io_floor_big_gcs"], "rows": once_gcs_rows(r)}))
+        print(
+            _row(
+                "GCS: I/O floor (download || GCS upload)",
+                {**r["io_floor_big_gcs"], "rows": r["big_export_once_gcs"]["rows"]},
+            )
+        )
         print(f"  GCS one invocation / its floor (time)   {ra['big_gcs_once_over_floor_time']:.2f}   target <= 1.15")
         print(f"  GCS split / GCS one invocation (time)   {ra['big_gcs_split_over_once_time']:.2f}")
         print(
