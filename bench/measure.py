@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sys
 import threading
 import time
@@ -574,6 +575,9 @@ def _tune(spec: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # Warnings to stderr, where the bench counts urllib3's "Connection pool is full" (urllib3's own
+    # NullHandler would otherwise swallow them, there being no handler on the root logger).
+    logging.basicConfig(level=logging.WARNING)
     spec = json.loads(Path(argv[0]).read_text())
     _tune(spec)
     result = KINDS[spec["kind"]](spec)
