@@ -19,7 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_fleet_bench_short_form_writes_its_targets(tmp_path):
     out = tmp_path / "fleet.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.fleet", "--sizes", "150,300", "--due", "10", "--burst", "60", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.fleet",
+            "--sizes",
+            "150,300",
+            "--due",
+            "10",
+            "--burst",
+            "60",
+            "--burst-size",
+            "300",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
