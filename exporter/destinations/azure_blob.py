@@ -24,7 +24,7 @@ from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, Up
 from ..export.naming import join_prefix
 from ..validation import check_text
 from .azure_errors import FIELD, AzureErrors, is_permission_refusal
-from .common import DestinationKind
+from .common import DestinationKind, Form
 
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -280,4 +280,12 @@ KIND = DestinationKind(
     from_secret=lambda secret: {"connection_string": secret},
     open=AzureBlobDestination,
     shown=lambda masked: {"connection_string": masked},
+    form=Form(
+        "Microsoft Azure Blob Storage",
+        {"connection_string": "Connection String", "container": "Container Name"},
+        secret=frozenset({"connection_string"}),
+        hints={"connection_string": "From the storage account's Access keys page, or a SAS connection string."},
+        prefix_label="Blob Path Prefix",
+    ),
+    local="exporter.local.kinds:AZURE_BLOB",
 )

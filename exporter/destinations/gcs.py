@@ -365,4 +365,15 @@ KIND = DestinationKind(
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: GcsDestination.from_secret(secret, bucket or "", prefix),
     shown=json.loads,  # the masked client email, the endpoint
+    form=common.Form(
+        "Google Cloud Storage",
+        {"bucket": "Bucket Name", "service_account_key": "Service Account Key (JSON)", "endpoint_url": "Endpoint URL"},
+        secret=frozenset({"service_account_key"}),
+        json=frozenset({"service_account_key"}),
+        hints={
+            "service_account_key": "Paste the whole JSON key file of the service account.",
+            "endpoint_url": common.ENDPOINT_HINT,
+        },
+    ),
+    local="exporter.local.kinds:GCS",
 )

@@ -28,10 +28,12 @@ from ..export.naming import join_prefix
 from .common import (
     CONTENT_TYPE,
     DELETE_NOTE,
+    ENDPOINT_HINT,
     REDIRECTS,
     VERIFY_CONTENT,
     Classify,
     DestinationKind,
+    Form,
     Upload,
     Uploads,
     record_failure,
@@ -335,4 +337,17 @@ KIND = DestinationKind(
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
     shown=json.loads,  # region, the masked key id, the endpoint
+    form=Form(
+        "Amazon S3",
+        {
+            "bucket": "Bucket Name",
+            "region": "Region",
+            "access_key_id": "Access Key ID",
+            "secret_access_key": "Secret Access Key",
+            "endpoint_url": "Endpoint URL",
+        },
+        secret=frozenset({"access_key_id", "secret_access_key"}),  # the API masks the key id too
+        hints={"endpoint_url": ENDPOINT_HINT},
+    ),
+    local="exporter.local.kinds:S3",
 )
