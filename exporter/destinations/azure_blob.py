@@ -287,5 +287,5 @@ KIND = DestinationKind(
         hints={"connection_string": "From the storage account's Access keys page, or a SAS connection string."},
         prefix_label="Blob Path Prefix",
     ),
-    local="exporter.local.kinds:AZURE_BLOB",
+    local="exporter.local.demotargets:AZURE_BLOB",
 )

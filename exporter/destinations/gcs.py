@@ -375,5 +375,5 @@ KIND = DestinationKind(
             "endpoint_url": common.ENDPOINT_HINT,
         },
     ),
-    local="exporter.local.kinds:GCS",
+    local="exporter.local.demotargets:GCS",
 )

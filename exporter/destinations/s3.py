@@ -349,5 +349,5 @@ KIND = DestinationKind(
         secret=frozenset({"access_key_id", "secret_access_key"}),  # the API masks the key id too
         hints={"endpoint_url": ENDPOINT_HINT},
     ),
-    local="exporter.local.kinds:S3",
+    local="exporter.local.demotargets:S3",
 )

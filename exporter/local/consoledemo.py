@@ -33,7 +33,7 @@ from ..secrets import new_key
 from ..settings import Settings
 from .cloudservers import _stop
 from .demo import ACCOUNT, sample_hour
-from .demotargets import DemoTarget, open_target
+from .demotargets import DemoTarget, open_demo_target
 from .devstorage import free_port, start_azurite
 
 USER = "demo@example.com"
@@ -81,7 +81,7 @@ def run_console_demo(port: int = 7071, users: int = 60) -> int:
         stops.append(azurite.stop)
         targets = []
         for kind in destination_types():
-            target = open_target(kind, azurite.connection_string)
+            target = open_demo_target(kind, azurite.connection_string)
             stops.append(target.stop)
             targets.append(target)
         env = serve_environment(azurite.connection_string, new_key())
