@@ -20,6 +20,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 
 from .. import egress
 from ..errors import CredentialError, InputError
+from ..export import destination as protocol
 from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from ..validation import check_text
@@ -251,13 +252,14 @@ class AzureBlobDestination:
     def begin_split(self, path: str) -> UploadState | None:
         return UploadState()  # the parts' block ids are the names
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
+    def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages into the file itself, under block ids of its own range."""
-        return PartPlacement(path, part * PART_STRIDE)
+        return PartPlacement(split.path, part * PART_STRIDE)
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+    def commit_parts(self, split: protocol.SplitFile, parts: Sequence[protocol.StagedPart]) -> bool:
         """One commit of every part's blocks, in order (a repeated commit lists the same, now committed, blocks)."""
-        self._commit(path, [p * PART_STRIDE + j for p, count in enumerate(blocks) for j in range(count)])
+        self._commit(split.path, [p * PART_STRIDE + j for p, part in enumerate(parts) for j in range(part.blocks)])
+        return True
 
 
 def _check_connection_string(value: Any, field: str = FIELD) -> str:

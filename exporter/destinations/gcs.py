@@ -7,7 +7,7 @@ of a block (< 256 KiB) is carried into the next chunk. The commit sends the last
 total size, which finalizes the object: nothing is visible under its name before (docs/invariants.md,
 I4). A failure, or an export that gives up (`abandon_blocks`), cancels the session; a session
 abandoned by a killed worker expires after a week, never visible. A split window's parts are staged in
-the service's own storage and relayed into one session in order (exporter/jobs/relay.py).
+the service's own storage and relayed into one session in order (gcs_relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
 exchanged at the key's `token_uri`. Every failure passes through the bucket's error map (gcs_errors.py),
@@ -29,12 +29,14 @@ import requests
 
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
+from ..export import destination as protocol
 from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
 from ..export.naming import join_prefix
 from . import common
 from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
 from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
+from .gcs_relay import relay
 
 ENDPOINT_FIELD = "destination.endpoint_url"
 CHUNK = 256 * 1024  # GCS: every chunk but the last is a multiple of this
@@ -264,16 +266,18 @@ class GcsDestination:
     # -------------------------------------------------------------- split windows
 
     def begin_split(self, path: str) -> UploadState | None:
-        """Nothing to open yet: the session is opened by the relay, the first block it sends (exporter/jobs/relay.py)."""
+        """Nothing to open yet: the session is opened by the relay, the first block it sends (gcs_relay.py)."""
         return UploadState()
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
+    def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages in the service's own storage: a session takes bytes only in order, and joining
         objects (compose) needs more than the objects.create a customer grants."""
-        return PartPlacement(path, 0, relayed=True)
+        return PartPlacement(split.staged(part), 0, own_object=True, staging=split.staging)
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
-        raise InternalError("the parts of a GCS file are relayed into its session, not committed in place")
+    def commit_parts(self, split: protocol.SplitFile, parts: Sequence[protocol.StagedPart]) -> bool:
+        """Relay the staged parts, in order, into the file's session; False: time ran out (a follow-up continues)."""
+        sources = [(split.staged(p), part.bytes) for p, part in enumerate(parts)]
+        return relay(split.staging, self, split.path, sources, split.joining, split.out_of_time)
 
     # -------------------------------------------------------------- the chunk protocol
 
