@@ -48,6 +48,12 @@ def export_poison(message: func.QueueMessage) -> None:
     triggers.on_poison(message)
 
 
+@app.queue_trigger(arg_name="message", queue_name=QUEUE + "-notify", connection=STORAGE)
+def export_notify(message: func.QueueMessage) -> None:
+    """Send one notification to the integration's url (signed); retried with backoff for 24 hours."""
+    triggers.on_notification(message)
+
+
 def http_function(route: routes.Route):
     """The handler of one route template; the host passes the request as `req` (the route's arg_name)."""
 

@@ -79,6 +79,7 @@ class Runner:
         self.spec = spec
         self.workdir = workdir
         self.count = 0
+        self.pool_warnings = 0  # "Connection pool is full" in every measurement process of the run
 
     def run(self, kind: str, repeat: int = 1, **extra: Any) -> dict[str, Any]:
         best: dict[str, Any] | None = None
@@ -97,14 +98,22 @@ class Runner:
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"measurement {kind} failed (exit {proc.returncode})")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        # urllib3 logs these at WARNING (to stderr, with no logging set up): a client's pool smaller than its threads.
+        result["pool_warnings"] = proc.stderr.count(POOL_WARNING)
+        self.pool_warnings += result["pool_warnings"]
+        return result
+
+
+POOL_WARNING = "Connection pool is full"
 
 
 def faster(best: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
-    """The faster of two runs of one measurement, with the higher peak RSS of the two."""
+    """The faster of two runs of one measurement, with the higher peak RSS and the pool warnings of both."""
     peak = max(result.get("peak_rss_mb", 0.0), (best or {}).get("peak_rss_mb", 0.0))
+    warnings = result.get("pool_warnings", 0) + (best or {}).get("pool_warnings", 0)
     chosen = result if best is None or result["seconds"] < best["seconds"] else best
-    return {**chosen, "peak_rss_mb": peak}
+    return {**chosen, "peak_rss_mb": peak, "pool_warnings": warnings}
 
 
 def sha256_of(service: BlobServiceClient, container: str, name: str) -> str:
@@ -201,6 +210,7 @@ def _bench(args: argparse.Namespace, connection: str, out: Path, server_pid: int
     assert export1 is not None and floor is not None
     results["export_1h"], results["io_floor"] = export1, floor
     export1["sha256"] = sha256_of(service, spec["out_container"], export1["file"])
+    step("start_cost", "export", frequency_hours=1, empty=True)
     if not args.skip_naive:
         step("naive", "naive", frequency_hours=1)
     step("window_read", "window_read", frequency_hours=1)
@@ -234,10 +244,13 @@ def _bench(args: argparse.Namespace, connection: str, out: Path, server_pid: int
     results["format_ratios"] = formats.format_ratios(results)
     add_cloud_ratios(results)
     add_big_window_ratios(results)
+    results["pool_warnings"] = runner.pool_warnings
+    results["targets"] = issue_targets(results)
     report(results)
     report_cloud(results)
     report_big_window(results)
     formats.report_formats(results)
+    report_issue_targets(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
@@ -297,6 +310,7 @@ def report(r: dict[str, Any]) -> None:
         f"   Azurite's own CPU: {r['export_1h'].get('server_cpu_seconds', 0):.2f} s in the export, "
         f"{f.get('server_cpu_seconds', 0):.2f} s in the floor (the two share the machine's {os.cpu_count()} cores)"
     )
+    print(_row("   start cost: an empty window (header only)", r.get("start_cost")))
     print(_row("3. naive (pyarrow rows + csv module)", r.get("naive")))
     print(_row("4. export, 1 h window, store with 4x hours", r.get("export_1h_store_4x")))
     print(_row("5. export, 2 h window (frequency 2)", r["export_2h"]))
@@ -417,6 +431,7 @@ def cloud_rows(args: argparse.Namespace, connection: str, step, results: dict[st
             r["sha256"] = hashlib.sha256(target.read(r["file"])).hexdigest()
             r["same_bytes_as_azure"] = r["sha256"] == results["export_1h"]["sha256"]
             step(f"io_floor_{kind}", "io_floor_cloud", frequency_hours=1, csv_bytes=r["bytes"], destination=destination)
+            step(f"start_cost_{kind}", "export", frequency_hours=1, destination=destination, empty=True)
         finally:
             target.stop()
 
@@ -445,6 +460,7 @@ def report_cloud(r: dict[str, Any]) -> None:
         export, floor = r[f"export_1h_{kind}"], r[f"io_floor_{kind}"]
         print(_row(f"export, 1 h window -> {CLOUD_LABELS[kind]}", export))
         print(_row(f"I/O floor (download || {kind} upload)", {**floor, "rows": export["rows"]}))
+        print(_row(f"start cost: an empty window -> {kind}", r.get(f"start_cost_{kind}")))
         print(
             f"   upload only: {floor['upload_seconds']:.2f} s; export / floor {r['ratios'][f'{kind}_export_over_floor_time']:.2f} "
             f"(target <= 1.25); same bytes as Azure: {export['same_bytes_as_azure']}"
@@ -485,6 +501,15 @@ def big_window_gcs_rows(storage: Storage, step, workdir: Path) -> None:
     try:
         spec = {"big_account": BIG_ACCOUNT, "destination": target.body}
         once = step("big_export_once_gcs", "big_export_once", **spec)
+        big = {"account": BIG_ACCOUNT, "window_start": data.T0.isoformat(), "frequency_hours": 1}
+        step(
+            "io_floor_big_gcs",
+            "io_floor_cloud",
+            **big,
+            csv_bytes=once["bytes"],
+            destination=target.body,
+            floor_only=True,
+        )
         split = step("big_export_split_gcs", "big_export_split", **spec, parts=4, workers=2, workdir=str(workdir))
         for r in (once, split):
             r["sha256"] = hashlib.sha256(target.read(r["file"])).hexdigest()
@@ -510,6 +535,7 @@ def add_big_window_ratios(r: dict[str, Any]) -> None:
     if "big_export_split_gcs" in r:
         gcs_once, gcs_split = r["big_export_once_gcs"], r["big_export_split_gcs"]
         ra["big_gcs_split_over_once_time"] = gcs_split["seconds"] / gcs_once["seconds"]
+        ra["big_gcs_once_over_floor_time"] = gcs_once["seconds"] / r["io_floor_big_gcs"]["seconds"]
         targets["large window: GCS split (relayed) is the same bytes"] = (
             gcs_split["sha256"] == gcs_once["sha256"] == once["sha256"]
         )
@@ -554,6 +580,13 @@ def report_big_window(r: dict[str, Any]) -> None:
         print(_row("GCS: export in one invocation", r["big_export_once_gcs"]))
         print(_row("GCS: in 4 parts by 2 processes, relayed", r["big_export_split_gcs"]))
         relayed = r["big_export_split_gcs"]
+        print(
+            _row(
+                "GCS: I/O floor (download || GCS upload)",
+                {**r["io_floor_big_gcs"], "rows": r["big_export_once_gcs"]["rows"]},
+            )
+        )
+        print(f"  GCS one invocation / its floor (time)   {ra['big_gcs_once_over_floor_time']:.2f}   target <= 1.15")
         print(f"  GCS split / GCS one invocation (time)   {ra['big_gcs_split_over_once_time']:.2f}")
         print(
             f"   of which the relay: {relayed['relay_seconds']:.2f} s "
@@ -563,6 +596,66 @@ def report_big_window(r: dict[str, Any]) -> None:
     for name, ok in ra["targets"].items():
         if name.startswith("large window"):
             print(f"  [{'met' if ok else 'NOT met'}] {name}")
+
+
+# ---------------------------------------------------------------- issue #27: every target that is a row
+
+# (name, ratio or figure, limit, measured by the branch `perf`: the read path, the pools, the new rows)
+ISSUE_TARGETS: list[tuple[str, str, float, bool]] = [
+    ("Azure export / its I/O floor, 1 h window <= 1.15", "ratios.export_over_floor_time", 1.15, False),
+    ("S3 export / its I/O floor <= 1.15", "ratios.s3_export_over_floor_time", 1.15, False),
+    ("GCS export / its I/O floor, 1 h window <= 1.15", "ratios.gcs_export_over_floor_time", 1.15, False),
+    ("GCS, 10 x window in one invocation / its I/O floor <= 1.15", "ratios.big_gcs_once_over_floor_time", 1.15, True),
+    ("GCS, 10 x window in one invocation: peak RSS <= 300 MB", "big_export_once_gcs.peak_rss_mb", 300, False),
+    ("GCS, 10 x window split in 4 parts / one invocation <= 1.3", "ratios.big_gcs_split_over_once_time", 1.3, False),
+    ("Parquet, 10 x window resumed / one invocation <= 1.15", "ratios.big_parquet_resumed_over_once_time", 1.15, False),
+    ("resumed 10 x window peak RSS / one invocation <= 1.1", "ratios.big_resumed_over_once_rss", 1.1, False),
+    ("read_window / download of its segments <= 1.3", "ratios.read_window_over_download_time", 1.3, True),
+    ("'Connection pool is full' warnings in a bench run: 0", "pool_warnings", 0, True),
+    ("upsert <= 1.25 x its write floor", "ratios.upsert_over_floor_time", 1.25, False),
+    ("resend <= 1.0 x first send", "ratios.resend_over_first_time", 1.0, False),
+    ("10 x window over >= 5 invocations <= 1.15 x one", "ratios.big_resumed_over_once_time", 1.15, False),
+    ("2 h / 1 h window RSS <= 1.15", "ratios.window2h_over_1h_rss", 1.15, False),
+]
+# Rows without a limit: the job's fixed start cost (an empty window, header only) per destination type.
+START_COST_ROWS = ("start_cost", "start_cost_s3", "start_cost_gcs")
+
+
+def _figure(r: dict[str, Any], path: str) -> float | None:
+    value: Any = r
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value)
+
+
+def issue_targets(r: dict[str, Any]) -> dict[str, Any]:
+    """Each target of issue #27 that exists as a row: its figure in this run (None: the row was skipped)."""
+    if "big_export_once" in r:
+        r["ratios"]["big_resumed_over_once_rss"] = (
+            r["big_export_resumed"]["peak_rss_mb"] / r["big_export_once"]["peak_rss_mb"]
+        )
+    out: dict[str, Any] = {}
+    for name, path, limit, this_branch in ISSUE_TARGETS:
+        value = _figure(r, path)
+        met = None if value is None else value <= limit
+        out[name] = {"figure": path, "value": value, "limit": limit, "met": met, "measured_on_branch_perf": this_branch}
+    out["start cost (empty window, header only), seconds"] = {
+        row: r[row]["seconds"] for row in START_COST_ROWS if row in r
+    }
+    return out
+
+
+def report_issue_targets(r: dict[str, Any]) -> None:
+    print("\nissue #27 targets (skipped rows: -)")
+    for name, t in r["targets"].items():
+        if "limit" not in t:
+            print(f"  {name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
+            continue
+        verdict = "-" if t["met"] is None else "met" if t["met"] else "NOT met"
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        print(f"  [{verdict}] {name}: {value}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from . import access, routes
+from .audit import audit_delivery
 from .context import Context
 from .errors import (
     ConfigurationError,
@@ -140,6 +141,12 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "integrations_delete": lambda ctx, r: ctx.integrations.delete(r.params["account"], r.params["id"]),
     "integrations_runs": lambda ctx, r: ctx.integrations.runs(r.params["account"], r.params["id"], _limit(r)),
     "integrations_history": lambda ctx, r: ctx.integrations.history(r.params["account"], r.params["id"], _limit(r)),
+    "integrations_audit": lambda ctx, r: audit_delivery(
+        ctx, r.params["account"], r.params["id"], r.query.get("from"), r.query.get("to")
+    ),
+    "integrations_rotate_notify_secret": lambda ctx, r: ctx.integrations.rotate_notify_secret(
+        r.params["account"], r.params["id"]
+    ),
     "integrations_replay": lambda ctx, r: replay_window(
         ctx, r.params["account"], r.params["id"], check_fields(r.json(), {"start"}, "body").get("start")
     ),
@@ -147,6 +154,7 @@ OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
     "members_add": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).add(r.params["account"], r.params["user"]),
     "members_remove": lambda ctx, r: MemberRepo(ctx.storage, ctx.clock).remove(r.params["account"], r.params["user"]),
     "members_history": _account_history,
+    "integrations_identity": lambda ctx, r: ctx.identity(r.params["account"]),
 }
 
 if set(OPERATIONS) != set(routes.OPERATIONS):  # a route without code, or code without a route

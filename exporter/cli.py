@@ -328,6 +328,11 @@ def _run(args) -> int:
         _print(sweep(ctx).to_json())
         return 0
     operation = routes.OPERATIONS[args.operation]
+    if operation.name == "integrations_audit":  # a long audit shows the bytes read so far
+        from .audit import show_progress
+        from .local.progress import Progress
+
+        show_progress(lambda total: Progress("checking delivery (bytes read)", total))
     answer = api.handle(ctx, operation.name, _request(operation, args))
     if getattr(args, "format", "json") == "table" and answer.status < 400:
         sys.stdout.write(runs_table(answer.body[TABLES[operation.name]]))

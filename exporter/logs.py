@@ -24,6 +24,12 @@ _PATTERNS = [
         r"""((?:["']access_key_id["']\s*:\s*["']|aws_access_key_id=)[A-Za-z0-9]{4})[A-Za-z0-9]{8,}""", re.IGNORECASE
     ),
     re.compile(r"(Bearer )[A-Za-z0-9._~+/-]+=*"),
+    # Session credentials of an assumed role (S3 by role): STS's answer (XML) and the session token header.
+    re.compile(r"(<(?:SecretAccessKey|SessionToken)>)[^<]+"),
+    re.compile(
+        r"""(["']?(?:SecretAccessKey|SessionToken|X-Amz-Security-Token|aws_session_token)["']?\s*[:=]\s*b?["']?)[^"'\s,<}]+""",
+        re.IGNORECASE,
+    ),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -40,6 +46,21 @@ def _redact_record(record: logging.LogRecord) -> None:
     for key, value in list(record.__dict__.items()):
         if key not in _STANDARD and isinstance(value, str):
             setattr(record, key, redact(value))
+        elif key not in _STANDARD and isinstance(value, (dict, list, tuple)):
+            # Structured extras too: google-auth logs each request's headers (a bearer token) as a dict at DEBUG.
+            setattr(record, key, _redact_structure(value))
+
+
+def _redact_structure(value: dict | list | tuple) -> object:
+    """A structured value, redacted as its JSON text (and parsed back when the redaction left it JSON)."""
+    text = json.dumps(value, default=str)
+    cleaned = redact(text)
+    if cleaned == text:
+        return value
+    try:
+        return json.loads(cleaned)
+    except ValueError:
+        return cleaned
 
 
 class RedactingFilter(logging.Filter):

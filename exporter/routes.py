@@ -84,6 +84,8 @@ LIMIT = Option(
     type=int,
     default=100,
 )
+FROM = Option("--from", "query", "from", "only windows ending after this instant (RFC 3339)")
+TO = Option("--to", "query", "to", "only windows starting before this instant (RFC 3339)")
 START = Option("--start", "body", "start", "the window's start, Unix seconds (see `runs`)", type=int, required=True)
 EXAMPLE_ID = "3f9c0a1b2c3d"
 # host.json's routePrefix is empty (the console is at /console), so the API's functions name /api themselves.
@@ -231,6 +233,30 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     route(
+        "integration_audit",
+        "accounts/{account}/integrations/{id}/audit",
+        Operation(
+            "integrations_audit",
+            "GET",
+            "integrations audit",
+            "check the destination against the run records (read only): every window's file, its size and "
+            "SHA-256, no gap, no overlap, no stray file",
+            f"{CLI} integrations audit --account acme {EXAMPLE_ID} --from 2026-11-01T00:00:00Z",
+            options=(FROM, TO),
+        ),
+    ),
+    route(
+        "integration_notify_secret",
+        "accounts/{account}/integrations/{id}/rotate-notify-secret",
+        Operation(
+            "integrations_rotate_notify_secret",
+            "POST",
+            "integrations rotate-notify-secret",
+            "a new signing secret for the integration's notifications, shown once in the answer",
+            f"{CLI} integrations rotate-notify-secret --account acme {EXAMPLE_ID}",
+        ),
+    ),
+    route(
         "integration_replay",
         "accounts/{account}/integrations/{id}/replay",
         Operation(
@@ -240,6 +266,18 @@ ROUTES: tuple[Route, ...] = (
             "re-export one delivered window under the same name with the same bytes",
             f"{CLI} integrations replay --account acme {EXAMPLE_ID} --start 1795860000",
             options=(START,),
+        ),
+    ),
+    route(
+        "account_identity",
+        "accounts/{account}/identity",
+        Operation(
+            "integrations_identity",
+            "GET",
+            "integrations identity",
+            "the platform's identity to grant instead of a key: the AWS principal and this account's "
+            "external id, the Google service account, the Entra application",
+            f"{CLI} integrations identity --account acme",
         ),
     ),
     route(

@@ -38,6 +38,7 @@ class RunRecord:
     attempts: int = 0
     error: str = ""
     updated_at: str = ""
+    sha256: str = ""  # the committed file's SHA-256, hex (empty: not known, e.g. a window written in parts)
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
 
     @classmethod

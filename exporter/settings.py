@@ -40,6 +40,14 @@ class Settings:
     ucd_commit_timeout_seconds: int = 20
     max_dequeue_count: int = 5
     split_bytes: int = 1 << 30  # a window whose segments hold more is exported in parts of about this size
+    # The platform's identities for keyless destinations (exporter/identity.py; README, settings).
+    aws_principal_arn: str = ""
+    aws_sts_endpoint: str = ""
+    gcp_service_account: str = ""
+    gcp_iam_endpoint: str = ""  # empty: Google's IAM Credentials API (a template, `{}` the service account)
+    azure_tenant_id: str = ""
+    azure_client_id: str = ""
+    azure_authority_host: str = ""
     # Customer endpoints may be loopback, private or plain http (local, CI, tests, the demo; never in Azure):
     # exporter/egress.py reads it from the environment when a destination is opened.
     allow_private_endpoints: bool = False
@@ -47,6 +55,11 @@ class Settings:
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
+
+    @property
+    def notify_queue_name(self) -> str:
+        """Notifications to customers (exporter/notifications): a queue of their own, never in an export's way."""
+        return f"{self.queue_name}-notify"
 
     @property
     def staging_container(self) -> str:
@@ -95,6 +108,13 @@ class Settings:
             ucd_commit_timeout_seconds=integer("UCD_COMMIT_TIMEOUT_SECONDS", 20, 1),
             max_dequeue_count=integer("EXPORT_MAX_DEQUEUE_COUNT", 5, 1),
             split_bytes=integer("EXPORT_SPLIT_BYTES", 1 << 30, 1),
+            aws_principal_arn=env.get("EXPORT_AWS_PRINCIPAL_ARN", ""),
+            aws_sts_endpoint=env.get("EXPORT_AWS_STS_ENDPOINT", ""),
+            gcp_service_account=env.get("EXPORT_GCP_SERVICE_ACCOUNT", ""),
+            gcp_iam_endpoint=env.get("EXPORT_GCP_IAM_ENDPOINT", ""),
+            azure_tenant_id=env.get("EXPORT_AZURE_TENANT_ID", ""),
+            azure_client_id=env.get("EXPORT_AZURE_CLIENT_ID", ""),
+            azure_authority_host=env.get("EXPORT_AZURE_AUTHORITY_HOST", ""),
             allow_private_endpoints=allow_private_endpoints(env),
         )
         settings.check()

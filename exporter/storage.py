@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from .errors import ConfigurationError
 from .settings import Settings
@@ -23,6 +27,23 @@ UCD_CATALOG_TABLE = "ucdcatalog"
 MEMBERS_TABLE = "members"  # exporter/members.py
 DRAFTS_TABLE = "consoledrafts"  # exporter/console/drafts.py
 HISTORY_TABLE = "history"  # exporter/history.py
+NOTIFY_ATTEMPTS_TABLE = "notifyattempts"  # exporter/notifications/attempts.py
+IDENTITIES_TABLE = "identities"  # exporter/identity.py: each account's AWS external id
+# Connections kept open per service (one pool per host and port): at least what the threads sharing its
+# client use at once, else urllib3 throws the extra ones away ("Connection pool is full, discarding
+# connection") and opens new ones on the next burst. The host runs up to 4 queue messages (host.json
+# batchSize) and any number of HTTP requests at once in one process. An idle connection is one socket.
+# Tables: an upsert reads profiles 32 at a time (ucd/profiles.py READ_WORKERS) besides its 8-thread
+# claims and writes (ucd/tables.py WORKERS); two upserts at once fit.
+TABLE_CONNECTIONS = 80
+# Blobs: a window read downloads 3 segments with 2 connections each and lists 4 hours at once (ucd/reader.py),
+# the worker lists on 8 threads, a split part stages 4 blocks at once; four jobs at once fit.
+BLOB_CONNECTIONS = 64
+QUEUE_CONNECTIONS = 16  # a message sent or deleted per job or part, a few at once
+# What the blob and queue SDKs give the transport they build (their _shared/constants.py), and not one passed
+# in: without it a download is read 4 KiB at a time (azure-core's default), twice the CPU, with 300 s timeouts.
+STORAGE_SDK_TRANSPORT = {"connection_timeout": 20, "read_timeout": 60, "connection_data_block_size": 256 * 1024}
+
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     RUNS_TABLE,
@@ -34,6 +55,8 @@ ALL_TABLES = (
     MEMBERS_TABLE,
     DRAFTS_TABLE,
     HISTORY_TABLE,
+    NOTIFY_ATTEMPTS_TABLE,
+    IDENTITIES_TABLE,
 )
 
 
@@ -61,17 +84,22 @@ class Storage:
 
     def _connect(self) -> None:
         settings = self.settings
+        blobs = pooled_transport(BLOB_CONNECTIONS, **STORAGE_SDK_TRANSPORT)
+        tables = pooled_transport(TABLE_CONNECTIONS)  # the tables SDK builds azure-core's default transport
+        queues = pooled_transport(QUEUE_CONNECTIONS, **STORAGE_SDK_TRANSPORT)  # shared by the queues' clients
         if settings.storage_connection:
             conn = settings.storage_connection
-            self.blobs = BlobServiceClient.from_connection_string(conn)
-            self.table_service = TableServiceClient.from_connection_string(conn)
-            self._queue_client = lambda name, **kw: QueueClient.from_connection_string(conn, name, **kw)
+            self.blobs = BlobServiceClient.from_connection_string(conn, transport=blobs)
+            self.table_service = TableServiceClient.from_connection_string(conn, transport=tables)
+            self._queue_client = lambda name, **kw: QueueClient.from_connection_string(
+                conn, name, transport=queues, **kw
+            )
         else:
             credential = _managed_identity(settings.storage_client_id)
-            self.blobs = BlobServiceClient(settings.storage_blob_uri, credential=credential)
-            self.table_service = TableServiceClient(settings.storage_table_uri, credential=credential)
+            self.blobs = BlobServiceClient(settings.storage_blob_uri, credential=credential, transport=blobs)
+            self.table_service = TableServiceClient(settings.storage_table_uri, credential=credential, transport=tables)
             self._queue_client = lambda name, **kw: QueueClient(
-                settings.storage_queue_uri, name, credential=credential, **kw
+                settings.storage_queue_uri, name, credential=credential, transport=queues, **kw
             )
 
     def table(self, name: str) -> TableClient:
@@ -107,7 +135,7 @@ class Storage:
                 self.table_service.create_table(self.settings.table(name))
             except ResourceExistsError:
                 pass
-        for queue in (self.settings.queue_name, self.settings.poison_queue_name):
+        for queue in (self.settings.queue_name, self.settings.poison_queue_name, self.settings.notify_queue_name):
             try:
                 self.queue(queue).create_queue()
             except ResourceExistsError:
@@ -118,6 +146,24 @@ class Storage:
             except ResourceExistsError:
                 pass
         return self
+
+
+def pooled_transport(connections: int, **options: int) -> RequestsTransport:
+    """azure-core's requests transport with a pool of `connections` per host (requests keeps 10).
+
+    Built as azure-core builds its own session (no urllib3 retries: the SDK's retry policy retries), with
+    the pool sized; the transport does not own the session, so closing a client never swaps in a
+    default-sized one. `options`: the transport's timeouts and read block size (azure-core's names).
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        pool_connections=4,  # hosts (blob, queue and table endpoints differ) whose pools are kept
+        pool_maxsize=connections,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=False, **options)
 
 
 def _setting(settings: Settings) -> str:

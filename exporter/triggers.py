@@ -133,3 +133,14 @@ def on_export_job(message: func.QueueMessage) -> jobs.JobOutcome:
 
 def on_poison(message: func.QueueMessage) -> jobs.PoisonOutcome:
     return jobs.record_poison(context(), message.get_body().decode())
+
+
+def on_notification(message: func.QueueMessage) -> str:
+    """A failed send is queued again with its delay (a new message), so the host deletes this one."""
+    from .notifications import sender
+
+    ctx = context()
+    queue = ctx.storage.queue(ctx.settings.notify_queue_name)
+    return sender.process_notification(
+        ctx, message.get_body().decode(), lambda again, delay: queue.send_message(again, visibility_timeout=delay)
+    )

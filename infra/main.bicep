@@ -56,6 +56,15 @@ param tags object = {}
 @description('Client id of the Microsoft Entra app registration for the console sign-in (see infra/README.md, "The console"). Empty: the console stays off; the API is unaffected.')
 param consoleClientId string = ''
 
+@description('Keyless destinations (infra/README.md, "Keyless destinations"): ARN of the platform\'s AWS role (federated from the app\'s managed identity) that customers trust. Empty: S3 by role is off.')
+param keylessAwsPrincipalArn string = ''
+
+@description('Keyless destinations: email of the platform\'s Google service account (workload identity federation). Empty: GCS without a key is off.')
+param keylessGcpServiceAccount string = ''
+
+@description('Keyless destinations: client id of the platform\'s multi-tenant Entra application (its credential: the app\'s managed identity). Empty: Azure by Entra ID is off.')
+param keylessAzureClientId string = ''
+
 // Globally unique names are derived from the resource group and baseName, so a redeploy keeps them.
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
 var compactName = take(replace(toLower(baseName), '-', ''), 9)
@@ -144,6 +153,9 @@ module functionApp 'app/functionapp.bicep' = {
     exportQueueName: exportQueueName
     ucdContainerName: ucdContainerName
     consoleClientId: consoleClientId
+    keylessAwsPrincipalArn: keylessAwsPrincipalArn
+    keylessGcpServiceAccount: keylessGcpServiceAccount
+    keylessAzureClientId: keylessAzureClientId
   }
   // The host must find its storage, secret and telemetry permissions in place when it starts.
   dependsOn: [

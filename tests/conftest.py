@@ -1,5 +1,10 @@
-"""Shared fixtures: one Azurite, moto and GCS emulator per session, isolated storage names per test, an
-injected clock, and a customer destination of each type (`kit`)."""
+"""Shared fixtures: one Azurite, moto and GCS emulator per run, isolated storage names per test, an
+injected clock, and a customer destination of each type (`kit`).
+
+Under pytest-xdist (`-n 2`, the README's command) the controller starts the servers CI did not give once,
+before the workers exist, and the workers inherit them through the same EXPORT_TEST_* variables CI sets:
+every worker shares them, and storage names stay unique per test (a random `tag`), so workers never meet.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,87 @@ from azure.storage.blob import BlobServiceClient
 
 from exporter.clock import ManualClock
 from exporter.context import Context
-from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, start_gcs_emulator, start_moto
+from exporter.local.cloudservers import (
+    GcsEmulator,
+    MotoServer,
+    TokenEndpoint,
+    start_gcs_emulator,
+    start_moto,
+)
 from exporter.local.devstorage import start_azurite
 from exporter.local.faultproxy import FaultProxy
 from exporter.settings import Settings
-from tests.destination_helpers import KINDS, make_kit
+from tests.destination_helpers import BUCKET_PREFIX, KINDS, make_kit
 from tests.helpers import SECRET_KEY, T0, endpoint, integration_body
 
 # The local servers (Azurite, moto, the GCS emulator, test receivers) are on loopback over http: the egress
 # policy allows them in tests (and in the CLI subprocesses tests start). tests/test_egress*.py put a strict
 # policy in force where they need one.
 os.environ["EXPORT_ALLOW_PRIVATE_ENDPOINTS"] = "true"
+
+_STARTED = pytest.StashKey[list]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist's controller starts the servers the environment does not name, once for all its workers."""
+    distributing = getattr(config.option, "dist", "no") != "no"
+    if not distributing or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    started: list = []
+    config.stash[_STARTED] = started
+    try:
+        if not os.environ.get("EXPORT_TEST_STORAGE"):
+            azurite = start_azurite()
+            started.append(azurite)
+            _export(config, EXPORT_TEST_STORAGE=azurite.connection_string)
+        if not os.environ.get("EXPORT_TEST_S3"):
+            moto = start_moto()
+            started.append(moto)
+            _export(
+                config,
+                EXPORT_TEST_S3=moto.url,
+                EXPORT_TEST_S3_ACCESS_KEY_ID=moto.access_key_id,
+                EXPORT_TEST_S3_SECRET_ACCESS_KEY=moto.secret_access_key,
+            )
+        if not os.environ.get("EXPORT_TEST_GCS"):
+            gcs = start_gcs_emulator()
+            started.append(gcs)
+            _export(config, EXPORT_TEST_GCS=gcs.url)
+    except BaseException:
+        pytest_unconfigure(config)
+        raise
+
+
+_EXPORTED = pytest.StashKey[list]()
+
+
+def _export(config: pytest.Config, **values: str) -> None:
+    """Set variables for the workers to inherit (they start after pytest_configure), removed at the end."""
+    config.stash.setdefault(_EXPORTED, []).extend(values)
+    os.environ.update(values)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for server in config.stash.get(_STARTED, []):
+        server.stop()
+    config.stash[_STARTED] = []
+    for name in config.stash.get(_EXPORTED, []):
+        os.environ.pop(name, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pytestmark = pytest.mark.slow_tests("test_a", "test_b[gcs]")` marks those tests of the module `slow`
+    (before `-m "not slow"` deselects). A name that is no test function of the module is an error, so a
+    rename cannot quietly move a test into the quick loop."""
+    for item in items:
+        module = item.getparent(pytest.Module)
+        names = [name for mark in module.iter_markers("slow_tests") for name in mark.args] if module else []
+        for name in names:
+            if not callable(getattr(module.obj, name.partition("[")[0], None)):
+                raise pytest.UsageError(f"{module.nodeid}: slow_tests names no test {name!r}")
+        if item.name in names or getattr(item, "originalname", None) in names:
+            item.add_marker(pytest.mark.slow)
 
 
 def given_or_started(given, start, use=lambda server: server):
@@ -115,6 +190,14 @@ def moto_s3() -> MotoServer:
 
 
 @pytest.fixture(scope="session")
+def s3_kit_key(moto_s3: MotoServer) -> dict[str, str]:
+    """The access key of one IAM user per session (per xdist worker) allowed everything on every kit's bucket
+    (they are all named "b..."). A user per kit cost three IAM calls a test, and moto looks a request's key
+    up among all its users. A test that needs a user of its own policy makes one (`s3.server.create_user`)."""
+    return moto_s3.create_user(f"kits-{uuid.uuid4().hex[:8]}", ["s3:*"], f"{BUCKET_PREFIX}*")
+
+
+@pytest.fixture(scope="session")
 def gcs_emulator() -> GcsEmulator:
     """gcp-storage-emulator: from CI (EXPORT_TEST_GCS) or started here on first use."""
     given = os.environ.get("EXPORT_TEST_GCS")
@@ -127,9 +210,10 @@ def token_endpoint() -> TokenEndpoint:
     yield from given_or_started(None, lambda: TokenEndpoint().start())
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=[kind if kind == KINDS[0] else pytest.param(kind, marks=pytest.mark.slow) for kind in KINDS])
 def kit(request, tag):
-    """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type."""
+    """A customer destination of each type in turn (tests/destination_helpers.py): tests using it run once per type.
+    Only the Azure Blob run is in the quick loop (`-m "not slow"`); the S3 and GCS runs are `slow`."""
     return make_kit(request, request.param, tag)
 
 

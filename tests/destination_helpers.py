@@ -85,6 +85,9 @@ class AzureKit:
     def read(self, name: str) -> bytes:
         return self.container.download_blob(name).readall()
 
+    def content_type(self, name: str) -> str:
+        return self.container.get_blob_client(name).get_blob_properties().content_settings.content_type
+
     def secrets(self) -> dict[str, str]:
         return {"account key": DEV_KEY, "wrong key": WRONG_AZURE_KEY}
 
@@ -93,7 +96,7 @@ class AzureKit:
 class S3Kit:
     server: MotoServer
     bucket: str
-    key: dict[str, str]  # a user allowed everything on this bucket
+    key: dict[str, str]  # a user allowed everything on this bucket (and on the other kits' buckets)
     kind: str = "s3"
     refusal_words: str = "secret access key does not match"
     wrong_secret: str = field(default_factory=lambda: "wrong" + uuid.uuid4().hex + "X" * 8)
@@ -125,6 +128,9 @@ class S3Kit:
 
     def read(self, name: str) -> bytes:
         return self.server.client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+
+    def content_type(self, name: str) -> str:
+        return self.server.client().head_object(Bucket=self.bucket, Key=name)["ContentType"]
 
     def pending_uploads(self) -> list[str]:
         """Multipart uploads neither completed nor aborted."""
@@ -172,6 +178,10 @@ class GcsKit:
     def read(self, name: str) -> bytes:
         return self.emulator.client().bucket(self.bucket).blob(name).download_as_bytes()
 
+    def content_type(self, name: str) -> str:
+        blob = self.emulator.client().bucket(self.bucket).get_blob(name)
+        return blob.content_type
+
     def secrets(self) -> dict[str, str]:
         pem = self.key["private_key"]
         body = "".join(pem.strip().splitlines()[1:-1])
@@ -203,10 +213,11 @@ class TargetKit:
 
 
 _bucket_seq = itertools.count()
+BUCKET_PREFIX = "b"  # every kit's container or bucket: the session's S3 kit user is allowed on "b*"
 
 
 def new_bucket_name(tag: str) -> str:
-    return f"b{tag}-{next(_bucket_seq)}"
+    return f"{BUCKET_PREFIX}{tag}-{next(_bucket_seq)}"
 
 
 def servers(request) -> Servers:
@@ -216,18 +227,18 @@ def servers(request) -> Servers:
     return Servers(request.getfixturevalue("azurite_connection"), given)
 
 
-def _azure_kit(local: Servers, name: str) -> AzureKit:
+def _azure_kit(request, local: Servers, name: str) -> AzureKit:
     connection = local.azurite_connection
     return AzureKit(connection, BlobServiceClient.from_connection_string(connection).create_container(name))
 
 
-def _s3_kit(local: Servers, name: str) -> S3Kit:
+def _s3_kit(request, local: Servers, name: str) -> S3Kit:
     server = local.moto()
     server.client().create_bucket(Bucket=name)
-    return S3Kit(server, name, server.create_user(f"u-{name}", ["s3:*"], name))
+    return S3Kit(server, name, request.getfixturevalue("s3_kit_key"))  # the session's user, allowed on "b*"
 
 
-def _gcs_kit(local: Servers, name: str) -> GcsKit:
+def _gcs_kit(request, local: Servers, name: str) -> GcsKit:
     emulator, tokens = local.gcs(), local.tokens()
     emulator.client().create_bucket(name)
     return GcsKit(emulator, tokens, name, service_account_key(f"{tokens.url}/token", name=f"sa-{name}"))
@@ -241,7 +252,7 @@ def make_kit(request, kind: str, tag: str):
     name = new_bucket_name(tag)
     local = servers(request)
     richer = RICHER_KITS.get(kind)
-    return richer(local, name) if richer else TargetKit(open_target(kind, local, name, "insider/"))
+    return richer(request, local, name) if richer else TargetKit(open_target(kind, local, name, "insider/"))
 
 
 # ------------------------------------------------------------------ export scenarios against any kit

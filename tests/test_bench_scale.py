@@ -7,6 +7,7 @@ same bytes, with nothing staged twice.
 
 from __future__ import annotations
 
+import pytest
 from azure.storage.blob import BlobServiceClient
 
 from bench import data, scale
@@ -14,6 +15,11 @@ from exporter.export import runner
 from exporter.export.formats import parquet
 from exporter.secrets import new_key
 from exporter.storage import Storage
+
+# The large-window row stays in the quick loop as the benchmark's smoke test.
+pytestmark = pytest.mark.slow_tests(
+    "test_the_gcs_split_row_runs_on_a_tiny_window", "test_the_parquet_rows_run_on_a_tiny_window"
+)
 
 BLOCK = 64 * 1024
 

@@ -13,6 +13,16 @@ from exporter import routes
 from exporter.cli import UsageError, build_parser
 from tests.helpers import SECRET_KEY, integration_body
 
+# Tests that start the CLI as a subprocess are slow, but for `test_a_day_through_the_cli` (the smoke test).
+pytestmark = pytest.mark.slow_tests(
+    "test_refusals_exit_non_zero_with_a_json_error_naming_the_field",
+    "test_unreachable_storage_is_a_json_error_not_a_traceback",
+    "test_devstorage_help_prints_help_without_starting_azurite",
+    "test_a_malformed_storage_setting_is_a_json_configuration_error_naming_it",
+    "test_a_malformed_local_settings_file_is_a_json_configuration_error",
+    "test_only_operations_that_need_the_secret_key_demand_it",
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

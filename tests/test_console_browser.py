@@ -30,6 +30,19 @@ from tests.browser_helpers import (  # noqa: F401
 from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM, sas_connection
 from tests.helpers import T0, call, integration_body
 
+# The sign-in and three-step wizard stays in the quick loop as the browser's smoke test.
+pytestmark = pytest.mark.slow_tests(
+    "test_a_bad_connection_string_is_explained_at_the_top_of_the_page",
+    "test_a_sas_without_delete_permission_leaves_the_test_file_and_says_so",
+    "test_at_the_limit_new_integration_says_so_before_anything_is_verified",
+    "test_pause_resume_edit_and_a_tick_later_the_run_history",
+    "test_a_second_user_who_is_not_a_member_sees_nothing_of_the_account",
+    "test_the_whole_wizard_works_with_the_keyboard_alone",
+    "test_the_remaining_pages_pass_axe_too",
+    "test_the_accessibility_check_fails_on_a_page_with_a_serious_violation",
+    "test_the_browser_enforces_the_policy_no_inline_script_runs",
+)
+
 
 def test_sign_in_and_create_an_azure_blob_integration_through_the_three_steps(
     visit, ctx, azurite_connection, customer_container

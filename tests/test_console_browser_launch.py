@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 
+import pytest
 from playwright.sync_api import expect
 
 from exporter.console import launch
@@ -22,6 +23,9 @@ from tests.browser_helpers import (  # noqa: F401
     visit,
 )
 from tests.helpers import call
+
+# A browser / subprocess test: the quick loop (-m "not slow") leaves it out; the full command runs it.
+pytestmark = pytest.mark.slow
 
 
 def to_launch_step(v: Visit, azurite_connection: str, container: str) -> None:

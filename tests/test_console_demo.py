@@ -17,7 +17,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.console_helpers import Browser, wizard_path
+
+# A browser / subprocess test: the quick loop (-m "not slow") leaves it out; the full command runs it.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "Press Ctrl-C to stop"

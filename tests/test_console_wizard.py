@@ -10,7 +10,7 @@ import json
 import re
 from html import unescape
 
-from exporter.console.fields import fields_of
+from exporter.console.fields import KEY_FIELDS, KEYLESS_FIELDS, fields_of
 from exporter.console.steps import LIMIT_REACHED
 from exporter.destinations import DESTINATION_KINDS
 from exporter.storage import DRAFTS_TABLE
@@ -204,9 +204,11 @@ def test_customer_strings_are_rendered_as_text(alice, azurite_connection, custom
 def test_every_destination_type_takes_its_fields_from_its_declaration():
     for kind in DESTINATION_KINDS.values():
         fields = fields_of(kind)
-        assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"}
-        # The container or bucket too: the API lets a SAS URL name it, the form requires it as the product page does.
-        assert {f.name for f in fields if f.required} == {*kind.required, kind.container_field}
+        assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"} - KEYLESS_FIELDS
+        # The container or bucket too: the API lets a SAS URL name it, the form requires it as the product page does;
+        # and the key of the key-based form (the API also takes a keyless body instead).
+        required = {*kind.required, kind.container_field, *(KEY_FIELDS & kind.parameter_fields)}
+        assert {f.name for f in fields if f.required} == required
     azure = [f.label for f in fields_of(DESTINATION_KINDS["azure_blob"])]
     assert azure == ["Connection String", "Container Name", "Blob Path Prefix"]  # the product page's words
 

@@ -6,6 +6,9 @@ import pytest
 
 from exporter.local.demo import run_demo
 
+# Each demo starts its own servers: the S3 one is the smoke test, the GCS one is slow.
+pytestmark = pytest.mark.slow_tests("test_the_demo_exports_into_a_local_bucket[gcs]")
+
 
 @pytest.mark.parametrize("destination", ["s3", "gcs"])
 def test_the_demo_exports_into_a_local_bucket(destination, capsys):

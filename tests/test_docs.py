@@ -4,7 +4,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "docs" / name for name in ("architecture.md", "invariants.md", "fleet.md", "benchmarks.md")]
+DOCS = [
+    ROOT / "docs" / name for name in ("architecture.md", "invariants.md", "fleet.md", "benchmarks.md", "keyless.md")
+]
 
 
 def test_every_invariant_has_a_section_in_order_with_how_it_is_kept_and_proved():
@@ -31,3 +33,14 @@ def test_the_readme_and_the_code_point_to_docs_not_to_a_file_outside_the_project
         text = path.read_text()
         assert "../shared" not in text and "DESIGN.md" not in text, path.relative_to(ROOT)
     assert "docs/invariants.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("\n## ", 5)]
+    for module in sorted((ROOT / "exporter").rglob("*.py")):
+        if module.name in ("__init__.py", "__main__.py"):
+            continue
+        relative = module.relative_to(ROOT).as_posix()
+        assert f"`{module.name}`" in layout or f"`{relative}`" in layout, f"README's Layout names no {relative}"

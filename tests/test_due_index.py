@@ -194,6 +194,17 @@ def test_a_lost_entry_is_restored_by_the_sweep_and_the_window_delivered_once(ctx
     assert sweep(ctx).repaired == 0, "nothing left to repair"
 
 
+def test_the_sweep_names_each_late_integration_in_the_log(ctx, clock, azure_kit, caplog):
+    iid = behind(ctx, clock, azure_kit, 4)  # four windows behind: late
+    with caplog.at_level("WARNING", logger="exporter.jobs.sweep"):
+        assert sweep(ctx).late == 1
+    assert f"integration {iid}" in caplog.text and "account acme" in caplog.text
+    schedule(ctx)
+    drain(ctx)
+    caplog.clear()
+    assert sweep(ctx).late == 0 and "late" not in caplog.text
+
+
 def test_integrations_stored_before_the_index_existed_are_indexed_by_the_sweep(ctx, clock, azure_kit):
     iid = behind(ctx, clock, azure_kit, 1)
     entity = ctx.repo.table.get_entity(ACCOUNT, iid)
@@ -262,3 +273,34 @@ def test_a_long_catch_up_of_one_account_delays_another_accounts_window_by_at_mos
     assert order.index("globex") <= 1, f"globex waited behind {order.index('globex')} jobs of acme: {order}"
     assert order.count("acme") >= 10, order
     assert_exactly_once(ctx, azure_kit, long_id)
+
+
+# ------------------------------------------------------------------ a big tick fans out
+
+
+def test_a_tick_with_many_due_sends_their_jobs_in_fan_out_messages_and_each_is_delivered_once(
+    ctx, clock, azure_kit, blob_service, tag, monkeypatch
+):
+    from exporter.jobs import scheduler
+
+    monkeypatch.setattr(scheduler, "FAN_OUT_AT", 3)
+    monkeypatch.setattr(scheduler, "FAN_OUT_SIZE", 2)
+    first = behind(ctx, clock, azure_kit, 1)
+    others = []
+    for n in range(2):
+        kit = AzureKit(azure_kit.connection, blob_service.create_container(f"fan{n}-{tag}"))
+        created = call(ctx, "integrations_create", integration_body(kit.body()), account=f"fan{n}")
+        assert created.status == 201, created.body
+        others.append((kit, created.body["id"]))
+    clock.advance(hours=1, minutes=5)
+
+    outcome = schedule(ctx)
+    assert outcome.queued == 3
+    messages = [m.content for m in ctx.storage.queue().peek_messages(max_messages=32)]
+    assert len(messages) == 2 and all("fan_out" in m for m in messages), "3 jobs, 2 to a message"
+    drained = drain(ctx)
+    assert drained["jobs"] == 5, "2 fan-outs, then the 3 jobs they sent on"
+    assert len(assert_exactly_once(ctx, azure_kit, first)) == 2
+    for kit, iid in others:
+        assert len(kit.names()) == 1, f"{iid}: its one due window, once"
+    assert schedule(ctx).queued == 0

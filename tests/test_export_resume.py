@@ -97,6 +97,8 @@ def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(
     contents = assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
     run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
     assert run.attempts == len(results) and run.bytes == len(next(iter(contents.values())))
+    data = next(iter(contents.values()))
+    assert run.sha256 == hashlib.sha256(data).hexdigest(), "the run record's SHA-256, carried across invocations"
     progress = ProgressRepo(ctx.runs.table, ctx.integrations.secrets)
     assert progress.get(ACCOUNT, iid, to_unix(ACT)) is None, "a committed window keeps no progress"
 

@@ -27,6 +27,7 @@ def test_timer_queue_and_http_triggers_are_indexed():
     assert "timerTrigger" in kinds["scheduler"]
     assert "queueTrigger" in kinds["export_worker"]
     assert "queueTrigger" in kinds["export_poison"]
+    assert "queueTrigger" in kinds["export_notify"]
     assert sum("httpTrigger" in k for k in kinds.values()) >= 8
 
 
@@ -47,6 +48,7 @@ def test_queue_bindings_use_the_settings_queue_and_its_poison_queue():
     bindings = {n: json.loads(f.get_function_json())["bindings"][0] for n, f in _functions().items()}
     assert bindings["export_worker"]["queueName"] == "%EXPORT_QUEUE_NAME%"
     assert bindings["export_poison"]["queueName"] == "%EXPORT_QUEUE_NAME%-poison"
+    assert bindings["export_notify"]["queueName"] == "%EXPORT_QUEUE_NAME%-notify"
     assert bindings["scheduler"]["schedule"] == "0 * * * * *"
 
 
@@ -66,10 +68,13 @@ CONTRACT = {
     ("GET", "accounts/{account}/integrations/{id}/runs", 200),
     ("GET", "accounts/{account}/integrations/{id}/history", 200),
     ("POST", "accounts/{account}/integrations/{id}/replay", 200),
+    ("GET", "accounts/{account}/integrations/{id}/audit", 200),
+    ("POST", "accounts/{account}/integrations/{id}/rotate-notify-secret", 200),
     ("GET", "accounts/{account}/members", 200),
     ("PUT", "accounts/{account}/members/{user}", 200),
     ("DELETE", "accounts/{account}/members/{user}", 200),
     ("GET", "accounts/{account}/history", 200),
+    ("GET", "accounts/{account}/identity", 200),
 }
 
 
@@ -103,7 +108,10 @@ def test_every_route_is_one_http_function_bound_with_its_methods():
         "integration_runs",
         "integration_replay",
         "integration_history",
+        "integration_audit",
+        "integration_notify_secret",
         "account_history",
+        "account_identity",
         "members",
         "member",
         "console_home",
@@ -130,7 +138,9 @@ def test_import_function_app_in_a_fresh_interpreter():
     code = "import function_app; from exporter import routes; print(len(function_app.app.get_functions()), len(routes.ROUTES))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     functions, http_routes = map(int, out.stdout.split())
-    assert functions == 4 + http_routes + 2 == 20  # two timers, two queues, the API's routes, the console
+    assert (
+        functions == 5 + http_routes + 2 == 24
+    )  # two timers, three queues (jobs, poison, notifications), the API's routes (the identity's too), the console
 
 
 def test_local_tools_are_not_deployed_and_nothing_deployed_imports_them():

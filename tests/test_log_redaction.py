@@ -151,3 +151,22 @@ def test_redact_cloud_credentials(text, hidden, kept):
     redacted = logs.redact(text)
     assert hidden not in redacted and kept in redacted, redacted
     assert logs.redact(redacted) == redacted
+
+
+def test_structured_extras_and_sts_credentials_are_redacted():
+    """google-auth logs each request's headers as a dict at DEBUG; STS answers carry session credentials."""
+    record = logging.getLogger("google.auth.transport.requests").makeRecord(
+        "google.auth.transport.requests",
+        logging.DEBUG,
+        "f",
+        1,
+        "Making request...",
+        (),
+        None,
+        extra={"httpRequest": {"headers": {"Authorization": "Bearer federated-abc123"}}, "plain": [1, 2]},
+    )
+    logs.RedactingFilter().filter(record)
+    assert record.httpRequest == {"headers": {"Authorization": "Bearer ***"}} and record.plain == [1, 2]
+    sts = "<SecretAccessKey>abc+/d</SecretAccessKey><SessionToken>FQo//x==</SessionToken>"
+    assert logs.redact(sts) == "<SecretAccessKey>***</SecretAccessKey><SessionToken>***</SessionToken>"
+    assert logs.redact("'X-Amz-Security-Token': b'FQoGZ/+x='") == "'X-Amz-Security-Token': b'***'"

@@ -46,6 +46,7 @@ CALLS = {
         "integration", "GET", "/api/accounts/acme/integrations/0123456789ab", {"account": "acme", "id": "0123456789ab"}
     ),
     "catalog": Call("ucd_catalog", "GET", "/api/ucd/acme/catalog", {"account": "acme"}),
+    "identity": Call("account_identity", "GET", "/api/accounts/acme/identity", {"account": "acme"}),
     "upsert": Call("ucd_upsert", "POST", "/api/ucd/acme/upsert", {"account": "acme"}, UPSERT),
 }
 MEMBER_CALLS = ("members add", "members remove", "members list")

@@ -22,6 +22,15 @@ from bench.soak_check import Verdict, _parse
 from bench.soak_ledger import IntegrationRecord, IntegrationSpec
 from bench.soak_sites import Delivered
 
+# The two that run the soak (a subprocess of a few minutes) are slow; its checker's own tests stay quick.
+# One xdist worker runs them all, so the module's one soak report is made once.
+pytestmark = [
+    pytest.mark.slow_tests(
+        "test_the_soak_runs_its_chaos_and_checks_every_window", "test_the_soak_finds_nothing_lost_or_duplicated"
+    ),
+    pytest.mark.xdist_group("soak"),
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 # Known and not a loss (anything else the soak reports fails this test):
 # a large retry of a crashed request takes over its dead claims one call per event, so under heavy

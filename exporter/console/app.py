@@ -23,7 +23,7 @@ from ..errors import ExporterError, TransientError
 from ..history import acting_as
 from ..logs import redact
 from ..members import MemberRepo, check_user
-from . import pages, wizard
+from . import delivery, pages, wizard
 from .web import (
     Request,
     Response,
@@ -87,6 +87,8 @@ ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("GET", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/delete"), pages.confirm_delete),
     ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/delete"), pages.delete),
     ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/replay"), pages.replay),
+    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/audit"), delivery.check_delivery),
+    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/notify-secret"), delivery.new_signing_secret),
     ("GET", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.show),
     ("POST", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.submit),
 ]

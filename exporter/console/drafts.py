@@ -46,6 +46,7 @@ class Draft:
     frequency_hours: int = 1
     status: str = "active"
     format: str = "csv"  # one of the API's formats (exporter/console/fields.py, FILE_FORMATS)
+    notify_url: str = ""  # where notifications go (exporter/notifications); empty: none
     original: dict[str, Any] = field(default_factory=dict)  # an edit's starting point: where files went, the status
     message: str = ""  # what Launch answered, shown once on the integrations page it leads to
     launched_id: str = ""  # the integration this draft became (or, editing, saved): the wizard is done

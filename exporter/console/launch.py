@@ -101,6 +101,10 @@ def submit(visit: Visit, draft: Draft) -> StepAnswer:
     }
     if FILE_FORMATS:
         body["format"] = draft.format
+    draft.notify_url = form_value(form, "notify_url").strip()
+    notify = notify_change(draft)
+    if notify is not False:
+        body["notify"] = notify
     if not draft.editing and limit_reached(visit):
         return _refused(visit, draft, 409, f"The integration could not be launched. {LIMIT_REACHED}")
     service = visit.ctx.integrations
@@ -121,6 +125,17 @@ def submit(visit: Visit, draft: Draft) -> StepAnswer:
     draft.message = _launched_message(visit, draft, answer)
     drafts(visit).save(draft)
     return redirect(account_url(draft.account) + f"?done=launched&draft={quote(draft.id)}")
+
+
+def notify_change(draft: Draft) -> dict[str, Any] | None | bool:
+    """The body's `notify`: False when unchanged (an edit keeping its url and events), None to remove it.
+
+    The secret of a new url is not kept from the answer (a draft is stored): the integrations page's
+    "New signing secret" shows one, once.
+    """
+    if draft.notify_url == draft.original.get("notify_url", ""):
+        return False
+    return {"url": draft.notify_url} if draft.notify_url else None
 
 
 def _refused(visit: Visit, draft: Draft, status: int, alert: str) -> StepAnswer:

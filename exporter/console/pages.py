@@ -14,7 +14,7 @@ from ..errors import ExporterError, NotFoundError
 from ..integrations.replay import replay_window
 from ..integrations.repo import MAX_DESTINATIONS_PER_ACCOUNT
 from ..runs import RunStatus
-from . import history
+from . import delivery, history
 from .fields import FORMAT_LABELS, type_name
 from .messages import NO_SUCH_INTEGRATION, container_field_of, field_labels, sentence, when_text
 from .steps import drafts
@@ -152,6 +152,8 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "chart_height": CHART_HEIGHT,
         "history": history.entries(visit, item["id"]),
         "url": lambda *parts: account_url(visit.account, "integrations", item["id"], *parts),
+        "notify_url": (item.get("notify") or {}).get("url", ""),  # delivery (issue 25): console/delivery.py
+        "notify_attempts": delivery.attempts(visit, item),
     }
 
 

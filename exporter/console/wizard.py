@@ -87,7 +87,8 @@ def start_edit(visit: Visit) -> Response:
         frequency_hours=item["frequency_hours"],
         status="paused" if item["status"] == "paused" else "active",
         format=item.get("format") or DEFAULT_FILE_FORMAT,
-        original={**original, "status": item["status"]},
+        notify_url=(item.get("notify") or {}).get("url", ""),
+        original={**original, "status": item["status"], "notify_url": (item.get("notify") or {}).get("url", "")},
     )
     return redirect(step_url(draft, "authentication"))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,10 +21,20 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 from .. import egress
 from ..errors import CredentialError, InputError
 from ..export import destination as protocol
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of
 from ..export.naming import join_prefix
 from ..validation import check_text
-from .azure_errors import FIELD, AzureErrors, is_permission_refusal
+from . import keyless_azure  # KEYLESS HOOK (issue 24): Entra ID instead of a connection string
+from .azure_errors import ACCOUNT_URL_FIELD, FIELD, AzureErrors, is_permission_refusal, permission_refused
 from .common import DestinationKind, Form
 
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -165,23 +175,33 @@ def check_staged(blob: BlobClient, staged: Sequence[int], lists: str) -> None:
         raise UploadLost()
 
 
+def _credential(creds: BlobCredentials | keyless_azure.EntraBlob) -> Any:
+    """What the storage SDK signs with: the account key, the SAS, or (KEYLESS HOOK, issue 24) the platform's
+    application signed in to the customer's tenant."""
+    if isinstance(creds, keyless_azure.EntraBlob):
+        return keyless_azure.credential(creds.tenant_id)
+    return {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
+
+
 class AzureBlobDestination:
     """A customer's container, reached with their credentials (implements exporter.export.destination.Destination)."""
 
     def __init__(self, connection_string: str, container: str | None, prefix: str):
-        self.credentials = parse_connection_string(connection_string)
+        # KEYLESS HOOK (issue 24): the keyless body's account URL is the customer's address, as a BlobEndpoint is:
+        # the same egress check and pinning, under its own field.
+        keyless = keyless_azure.is_keyless(connection_string)
+        self.credentials: BlobCredentials | keyless_azure.EntraBlob = (
+            keyless_azure.parse(connection_string) if keyless else parse_connection_string(connection_string)
+        )
+        self.field = ACCOUNT_URL_FIELD if keyless else FIELD
         name = self.credentials.container or container
         if self.credentials.container and container and container != self.credentials.container:
             raise InputError("does not match the container of the SAS URL", field="destination.container")
         self.container_name = check_container_name(name)
         self.prefix = prefix or ""
-        self.errors = AzureErrors(self.container_name, self.credentials.blob_endpoint)
-        self._guard = egress.guard(FIELD, **{FIELD: self.credentials.blob_endpoint})
-        creds = self.credentials
-        credential: Any = (
-            {"account_name": creds.account_name, "account_key": creds.account_key} if creds.account_key else creds.sas
-        )
-        self._credential = credential
+        self.errors = AzureErrors(self.container_name, self.credentials.blob_endpoint, self.field)
+        self._guard = egress.guard(self.field, **{self.field: self.credentials.blob_endpoint})
+        self._credential = _credential(self.credentials)
         self.client = self._client(CLIENT_OPTIONS)
 
     def _client(self, options: dict[str, Any]) -> ContainerClient:
@@ -200,9 +220,9 @@ class AzureBlobDestination:
         return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
 
     def verify(self, test_file_name: str) -> Verification:
-        """Check the BlobEndpoint against the egress policy (before any connection), then write a small test file
-        under the prefix and try to delete it (docs/architecture.md, "Verify authentication")."""
-        self._guard.policy.check_url(self.credentials.blob_endpoint, FIELD)
+        """Check the BlobEndpoint (or the account URL) against the egress policy (before any connection), then write
+        a small test file under the prefix and try to delete it (docs/architecture.md, "Verify authentication")."""
+        self._guard.policy.check_url(self.credentials.blob_endpoint, self.field)
         path = join_prefix(self.prefix, test_file_name)
         blob = self._client(VERIFY_OPTIONS).get_blob_client(path)
         with self.errors.mapped(verifying=True):
@@ -210,9 +230,7 @@ class AzureBlobDestination:
                 blob.upload_blob(b"Verification file written by the event export. Safe to delete.\n", overwrite=True)
             except Exception as exc:
                 if is_permission_refusal(exc):
-                    raise CredentialError(
-                        "the credentials cannot write to the container (no write permission)"
-                    ) from None
+                    raise CredentialError(permission_refused(self.container_name, "no write permission")) from None
                 raise
         with self.errors.mapped(verifying=True):
             try:
@@ -244,8 +262,20 @@ class AzureBlobDestination:
         with self.errors.mapped():
             self.client.get_blob_client(path).commit_block_list(
                 [BlobBlock(block_id(i)) for i in indexes],
-                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+                content_settings=ContentSettings(content_type=content_type_of(path)),  # delivery hook (issue 25)
             )
+
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        with self.errors.mapped():
+            for blob in self.client.list_blobs(name_starts_with=prefix):
+                yield ListedFile(blob.name, blob.size)
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        with self.errors.mapped():
+            yield from self.client.download_blob(path, max_concurrency=1).chunks()
 
     # -------------------------------------------------------------- split windows
 
@@ -276,15 +306,26 @@ KIND = DestinationKind(
     check_container=lambda name, field: (
         None if name is None else check_container_name(name, field)
     ),  # a SAS URL may name it
-    credential_checks={"connection_string": _check_connection_string},
-    required=("connection_string",),
-    to_secret=lambda fields: fields["connection_string"],
-    from_secret=lambda secret: {"connection_string": secret},
+    credential_checks={
+        "connection_string": _check_connection_string,
+        "account_url": keyless_azure.check_account_url,  # KEYLESS HOOK (issue 24), with tenant_id
+        "tenant_id": keyless_azure.check_tenant_id,
+    },
+    required=(),  # a connection string, or account_url and tenant_id (keyless_azure.check_either)
+    to_secret=keyless_azure.to_secret,  # KEYLESS HOOK: the connection string as it is, or the keyless JSON
+    from_secret=keyless_azure.from_secret,
     open=AzureBlobDestination,
-    shown=lambda masked: {"connection_string": masked},
+    shown=keyless_azure.shown,
+    check_together=keyless_azure.check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"connection_string"}), frozenset({"account_url", "tenant_id"})),
     form=Form(
         "Microsoft Azure Blob Storage",
-        {"connection_string": "Connection String", "container": "Container Name"},
+        {
+            "connection_string": "Connection String",
+            "container": "Container Name",
+            "account_url": "Account URL",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
+            "tenant_id": "Tenant ID",
+        },
         secret=frozenset({"connection_string"}),
         hints={"connection_string": "From the storage account's Access keys page, or a SAS connection string."},
         prefix_label="Blob Path Prefix",

@@ -19,6 +19,8 @@ from ..errors import CredentialError, DestinationError, ExporterError, Transient
 from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 FIELD = "destination.connection_string"
+ACCOUNT_URL_FIELD = "destination.account_url"  # KEYLESS HOOK (issue 24): the keyless body's address
+ROLE = "Storage Blob Data Contributor"  # what the platform's Entra application needs on a keyless container
 PERMISSION_CODES = {
     "AuthorizationPermissionMismatch",
     "AuthorizationResourceTypeMismatch",
@@ -42,6 +44,32 @@ REFUSED_BY_STATUS = {
     409: "the storage service refused the request because of the container's current state; check the container in the Azure portal",
 }
 REFUSED = "the storage service refused the request; check the destination's settings"
+
+
+class EntraSignInFailed(Exception):
+    """KEYLESS HOOK (issue 24): Entra ID did not sign the platform's application in to the customer's tenant
+    (keyless_azure.py tags it: refused, or `transient` when Entra was out of reach). No server text."""
+
+    def __init__(self, client_id: str, transient: bool):
+        super().__init__(client_id)
+        self.client_id, self.transient = client_id, transient
+
+
+def sign_in_failure(exc: EntraSignInFailed) -> ExporterError:
+    if exc.transient:
+        return TransientError("could not reach Microsoft Entra ID; try again later")
+    return CredentialError(
+        f"Microsoft Entra ID refused to sign the platform's application {exc.client_id} in to your tenant: "
+        f"consent the application in the tenant, then grant it {ROLE!r} on the container"
+    )
+
+
+def permission_refused(container: str, code: str) -> str:
+    """Valid credentials without the permission; KEYLESS HOOK (issue 24): says the role an Entra sign-in needs."""
+    return (
+        f"the credentials are valid but lack the permission to write to container {container!r} ({code}): give a key "
+        f"or SAS that may, or, signed in by Entra ID, grant the platform's application {ROLE!r} on the container"
+    )
 
 
 def error_code(exc: HttpResponseError) -> str:
@@ -68,19 +96,28 @@ def classify(
 
 @dataclass(frozen=True)
 class AzureErrors(ErrorMap):
-    """The error map of one container at `endpoint` (the connection string's BlobEndpoint)."""
+    """The error map of one container at `endpoint` (the connection string's BlobEndpoint; KEYLESS HOOK: or the
+    keyless body's account URL, `field` then naming it)."""
 
     container: str
     endpoint: str = ""
+    field: str = FIELD
 
     def unusable(self) -> DestinationError:
         """Verification's one answer for whatever is at the endpoint when it is not Azure Storage answering."""
+        if self.field == ACCOUNT_URL_FIELD:  # KEYLESS HOOK (issue 24)
+            return DestinationError(
+                f"could not reach a storage account at {self.endpoint}, or it refused the request: "
+                "check the account URL and the container name"
+            )
         return DestinationError(
             f"could not reach a storage account at {self.endpoint or 'the endpoint'}, or it refused the request: "
             "check the storage account name or the BlobEndpoint in the connection string, and the container name"
         )
 
     def known(self, exc: BaseException, operation: str | None, verifying: bool) -> ExporterError | None:
+        if isinstance(exc, EntraSignInFailed):  # KEYLESS HOOK (issue 24): before any request to the account
+            return sign_in_failure(exc)
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
             return self._answer(exc.status_code, error_code(exc), verifying)
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
@@ -91,12 +128,17 @@ class AzureErrors(ErrorMap):
 
     def _answer(self, status: int, code: str, verifying: bool) -> ExporterError:
         if status in REDIRECTS and not egress.trusted_url(self.endpoint):
-            return refused_answer(egress.EgressRefused(FIELD, egress.REASON_REDIRECT), verifying)
+            return refused_answer(egress.EgressRefused(self.field, egress.REASON_REDIRECT), verifying)
         if status in (401, 403):
             if code in PERMISSION_CODES:
-                return CredentialError(f"the credentials are valid but lack permission for this operation ({code})")
+                return CredentialError(permission_refused(self.container, code))
             if code == "AuthorizationSourceIPMismatch":
                 return CredentialError("the storage account's firewall refuses our IP addresses; allowlist them")
+            if self.field == ACCOUNT_URL_FIELD:  # KEYLESS HOOK (issue 24)
+                return CredentialError(
+                    "the storage account refused the platform's Entra ID token: check that the account URL names "
+                    "your storage account and that it accepts Microsoft Entra ID authorization"
+                )
             return CredentialError(
                 "the storage account refused the credentials: wrong account key, or an expired or invalid SAS"
             )

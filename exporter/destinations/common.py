@@ -65,6 +65,11 @@ class DestinationKind:
     # "module:attribute" of its LocalKind (exporter/local/kinds.py): the demo's and the tests' server and target.
     # A name, not an import, so the deployed code never loads the local tools.
     local: str = ""
+    # KEYLESS HOOK (issue 24): a check across credential fields, e.g. S3's role or access key, not both.
+    check_together: Callable[[dict[str, Any], bool], None] | None = None  # (checked fields, partial)
+    # KEYLESS HOOK (issue 24): credential forms that exclude each other (a key, or keyless); an update giving
+    # one form's fields drops the other form's stored ones.
+    credential_forms: tuple[frozenset[str], ...] = ()
 
     def __post_init__(self) -> None:
         # A field without a label would fail in the console, long after the type was added: refuse it here.
@@ -90,11 +95,27 @@ class DestinationKind:
             for name in self.required:
                 if checked.get(name) is None:
                     raise InputError("is required", field=f"destination.{name}")
+        if self.check_together is not None:  # KEYLESS HOOK (issue 24)
+            self.check_together(checked, partial)
         return checked
 
     def credentials(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """The credential fields among checked parameters."""
         return {k: v for k, v in parameters.items() if k in self.credential_checks}
+
+    def complete(self, given: Mapping[str, Any]) -> bool:
+        """Whether given credential fields are a whole credential (an update then opens no stored secret)."""
+        if not self.credential_forms:
+            return set(given) == set(self.credential_checks)
+        shared = set(self.credential_checks).difference(*self.credential_forms)
+        return any(shared | form <= set(given) for form in self.credential_forms)
+
+    def merged(self, stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """An update's credential fields over the stored ones; giving one form's fields drops the other forms'."""
+        other = {name for form in self.credential_forms if not form & set(given) for name in form}
+        if not any(form & set(given) for form in self.credential_forms):
+            other = set()  # only shared fields given (a region, an endpoint): the stored form stays
+        return {**{k: v for k, v in stored.items() if k not in other}, **given}
 
 
 def check_prefix(value: Any, field: str = "destination.prefix") -> str:

@@ -10,7 +10,7 @@ abandoned by a killed worker expires after a week, never visible. A split window
 the service's own storage and relayed into one session in order (gcs_relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
-exchanged at the key's `token_uri`. Every failure passes through the bucket's error map (gcs_errors.py),
+exchanged at the key's `token_uri`; or, without a key, the platform's own identity (keyless_gcs.py). Every failure passes through the bucket's error map (gcs_errors.py),
 and every connection (to the endpoint, the token_uri, an upload session's URL) through the egress
 policy (exporter/egress.py).
 """
@@ -21,7 +21,7 @@ import copy
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +30,23 @@ import requests
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
 from ..export import destination as protocol
-from ..export.destination import DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from . import common
-from .common import CONTENT_TYPE, DELETE_NOTE, VERIFY_CONTENT, DestinationKind
+from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
 from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
 from .gcs_relay import relay
+from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
 ENDPOINT_FIELD = "destination.endpoint_url"
 CHUNK = 256 * 1024  # GCS: every chunk but the last is a multiple of this
@@ -57,8 +67,12 @@ def _verify_retry(*urls: str | None) -> Any:
     return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 
-def _transport(google: Any, guard: egress.Guard) -> Any:
-    """An authorized session whose every connection (token requests too) is pinned by the egress policy."""
+def _transport(google: Any, guard: egress.Guard, keyless: bool = False) -> Any:
+    """An authorized session whose every connection (token requests too) is pinned by the egress policy.
+
+    KEYLESS HOOK (issue 24): without a key, tokens come from the operator's endpoints (Google's STS and IAM
+    Credentials, the managed identity's endpoint on a link-local address), none a customer's: not pinned.
+    """
     from google.auth.transport.requests import AuthorizedSession, Request
 
     class TokenRequest(Request):
@@ -73,7 +87,7 @@ def _transport(google: Any, guard: egress.Guard) -> Any:
     class Session(egress.NoRedirects, AuthorizedSession):
         pass
 
-    token_request = TokenRequest(egress.pinned_session(guard))
+    token_request = Request() if keyless else TokenRequest(egress.pinned_session(guard))
     return egress.pin_session(Session(google, auth_request=token_request), guard)
 
 
@@ -112,12 +126,12 @@ class GcsDestination:
         self.errors = GcsErrors(self.bucket, credentials.endpoint_url)
         from google.cloud import storage
 
-        token_uri = credentials.service_account_key["token_uri"]
+        token_uri = credentials.token_uri  # None without a key (KEYLESS HOOK, issue 24)
         self._guard = egress.guard(ENDPOINT_FIELD, **{ENDPOINT_FIELD: credentials.endpoint_url, TOKEN_FIELD: token_uri})
         self._google = credentials.google_credentials()
-        self._http = _transport(self._google, self._guard)
+        self._http = _transport(self._google, self._guard, keyless=token_uri is None)
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
-        project = credentials.service_account_key.get("project_id") or "<none>"
+        project = (credentials.service_account_key or {}).get("project_id") or "<none>"
         self.client = storage.Client(
             project=project, credentials=self._google, client_options=options, _http=self._http
         )
@@ -147,10 +161,11 @@ class GcsDestination:
         policy = self._guard.policy
         if self.credentials.endpoint_url:
             policy.check_url(self.credentials.endpoint_url, ENDPOINT_FIELD)
-        policy.check_url(self.credentials.service_account_key["token_uri"], TOKEN_FIELD)
+        if self.credentials.token_uri:  # none without a key (KEYLESS HOOK, issue 24)
+            policy.check_url(self.credentials.token_uri, TOKEN_FIELD)
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
-        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.service_account_key["token_uri"])
+        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.token_uri)
         with self.errors.mapped("write", verifying=True):
             blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
         with self.errors.mapped("delete", verifying=True):
@@ -160,6 +175,30 @@ class GcsDestination:
                 return Verification(test_file=path, deleted=False, note=DELETE_NOTE)
         return Verification(test_file=path, deleted=True)
 
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT):
+                yield ListedFile(blob.name, int(blob.size or 0))
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """In ranges of READ_CHUNK bytes, until a range comes back short."""
+        blob, start = self.client.bucket(self.bucket).blob(path), 0
+        try:
+            while True:
+                piece = blob.download_as_bytes(start=start, end=start + READ_CHUNK - 1, timeout=TIMEOUT, checksum=None)
+                if piece:
+                    yield piece
+                if len(piece) < READ_CHUNK:
+                    return
+                start += len(piece)
+        except Exception as exc:  # noqa: BLE001
+            raise self._classify(exc, "read") from None
+
     # -------------------------------------------------------------- staged blocks
 
     def _session(self, path: str) -> _Session:
@@ -167,7 +206,9 @@ class GcsDestination:
 
         def create() -> str:
             blob = self.client.bucket(self.bucket).blob(path)
-            return blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=TIMEOUT, checksum=None)
+            return blob.create_resumable_upload_session(
+                content_type=content_type_of(path), timeout=TIMEOUT, checksum=None
+            )
 
         return self._sessions.open(path, create, lambda exc: self.errors.classify(exc, "write"))
 
@@ -368,10 +409,17 @@ KIND = DestinationKind(
     to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: GcsDestination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # the masked client email, the endpoint
+    shown=json.loads,  # the masked client email (or whom to impersonate), the endpoint
+    check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"service_account_key"}), frozenset({"impersonate"})),
     form=common.Form(
         "Google Cloud Storage",
-        {"bucket": "Bucket Name", "service_account_key": "Service Account Key (JSON)", "endpoint_url": "Endpoint URL"},
+        {
+            "bucket": "Bucket Name",
+            "service_account_key": "Service Account Key (JSON)",
+            "endpoint_url": "Endpoint URL",
+            "impersonate": "Service Account to Impersonate",  # KEYLESS (issue 24): the API's and the CLI's for now
+        },
         secret=frozenset({"service_account_key"}),
         json=frozenset({"service_account_key"}),
         hints={

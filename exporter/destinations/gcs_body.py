@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from ..errors import InputError
 from ..validation import check_text
 from .common import Check, check_endpoint_url, mask_email
+from .keyless_gcs import check_either, check_impersonate, platform_credentials  # KEYLESS HOOK (issue 24)
 
-REQUIRED = ("bucket", "service_account_key")
+REQUIRED = ("bucket",)  # no key: the platform's identity (KEYLESS HOOK, issue 24)
 KEY_FIELD = "destination.service_account_key"
 TOKEN_FIELD = f"{KEY_FIELD}.token_uri"
 KEY_REQUIRED = ("type", "client_email", "private_key", "token_uri")
@@ -82,6 +83,7 @@ def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, A
 CREDENTIAL_CHECKS: dict[str, Check] = {
     "service_account_key": check_service_account_key,
     "endpoint_url": check_endpoint_url,
+    "impersonate": check_impersonate,  # KEYLESS HOOK (issue 24)
 }
 
 
@@ -89,23 +91,34 @@ CREDENTIAL_CHECKS: dict[str, Check] = {
 class GcsCredentials:
     """Everything sealed for a GCS destination. `masked` is the only form ever shown."""
 
-    service_account_key: dict[str, str] = field(repr=False)
+    service_account_key: dict[str, str] | None = field(repr=False)  # None: keyless (KEYLESS HOOK, issue 24)
     endpoint_url: str | None = None
+    impersonate: str | None = None  # KEYLESS HOOK (issue 24): the customer's service account, or the platform's own
 
     @classmethod
     def from_secret(cls, secret: str) -> GcsCredentials:
         return credentials_from_fields(json.loads(secret))
 
     def to_secret(self) -> str:
-        return json.dumps({"service_account_key": self.service_account_key, "endpoint_url": self.endpoint_url})
+        return json.dumps(
+            {"service_account_key": self.service_account_key, "endpoint_url": self.endpoint_url}
+            | ({"impersonate": self.impersonate} if self.service_account_key is None else {})  # KEYLESS HOOK
+        )
 
     @property
     def client_email(self) -> str:
-        return self.service_account_key["client_email"]
+        return (self.service_account_key or {}).get("client_email", "")
+
+    @property
+    def token_uri(self) -> str | None:
+        """The key's token endpoint (a customer's address); None without a key (KEYLESS HOOK: the platform's own)."""
+        return self.service_account_key["token_uri"] if self.service_account_key is not None else None
 
     @property
     def masked(self) -> str:
-        """The public part, as JSON: the masked service account email and the endpoint."""
+        """The public part, as JSON: the masked service account email (keyless: whom to impersonate) and the endpoint."""
+        if self.service_account_key is None:  # KEYLESS HOOK (issue 24): nothing secret to mask
+            return json.dumps({"impersonate": self.impersonate, "endpoint_url": self.endpoint_url})
         return json.dumps({"client_email": mask_email(self.client_email), "endpoint_url": self.endpoint_url})
 
     @property
@@ -117,6 +130,8 @@ class GcsCredentials:
         from google.auth import exceptions as auth_exceptions
         from google.oauth2 import service_account
 
+        if self.service_account_key is None:  # KEYLESS HOOK (issue 24): ADC, impersonating when asked
+            return platform_credentials(self.impersonate)
         try:
             return service_account.Credentials.from_service_account_info(self.service_account_key, scopes=SCOPES)
         except (ValueError, KeyError, TypeError, auth_exceptions.GoogleAuthError):
@@ -125,4 +140,5 @@ class GcsCredentials:
 
 def credentials_from_fields(fields: Mapping[str, Any]) -> GcsCredentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
-    return GcsCredentials(fields["service_account_key"], fields.get("endpoint_url"))
+    check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
+    return GcsCredentials(fields.get("service_account_key"), fields.get("endpoint_url"), fields.get("impersonate"))

@@ -25,6 +25,31 @@ OAUTH_REFUSALS = {"invalid_grant", "invalid_client", "unauthorized_client", "acc
 KEY_REFUSED = "Google refused the service account key: it is wrong, deleted or disabled (the token request was refused)"
 
 
+class PlatformTokenFailed(Exception):
+    """KEYLESS HOOK (issue 24): the platform's own token could not be had (keyless_gcs.py tags each step).
+
+    `impersonate` is the customer's service account when the impersonation failed (None: the platform's own
+    exchange); `transient` when the token service was unreachable or said to try again. No server text.
+    """
+
+    def __init__(self, platform_account: str, impersonate: str | None, transient: bool):
+        super().__init__(impersonate or platform_account)
+        self.platform_account, self.impersonate, self.transient = platform_account, impersonate, transient
+
+
+def platform_token_failure(exc: PlatformTokenFailed) -> ExporterError:
+    """A keyless token refused (or out of reach) in words saying what the customer must grant."""
+    if exc.transient:
+        return TransientError("Google's token service is unavailable or out of reach; try again later")
+    who = exc.platform_account or "the platform's service account (see integrations identity)"
+    if exc.impersonate:
+        return CredentialError(
+            f"Google refused to let {who} impersonate {exc.impersonate}: grant it "
+            "roles/iam.serviceAccountTokenCreator on that service account"
+        )
+    return CredentialError(f"Google refused the platform's identity {who} (the token exchange was refused)")
+
+
 class UnusableTokenAnswer(Exception):
     """The token endpoint answered 200 with something that is not a token (google-auth would fail on it)."""
 
@@ -77,6 +102,8 @@ class GcsErrors(ErrorMap):
         from google.auth import exceptions as auth_exceptions
         from google.cloud.storage.exceptions import InvalidResponse
 
+        if isinstance(exc, PlatformTokenFailed):  # KEYLESS HOOK (issue 24): no key, the platform's identity
+            return platform_token_failure(exc)
         if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
             return self.classify(
                 exc.cause, operation, verifying=verifying

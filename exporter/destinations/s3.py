@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +24,19 @@ from typing import Any
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
 from ..export import destination as protocol
-from ..export.destination import PART_STRIDE, DestinationInfo, PartPlacement, UploadLost, UploadState, Verification
+from ..export.destination import (
+    PART_STRIDE,
+    READ_CHUNK,
+    DestinationInfo,
+    ListedFile,
+    PartPlacement,
+    UploadLost,
+    UploadState,
+    Verification,
+)
+from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from .common import (
-    CONTENT_TYPE,
     DELETE_NOTE,
     ENDPOINT_HINT,
     REDIRECTS,
@@ -41,6 +50,7 @@ from .common import (
     refusal_in,
     translated,
 )
+from .keyless_s3 import check_either, role_credentials  # KEYLESS HOOK (issue 24)
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
 from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
 
@@ -109,7 +119,7 @@ class _Upload(Upload):
 
 
 class S3Destination:
-    """A customer's bucket, reached with their access key (implements exporter.export.destination.Destination)."""
+    """A customer's bucket, reached with their access key or their role (implements exporter.export.destination.Destination)."""
 
     def __init__(self, credentials: S3Credentials, bucket: str, prefix: str):
         self.credentials = credentials
@@ -140,13 +150,19 @@ class S3Destination:
             user_agent_extra="event-export",
             proxies={},  # a customer's endpoint is dialled directly, at the address the egress policy checked
         )
-        client = _new_client(
-            region_name=creds.region,
-            endpoint_url=creds.endpoint_url,
-            config=config,
-            aws_access_key_id=creds.access_key_id,
-            aws_secret_access_key=creds.secret_access_key,
-        )
+        keys: dict[str, Any] = {
+            "aws_access_key_id": creds.access_key_id,
+            "aws_secret_access_key": creds.secret_access_key,
+        }
+        if creds.role_arn:  # KEYLESS HOOK (issue 24): the role's session credentials, assumed when opened
+            with self.errors.mapped("assume"):  # STS is the operator's endpoint, not the customer's: not pinned
+                assumed = role_credentials(creds.role_arn, creds.region)
+            keys = {
+                "aws_access_key_id": assumed.access_key_id,
+                "aws_secret_access_key": assumed.secret_access_key,
+                "aws_session_token": assumed.session_token,
+            }
+        client = _new_client(region_name=creds.region, endpoint_url=creds.endpoint_url, config=config, **keys)
         if creds.endpoint_url:
             # botocore's region redirector answers a redirect by asking the same server again, and again: with a
             # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
@@ -181,13 +197,31 @@ class S3Destination:
                 raise
         return Verification(test_file=path, deleted=True)
 
+    # -------------------------------------------------------------- reading back (the delivery audit)
+
+    def list_files(self) -> Iterator[ListedFile]:
+        prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ListedFile(item["Key"], int(item["Size"]))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail_with("read")(exc) from None
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=path)["Body"]
+            yield from body.iter_chunks(READ_CHUNK)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail_with("read")(exc) from None
+
     # -------------------------------------------------------------- staged blocks
 
     def _upload(self, path: str) -> _Upload:
         """The file's multipart upload, created by the first block to arrive (the others wait for it)."""
 
         def create() -> str:
-            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)[
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=content_type_of(path))[
                 "UploadId"
             ]
 
@@ -277,7 +311,9 @@ class S3Destination:
         of a split file needs them (`s3:ListMultipartUploadParts`).
         """
         try:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, ContentType=CONTENT_TYPE)
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=path, ContentType=content_type_of(path)
+            )
         except Exception as exc:  # noqa: BLE001
             raise self._fail_with("write")(exc) from None
         state = UploadState(handle=created["UploadId"])
@@ -318,7 +354,7 @@ class S3Destination:
 
     def _put_empty(self, path: str) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=CONTENT_TYPE)
+            self.client.put_object(Bucket=self.bucket, Key=path, Body=b"", ContentType=content_type_of(path))
         except Exception as exc:  # noqa: BLE001
             raise self._fail_with("write")(exc) from None
 
@@ -339,7 +375,9 @@ KIND = DestinationKind(
     to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
     from_secret=json.loads,
     open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # region, the masked key id, the endpoint
+    shown=json.loads,  # region, the masked key id (or the role), the endpoint
+    check_together=check_either,  # KEYLESS HOOK (issue 24)
+    credential_forms=(frozenset({"access_key_id", "secret_access_key"}), frozenset({"role_arn"})),
     form=Form(
         "Amazon S3",
         {
@@ -348,6 +386,7 @@ KIND = DestinationKind(
             "access_key_id": "Access Key ID",
             "secret_access_key": "Secret Access Key",
             "endpoint_url": "Endpoint URL",
+            "role_arn": "Role ARN",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
         },
         secret=frozenset({"access_key_id", "secret_access_key"}),  # the API masks the key id too
         hints={"endpoint_url": ENDPOINT_HINT},

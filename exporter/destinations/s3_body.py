@@ -10,9 +10,10 @@ from typing import Any
 
 from ..errors import InputError
 from .common import Check, check_endpoint_url, check_token, mask_middle
+from .keyless_s3 import check_either, check_role_arn  # KEYLESS HOOK (issue 24)
 from .s3_errors import REGION_RE
 
-REQUIRED = ("bucket", "region", "access_key_id", "secret_access_key")
+REQUIRED = ("bucket", "region")  # and an access key, or a role (KEYLESS HOOK: keyless_s3.check_either)
 BUCKET_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 IP_LIKE_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 # AWS's published bucket naming rules beyond the characters: names its own features use.
@@ -46,6 +47,7 @@ CREDENTIAL_CHECKS: dict[str, Check] = {
     "access_key_id": lambda v, f: check_token(v, f, "an access key id", 128),
     "secret_access_key": lambda v, f: check_token(v, f, "a secret access key", 256),
     "endpoint_url": check_endpoint_url,
+    "role_arn": check_role_arn,  # KEYLESS HOOK (issue 24): S3 by role, no key
 }
 
 
@@ -54,9 +56,10 @@ class S3Credentials:
     """Everything sealed for an S3 destination. `masked` is the only form ever shown."""
 
     region: str
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
+    access_key_id: str | None  # None: by role (KEYLESS HOOK, issue 24)
+    secret_access_key: str | None = field(repr=False)
     endpoint_url: str | None = None
+    role_arn: str | None = None  # KEYLESS HOOK (issue 24): assumed with the account's external id
 
     @classmethod
     def from_secret(cls, secret: str) -> S3Credentials:
@@ -69,14 +72,21 @@ class S3Credentials:
                 "access_key_id": self.access_key_id,
                 "secret_access_key": self.secret_access_key,
                 "endpoint_url": self.endpoint_url,
+                **({"role_arn": self.role_arn} if self.role_arn else {}),  # KEYLESS HOOK (issue 24)
             }
         )
 
     @property
     def masked(self) -> str:
-        """The public part, as JSON: region, masked key id, endpoint."""
+        """The public part, as JSON: region, masked key id (or the role: no secret), endpoint."""
+        if self.role_arn:  # KEYLESS HOOK (issue 24)
+            return json.dumps({"region": self.region, "role_arn": self.role_arn, "endpoint_url": self.endpoint_url})
         return json.dumps(
-            {"region": self.region, "access_key_id": mask_middle(self.access_key_id), "endpoint_url": self.endpoint_url}
+            {
+                "region": self.region,
+                "access_key_id": mask_middle(self.access_key_id or ""),
+                "endpoint_url": self.endpoint_url,
+            }
         )
 
     @property
@@ -86,6 +96,11 @@ class S3Credentials:
 
 def credentials_from_fields(fields: Mapping[str, Any]) -> S3Credentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
+    check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
     return S3Credentials(
-        fields["region"], fields["access_key_id"], fields["secret_access_key"], fields.get("endpoint_url")
+        fields["region"],
+        fields.get("access_key_id"),
+        fields.get("secret_access_key"),
+        fields.get("endpoint_url"),
+        fields.get("role_arn"),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import egress
-from ..errors import CredentialError, DestinationError, ExporterError, InternalError, TransientError
+from ..errors import ConfigurationError, CredentialError, DestinationError, ExporterError, InternalError, TransientError
 from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ TRANSIENT_CODES = {
     "OperationAborted",
     "NoSuchUpload",
 }
+# KEYLESS HOOK (issue 24): STS's answers to AssumeRole (matched, never shown).
+STS_REFUSED = {"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch"}
+STS_TRANSIENT = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"}
 PERMISSION_FOR = {"write": "write to", "delete": "delete from"}
 ACTION_FOR = {"write": "s3:PutObject", "delete": "s3:DeleteObject"}
 
@@ -57,6 +60,47 @@ def error_code(exc: ClientError) -> tuple[int | None, str]:
     code = str(exc.response.get("Error", {}).get("Code") or "")
     # Without an S3 error body botocore names the status as the code: that is no code.
     return status, code if CODE_RE.fullmatch(code) and not code.isdigit() else ""
+
+
+class RoleNotAssumed(Exception):
+    """KEYLESS HOOK (issue 24): STS did not give the platform a customer's role (keyless_s3.assume_role).
+
+    It carries what the customer's trust policy must name (none of it is the server's text); the error map
+    words it (`role_refusal`), and `cause` (STS's failure) is only matched.
+    """
+
+    def __init__(self, cause: BaseException, role_arn: str, external_id: str, principal: str):
+        super().__init__(role_arn)
+        self.cause, self.role_arn, self.external_id, self.principal = cause, role_arn, external_id, principal
+
+
+def role_refusal(exc: RoleNotAssumed) -> ExporterError | None:
+    """An AssumeRole failure in words the customer can act on: what their role's trust policy must allow."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    cause = exc.cause
+    if isinstance(cause, NoCredentialsError):  # the operator's to fix: no customer's integration is at fault
+        return ConfigurationError(
+            "names a principal, but boto3's default chain found no AWS credentials for it",
+            field="EXPORT_AWS_PRINCIPAL_ARN",
+        )
+    if isinstance(cause, ClientError):
+        status, code = error_code(cause)
+        if code in STS_TRANSIENT or status in TRANSIENT_STATUSES or (status or 0) >= 500:
+            return TransientError("AWS STS is unavailable or throttling; try again later")
+        who = exc.principal or "the platform's AWS principal (see integrations identity)"
+        if code in STS_REFUSED or status in (401, 403):
+            return CredentialError(
+                f"AWS refused to let the platform assume role {exc.role_arn!r}: its trust policy must allow "
+                f"{who} to call sts:AssumeRole on condition sts:ExternalId = {exc.external_id!r}, and the role must exist"
+            )
+        return CredentialError(
+            f"AWS STS would not let the platform assume role {exc.role_arn!r}: check the role ARN, and that its "
+            f"trust policy allows {who} on condition sts:ExternalId = {exc.external_id!r}"
+        )
+    if isinstance(cause, BotoCoreError):
+        return TransientError("could not reach AWS STS; try again later")
+    return None  # not STS's failure: a bug of ours, passed on with its traceback
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -115,6 +159,8 @@ class S3Errors(ErrorMap):
         """Our error for an S3 failure; None for anything else (a bug of ours, re-raised by `mapped`)."""
         from botocore.exceptions import ClientError
 
+        if isinstance(exc, RoleNotAssumed):  # KEYLESS HOOK (issue 24): S3 by role
+            return role_refusal(exc)
         if isinstance(exc, ClientError):
             return self._answer(exc, operation, verifying)
         if _network_failure(exc):

@@ -7,7 +7,7 @@ DestinationError or TransientError with a message built without SDK exception te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,6 +106,17 @@ class PartPlacement:
     staging: PartStaging | None = None  # staged in the service's own storage (GCS), not in the destination
 
 
+@dataclass(frozen=True)
+class ListedFile:
+    """A file found under the destination's prefix: its path and its size in bytes."""
+
+    path: str
+    size: int
+
+
+READ_CHUNK = 4 * 1024 * 1024  # a file is read in pieces this large: memory is bounded by it, not by the file
+
+
 class UploadLost(Exception):
     """A saved upload can no longer be continued (aborted, expired, or its blocks gone): start the file again."""
 
@@ -144,6 +155,14 @@ class Destination(Protocol):
 
     def abandon_blocks(self, path: str) -> None:
         """Give up an export that failed before its commit (an S3 multipart upload is aborted); best effort."""
+        ...
+
+    def list_files(self) -> Iterator[ListedFile]:
+        """Every committed file under the prefix (an audit reads them; never writes)."""
+        ...
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """The committed file at `path`, in pieces of at most READ_CHUNK bytes, in order."""
         ...
 
 

@@ -52,18 +52,27 @@ class StreamDigest:
         return self._hash.hexdigest()
 
 
-def file_digest(selection: Selection, progress: WindowProgress) -> StreamDigest | None:
-    """A manifest's SHA-256 of the file, continued from the recorded blocks' state; CannotContinue if that
-    state cannot be restored here (saved by another host's OpenSSL, or damaged)."""
-    if not selection.manifest:
+def file_digest(selection: Selection, progress: WindowProgress, whole: bool = True) -> StreamDigest | None:
+    """The file's SHA-256 (its run record keeps it; a manifest states it), continued from the recorded
+    blocks' state; with a manifest, CannotContinue if that state cannot be restored here (saved by another
+    host's OpenSSL, or damaged).
+
+    None for a part of a split file (`whole` False: one hash runs over the whole stream, in order), and for
+    a file without a manifest whose recorded state is missing or unusable: its run record has no SHA-256.
+    """
+    if not whole:
         return None
     if not progress.blocks:
         return StreamDigest()
     if not progress.digest:
+        if not selection.manifest:
+            return None
         raise InternalError("a file with a manifest was continued without its SHA-256 state")
     try:
         return StreamDigest(progress.digest, progress.bytes)
     except UnrestorableState as unusable:
+        if not selection.manifest:
+            return None
         raise CannotContinue(f"the file's saved SHA-256 state cannot be continued here ({unusable})") from unusable
 
 

@@ -50,7 +50,9 @@ class WindowExport:
     complete: bool = True  # False: the time ran out; the progress is recorded and another invocation continues
     staged_bytes: int = 0  # bytes this invocation staged (a resumed export stages only what was not recorded)
     blocks: int = 0  # blocks of the file (or part) staged so far
-    sha256: str | None = None  # with a manifest: the file's SHA-256, from the stream
+    sha256: str | None = (
+        None  # a whole file's SHA-256, from the stream (None: a part, or a hash that could not continue)
+    )
     restarted: str = ""  # the recorded blocks could not be continued: why the file started again from its first block
 
 
@@ -119,7 +121,7 @@ def export_window(
             recorded=checkpoints is not None,
             notes=checkpoints.notes if checkpoints else None,
         )
-        return fmt.begin(start), file_digest(selection, progress)
+        return fmt.begin(start), file_digest(selection, progress, whole=not shared and not target.first_index)
 
     begun = continued(destination, target.path, checkpoints, open_file, target.first_index, target.joins, shared)
     progress, (cuts, digest) = begun.progress, begun.opened
@@ -160,11 +162,9 @@ def export_window(
             checkpoints.clear()
         else:
             checkpoints.record(replace(recorder.progress, complete=True))  # a part: kept until the file's commit
-    sha256 = None
-    if digest is not None and complete and target.commit:  # the manifest follows the file's commit
-        facts = facts_of(rows, sink.bytes_written, digest.hexdigest(), types)
-        write_manifest(destination, facts)
-        sha256 = facts.sha256
+    sha256 = digest.hexdigest() if digest is not None and complete and target.commit else None
+    if sha256 is not None and selection.manifest:  # the manifest follows the file's commit
+        write_manifest(destination, facts_of(rows, sink.bytes_written, sha256, types))
     took = time.monotonic() - started
     blocks = recorder.progress.blocks
     return WindowExport(

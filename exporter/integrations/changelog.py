@@ -46,7 +46,7 @@ def changes(old: Integration | None, new: Integration, open_secret: Callable[[st
         was, now = before.get(name), after.get(name)
         if was == now:
             continue
-        secret = name.removeprefix("destination.") in SECRET_FIELDS
+        secret = name.removeprefix("destination.") in SECRET_FIELDS or name == "notify.secret"
         found.append(Change(name, secret=True) if secret else Change.of(name, was, now))
     return tuple(found)
 
@@ -69,6 +69,9 @@ def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[
         k: body[k] for k in ("name", "events", "attributes", "frequency_hours", "format", "manifest", "status")
     }
     fields.update({f"destination.{k}": v for k, v in body["destination"].items()})
+    if integration.notify is not None:  # the signing secret: only said to have changed (a new one is a new seal)
+        fields.update({f"notify.{k}": v for k, v in integration.notify.to_json().items()})
+        fields["notify.secret"] = hashlib.sha256(integration.notify.sealed_secret.encode()).hexdigest()
     kind = destination_kind(integration.destination.type)
     opened = kind.from_secret(open_secret(integration.destination.sealed_secret))
     for name in SECRET_FIELDS & set(opened):

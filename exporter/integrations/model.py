@@ -16,6 +16,7 @@ from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
+from ..notifications.config import NotifyConfig, NotifyRequest, parse_notify
 from ..validation import check_fields, check_name, check_text
 from ..windows import FREQUENCIES_HOURS
 
@@ -35,7 +36,17 @@ class Status(StrEnum):
 
 
 SETTABLE_STATUSES = (Status.ACTIVE, Status.PAUSED)
-BODY_FIELDS = {"name", "destination", "events", "attributes", "frequency_hours", "status", "format", "manifest"}
+BODY_FIELDS = {
+    "name",
+    "destination",
+    "events",
+    "attributes",
+    "frequency_hours",
+    "status",
+    "format",
+    "manifest",
+    "notify",  # exporter/notifications
+}
 MAX_NAME = 200
 
 
@@ -71,6 +82,7 @@ class Integration:
     etag: str | None = field(default=None, compare=False)
     format: str = DEFAULT_FORMAT.value  # the window files' format (exporter.export.formats)
     manifest: bool = False  # a `{file name}.manifest.json` after each file
+    notify: NotifyConfig | None = None  # where to tell of stops, recoveries and deliveries (exporter/notifications)
     # The due index (exporter/integrations/due.py): this state's entry key, and how many writes made it.
     due_key: str = field(default="", compare=False)
     revision: int = field(default=0, compare=False)
@@ -97,6 +109,7 @@ class Integration:
             self.status,
             self.format,
             self.manifest,
+            self.notify,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +130,7 @@ class Integration:
             "frequency_hours": self.frequency_hours,
             "format": self.format,
             "manifest": self.manifest,
+            "notify": self.notify.to_json() if self.notify else None,
             "status": self.status.value,
             "activated_at": _iso(self.activated_at),
             "last_success_end": _iso(self.last_success_end),
@@ -153,6 +167,9 @@ class Integration:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "slot": self.slot,
+            "notify_url": self.notify.url if self.notify else "",
+            "notify_events": ",".join(self.notify.events) if self.notify else "",
+            "notify_secret": self.notify.sealed_secret if self.notify else "",
             "due_key": self.due_key,
             "revision": self.revision,
         }
@@ -183,10 +200,18 @@ class Integration:
             slot=int(entity.get("slot", 0)),
             format=entity.get("format") or DEFAULT_FORMAT.value,  # stored before formats existed: CSV
             manifest=bool(entity.get("manifest", False)),
+            notify=_notify(entity),
             due_key=entity.get("due_key") or "",
             revision=int(entity.get("revision") or 0),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
+
+
+def _notify(entity: Any) -> NotifyConfig | None:
+    url = entity.get("notify_url") or ""
+    if not url:
+        return None
+    return NotifyConfig(url, tuple(filter(None, entity.get("notify_events", "").split(","))), entity["notify_secret"])
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -247,8 +272,8 @@ class DestinationRequest:
         kind = destination_kind(stored.type)
         parameters = kind.check(self.parameters, partial=True)  # refuses another type's fields
         given = kind.credentials(parameters)
-        if set(given) != set(kind.credential_checks):  # a part of the credentials: the rest stays
-            given = {**kind.from_secret(open_secret(stored.sealed_secret)), **given}
+        if not kind.complete(given):  # a part of the credentials: the rest stays (KEYLESS HOOK: per form)
+            given = kind.merged(kind.from_secret(open_secret(stored.sealed_secret)), given)
         container = parameters.get(kind.container_field)
         return DestinationParams(
             type=stored.type,
@@ -270,6 +295,7 @@ class IntegrationChanges:
     status: Status | None = None
     format: str | None = None
     manifest: bool | None = None
+    notify: NotifyRequest | None = None
 
 
 def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
@@ -315,6 +341,8 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
         if not isinstance(body["manifest"], bool):
             raise InputError("must be true or false", field="manifest")
         changes.manifest = body["manifest"]
+    if "notify" in body:
+        changes.notify = parse_notify(body["notify"])
     return changes
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
 from ..history import INTEGRATION, Entry, HistoryRepo, history_json
+from ..identity import Opening, opening_for
+from ..notifications import NotifyConfig, NotifyRequest, new_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
@@ -46,6 +49,7 @@ class IntegrationService:
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
         catalog: Callable[[str], dict[str, Any]] | None = None,
+        opening: Callable[[str, str], Opening] | None = None,
     ):
         self.repo = repo
         self.runs_repo = runs
@@ -53,6 +57,8 @@ class IntegrationService:
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
+        self.on_recovered: Callable[[Integration], None] | None = None  # a notification (exporter/notifications)
+        self.opening = opening  # (account, session) -> on whose behalf a destination is opened (keyless ones need it)
         self.catalog = (
             catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
         )
@@ -64,14 +70,19 @@ class IntegrationService:
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
             body = body["destination"]
-        return self._verified(parse_destination(body, partial=False).complete(), seal=False)[1]
+        return self._verified(account, parse_destination(body, partial=False).complete(), seal=False)[1]
 
-    def _verified(self, destination: DestinationParams, seal: bool = True) -> tuple[DestinationConfig, dict[str, Any]]:
+    def _verified(
+        self, account: str, destination: DestinationParams, seal: bool = True
+    ) -> tuple[DestinationConfig, dict[str, Any]]:
         """Verify a destination (test file written, deletion tried); return it sealed for storage, and the answer."""
         # Sealed first: without a usable EXPORT_SECRET_KEY a create or update fails before writing a test file.
         sealed_secret = self.secrets.seal(destination.secret) if seal else ""
-        client = self.open_destination(destination.type, destination.secret, destination.container, destination.prefix)
-        verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
+        with self._opening(account):
+            client = self.open_destination(
+                destination.type, destination.secret, destination.container, destination.prefix
+            )
+            verification = client.verify(f".export-verify-{to_unix(self.clock.now())}-{uuid.uuid4().hex[:8]}.txt")
         info = client.describe()
         sealed = DestinationConfig(
             type=destination.type,
@@ -81,6 +92,10 @@ class IntegrationService:
             masked=info.masked,
         )
         return sealed, verification.to_json()
+
+    def _opening(self, account: str) -> contextlib.AbstractContextManager[object]:
+        """A verification's destination is opened for the account, in a session named `verify`."""
+        return opening_for(self.opening(account, "verify")) if self.opening else contextlib.nullcontext()
 
     # ------------------------------------------------------------- create / read
 
@@ -94,7 +109,8 @@ class IntegrationService:
         changes = parse_body(body, partial=False)
         events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
         check_columns(events, attributes)
-        destination, verification = self._verified(_given(changes.destination, "destination").complete())
+        destination, verification = self._verified(account, _given(changes.destination, "destination").complete())
+        notify, notify_secret = self._notify(None, changes.notify)
         now = self.clock.now()
         integration = Integration(
             account=account,
@@ -107,6 +123,7 @@ class IntegrationService:
             status=_given(changes.status, "status"),
             format=changes.format or DEFAULT_FORMAT.value,
             manifest=bool(changes.manifest),
+            notify=notify,
             created_at=now,
             updated_at=now,
             activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
@@ -114,7 +131,7 @@ class IntegrationService:
         with self.recorded(None, integration, verified=True):
             stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
-        return self._answer(stored, verification=verification)
+        return _with_secret(self._answer(stored, verification=verification), notify_secret)
 
     def list(self, account: str) -> dict[str, Any]:
         check_account(account)
@@ -222,16 +239,54 @@ class IntegrationService:
         destination, verification = None, None
         if changes.destination is not None:
             destination, verification = self._verified(
-                changes.destination.filled_from(current.destination, self.secrets.open)
+                account, changes.destination.filled_from(current.destination, self.secrets.open)
             )
         extra = {"verification": verification} if verification else {}
+        notify, notify_secret = self._notify(current.notify, changes.notify)
         written = self._write(
-            current, lambda c: self._apply(c, changes, destination), if_match, verified=bool(verification)
+            current, lambda c: self._apply(c, changes, destination, notify), if_match, verified=bool(verification)
         )
-        return self._answer(written, **extra)
+        if current.status.stopped and written.status == Status.ACTIVE and self.on_recovered is not None:
+            self.on_recovered(written)  # delivery hook (issue 25): the stop's end is told
+        return _with_secret(self._answer(written, **extra), notify_secret)
+
+    def _notify(
+        self, current: NotifyConfig | None, request: NotifyRequest | None
+    ) -> tuple[NotifyConfig | None, str | None]:
+        """The notification settings a change leaves, and the new secret to show once (a new url gets one)."""
+        if request is None:
+            return current, None
+        if request.url is None:
+            return None, None
+        if current is not None and current.url == request.url:
+            return NotifyConfig(current.url, request.events, current.sealed_secret), None
+        secret = new_secret()
+        return NotifyConfig(request.url, request.events, self.secrets.seal(secret)), secret
+
+    def rotate_notify_secret(self, account: str, integration_id: str) -> dict[str, Any]:
+        """A new signing secret for the integration's notifications, shown once in this answer."""
+        check_account(account)
+        current = self.repo.get(account, integration_id)
+        if current.notify is None:
+            raise ConflictError("the integration has no notification url; set notify first", field="notify")
+        secret = new_secret()
+        sealed = self.secrets.seal(secret)
+
+        def rotate(c: Integration) -> Integration:
+            if c.notify is None:
+                raise ConflictError("the integration has no notification url; set notify first", field="notify")
+            return c.with_changes(
+                notify=NotifyConfig(c.notify.url, c.notify.events, sealed), updated_at=self.clock.now()
+            )
+
+        return _with_secret(self._answer(self._write(current, rotate, None)), secret)
 
     def _apply(
-        self, current: Integration, changes: IntegrationChanges, destination: DestinationConfig | None
+        self,
+        current: Integration,
+        changes: IntegrationChanges,
+        destination: DestinationConfig | None,
+        notify: NotifyConfig | None = None,
     ) -> Integration:
         now = self.clock.now()
         events = changes.events if changes.events is not None else current.events
@@ -259,6 +314,7 @@ class IntegrationService:
             frequency_hours=changes.frequency_hours or current.frequency_hours,
             format=changes.format or current.format,  # like the frequency: from last_success_end on
             manifest=current.manifest if changes.manifest is None else changes.manifest,
+            notify=current.notify if changes.notify is None else notify,
             status=status,
             last_error=last_error,
             activated_at=current.activated_at or (_whole_second(now) if status == Status.ACTIVE else None),
@@ -343,6 +399,13 @@ class IntegrationService:
     def _confirm(self, entry: Entry | None) -> None:
         if entry is not None:
             self.history_repo.confirm(entry)
+
+
+def _with_secret(answer: dict[str, Any], secret: str | None) -> dict[str, Any]:
+    """The answer that set a notification url (or rotated its secret) shows the secret: once, never again."""
+    if secret is not None:
+        answer["notify"] = {**answer["notify"], "secret": secret}
+    return answer
 
 
 def _given(value: T | None, field: str) -> T:

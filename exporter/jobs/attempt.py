@@ -119,6 +119,7 @@ def export_whole(
         log.info("window continues in a follow-up", extra={**context, "rows": result.rows, "bytes": result.bytes})
         return record
     record.status = RunStatus.EXPORTED
+    record.sha256 = result.sha256 or ""  # delivery hook (issue 25): the audit and notifications read it
     record.duration_ms = int(result.duration_s * 1000)
     record.error = ""
     ctx.runs.put(record)

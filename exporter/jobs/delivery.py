@@ -16,6 +16,7 @@ from ..errors import CredentialError, DestinationError, NotFoundError
 from ..export.destination import UploadLost
 from ..export.plan import Selection
 from ..integrations.model import Integration, Status
+from ..notifications import sender as notifications
 from ..runs import RunRecord, RunStatus
 from ..windows import Window, is_due
 from . import state
@@ -101,6 +102,8 @@ def after_window(
         return continued(ctx, integration, exported, continues)
     exported.append(record)
     advanced = state.advance(ctx, integration, window)  # through the module: a test dies or races right here
+    if advanced is not None:
+        notifications.delivered(ctx, advanced, record)  # delivery hook (issue 25): only queued, never waited on
     if advanced is None or advanced.status != Status.ACTIVE:
         return changed_concurrently(ctx, integration, exported)
     forget_split(ctx, integration, window, plan)

@@ -37,3 +37,26 @@ class ExportJob:
             int(data["window_start"]) if part is not None else None,
             int(part) if part is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A queue message carrying many integrations' jobs: the worker that receives it sends each as its own
+    message (exporter/jobs/scheduler.py). A minute with thousands due costs the timer one send per
+    FAN_OUT_SIZE jobs; the sends themselves spread over the workers."""
+
+    jobs: tuple[ExportJob, ...]
+
+    def to_message(self) -> str:
+        return json.dumps({"fan_out": [[job.account, job.integration_id] for job in self.jobs]})
+
+    @classmethod
+    def from_message(cls, body: str) -> FanOut | None:
+        """The fan-out in `body`, or None when it is another message."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("fan_out"), list):
+            return None
+        return cls(tuple(ExportJob(str(account), str(integration_id)) for account, integration_id in data["fan_out"]))

@@ -25,11 +25,15 @@ from ..errors import NotFoundError, StaleRecordError
 from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Integration
 from ..windows import backlog, export_lag_seconds
-from .messages import ExportJob
+from .messages import ExportJob, FanOut
 
 # Reads and queue sends at once: each is one storage round trip, so a few threads hide the latency.
-# It stays within the storage clients' connection pools (10 connections per host by default).
+# It stays within the storage clients' connection pools (exporter/storage.py).
 CONCURRENCY = 8
+# From this many due in one tick, jobs go out FAN_OUT_SIZE to a message, and the workers send them on
+# one by one (`spread`): the timer's sends grow with what is due divided by FAN_OUT_SIZE.
+FAN_OUT_AT = 100
+FAN_OUT_SIZE = 32
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -77,7 +81,12 @@ def schedule(ctx: Context) -> ScheduleOutcome:
     due = sorted(trusted + [entry for entry in checked if entry is not None], key=lambda entry: entry.key)
     leased = index.lease(due, now + timedelta(seconds=ctx.settings.lease_seconds))
     queue = ctx.storage.queue()
-    _concurrently(lambda entry: queue.send_message(ExportJob(entry.account, entry.integration_id).to_message()), leased)
+    jobs = [ExportJob(entry.account, entry.integration_id) for entry in leased]
+    if len(jobs) >= FAN_OUT_AT:
+        messages = [FanOut(tuple(jobs[i : i + FAN_OUT_SIZE])).to_message() for i in range(0, len(jobs), FAN_OUT_SIZE)]
+    else:
+        messages = [job.to_message() for job in jobs]
+    _concurrently(queue.send_message, messages)
     lags = []
     for entry in leased:
         outcome.integrations.append(entry.integration_id)
@@ -90,6 +99,16 @@ def schedule(ctx: Context) -> ScheduleOutcome:
             lags.append(export_lag_seconds(state.activated_at, state.last_success_end, now))
     telemetry.record_tick(lags, queued=outcome.queued, repaired=outcome.repaired)
     return outcome
+
+
+def spread(ctx: Context, fan_out: FanOut) -> int:
+    """A worker's part of a big tick: each job of the fan-out sent as its own message, behind what is queued.
+
+    Delivered twice, it sends them twice: a job for an integration that is up to date does nothing.
+    """
+    queue = ctx.storage.queue()
+    _concurrently(queue.send_message, [job.to_message() for job in fan_out.jobs])
+    return len(fan_out.jobs)
 
 
 def _concurrently(work: Callable[[T], R], items: Iterable[T]) -> list[R]:

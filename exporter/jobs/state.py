@@ -19,6 +19,7 @@ from ..context import Context
 from ..errors import CredentialError, DestinationError, NotFoundError, StaleRecordError
 from ..history import SYSTEM
 from ..integrations.model import Integration, Status
+from ..notifications import sender as notifications
 from ..windows import Window, is_due, next_start
 from .messages import ExportJob
 
@@ -102,6 +103,7 @@ def stop(ctx: Context, integration: Integration, error: CredentialError | Destin
     )
     if stopped is None:
         return
+    notifications.stopped(ctx, stopped, error.message)  # delivery hook (issue 25): only queued, never waited on
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
     log.error(

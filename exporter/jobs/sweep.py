@@ -9,6 +9,7 @@ entry it deletes is one its integration has moved past for good (keys are never 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,9 @@ from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Status
 from ..windows import export_lag_seconds
 
+log = logging.getLogger(__name__)
+LATE_WINDOWS = 2  # an integration more than this many windows behind is named in the log (the lag alert)
+
 
 @dataclass
 class SweepOutcome:
@@ -30,6 +34,7 @@ class SweepOutcome:
     missing: int = 0  # integrations due with no entry: entry written
     stale: int = 0  # entries of no current integration state: deleted
     rekeyed: int = 0  # integrations whose entry belongs elsewhere (settle changed, stored before the index)
+    late: int = 0  # integrations more than LATE_WINDOWS windows behind, each logged by account and id
 
     @property
     def repaired(self) -> int:
@@ -43,6 +48,7 @@ class SweepOutcome:
             "missing": self.missing,
             "stale": self.stale,
             "rekeyed": self.rekeyed,
+            "late": self.late,
         }
 
 
@@ -58,7 +64,18 @@ def sweep(ctx: Context) -> SweepOutcome:
     for integration in ctx.repo.all():
         outcome.integrations += 1
         if integration.status != Status.PAUSED and integration.activated_at is not None:
-            lags.append(export_lag_seconds(integration.activated_at, integration.last_success_end, now))
+            lag = export_lag_seconds(integration.activated_at, integration.last_success_end, now)
+            lags.append(lag)
+            late = (LATE_WINDOWS + 1) * integration.frequency_hours * 3600 + ctx.settings.settle_seconds
+            if lag > late:
+                outcome.late += 1
+                log.warning(
+                    "integration is late: account %s, integration %s, %d s behind, status %s",
+                    integration.account,
+                    integration.id,
+                    lag,
+                    integration.status.value,
+                )
         due = due_at(integration, ctx.settings.settle_seconds)
         if due is None and not integration.due_key:
             continue

@@ -28,8 +28,9 @@ from ..windows import Window, due_windows, next_start
 from . import state
 from .attempt import FirstRecord, export_whole, selection_of
 from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
-from .messages import ExportJob
+from .messages import ExportJob, FanOut
 from .parts import as_split, commit_split, plan_split, process_part, queue_parts
+from .scheduler import spread
 from .split import SplitPlan
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     Raises to have the message delivered again (the host's retry, then the poison queue): a transient
     fault may pass, and a bug or a configuration error is retried too, but recorded as what it is.
     """
+    fan_out = FanOut.from_message(body)
+    if fan_out is not None:
+        return JobOutcome(reason=f"sent {spread(ctx, fan_out)} jobs on")
     try:
         job = ExportJob.from_message(body)
     except (ValueError, KeyError, TypeError):

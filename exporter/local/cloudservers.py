@@ -24,12 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs
 
 from .devstorage import _listening, free_port
+from .loopback import JsonHandler
 
 BOOTSTRAP_REQUESTS = 3  # create_user, put_user_policy, create_access_key
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -205,7 +206,7 @@ class TokenEndpoint:
     def start(self) -> TokenEndpoint:
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
@@ -219,17 +220,6 @@ class TokenEndpoint:
                 token = f"local-token-{len(endpoint.granted)}-{os.urandom(8).hex()}"
                 endpoint.granted.append(token)
                 self._json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
-
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

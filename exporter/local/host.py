@@ -15,6 +15,7 @@ from typing import Any
 
 from ..context import Context
 from ..jobs import JobOutcome, process_job, record_poison, schedule
+from ..notifications.sender import drain_notifications
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str
     else:
         with progress(scheduled.windows_due) as bar:
             worked = drain(ctx, on_result=lambda result: bar.advance(result.exported))
-    return {"scheduler": scheduled.to_json(), "worker": worked}
+    notified = drain_notifications(ctx)  # after the exports: a receiver never holds one up
+    return {"scheduler": scheduled.to_json(), "worker": worked, "notifications": notified}
 
 
 def json_request(method: str, url: str, route_params: dict[str, str], body: Any = None) -> Any:

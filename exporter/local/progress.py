@@ -1,10 +1,14 @@
-"""Progress on long work when a person watches (a TTY on stderr); silent otherwise, so JSON stays clean."""
+"""Progress on long work when a person watches (a TTY on stderr); silent otherwise, so JSON stays clean.
+
+The bar itself is tqdm's; this keeps the callers' small interface (a label, an optional total, `advance`).
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, TextIO
+
+from tqdm import tqdm
 
 
 class Progress:
@@ -14,31 +18,15 @@ class Progress:
         self.done = 0
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
-        self._started = time.monotonic()
+        # A total of 0 means "unknown" to the callers (nothing due): tqdm then counts without a bar.
+        self._bar = tqdm(desc=label, total=total or None, file=self.stream, disable=not self.enabled, leave=True)
 
     def __enter__(self) -> Progress:
-        self._draw()
         return self
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.monotonic() - self._started
-        if self.total:
-            width = 30
-            filled = int(width * min(self.done, self.total) / self.total)
-            bar = "#" * filled + "-" * (width - filled)
-            text = f"\r{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s"
-        else:
-            text = f"\r{self.label}: {self.done} {elapsed:5.1f}s"
-        self.stream.write(text)
-        self.stream.flush()
+        self._bar.update(n)
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._bar.close()

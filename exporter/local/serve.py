@@ -29,7 +29,7 @@ from ..context import Context
 from ..jobs import schedule, sweep
 from .front import DEADLINE_SECONDS, FrontServer
 from .functions import KEY_SETTING, FunctionsApp, http_functions, registered
-from .host import drain
+from .host import drain, drain_notifications
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class LocalHost:
         _every(self._timer_seconds, self._stop, lambda: schedule(self.ctx), "timer")
         _every(SWEEP_SECONDS, self._stop, lambda: sweep(self.ctx), "sweep")  # hourly and at start, as in Azure
         _every(self._queue_poll_seconds, self._stop, lambda: drain(self.ctx, retry_delay=30), "queue")
+        _every(self._queue_poll_seconds, self._stop, lambda: drain_notifications(self.ctx), "notifications")
         self._http.start()
         return self
 

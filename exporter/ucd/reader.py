@@ -154,7 +154,15 @@ class WindowReader:
                 del batches  # drop this segment before waiting for the next one
 
     def _download(self, path: str) -> bytes:
-        return self.container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).readall()
+        return download_segment(self.container, path)
+
+
+def download_segment(container: ContainerClient, path: str) -> bytes:
+    """A segment's bytes. A segment is one GET (far below the SDK's 32 MiB first request): its body is taken as
+    the SDK holds it, not written into a stream and copied out again as `readall()` does (about 15 % of a
+    download's CPU). A larger blob comes in the SDK's chunks, one after another."""
+    chunks = container.download_blob(path, max_concurrency=DOWNLOAD_CONCURRENCY).chunks()
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 // Log alerts on the exporter's custom metrics (sent by the Python worker through OpenTelemetry
 // to Application Insights, table customMetrics; dimensions in customDimensions):
-//   export.lag_seconds       gauge, per integration: now - last_success_end   (sev 2)
+//   export.lag               histogram per scheduler tick (and hourly sweep): now - last_success_end of
+//                            each integration looked at; no per-integration series (sev 2)
 //   export.poison_messages   counter: export jobs moved to the poison queue  (sev 1)
 //   export.credential_errors counter: integrations stopped by bad credentials (sev 3)
-// Each alert fires per (account, integration_id), and mails the action group.
+// The poison and credential alerts fire per (account, integration_id); the lag alert fires for the fleet
+// (the hourly sweep logs which integrations are late). Each mails the action group.
 
 @description('Prefix of the alert and action group names.')
 param namePrefix string
@@ -65,7 +67,7 @@ resource lagAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Export lag above threshold'
-    description: 'An integration has not delivered a window for longer than the threshold (export.lag_seconds). Check its status and runs: credential error, paused, or failing jobs.'
+    description: 'Some integration has not delivered a window for longer than the threshold (export.lag, the largest a tick or sweep saw). The sweep logs each late integration ("integration is late"); check its status and runs: credential error, paused, or failing jobs.'
     severity: 2
     enabled: true
     scopes: [
@@ -78,13 +80,11 @@ resource lagAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         {
           query: '''
 customMetrics
-| where name == "export.lag_seconds"
-| extend account = tostring(customDimensions.account), integration_id = tostring(customDimensions.integration_id)
-| summarize lag_seconds = max(valueMax) by account, integration_id
+| where name == "export.lag"
+| summarize lag_seconds = max(valueMax)
 '''
           timeAggregation: 'Maximum'
           metricMeasureColumn: 'lag_seconds'
-          dimensions: perIntegration
           operator: 'GreaterThan'
           threshold: lagThresholdSeconds
           failingPeriods: {

@@ -53,6 +53,15 @@ param ucdContainerName string = 'ucd'
 @description('Client id of the Microsoft Entra app registration that signs console users in (see infra/README.md, "The console"). Empty: App Service Authentication stays off and the console answers that sign-in is not set up; the API is unaffected.')
 param consoleClientId string = ''
 
+@description('ARN of the platform\'s AWS principal customers trust for S3 by role (EXPORT_AWS_PRINCIPAL_ARN). Empty: off.')
+param keylessAwsPrincipalArn string = ''
+
+@description('Email of the platform\'s Google service account for GCS without a key (EXPORT_GCP_SERVICE_ACCOUNT). Empty: off.')
+param keylessGcpServiceAccount string = ''
+
+@description('Client id of the platform\'s multi-tenant Entra application for Azure by Entra ID (EXPORT_AZURE_CLIENT_ID). Empty: off.')
+param keylessAzureClientId string = ''
+
 @description('Microsoft Entra tenant of the console app registration.')
 param consoleTenantId string = subscription().tenantId
 
@@ -87,6 +96,14 @@ var appSettings = {
   EXPORT_LEASE_SECONDS: '600'
   EXPORT_MAX_DEQUEUE_COUNT: '5'
   EXPORT_SPLIT_BYTES: '1073741824'
+  // Keyless destinations: the platform's own identities that customers grant (infra/README.md).
+  EXPORT_AWS_PRINCIPAL_ARN: keylessAwsPrincipalArn
+  EXPORT_AWS_STS_ENDPOINT: ''
+  EXPORT_GCP_SERVICE_ACCOUNT: keylessGcpServiceAccount
+  EXPORT_GCP_IAM_ENDPOINT: ''
+  EXPORT_AZURE_TENANT_ID: tenant().tenantId
+  EXPORT_AZURE_CLIENT_ID: keylessAzureClientId
+  EXPORT_AZURE_AUTHORITY_HOST: ''
   // App Service Authentication signs console users in with the app registration, proving itself with
   // the app's managed identity (a federated credential) instead of a client secret.
   OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId

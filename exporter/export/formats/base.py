@@ -133,6 +133,7 @@ class FileFormat:
     typed: bool  # its bytes depend on the columns' types (the catalog's parameter kinds)
     rows: RowsOf
     cuts: type[FileCuts] = FileCuts
+    content_type: str = "application/octet-stream"  # what the destination tells a reader the file is
 
     def __post_init__(self) -> None:
         object.__setattr__(

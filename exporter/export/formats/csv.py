@@ -27,5 +27,5 @@ class CsvRows:
 
 
 # Every value is written as its CSV text, so the types are not needed; gzip: `zcat` gives the CSV file.
-CSV = FileFormat(Format.CSV, typed=False, rows=CsvRows)
-CSV_GZ = FileFormat(Format.CSV_GZ, typed=False, rows=CsvRows, cuts=GzipMarks)
+CSV = FileFormat(Format.CSV, typed=False, rows=CsvRows, content_type="text/csv; charset=utf-8")
+CSV_GZ = FileFormat(Format.CSV_GZ, typed=False, rows=CsvRows, cuts=GzipMarks, content_type="application/gzip")

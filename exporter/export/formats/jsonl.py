@@ -74,4 +74,4 @@ class JsonLines:
         pass
 
 
-JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, cuts=GzipMarks)
+JSONL_GZ = FileFormat(Format.JSONL_GZ, typed=True, rows=JsonLines, cuts=GzipMarks, content_type="application/gzip")

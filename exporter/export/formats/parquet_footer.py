@@ -136,4 +136,10 @@ class ParquetFooter(FileCuts):
             return [note for note in earlier if note is not None] + [self._pieces[b] for b in sorted(self._pieces)]
 
 
-PARQUET = FileFormat(Format.PARQUET, typed=True, rows=parquet.ParquetRows, cuts=ParquetFooter)
+PARQUET = FileFormat(
+    Format.PARQUET,
+    typed=True,
+    rows=parquet.ParquetRows,
+    cuts=ParquetFooter,
+    content_type="application/vnd.apache.parquet",
+)
