@@ -19,6 +19,7 @@ from azure.core.exceptions import AzureError
 
 from . import api, logs, routes
 from .clock import ManualClock, SystemClock, parse_instant
+from .destinations import destination_types
 from .errors import ConfigurationError, ExporterError, InputError
 
 # The verbs that are not operations of the API; the operations' examples are in exporter.routes.
@@ -153,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=200, help="how many users send events each hour (default: 200)")
     demo.add_argument(
         "--destination",
-        choices=("azure_blob", "s3", "gcs"),
-        default="azure_blob",
-        help="the customer's destination type (default: azure_blob on Azurite; s3 on moto, gcs on gcp-storage-emulator)",
+        choices=destination_types(),
+        default=destination_types()[0],
+        help=f"the customer's destination type, on a private local server (default: {destination_types()[0]})",
     )
     demo.add_argument(
         "--console",

@@ -2,8 +2,11 @@
 local server, its destination body, a refused body, its listing), and the helpers that run the export
 scenarios of tests/export_helpers.py against any kit.
 
-The servers are real (their session fixtures are in conftest.py): Azurite, moto in server mode with
-IAM enforcement, gcp-storage-emulator, and a loopback OAuth token endpoint for service-account keys.
+The types are the registered ones (exporter/destinations/__init__.py), and their servers and containers
+come from each type's local tools (exporter/local/kinds.py). The servers are real (their session fixtures
+are in conftest.py): Azurite, moto in server mode with IAM enforcement, gcp-storage-emulator, and a
+loopback OAuth token endpoint for service-account keys. The three cloud types have a richer kit here (a
+refused body, the secrets to look for); any other registered type gets a `TargetKit` of its local target.
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 
 from exporter.clock import from_unix
-from exporter.destinations import open_destination
+from exporter.destinations import destination_types, open_destination
 from exporter.export.runner import export_window
 from exporter.integrations.model import parse_destination
 from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, service_account_key
 from exporter.local.devstorage import DEV_KEY
+from exporter.local.kinds import Servers, Target, open_target
 from exporter.ucd.segments import to_ms
 from exporter.windows import Window
 from tests import export_helpers
 from tests.export_helpers import ACCOUNT, due_at, populate
 from tests.helpers import integration_body as azure_integration_body
 
-KINDS = ("azure_blob", "s3", "gcs")
+KINDS = destination_types()
 WRONG_AZURE_KEY = base64.b64encode(b"a-wrong-account-key-for-the-destination-tests!!").decode()
 REGION = "us-east-1"
 
@@ -188,6 +192,26 @@ class GcsKit:
         }
 
 
+@dataclass
+class TargetKit:
+    """A kit for a registered type without a richer one here: its local target (exporter/local/kinds.py)."""
+
+    target: Target
+
+    @property
+    def kind(self) -> str:
+        return self.target.kind
+
+    def body(self, prefix: str = "insider/") -> dict[str, Any]:
+        return {**self.target.body, "prefix": prefix}
+
+    def names(self) -> list[str]:
+        return self.target.names()
+
+    def read(self, name: str) -> bytes:
+        return self.target.read(name)
+
+
 _bucket_seq = itertools.count()
 BUCKET_PREFIX = "b"  # every kit's container or bucket: the session's S3 kit user is allowed on "b*"
 
@@ -196,23 +220,39 @@ def new_bucket_name(tag: str) -> str:
     return f"{BUCKET_PREFIX}{tag}-{next(_bucket_seq)}"
 
 
+def servers(request) -> Servers:
+    """The local servers, as the session's fixtures (conftest.py) give them: started on first use, once."""
+    fixtures = {"moto": "moto_s3", "gcs": "gcs_emulator", "tokens": "token_endpoint"}
+    given = {name: (lambda fixture=fixture: request.getfixturevalue(fixture)) for name, fixture in fixtures.items()}
+    return Servers(request.getfixturevalue("azurite_connection"), given)
+
+
+def _azure_kit(request, local: Servers, name: str) -> AzureKit:
+    connection = local.azurite_connection
+    return AzureKit(connection, BlobServiceClient.from_connection_string(connection).create_container(name))
+
+
+def _s3_kit(request, local: Servers, name: str) -> S3Kit:
+    server = local.moto()
+    server.client().create_bucket(Bucket=name)
+    return S3Kit(server, name, request.getfixturevalue("s3_kit_key"))  # the session's user, allowed on "b*"
+
+
+def _gcs_kit(request, local: Servers, name: str) -> GcsKit:
+    emulator, tokens = local.gcs(), local.tokens()
+    emulator.client().create_bucket(name)
+    return GcsKit(emulator, tokens, name, service_account_key(f"{tokens.url}/token", name=f"sa-{name}"))
+
+
+RICHER_KITS = {"azure_blob": _azure_kit, "s3": _s3_kit, "gcs": _gcs_kit}
+
+
 def make_kit(request, kind: str, tag: str):
-    """A fresh container or bucket of `kind` (the servers are started on first use)."""
+    """A fresh container or bucket of the registered type `kind` (the servers are started on first use)."""
     name = new_bucket_name(tag)
-    if kind == "azure_blob":
-        connection = request.getfixturevalue("azurite_connection")
-        container = BlobServiceClient.from_connection_string(connection).create_container(name)
-        return AzureKit(connection, container)
-    if kind == "s3":
-        server = request.getfixturevalue("moto_s3")
-        server.client().create_bucket(Bucket=name)
-        return S3Kit(server, name, request.getfixturevalue("s3_kit_key"))
-    if kind == "gcs":
-        emulator = request.getfixturevalue("gcs_emulator")
-        tokens = request.getfixturevalue("token_endpoint")
-        emulator.client().create_bucket(name)
-        return GcsKit(emulator, tokens, name, service_account_key(f"{tokens.url}/token", name=f"sa-{name}"))
-    raise ValueError(kind)
+    local = servers(request)
+    richer = RICHER_KITS.get(kind)
+    return richer(request, local, name) if richer else TargetKit(open_target(kind, local, name, "insider/"))
 
 
 # ------------------------------------------------------------------ export scenarios against any kit

@@ -6,7 +6,7 @@ once), in every row format (a gzip file's parts begin at a segment where a membe
 many small segments share members).
 Azure Blob and S3 parts stage into the file's own upload; GCS parts stage in the service's staging
 container and one relay sends them, in order and resumably, into the file's resumable session
-(exporter/jobs/relay.py).
+(exporter/destinations/gcs_relay.py).
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ import pytest
 
 from exporter.clock import to_unix
 from exporter.context import Context
+from exporter.destinations import gcs_relay
 from exporter.destinations import open_destination as real_open_destination
+from exporter.destinations.gcs_relay import Piece, pieces
 from exporter.errors import TransientError
 from exporter.export import runner
 from exporter.export.destination import PART_STRIDE
 from exporter.export.formats import compress
 from exporter.export.plan import Selection
 from exporter.export.progress import ProgressRepo
-from exporter.jobs import ExportJob, relay, schedule
-from exporter.jobs.relay import Piece, StagingArea, pieces
+from exporter.jobs import ExportJob, schedule
 from exporter.jobs.split import RELAY_PART, SplitRepo, plan_parts
+from exporter.jobs.staging import StagingArea
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.ucd import parse_upsert
@@ -56,7 +58,8 @@ class Killed(BaseException):
 
 
 class Watched:
-    """The real destination, counting each part's blocks staged (GCS: the blocks relayed into the file) and commits.
+    """The real destination, counting each part's blocks staged and commits (GCS: the blocks it relays into the
+    file, counted on the instance, since the destination relays into itself).
 
     `state["fail"]` (part, block) fails that block once, transiently, and so does `state["fail_relay"]` (a
     relayed block); `state["kill_after"]` (a relayed block)
@@ -66,10 +69,22 @@ class Watched:
     def __init__(self, inner, state, relayed: bool):
         self.inner, self.state, self.relayed = inner, state, relayed
         self.prefix = inner.prefix
+        if relayed:
+            real_stage, real_commit = inner.stage_block, inner.commit_blocks
+
+            def commit_blocks(path, count):
+                with state["lock"]:
+                    state["commits"] += 1
+                real_commit(path, count)
+
+            inner.stage_block = lambda path, index, data: relayed_block(
+                state, lambda: real_stage(path, index, data), path, index
+            )
+            inner.commit_blocks = commit_blocks
 
     def __getattr__(self, name):
         attribute = getattr(self.inner, name)  # the split methods exist only where the type has them
-        if name != "commit_parts":
+        if name != "commit_parts" or self.relayed:
             return attribute
 
         def commit_parts(*args, **kwargs):
@@ -80,34 +95,40 @@ class Watched:
         return commit_parts
 
     def stage_block(self, path, index, data):
-        if not self.relayed:  # parts stage into the file itself, each in a range of its own
-            stage = lambda: self.inner.stage_block(path, index, data)  # noqa: E731
-            return stage_part(self.state, index // PART_STRIDE, index % PART_STRIDE, stage)
-        with self.state["lock"]:
-            if index == self.state["fail_relay"]:
-                self.state["fail_relay"] = None
-                raise TransientError("Cloud Storage is unavailable or throttling (503)")
-        answer = self.inner.stage_block(path, index, data)
-        with self.state["lock"]:
-            self.state["relayed"][index] += 1
-            killed = index == self.state["kill_after"]
-            if killed:
-                self.state["kill_after"] = None
-        if killed:
-            raise Killed()  # sent to GCS, but the worker died before recording it
-        self.state["on_relay"]()
-        return answer
+        if self.relayed:  # counted on the instance (relayed_block)
+            return self.inner.stage_block(path, index, data)
+        stage = lambda: self.inner.stage_block(path, index, data)  # noqa: E731 - parts stage into the file itself
+        return stage_part(self.state, index // PART_STRIDE, index % PART_STRIDE, stage)
 
     def resume_upload(self, path, state, staged):
         self.inner.resume_upload(path, state, staged)
 
     def commit_blocks(self, path, count):
-        with self.state["lock"]:
-            self.state["commits"] += 1
+        if not self.relayed:  # a relaying destination counts its own (on the instance, above)
+            with self.state["lock"]:
+                self.state["commits"] += 1
         self.inner.commit_blocks(path, count)
 
     def abandon_blocks(self, path):
         self.inner.abandon_blocks(path)
+
+
+def relayed_block(state, stage, path, index):
+    """A block sent into a GCS file's session (the relay's): counted, failed or killed as `state` says."""
+    with state["lock"]:
+        if index == state["fail_relay"]:
+            state["fail_relay"] = None
+            raise TransientError("Cloud Storage is unavailable or throttling (503)")
+    answer = stage()
+    with state["lock"]:
+        state["relayed"][index] += 1
+        killed = index == state["kill_after"]
+        if killed:
+            state["kill_after"] = None
+    if killed:
+        raise Killed()  # sent to GCS, but the worker died before recording it
+    state["on_relay"]()
+    return answer
 
 
 def stage_part(state, part: int, block: int, stage):
@@ -263,7 +284,7 @@ def test_two_workers_racing_on_one_part_give_one_commit(ctx, settings, clock, ki
 
 def relayed_in_pieces(ctx, clock, gcs, monkeypatch) -> str:
     """A GCS window of three parts, relayed in pieces that end off GCS's 256 KiB grid (a tail is carried)."""
-    monkeypatch.setattr(relay, "RELAY_BLOCK", 3 * MiB + 12_345)
+    monkeypatch.setattr(gcs_relay, "RELAY_BLOCK", 3 * MiB + 12_345)
     return a_window_of_three_parts(ctx, clock, gcs, monkeypatch)
 
 

@@ -37,6 +37,11 @@ def field_labels(kind: str) -> dict[str, str]:
     return {**LAUNCH_LABELS, **{f.name: f.label for f in fields_of(DESTINATION_KINDS[kind])}}
 
 
+def container_field_of(kind: str) -> str:
+    """What a body of type `kind` calls its container: "container" or "bucket"."""
+    return DESTINATION_KINDS[kind].container_field
+
+
 def explain(error: ExporterError, heading: str, kind: str = "") -> str:
     """`heading`, then what is wrong: which field (by its label on `kind`'s form) and why."""
     if isinstance(error, LimitError):

@@ -15,8 +15,8 @@ from ..integrations.replay import replay_window
 from ..integrations.repo import MAX_DESTINATIONS_PER_ACCOUNT
 from ..runs import RunStatus
 from . import delivery, history
-from .fields import FORMAT_LABELS, TYPE_NAMES
-from .messages import NO_SUCH_INTEGRATION, field_labels, sentence, when_text
+from .fields import FORMAT_LABELS, type_name
+from .messages import NO_SUCH_INTEGRATION, container_field_of, field_labels, sentence, when_text
 from .steps import drafts
 from .web import Response, account_url, redirect
 
@@ -116,11 +116,11 @@ def _view(visit: Visit, item: dict[str, Any], now: datetime) -> dict[str, Any]:
     chronological = list(reversed(runs))
     destination = item["destination"]
     labels = field_labels(destination["type"])
-    container_field = "container" if "container" in destination else "bucket"
+    container_field = container_field_of(destination["type"])
     return {
         "id": item["id"],
         "name": item["name"],
-        "type": TYPE_NAMES.get(item["destination"]["type"], item["destination"]["type"]),
+        "type": type_name(destination["type"]),
         "status": item["status"],
         "status_words": STATUS_WORDS.get(item["status"], item["status"]),
         "reason": item["last_error"] or "",

@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..destinations import DESTINATION_KINDS, DESTINATION_TYPES
+from ..destinations import DESTINATION_KINDS, destination_types
 from ..errors import ExporterError, InputError
 from ..integrations.model import check_columns, parse_body
 from . import authentication, launch
 from .drafts import STEPS, Draft
-from .fields import DEFAULT_FILE_FORMAT, TYPE_NAMES, fields_of
+from .fields import DEFAULT_FILE_FORMAT, fields_of, type_name
 from .messages import explain
 from .steps import LIMIT_REACHED, Again, StepAnswer, drafts, form_value, limit_reached, step_url
 from .web import Response, account_url, redirect
@@ -35,7 +35,7 @@ def choose_type(visit: Visit, status: int = 200) -> Response:
     """The destination types; at the limit, only that the limit is reached (before anything is verified)."""
     if limit_reached(visit):
         return visit.page(status, "choose_type.html", types=[], alert=LIMIT_REACHED)
-    types = [(kind, TYPE_NAMES[kind]) for kind in DESTINATION_TYPES]
+    types = [(kind, type_name(kind)) for kind in destination_types()]
     return visit.page(status, "choose_type.html", types=types, action=account_url(visit.account, "new"))
 
 
@@ -45,7 +45,7 @@ def start(visit: Visit) -> Response:
         return choose_type(visit)
     if limit_reached(visit):
         return choose_type(visit, 409)
-    draft = drafts(visit).new(visit.account, visit.user, kind, name=f"{TYPE_NAMES[kind]} export")
+    draft = drafts(visit).new(visit.account, visit.user, kind, name=f"{type_name(kind)} export")
     return redirect(step_url(draft, "authentication"))
 
 
@@ -154,7 +154,7 @@ def _render(visit: Visit, draft: Draft, step: str, again: Again) -> Response:
         again.status,
         f"wizard_{step}.html",
         draft=draft,
-        type_name=TYPE_NAMES[draft.type],
+        type_name=type_name(draft.type),
         step=step,
         step_title=STEP_TITLES[step],
         steps=steps,

@@ -20,6 +20,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 
 from .. import egress
 from ..errors import CredentialError, InputError
+from ..export import destination as protocol
 from ..export.destination import (
     PART_STRIDE,
     DestinationInfo,
@@ -34,7 +35,7 @@ from ..export.naming import join_prefix
 from ..validation import check_text
 from . import keyless_azure  # KEYLESS HOOK (issue 24): Entra ID instead of a connection string
 from .azure_errors import ACCOUNT_URL_FIELD, FIELD, AzureErrors, is_permission_refusal, permission_refused
-from .common import DestinationKind
+from .common import DestinationKind, Form
 
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -281,13 +282,14 @@ class AzureBlobDestination:
     def begin_split(self, path: str) -> UploadState | None:
         return UploadState()  # the parts' block ids are the names
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
+    def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages into the file itself, under block ids of its own range."""
-        return PartPlacement(path, part * PART_STRIDE)
+        return PartPlacement(split.path, part * PART_STRIDE)
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+    def commit_parts(self, split: protocol.SplitFile, parts: Sequence[protocol.StagedPart]) -> bool:
         """One commit of every part's blocks, in order (a repeated commit lists the same, now committed, blocks)."""
-        self._commit(path, [p * PART_STRIDE + j for p, count in enumerate(blocks) for j in range(count)])
+        self._commit(split.path, [p * PART_STRIDE + j for p, part in enumerate(parts) for j in range(part.blocks)])
+        return True
 
 
 def _check_connection_string(value: Any, field: str = FIELD) -> str:
@@ -316,4 +318,17 @@ KIND = DestinationKind(
     shown=keyless_azure.shown,
     check_together=keyless_azure.check_either,  # KEYLESS HOOK (issue 24)
     credential_forms=(frozenset({"connection_string"}), frozenset({"account_url", "tenant_id"})),
+    form=Form(
+        "Microsoft Azure Blob Storage",
+        {
+            "connection_string": "Connection String",
+            "container": "Container Name",
+            "account_url": "Account URL",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
+            "tenant_id": "Tenant ID",
+        },
+        secret=frozenset({"connection_string"}),
+        hints={"connection_string": "From the storage account's Access keys page, or a SAS connection string."},
+        prefix_label="Blob Path Prefix",
+    ),
+    local="exporter.local.demotargets:AZURE_BLOB",
 )

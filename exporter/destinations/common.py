@@ -31,12 +31,26 @@ MAX_SECRET = 4096
 # what it is ("Trojan Source"), so a prefix may not hold them.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
+ENDPOINT_HINT = "Only for S3-compatible storage or an emulator; leave empty for the cloud service."
 Check = Callable[[Any, str], Any]  # (value, field) -> the checked value, or InputError naming the field
 
 
 @dataclass(frozen=True)
+class Form:
+    """What a person reads about a type in the console: its name, and a label for each of its body fields."""
+
+    title: str  # "Amazon S3"
+    labels: Mapping[str, str]  # every body field but `type` and `prefix` -> its label
+    secret: frozenset[str] = frozenset()  # shown only masked, so never filled in (left empty, the stored value stays)
+    json: frozenset[str] = frozenset()  # a JSON document pasted whole: sent as an object
+    hints: Mapping[str, str] = field(default_factory=dict)
+    prefix_label: str = "Path Prefix"
+
+
+@dataclass(frozen=True)
 class DestinationKind:
-    """A destination type: its body, its secret and its client (exporter/destinations/__init__.py lists them)."""
+    """A destination type: its body, its secret, its client and its form; registered by one line in
+    exporter/destinations/__init__.py, from which the API, the console and the CLI take it."""
 
     name: str  # the body's "type": azure_blob, s3, gcs
     container_field: str  # what the body calls the container: "container" or "bucket"
@@ -47,11 +61,21 @@ class DestinationKind:
     from_secret: Callable[[str], dict[str, Any]]  # the secret text -> its credential fields (to merge an update)
     open: Callable[[str, str | None, str], Destination]  # (secret, container, prefix) -> a client
     shown: Callable[[str], dict[str, Any]]  # the stored masked credentials -> the fields the API shows
+    form: Form  # the console's words for it
+    # "module:attribute" of its LocalKind (exporter/local/kinds.py): the demo's and the tests' server and target.
+    # A name, not an import, so the deployed code never loads the local tools.
+    local: str = ""
     # KEYLESS HOOK (issue 24): a check across credential fields, e.g. S3's role or access key, not both.
     check_together: Callable[[dict[str, Any], bool], None] | None = None  # (checked fields, partial)
     # KEYLESS HOOK (issue 24): credential forms that exclude each other (a key, or keyless); an update giving
     # one form's fields drops the other form's stored ones.
     credential_forms: tuple[frozenset[str], ...] = ()
+
+    def __post_init__(self) -> None:
+        # A field without a label would fail in the console, long after the type was added: refuse it here.
+        unlabelled = sorted(self.parameter_fields - set(self.form.labels))
+        if unlabelled:
+            raise ValueError(f"destination type {self.name!r}: no label for {', '.join(unlabelled)}")
 
     @property
     def parameter_fields(self) -> frozenset[str]:

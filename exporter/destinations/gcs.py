@@ -7,7 +7,7 @@ of a block (< 256 KiB) is carried into the next chunk. The commit sends the last
 total size, which finalizes the object: nothing is visible under its name before (docs/invariants.md,
 I4). A failure, or an export that gives up (`abandon_blocks`), cancels the session; a session
 abandoned by a killed worker expires after a week, never visible. A split window's parts are staged in
-the service's own storage and relayed into one session in order (exporter/jobs/relay.py).
+the service's own storage and relayed into one session in order (gcs_relay.py).
 
 Authentication is the client's real service-account flow: a JWT signed with the key's private key,
 exchanged at the key's `token_uri`; or, without a key, the platform's own identity (keyless_gcs.py). Every failure passes through the bucket's error map (gcs_errors.py),
@@ -29,6 +29,7 @@ import requests
 
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
+from ..export import destination as protocol
 from ..export.destination import (
     READ_CHUNK,
     DestinationInfo,
@@ -44,6 +45,7 @@ from . import common
 from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
 from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
+from .gcs_relay import relay
 from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
 ENDPOINT_FIELD = "destination.endpoint_url"
@@ -305,16 +307,18 @@ class GcsDestination:
     # -------------------------------------------------------------- split windows
 
     def begin_split(self, path: str) -> UploadState | None:
-        """Nothing to open yet: the session is opened by the relay, the first block it sends (exporter/jobs/relay.py)."""
+        """Nothing to open yet: the session is opened by the relay, the first block it sends (gcs_relay.py)."""
         return UploadState()
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
+    def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages in the service's own storage: a session takes bytes only in order, and joining
         objects (compose) needs more than the objects.create a customer grants."""
-        return PartPlacement(path, 0, relayed=True)
+        return PartPlacement(split.staged(part), 0, own_object=True, staging=split.staging)
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
-        raise InternalError("the parts of a GCS file are relayed into its session, not committed in place")
+    def commit_parts(self, split: protocol.SplitFile, parts: Sequence[protocol.StagedPart]) -> bool:
+        """Relay the staged parts, in order, into the file's session; False: time ran out (a follow-up continues)."""
+        sources = [(split.staged(p), part.bytes) for p, part in enumerate(parts)]
+        return relay(split.staging, self, split.path, sources, split.joining, split.out_of_time)
 
     # -------------------------------------------------------------- the chunk protocol
 
@@ -408,4 +412,20 @@ KIND = DestinationKind(
     shown=json.loads,  # the masked client email (or whom to impersonate), the endpoint
     check_together=check_either,  # KEYLESS HOOK (issue 24)
     credential_forms=(frozenset({"service_account_key"}), frozenset({"impersonate"})),
+    form=common.Form(
+        "Google Cloud Storage",
+        {
+            "bucket": "Bucket Name",
+            "service_account_key": "Service Account Key (JSON)",
+            "endpoint_url": "Endpoint URL",
+            "impersonate": "Service Account to Impersonate",  # KEYLESS (issue 24): the API's and the CLI's for now
+        },
+        secret=frozenset({"service_account_key"}),
+        json=frozenset({"service_account_key"}),
+        hints={
+            "service_account_key": "Paste the whole JSON key file of the service account.",
+            "endpoint_url": common.ENDPOINT_HINT,
+        },
+    ),
+    local="exporter.local.demotargets:GCS",
 )

@@ -23,6 +23,7 @@ from typing import Any
 # Functions instance, also those that never export to S3) does not pay for it.
 from .. import egress
 from ..errors import ExporterError, InternalError, TransientError
+from ..export import destination as protocol
 from ..export.destination import (
     PART_STRIDE,
     READ_CHUNK,
@@ -37,10 +38,12 @@ from ..export.formats import content_type_of  # delivery hook (issue 25): each f
 from ..export.naming import join_prefix
 from .common import (
     DELETE_NOTE,
+    ENDPOINT_HINT,
     REDIRECTS,
     VERIFY_CONTENT,
     Classify,
     DestinationKind,
+    Form,
     Upload,
     Uploads,
     record_failure,
@@ -323,20 +326,22 @@ class S3Destination:
             raise self._fail_with("write")(exc) from None
         return state
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
+    def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Part numbers of the part's own range; its last block is at least 5 MiB unless it ends the file."""
-        return PartPlacement(path, part * PART_STRIDE, min_last_block=MIN_PART_BYTES)
+        return PartPlacement(split.path, part * PART_STRIDE, min_last_block=MIN_PART_BYTES)
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
+    def commit_parts(self, split: protocol.SplitFile, parts: Sequence[protocol.StagedPart]) -> bool:
         """Complete the upload with every part's parts, in order (part numbers may leave gaps)."""
-        indexes = [p * PART_STRIDE + j for p, count in enumerate(blocks) for j in range(count)]
+        path = split.path
+        indexes = [p * PART_STRIDE + j for p, part in enumerate(parts) for j in range(part.blocks)]
         try:
-            self.resume_upload(path, state, indexes)
+            self.resume_upload(path, split.upload, indexes)
         except UploadLost:
             if self._exists(path):
-                return  # completed by an earlier commit whose answer was lost
+                return True  # completed by an earlier commit whose answer was lost
             raise
         self._complete(path, indexes)
+        return True
 
     def _exists(self, path: str) -> bool:
         try:
@@ -373,4 +378,18 @@ KIND = DestinationKind(
     shown=json.loads,  # region, the masked key id (or the role), the endpoint
     check_together=check_either,  # KEYLESS HOOK (issue 24)
     credential_forms=(frozenset({"access_key_id", "secret_access_key"}), frozenset({"role_arn"})),
+    form=Form(
+        "Amazon S3",
+        {
+            "bucket": "Bucket Name",
+            "region": "Region",
+            "access_key_id": "Access Key ID",
+            "secret_access_key": "Secret Access Key",
+            "endpoint_url": "Endpoint URL",
+            "role_arn": "Role ARN",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
+        },
+        secret=frozenset({"access_key_id", "secret_access_key"}),  # the API masks the key id too
+        hints={"endpoint_url": ENDPOINT_HINT},
+    ),
+    local="exporter.local.demotargets:S3",
 )

@@ -7,9 +7,12 @@ DestinationError or TransientError with a message built without SDK exception te
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the progress module stores UploadState
+    from .progress import Checkpoints
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,54 @@ MAX_PARTS = 16  # parts of one split window
 PART_STRIDE = 625  # block indexes per part: 16 x 625 = S3's 10,000 part numbers (5 GB of 8 MiB blocks per part)
 
 
+class PartStaging(Protocol):
+    """The service's own storage, for the parts of a file a destination cannot take in place (GCS): blocks
+    staged and committed as an object per part, read back in pieces when the destination joins them."""
+
+    prefix: str
+
+    def stage_block(self, path: str, index: int, data: bytes) -> UploadState: ...
+
+    def resume_upload(self, path: str, state: UploadState, staged: Sequence[int]) -> None: ...
+
+    def commit_blocks(self, path: str, count: int) -> None: ...
+
+    def abandon_blocks(self, path: str) -> None: ...
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset` of the part's object `name`; UploadLost if it is gone or shorter."""
+        ...
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """One file written in parts, as its parts' jobs and its commit hand it to the destination."""
+
+    path: str
+    upload: UploadState  # what `begin_split` opened
+    staging: PartStaging  # the service's own storage, for parts not staged in place
+    staged: Callable[[int], str]  # part -> its object in `staging`
+    joining: Checkpoints  # the progress of a join that takes several invocations (GCS's relay)
+    out_of_time: Callable[[], bool]  # a join stops once this is true (after a piece) and continues in a follow-up
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """A part every block of which is staged: its blocks and its bytes."""
+
+    blocks: int
+    bytes: int
+
+
 @dataclass(frozen=True)
 class PartPlacement:
     """Where one part of a split file stages its blocks, and how they become the file."""
 
-    path: str  # the file itself, or a temporary object of the part's own
+    path: str  # the file itself, or an object of the part's own
     first_index: int  # its first block's index (parts of one file take disjoint ranges)
     own_object: bool = False  # the part is committed as an object of its own, then joined
     min_last_block: int = 0  # a part other than the file's last must end in a block this large (S3: 5 MiB)
-    relayed: bool = False  # staged in the service's own storage, then relayed into the file in order (GCS)
+    staging: PartStaging | None = None  # staged in the service's own storage (GCS), not in the destination
 
 
 @dataclass(frozen=True)
@@ -134,13 +176,13 @@ class SplitDestination(Destination, Protocol):
         """
         ...
 
-    def place_part(self, path: str, part: int) -> PartPlacement:
-        """Where part `part` (0, 1, ...) of the file at `path` stages its blocks."""
+    def place_part(self, split: SplitFile, part: int) -> PartPlacement:
+        """Where part `part` (0, 1, ...) of the file stages its blocks: in place, or in `split.staging`."""
         ...
 
-    def commit_parts(self, path: str, state: UploadState, blocks: Sequence[int]) -> None:
-        """Make the parts (`blocks[p]` blocks each, in order) the file at `path`, at once; temporary objects go.
+    def commit_parts(self, split: SplitFile, parts: Sequence[StagedPart]) -> bool:
+        """Make the staged parts, in order, the file at `split.path`, at once; temporary objects go.
 
-        Not called for relayed parts: the worker relays them through `stage_block` and `commit_blocks`.
+        False: the join ran out of time (`split.out_of_time`) and continues in a follow-up from `split.joining`.
         """
         ...

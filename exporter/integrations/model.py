@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..clock import iso, parse_instant
-from ..destinations import DESTINATION_KINDS, destination_kind
+from ..destinations import destination_fields, destination_kind
 from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
@@ -47,8 +47,6 @@ BODY_FIELDS = {
     "manifest",
     "notify",  # exporter/notifications
 }
-# Every destination body field of any type; which of them a body may give depends on its type.
-DESTINATION_FIELDS = {"type", "prefix"}.union(*(kind.parameter_fields for kind in DESTINATION_KINDS.values()))
 MAX_NAME = 200
 
 
@@ -358,7 +356,7 @@ def check_format(value: Any) -> str:
 def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
     """Validate a destination body by its type's rules; on an update (`partial`) a field not given stays
     out, and a body without a type is checked against the stored type (`DestinationRequest.filled_from`)."""
-    check_fields(value, DESTINATION_FIELDS, "destination")
+    check_fields(value, destination_fields(), "destination")
     parameters = {name: item for name, item in value.items() if name not in ("type", "prefix")}
     kind = None
     if "type" in value or not partial:

@@ -15,7 +15,7 @@ from .. import telemetry
 from ..clock import from_unix, iso
 from ..context import Context
 from ..errors import InternalError
-from ..export.destination import Destination, PartPlacement, SplitDestination, UploadLost
+from ..export.destination import Destination, SplitDestination, SplitFile, StagedPart, UploadLost
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
@@ -31,8 +31,8 @@ from .attempt import run_record, selection_of
 from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .failures import failure_recorded
 from .messages import ExportJob
-from .relay import relay, staged_name
 from .split import RELAY_PART, SplitPlan, plan_parts
+from .staging import staged_name
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +164,28 @@ def _export_part(
         )
 
 
+def split_file(
+    ctx: Context, integration: Integration, window: Window, plan: SplitPlan, out_of_time: Callable[[], bool]
+) -> SplitFile:
+    """The split file as its destination sees it: where its parts may stage besides, and its join's progress."""
+    account, iid, start = integration.account, integration.id, window.start_unix
+    return SplitFile(
+        plan.path,
+        plan.upload,
+        stores.staging(ctx),
+        lambda part: staged_name(account, iid, start, part),
+        Checkpoints(stores.progress(ctx), account, iid, start, RELAY_PART),
+        out_of_time,
+    )
+
+
 def _placed(
     ctx: Context, integration: Integration, window: Window, plan: SplitPlan, part: int, destination: SplitDestination
 ) -> tuple[Target, Destination]:
-    """Where part `part` stages its blocks: the destination's place, or a blob of the service's to relay."""
-    placement = destination.place_part(plan.path, part)
-    sink: Destination = destination
-    if placement.relayed:  # a blob of its own in the service's staging container, relayed at the commit
-        staged = staged_name(integration.account, integration.id, window.start_unix, part)
-        placement = PartPlacement(staged, 0, own_object=True)
-        # The runner only stages, resumes and commits blocks: the staging area is a destination of blocks.
-        sink = cast(Destination, stores.staging(ctx))
+    """Where part `part` stages its blocks, as the destination places it: in place, or in the service's staging."""
+    placement = destination.place_part(split_file(ctx, integration, window, plan, lambda: False), part)
+    # The runner only stages, resumes and commits blocks: the staging area is a destination of blocks.
+    sink = destination if placement.staging is None else cast(Destination, placement.staging)
     last = part == plan.parts - 1
     target = Target(
         placement.path,
@@ -245,14 +256,9 @@ def _join_parts(
     destination: SplitDestination,
     out_of_time: Callable[[], bool],
 ) -> bool:
-    """Make the staged parts the file, in order: committed in place, or relayed (GCS); False: the relay's time ran out."""
-    if not destination.place_part(plan.path, 0).relayed:
-        destination.commit_parts(plan.path, plan.upload, [p.blocks for p in done])
-        return True
-    account, iid, start = integration.account, integration.id, window.start_unix
-    sources = [(staged_name(account, iid, start, p), part.bytes) for p, part in enumerate(done)]
-    checkpoints = Checkpoints(stores.progress(ctx), account, iid, start, RELAY_PART)
-    return relay(stores.staging(ctx), destination, plan.path, sources, checkpoints, out_of_time)
+    """Make the staged parts the file, in order, as the destination joins them; False: its time ran out (GCS's relay)."""
+    split = split_file(ctx, integration, window, plan, out_of_time)
+    return destination.commit_parts(split, [StagedPart(p.blocks, p.bytes) for p in done])
 
 
 def _window_record(ctx: Context, account: str, integration_id: str, window: Window) -> RunRecord:

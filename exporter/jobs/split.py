@@ -6,7 +6,7 @@ bytes, concatenated in order, are the bytes of a one-worker export: only the fir
 header. The plan (the file, each part's first segment, the destination's upload) is one Table entity
 per window, in the runs table; each part's progress is a `WindowProgress` of its own (resumable like a
 whole window); the commit is claimed by an ETag-conditional write, so it happens once. A GCS file's
-commit is a relay of its parts (exporter/jobs/relay.py) that may take several invocations: its claim
+commit is a relay of its parts (exporter/destinations/gcs_relay.py) that may take several invocations: its claim
 is given up between them and claimed again by the follow-up.
 """
 
@@ -31,7 +31,9 @@ from ..export.formats.compress import member_groups
 from ..secrets import SecretBox
 from ..ucd.segments import SegmentRef
 
-RELAY_PART = 999  # the progress row of a relayed file (exporter/jobs/relay.py): after every part's (< MAX_PARTS)
+RELAY_PART = (
+    999  # the progress row of a relayed file (exporter/destinations/gcs_relay.py): after every part's (< MAX_PARTS)
+)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from ..export.progress import ProgressRepo, StagedNotes, notes_prefix, staged_pr
 from ..export.runner import keeps_notes
 from ..integrations.model import Integration
 from ..windows import Window
-from .relay import StagingArea
 from .split import RELAY_PART, SplitPlan, SplitRepo
+from .staging import StagingArea
 
 
 def splits(ctx: Context) -> SplitRepo:

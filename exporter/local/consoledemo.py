@@ -26,14 +26,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import api
-from ..console.fields import TYPE_NAMES, fields_of
+from ..console.fields import fields_of, type_name
 from ..context import Context
-from ..destinations import DESTINATION_KINDS, DESTINATION_TYPES
+from ..destinations import DESTINATION_KINDS, destination_types
 from ..secrets import new_key
 from ..settings import Settings
 from .cloudservers import _stop
 from .demo import ACCOUNT, sample_hour
-from .demotargets import DemoTarget, open_target
+from .demotargets import DemoTarget, open_demo_target
 from .devstorage import free_port, start_azurite
 
 USER = "demo@example.com"
@@ -80,8 +80,8 @@ def run_console_demo(port: int = 7071, users: int = 60) -> int:
         azurite = start_azurite()
         stops.append(azurite.stop)
         targets = []
-        for kind in DESTINATION_TYPES:
-            target = open_target(kind, azurite.connection_string)
+        for kind in destination_types():
+            target = open_demo_target(kind, azurite.connection_string)
             stops.append(target.stop)
             targets.append(target)
         env = serve_environment(azurite.connection_string, new_key())
@@ -160,7 +160,7 @@ def _instructions(url: str, targets: list[DemoTarget], serve_log: Path) -> None:
     say(f"(account {ACCOUNT}; serve's log: {serve_log})")
     say("\nThen New integration, and for each destination type paste these values:")
     for target in targets:
-        say(f"\n{TYPE_NAMES[target.kind]}: {target.where}")
+        say(f"\n{type_name(target.kind)}: {target.where}")
         for line in field_lines(target):
             say(line)
     say("\nWindows are an hour long: the first file arrives about two minutes after the first hour ends.")

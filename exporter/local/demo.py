@@ -25,7 +25,7 @@ from ..clock import ManualClock, iso, parse_instant
 from ..context import Context
 from ..secrets import new_key
 from ..settings import Settings
-from .demotargets import DemoTarget, open_target
+from .demotargets import DemoTarget, open_demo_target
 from .devstorage import start_azurite
 from .host import tick
 from .progress import Progress
@@ -91,7 +91,7 @@ def run_demo(hours: int = 6, users: int = 200, now: str | None = None, destinati
     say("Starting a private Azurite ...")
     azurite = start_azurite()
     try:
-        target = open_target(destination, azurite.connection_string)
+        target = open_demo_target(destination, azurite.connection_string)
         try:
             return _demo(azurite.connection_string, start, hours, users, target)
         finally:

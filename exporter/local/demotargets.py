@@ -3,106 +3,86 @@
 Azure Blob: a container on the demo's Azurite. S3: a bucket on a private moto (IAM enforced) and an
 IAM user allowed to write, delete and abort uploads in it. GCS: a bucket on a private
 gcp-storage-emulator and a service-account key whose token_uri is a loopback token endpoint.
+Each is a type's `LocalKind` (kinds.py), named by its registration (`DestinationKind.local`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 from azure.storage.blob import BlobServiceClient
 
-from .cloudservers import TokenEndpoint, service_account_key, start_gcs_emulator, start_moto
+from .cloudservers import service_account_key
+from .kinds import LocalKind, Servers, Target, open_target
 
+DemoTarget = Target
 BUCKET = "customer-exports"
 PREFIX = "insider/"
 S3_ACTIONS = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket", "s3:GetObject"]
 
 
-@dataclass
-class DemoTarget:
-    kind: str
-    where: str  # how the narrative names it
-    body: dict[str, Any]  # the destination body the demo verifies and creates
-    names: Callable[[], list[str]]
-    read: Callable[[str], bytes]
-    stops: list[Callable[[], None]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for stop in reversed(self.stops):
-            stop()
+def open_demo_target(kind: str, azurite_connection: str) -> Target:
+    """Start what the destination type needs and create the customer's bucket or container (`stop()` stops it all)."""
+    servers = Servers(azurite_connection)
+    try:
+        target = open_target(kind, servers, BUCKET, PREFIX)
+    except BaseException:
+        servers.stop()
+        raise
+    target.stops.insert(0, servers.stop)
+    return target
 
 
-def open_target(kind: str, azurite_connection: str) -> DemoTarget:
-    """Start what the destination type needs and create the customer's bucket or container."""
-    if kind == "azure_blob":
-        return _azure(azurite_connection)
-    if kind == "s3":
-        return _s3()
-    if kind == "gcs":
-        return _gcs()
-    raise ValueError(f"unknown destination type {kind!r}")
-
-
-def _azure(connection: str) -> DemoTarget:
-    container = BlobServiceClient.from_connection_string(connection).create_container(BUCKET)
-    body = {"type": "azure_blob", "connection_string": connection, "container": BUCKET, "prefix": PREFIX}
-    return DemoTarget(
+def _azure(servers: Servers, name: str, prefix: str) -> Target:
+    connection = servers.azurite_connection
+    container = BlobServiceClient.from_connection_string(connection).create_container(name)
+    body = {"type": "azure_blob", "connection_string": connection, "container": name, "prefix": prefix}
+    return Target(
         "azure_blob",
-        f"container '{BUCKET}' (Azurite)",
+        f"container '{name}' (Azurite)",
         body,
         lambda: sorted(b.name for b in container.list_blobs()),
-        lambda name: container.download_blob(name).readall(),
+        lambda blob: container.download_blob(blob).readall(),
     )
 
 
-def _s3() -> DemoTarget:
-    moto = start_moto()
-    try:
-        admin = moto.client()
-        admin.create_bucket(Bucket=BUCKET)
-        key = moto.create_user("exporter", S3_ACTIONS, BUCKET)
-    except BaseException:
-        moto.stop()
-        raise
-    body = {"type": "s3", "bucket": BUCKET, "prefix": PREFIX, "region": moto.region, **key, "endpoint_url": moto.url}
+def _s3(servers: Servers, name: str, prefix: str) -> Target:
+    moto = servers.moto()
+    admin = moto.client()
+    admin.create_bucket(Bucket=name)
+    key = moto.create_user(f"exporter-{name}", S3_ACTIONS, name)
+    body = {"type": "s3", "bucket": name, "prefix": prefix, "region": moto.region, **key, "endpoint_url": moto.url}
 
     def names() -> list[str]:
-        return sorted(o["Key"] for o in admin.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+        return sorted(o["Key"] for o in admin.list_objects_v2(Bucket=name).get("Contents", []))
 
-    return DemoTarget(
+    return Target(
         "s3",
-        f"S3 bucket '{BUCKET}' (moto, IAM enforced)",
+        f"S3 bucket '{name}' (moto, IAM enforced)",
         body,
         names,
-        lambda name: admin.get_object(Bucket=BUCKET, Key=name)["Body"].read(),
-        [moto.stop],
+        lambda key: admin.get_object(Bucket=name, Key=key)["Body"].read(),
     )
 
 
-def _gcs() -> DemoTarget:
-    emulator = start_gcs_emulator()
-    tokens = TokenEndpoint().start()
-    try:
-        client = emulator.client()
-        client.create_bucket(BUCKET)
-    except BaseException:
-        tokens.stop()
-        emulator.stop()
-        raise
+def _gcs(servers: Servers, name: str, prefix: str) -> Target:
+    emulator, tokens = servers.gcs(), servers.tokens()
+    client = emulator.client()
+    client.create_bucket(name)
     body = {
         "type": "gcs",
-        "bucket": BUCKET,
-        "prefix": PREFIX,
+        "bucket": name,
+        "prefix": prefix,
         "service_account_key": service_account_key(f"{tokens.url}/token"),
         "endpoint_url": emulator.url,
     }
-    return DemoTarget(
+    return Target(
         "gcs",
-        f"GCS bucket '{BUCKET}' (gcp-storage-emulator)",
+        f"GCS bucket '{name}' (gcp-storage-emulator)",
         body,
-        lambda: sorted(b.name for b in client.list_blobs(BUCKET)),
-        lambda name: client.bucket(BUCKET).blob(name).download_as_bytes(),
-        [emulator.stop, tokens.stop],
+        lambda: sorted(b.name for b in client.list_blobs(name)),
+        lambda blob: client.bucket(name).blob(blob).download_as_bytes(),
     )
+
+
+AZURE_BLOB = LocalKind(_azure)
+S3 = LocalKind(_s3)
+GCS = LocalKind(_gcs)
