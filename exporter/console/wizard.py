@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..destinations import DESTINATION_KINDS, destination_types
 from ..errors import ExporterError, InputError
-from ..integrations.model import check_columns, parse_body
+from ..export.plan import column_plan
+from ..integrations.model import parse_body
 from . import authentication, launch
 from .drafts import STEPS, Draft
 from .fields import DEFAULT_FILE_FORMAT, fields_of, type_name
@@ -213,7 +214,7 @@ def _configure(visit: Visit, draft: Draft) -> StepAnswer:
         if not chosen:
             raise InputError("select at least one event", field="events")
         changes = parse_body({"events": draft.events, "attributes": draft.attributes}, partial=True)
-        check_columns(changes.events or (), changes.attributes or ())
+        column_plan(changes.events or (), changes.attributes or ())
     except InputError as error:
         drafts(visit).save(draft)
         words = "These selections cannot be exported together" if "collide" in error.message else "Check the selection"

@@ -23,7 +23,6 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
@@ -44,8 +43,9 @@ from ..export.naming import join_prefix
 from . import common
 from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
 from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
-from .gcs_errors import GcsErrors, UnusableTokenAnswer, token_answer_problem
+from .gcs_errors import GcsErrors
 from .gcs_relay import relay
+from .gcs_transport import authorized_session, verify_retry
 from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
 ENDPOINT_FIELD = "destination.endpoint_url"
@@ -54,41 +54,6 @@ CHUNK_ATTEMPTS = 4
 TIMEOUT = (10, 120)  # connect, read (seconds)
 VERIFY_TIMEOUT = (5, 30)
 WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means the caller skipped one
-
-
-def _verify_retry(*urls: str | None) -> Any:
-    """Verification answers a waiting customer: a few seconds of retries with Google itself; none when an address
-    is a customer's, whose answer (or silence) comes at once, so the time taken says nothing of what is there."""
-    if any(url and not egress.trusted_url(url) for url in urls):
-        return None
-    # google-cloud-storage is imported where it is used: the app's cold start does not pay for it.
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
-
-
-def _transport(google: Any, guard: egress.Guard, keyless: bool = False) -> Any:
-    """An authorized session whose every connection (token requests too) is pinned by the egress policy.
-
-    KEYLESS HOOK (issue 24): without a key, tokens come from the operator's endpoints (Google's STS and IAM
-    Credentials, the managed identity's endpoint on a link-local address), none a customer's: not pinned.
-    """
-    from google.auth.transport.requests import AuthorizedSession, Request
-
-    class TokenRequest(Request):
-        """A token answer that is not a token is refused here (google-auth would fail on it with a TypeError)."""
-
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            response = super().__call__(*args, **kwargs)
-            if token_answer_problem(response.status, response.data):
-                raise UnusableTokenAnswer()
-            return response
-
-    class Session(egress.NoRedirects, AuthorizedSession):
-        pass
-
-    token_request = Request() if keyless else TokenRequest(egress.pinned_session(guard))
-    return egress.pin_session(Session(google, auth_request=token_request), guard)
 
 
 # ------------------------------------------------------------------ the destination
@@ -129,7 +94,7 @@ class GcsDestination:
         token_uri = credentials.token_uri  # None without a key (KEYLESS HOOK, issue 24)
         self._guard = egress.guard(ENDPOINT_FIELD, **{ENDPOINT_FIELD: credentials.endpoint_url, TOKEN_FIELD: token_uri})
         self._google = credentials.google_credentials()
-        self._http = _transport(self._google, self._guard, keyless=token_uri is None)
+        self._http = authorized_session(self._google, self._guard, keyless=token_uri is None)
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
         project = (credentials.service_account_key or {}).get("project_id") or "<none>"
         self.client = storage.Client(
@@ -165,7 +130,7 @@ class GcsDestination:
             policy.check_url(self.credentials.token_uri, TOKEN_FIELD)
         path = join_prefix(self.prefix, test_file_name)
         blob = self.client.bucket(self.bucket).blob(path)
-        retry = _verify_retry(self.credentials.endpoint_url, self.credentials.token_uri)
+        retry = verify_retry(self.credentials.endpoint_url, self.credentials.token_uri)
         with self.errors.mapped("write", verifying=True):
             blob.upload_from_string(VERIFY_CONTENT, content_type="text/plain", timeout=VERIFY_TIMEOUT, retry=retry)
         with self.errors.mapped("delete", verifying=True):

@@ -15,7 +15,7 @@ from ..destinations import destination_fields, destination_kind
 from ..destinations.common import check_prefix
 from ..errors import InputError, InternalError
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
-from ..export.plan import EventSelection, Selection, column_plan, events_from_json, events_json
+from ..export.plan import EventSelection, Selection, events_from_json, events_json
 from ..notifications.config import NotifyConfig, NotifyRequest, parse_notify
 from ..validation import check_fields, check_name, check_text
 from ..windows import FREQUENCIES_HOURS
@@ -396,8 +396,3 @@ def _attributes(value: Any) -> tuple[str, ...]:
             raise InputError(f"attribute {key!r} is selected twice", field=f"attributes[{i}]")
         keys.append(key)
     return tuple(keys)
-
-
-def check_columns(events: tuple[EventSelection, ...], attributes: tuple[str, ...]) -> None:
-    """Refuse a selection whose CSV columns would collide (docs/architecture.md, "The export file")."""
-    column_plan(events, attributes)

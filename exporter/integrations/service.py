@@ -16,9 +16,10 @@ from ..concurrency import retry_on_conflict
 from ..destinations import DestinationFactory, open_destination
 from ..errors import ConflictError, InputError, NotFoundError, PreconditionFailed, StaleRecordError
 from ..export.formats import DEFAULT_FORMAT
+from ..export.plan import column_plan
 from ..history import INTEGRATION, Entry, HistoryRepo, history_json
 from ..identity import Opening, opening_for
-from ..notifications import NotifyConfig, NotifyRequest, new_secret
+from ..notifications import NotifyConfig, NotifyRequest, new_secret, notify_after, with_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..validation import check_account
@@ -29,11 +30,11 @@ from .model import (
     Integration,
     IntegrationChanges,
     Status,
-    check_columns,
     parse_body,
     parse_destination,
 )
 from .repo import IntegrationRepo
+from .selection_check import unseen
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class IntegrationService:
         check_account(account)
         changes = parse_body(body, partial=False)
         events, attributes = _given(changes.events, "events"), _given(changes.attributes, "attributes")
-        check_columns(events, attributes)
+        column_plan(events, attributes)
         destination, verification = self._verified(account, _given(changes.destination, "destination").complete())
         notify, notify_secret = self._notify(None, changes.notify)
         now = self.clock.now()
@@ -131,7 +132,7 @@ class IntegrationService:
         with self.recorded(None, integration, verified=True):
             stored = self.repo.create(integration)
         log.info("integration created", extra={"account": account, "integration_id": stored.id})
-        return _with_secret(self._answer(stored, verification=verification), notify_secret)
+        return with_secret(self._answer(stored, verification=verification), notify_secret)
 
     def list(self, account: str) -> dict[str, Any]:
         check_account(account)
@@ -201,33 +202,7 @@ class IntegrationService:
         return body
 
     def _warnings(self, integration: Integration) -> builtins.list[str]:  # `list` is a method here
-        """A selected event, parameter or attribute the account's catalog has not seen yet: one sentence each, naming its field."""
-        if self.catalog is None:
-            return []
-        catalog = self.catalog(integration.account)
-        seen_events: dict[str, list[str]] = catalog["events"]
-        warnings = []
-        for i, event in enumerate(integration.events):
-            if event.name not in seen_events:
-                warnings.append(
-                    f"events[{i}].name: event {event.name!r} has not been seen in this account yet; "
-                    "the files hold no rows of it until it is."
-                )
-            seen_params = set(seen_events.get(event.name, ()))
-            warnings += [
-                f"events[{i}].params[{j}]: parameter {param!r} has not been seen on event {event.name!r} "
-                "in this account yet; its column stays empty until it is."
-                for j, param in enumerate(event.params)
-                if param not in seen_params
-            ]
-        seen_attributes = set(catalog["attributes"])
-        warnings += [
-            f"attributes[{k}]: attribute {key!r} has not been seen on a user of this account yet; "
-            "its column stays empty until it is."
-            for k, key in enumerate(integration.attributes)
-            if key not in seen_attributes
-        ]
-        return warnings
+        return [] if self.catalog is None else unseen(integration, self.catalog(integration.account))
 
     # ------------------------------------------------------------- changes
 
@@ -248,20 +223,12 @@ class IntegrationService:
         )
         if current.status.stopped and written.status == Status.ACTIVE and self.on_recovered is not None:
             self.on_recovered(written)  # delivery hook (issue 25): the stop's end is told
-        return _with_secret(self._answer(written, **extra), notify_secret)
+        return with_secret(self._answer(written, **extra), notify_secret)
 
     def _notify(
         self, current: NotifyConfig | None, request: NotifyRequest | None
     ) -> tuple[NotifyConfig | None, str | None]:
-        """The notification settings a change leaves, and the new secret to show once (a new url gets one)."""
-        if request is None:
-            return current, None
-        if request.url is None:
-            return None, None
-        if current is not None and current.url == request.url:
-            return NotifyConfig(current.url, request.events, current.sealed_secret), None
-        secret = new_secret()
-        return NotifyConfig(request.url, request.events, self.secrets.seal(secret)), secret
+        return notify_after(current, request, self.secrets.seal)
 
     def rotate_notify_secret(self, account: str, integration_id: str) -> dict[str, Any]:
         """A new signing secret for the integration's notifications, shown once in this answer."""
@@ -279,7 +246,7 @@ class IntegrationService:
                 notify=NotifyConfig(c.notify.url, c.notify.events, sealed), updated_at=self.clock.now()
             )
 
-        return _with_secret(self._answer(self._write(current, rotate, None)), secret)
+        return with_secret(self._answer(self._write(current, rotate, None)), secret)
 
     def _apply(
         self,
@@ -291,7 +258,7 @@ class IntegrationService:
         now = self.clock.now()
         events = changes.events if changes.events is not None else current.events
         attributes = changes.attributes if changes.attributes is not None else current.attributes
-        check_columns(events, attributes)
+        column_plan(events, attributes)
         status = current.status
         last_error = current.last_error
         if changes.status is not None:
@@ -399,13 +366,6 @@ class IntegrationService:
     def _confirm(self, entry: Entry | None) -> None:
         if entry is not None:
             self.history_repo.confirm(entry)
-
-
-def _with_secret(answer: dict[str, Any], secret: str | None) -> dict[str, Any]:
-    """The answer that set a notification url (or rotated its secret) shows the secret: once, never again."""
-    if secret is not None:
-        answer["notify"] = {**answer["notify"], "secret": secret}
-    return answer
 
 
 def _given(value: T | None, field: str) -> T:

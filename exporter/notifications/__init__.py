@@ -3,6 +3,24 @@ when each window's file is delivered (CloudEvents 1.0, signed as Standard Webhoo
 
 from __future__ import annotations
 
-from .config import EVENTS, NotifyConfig, NotifyRequest, check_notify_url, new_secret, parse_notify
+from .config import (
+    EVENTS,
+    NotifyConfig,
+    NotifyRequest,
+    check_notify_url,
+    new_secret,
+    notify_after,
+    parse_notify,
+    with_secret,
+)
 
-__all__ = ["EVENTS", "NotifyConfig", "NotifyRequest", "check_notify_url", "new_secret", "parse_notify"]
+__all__ = [
+    "EVENTS",
+    "NotifyConfig",
+    "NotifyRequest",
+    "check_notify_url",
+    "new_secret",
+    "notify_after",
+    "parse_notify",
+    "with_secret",
+]

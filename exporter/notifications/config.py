@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,3 +85,24 @@ def new_secret() -> str:
 def secret_key(secret: str) -> bytes:
     """The HMAC key: the secret's base64 part, decoded (Standard Webhooks)."""
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def notify_after(
+    current: NotifyConfig | None, request: NotifyRequest | None, seal: Callable[[str], str]
+) -> tuple[NotifyConfig | None, str | None]:
+    """The notification settings a change leaves, and the new secret to show once (a new url gets one)."""
+    if request is None:
+        return current, None
+    if request.url is None:
+        return None, None
+    if current is not None and current.url == request.url:
+        return NotifyConfig(current.url, request.events, current.sealed_secret), None
+    secret = new_secret()
+    return NotifyConfig(request.url, request.events, seal(secret)), secret
+
+
+def with_secret(answer: dict[str, Any], secret: str | None) -> dict[str, Any]:
+    """The answer that set a notification url (or rotated its secret) shows the secret: once, never again."""
+    if secret is not None:
+        answer["notify"] = {**answer["notify"], "secret": secret}
+    return answer
