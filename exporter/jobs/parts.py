@@ -16,18 +16,18 @@ from ..clock import from_unix, iso
 from ..context import Context
 from ..errors import InternalError
 from ..export.destination import Destination, PartPlacement, SplitDestination, UploadLost
-from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import Checkpoints, WindowProgress
-from ..export.runner import Target, WindowExport, export_window, splittable
+from ..export.resume import splittable
+from ..export.runner import Target, WindowExport, export_window
 from ..integrations.model import Integration, Status
 from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
 from . import state, stores
-from .attempt import run_record, selection_of
+from .attempt import recorded_selection, run_record, selection_of
 from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .failures import failure_recorded
 from .messages import ExportJob
@@ -87,7 +87,6 @@ def plan_split(
     if upload is None:
         return None
     # Bounds and selection fixed, a typed file's parameter types too: every part, and a replay, reads them here.
-    selection = fix_types(selection, lambda: ctx.ucd.catalog(account))
     ctx.runs.put(run_record(ctx, integration, window, selection))
     plan = stores.splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, upload))
     log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
@@ -155,7 +154,7 @@ def _export_part(
             ctx.ucd,
             integration.account,
             integration.id,
-            selection_of(record) or integration.selection,
+            recorded_selection(record),  # plan_split wrote it
             window,
             sink,
             checkpoints=Checkpoints(stores.progress(ctx), integration.account, integration.id, window.start_unix, part),
