@@ -27,7 +27,6 @@ from azure.data.tables import TableClient, UpdateMode
 from ..clock import iso, parse_instant
 from ..export.destination import MAX_PARTS, UploadState
 from ..export.formats import file_format
-from ..export.formats.compress import member_groups
 from ..secrets import SecretBox
 from ..ucd.segments import SegmentRef
 
@@ -54,12 +53,13 @@ class SplitPlan:
 def plan_parts(segments: list[SegmentRef], split_bytes: int, fmt: str = "csv") -> tuple[str, ...]:
     """Each part's first segment: runs of whole segments of about equal size; () when one part is enough.
 
-    A gzip format's part begins only where a gzip member begins (`member_groups`, from the same
-    sizes), so each part writes the members of a one-go export: a window with fewer such segments
-    than the parts asked for gets fewer parts, and one without any is exported whole (still resumable).
+    A part begins only where the format lets one (`FileFormat.part_starts`: a gzip format's where a gzip
+    member begins, from the same sizes), so each part writes the members of a one-go export: a window
+    with fewer such segments than the parts asked for gets fewer parts, and one without any is exported
+    whole (still resumable).
     """
     total = sum(ref.size for ref in segments)
-    starts = _part_starts(segments, file_format(fmt).gzip)  # the segments a part may start at (never 0)
+    starts = file_format(fmt).part_starts(segments)  # the segments a part may start at (never 0)
     count = min(MAX_PARTS, len(starts) + 1, math.ceil(total / split_bytes) if split_bytes else 1)
     if count < 2:
         return ()
@@ -71,14 +71,6 @@ def plan_parts(segments: list[SegmentRef], split_bytes: int, fmt: str = "csv") -
         if not cuts or cut > cuts[-1]:
             cuts.append(cut)
     return tuple([segments[0].path] + [segments[c].path for c in cuts])
-
-
-def _part_starts(segments: list[SegmentRef], gzip: bool) -> list[int]:
-    """The segments after the first that a part may begin at: any, or (gzip) those that begin a member."""
-    if not gzip:
-        return list(range(1, len(segments)))
-    groups = member_groups(ref.size for ref in segments)
-    return [i for i in range(1, len(segments)) if groups[i] != groups[i - 1]]
 
 
 class SplitRepo:
