@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,12 @@ class Destination(Protocol):
         ...
 
 
+@runtime_checkable
 class SplitDestination(Destination, Protocol):
-    """A destination whose files may be written in parts by several workers at once, then committed once."""
+    """A destination whose files may be written in parts by several workers at once, then committed once.
+
+    Asked of an opened destination at run time (`isinstance`): a destination type implements it or not.
+    """
 
     def begin_split(self, path: str) -> UploadState | None:
         """Open the upload every part of the file at `path` stages into (S3: one multipart upload).

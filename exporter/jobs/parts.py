@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Protocol, cast, runtime_checkable
+from typing import cast
 
 from azure.core.exceptions import AzureError
 
@@ -37,14 +37,9 @@ from .split import RELAY_PART, SplitPlan, plan_parts
 log = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class SplitCapable(SplitDestination, Protocol):
-    """A destination that implements `SplitDestination`, asked of the opened destination at run time."""
-
-
 def as_split(destination: Destination) -> SplitDestination:
     """The destination of a split window: one that can take a file in parts (a plan exists only for those)."""
-    if not isinstance(destination, SplitCapable):
+    if not isinstance(destination, SplitDestination):
         raise InternalError(f"a split window's destination ({type(destination).__name__}) cannot take parts")
     return destination
 
@@ -80,7 +75,7 @@ def plan_split(
     if stores.progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
-    if not isinstance(target, SplitCapable):
+    if not isinstance(target, SplitDestination):
         return None
     path = window_path(target.prefix, account, iid, window, selection.format)
     upload = target.begin_split(path)
