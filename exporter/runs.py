@@ -39,6 +39,9 @@ class RunRecord:
     error: str = ""
     updated_at: str = ""
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
+    note: str = (
+        ""  # what befell the export short of a failure: the window's file started again from its first block, and why
+    )
 
     @classmethod
     def of_window(cls, account: str, integration_id: str, window: Window, file: str, **fields: Any) -> RunRecord:
@@ -50,6 +53,7 @@ class RunRecord:
         data.pop("account")
         data.pop("selection")
         data["error"] = self.error or None
+        data["note"] = self.note or None
         return data
 
 

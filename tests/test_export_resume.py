@@ -39,6 +39,7 @@ from tests.destination_helpers import (
     make_kit,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at, selection_recorded
+from tests.helpers import call
 from tests.resume_helpers import (
     Killed,
     Staging,
@@ -224,7 +225,11 @@ def test_a_sha256_state_that_cannot_be_restored_starts_the_window_again_not_a_po
     second[0] -= 1  # the manifest is block 0 of an object of its own
     assert min(+second) == 0 and set((+second).values()) == {1}, "every block staged again, from block 0"
     assert any("SHA-256 state cannot be continued" in r.getMessage() for r in caplog.records)
-    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).status == RunStatus.EXPORTED
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.status == RunStatus.EXPORTED
+    assert run.note.startswith("started again from the first block") and "SHA-256 state" in run.note, run.note
+    listed = call(ctx, "integrations_runs", account=ACCOUNT, id=iid).body["runs"]
+    assert [r["note"] for r in listed] == [run.note], "the run history says the window's file started again"
     assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
 
 

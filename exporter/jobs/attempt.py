@@ -61,6 +61,7 @@ def run_record(
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
+        note=previous.note if previous else "",  # a restart by an earlier attempt still befell the window's file
     )
 
 
@@ -124,6 +125,8 @@ def export_whole(
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
     record.rows, record.bytes = result.rows, result.bytes
+    if result.restarted:
+        record.note = f"started again from the first block: {result.restarted}"
     if not result.complete:
         ctx.runs.put(record)
         log.info("window continues in a follow-up", extra={**context, "rows": result.rows, "bytes": result.bytes})
