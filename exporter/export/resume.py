@@ -108,7 +108,7 @@ def _recorded(
         destination.resume_upload(path, state, staged)
     except UploadLost:
         if joins is not None:
-            raise  # the split file's own upload is gone: the split starts again (exporter/jobs/split.py)
+            raise  # the split file's upload is gone: the split starts again (exporter/jobs/delivery.py, `ended_by`)
         log.warning("the staged blocks of %s are gone; the file is exported again from its start", path)
         if checkpoints is not None:
             checkpoints.clear()

@@ -17,7 +17,7 @@ class ExportJob:
     account: str
     integration_id: str
     reason: str = "scheduled"
-    window_start: int | None = None  # with `part`: one part of this window (exporter/jobs/split.py)
+    window_start: int | None = None  # with `part`: one part of this window (exporter/jobs/parts.py)
     part: int | None = None
 
     def to_message(self) -> str:

@@ -142,7 +142,7 @@ def _export_part(
     """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
     context = {"account": integration.account, "integration_id": integration.id, "part": part, "delivery": deliveries}
     kind = integration.destination.type
-    # A lost upload is no failure of this part: the split starts again (process_part).
+    # A lost upload is no failure of this part: the split starts again (process_part: delivery.ended_by).
     with failure_recorded(ctx, dataclasses.replace(record), context, kind, passing=(UploadLost,)):
         target, sink = _placed(ctx, integration, window, plan, part, destination)
         return export_window(
