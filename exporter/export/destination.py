@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class Verification:
     deleted: bool
     note: str | None = None  # why the test file stays, in words the customer can act on
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": True, "test_file": {"name": self.test_file, "deleted": self.deleted}}
+    def to_json(self) -> dict[str, Json]:
+        body: dict[str, Json] = {"ok": True, "test_file": {"name": self.test_file, "deleted": self.deleted}}
         if self.note:
             body["note"] = self.note
         return body

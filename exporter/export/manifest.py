@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import iso
 from ..errors import InternalError
@@ -25,6 +25,9 @@ from .naming import manifest_path
 from .plan import Selection
 from .progress import CannotContinue, WindowProgress
 from .sha256 import Sha256, UnrestorableState
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,7 @@ class FileFacts:
     columns: ColumnTypes
 
 
-def manifest_json(facts: FileFacts) -> dict[str, Any]:
+def manifest_json(facts: FileFacts) -> dict[str, Json]:
     """The manifest's content, in a fixed key order."""
     return {
         "file": facts.path.rsplit("/", 1)[-1],

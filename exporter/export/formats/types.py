@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from ...ucd.segments import PARAM_PREFIX
-from ...ucd.values import INTEGER, NUMBER, STRING, join_kinds
+from ...ucd.values import INTEGER, NUMBER, STRING, Json, join_kinds
 from ..plan import ColumnPlan, Selection, column_plan
 
 TIMESTAMP = "timestamp"  # the event's own time: UTC, milliseconds
@@ -44,7 +44,7 @@ class ColumnTypes:
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in self.columns])
 
-    def to_json(self) -> list[dict[str, str]]:
+    def to_json(self) -> list[Json]:
         return [{"name": name, "type": kind} for name, kind in self.columns]
 
 
