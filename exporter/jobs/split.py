@@ -18,11 +18,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from ..clock import iso, parse_instant
 from ..export.destination import MAX_PARTS, UploadState
@@ -129,7 +128,7 @@ class SplitRepo:
             entity["committer"], entity["claimed_at"] = "", ""
             self._replace(entity)  # lost to a newer claim: that one stands
 
-    def _replace(self, entity: Any) -> bool:
+    def _replace(self, entity: TableEntity) -> bool:
         try:
             self.table.update_entity(
                 entity,
@@ -147,13 +146,13 @@ class SplitRepo:
         except ResourceNotFoundError:
             pass
 
-    def _entity(self, account: str, integration_id: str, window_start: int) -> Any:
+    def _entity(self, account: str, integration_id: str, window_start: int) -> TableEntity | None:
         try:
             return self.table.get_entity(_partition(account, integration_id), _row(window_start))
         except ResourceNotFoundError:
             return None
 
-    def _plan(self, entity: Any) -> SplitPlan:
+    def _plan(self, entity: TableEntity) -> SplitPlan:
         handle = self.box.open(entity["handle"]) if entity.get("handle") else ""
         return SplitPlan(entity["path"], tuple(json.loads(entity["firsts"])), UploadState(handle))
 
