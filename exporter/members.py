@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -29,7 +29,7 @@ MEMBERSHIP = "member"  # the version of a member subject that exists (history: A
 USER_RE = re.compile(r"^[^\s/\\#?\x00-\x1f\x7f]{1,256}$")
 
 
-def check_user(value: Any, field: str = "user") -> str:
+def check_user(value: object, field: str = "user") -> str:
     """A user name, compared case-insensitively (e-mail addresses are): returned in lowercase."""
     if not isinstance(value, str) or not USER_RE.fullmatch(value.strip()):
         raise InputError(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..clock import iso
 from ..errors import InternalError
@@ -41,7 +41,7 @@ class StreamDigest:
 
     def __init__(self, state: bytes = b"", length: int | None = None) -> None:
         """`length`: the bytes hashed into `state`, checked against it (UnrestorableState)."""
-        self._hash: Sha256 | Any = Sha256(state, length) if state or sha256.available() else hashlib.sha256()
+        self._hash: Sha256 | hashlib._Hash = Sha256(state, length) if state or sha256.available() else hashlib.sha256()
 
     def state(self) -> bytes:
         """The hash's state after the bytes so far (empty where it cannot be saved)."""

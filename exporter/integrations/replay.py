@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the context wires this package's service, so it is imported
 log = logging.getLogger(__name__)
 
 
-def replay_window(ctx: Context, account: str, integration_id: str, start_unix: Any) -> dict[str, Any]:
+def replay_window(ctx: Context, account: str, integration_id: str, start_unix: object) -> dict[str, Any]:
     """Re-export one delivered window under the same name with the same bytes; state never moves.
 
     The window's bounds and selection come from its run record, so a later change of frequency or
