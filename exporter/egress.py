@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -40,6 +40,8 @@ from .errors import InputError
 if TYPE_CHECKING:  # imported where used: the HTTP stacks load only with a destination that needs them
     import requests
     import requests.adapters
+    from botocore.client import BaseClient
+    from urllib3.connection import HTTPConnection
     from urllib3.connectionpool import HTTPConnectionPool
 from .settings import allow_private_endpoints
 
@@ -309,7 +311,7 @@ class PinnedConnection:
     def _new_conn(self) -> socket.socket:
         from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-        conn: Any = self
+        conn = cast("HTTPConnection", self)  # mixed into one
         host, port = conn._dns_host.rstrip("."), conn.port
         failure: OSError | None = None
         for address in self.guard.addresses(host, port):
@@ -338,7 +340,7 @@ def pinned_pools(
     return {"http": pinned(http_pool), "https": pinned(https_pool)}
 
 
-def pin_botocore(client: Any, guard: Guard) -> Any:
+def pin_botocore(client: BaseClient, guard: Guard) -> BaseClient:
     """An S3 client whose connections are pinned (botocore's URLLib3Session has no public hook for it)."""
     from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 

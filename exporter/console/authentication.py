@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the dispatcher imports this module
 HEADING = "Authentication failed"
 
 
-def values(draft: Draft) -> dict[str, Any]:
+def values(draft: Draft) -> dict[str, object]:
     """What the step's page shows: the fields, their values (never a secret's), what an empty secret keeps."""
     fields = fields_of(DESTINATION_KINDS[draft.type])
     shown = {f.name: "" if f.secret else _stored_value(draft, f) for f in fields}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .. import telemetry
 from ..concurrency import retry_on_conflict
@@ -44,7 +44,7 @@ def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Int
 
 
 def modify(
-    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: Any
+    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: object
 ) -> Integration | None:
     """Apply worker-owned changes; None if the integration is gone or `unless(current)` holds."""
 
