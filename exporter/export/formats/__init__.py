@@ -11,7 +11,6 @@ FORMATS. `FORMAT_NAMES` is the one list of formats the API, the CLI and the cons
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ..plan import Selection
 from .base import DEFAULT_FORMAT, FileFormat, Format
@@ -33,7 +32,7 @@ def file_format(name: str) -> FileFormat:
         raise ValueError(f"{name!r} is not a file format") from None
 
 
-def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, Any]]) -> Selection:
+def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, object]]) -> Selection:
     """The selection with its numeric parameters' types fixed from `catalog()` if its file needs them and
     has none yet; called before a window's run record is written, so retries and replays keep them."""
     return with_param_types(selection, file_format(selection.format).typed, catalog)
