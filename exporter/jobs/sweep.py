@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .. import telemetry
 from ..clock import iso
@@ -20,9 +20,6 @@ from ..errors import NotFoundError, StaleRecordError
 from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Status
 from ..windows import export_lag_seconds
-
-if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
-    from ..ucd.values import Json
 
 
 @dataclass
@@ -38,7 +35,7 @@ class SweepOutcome:
     def repaired(self) -> int:
         return self.missing + self.stale + self.rekeyed
 
-    def to_json(self) -> dict[str, Json]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "now": iso(self.now),
             "integrations": self.integrations,
