@@ -48,10 +48,18 @@ class RunRecord:
 
     @classmethod
     def of_window(
-        cls, account: str, integration_id: str, window: Window, file: str, status: RunStatus, attempts: int = 0
+        cls,
+        account: str,
+        integration_id: str,
+        window: Window,
+        file: str,
+        status: RunStatus,
+        *,
+        rows: int = 0,
+        attempts: int = 0,
     ) -> RunRecord:
         """A new record of one window, its file named by the caller."""
-        return cls(account, integration_id, window.start_unix, window.end_unix, file, status, attempts=attempts)
+        return cls(account, integration_id, window.start_unix, window.end_unix, file, status, rows, attempts=attempts)
 
     def to_json(self) -> dict[str, Json]:
         data: dict[str, Json] = asdict(self)
