@@ -17,10 +17,13 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import NotFoundError
 from .members import MemberRepo, check_user
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from .ucd.values import Json
 
 PRINCIPAL = "X-MS-CLIENT-PRINCIPAL"
 PRINCIPAL_NAME = "X-MS-CLIENT-PRINCIPAL-NAME"
@@ -78,7 +81,7 @@ def account_not_found(account: str) -> NotFoundError:
 
 def api_refusal(
     members: MemberRepo, operation: str, params: Mapping[str, str], headers: Mapping[str, str], auth_enabled: bool
-) -> tuple[int, dict[str, Any]] | None:
+) -> tuple[int, dict[str, Json]] | None:
     """The answer to an API request made on behalf of a signed-in user who may not make it; None lets it through.
 
     Without a signed-in user the request is service-to-service (the host checked its function key).
@@ -99,5 +102,5 @@ def api_refusal(
     return None
 
 
-def _forbidden(message: str) -> tuple[int, dict[str, Any]]:
+def _forbidden(message: str) -> tuple[int, dict[str, Json]]:
     return 403, {"error": {"code": "forbidden", "message": message, "field": "user"}}

@@ -32,18 +32,27 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # imported where used: the HTTP stacks load only with a destination that needs them
+    import requests
+    import requests.adapters
+    from botocore.client import BaseClient
+    from urllib3.connection import HTTPConnection
+    from urllib3.connectionpool import HTTPConnectionPool
 from .settings import allow_private_endpoints
 
 SETTING = "EXPORT_ALLOW_PRIVATE_ENDPOINTS"
 
 # (host, port) -> the addresses it resolves to, as text
 Resolver = Callable[[str, int], Sequence[str]]
+# urllib3's socket options: (level, option, value)
+SocketOptions = list[tuple[int, int, int | bytes]]
 # ((address, port), timeout, source address, socket options) -> a connected socket
-Connector = Callable[[tuple[str, int], Any, Any, Any], socket.socket]
+Connector = Callable[[tuple[str, int], float | None, tuple[str, int] | None, SocketOptions | None], socket.socket]
 
 # The clouds' own endpoints: not customer servers, and they may resolve to private addresses on
 # purpose (a private endpoint of Azure Storage in the service's network).
@@ -114,7 +123,7 @@ def not_public(address: str) -> str | None:
         embedded = _embedded_v4(ip)
         if embedded is not None:
             return not_public(str(embedded))
-        ranges: Mapping[str, tuple[Any, ...]] = NOT_PUBLIC_V6
+        ranges: Mapping[str, tuple[_V4 | _V6, ...]] = NOT_PUBLIC_V6
     else:
         ranges = NOT_PUBLIC_V4
     for category, networks in ranges.items():
@@ -151,7 +160,12 @@ def system_resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
 
 
-def system_connect(address: tuple[str, int], timeout: Any, source_address: Any, options: Any) -> socket.socket:
+def system_connect(
+    address: tuple[str, int],
+    timeout: float | None,
+    source_address: tuple[str, int] | None,
+    options: SocketOptions | None,
+) -> socket.socket:
     """A TCP connection to an address (an IP: no lookup happens here)."""
     from urllib3.util.connection import create_connection
 
@@ -297,7 +311,7 @@ class PinnedConnection:
     def _new_conn(self) -> socket.socket:
         from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-        conn: Any = self
+        conn = cast("HTTPConnection", self)  # mixed into one
         host, port = conn._dns_host.rstrip("."), conn.port
         failure: OSError | None = None
         for address in self.guard.addresses(host, port):
@@ -312,10 +326,12 @@ class PinnedConnection:
         raise NewConnectionError(conn, f"Failed to establish a new connection: {failure}") from failure
 
 
-def pinned_pools(guard: Guard, http_pool: type, https_pool: type) -> dict[str, type]:
+def pinned_pools(
+    guard: Guard, http_pool: type[HTTPConnectionPool], https_pool: type[HTTPConnectionPool]
+) -> dict[str, type[HTTPConnectionPool]]:
     """Pool classes (for a PoolManager's `pool_classes_by_scheme`) whose connections are pinned by `guard`."""
 
-    def pinned(pool: Any) -> type:
+    def pinned(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
         connection = type(
             f"Pinned{pool.ConnectionCls.__name__}", (PinnedConnection, pool.ConnectionCls), {"guard": guard}
         )
@@ -324,7 +340,7 @@ def pinned_pools(guard: Guard, http_pool: type, https_pool: type) -> dict[str, t
     return {"http": pinned(http_pool), "https": pinned(https_pool)}
 
 
-def pin_botocore(client: Any, guard: Guard) -> Any:
+def pin_botocore(client: BaseClient, guard: Guard) -> BaseClient:
     """An S3 client whose connections are pinned (botocore's URLLib3Session has no public hook for it)."""
     from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 
@@ -335,7 +351,7 @@ def pin_botocore(client: Any, guard: Guard) -> Any:
     return client
 
 
-def _pinned_adapter(guard: Guard) -> Any:
+def _pinned_adapter(guard: Guard) -> requests.adapters.HTTPAdapter:
     import requests.adapters
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -352,7 +368,7 @@ class NoRedirects:
 
     guard: Guard
 
-    def get_redirect_target(self, resp: Any) -> str | None:
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
         if resp.is_redirect:
             resp.close()
             raise self.guard.redirect(resp.url)
@@ -369,7 +385,7 @@ def pin_session(session: Any, guard: Guard) -> Any:
     return session
 
 
-def pinned_session(guard: Guard) -> Any:
+def pinned_session(guard: Guard) -> requests.Session:
     """A plain requests.Session under `guard` (Azure's transport, Google's token requests)."""
     import requests
 

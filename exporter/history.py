@@ -26,12 +26,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableEntity, UpdateMode
 
 from .clock import Clock, iso, parse_instant
 from .storage import HISTORY_TABLE, Storage
+
+if TYPE_CHECKING:  # the ucd package is not loaded for a type
+    from .ucd.values import Json
 
 OPERATOR = "operator"  # the function key or the CLI
 SYSTEM = "system"  # the service itself (the worker's credential stops)
@@ -64,17 +67,17 @@ class Change:
     """One field: its old and new values, or only that it changed (a secret, or a value too long to keep)."""
 
     field: str
-    old: Any = None
-    new: Any = None
+    old: Json = None
+    new: Json = None
     secret: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         if self.secret:
             return {"field": self.field, "changed": True}
         return {"field": self.field, "old": self.old, "new": self.new}
 
     @classmethod
-    def of(cls, field: str, old: Any, new: Any) -> Change:
+    def of(cls, field: str, old: Json, new: Json) -> Change:
         if len(json.dumps(old)) + len(json.dumps(new)) > MAX_VALUE_CHARS:
             return cls(field, secret=True)
         return cls(field, old, new)
@@ -95,8 +98,8 @@ class Entry:
     confirmed: bool = False
     row_key: str = field(default="", compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def to_json(self) -> dict[str, Json]:
+        body: dict[str, Json] = {
             "at": iso(self.at),
             "who": self.who,
             "action": self.action,
@@ -108,7 +111,7 @@ class Entry:
             body["credentials_verified"] = True
         return body
 
-    def to_entity(self) -> dict[str, Any]:
+    def to_entity(self) -> dict[str, str | bool]:
         return {
             "PartitionKey": self.account,
             "RowKey": self.row_key,
@@ -125,7 +128,7 @@ class Entry:
         }
 
     @classmethod
-    def from_entity(cls, entity: Any) -> Entry:
+    def from_entity(cls, entity: TableEntity) -> Entry:
         return cls(
             account=entity["PartitionKey"],
             subject=entity["subject"],
@@ -242,5 +245,5 @@ def _happened(entries: Iterator[Entry], current: CurrentVersion, limit: int) -> 
     return kept
 
 
-def history_json(entries: list[Entry]) -> dict[str, Any]:
+def history_json(entries: list[Entry]) -> dict[str, Json]:
     return {"history": [e.to_json() for e in entries]}

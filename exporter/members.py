@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -19,6 +19,9 @@ from .history import ABSENT, MEMBER, HistoryRepo
 from .storage import MEMBERS_TABLE, Storage
 from .validation import check_account
 
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from .ucd.values import Json
+
 MAX_USER = 256
 MEMBERSHIP = "member"  # the version of a member subject that exists (history: ABSENT before an add)
 # A user is the name App Service Authentication gives (an e-mail or user principal name) or a
@@ -26,7 +29,7 @@ MEMBERSHIP = "member"  # the version of a member subject that exists (history: A
 USER_RE = re.compile(r"^[^\s/\\#?\x00-\x1f\x7f]{1,256}$")
 
 
-def check_user(value: Any, field: str = "user") -> str:
+def check_user(value: object, field: str = "user") -> str:
     """A user name, compared case-insensitively (e-mail addresses are): returned in lowercase."""
     if not isinstance(value, str) or not USER_RE.fullmatch(value.strip()):
         raise InputError(
@@ -45,7 +48,7 @@ class MemberRepo:
         self.clock = clock
         self.history = HistoryRepo(storage, clock)
 
-    def add(self, account: str, user: str) -> dict[str, Any]:
+    def add(self, account: str, user: str) -> dict[str, Json]:
         """Idempotent: adding a member twice keeps one membership and one history entry."""
         account, user = check_account(account), check_user(user)
         if not self.is_member(account, user):
@@ -56,7 +59,7 @@ class MemberRepo:
             self.history.confirm(entry)
         return {"account": account, "user": user, "member": True}
 
-    def remove(self, account: str, user: str) -> dict[str, Any]:
+    def remove(self, account: str, user: str) -> dict[str, Json]:
         """Idempotent: removing a user who is not a member answers the same (and records nothing)."""
         account, user = check_account(account), check_user(user)
         if self.is_member(account, user):
@@ -69,7 +72,7 @@ class MemberRepo:
         """A member subject's current version, for the history."""
         return MEMBERSHIP if self.is_member(account, user) else ABSENT
 
-    def list(self, account: str) -> dict[str, Any]:
+    def list(self, account: str) -> dict[str, Json]:
         account = check_account(account)
         entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": account})
         return {"account": account, "members": sorted(e["RowKey"] for e in entities)}

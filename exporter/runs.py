@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from .concurrency import retry_on_conflict
 from .windows import Window
+
+if TYPE_CHECKING:  # the ucd package is not loaded for a type
+    from .ucd.values import Json
 
 
 class RunStatus(StrEnum):
@@ -40,17 +43,31 @@ class RunRecord:
     updated_at: str = ""
     sha256: str = ""  # the committed file's SHA-256, hex (empty: not known, e.g. a window written in parts)
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
+    note: str = (
+        ""  # what befell the export short of a failure: the window's file started again from its first block, and why
+    )
 
     @classmethod
-    def of_window(cls, account: str, integration_id: str, window: Window, file: str, **fields: Any) -> RunRecord:
+    def of_window(
+        cls,
+        account: str,
+        integration_id: str,
+        window: Window,
+        file: str,
+        status: RunStatus,
+        *,
+        rows: int = 0,
+        attempts: int = 0,
+    ) -> RunRecord:
         """A new record of one window, its file named by the caller."""
-        return cls(account, integration_id, window.start_unix, window.end_unix, file, **fields)
+        return cls(account, integration_id, window.start_unix, window.end_unix, file, status, rows, attempts=attempts)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_json(self) -> dict[str, Json]:
+        data: dict[str, Json] = asdict(self)
         data.pop("account")
         data.pop("selection")
         data["error"] = self.error or None
+        data["note"] = self.note or None
         return data
 
 
@@ -66,8 +83,8 @@ def _row(window_start: int) -> str:
 IF_SAME = MatchConditions.IfNotModified
 
 
-def _entity(record: RunRecord) -> dict[str, Any]:
-    entity = dict(asdict(record))
+def _entity(record: RunRecord) -> dict[str, object]:
+    entity: dict[str, object] = dict(asdict(record))
     entity.update(PartitionKey=_partition(record.account, record.integration_id), RowKey=_row(record.window_start))
     return entity
 
@@ -95,15 +112,15 @@ class RunRepo:
         a delivery recorded between the read and the write is seen.
         """
         entity = _entity(record)
-        keys = (entity["PartitionKey"], entity["RowKey"])
+        keys = (_partition(record.account, record.integration_id), _row(record.window_start))
 
-        def read(_stale: Any = None) -> Any:
+        def read(_stale: TableEntity | None = None) -> TableEntity | None:
             try:
                 return self.table.get_entity(*keys)
             except ResourceNotFoundError:
                 return None
 
-        def attempt(current: Any) -> bool:
+        def attempt(current: TableEntity | None) -> bool:
             if current is None:
                 self.table.create_entity(entity)
             elif current["status"] == RunStatus.EXPORTED:
@@ -134,7 +151,7 @@ class RunRepo:
         return records
 
     @staticmethod
-    def _from_entity(entity: Any) -> RunRecord:
+    def _from_entity(entity: TableEntity) -> RunRecord:
         fields = RunRecord.__dataclass_fields__
         record = RunRecord(**{k: entity[k] for k in fields if k in entity})
         record.status = RunStatus(record.status)

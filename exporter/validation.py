@@ -9,9 +9,12 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # the ucd package imports this module: its JSON value's type only
+    from .ucd.values import Json
 
 ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -23,7 +26,7 @@ MAX_NAME_BYTES = 256
 MAX_DEPTH = 32
 
 
-def check_account(account: Any, field_name: str = "account") -> str:
+def check_account(account: object, field_name: str = "account") -> str:
     """Account names go into file names, where `_` separates parts, so only [a-z0-9-] are allowed."""
     if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):  # `$` alone lets "acme\n" through
         raise InputError(
@@ -33,7 +36,7 @@ def check_account(account: Any, field_name: str = "account") -> str:
     return account
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -48,9 +51,9 @@ class _DuplicateKey(ValueError):
     pass
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[str, Json]]) -> dict[str, Json]:
     """An object whose key repeats is ambiguous (which value wins differs between parsers): refused."""
-    result: dict[str, Any] = {}
+    result: dict[str, Json] = {}
     for key, value in pairs:
         if key in result:
             raise _DuplicateKey(f"key {key!r} appears twice in one object")
@@ -81,7 +84,7 @@ def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
     return value
 
 
-def _nesting(value: Any) -> int:
+def _nesting(value: object) -> int:
     """How deeply objects and lists nest (iteratively: the value may be as deep as the parser allowed)."""
     deepest = 0
     stack = [(value, 0)]
@@ -95,7 +98,7 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def check_name(value: Any, field_name: str) -> str:
+def check_name(value: object, field_name: str) -> str:
     """A user id, event name or key: non-empty, bounded, printable, storable as a Table key."""
     if not isinstance(value, str) or not value.strip():
         raise InputError("must be a non-empty string", field=field_name)
@@ -109,7 +112,7 @@ def check_name(value: Any, field_name: str) -> str:
     return value
 
 
-def check_text(value: Any, field_name: str) -> None:
+def check_text(value: object, field_name: str) -> None:
     """Every string must be valid Unicode: a lone surrogate (JSON `\\ud800`) cannot be stored."""
     stack = [value]
     while stack:
@@ -126,7 +129,7 @@ def check_text(value: Any, field_name: str) -> None:
             stack.extend(item)
 
 
-def check_fields(value: Any, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, Any]:
+def check_fields(value: object, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, Any]:
     """A JSON object with no field outside `allowed`; errors name the path."""
     if not isinstance(value, dict):
         raise InputError(f"must be {what}", field=where)

@@ -36,7 +36,7 @@ from exporter.local.kinds import Servers, Target, open_target
 from exporter.ucd.segments import to_ms
 from exporter.windows import Window
 from tests import export_helpers
-from tests.export_helpers import ACCOUNT, due_at, populate
+from tests.export_helpers import ACCOUNT, due_at, populate, selection_recorded
 from tests.helpers import integration_body as azure_integration_body
 
 KINDS = destination_types()
@@ -303,7 +303,8 @@ def assert_bytes_match_a_clean_export(ctx, integration_id, contents, scratch) ->
     clean = destination_from_body(scratch.body(integration.destination.prefix))
     for (start, end), data in contents.items():
         window = Window(from_unix(start), from_unix(end))
-        result = export_window(ctx.ucd, ACCOUNT, integration.id, integration.selection, window, clean)
+        selection = selection_recorded(ctx, integration.id, start)
+        result = export_window(ctx.ucd, ACCOUNT, integration.id, selection, window, clean)
         assert scratch.read(result.path) == data, f"window {start} differs from a clean export"
 
 
@@ -325,9 +326,9 @@ def assert_rows_match_the_csv_export(ctx, integration_id, contents, scratch) -> 
     name = integration.selection.format
     clean = destination_from_body(scratch.body("as-csv/"))
     as_csv = dataclasses.replace(integration.selection, format="csv", manifest=False)
-    with_manifest = dataclasses.replace(integration.selection, manifest=True)
     for (start, end), data in contents.items():
         window = Window(from_unix(start), from_unix(end))
+        with_manifest = dataclasses.replace(selection_recorded(ctx, integration.id, start), manifest=True)
         result = export_window(ctx.ucd, ACCOUNT, integration.id, with_manifest, window, clean)
         assert scratch.read(result.path) == data, "one encoding, with or without a manifest"
         assert json.loads(scratch.read(result.path + ".manifest.json"))["bytes"] == len(data)

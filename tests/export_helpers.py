@@ -28,9 +28,10 @@ from exporter.export.csv_writer import Writable
 from exporter.export.formats.csv import CsvRows
 from exporter.export.formats.types import column_types
 from exporter.export.naming import join_prefix, window_path
-from exporter.export.plan import ColumnPlan, column_plan
+from exporter.export.plan import ColumnPlan, Selection, column_plan
 from exporter.integrations.model import Status
 from exporter.jobs import process_job, schedule
+from exporter.jobs.attempt import recorded_selection
 from exporter.local.host import drain
 from exporter.runs import RunStatus
 from exporter.windows import Window, is_due
@@ -128,6 +129,13 @@ def queued_messages(ctx, name=None) -> list:
 
 
 # ------------------------------------------------------------------ the invariant
+
+
+def selection_recorded(ctx, integration_id: str, window_start: int) -> Selection:
+    """The selection the window's run record fixed, a typed file's parameter types included: what a replay exports."""
+    record = ctx.runs.get(ACCOUNT, integration_id, window_start)
+    assert record is not None, "the window has a run record"
+    return recorded_selection(record)
 
 
 def read_ids(ctx, start, end, names) -> list[str]:

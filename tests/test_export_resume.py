@@ -38,7 +38,8 @@ from tests.destination_helpers import (
     gzip_members,
     make_kit,
 )
-from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at
+from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at, selection_recorded
+from tests.helpers import call
 from tests.resume_helpers import (
     Killed,
     Staging,
@@ -166,7 +167,7 @@ def assert_the_manifest_describes_the_file(ctx, kit, scratch_kit, iid) -> None:
     assert (manifest["bytes"], manifest["rows"]) == (len(data), run.rows)
     integration = ctx.repo.get(ACCOUNT, iid)
     clean = destination_from_body(scratch_kit.body(integration.destination.prefix))
-    once = export_window(ctx.ucd, ACCOUNT, iid, integration.selection, Window(ACT, ACT + H), clean)
+    once = export_window(ctx.ucd, ACCOUNT, iid, selection_recorded(ctx, iid, to_unix(ACT)), Window(ACT, ACT + H), clean)
     assert scratch_kit.read(once.path) == data
     assert scratch_kit.read(manifest_path(once.path)) == kit.read(manifest_path(run.file))
 
@@ -226,7 +227,11 @@ def test_a_sha256_state_that_cannot_be_restored_starts_the_window_again_not_a_po
     second[0] -= 1  # the manifest is block 0 of an object of its own
     assert min(+second) == 0 and set((+second).values()) == {1}, "every block staged again, from block 0"
     assert any("SHA-256 state cannot be continued" in r.getMessage() for r in caplog.records)
-    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).status == RunStatus.EXPORTED
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.status == RunStatus.EXPORTED
+    assert run.note.startswith("started again from the first block") and "SHA-256 state" in run.note, run.note
+    listed = call(ctx, "integrations_runs", account=ACCOUNT, id=iid).body["runs"]
+    assert [r["note"] for r in listed] == [run.note], "the run history says the window's file started again"
     assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
 
 
@@ -236,7 +241,8 @@ def test_an_export_that_starts_again_says_why(ctx, clock, azure_kit, monkeypatch
     integration = ctx.repo.get(ACCOUNT, iid)
     checkpoints = Checkpoints(ProgressRepo(ctx.runs.table, ctx.integrations.secrets), ACCOUNT, iid, to_unix(ACT))
     window, destination = Window(ACT, ACT + H), ctx.destination_for(integration)
-    result = export_window(ctx.ucd, ACCOUNT, iid, integration.selection, window, destination, checkpoints=checkpoints)
+    selection = selection_recorded(ctx, iid, to_unix(ACT))
+    result = export_window(ctx.ucd, ACCOUNT, iid, selection, window, destination, checkpoints=checkpoints)
     assert result.complete and "SHA-256 state" in result.restarted
     assert result.staged_bytes == result.bytes, "the whole file staged by this export"
     assert result.sha256 == hashlib.sha256(azure_kit.read(result.path)).hexdigest()

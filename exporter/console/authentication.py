@@ -20,12 +20,13 @@ from .steps import LIMIT_REACHED, Again, StepAnswer, drafts, form_value, limit_r
 from .web import redirect
 
 if TYPE_CHECKING:  # the dispatcher imports this module
+    from ..ucd.values import Json
     from .app import Visit
 
 HEADING = "Authentication failed"
 
 
-def values(draft: Draft) -> dict[str, Any]:
+def values(draft: Draft) -> dict[str, object]:
     """What the step's page shows: the fields, their values (never a secret's), what an empty secret keeps."""
     fields = fields_of(DESTINATION_KINDS[draft.type])
     shown = {f.name: "" if f.secret else _stored_value(draft, f) for f in fields}
@@ -94,7 +95,7 @@ def submit(visit: Visit, draft: Draft) -> StepAnswer:
     return redirect(step_url(draft, "configure"))
 
 
-def _read_destination(draft: Draft, form: dict[str, list[str]]) -> dict[str, Any]:
+def _read_destination(draft: Draft, form: dict[str, list[str]]) -> dict[str, Json]:
     """Take the form's destination fields into the draft; return the secret fields given (empty ones keep theirs).
 
     Every field is taken before a pasted key is parsed, so a malformed key leaves the others' values."""
@@ -123,22 +124,22 @@ def _read_destination(draft: Draft, form: dict[str, list[str]]) -> dict[str, Any
     }
 
 
-def _json_field(f: Field, value: str) -> Any:
+def _json_field(f: Field, value: str) -> Json:
     try:
         return json.loads(value)
     except ValueError:
         raise InputError("is not valid JSON: paste the whole key file", field=f"destination.{f.name}") from None
 
 
-def _where(draft: Draft) -> dict[str, Any]:
+def _where(draft: Draft) -> dict[str, str | dict[str, str]]:
     return {"container": draft.container, "prefix": draft.prefix, "public": dict(draft.public)}
 
 
-def _opened(visit: Visit, draft: Draft) -> dict[str, Any]:
+def _opened(visit: Visit, draft: Draft) -> dict[str, Json]:
     return json.loads(visit.ctx.integrations.secrets.open(draft.sealed)) if draft.sealed else {}
 
 
-def complete_destination(visit: Visit, draft: Draft) -> dict[str, Any]:
+def complete_destination(visit: Visit, draft: Draft) -> dict[str, Json]:
     """The whole destination body to verify: the form's fields, the secrets given, the stored ones for the rest."""
     kind = DESTINATION_KINDS[draft.type]
     credentials: dict[str, Any] = {}
@@ -147,15 +148,15 @@ def complete_destination(visit: Visit, draft: Draft) -> dict[str, Any]:
         credentials = kind.from_secret(visit.ctx.integrations.secrets.open(stored.sealed_secret))
     credentials.update(draft.public)
     credentials.update(_opened(visit, draft))
-    body: dict[str, Any] = {"type": kind.name, "prefix": draft.prefix, kind.container_field: draft.container or None}
+    body: dict[str, Json] = {"type": kind.name, "prefix": draft.prefix, kind.container_field: draft.container or None}
     body.update({k: v for k, v in credentials.items() if k in kind.credential_checks and v not in (None, "")})
     return body
 
 
-def changed_destination(visit: Visit, draft: Draft) -> dict[str, Any]:
+def changed_destination(visit: Visit, draft: Draft) -> dict[str, Json]:
     """An edit's destination change: the fields shown and the secrets given; the service keeps the rest."""
     kind = DESTINATION_KINDS[draft.type]
-    body: dict[str, Any] = {"prefix": draft.prefix, kind.container_field: draft.container or None}
+    body: dict[str, Json] = {"prefix": draft.prefix, kind.container_field: draft.container or None}
     body.update(draft.public)
     body.update(_opened(visit, draft))
     return body

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the dispatcher imports this module
     from .app import Visit
 
 
-def values() -> dict[str, Any]:
+def values() -> dict[str, object]:
     return {
         "frequencies": FREQUENCIES_HOURS,
         "formats": [(name, FORMAT_LABELS.get(name, name)) for name in FILE_FORMATS],
@@ -92,7 +92,7 @@ def submit(visit: Visit, draft: Draft) -> StepAnswer:
     draft.status = "paused" if form_value(form, "status") == "paused" else "active"
     if FILE_FORMATS:
         draft.format = form_value(form, "format") or draft.format
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "name": draft.name,
         "events": draft.events,
         "attributes": draft.attributes,

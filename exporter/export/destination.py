@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # the progress module stores UploadState
+if (
+    TYPE_CHECKING
+):  # the progress module stores UploadState; a JSON value's type only (the ucd package is not loaded for it)
+    from ..ucd.values import Json
     from .progress import Checkpoints
 
 
@@ -31,8 +34,8 @@ class Verification:
     deleted: bool
     note: str | None = None  # why the test file stays, in words the customer can act on
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": True, "test_file": {"name": self.test_file, "deleted": self.deleted}}
+    def to_json(self) -> dict[str, Json]:
+        body: dict[str, Json] = {"ok": True, "test_file": {"name": self.test_file, "deleted": self.deleted}}
         if self.note:
             body["note"] = self.note
         return body
@@ -166,8 +169,12 @@ class Destination(Protocol):
         ...
 
 
+@runtime_checkable
 class SplitDestination(Destination, Protocol):
-    """A destination whose files may be written in parts by several workers at once, then committed once."""
+    """A destination whose files may be written in parts by several workers at once, then committed once.
+
+    Asked of an opened destination at run time (`isinstance`): a destination type implements it or not.
+    """
 
     def begin_split(self, path: str) -> UploadState | None:
         """Open the upload every part of the file at `path` stages into (S3: one multipart upload).

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..clock import iso
 from ..errors import InternalError
@@ -26,6 +26,9 @@ from .plan import Selection
 from .progress import CannotContinue, WindowProgress
 from .sha256 import Sha256, UnrestorableState
 
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +41,7 @@ class StreamDigest:
 
     def __init__(self, state: bytes = b"", length: int | None = None) -> None:
         """`length`: the bytes hashed into `state`, checked against it (UnrestorableState)."""
-        self._hash: Sha256 | Any = Sha256(state, length) if state or sha256.available() else hashlib.sha256()
+        self._hash: Sha256 | hashlib._Hash = Sha256(state, length) if state or sha256.available() else hashlib.sha256()
 
     def state(self) -> bytes:
         """The hash's state after the bytes so far (empty where it cannot be saved)."""
@@ -102,7 +105,7 @@ class FileFacts:
     columns: ColumnTypes
 
 
-def manifest_json(facts: FileFacts) -> dict[str, Any]:
+def manifest_json(facts: FileFacts) -> dict[str, Json]:
     """The manifest's content, in a fixed key order."""
     return {
         "file": facts.path.rsplit("/", 1)[-1],

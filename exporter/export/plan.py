@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..ucd.segments import FIXED_COLUMNS, attribute_column, param_column
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,8 @@ class Selection:
     manifest: bool = False
     param_types: tuple[tuple[str, str], ...] | None = None  # (column, "integer" or "number"); others are strings
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_json(self) -> dict[str, Json]:
+        data: dict[str, Json] = {
             "events": events_json(self.events),
             "attributes": list(self.attributes),
             "format": self.format,
@@ -59,7 +62,7 @@ class Selection:
         )
 
 
-def events_json(events: Sequence[EventSelection]) -> list[dict[str, Any]]:
+def events_json(events: Sequence[EventSelection]) -> list[Json]:
     """The selected events as the API and storage write them: [{"name", "params"}]."""
     return [{"name": e.name, "params": list(e.params)} for e in events]
 

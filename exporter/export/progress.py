@@ -16,11 +16,11 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import ContainerClient
 
 from ..concurrency import retry_on_conflict
@@ -138,8 +138,10 @@ class ProgressRepo:
             return None
         return self._from_entity(entity), str(entity.metadata["etag"])
 
-    def _entity(self, account: str, integration_id: str, row: str, p: WindowProgress) -> dict[str, Any]:
-        entity: dict[str, Any] = {
+    def _entity(
+        self, account: str, integration_id: str, row: str, p: WindowProgress
+    ) -> dict[str, str | int | bool | bytes]:
+        entity: dict[str, str | int | bool | bytes] = {
             "PartitionKey": _partition(account, integration_id),
             "RowKey": row,
             "path": p.path,
@@ -158,7 +160,7 @@ class ProgressRepo:
             entity[f"carry_{i // CARRY_PART}"] = carry[i : i + CARRY_PART]
         return entity
 
-    def _from_entity(self, entity: Any) -> WindowProgress:
+    def _from_entity(self, entity: TableEntity) -> WindowProgress:
         carry = b"".join(bytes(entity[k]) for k in sorted(k for k in entity if k.startswith("carry_")))
         handle = self.box.open(entity["handle"]) if entity.get("handle") else ""
         position = ReadPosition(entity["segment"], int(entity["segment_rows"])) if entity.get("segment") else None
@@ -286,7 +288,7 @@ def _further(progress: WindowProgress, than: WindowProgress) -> bool:
     return (progress.blocks, progress.complete) > (than.blocks, than.complete)
 
 
-def _etag(answer: Any) -> str | None:
+def _etag(answer: object) -> str | None:
     etag = answer.get("etag") if isinstance(answer, dict) else None
     return str(etag) if etag else None
 

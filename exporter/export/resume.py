@@ -1,7 +1,7 @@
 """Which window files resume and split, and how an export continues a file's recorded blocks or starts
 it again (docs/architecture.md, "Windows of any size").
 
-Any file can be continued (`continuable`), with a manifest too where the SHA-256's state can be saved
+Every file can be continued (`continuable`), with a manifest too where the SHA-256's state can be saved
 (each block's progress carries it); a format's blocks end only where the format lets them
 (exporter/export/formats/base.py, `FileCuts`). Only a file whose format can be written in parts and
 that has no manifest is split across workers (`splittable`): the parts' hashes could not be joined.
@@ -33,7 +33,7 @@ Opened = TypeVar("Opened")
 def continuable(selection: Selection) -> bool:
     """Whether a window's file can stop after a block and be continued by a follow-up invocation.
 
-    Any format: its blocks end only where nothing in the bytes to come depends on the bytes before
+    Every format: its blocks end only where nothing in the bytes to come depends on the bytes before
     (`FileCuts`): a block list, a read position and whatever the format keeps per block (a Parquet
     footer's pieces, `keeps_notes`) are all a continuation needs; with a manifest, the SHA-256's state
     after each block too, where it can be saved (`sha256.available()`).
@@ -108,7 +108,7 @@ def _recorded(
         destination.resume_upload(path, state, staged)
     except UploadLost:
         if joins is not None:
-            raise  # the split file's own upload is gone: the split starts again (exporter/jobs/split.py)
+            raise  # the split file's upload is gone: the split starts again (exporter/jobs/delivery.py, `ended_by`)
         log.warning("the staged blocks of %s are gone; the file is exported again from its start", path)
         if checkpoints is not None:
             checkpoints.clear()

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..errors import InternalError
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
@@ -27,7 +26,7 @@ from .blocks import AlignedBlocks
 from .csv_writer import BLOCK_BYTES
 from .destination import Destination, UploadState
 from .encode import encode
-from .formats import file_format, fix_types
+from .formats import file_format
 from .formats.base import FileCuts, FileStart
 from .formats.types import column_types
 from .manifest import FileFacts, StreamDigest, file_digest, hashed, write_manifest
@@ -35,10 +34,9 @@ from .naming import window_path
 from .pipeline import MAX_IN_FLIGHT, BlockUploader, ProgressRecorder
 from .plan import Selection, column_plan
 from .progress import Checkpoints, WindowProgress
-from .resume import after_failure, continuable, continued, keeps_notes, splittable
+from .resume import after_failure, continued
 
-# The rules are resume.py's; named here too for the worker, which imports them from here.
-__all__ = ["MAX_IN_FLIGHT", "Target", "WindowExport", "continuable", "export_window", "keeps_notes", "splittable"]
+__all__ = ["MAX_IN_FLIGHT", "Target", "WindowExport", "export_window"]
 
 
 @dataclass(frozen=True)
@@ -88,23 +86,22 @@ def export_window(
     """Stream the window's rows into one file of the selection's format under its deterministic name;
     nothing is visible until commit. With a manifest, the manifest follows the commit.
 
-    A `continuable` file continues from the recorded progress with `checkpoints` and records each
-    block; once `out_of_time()` it stops after a block (at least one per call) and answers
-    `complete=False`. A `splittable` file's `target` exports one part of a split window instead
-    (exporter/jobs/split.py). Where a manifest's SHA-256 state cannot be saved, a file with a manifest is
-    not `continuable`: it is exported in one go and takes neither. `segments` gives the window's
+    `selection` is the one the window's run record fixed, a typed file's parameter types included
+    (`formats.fix_types`, asked by whoever writes that record: the worker, a replay): the bytes depend on them.
+
+    With `checkpoints`, the file continues from the recorded progress and records each block; once
+    `out_of_time()` it stops after a block (at least one per call) and answers `complete=False`. With a
+    `target`, it exports one part of a split window instead. Whether a file may take either is the
+    caller's to ask, once (exporter/export/resume.py: `continuable`, `splittable`). `segments` gives the window's
     segments when the caller has listed them already (the worker, deciding whether to split), so they
     are not listed twice. Recorded blocks that cannot be continued (their upload, a Parquet file's
     notes or the SHA-256 state gone or unusable) make the file start again from its first block, and
     the answer's `restarted` says why.
     """
     started = time.monotonic()
-    selection = fix_types(selection, lambda: ucd.catalog(account))  # the worker fixed them already; a replay may not
     plan = column_plan(selection.events, selection.attributes)
     fmt = file_format(selection.format)
     types = column_types(plan, dict(selection.param_types or ()))
-    if (checkpoints is not None and not continuable(selection)) or (target is not None and not splittable(selection)):
-        raise InternalError(f"a {selection.format} file (manifest: {selection.manifest}) is not continued or split")
     target = target or Target(window_path(destination.prefix, account, integration_id, window, fmt.extension))
     facts_of = functools.partial(FileFacts, account, integration_id, window, target.path, fmt.name)
     shared = target.joins is not None or not target.commit

@@ -22,7 +22,6 @@ import ctypes.util
 import functools
 import hashlib
 import struct
-from typing import Any
 
 STATE_BYTES = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len, 32 bits each
 LAYOUT = struct.Struct("=8I2I16I2I")  # native order, as the struct lies in memory
@@ -85,7 +84,7 @@ def available() -> bool:
     return _libcrypto() is not None
 
 
-def _pointer(data: bytes | bytearray | memoryview) -> Any:
+def _pointer(data: bytes | bytearray | memoryview) -> bytes | ctypes.Array[ctypes.c_char]:
     if isinstance(data, bytes):
         return data
     view = memoryview(data)

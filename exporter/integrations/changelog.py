@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..history import ABSENT, Change
 from .model import Integration, destination_kind
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 # The credential fields shown only as "changed", whatever the API shows of them.
 SECRET_FIELDS = frozenset({"connection_string", "secret_access_key", "service_account_key"})
@@ -62,10 +65,10 @@ def action(old: Integration | None, new: Integration | None, found: tuple[Change
     return "updated" if found else "credentials verified"
 
 
-def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[str, Any]:
+def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[str, Json]:
     """The integration as the history compares it: flat fields, secrets opened (compared, never kept)."""
     body = integration.to_json()
-    fields: dict[str, Any] = {
+    fields: dict[str, Json] = {
         k: body[k] for k in ("name", "events", "attributes", "frequency_hours", "format", "manifest", "status")
     }
     fields.update({f"destination.{k}": v for k, v in body["destination"].items()})

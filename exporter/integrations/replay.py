@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import telemetry
 from ..clock import from_unix
 from ..errors import InputError, NotFoundError
+from ..export.formats import fix_types
 from ..export.plan import Selection
 from ..export.runner import export_window
 from ..runs import RunStatus
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # the context wires this package's service, so it is imported
 log = logging.getLogger(__name__)
 
 
-def replay_window(ctx: Context, account: str, integration_id: str, start_unix: Any) -> dict[str, Any]:
+def replay_window(ctx: Context, account: str, integration_id: str, start_unix: object) -> dict[str, Any]:
     """Re-export one delivered window under the same name with the same bytes; state never moves.
 
     The window's bounds and selection come from its run record, so a later change of frequency or
@@ -35,6 +36,8 @@ def replay_window(ctx: Context, account: str, integration_id: str, start_unix: A
             f"no delivered window starts at {start_unix}; only delivered windows can be replayed", field="start"
         )
     selection = Selection.from_json(json.loads(record.selection)) if record.selection else integration.selection
+    # A record from before typed files kept their parameter types has none: they are fixed as a first export's are.
+    selection = fix_types(selection, lambda: ctx.ucd.catalog(account))
     window = Window(from_unix(record.window_start), from_unix(record.window_end))
     with telemetry.window_span(
         account, integration_id, window.start_unix, window.end_unix, integration.destination.type

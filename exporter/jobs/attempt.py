@@ -18,7 +18,8 @@ from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import UNREAD, Checkpoints
-from ..export.runner import continuable, export_window
+from ..export.resume import continuable
+from ..export.runner import export_window
 from ..integrations.model import Integration
 from ..runs import RunRecord, RunStatus
 from ..ucd.segments import SegmentRef
@@ -43,7 +44,12 @@ class FirstRecord:
 def run_record(
     ctx: Context, integration: Integration, window: Window, selection: Selection, known: FirstRecord | None = None
 ) -> RunRecord:
-    """This attempt's run record, counting the attempts before it (`known`: the previous one, already read)."""
+    """This attempt's run record, counting the attempts before it (`known`: the previous one, already read).
+
+    It fixes the window's selection, a typed file's parameter types too (from the catalog, here and only
+    here for a window's export), so retries, parts and replays export what it says (`recorded_selection`).
+    """
+    selection = fix_types(selection, lambda: ctx.ucd.catalog(integration.account))
     previous = known.record if known else ctx.runs.get(integration.account, integration.id, window.start_unix)
     return RunRecord(
         integration.account,
@@ -55,12 +61,18 @@ def run_record(
         attempts=(previous.attempts if previous else 0) + 1,
         updated_at=iso(ctx.clock.now()),
         selection=json.dumps(selection.to_json()),  # what a replay, or a retry of this window, exports again
+        note=previous.note if previous else "",  # a restart by an earlier attempt still befell the window's file
     )
 
 
 def selection_of(record: RunRecord) -> Selection | None:
     """The selection a window's run record fixed (None: an old record without one)."""
-    return Selection.from_json(json.loads(record.selection)) if record.selection else None
+    return recorded_selection(record) if record.selection else None
+
+
+def recorded_selection(record: RunRecord) -> Selection:
+    """The selection a run record of this worker's fixed (`run_record` always writes one)."""
+    return Selection.from_json(json.loads(record.selection))
 
 
 def export_whole(
@@ -81,10 +93,9 @@ def export_whole(
     A window whose time runs out keeps the status `exporting`, with the rows and bytes staged so far
     (only a file whose bytes can be continued: `continuable`; any other is exported whole).
     """
-    # A typed file's parameter types are fixed here, from the catalog, and kept on the run record with the rest.
-    selection = fix_types(selection or integration.selection, lambda: ctx.ucd.catalog(integration.account))
+    record = run_record(ctx, integration, window, selection or integration.selection, known)
+    selection = recorded_selection(record)  # a typed file's parameter types fixed with the rest
     resumable = continuable(selection)
-    record = run_record(ctx, integration, window, selection, known)
     ctx.runs.put(record)  # before any byte: from here on this window's bounds and selection are fixed
     context = {
         "account": integration.account,
@@ -114,6 +125,8 @@ def export_whole(
         span.set_attribute("export.rows", result.rows)
         span.set_attribute("export.bytes", result.bytes)
     record.rows, record.bytes = result.rows, result.bytes
+    if result.restarted:
+        record.note = f"started again from the first block: {result.restarted}"
     if not result.complete:
         ctx.runs.put(record)
         log.info("window continues in a follow-up", extra={**context, "rows": result.rows, "bytes": result.bytes})

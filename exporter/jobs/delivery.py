@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..context import Context
 from ..errors import CredentialError, DestinationError, NotFoundError
@@ -23,6 +23,9 @@ from . import state
 from .failures import STOPS
 from .split import SplitPlan
 from .stores import forget_notes, forget_split
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 # What ends a job without raising: a stop (the integration's state says why), or a split window's shared
 # upload gone (planned again by a follow-up). Anything else raises, for the host's redelivery.
@@ -44,7 +47,7 @@ class JobOutcome:
     def exported(self) -> int:
         return len(self.windows)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         return {
             "exported": self.exported,
             "windows": [w.to_json() for w in self.windows],

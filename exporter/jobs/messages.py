@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 
 @dataclass(frozen=True)
@@ -17,11 +20,11 @@ class ExportJob:
     account: str
     integration_id: str
     reason: str = "scheduled"
-    window_start: int | None = None  # with `part`: one part of this window (exporter/jobs/split.py)
+    window_start: int | None = None  # with `part`: one part of this window (exporter/jobs/parts.py)
     part: int | None = None
 
     def to_message(self) -> str:
-        body: dict[str, Any] = {"account": self.account, "integration_id": self.integration_id, "reason": self.reason}
+        body: dict[str, Json] = {"account": self.account, "integration_id": self.integration_id, "reason": self.reason}
         if self.part is not None:
             body.update(window_start=self.window_start, part=self.part)
         return json.dumps(body)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Protocol, cast, runtime_checkable
+from typing import cast
 
 from azure.core.exceptions import AzureError
 
@@ -16,18 +16,18 @@ from ..clock import from_unix, iso
 from ..context import Context
 from ..errors import InternalError
 from ..export.destination import Destination, SplitDestination, SplitFile, StagedPart, UploadLost
-from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
 from ..export.progress import Checkpoints, WindowProgress
-from ..export.runner import Target, WindowExport, export_window, splittable
+from ..export.resume import splittable
+from ..export.runner import Target, WindowExport, export_window
 from ..integrations.model import Integration, Status
 from ..runs import RunRecord, RunStatus
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
 from . import state, stores
-from .attempt import run_record, selection_of
+from .attempt import recorded_selection, run_record, selection_of
 from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .failures import failure_recorded
 from .messages import ExportJob
@@ -37,14 +37,9 @@ from .staging import staged_name
 log = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class SplitCapable(SplitDestination, Protocol):
-    """A destination that implements `SplitDestination`, asked of the opened destination at run time."""
-
-
 def as_split(destination: Destination) -> SplitDestination:
     """The destination of a split window: one that can take a file in parts (a plan exists only for those)."""
-    if not isinstance(destination, SplitCapable):
+    if not isinstance(destination, SplitDestination):
         raise InternalError(f"a split window's destination ({type(destination).__name__}) cannot take parts")
     return destination
 
@@ -80,14 +75,13 @@ def plan_split(
     if stores.progress(ctx).get(account, iid, window.start_unix) is not None:
         return None
     target = destination()  # opened only for a window to split: opening it is part of an export's attempt
-    if not isinstance(target, SplitCapable):
+    if not isinstance(target, SplitDestination):
         return None
     path = window_path(target.prefix, account, iid, window, selection.format)
     upload = target.begin_split(path)
     if upload is None:
         return None
     # Bounds and selection fixed, a typed file's parameter types too: every part, and a replay, reads them here.
-    selection = fix_types(selection, lambda: ctx.ucd.catalog(account))
     ctx.runs.put(run_record(ctx, integration, window, selection))
     plan = stores.splits(ctx).create(account, iid, window.start_unix, SplitPlan(path, firsts, upload))
     log.info("window split into parts", extra={"account": account, "integration_id": iid, "parts": plan.parts})
@@ -148,14 +142,14 @@ def _export_part(
     """Stage one part's blocks where the destination places them; a failure is recorded on the window's run."""
     context = {"account": integration.account, "integration_id": integration.id, "part": part, "delivery": deliveries}
     kind = integration.destination.type
-    # A lost upload is no failure of this part: the split starts again (process_part).
+    # A lost upload is no failure of this part: the split starts again (process_part: delivery.ended_by).
     with failure_recorded(ctx, dataclasses.replace(record), context, kind, passing=(UploadLost,)):
         target, sink = _placed(ctx, integration, window, plan, part, destination)
         return export_window(
             ctx.ucd,
             integration.account,
             integration.id,
-            selection_of(record) or integration.selection,
+            recorded_selection(record),  # plan_split wrote it
             window,
             sink,
             checkpoints=Checkpoints(stores.progress(ctx), integration.account, integration.id, window.start_unix, part),

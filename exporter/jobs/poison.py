@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import telemetry
 from ..clock import iso, to_unix
@@ -18,6 +18,9 @@ from ..windows import Window, next_start
 from .messages import ExportJob
 from .state import modify
 
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
+
 
 @dataclass(frozen=True)
 class PoisonOutcome:
@@ -25,7 +28,7 @@ class PoisonOutcome:
 
     integration_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         if self.integration_id is None:
             return {"recorded": False}
         return {"recorded": True, "integration_id": self.integration_id}

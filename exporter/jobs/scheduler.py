@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import telemetry
 from ..clock import iso
@@ -26,6 +26,9 @@ from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Integration
 from ..windows import backlog, export_lag_seconds
 from .messages import ExportJob, FanOut
+
+if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
+    from ..ucd.values import Json
 
 # Reads and queue sends at once: each is one storage round trip, so a few threads hide the latency.
 # It stays within the storage clients' connection pools (exporter/storage.py).
@@ -53,9 +56,9 @@ class ScheduleOutcome:
     def queued(self) -> int:
         return len(self.integrations)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         counts = {"queued": self.queued, "already_queued": self.already_queued, "windows_due": self.windows_due}
-        return {**counts, "integrations": self.integrations, "now": iso(self.now)}
+        return {**counts, "integrations": list(self.integrations), "now": iso(self.now)}
 
 
 def schedule(ctx: Context) -> ScheduleOutcome:

@@ -18,16 +18,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from ..clock import iso, parse_instant
 from ..export.destination import MAX_PARTS, UploadState
 from ..export.formats import file_format
-from ..export.formats.compress import member_groups
 from ..secrets import SecretBox
 from ..ucd.segments import SegmentRef
 
@@ -56,12 +54,13 @@ class SplitPlan:
 def plan_parts(segments: list[SegmentRef], split_bytes: int, fmt: str = "csv") -> tuple[str, ...]:
     """Each part's first segment: runs of whole segments of about equal size; () when one part is enough.
 
-    A gzip format's part begins only where a gzip member begins (`member_groups`, from the same
-    sizes), so each part writes the members of a one-go export: a window with fewer such segments
-    than the parts asked for gets fewer parts, and one without any is exported whole (still resumable).
+    A part begins only where the format lets one (`FileFormat.part_starts`: a gzip format's where a gzip
+    member begins, from the same sizes), so each part writes the members of a one-go export: a window
+    with fewer such segments than the parts asked for gets fewer parts, and one without any is exported
+    whole (still resumable).
     """
     total = sum(ref.size for ref in segments)
-    starts = _part_starts(segments, file_format(fmt).gzip)  # the segments a part may start at (never 0)
+    starts = file_format(fmt).part_starts(segments)  # the segments a part may start at (never 0)
     count = min(MAX_PARTS, len(starts) + 1, math.ceil(total / split_bytes) if split_bytes else 1)
     if count < 2:
         return ()
@@ -73,14 +72,6 @@ def plan_parts(segments: list[SegmentRef], split_bytes: int, fmt: str = "csv") -
         if not cuts or cut > cuts[-1]:
             cuts.append(cut)
     return tuple([segments[0].path] + [segments[c].path for c in cuts])
-
-
-def _part_starts(segments: list[SegmentRef], gzip: bool) -> list[int]:
-    """The segments after the first that a part may begin at: any, or (gzip) those that begin a member."""
-    if not gzip:
-        return list(range(1, len(segments)))
-    groups = member_groups(ref.size for ref in segments)
-    return [i for i in range(1, len(segments)) if groups[i] != groups[i - 1]]
 
 
 class SplitRepo:
@@ -139,7 +130,7 @@ class SplitRepo:
             entity["committer"], entity["claimed_at"] = "", ""
             self._replace(entity)  # lost to a newer claim: that one stands
 
-    def _replace(self, entity: Any) -> bool:
+    def _replace(self, entity: TableEntity) -> bool:
         try:
             self.table.update_entity(
                 entity,
@@ -157,13 +148,13 @@ class SplitRepo:
         except ResourceNotFoundError:
             pass
 
-    def _entity(self, account: str, integration_id: str, window_start: int) -> Any:
+    def _entity(self, account: str, integration_id: str, window_start: int) -> TableEntity | None:
         try:
             return self.table.get_entity(_partition(account, integration_id), _row(window_start))
         except ResourceNotFoundError:
             return None
 
-    def _plan(self, entity: Any) -> SplitPlan:
+    def _plan(self, entity: TableEntity) -> SplitPlan:
         handle = self.box.open(entity["handle"]) if entity.get("handle") else ""
         return SplitPlan(entity["path"], tuple(json.loads(entity["firsts"])), UploadState(handle))
 

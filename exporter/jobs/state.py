@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 from .. import telemetry
 from ..concurrency import retry_on_conflict
@@ -25,13 +25,15 @@ from .messages import ExportJob
 
 log = logging.getLogger(__name__)
 
+Answer = TypeVar("Answer")
+
 
 def reread(ctx: Context, stale: Integration) -> Integration:
     """The integration as stored now."""
     return ctx.repo.get(stale.account, stale.id)
 
 
-def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Integration], Any]) -> Any:
+def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Integration], Answer]) -> Answer:
     """`attempt(current)` until it is not refused for a stale ETag (a bounded number of times)."""
     return retry_on_conflict(
         integration,
@@ -43,7 +45,7 @@ def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Int
 
 
 def modify(
-    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: Any
+    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: object
 ) -> Integration | None:
     """Apply worker-owned changes; None if the integration is gone or `unless(current)` holds."""
 

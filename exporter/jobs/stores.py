@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..context import Context
 from ..export.plan import Selection
 from ..export.progress import ProgressRepo, StagedNotes, notes_prefix, staged_prefix
-from ..export.runner import keeps_notes
+from ..export.resume import keeps_notes
 from ..integrations.model import Integration
 from ..windows import Window
 from .split import RELAY_PART, SplitPlan, SplitRepo

@@ -192,7 +192,7 @@ def segment_batches(
     """The segment's columns among `columns` (those it has) and its rows of `event_names` (None: all) in
     batches of exactly them, in row order.
 
-    Any version; only the asked columns are decompressed and decoded, one batch at a time; a version-3
+    Every version; only the asked columns are decompressed and decoded, one batch at a time; a version-3
     segment decompresses only the batches holding a wanted name and filters nothing.
     """
     source = pa.py_buffer(data)

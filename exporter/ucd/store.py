@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow as pa
 
@@ -20,7 +20,7 @@ from ..storage import Storage
 from .catalog import Catalogs
 from .ingest import Ingest, UpsertResult, no_fault
 from .profiles import Profiles
-from .reader import ReadPosition, WindowReader
+from .reader import ReadOptions, ReadPosition, ResumedReadOptions, WindowReader
 from .request import UpsertRequest
 from .segments import SegmentRef
 from .values import Json
@@ -76,12 +76,19 @@ class UcdStore:
         """The committed segments whose entry time is in [start, end), in read order."""
         return self.reader.segments(account, start, end)
 
-    def read_window(self, account: str, start: datetime, end: datetime, **options: Any) -> Iterator[pa.RecordBatch]:
+    def read_window(
+        self, account: str, start: datetime, end: datetime, **options: Unpack[ReadOptions]
+    ) -> Iterator[pa.RecordBatch]:
         """Stored events with entry time in [start, end) as Arrow batches; options as `WindowReader.read_window`."""
         return self.reader.read_window(account, start, end, **options)
 
     def read_from(
-        self, account: str, start: datetime, end: datetime, position: ReadPosition | None = None, **options: Any
+        self,
+        account: str,
+        start: datetime,
+        end: datetime,
+        position: ReadPosition | None = None,
+        **options: Unpack[ResumedReadOptions],
     ) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
         """`read_window` from a position on, each batch with the position after it (a resumable read)."""
         return self.reader.read_from(account, start, end, position, **options)

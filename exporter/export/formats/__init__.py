@@ -11,7 +11,6 @@ FORMATS. `FORMAT_NAMES` is the one list of formats the API, the CLI and the cons
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ..naming import MANIFEST_SUFFIX
 from ..plan import Selection
@@ -47,7 +46,7 @@ def content_type_of(path: str) -> str:
     return max(matching, key=lambda f: len(f.extension)).content_type if matching else OTHER_CONTENT_TYPE
 
 
-def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, Any]]) -> Selection:
+def fix_types(selection: Selection, catalog: Callable[[], Mapping[str, object]]) -> Selection:
     """The selection with its numeric parameters' types fixed from `catalog()` if its file needs them and
     has none yet; called before a window's run record is written, so retries and replays keep them."""
     return with_param_types(selection, file_format(selection.format).typed, catalog)

@@ -158,9 +158,3 @@ class FileFormat:
 
     def part_starts(self, segments: Sequence[SegmentRef]) -> list[int]:
         return self.cuts.part_starts(segments)
-
-    @property
-    def gzip(self) -> bool:
-        """Whether a part begins only where a gzip member does: exporter/jobs/split.py's question, until it
-        asks `part_starts` instead (the format's own answer)."""
-        return self.name.endswith(".gz")

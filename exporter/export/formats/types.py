@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
 from ...ucd.segments import PARAM_PREFIX
-from ...ucd.values import INTEGER, NUMBER, STRING, join_kinds
+from ...ucd.values import INTEGER, NUMBER, STRING, Json, join_kinds
 from ..plan import ColumnPlan, Selection, column_plan
 
 TIMESTAMP = "timestamp"  # the event's own time: UTC, milliseconds
@@ -44,7 +43,7 @@ class ColumnTypes:
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in self.columns])
 
-    def to_json(self) -> list[dict[str, str]]:
+    def to_json(self) -> list[Json]:
         return [{"name": name, "type": kind} for name, kind in self.columns]
 
 
@@ -63,9 +62,10 @@ def column_types(plan: ColumnPlan, param_types: Mapping[str, str] | None) -> Col
     return ColumnTypes(tuple(columns))
 
 
-def numeric_params(plan: ColumnPlan, catalog: Mapping[str, Any]) -> dict[str, str]:
+def numeric_params(plan: ColumnPlan, catalog: Mapping[str, object]) -> dict[str, str]:
     """The plan's parameter columns that are numeric by the catalog: the kind holding every selecting event's values."""
-    kinds: Mapping[str, Mapping[str, str]] = catalog.get("param_types", {})
+    declared = catalog.get("param_types")  # event: parameter: kind, as the catalog's answer has it
+    kinds: Mapping[str, Mapping[str, str]] = declared if isinstance(declared, dict) else {}
     numeric = {}
     for column in plan.columns:
         if not column.source.startswith(PARAM_PREFIX):
@@ -79,7 +79,7 @@ def numeric_params(plan: ColumnPlan, catalog: Mapping[str, Any]) -> dict[str, st
     return numeric
 
 
-def with_param_types(selection: Selection, typed: bool, catalog: Callable[[], Mapping[str, Any]]) -> Selection:
+def with_param_types(selection: Selection, typed: bool, catalog: Callable[[], Mapping[str, object]]) -> Selection:
     """The selection with its parameters' types fixed from the catalog, if its file needs them and has none yet.
 
     `typed`: the format's bytes depend on the types, or a manifest lists them.
