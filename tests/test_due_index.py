@@ -285,6 +285,7 @@ def test_a_tick_with_many_due_sends_their_jobs_in_fan_out_messages_and_each_is_d
 
     monkeypatch.setattr(scheduler, "FAN_OUT_AT", 3)
     monkeypatch.setattr(scheduler, "FAN_OUT_SIZE", 2)
+    monkeypatch.setattr(due_module, "MAX_BATCH", 2)  # 3 leases in 2 transactions, sent at once
     first = behind(ctx, clock, azure_kit, 1)
     others = []
     for n in range(2):
