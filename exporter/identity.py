@@ -37,6 +37,7 @@ class PlatformIdentity:
 
     aws_principal_arn: str = ""  # EXPORT_AWS_PRINCIPAL_ARN: the role or user boto3's default chain signs in as
     aws_sts_endpoint: str = ""  # EXPORT_AWS_STS_ENDPOINT: empty is AWS's regional default
+    aws_web_identity: str = ""  # EXPORT_AWS_WEB_IDENTITY: how the platform becomes that principal
     gcp_service_account: str = ""  # EXPORT_GCP_SERVICE_ACCOUNT
     gcp_iam_endpoint: str = ""  # EXPORT_GCP_IAM_ENDPOINT: generateAccessToken URL template; empty is Google's
     azure_tenant_id: str = ""  # EXPORT_AZURE_TENANT_ID: the tenant the multi-tenant application lives in
@@ -49,6 +50,7 @@ class PlatformIdentity:
         return cls(
             aws_principal_arn=settings.aws_principal_arn,
             aws_sts_endpoint=settings.aws_sts_endpoint,
+            aws_web_identity=settings.aws_web_identity,
             gcp_service_account=settings.gcp_service_account,
             gcp_iam_endpoint=settings.gcp_iam_endpoint,
             azure_tenant_id=settings.azure_tenant_id,

@@ -43,6 +43,7 @@ class Settings:
     # The platform's identities for keyless destinations (exporter/identity.py; README, settings).
     aws_principal_arn: str = ""
     aws_sts_endpoint: str = ""
+    aws_web_identity: str = ""  # empty: boto3's default chain; managed-identity (destinations/aws_platform.py)
     gcp_service_account: str = ""
     gcp_iam_endpoint: str = ""  # empty: Google's IAM Credentials API (a template, `{}` the service account)
     azure_tenant_id: str = ""
@@ -110,6 +111,7 @@ class Settings:
             split_bytes=integer("EXPORT_SPLIT_BYTES", 1 << 30, 1),
             aws_principal_arn=env.get("EXPORT_AWS_PRINCIPAL_ARN", ""),
             aws_sts_endpoint=env.get("EXPORT_AWS_STS_ENDPOINT", ""),
+            aws_web_identity=env.get("EXPORT_AWS_WEB_IDENTITY", ""),
             gcp_service_account=env.get("EXPORT_GCP_SERVICE_ACCOUNT", ""),
             gcp_iam_endpoint=env.get("EXPORT_GCP_IAM_ENDPOINT", ""),
             azure_tenant_id=env.get("EXPORT_AZURE_TENANT_ID", ""),
@@ -121,10 +123,17 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        # A row stamped at t must be committed before t + settle (DESIGN 3), so the commit budget
-        # has to fit well inside the settle time.
+        # A row stamped at t must be committed before t + settle (docs/invariants.md), so the commit
+        # budget has to fit well inside the settle time.
         if self.ucd_commit_timeout_seconds * 2 > self.settle_seconds:
             raise ConfigurationError(
                 "must be at most half of EXPORT_SETTLE_SECONDS, or late commits could miss their window",
                 field="UCD_COMMIT_TIMEOUT_SECONDS",
+            )
+        if self.aws_web_identity not in ("", "managed-identity"):
+            raise ConfigurationError("must be empty or managed-identity", field="EXPORT_AWS_WEB_IDENTITY")
+        if self.aws_web_identity and ":role/" not in self.aws_principal_arn:
+            raise ConfigurationError(
+                "must be the ARN of the platform's AWS role when EXPORT_AWS_WEB_IDENTITY is managed-identity",
+                field="EXPORT_AWS_PRINCIPAL_ARN",
             )

@@ -2,8 +2,9 @@
 
 The customer creates a role whose trust policy lets the platform's principal assume it on condition
 `sts:ExternalId` = the account's external id (exporter/identity.py), and whose policy allows writing
-to the bucket. The platform's principal is boto3's default credential chain (in Azure a web identity
-federated from the app's managed identity); the STS endpoint is the operator's EXPORT_AWS_STS_ENDPOINT.
+to the bucket. The platform's principal is boto3's default credential chain, or in Azure the app's
+managed identity federated into the platform's AWS role (aws_platform.py); the STS endpoint is the
+operator's EXPORT_AWS_STS_ENDPOINT.
 
 Session credentials live in this process's memory only, reused until shortly before they expire:
 one AssumeRole per role, account and session (an integration, or `verify`) per hour, not per export.
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..identity import Opening, current_opening
+from .aws_platform import platform_session
 from .s3_errors import RoleNotAssumed
 
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -90,15 +92,13 @@ def role_credentials(role_arn: str, region: str) -> SessionCredentials:
 
 
 def assume_role(opening: Opening, role_arn: str, region: str) -> SessionCredentials:
-    """STS AssumeRole as the platform's principal (boto3's default chain), with the account's external id."""
-    import boto3
+    """STS AssumeRole as the platform's principal (aws_platform.py), with the account's external id."""
     from botocore.config import Config
 
     platform = opening.platform
     external_id = opening.external_id
     try:
-        # A new session each time (once per role and session per hour): it reads the default chain afresh.
-        sts = boto3.session.Session().client(
+        sts = platform_session(platform).client(
             "sts",
             region_name=region,
             endpoint_url=platform.aws_sts_endpoint or None,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import egress
 from ..errors import ConfigurationError, CredentialError, DestinationError, ExporterError, InternalError, TransientError
+from .aws_platform import PlatformSignInFailed
 from .common import REDIRECTS, TRANSIENT_STATUSES, ErrorMap, refused_answer
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def role_refusal(exc: RoleNotAssumed) -> ExporterError | None:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     cause = exc.cause
+    if isinstance(cause, PlatformSignInFailed):
+        return platform_sign_in_failure(cause.cause)
     if isinstance(cause, NoCredentialsError):  # the operator's to fix: no customer's integration is at fault
         return ConfigurationError(
             "names a principal, but boto3's default chain found no AWS credentials for it",
@@ -101,6 +104,31 @@ def role_refusal(exc: RoleNotAssumed) -> ExporterError | None:
     if isinstance(cause, BotoCoreError):
         return TransientError("could not reach AWS STS; try again later")
     return None  # not STS's failure: a bug of ours, passed on with its traceback
+
+
+def platform_sign_in_failure(cause: BaseException) -> ExporterError | None:
+    """The platform could not become its own AWS principal: the operator's to fix (no customer's trust policy is
+    at fault, so no integration stops), or the weather."""
+    from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(cause, ClientError):
+        status, code = error_code(cause)
+        if code in STS_TRANSIENT or status in TRANSIENT_STATUSES or (status or 0) >= 500:
+            return TransientError("AWS STS is unavailable or throttling; try again later")
+        return ConfigurationError(
+            "could not be signed in to with the app's managed identity: AWS must trust Entra ID as an OIDC "
+            "provider for api://AzureADTokenExchange and the role must trust the identity (infra/README.md)",
+            field="EXPORT_AWS_PRINCIPAL_ARN",
+        )
+    if isinstance(cause, ClientAuthenticationError):
+        return ConfigurationError(
+            "is managed-identity, but the app's managed identity gave no token (is it assigned to the app?)",
+            field="EXPORT_AWS_WEB_IDENTITY",
+        )
+    if isinstance(cause, (BotoCoreError, ServiceRequestError)):
+        return TransientError("could not sign in to AWS as the platform; try again later")
+    return None  # a bug of ours, passed on with its traceback
 
 
 def status_of(exc: BaseException) -> int | None:

@@ -32,6 +32,8 @@ from .loopback import JsonHandler, serve
 
 ASSERTION_AUDIENCE = "api://AzureADTokenExchange"
 STORAGE_AUDIENCE = "https://storage.azure.com"
+# The issuer of the app's managed identity tokens (Entra ID v1 tokens name the platform's own tenant).
+PLATFORM_ISSUER = "https://sts.windows.net/72f988bf-0000-4000-8000-00000000cafe/"
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -126,7 +128,9 @@ class EntraStandIn:
                     return self._json(401, {"error": "unauthorized"})
                 if query.get("resource") != [ASSERTION_AUDIENCE]:
                     return self._json(400, {"error": "invalid_resource"})
-                token = entra.jwt({"aud": ASSERTION_AUDIENCE, "sub": "platform-managed-identity"})
+                token = entra.jwt(
+                    {"aud": ASSERTION_AUDIENCE, "iss": PLATFORM_ISSUER, "sub": "platform-managed-identity"}
+                )
                 entra.assertions.append(token)
                 expires = int(time.time()) + 3600
                 self._json(

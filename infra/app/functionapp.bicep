@@ -98,6 +98,7 @@ var appSettings = {
   EXPORT_SPLIT_BYTES: '1073741824'
   // Keyless destinations: the platform's own identities that customers grant (infra/README.md).
   EXPORT_AWS_PRINCIPAL_ARN: keylessAwsPrincipalArn
+  EXPORT_AWS_WEB_IDENTITY: empty(keylessAwsPrincipalArn) ? '' : 'managed-identity'
   EXPORT_AWS_STS_ENDPOINT: ''
   EXPORT_GCP_SERVICE_ACCOUNT: keylessGcpServiceAccount
   EXPORT_GCP_IAM_ENDPOINT: ''
