@@ -29,7 +29,8 @@ def scheduler(timer: func.TimerRequest) -> None:
     triggers.on_timer()
 
 
-# Also at start: a deployment that predates the due index builds it before its first tick finds nothing.
+# Also at start: a deployment that predates the due index builds it before its first tick finds nothing
+# (an instance starting within 30 minutes of the last sweep skips it: exporter/jobs/sweep.py).
 @app.timer_trigger(schedule="0 17 * * * *", arg_name="timer", run_on_startup=True, use_monitor=True)
 def due_index_sweep(timer: func.TimerRequest) -> None:
     """Every hour: check the due index against every integration and put right what disagrees."""

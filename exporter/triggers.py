@@ -123,7 +123,7 @@ def on_timer() -> jobs.ScheduleOutcome:
 
 
 def on_sweep() -> jobs.SweepOutcome:
-    return jobs.sweep(context())
+    return jobs.sweep_unless_recent(context())
 
 
 def on_export_job(message: func.QueueMessage) -> jobs.JobOutcome:

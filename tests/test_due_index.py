@@ -13,7 +13,7 @@ from exporter.context import Context
 from exporter.integrations import due as due_module
 from exporter.integrations.due import PARTITION, DueEntry, due_at, entry_key, is_later
 from exporter.integrations.repo import IntegrationRepo
-from exporter.jobs import schedule, sweep
+from exporter.jobs import schedule, sweep, sweep_unless_recent
 from exporter.local.host import drain
 from tests.destination_helpers import AzureKit, behind, create, integration_body
 from tests.export_helpers import ACCOUNT, ACT, SETTLE, H, assert_exactly_once, deliver_one
@@ -305,3 +305,24 @@ def test_a_tick_with_many_due_sends_their_jobs_in_fan_out_messages_and_each_is_d
     for kit, iid in others:
         assert len(kit.names()) == 1, f"{iid}: its one due window, once"
     assert schedule(ctx).queued == 0
+
+
+# ------------------------------------------------------------------ the timer's sweep at an instance's start
+
+
+def test_the_timers_sweep_is_skipped_within_half_an_hour_of_the_last_and_runs_after(ctx, clock, azure_kit):
+    from exporter.integrations.due import SWEEP_PARTITION, SWEEP_ROW
+
+    iid = behind(ctx, clock, azure_kit, 1)
+    ctx.repo.due.remove(entries(ctx)[0].key)  # lost: only a sweep that runs finds it
+    ctx.repo.due.table.delete_entity(SWEEP_PARTITION, SWEEP_ROW)  # no sweep has ever finished here
+    assert sweep_unless_recent(ctx).missing == 1, "the first start builds the index"
+    ctx.repo.due.remove(entries(ctx)[0].key)
+    clock.advance(minutes=29)
+    assert sweep_unless_recent(ctx).skipped, "another instance's start, minutes later: one point read"
+    assert schedule(ctx).queued == 0
+    clock.advance(minutes=2)
+    assert sweep_unless_recent(ctx).missing == 1, "half an hour on, the timer sweeps again"
+    assert schedule(ctx).integrations == [iid]
+    ctx.repo.due.table.upsert_entity({"PartitionKey": SWEEP_PARTITION, "RowKey": SWEEP_ROW, "finished_at": "garbage"})
+    assert not sweep_unless_recent(ctx).skipped, "a marker that is not a time never stops a sweep"

@@ -37,6 +37,7 @@ from ..errors import InputError
 from .model import Integration, Status
 
 PARTITION = "due"
+SWEEP_PARTITION, SWEEP_ROW = "sweep", "last"  # when the last sweep finished (jobs/sweep.py)
 MAX_BATCH = 100  # operations in one entity group transaction (Table Storage's limit)
 
 
@@ -196,6 +197,16 @@ class DueIndex:
         """Every entry (the sweep), or the raw entity where it is not one."""
         for entity in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}):
             yield DueEntry.from_entity(entity) or entity
+
+    def last_sweep(self) -> datetime | None:
+        """When the last sweep finished (its own row, outside the entries' partition), if one did."""
+        try:
+            return _instant(self.table.get_entity(SWEEP_PARTITION, SWEEP_ROW).get("finished_at"))
+        except (ResourceNotFoundError, InputError):  # none yet, or not a time: a sweep is due either way
+            return None
+
+    def swept(self, at: datetime) -> None:
+        self.table.upsert_entity({"PartitionKey": SWEEP_PARTITION, "RowKey": SWEEP_ROW, "finished_at": iso(at)})
 
     def put(self, key: str, state: Snapshot) -> None:
         """Write the entry at `key` (upsert: idempotent)."""

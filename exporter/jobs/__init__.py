@@ -12,7 +12,7 @@ API operation (exporter.integrations.replay).
 from .messages import ExportJob
 from .poison import PoisonOutcome, record_poison
 from .scheduler import ScheduleOutcome, schedule
-from .sweep import SweepOutcome, sweep
+from .sweep import SweepOutcome, sweep, sweep_unless_recent
 from .worker import JobOutcome, process_job
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "record_poison",
     "schedule",
     "sweep",
+    "sweep_unless_recent",
 ]
