@@ -2,50 +2,40 @@
 (recommended)" with the platform's identity for the account and the commands to grant it, copyable with the
 button the script adds; "With a key" and back switch the form; every page passes axe."""
 
-# ruff: noqa: F811 - the fixtures `chromium` and `visit` are imported from tests/browser_helpers.py
+# ruff: noqa: F811 - the fixtures `chromium` and `visit` (tests/browser_helpers.py), `platform` and `kctx`
+# (tests/test_keyless_s3.py) are imported, then requested
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
 
-from exporter.context import Context
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
 from tests.browser_helpers import chromium, visit  # noqa: F401
 from tests.destination_helpers import new_bucket_name
 from tests.helpers import call
-from tests.keyless_helpers import Platform, make_platform
+from tests.test_keyless_s3 import kctx, platform  # noqa: F401
 
 # A browser test: the quick loop (-m "not slow") leaves it out; the full command runs it.
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def platform(moto_s3, tag, monkeypatch) -> Platform:
-    return make_platform(moto_s3, tag, monkeypatch)
-
-
-@pytest.fixture
-def s3ctx(settings, clock, platform) -> Context:
-    return Context.create(platform.settings(settings), clock)
-
-
-@pytest.fixture
-def host(s3ctx):
+def host(kctx):
     """`serve` with the platform's AWS identity configured; alice a member of acme, mallory of other."""
-    members = MemberRepo(s3ctx.storage, s3ctx.clock)
+    members = MemberRepo(kctx.storage, kctx.clock)
     members.add("acme", "alice")
     members.add("other", "mallory")
     user = {"user_id": "u1", "events": [{"event_name": "purchase", "timestamp": "2026-11-28T09:00:00Z"}]}
-    assert call(s3ctx, "ucd_upsert", {"users": [user]}, account="acme").status == 200
-    local = LocalHost(s3ctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
+    assert call(kctx, "ucd_upsert", {"users": [user]}, account="acme").status == 200
+    local = LocalHost(kctx, port=0, timer_seconds=3600, queue_poll_seconds=3600, dev_sign_in=True).start()
     yield local
     local.stop()
 
 
-def test_picking_keyless_s3_shows_the_commands_to_grant_the_platform(visit, s3ctx, platform, tag):
-    theirs = s3ctx.identity("other")["aws"]["external_id"]
+def test_picking_keyless_s3_shows_the_commands_to_grant_the_platform(visit, kctx, platform, tag):
+    theirs = kctx.identity("other")["aws"]["external_id"]
     v = visit("alice")
     v.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = v.page
@@ -53,7 +43,7 @@ def test_picking_keyless_s3_shows_the_commands_to_grant_the_platform(visit, s3ct
     page.get_by_role("button", name="Amazon S3").click()
     methods = page.get_by_role("navigation", name="How to authenticate")
     expect(methods.get_by_text("Keyless (recommended)")).to_have_attribute("aria-current", "true")
-    ours = s3ctx.identity("acme")["aws"]["external_id"]
+    ours = kctx.identity("acme")["aws"]["external_id"]
     grant = page.get_by_role("region", name="Grant access to the platform's identity")
     expect(grant.get_by_text(ours, exact=True)).to_be_visible()
     expect(grant.get_by_text(platform.arn, exact=True)).to_be_visible()

@@ -8,12 +8,12 @@ made from the very commands the page shows), Azurite with OAuth and the Entra st
 behind google-auth's real federation flows.
 """
 
-# ruff: noqa: F811 - the fixtures `host` and `alice` are imported from tests/console_helpers.py, then requested
+# ruff: noqa: F811 - the fixtures `host` and `alice` (tests/console_helpers.py), and the keyless tests' servers and
+# contexts (tests/test_keyless_s3.py, tests/test_keyless_azure.py) are imported, then requested
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 import shlex
@@ -22,33 +22,21 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
-import pytest
-from azure.storage.blob import BlobServiceClient
-
 from exporter.context import Context
 from exporter.identity import azure_grant, gcs_grant, s3_grant
-from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
-from exporter.local.entra import EntraStandIn, self_signed, start_azurite_oauth
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
 from tests.console_helpers import Answer, Browser, alice, host, start, wizard_path  # noqa: F401
 from tests.destination_helpers import REGION, new_bucket_name
 from tests.helpers import call
-from tests.keyless_helpers import (
-    PLATFORM_SA,
-    Platform,
-    google_platform,
-    make_platform,
-    make_role_kit,
-    trust_certificate,
-)
+from tests.keyless_helpers import PLATFORM_SA, google_platform, make_role_kit
+from tests.test_keyless_azure import APP_ID, CUSTOMER_TENANT, entra_ctx, entra_kit, oauth_servers  # noqa: F401
+from tests.test_keyless_gcs import CUSTOMER_SA
+from tests.test_keyless_s3 import kctx, platform  # noqa: F401
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "keyless.md"
 SELECTION = {"event": ["purchase"]}
 LAUNCH = {"name": "keyless feed", "frequency_hours": "1", "status": "active"}
-APP_ID = "0b9d6d52-4bd0-4b8e-9a5f-3a2f6c1e8d11"
-CUSTOMER_TENANT = "3f2c8a9e-1b7d-4e5f-9a0b-6c1d2e3f4a5b"
-CUSTOMER_SA = "exporter@customer-project.iam.gserviceaccount.com"
 
 
 # ------------------------------------------------------------------ the page, read
@@ -171,28 +159,18 @@ def test_a_name_that_is_not_plain_never_reaches_a_command():
 # ------------------------------------------------------------------ S3 by role
 
 
-@pytest.fixture
-def platform(moto_s3, tag, monkeypatch) -> Platform:
-    return make_platform(moto_s3, tag, monkeypatch)
-
-
-@pytest.fixture
-def s3ctx(settings, clock, platform) -> Context:
-    return Context.create(platform.settings(settings), clock)
-
-
-def test_keyless_s3_through_the_commands_the_page_shows(s3ctx, platform, moto_s3, tag, monkeypatch):
-    theirs = s3ctx.identity("other")["aws"]["external_id"]
+def test_keyless_s3_through_the_commands_the_page_shows(kctx, platform, moto_s3, tag, monkeypatch):
+    theirs = kctx.identity("other")["aws"]["external_id"]
     bucket = new_bucket_name(tag)
     moto_s3.client().create_bucket(Bucket=bucket)
     account_id = platform.arn.split(":")[4]
     role_arn = f"arn:aws:iam::{account_id}:role/export-{tag}"
-    with console(s3ctx) as browser:
-        bodies = verified_bodies(s3ctx, monkeypatch)
+    with console(kctx) as browser:
+        bodies = verified_bodies(kctx, monkeypatch)
         page = start(browser, "s3")
         assert method(page) == "Keyless (recommended)"
         assert 'name="role_arn"' in page.text and 'name="access_key_id"' not in page.text
-        ours = s3ctx.identity("acme")["aws"]["external_id"]
+        ours = kctx.identity("acme")["aws"]["external_id"]
         assert shown_identity(page) == {"Platform principal": platform.arn, "External ID": ours}
         assert theirs not in page.text, "another account's external id"
         assert "arn:aws:s3:::BUCKET/*" in commands(page)[1], "the bucket is not known yet"
@@ -219,16 +197,16 @@ def test_keyless_s3_through_the_commands_the_page_shows(s3ctx, platform, moto_s3
         done = launched(browser, verified)
         assert "keyless feed launched" in done.notice()
         assert bodies and all(b["role_arn"] == role_arn and "access_key_id" not in b for b in bodies)
-        (item,) = call(s3ctx, "integrations_list", account="acme").body["integrations"]
-        opened = opened_destination(s3ctx, item["id"])
+        (item,) = call(kctx, "integrations_list", account="acme").body["integrations"]
+        opened = opened_destination(kctx, item["id"])
         assert opened["role_arn"] == role_arn and opened["access_key_id"] is opened["secret_access_key"] is None
         # Editing opens the way it was created with, filled in.
         edit = browser.submit(done, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
         assert method(edit) == "Keyless (recommended)" and inputs(edit)["role_arn"] == role_arn
 
 
-def test_a_refused_keyless_field_keeps_the_others_and_reads_as_labelled(s3ctx, moto_s3):
-    with console(s3ctx) as browser:
+def test_a_refused_keyless_field_keeps_the_others_and_reads_as_labelled(kctx, moto_s3):
+    with console(kctx) as browser:
         page = start(browser, "s3")
         given = {"auth": "keyless", "bucket": "acme-exports", "region": REGION, "prefix": "p/", "action": "save"}
         empty = browser.submit(page, wizard_path(page), given)
@@ -246,8 +224,8 @@ def test_a_refused_keyless_field_keeps_the_others_and_reads_as_labelled(s3ctx, m
         assert method(wrong) == "Keyless (recommended)"
 
 
-def test_the_key_form_stays_and_an_edit_moves_it_to_keyless(s3ctx, platform, moto_s3, s3, tag):
-    with console(s3ctx) as browser:
+def test_the_key_form_stays_and_an_edit_moves_it_to_keyless(kctx, platform, moto_s3, s3, tag):
+    with console(kctx) as browser:
         page = start(browser, "s3")
         keyed = browser.get(wizard_path(page) + "?auth=key")
         assert method(keyed) == "With a key" and 'name="secret_access_key"' in keyed.text
@@ -255,13 +233,13 @@ def test_the_key_form_stays_and_an_edit_moves_it_to_keyless(s3ctx, platform, mot
         body = {k: v for k, v in s3.body().items() if k != "type"}
         done = launched(browser, browser.submit(keyed, wizard_path(keyed), {"auth": "key", **body, "action": "verify"}))
         assert "keyless feed launched" in done.notice(), done.alert()
-        (item,) = call(s3ctx, "integrations_list", account="acme").body["integrations"]
-        assert opened_destination(s3ctx, item["id"])["secret_access_key"] == s3.key["secret_access_key"]
+        (item,) = call(kctx, "integrations_list", account="acme").body["integrations"]
+        assert opened_destination(kctx, item["id"])["secret_access_key"] == s3.key["secret_access_key"]
         edit = browser.submit(done, f"/console/accounts/acme/integrations/{item['id']}/edit", {})
         assert method(edit) == "With a key" and "Leave empty to keep it." in edit.text
         assert s3.key["secret_access_key"] not in edit.text and s3.key["access_key_id"] not in edit.text
         # The same integration, now by a role on its bucket: the stored key is dropped, nothing secret stays.
-        kit = make_role_kit(moto_s3, platform, s3ctx.identity("acme")["aws"]["external_id"], tag + "r", ["s3:*"])
+        kit = make_role_kit(moto_s3, platform, kctx.identity("acme")["aws"]["external_id"], tag + "r", ["s3:*"])
         keyless = browser.get(wizard_path(edit) + "?auth=keyless")
         assert method(keyless) == "Keyless (recommended)" and inputs(keyless)["bucket"] == s3.bucket
         form = {**_form(keyless), "bucket": kit.bucket, "role_arn": kit.role_arn, "endpoint_url": moto_s3.url}
@@ -270,7 +248,7 @@ def test_the_key_form_stays_and_an_edit_moves_it_to_keyless(s3ctx, platform, mot
         saved_page = browser.get(wizard_path(configure).replace("/configure", "/launch"))
         saved = browser.submit(saved_page, wizard_path(saved_page), LAUNCH)
         assert "keyless feed saved" in saved.notice(), saved.alert()
-        opened = opened_destination(s3ctx, item["id"])
+        opened = opened_destination(kctx, item["id"])
         assert opened["role_arn"] == kit.role_arn and opened["access_key_id"] is opened["secret_access_key"] is None
 
 
@@ -287,28 +265,9 @@ def test_a_cloud_the_operator_has_not_set_up_opens_the_key_form(alice):
 # ------------------------------------------------------------------ Azure by Entra ID
 
 
-@pytest.fixture(scope="module")
-def oauth_servers(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("entra")
-    cert, key = self_signed(directory)
-    azurite = start_azurite_oauth(cert, key)
-    entra = EntraStandIn(APP_ID, consented={CUSTOMER_TENANT}).start(cert, key)
-    yield azurite, entra, cert
-    entra.stop()
-    azurite.stop()
-
-
-def test_keyless_azure_blob_through_the_console(oauth_servers, settings, clock, tag, monkeypatch):
-    azurite, entra, cert = oauth_servers
-    trust_certificate(monkeypatch, cert)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{entra.url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", entra.identity_header)
-    configured = dataclasses.replace(settings, azure_client_id=APP_ID, azure_authority_host=entra.url)
-    ctx = Context.create(configured, clock)
-    connection = f"DefaultEndpointsProtocol=https;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint={azurite.blob_url};"
-    container = BlobServiceClient.from_connection_string(connection, connection_verify=str(cert)).create_container(
-        new_bucket_name(tag)
-    )
+def test_keyless_azure_blob_through_the_console(entra_ctx, entra_kit, oauth_servers, monkeypatch):
+    ctx, container, entra = entra_ctx, entra_kit.container, oauth_servers[1]
+    azurite = entra_kit.azurite
     with console(ctx) as browser:
         bodies = verified_bodies(ctx, monkeypatch)
         page = start(browser)
