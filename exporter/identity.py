@@ -13,12 +13,15 @@ present and what to call the session, without widening every destination factory
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -138,3 +141,192 @@ def require(value: str, setting: str, what: str) -> str:
     if not value:
         raise ConfigurationError(f"is not set: {what} need it (README, settings)", field=setting)
     return value
+
+
+# ------------------------------------------------------------------ what a customer runs to grant the identity
+# One place words the commands: the console's Authentication step shows them with the account's values, and
+# docs/keyless.md gives the same text with example values (tests/test_console_keyless.py compares the two).
+
+AZURE_ROLE = "Storage Blob Data Contributor"  # what the platform's Entra application needs on the container
+GCS_BUCKET_ROLE = "roles/storage.objectAdmin"  # write, read back (Check delivery), delete the verification's file
+GCS_TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"  # lets the platform impersonate the customer's account
+ROLE_NAME = "event-export"  # the role the AWS commands create, unless the form names another
+# What the role may do under the prefix: write (multipart), read back and list (Check delivery, a commit whose
+# answer was lost), delete (the verification's test file; without it the file stays, and verification says so).
+S3_OBJECT_ACTIONS = (
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+S3_BUCKET_ACTIONS = ("s3:ListBucket",)
+# A customer's name the form does not have yet (or has in a form no command should carry) reads as these.
+BUCKET, CONTAINER, STORAGE_ACCOUNT = "BUCKET", "CONTAINER", "STORAGE_ACCOUNT"
+CUSTOMER_SERVICE_ACCOUNT = "SERVICE_ACCOUNT@PROJECT.iam.gserviceaccount.com"
+_PLAIN = re.compile(r"[\w@%+=:,./-]+")  # shell-safe as it is: no quoting needed
+_NAME = re.compile(r"[A-Za-z0-9][\w.@/-]{0,254}")  # a name a command may carry unquoted (else the placeholder)
+
+
+@dataclass(frozen=True)
+class GrantStep:
+    text: str  # what the step does, for people
+    commands: tuple[str, ...] = ()  # shell commands, copied as they are
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a customer grants for one destination type: the platform's identity (label, value) and the steps."""
+
+    identity: tuple[tuple[str, str], ...]
+    steps: tuple[GrantStep, ...]
+
+
+def shell_word(value: str) -> str:
+    """`value` as one shell word: bare when plain, in double quotes when nothing in it expands, else single quotes."""
+    if _PLAIN.fullmatch(value):
+        return value
+    if not re.search(r"[\"$`\\!]", value):
+        return f'"{value}"'
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _command(*parts: str) -> str:
+    """A command, its options on continuation lines (each part is already shell words)."""
+    return " \\\n  ".join(parts)
+
+
+def _name(value: str, placeholder: str) -> str:
+    return value if _NAME.fullmatch(value or "") else placeholder
+
+
+def s3_grant(principal_arn: str, external_id: str, bucket: str = "", prefix: str = "", role_arn: str = "") -> Grant:
+    """A role the platform assumes with the account's external id, and its policy on the bucket under the prefix."""
+    role = _name(role_arn.rsplit("/", 1)[-1], ROLE_NAME) if role_arn else ROLE_NAME
+    bucket = _name(bucket, BUCKET)
+    objects = f"arn:aws:s3:::{bucket}/" + (f"{prefix.strip('/')}/*" if prefix.strip("/") else "*")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": principal_arn},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": list(S3_OBJECT_ACTIONS), "Resource": objects},
+            {"Effect": "Allow", "Action": list(S3_BUCKET_ACTIONS), "Resource": f"arn:aws:s3:::{bucket}"},
+        ],
+    }
+    return Grant(
+        (("Platform principal", principal_arn), ("External ID", external_id)),
+        (
+            GrantStep(
+                "Create a role the platform may assume, with this account's external ID in its trust policy:",
+                (
+                    _command(
+                        f"aws iam create-role --role-name {role}",
+                        f"--assume-role-policy-document {shell_word(json.dumps(trust, indent=2))}",
+                    ),
+                ),
+            ),
+            GrantStep(
+                "Let the role write to the bucket under the prefix, read back what it wrote, and delete the "
+                "verification's test file:",
+                (
+                    _command(
+                        f"aws iam put-role-policy --role-name {role} --policy-name event-export-bucket",
+                        f"--policy-document {shell_word(json.dumps(policy, indent=2))}",
+                    ),
+                ),
+            ),
+            GrantStep(
+                "Give the role's ARN below:",
+                (f"aws iam get-role --role-name {role} --query Role.Arn --output text",),
+            ),
+        ),
+    )
+
+
+def azure_grant(client_id: str, account_url: str = "", container: str = "") -> Grant:
+    """The platform's Entra application consented in the customer's tenant, with the role on the container."""
+    account = _name((urlsplit(account_url).hostname or "").split(".")[0] if account_url else "", STORAGE_ACCOUNT)
+    container = _name(container, CONTAINER)
+    scope = (
+        f'"$(az storage account show --name {account} --query id --output tsv)'
+        f'/blobServices/default/containers/{container}"'
+    )
+    app = shell_word(client_id)
+    return Grant(
+        (("Platform application (client ID)", client_id), ("Role to assign", AZURE_ROLE)),
+        (
+            GrantStep(
+                "Consent the platform's application in your tenant (an administrator, once):",
+                (f"az ad sp create --id {app}",),
+            ),
+            GrantStep(
+                f"Assign it the role {AZURE_ROLE} on the container:",
+                (
+                    _command(
+                        f"az role assignment create --assignee {app}",
+                        f"--role {shell_word(AZURE_ROLE)}",
+                        f"--scope {scope}",
+                    ),
+                ),
+            ),
+            GrantStep("Give your tenant ID below:", ("az account show --query tenantId --output tsv",)),
+        ),
+    )
+
+
+def gcs_grant(service_account: str, bucket: str = "", impersonate: str = "") -> Grant:
+    """The platform's service account granted on the bucket, or allowed to impersonate the customer's."""
+    bucket = _name(bucket, BUCKET)
+    yours = _name(impersonate, CUSTOMER_SERVICE_ACCOUNT)
+    platform = shell_word(f"serviceAccount:{service_account}")
+    return Grant(
+        (("Platform service account", service_account),),
+        (
+            GrantStep(
+                "Grant the platform's service account on the bucket:",
+                (
+                    _command(
+                        f"gcloud storage buckets add-iam-policy-binding gs://{bucket}",
+                        f"--member={platform} --role={GCS_BUCKET_ROLE}",
+                    ),
+                ),
+            ),
+            GrantStep(
+                "Or let it impersonate a service account of yours that has the bucket role (your audit logs then "
+                "name your own account; give it below as the service account to impersonate):",
+                (
+                    _command(
+                        f"gcloud iam service-accounts add-iam-policy-binding {yours}",
+                        f"--member={platform} --role={GCS_TOKEN_CREATOR}",
+                    ),
+                    _command(
+                        f"gcloud storage buckets add-iam-policy-binding gs://{bucket}",
+                        f"--member={shell_word(f'serviceAccount:{yours}')} --role={GCS_BUCKET_ROLE}",
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def grant_for(kind: str, identity: dict[str, Any], container: str, prefix: str, fields: dict[str, str]) -> Grant | None:
+    """What to grant for a destination of type `kind` (an `identity_json` answer, the form's values so far); None
+    when the operator has not set that cloud up, or the type has no keyless form."""
+    if kind == "s3" and identity["aws"]["principal_arn"]:
+        aws = identity["aws"]
+        return s3_grant(aws["principal_arn"], aws["external_id"], container, prefix, fields.get("role_arn", ""))
+    if kind == "azure_blob" and identity["azure"]["client_id"]:
+        return azure_grant(identity["azure"]["client_id"], fields.get("account_url", ""), container)
+    if kind == "gcs" and identity["gcp"]["service_account"]:
+        return gcs_grant(identity["gcp"]["service_account"], container, fields.get("impersonate", ""))
+    return None

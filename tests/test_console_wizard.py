@@ -10,7 +10,7 @@ import json
 import re
 from html import unescape
 
-from exporter.console.fields import KEY_FIELDS, KEYLESS_FIELDS, fields_of
+from exporter.console.fields import KEY, KEYLESS, auth_methods, fields_of, key_fields, keyless_fields
 from exporter.console.steps import LIMIT_REACHED
 from exporter.destinations import DESTINATION_KINDS
 from exporter.storage import DRAFTS_TABLE
@@ -203,14 +203,29 @@ def test_customer_strings_are_rendered_as_text(alice, azurite_connection, custom
 
 def test_every_destination_type_takes_its_fields_from_its_declaration():
     for kind in DESTINATION_KINDS.values():
-        fields = fields_of(kind)
-        assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"} - KEYLESS_FIELDS
+        assert auth_methods(kind) == (KEYLESS, KEY), "every type registered here has a keyless form, offered first"
+        for auth, other in ((KEY, keyless_fields(kind)), (KEYLESS, key_fields(kind))):
+            fields = fields_of(kind, auth)
+            assert {f.name for f in fields} == {*kind.parameter_fields, "prefix"} - other
+            assert not any(f.secret for f in fields) if auth == KEYLESS else any(f.secret for f in fields)
         # The container or bucket too: the API lets a SAS URL name it, the form requires it as the product page does;
         # and the key of the key-based form (the API also takes a keyless body instead).
-        required = {*kind.required, kind.container_field, *(KEY_FIELDS & kind.parameter_fields)}
-        assert {f.name for f in fields if f.required} == required
+        required = {*kind.required, kind.container_field, *key_fields(kind)}
+        assert {f.name for f in fields_of(kind, KEY) if f.required} == required
     azure = [f.label for f in fields_of(DESTINATION_KINDS["azure_blob"])]
     assert azure == ["Connection String", "Container Name", "Blob Path Prefix"]  # the product page's words
+    keyless = {
+        name: [(f.label, f.required) for f in fields_of(kind, KEYLESS)] for name, kind in DESTINATION_KINDS.items()
+    }
+    assert keyless["azure_blob"] == [
+        ("Account URL", True),
+        ("Tenant ID", True),
+        ("Container Name", True),
+        ("Blob Path Prefix", False),
+    ]
+    assert keyless["s3"][:3] == [("Region", True), ("Role ARN", True), ("Bucket Name", True)]
+    # GCS without a key nor anyone to impersonate is the platform's own identity: the field is optional.
+    assert keyless["gcs"][:2] == [("Bucket Name", True), ("Service Account to Impersonate", False)]
 
 
 def test_each_destination_type_through_the_console(alice, ctx, kit):

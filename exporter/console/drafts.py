@@ -33,6 +33,7 @@ class Draft:
     etag: str = ""  # the integration's version the edit started from
     container: str = ""
     prefix: str = ""
+    auth: str = ""  # how it authenticates: "keyless" or "key" (fields.py); empty (a draft from before): a key
     public: dict[str, str] = field(default_factory=dict)  # credential fields that are not secret (region, endpoint)
     sealed: str = ""  # the secret fields given, as sealed JSON; empty: none given (an edit keeps the stored ones)
     given: list[str] = field(default_factory=list)  # the names of the secret fields in `sealed` (never their values)
@@ -47,7 +48,9 @@ class Draft:
     status: str = "active"
     format: str = "csv"  # one of the API's formats (exporter/console/fields.py, FILE_FORMATS)
     notify_url: str = ""  # where notifications go (exporter/notifications); empty: none
-    original: dict[str, Any] = field(default_factory=dict)  # an edit's starting point: where files went, the status
+    original: dict[str, Any] = field(
+        default_factory=dict
+    )  # an edit's starting point: where files went, how, the status
     message: str = ""  # what Launch answered, shown once on the integrations page it leads to
     launched_id: str = ""  # the integration this draft became (or, editing, saved): the wizard is done
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from ..destinations import DESTINATION_KINDS
 from ..errors import ExporterError, InputError, LimitError, NotFoundError
-from .fields import fields_of
+from .fields import auth_methods, fields_of
 from .steps import LIMIT_REACHED
 
 NO_SUCH_INTEGRATION = "No such integration: it may have been deleted."
@@ -33,8 +33,10 @@ def sentence(text: str) -> str:
 
 
 def field_labels(kind: str) -> dict[str, str]:
-    """A wizard's fields by their names in the API body, and their labels on the form of destination type `kind`."""
-    return {**LAUNCH_LABELS, **{f.name: f.label for f in fields_of(DESTINATION_KINDS[kind])}}
+    """A wizard's fields by their names in the API body, and their labels on the forms of destination type `kind`
+    (keyless and with a key)."""
+    found = DESTINATION_KINDS[kind]
+    return {**LAUNCH_LABELS, **{f.name: f.label for auth in auth_methods(found) for f in fields_of(found, auth)}}
 
 
 def container_field_of(kind: str) -> str:

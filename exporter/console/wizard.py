@@ -18,7 +18,7 @@ from ..export.plan import column_plan
 from ..integrations.model import parse_body
 from . import authentication, launch
 from .drafts import STEPS, Draft
-from .fields import DEFAULT_FILE_FORMAT, fields_of, type_name
+from .fields import DEFAULT_FILE_FORMAT, type_name
 from .messages import explain
 from .steps import LIMIT_REACHED, Again, StepAnswer, drafts, form_value, limit_reached, step_url
 from .web import Response, account_url, redirect
@@ -46,12 +46,13 @@ def start(visit: Visit) -> Response:
         return choose_type(visit)
     if limit_reached(visit):
         return choose_type(visit, 409)
-    draft = drafts(visit).new(visit.account, visit.user, kind, name=f"{type_name(kind)} export")
+    auth = authentication.default_method(visit, DESTINATION_KINDS[kind])
+    draft = drafts(visit).new(visit.account, visit.user, kind, auth=auth, name=f"{type_name(kind)} export")
     return redirect(step_url(draft, "authentication"))
 
 
 def start_edit(visit: Visit) -> Response:
-    """Editing opens the same wizard, filled in from the integration (never its secret)."""
+    """Editing opens the same wizard, filled in from the integration (never its secret), on the way it authenticates."""
     try:
         item = visit.ctx.integrations.show(visit.account, visit.params["id"])
     except ExporterError:
@@ -61,13 +62,15 @@ def start_edit(visit: Visit) -> Response:
     public = {
         name: str(destination.get(name) or "")
         for name in kind.credential_checks
-        if name not in _secret_names(kind.name) and destination.get(name)
+        if name not in kind.form.secret and destination.get(name)
     }
-    masked = {name: str(destination[name]) for name in _secret_names(kind.name) if destination.get(name)}
+    masked = {name: str(destination[name]) for name in kind.form.secret if destination.get(name)}
+    auth = authentication.stored_method(kind, authentication.stored_credentials(visit, visit.account, item["id"]))
     original = {
         "container": destination.get(kind.container_field) or "",
         "prefix": destination.get("prefix") or "",
         "public": public,
+        "auth": auth,
     }
     draft = drafts(visit).new(
         visit.account,
@@ -77,6 +80,7 @@ def start_edit(visit: Visit) -> Response:
         etag=item["etag"] or "",
         container=original["container"],
         prefix=original["prefix"],
+        auth=auth,
         public=public,
         masked=masked,
         destination_changed=False,
@@ -92,10 +96,6 @@ def start_edit(visit: Visit) -> Response:
         original={**original, "status": item["status"], "notify_url": (item.get("notify") or {}).get("url", "")},
     )
     return redirect(step_url(draft, "authentication"))
-
-
-def _secret_names(kind: str) -> set[str]:
-    return {f.name for f in fields_of(DESTINATION_KINDS[kind]) if f.secret}
 
 
 # ------------------------------------------------------------------ dispatch
@@ -136,7 +136,7 @@ def _render(visit: Visit, draft: Draft, step: str, again: Again) -> Response:
     """One step's page; `again.alert` is the detailed error shown at the top (role="alert")."""
     values: dict[str, Any] = {}
     if step == "authentication":
-        values = authentication.values(draft)
+        values = authentication.values(visit, draft)
     elif step == "configure":
         values = _configure_values(visit, draft)
     else:

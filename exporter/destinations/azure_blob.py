@@ -323,7 +323,7 @@ KIND = DestinationKind(
         {
             "connection_string": "Connection String",
             "container": "Container Name",
-            "account_url": "Account URL",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
+            "account_url": "Account URL",  # KEYLESS (issue 24): the console offers this form first
             "tenant_id": "Tenant ID",
         },
         secret=frozenset({"connection_string"}),

@@ -383,7 +383,7 @@ KIND = DestinationKind(
             "bucket": "Bucket Name",
             "service_account_key": "Service Account Key (JSON)",
             "endpoint_url": "Endpoint URL",
-            "impersonate": "Service Account to Impersonate",  # KEYLESS (issue 24): the API's and the CLI's for now
+            "impersonate": "Service Account to Impersonate",  # KEYLESS (issue 24): optional on the keyless form
         },
         secret=frozenset({"service_account_key"}),
         json=frozenset({"service_account_key"}),

@@ -386,7 +386,7 @@ KIND = DestinationKind(
             "access_key_id": "Access Key ID",
             "secret_access_key": "Secret Access Key",
             "endpoint_url": "Endpoint URL",
-            "role_arn": "Role ARN",  # KEYLESS (issue 24): the API's and the CLI's for now, not the console's
+            "role_arn": "Role ARN",  # KEYLESS (issue 24): the console offers this form first
         },
         secret=frozenset({"access_key_id", "secret_access_key"}),  # the API masks the key id too
         hints={"endpoint_url": ENDPOINT_HINT},

@@ -1,8 +1,8 @@
 """What changed between two stored versions of an integration, in the history's words (exporter/history.py).
 
-Values are the ones the API shows (a masked key id, a masked client e-mail); a secret (the connection
-string, the S3 secret access key, the GCS service account key) is compared opened, and only said to
-have changed.
+Values are the ones the API shows (a masked client e-mail, a role); a secret field of the destination's
+type (its form's `secret` fields: the connection string, the S3 access key, the GCS service account key,
+and those of any type registered later) is compared opened, and only said to have changed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from .model import Integration, destination_kind
 if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for it
     from ..ucd.values import Json
 
-# The credential fields shown only as "changed", whatever the API shows of them.
-SECRET_FIELDS = frozenset({"connection_string", "secret_access_key", "service_account_key"})
 # What the worker moves (delivery state) or what follows from a change (times): not a change by itself.
 NOT_CHANGES = frozenset(
     {"updated_at", "created_at", "activated_at", "last_success_end", "last_error", "queued_until", "slot", "kind"}
@@ -44,12 +42,13 @@ def changes(old: Integration | None, new: Integration, open_secret: Callable[[st
     """Field by field, old -> new (a create: every field, from null)."""
     before = _shown(old, open_secret) if old is not None else {}
     after = _shown(new, open_secret)
+    hidden = secret_fields(new)
     found = []
     for name in sorted(set(before) | set(after), key=_order):
         was, now = before.get(name), after.get(name)
         if was == now:
             continue
-        secret = name.removeprefix("destination.") in SECRET_FIELDS or name == "notify.secret"
+        secret = name.removeprefix("destination.") in hidden or name == "notify.secret"
         found.append(Change(name, secret=True) if secret else Change.of(name, was, now))
     return tuple(found)
 
@@ -65,6 +64,11 @@ def action(old: Integration | None, new: Integration | None, found: tuple[Change
     return "updated" if found else "credentials verified"
 
 
+def secret_fields(integration: Integration) -> frozenset[str]:
+    """The credential fields shown only as "changed", whatever the API shows of them: its type's secret ones."""
+    return destination_kind(integration.destination.type).form.secret
+
+
 def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[str, Json]:
     """The integration as the history compares it: flat fields, secrets opened (compared, never kept)."""
     body = integration.to_json()
@@ -77,7 +81,7 @@ def _shown(integration: Integration, open_secret: Callable[[str], str]) -> dict[
         fields["notify.secret"] = hashlib.sha256(integration.notify.sealed_secret.encode()).hexdigest()
     kind = destination_kind(integration.destination.type)
     opened = kind.from_secret(open_secret(integration.destination.sealed_secret))
-    for name in SECRET_FIELDS & set(opened):
+    for name in secret_fields(integration) & set(opened):
         # Only a digest takes part, so a value compared by mistake can never carry the secret out.
         fields[f"destination.{name}"] = hashlib.sha256(json.dumps(opened[name], sort_keys=True).encode()).hexdigest()
     return fields
