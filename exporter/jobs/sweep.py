@@ -20,6 +20,7 @@ from ..context import Context
 from ..errors import NotFoundError, StaleRecordError
 from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Status
+from ..notifications import outbox
 from ..windows import export_lag_seconds
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class SweepOutcome:
     stale: int = 0  # entries of no current integration state: deleted
     rekeyed: int = 0  # integrations whose entry belongs elsewhere (settle changed, stored before the index)
     late: int = 0  # integrations more than LATE_WINDOWS windows behind, each logged by account and id
+    resent: int = 0  # notifications whose queue message was lost, queued again (exporter/notifications/outbox.py)
 
     @property
     def repaired(self) -> int:
@@ -49,6 +51,7 @@ class SweepOutcome:
             "stale": self.stale,
             "rekeyed": self.rekeyed,
             "late": self.late,
+            "resent": self.resent,
         }
 
 
@@ -98,5 +101,6 @@ def sweep(ctx: Context) -> SweepOutcome:
         else:
             index.remove(entry["RowKey"], entry.metadata.get("etag"))
             outcome.stale += 1
+    outcome.resent = outbox.resend(ctx)
     telemetry.record_sweep(lags, outcome.repaired)
     return outcome
