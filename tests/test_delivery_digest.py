@@ -17,7 +17,7 @@ from exporter.jobs import schedule, sweep
 from exporter.local.host import drain
 from exporter.notifications import outbox
 from exporter.notifications.sender import drain_notifications, process_notification
-from tests.destination_helpers import create_with_large_window
+from tests.destination_helpers import create_with_large_window, destination_from_body
 from tests.export_helpers import ACCOUNT, ACT, H, due_at
 from tests.test_delivery_audit import audit, kinds, put
 from tests.test_delivery_notifications import Receiver, receiver  # noqa: F401
@@ -95,3 +95,20 @@ def test_without_notifications_the_split_window_still_gets_its_sha256_even_when_
     clock.advance(hours=2)
     assert sweep(ctx).resent == 0, "the row is gone once read back"
     assert audit(ctx, iid)["ok"]
+
+
+def test_a_read_back_refused_is_retried_and_after_24_hours_the_event_goes_without_a_sha256(
+    ctx, clock, azure_kit, monkeypatch, receiver: Receiver
+):
+    iid = a_split_window(ctx, clock, azure_kit, monkeypatch, notify={"url": receiver.url, "events": ["delivered"]})
+    refused = destination_from_body(azure_kit.refused_body())
+    monkeypatch.setattr(ctx, "destination_for", lambda integration: refused)  # the key rotated right after
+    assert drain_notifications(ctx) == {"retrying": 1}
+    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).sha256 == "" and not receiver.requests
+    for _ in range(30):  # an hour at most between tries
+        clock.advance(hours=1)
+        drain_notifications(ctx)
+    [event] = receiver.delivered()
+    assert event["data"]["sha256"] is None and event["data"]["bytes"] == ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).bytes
+    assert ctx.runs.get(ACCOUNT, iid, to_unix(ACT)).sha256 == "", "no hash it could not read"
+    assert sweep(ctx).resent == 0 and drain_notifications(ctx) == {}, "the row is gone"

@@ -94,14 +94,15 @@ def _digest(
 ) -> Pending | str:
     """The window's SHA-256 read back (exporter/notifications/digest.py); then the row is its `delivered` event."""
     context = {"account": row.account, "integration_id": row.integration_id, "window_start": row.window_start}
-    try:
-        record = digest.read_back(ctx, integration, row.window_start)
-    except digest.ANTICIPATED as error:
-        if now - from_unix(row.since) < GIVE_UP_AFTER:
+    if now - from_unix(row.since) >= GIVE_UP_AFTER:  # also a read that never ends in time (a killed invocation)
+        log.error("gave up reading the file back after 24 hours; told without its SHA-256", extra=context)
+        record = ctx.runs.get(row.account, row.integration_id, row.window_start)
+    else:
+        try:
+            record = digest.read_back(ctx, integration, row.window_start)
+        except digest.ANTICIPATED as error:
             log.warning("could not read the file back, retrying (%s)", error.code, extra=context)
             return _again(outbox, row, now, requeue)
-        log.error("gave up reading the file back after 24 hours (%s)", error.code, extra=context)
-        record = ctx.runs.get(row.account, row.integration_id, row.window_start)
     if record is None or not asks(integration, "delivered"):
         outbox.delete(row)
         return "digested"
