@@ -10,33 +10,16 @@ import hashlib
 import json
 
 from exporter.clock import to_unix
-from exporter.destinations import open_destination as real_open_destination
 from exporter.integrations.model import Integration, Status
 from exporter.jobs import sweep
 from exporter.local.host import tick
 from exporter.notifications.outbox import GRACE_SECONDS
 from exporter.notifications.sender import drain_notifications
-from tests.destination_helpers import destination_from_body
-from tests.export_helpers import ACCOUNT, ACT, ExpiringDestination, H
+from tests.export_helpers import ACCOUNT, ACT, H
 from tests.helpers import call
-from tests.test_delivery_notifications import Receiver, notified, receiver  # noqa: F401
+from tests.test_delivery_notifications import Receiver, notified, receiver, refusing  # noqa: F401
 
 STOPPED, RECOVERED, DELIVERED = "export.integration.stopped", "export.integration.recovered", "export.window.delivered"
-
-
-def refusing(ctx, kit, monkeypatch) -> dict:
-    """The integration's destination refuses its credentials while `state["expired"]` is true."""
-    state = {"expired": True, "good_commits": 10**6, "committed": [], "refused": []}
-    monkeypatch.setattr(
-        ctx,
-        "open_destination",
-        lambda kind, secret, container, prefix: ExpiringDestination(
-            real_open_destination(kind, secret, container, prefix),
-            destination_from_body(kit.refused_body(prefix)),
-            state,
-        ),
-    )
-    return state
 
 
 def dies_after_the_write(ctx, monkeypatch, landed) -> list[Integration]:
