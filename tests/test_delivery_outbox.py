@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from exporter.clock import to_unix
 from exporter.integrations.model import Integration, Status
-from exporter.jobs import sweep
-from exporter.local.host import tick
+from exporter.jobs import schedule, sweep
+from exporter.local.faultproxy import Rule
+from exporter.local.host import drain, tick
 from exporter.notifications.outbox import GRACE_SECONDS
 from exporter.notifications.sender import drain_notifications
 from tests.export_helpers import ACCOUNT, ACT, H
-from tests.helpers import call
+from tests.helpers import call, proxied_context, through
 from tests.test_delivery_notifications import Receiver, notified, receiver, refusing  # noqa: F401
 
 STOPPED, RECOVERED, DELIVERED = "export.integration.stopped", "export.integration.recovered", "export.window.delivered"
@@ -128,3 +131,27 @@ def test_a_second_stop_at_the_same_window_is_another_event_and_retries_keep_each
     recoveries = of_type(receiver, RECOVERED)
     assert len(recoveries) == 2 and recoveries[0]["id"] != recoveries[1]["id"]
     assert {e["id"] for e in receiver.delivered()} == {i for i, _e in sent}, "every id was delivered once up"
+
+
+@pytest.mark.parametrize("kind", [STOPPED, DELIVERED])
+def test_a_change_whose_transaction_answer_was_lost_is_told_once(
+    ctx, clock, settings, table_proxy, azurite_connection, azure_kit, receiver, monkeypatch, kind
+):
+    """Azurite applies the write with its outbox row, and the connection is reset before the answer: the worker
+    cannot tell the outcome (the job fails, and its redelivery finds the change made), the row is there."""
+    iid, _secret = notified(ctx, clock, azure_kit, receiver, 1)
+    proxied = proxied_context(settings, clock, through(azurite_connection, "Table", table_proxy.url))
+    if kind == STOPPED:
+        refusing(proxied, azure_kit, monkeypatch)
+    schedule(ctx)
+    table_proxy.add(Rule("reset_after", method="POST", path=r"\$batch"))  # the change's transaction
+    drain(proxied)
+    assert table_proxy.injected["reset_after"] == 1
+    drain_notifications(ctx)
+    clock.advance(seconds=GRACE_SECONDS + 1)
+    sweep(ctx)
+    drain_notifications(ctx)
+    [event] = of_type(receiver, kind)
+    assert event["data"]["window"]["start"] == to_unix(ACT) and ctx.repo.get(ACCOUNT, iid).last_error == (
+        event["data"].get("reason")
+    )
