@@ -569,6 +569,10 @@ def report_big_window(r: dict[str, Any]) -> None:
         f"   (re-staged bytes: {resumed['restaged_bytes']:,}, target 0)"
     )
     print(f"  split / one invocation (time)           {ra['big_split_over_once_time']:.2f}")
+    print(
+        f"  split: its SHA-256 read back after      {split['digest_seconds']:.2f} s"
+        f"   ({split['digest_seconds'] / split['seconds']:.2f} x the split export, {split['bytes']:,} bytes)"
+    )
     parquet, continued = r["big_export_once_parquet"], r["big_export_resumed_parquet"]
     print(_row("Parquet: export in one invocation", parquet))
     print(_row(f"Parquet: over {continued['invocations']} invocations (budget)", continued))

@@ -26,6 +26,7 @@ from exporter.context import Context
 from exporter.destinations import gcs, open_destination
 from exporter.jobs import ExportJob, process_job
 from exporter.local.host import drain
+from exporter.notifications.sender import drain_notifications
 from exporter.settings import Settings
 
 from . import data
@@ -198,6 +199,7 @@ def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:
     for r in results:
         tally["staged_bytes"] += r["staged_bytes"]
         tally["blocks"] += r["blocks"]
+    digest_seconds = _read_back(ctx, spec, iid)
     return _finish(
         ctx,
         spec,
@@ -210,7 +212,20 @@ def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:
         jobs_per_worker=[r["jobs"] for r in results],
         cpu_seconds=planner_cpu + sum(r["cpu_seconds"] for r in results),  # the planner's and every worker's
         relay_seconds=sum(r["relay_seconds"] for r in results),  # GCS: the parts relayed into the session
+        digest_seconds=digest_seconds,  # after the commit: the file read back for its SHA-256
     )
+
+
+def _read_back(ctx: Context, spec: dict[str, Any], iid: str) -> float:
+    """The split window's digest step (exporter/notifications/digest.py), timed: its file streamed back through
+    the destination's `read_file` and its SHA-256 written on the run record, after the window advanced."""
+    t0 = time.perf_counter()
+    drain_notifications(ctx)
+    seconds = time.perf_counter() - t0
+    run = ctx.runs.get(spec["big_account"], iid, int(data.T0.timestamp()))
+    if run is None or not run.sha256:
+        raise SystemExit("the split window's SHA-256 was not read back")
+    return seconds
 
 
 def _worker(spec: dict[str, Any], split_bytes: int, i: int) -> tuple[subprocess.Popen, Path]:

@@ -33,9 +33,9 @@ class Context:
     open_destination: Callable[..., Destination] = field(default=default_destination)
 
     def __post_init__(self) -> None:
-        from .notifications import sender  # delivery hook (issue 25): a recovery is told, from the service
+        from .notifications.outbox import ChangeTeller  # a recovery is told, from the service's write
 
-        self.integrations.on_recovered = lambda integration: sender.recovered(self, integration)
+        self.integrations.teller = ChangeTeller(self)
 
     @classmethod
     def create(

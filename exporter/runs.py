@@ -41,7 +41,7 @@ class RunRecord:
     attempts: int = 0
     error: str = ""
     updated_at: str = ""
-    sha256: str = ""  # the committed file's SHA-256, hex (empty: not known, e.g. a window written in parts)
+    sha256: str = ""  # the committed file's SHA-256, hex (empty: not yet known: a split window's is read back after)
     selection: str = ""  # the events and attributes exported, as JSON: a replay uses them again
     note: str = (
         ""  # what befell the export short of a failure: the window's file started again from its first block, and why
@@ -137,6 +137,32 @@ class RunRepo:
             conflicts=(ResourceExistsError, ResourceModifiedError),
             what="the window's run record",
         )
+
+    def record_sha256(self, record: RunRecord, sha256: str) -> RunRecord | None:
+        """Write the file's SHA-256 on the window's record, read back after its export (a split window's).
+
+        Only on the record as the digest found it (exported, the same file and bytes, no hash yet): a
+        replay or another digest meanwhile keeps its own. Answers the record as stored.
+        """
+        keys = (_partition(record.account, record.integration_id), _row(record.window_start))
+        try:
+            entity = self.table.get_entity(*keys)
+        except ResourceNotFoundError:
+            return None
+        stored = self._from_entity(entity)
+        if stored.status != RunStatus.EXPORTED or (stored.file, stored.bytes) != (record.file, record.bytes):
+            return stored
+        if stored.sha256:
+            return stored
+        entity["sha256"] = sha256
+        try:
+            self.table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=entity.metadata["etag"], match_condition=IF_SAME
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return self.get(record.account, record.integration_id, record.window_start)
+        stored.sha256 = sha256
+        return stored
 
     def list(self, account: str, integration_id: str, limit: int = 1000) -> list[RunRecord]:
         """The newest `limit` records, newest first."""

@@ -112,18 +112,25 @@ def notified(ctx, clock, kit, receiver, windows: int) -> tuple[str, str]:
     return iid, rotated.body["notify"]["secret"]
 
 
-def test_a_stop_a_recovery_and_each_delivered_window_are_told_once_signed(ctx, clock, azure_kit, receiver, monkeypatch):
-    iid, secret = notified(ctx, clock, azure_kit, receiver, 4)
-    state = {"expired": False, "good_commits": 2, "committed": [], "refused": []}
+def refusing(ctx, kit, monkeypatch, expired: bool = True, good_commits: int = 10**6) -> dict:
+    """The integration's destination refuses its credentials while `state["expired"]` is true (it turns true
+    once `good_commits` files are committed)."""
+    state = {"expired": expired, "good_commits": good_commits, "committed": [], "refused": []}
     monkeypatch.setattr(
         ctx,
         "open_destination",
-        lambda kind, secret_, container, prefix: ExpiringDestination(
-            real_open_destination(kind, secret_, container, prefix),
-            destination_from_body(azure_kit.refused_body(prefix)),
+        lambda kind, secret, container, prefix: ExpiringDestination(
+            real_open_destination(kind, secret, container, prefix),
+            destination_from_body(kit.refused_body(prefix)),
             state,
         ),
     )
+    return state
+
+
+def test_a_stop_a_recovery_and_each_delivered_window_are_told_once_signed(ctx, clock, azure_kit, receiver, monkeypatch):
+    iid, secret = notified(ctx, clock, azure_kit, receiver, 4)
+    state = refusing(ctx, azure_kit, monkeypatch, expired=False, good_commits=2)
     receiver.up = False  # the first attempts fail: they are sent again, with the same ids
     tick(ctx)
     integration = ctx.repo.get(ACCOUNT, iid)

@@ -282,7 +282,7 @@ def test_members_added_and_removed_are_recorded_once(ctx, clock, monkeypatch):
 def test_a_change_that_died_before_it_was_made_is_not_shown_and_its_retry_shows_once(ctx, clock, created, monkeypatch):
     replace = ctx.repo.replace
 
-    def dies(integration):
+    def dies(integration, **_along):
         raise TransientError("the process died here")
 
     clock.advance(minutes=1)

@@ -77,9 +77,9 @@ def test_a_pause_during_a_run_frees_the_integration_for_the_scheduler_at_once(ct
     assert schedule(ctx).queued == 1
     real_advance = state.advance
 
-    def pause_then_advance(ctx_, integration, window):
+    def pause_then_advance(ctx_, integration, window, *told):
         call(ctx_, "integrations_pause", account=ACCOUNT, id=iid)  # the customer pauses mid-run
-        return real_advance(ctx_, ctx_.repo.get(ACCOUNT, iid), window)
+        return real_advance(ctx_, ctx_.repo.get(ACCOUNT, iid), window, *told)
 
     monkeypatch.setattr(state, "advance", pause_then_advance)
     result = deliver_one(ctx)

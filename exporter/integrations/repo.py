@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -119,11 +120,14 @@ class IntegrationRepo:
         except NotFoundError:
             return None
 
-    def replace(self, integration: Integration) -> Integration:
+    def replace(self, integration: Integration, along: Sequence[dict[str, Any]] = ()) -> Integration:
         """Write the whole record if nobody changed it since it was read (ETag), and move its due entry.
 
         Due later (or no longer due): the record first, then the entry moves. Due earlier: the new
         entry first. Either way the index always holds an entry at or before the true due time.
+
+        `along`: rows of the account's partition written in the same transaction, so they exist if and
+        only if the change does (the notification outbox, exporter/notifications/outbox.py).
         """
         revision = integration.revision + 1
         old, new = integration.due_key, self.due.key_for(integration, revision)
@@ -132,12 +136,7 @@ class IntegrationRepo:
             self.due.put(new, Snapshot.of(integration, None))
         candidate = integration.with_changes(due_key=new, revision=revision)
         try:
-            written = self.table.update_entity(
-                candidate.to_entity(),
-                mode=UpdateMode.REPLACE,
-                etag=integration.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+            written = self._update(candidate.to_entity(), integration.etag, along)
         except ResourceModifiedError:
             raise StaleRecordError(
                 f"integration {integration.id!r} was changed concurrently; read it again and retry", field="id"
@@ -147,6 +146,24 @@ class IntegrationRepo:
         stored = candidate.with_changes(etag=written["etag"])
         self._after_write(Move(old, new, Snapshot.of(stored, stored.etag)))
         return stored
+
+    def _update(self, entity: dict[str, Any], etag: str | None, along: Sequence[dict[str, Any]]) -> Mapping[str, Any]:
+        if not along:
+            return self.table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        try:
+            answers = self.table.submit_transaction(
+                [("update", entity, condition), *(("upsert", row, {"mode": UpdateMode.REPLACE}) for row in along)]
+            )
+        except TableTransactionError as error:  # the integration's condition failed: answered as a lone update's
+            if error.status_code == 404:
+                raise ResourceNotFoundError(error.message) from None
+            if error.status_code == 412:
+                raise ResourceModifiedError(error.message) from None
+            raise
+        return answers[0]
 
     def _after_write(self, move: Move) -> None:
         """The index catches up with a write that landed; if storage fails here the scheduler repairs it

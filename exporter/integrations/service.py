@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
@@ -40,6 +40,18 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+class Teller(Protocol):
+    """The notification outbox's side of a change (exporter/notifications/outbox.py: ChangeTeller)."""
+
+    def rows(self, current: Integration, changed: Integration) -> builtins.list[Any]:
+        """The events the change tells, as rows written with it (each has `to_entity()`)."""
+        ...
+
+    def send(self, rows: builtins.list[Any]) -> None:
+        """Queue the rows once the change landed."""
+        ...
+
+
 class IntegrationService:
     def __init__(
         self,
@@ -58,7 +70,7 @@ class IntegrationService:
         self.secrets = secrets
         self.clock = clock
         self.open_destination = open_destination
-        self.on_recovered: Callable[[Integration], None] | None = None  # a notification (exporter/notifications)
+        self.teller: Teller | None = None  # the events a change tells (exporter/notifications/outbox.py)
         self.opening = opening  # (account, session) -> on whose behalf a destination is opened (keyless ones need it)
         self.catalog = (
             catalog  # the UCD's catalog of an account (exporter.ucd): what its selections are checked against
@@ -221,9 +233,11 @@ class IntegrationService:
         written = self._write(
             current, lambda c: self._apply(c, changes, destination, notify), if_match, verified=bool(verification)
         )
-        if current.status.stopped and written.status == Status.ACTIVE and self.on_recovered is not None:
-            self.on_recovered(written)  # delivery hook (issue 25): the stop's end is told
         return with_secret(self._answer(written, **extra), notify_secret)
+
+    def _tell(self, rows: builtins.list[Any]) -> None:
+        if self.teller is not None and rows:
+            self.teller.send(rows)
 
     def _notify(
         self, current: NotifyConfig | None, request: NotifyRequest | None
@@ -305,17 +319,21 @@ class IntegrationService:
             raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
         attempted: list[Integration] = []
         intended: list[Entry | None] = []
+        told: list[Any] = []  # the events the change tells (a recovery), written with it: the outbox's rows
 
         def attempt(integration: Integration) -> Integration:
             if attempted and _same_record(integration, attempted[-1]):
                 self._confirm(intended[-1])
+                self._tell(told)
                 return integration  # our own write landed and only its answer was lost
             attempted.append(
                 change(integration)
             )  # a refusal of the change itself (ConflictError) is not a race, not retried
             intended.append(self._intend(integration, attempted[-1], verified))
-            written = self.repo.replace(attempted[-1])
+            told[:] = self.teller.rows(integration, attempted[-1]) if self.teller else ()
+            written = self.repo.replace(attempted[-1], along=[row.to_entity() for row in told])
             self._confirm(intended[-1])
+            self._tell(told)
             return written
 
         def reread(stale: Integration) -> Integration:

@@ -16,7 +16,7 @@ from ..errors import CredentialError, DestinationError, NotFoundError
 from ..export.destination import UploadLost
 from ..export.plan import Selection
 from ..integrations.model import Integration, Status
-from ..notifications import sender as notifications
+from ..notifications import outbox
 from ..runs import RunRecord, RunStatus
 from ..windows import Window, is_due
 from . import state
@@ -104,9 +104,10 @@ def after_window(
     if record.status == RunStatus.EXPORTING:  # the time ran out inside the window
         return continued(ctx, integration, exported, continues)
     exported.append(record)
-    advanced = state.advance(ctx, integration, window)  # through the module: a test dies or races right here
-    if advanced is not None:
-        notifications.delivered(ctx, advanced, record)  # delivery hook (issue 25): only queued, never waited on
+    # The window's delivery is told from the outbox row the advance writes: a split window's after its file's
+    # SHA-256 is read back (exporter/notifications/digest.py); the export never waits on either.
+    tell = lambda advanced: outbox.delivered(advanced, record, ctx.clock.now())  # noqa: E731
+    advanced = state.advance(ctx, integration, window, tell)  # through the module: a test dies or races right here
     if advanced is None or advanced.status != Status.ACTIVE:
         return changed_concurrently(ctx, integration, exported)
     forget_split(ctx, integration, window, plan)

@@ -9,7 +9,7 @@ as done rather than as somebody else's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -19,7 +19,7 @@ from ..context import Context
 from ..errors import CredentialError, DestinationError, NotFoundError, StaleRecordError
 from ..history import SYSTEM
 from ..integrations.model import Integration, Status
-from ..notifications import sender as notifications
+from ..notifications import outbox
 from ..windows import Window, is_due, next_start
 from .messages import ExportJob
 
@@ -44,10 +44,22 @@ def conditionally(ctx: Context, integration: Integration, attempt: Callable[[Int
     )
 
 
+Tell = Callable[[Integration, Integration], Sequence[outbox.Pending]]  # (current, changed): the events it tells
+
+
 def modify(
-    ctx: Context, integration: Integration, *, unless: Callable[[Integration], bool] | None = None, **changes: object
+    ctx: Context,
+    integration: Integration,
+    *,
+    unless: Callable[[Integration], bool] | None = None,
+    tell: Tell | None = None,
+    **changes: object,
 ) -> Integration | None:
-    """Apply worker-owned changes; None if the integration is gone or `unless(current)` holds."""
+    """Apply worker-owned changes; None if the integration is gone or `unless(current)` holds.
+
+    `tell`: the events the change tells, written with it (the outbox) and queued once it landed.
+    """
+    told: list[outbox.Pending] = []
 
     def attempt(current: Integration) -> Integration | None:
         if unless is not None and unless(current):
@@ -55,22 +67,33 @@ def modify(
         if all(getattr(current, name) == value for name, value in changes.items()):
             return current  # already so: our own write whose answer was lost, or nothing to do
         changed = current.with_changes(**changes)
+        told[:] = tell(current, changed) if tell else ()
         with ctx.integrations.recorded(current, changed, who=SYSTEM):  # a status it stops: in the history
-            return ctx.repo.replace(changed)
+            return ctx.repo.replace(changed, along=[row.to_entity() for row in told])
 
     try:
-        return conditionally(ctx, integration, attempt)
+        written = conditionally(ctx, integration, attempt)
     except NotFoundError:
         return None  # deleted meanwhile: nothing left to change
+    if written is not None:
+        outbox.send(ctx, told)  # the rows landed with the write (also when only its answer was lost)
+    return written
 
 
-def advance(ctx: Context, integration: Integration, window: Window) -> Integration | None:
+def advance(
+    ctx: Context,
+    integration: Integration,
+    window: Window,
+    tell: Callable[[Integration], Sequence[outbox.Pending]] | None = None,
+) -> Integration | None:
     """Move last_success_end from window.start to window.end, conditionally (docs/invariants.md: state).
 
     If no window is due after it, the same write frees the integration for the scheduler (its lease),
     as handing the job on would right after. None if the integration moved elsewhere meanwhile (a
-    frequency change, say): nothing to advance.
+    frequency change, say): nothing to advance. `tell(advanced)`: the window's delivery to tell, written
+    with the advance (the outbox) and queued once it landed.
     """
+    told: list[outbox.Pending] = []
 
     def attempt(current: Integration) -> Integration | None:
         if current.last_success_end and current.last_success_end >= window.end:
@@ -83,9 +106,14 @@ def advance(ctx: Context, integration: Integration, window: Window) -> Integrati
         # The scheduler's lease lives on the due entry until this first write moves it: carried on here.
         running = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
         lease = None if done else (current.queued_until or running)
-        return ctx.repo.replace(current.with_changes(last_success_end=window.end, last_error=None, queued_until=lease))
+        changed = current.with_changes(last_success_end=window.end, last_error=None, queued_until=lease)
+        told[:] = tell(changed) if tell else ()
+        return ctx.repo.replace(changed, along=[row.to_entity() for row in told])
 
-    return conditionally(ctx, integration, attempt)
+    advanced = conditionally(ctx, integration, attempt)
+    if advanced is not None:
+        outbox.send(ctx, told)  # the rows landed with the advance (also when only its answer was lost)
+    return advanced
 
 
 def stop(ctx: Context, integration: Integration, error: CredentialError | DestinationError) -> None:
@@ -98,6 +126,7 @@ def stop(ctx: Context, integration: Integration, error: CredentialError | Destin
         ctx,
         integration,
         unless=lambda fresh: fresh.destination != integration.destination,
+        tell=lambda current, changed: outbox.stopped(current, changed, error.message, ctx.clock.now()),
         status=status,
         last_error=error.message,
         queued_until=None,
@@ -105,7 +134,6 @@ def stop(ctx: Context, integration: Integration, error: CredentialError | Destin
     )
     if stopped is None:
         return
-    notifications.stopped(ctx, stopped, error.message)  # delivery hook (issue 25): only queued, never waited on
     if isinstance(error, CredentialError):
         telemetry.record_credential_error(integration.account, integration.id, integration.destination.type)
     log.error(

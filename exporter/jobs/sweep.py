@@ -25,6 +25,7 @@ from ..context import Context
 from ..errors import NotFoundError, StaleRecordError
 from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Status
+from ..notifications import outbox
 from ..windows import export_lag_seconds
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class SweepOutcome:
     rekeyed: int = 0  # integrations whose entry belongs elsewhere (settle changed, stored before the index)
     late: int = 0  # integrations more than LATE_WINDOWS windows behind, each logged by account and id
     skipped: bool = False  # the timer's run, within RECENT of the last sweep: nothing read
+    resent: int = 0  # notifications whose queue message was lost, queued again (exporter/notifications/outbox.py)
 
     @property
     def repaired(self) -> int:
@@ -57,6 +59,7 @@ class SweepOutcome:
             "rekeyed": self.rekeyed,
             "late": self.late,
             "skipped": self.skipped,
+            "resent": self.resent,
         }
 
 
@@ -116,6 +119,7 @@ def sweep(ctx: Context) -> SweepOutcome:
         if key not in current:
             index.remove(key, etag)
             outcome.stale += 1
-    index.swept(now)
+    outcome.resent = outbox.resend(ctx)
+    index.swept(now)  # last: a sweep that died on the way is not counted as done
     telemetry.record_sweep(lags, outcome.repaired)
     return outcome

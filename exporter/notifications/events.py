@@ -1,7 +1,9 @@
 """The notifications' wire form (pure): CloudEvents 1.0 structured JSON, signed as Standard Webhooks sign.
 
 The id is a function of the integration, the window and the type, so every retry (of the send, of the
-job that caused it) carries the same id and a receiver deduplicates by it.
+job that caused it) carries the same id and a receiver deduplicates by it. A stop or a recovery adds the
+integration's revision its write replaced: a second stop at the same window (stop, recovery, stop again)
+is another event with another id, while the retries of one stop carry its one id.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ class Event:
     window_start: int
     window_end: int
     details: tuple[tuple[str, Any], ...] = ()  # file, rows, bytes, sha256; reason for a stop
+    revision: int | None = None  # a stop's or a recovery's: the integration's revision its write replaced
 
     @property
     def id(self) -> str:
-        return f"{self.integration_id}-{self.window_start}-{self.kind}"
+        once = "" if self.revision is None else f"-{self.revision}"
+        return f"{self.integration_id}-{self.window_start}-{self.kind}{once}"
 
     def cloud_event(self, time: str) -> dict[str, Any]:
         return {

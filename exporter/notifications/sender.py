@@ -1,11 +1,14 @@
-"""Sending notifications: queued by the export path, POSTed by a queue trigger of their own, retried for a day.
+"""Sending notifications: written by the export path into the outbox, POSTed by a queue trigger of their own,
+retried for a day.
 
-The export path only enqueues (`notify`); an enqueue that fails is logged, never raised into the
-export. The queue trigger (`process_notification`) POSTs the signed CloudEvent to the integration's
-current url; a receiver that is down, slow or answers anything but 2xx gets the same event again,
-after a growing delay, until 24 hours after the first attempt (at least once: receivers deduplicate
-by `id`). The delays are the queue's visibility delays; the due time also travels in the message, so
-the local host (`tick`, `serve`), whose clock may be simulated, keeps them by its own clock.
+The export path writes each event as an outbox row with the state change it tells, then queues a
+pointer to it (exporter/notifications/outbox.py); queuing never raises into the export. The queue
+trigger (`process_notification`) reads the row, reads a split window's file back first (the digest,
+exporter/notifications/digest.py), and POSTs the signed CloudEvent to the integration's current url; a
+receiver that is down, slow or answers anything but 2xx gets the same event again, after a growing
+delay, until 24 hours after the first attempt (at least once: receivers deduplicate by `id`). The
+delays are the queue's visibility delays; the due time also travels in the row and the pointer, so the
+local host (`tick`, `serve`), whose clock may be simulated, keeps them by its own clock.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from .. import egress
-from ..clock import iso, parse_instant, to_unix
+from ..clock import from_unix, iso, to_unix
 from ..errors import ExporterError, NotFoundError
-from ..integrations.model import Integration
-from ..runs import RunRecord
 from ..storage import NOTIFY_ATTEMPTS_TABLE
-from ..windows import next_start
+from . import digest
 from .attempts import Attempt, AttemptLog
 from .config import check_notify_url
-from .events import TYPES, Event, body_bytes, signed_headers
+from .events import body_bytes, signed_headers
+from .outbox import DIGEST, SEND, Outbox, Pending, asks, delivered_event, queue_name
 
 if TYPE_CHECKING:
     from ..context import Context
+    from ..integrations.model import Integration
 
 log = logging.getLogger(__name__)
 
@@ -44,108 +47,103 @@ VISIBILITY_SECONDS = 300
 Requeue = Callable[[str, int], object]  # (message, delay in seconds)
 
 
-def queue_name(ctx: Context) -> str:
-    return ctx.settings.notify_queue_name
-
-
-# ------------------------------------------------------------------ the export path's side: enqueue only
-
-
-def notify(ctx: Context, integration: Integration, event: Event) -> None:
-    """Queue `event` if the integration asked for it. Never raises: a notification never fails an export."""
-    config = integration.notify
-    if config is None or event.kind not in config.events:
-        return
-    try:
-        now = ctx.clock.now()
-        message = {"event": event.cloud_event(iso(now)), "attempt": 0, "first_at": iso(now), "not_before": iso(now)}
-        ctx.storage.queue(queue_name(ctx)).send_message(json.dumps(message))
-    except Exception as error:  # noqa: BLE001 - logged, the export goes on
-        log.error(
-            "could not queue a notification (%s)",
-            type(error).__name__,
-            extra={"account": integration.account, "integration_id": integration.id, "event": event.id},
-        )
-
-
-def delivered(ctx: Context, integration: Integration, record: RunRecord) -> None:
-    details = {"file": record.file, "rows": record.rows, "bytes": record.bytes, "sha256": record.sha256 or None}
-    window = (record.window_start, record.window_end)
-    notify(ctx, integration, Event("delivered", integration.account, integration.id, *window, tuple(details.items())))
-
-
-def stopped(ctx: Context, integration: Integration, reason: str) -> None:
-    notify(ctx, integration, _state_event("stopped", integration, (("reason", reason),)))
-
-
-def recovered(ctx: Context, integration: Integration) -> None:
-    notify(ctx, integration, _state_event("recovered", integration))
-
-
-def _state_event(kind: str, integration: Integration, details: tuple[tuple[str, Any], ...] = ()) -> Event:
-    """A stop or a recovery is about the window delivery waits on: the next one."""
-    if integration.activated_at is None:
-        start = end = 0
-    else:
-        begin = next_start(integration.activated_at, integration.last_success_end)
-        start, end = to_unix(begin), to_unix(begin + timedelta(hours=integration.frequency_hours))
-    return Event(kind, integration.account, integration.id, start, end, details)
-
-
-# ------------------------------------------------------------------ the notification trigger's side
-
-
 def due(ctx: Context, message: str) -> bool:
     try:
-        return parse_instant(json.loads(message)["not_before"], "not_before") <= ctx.clock.now()
-    except (ValueError, KeyError, TypeError, ExporterError):
+        return int(json.loads(message)["not_before"]) <= to_unix(ctx.clock.now())
+    except (ValueError, KeyError, TypeError):
         return True  # malformed: processed (and dropped) at once
 
 
 def process_notification(ctx: Context, message: str, requeue: Requeue) -> str:
-    """POST one queued notification; on failure queue it again with a delay (`requeue`), for up to 24 hours.
+    """Act on the outbox row a pointer names: read a split window's file back, then POST its event; on
+    failure move the row on and queue the pointer again with a delay (`requeue`), for up to 24 hours.
 
-    Answers what happened: sent, retrying, gave up, dropped (malformed, integration deleted or no
-    longer asking for it) or not due (queued again for the rest of its delay).
+    Answers what happened: sent, retrying, gave up, digested (read back, nobody asked for the event),
+    dropped (malformed, done already, a stale pointer, integration deleted or no longer asking for it)
+    or not due (queued again for the rest of its delay).
     """
     try:
-        body = json.loads(message)
-        cloud_event, attempt = body["event"], int(body["attempt"])
-        first_at, not_before = (
-            parse_instant(body["first_at"], "first_at"),
-            parse_instant(body["not_before"], "not_before"),
-        )
-        account, integration_id = cloud_event["data"]["account"], cloud_event["data"]["integration_id"]
-        kind = next(k for k, t in TYPES.items() if t == cloud_event["type"])
-    except (ValueError, KeyError, TypeError, StopIteration, ExporterError):
+        account, event_id, seq = json.loads(message)["outbox"]
+        account, event_id, seq = str(account), str(event_id), int(seq)
+    except (ValueError, KeyError, TypeError):
         log.error("dropping a malformed notification message")
         return "dropped"
+    outbox = Outbox(ctx.repo.table)
+    row = outbox.get(account, event_id)
+    if row is None or row.seq != seq:
+        return "dropped"  # sent (or given up) already, or another pointer moved the row on
     now = ctx.clock.now()
-    if not_before > now:
-        requeue(message, int((not_before - now).total_seconds()) + 1)
+    if row.not_before > to_unix(now):
+        requeue(message, row.not_before - to_unix(now))
         return "not due"
-    context = {"account": account, "integration_id": integration_id, "event": cloud_event["id"], "attempt": attempt}
     try:
-        integration = ctx.repo.get(account, integration_id)
+        integration = ctx.repo.get(row.account, row.integration_id)
     except NotFoundError:
+        outbox.delete(row)
         return "dropped"
+    if row.step == DIGEST:
+        digested = _digest(ctx, outbox, integration, row, now, requeue)
+        if isinstance(digested, str):
+            return digested
+        row = digested
+    return _send(ctx, outbox, integration, row, now, requeue)
+
+
+def _digest(
+    ctx: Context, outbox: Outbox, integration: Integration, row: Pending, now: datetime, requeue: Requeue
+) -> Pending | str:
+    """The window's SHA-256 read back (exporter/notifications/digest.py); then the row is its `delivered` event."""
+    context = {"account": row.account, "integration_id": row.integration_id, "window_start": row.window_start}
+    if now - from_unix(row.since) >= GIVE_UP_AFTER:  # also a read that never ends in time (a killed invocation)
+        log.error("gave up reading the file back after 24 hours; told without its SHA-256", extra=context)
+        record = ctx.runs.get(row.account, row.integration_id, row.window_start)
+    else:
+        try:
+            record = digest.read_back(ctx, integration, row.window_start)
+        except digest.ANTICIPATED as error:
+            log.warning("could not read the file back, retrying (%s)", error.code, extra=context)
+            return _again(outbox, row, now, requeue)
+    if record is None or not asks(integration, "delivered"):
+        outbox.delete(row)
+        return "digested"
+    event = delivered_event(integration, record).cloud_event(str(row.event["time"]))
+    moved = outbox.update(row.moved(now, step=SEND, event=event, since=to_unix(now), tries=0))
+    return moved if moved is not None else "dropped"
+
+
+def _send(ctx: Context, outbox: Outbox, integration: Integration, row: Pending, now: datetime, requeue: Requeue) -> str:
     config = integration.notify
-    if config is None or kind not in config.events:
+    if config is None or row.kind not in config.events:
+        outbox.delete(row)
         return "dropped"
+    cloud_event = row.event
+    context = {"account": row.account, "integration_id": row.integration_id, "event": row.event_id}
     status = _post(ctx, config.url, config.sealed_secret, cloud_event, now)
-    outcome = _outcome(status, now - first_at >= GIVE_UP_AFTER)
-    record = Attempt(iso(now), cloud_event["id"], cloud_event["type"], outcome, status)
-    attempt_log(ctx).add(account, integration_id, record)
+    outcome = _outcome(status, now - from_unix(row.since) >= GIVE_UP_AFTER)
+    attempt_log(ctx).add(
+        row.account, row.integration_id, Attempt(iso(now), row.event_id, cloud_event["type"], outcome, status)
+    )
     if outcome == "sent":
+        outbox.delete(row)
         log.info("notification sent", extra={**context, "status": status})
     elif outcome == "gave up":
+        outbox.delete(row)
         log.error("notification given up after 24 hours of retries", extra={**context, "status": status})
     else:
-        delay = min(FIRST_DELAY_SECONDS * 2**attempt, MAX_DELAY_SECONDS)
-        again = {**body, "attempt": attempt + 1, "not_before": iso(now + timedelta(seconds=delay))}
-        requeue(json.dumps(again), delay)
-        log.warning("notification failed, retrying", extra={**context, "status": status, "delay_s": delay})
+        log.warning("notification failed, retrying", extra={**context, "status": status, "attempt": row.tries})
+        return _again(outbox, row, now, requeue)
     return outcome
+
+
+def _again(outbox: Outbox, row: Pending, now: datetime, requeue: Requeue) -> str:
+    """The row moved on by a growing delay and its pointer queued again; a pointer that lost the row to another
+    delivery of it is dropped (that one queues the next)."""
+    delay = min(FIRST_DELAY_SECONDS * 2**row.tries, MAX_DELAY_SECONDS)
+    moved = outbox.update(row.moved(now, delay, tries=row.tries + 1))
+    if moved is None:
+        return "dropped"
+    requeue(moved.pointer(), delay)
+    return "retrying"
 
 
 def _outcome(status: int | None, expired: bool) -> str:
