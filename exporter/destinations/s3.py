@@ -15,9 +15,9 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # boto3 is imported where a client is made or a failure classified: the app's cold start (every
 # Functions instance, also those that never export to S3) does not pay for it.
@@ -54,6 +54,9 @@ from .keyless_s3 import check_either, role_credentials  # KEYLESS HOOK (issue 24
 from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
 from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
 
+if TYPE_CHECKING:
+    import boto3.session
+
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 # What CompleteMultipartUpload takes back from each UploadPart answer (a checksum when the SDK sent one).
@@ -73,7 +76,7 @@ FIELD_ENDPOINT = "destination.endpoint_url"
 
 # ------------------------------------------------------------------ the destination
 
-_session: Any = None  # a boto3 Session
+_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
 
 
@@ -84,7 +87,7 @@ def part_number(index: int) -> int:
     return index + 1
 
 
-def _new_client(**kwargs: Any) -> Any:
+def _new_client(**kwargs: object) -> Any:  # a botocore S3 client (boto3 has no types here)
     """An S3 client with its own credentials, from one shared session.
 
     The shared session keeps the loaded service model (a new session costs ~50-100 ms per client);
@@ -137,7 +140,7 @@ class S3Destination:
     def describe(self) -> DestinationInfo:
         return DestinationInfo(container=self.bucket, masked=self.credentials.masked)
 
-    def _client(self, options: dict[str, Any]) -> Any:
+    def _client(self, options: Mapping[str, object]) -> Any:
         creds = self.credentials
         # Path-style for S3-compatible endpoints (most need it); AWS itself picks its own style.
         style = "path" if creds.endpoint_url else "auto"
@@ -150,7 +153,7 @@ class S3Destination:
             user_agent_extra="event-export",
             proxies={},  # a customer's endpoint is dialled directly, at the address the egress policy checked
         )
-        keys: dict[str, Any] = {
+        keys: dict[str, str | None] = {
             "aws_access_key_id": creds.access_key_id,
             "aws_secret_access_key": creds.secret_access_key,
         }

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..clock import iso, parse_instant
 from ..destinations import destination_fields, destination_kind
-from ..destinations.common import check_prefix
+from ..destinations.common import check_prefix, text_field
 from ..errors import InputError, InternalError
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 from ..export.plan import EventSelection, Selection, events_from_json, events_json
@@ -274,7 +274,7 @@ class DestinationRequest:
         given = kind.credentials(parameters)
         if not kind.complete(given):  # a part of the credentials: the rest stays (KEYLESS HOOK: per form)
             given = kind.merged(kind.from_secret(open_secret(stored.sealed_secret)), given)
-        container = parameters.get(kind.container_field)
+        container = text_field(parameters, kind.container_field)
         return DestinationParams(
             type=stored.type,
             secret=kind.to_secret(given),
