@@ -24,8 +24,6 @@ from ..errors import CredentialError, InputError
 from ..export import destination as protocol
 from ..export.destination import (
     PART_STRIDE,
-    DestinationInfo,
-    ListedFile,
     PartPlacement,
     UploadLost,
     UploadState,
@@ -236,8 +234,8 @@ class AzureBlobDestination:
             **options,
         )
 
-    def describe(self) -> DestinationInfo:
-        return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
+    def describe(self) -> protocol.DestinationInfo:
+        return protocol.DestinationInfo(container=self.container_name, masked=self.credentials.masked)
 
     def verify(self, test_file_name: str) -> Verification:
         """Check the BlobEndpoint (or the account URL) against the egress policy (before any connection), then write
@@ -287,11 +285,11 @@ class AzureBlobDestination:
 
     # -------------------------------------------------------------- reading back (the delivery audit)
 
-    def list_files(self) -> Iterator[ListedFile]:
+    def list_files(self) -> Iterator[protocol.ListedFile]:
         prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
         with self.errors.mapped():
             for blob in self.client.list_blobs(name_starts_with=prefix):
-                yield ListedFile(blob.name, blob.size)
+                yield protocol.ListedFile(blob.name, blob.size)
 
     def read_file(self, path: str) -> Iterator[bytes]:
         with self.errors.mapped():

@@ -9,12 +9,13 @@ credential parts as JSON) and back, how the masked credentials are shown, and ho
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ..egress import EgressRefused
@@ -116,6 +117,46 @@ class DestinationKind:
         if not any(form & set(given) for form in self.credential_forms):
             other = set()  # only shared fields given (a region, an endpoint): the stored form stays
         return {**{k: v for k, v in stored.items() if k not in other}, **given}
+
+
+class Sealable(Protocol):
+    def to_secret(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BucketBody:
+    """The body of a type whose container is a bucket and whose credential part is sealed as JSON (S3, GCS)."""
+
+    check_bucket: Check
+    credential_checks: Mapping[str, Check]
+    required: tuple[str, ...]
+    credentials: Callable[[Mapping[str, object]], Sealable]  # checked credential fields -> the credentials
+    check_together: Callable[[Mapping[str, object], bool], None]  # KEYLESS HOOK (issue 24)
+
+    def kind(
+        self,
+        name: str,
+        opened: Callable[[str, str, str], Destination],  # (secret, bucket, prefix) -> a client
+        form: Form,
+        credential_forms: tuple[frozenset[str], ...],
+        local: str,
+    ) -> DestinationKind:
+        """The destination type: its masked credentials are shown as the JSON they are stored as."""
+        return DestinationKind(
+            name=name,
+            container_field="bucket",
+            check_container=self.check_bucket,
+            credential_checks=self.credential_checks,
+            required=self.required,
+            to_secret=lambda fields: self.credentials(fields).to_secret(),
+            from_secret=json.loads,
+            open=lambda secret, bucket, prefix: opened(secret, bucket or "", prefix),
+            shown=json.loads,
+            form=form,
+            local=local,
+            check_together=self.check_together,
+            credential_forms=credential_forms,
+        )
 
 
 def text_field(fields: Mapping[str, object], name: str) -> str | None:

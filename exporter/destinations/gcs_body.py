@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import InputError, InternalError
 from ..validation import check_text
-from .common import Check, check_endpoint_url, mask_email, text_field
+from .common import BucketBody, Check, check_endpoint_url, mask_email, text_field
 from .keyless_gcs import check_either, check_impersonate, platform_credentials  # KEYLESS HOOK (issue 24)
 
 if TYPE_CHECKING:
@@ -148,3 +148,6 @@ def credentials_from_fields(fields: Mapping[str, object]) -> GcsCredentials:
     if key is not None and not isinstance(key, dict):
         raise InternalError("destination.service_account_key was not checked as a key file")
     return GcsCredentials(key, text_field(fields, "endpoint_url"), text_field(fields, "impersonate"))
+
+
+BODY = BucketBody(check_bucket, CREDENTIAL_CHECKS, REQUIRED, credentials_from_fields, check_either)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InputError, InternalError
-from .common import Check, check_endpoint_url, check_token, mask_middle, text_field
+from .common import BucketBody, Check, check_endpoint_url, check_token, mask_middle, text_field
 from .keyless_s3 import check_either, check_role_arn  # KEYLESS HOOK (issue 24)
 from .s3_errors import REGION_RE
 
@@ -106,3 +106,6 @@ def credentials_from_fields(fields: Mapping[str, object]) -> S3Credentials:
         text_field(fields, "endpoint_url"),
         text_field(fields, "role_arn"),
     )
+
+
+BODY = BucketBody(check_bucket, CREDENTIAL_CHECKS, REQUIRED, credentials_from_fields, check_either)
