@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
@@ -36,6 +36,9 @@ from .model import (
 from .repo import IntegrationRepo
 from .selection_check import unseen
 
+if TYPE_CHECKING:
+    from ..ucd.catalog import Catalog
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class IntegrationService:
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
-        catalog: Callable[[str], dict[str, Any]] | None = None,
+        catalog: Callable[[str], Catalog] | None = None,
         opening: Callable[[str, str], Opening] | None = None,
     ):
         self.repo = repo
@@ -66,7 +69,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- verification
 
-    def verify(self, account: str, body: Any) -> dict[str, Any]:
+    def verify(self, account: str, body: object) -> dict[str, Any]:
         """Verify authentication for a destination body (or an integration body holding one)."""
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
@@ -100,7 +103,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- create / read
 
-    def create(self, account: str, body: Any, integration_id: str | None = None) -> dict[str, Any]:
+    def create(self, account: str, body: object, integration_id: str | None = None) -> dict[str, Any]:
         """Validate, verify the destination, then store (refused whole on any failure).
 
         `integration_id` (12 hex digits) is for a caller that must create at most once, such as the console's
@@ -192,7 +195,7 @@ class IntegrationService:
             subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified, who=who
         )
 
-    def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
+    def _answer(self, integration: Integration, **extra: object) -> dict[str, Any]:
         body = integration.to_json()
         body["etag"] = integration.etag
         warnings = self._warnings(integration)
@@ -206,7 +209,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- changes
 
-    def update(self, account: str, integration_id: str, body: Any, if_match: str | None = None) -> dict[str, Any]:
+    def update(self, account: str, integration_id: str, body: object, if_match: str | None = None) -> dict[str, Any]:
         """Apply a partial change; credentials (any destination change) are verified first."""
         check_account(account)
         changes = parse_body(body, partial=True)
