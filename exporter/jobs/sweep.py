@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .. import telemetry
 from ..clock import iso
@@ -21,9 +21,6 @@ from ..errors import NotFoundError, StaleRecordError
 from ..integrations.due import DueEntry, Snapshot, due_at
 from ..integrations.model import Status
 from ..windows import export_lag_seconds
-
-if TYPE_CHECKING:
-    from ..ucd.values import Json
 
 log = logging.getLogger(__name__)
 LATE_WINDOWS = 2  # an integration more than this many windows behind is named in the log (the lag alert)
@@ -43,7 +40,7 @@ class SweepOutcome:
     def repaired(self) -> int:
         return self.missing + self.stale + self.rekeyed
 
-    def to_json(self) -> dict[str, Json]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "now": iso(self.now),
             "integrations": self.integrations,
