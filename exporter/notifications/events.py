@@ -10,14 +10,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .config import secret_key
-
-if TYPE_CHECKING:
-    from ..ucd.values import Json
 
 TYPES = {
     "stopped": "export.integration.stopped",
@@ -35,13 +31,13 @@ class Event:
     integration_id: str
     window_start: int
     window_end: int
-    details: tuple[tuple[str, Json], ...] = ()  # file, rows, bytes, sha256; reason for a stop
+    details: tuple[tuple[str, Any], ...] = ()  # file, rows, bytes, sha256; reason for a stop
 
     @property
     def id(self) -> str:
         return f"{self.integration_id}-{self.window_start}-{self.kind}"
 
-    def cloud_event(self, time: str) -> dict[str, object]:
+    def cloud_event(self, time: str) -> dict[str, Any]:
         return {
             "specversion": "1.0",
             "id": self.id,
@@ -59,7 +55,7 @@ class Event:
         }
 
 
-def body_bytes(cloud_event: Mapping[str, object]) -> bytes:
+def body_bytes(cloud_event: dict[str, Any]) -> bytes:
     return json.dumps(cloud_event, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -31,7 +31,6 @@ from .events import TYPES, Event, body_bytes, signed_headers
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..ucd.values import Json
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +69,7 @@ def notify(ctx: Context, integration: Integration, event: Event) -> None:
 
 
 def delivered(ctx: Context, integration: Integration, record: RunRecord) -> None:
-    details: dict[str, Json] = {
-        "file": record.file,
-        "rows": record.rows,
-        "bytes": record.bytes,
-        "sha256": record.sha256 or None,
-    }
+    details = {"file": record.file, "rows": record.rows, "bytes": record.bytes, "sha256": record.sha256 or None}
     window = (record.window_start, record.window_end)
     notify(ctx, integration, Event("delivered", integration.account, integration.id, *window, tuple(details.items())))
 
@@ -88,7 +82,7 @@ def recovered(ctx: Context, integration: Integration) -> None:
     notify(ctx, integration, _state_event("recovered", integration))
 
 
-def _state_event(kind: str, integration: Integration, details: tuple[tuple[str, Json], ...] = ()) -> Event:
+def _state_event(kind: str, integration: Integration, details: tuple[tuple[str, Any], ...] = ()) -> Event:
     """A stop or a recovery is about the window delivery waits on: the next one."""
     if integration.activated_at is None:
         start = end = 0
@@ -164,7 +158,7 @@ def attempt_log(ctx: Context) -> AttemptLog:
     return AttemptLog(ctx.storage.table(NOTIFY_ATTEMPTS_TABLE))
 
 
-def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: Mapping[str, object], now: datetime) -> int | None:
+def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: dict[str, Any], now: datetime) -> int | None:
     """The receiver's status, or None if it could not be reached (or its url is no longer allowed)."""
     try:
         check_notify_url(url, URL_FIELD)  # checked again: the setting may have changed since it was stored
@@ -172,7 +166,7 @@ def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: Mapping[str, 
         return None
     secret = ctx.integrations.secrets.open(sealed_secret)
     body = body_bytes(cloud_event)
-    headers = signed_headers(str(cloud_event["id"]), to_unix(now), body, secret)
+    headers = signed_headers(cloud_event["id"], to_unix(now), body, secret)
     # Connected to the address the policy checked (no second lookup), no redirect followed.
     session = egress.pinned_session(egress.guard(URL_FIELD, **{URL_FIELD: url}))
     try:
