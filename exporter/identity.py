@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -26,9 +26,6 @@ from azure.data.tables import TableClient
 from .errors import ConfigurationError, InternalError
 from .settings import Settings
 from .validation import check_account
-
-if TYPE_CHECKING:
-    from .ucd.values import Json
 
 EXTERNAL_ID_ROW = "aws-external-id"
 EXTERNAL_ID_BYTES = 24  # 32 URL-safe characters: unguessable, and well within STS's 2-1224 characters
@@ -87,7 +84,7 @@ class ExternalIds:
         return str(self.table.get_entity(account, EXTERNAL_ID_ROW)["external_id"])
 
 
-def identity_json(platform: PlatformIdentity, external_id: str) -> dict[str, Json]:
+def identity_json(platform: PlatformIdentity, external_id: str) -> dict[str, Any]:
     """What `integrations identity` answers: the identities to grant, per cloud."""
     return {
         "aws": {"principal_arn": platform.aws_principal_arn or None, "external_id": external_id},

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..clock import Clock, to_unix
 from ..concurrency import retry_on_conflict
@@ -22,6 +22,7 @@ from ..identity import Opening, opening_for
 from ..notifications import NotifyConfig, NotifyRequest, new_secret, notify_after, with_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
+from ..ucd.catalog import Catalog
 from ..validation import check_account
 from . import changelog
 from .model import (
@@ -35,9 +36,6 @@ from .model import (
 )
 from .repo import IntegrationRepo
 from .selection_check import unseen
-
-if TYPE_CHECKING:
-    from ..ucd.catalog import Catalog
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
