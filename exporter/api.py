@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from .integrations.replay import replay_window
 from .logs import redact
 from .members import MemberRepo
 from .ucd.request import parse_upsert
+from .ucd.values import Json
 from .validation import check_account, check_fields, load_json_body
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class ApiRequest:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
-    def json(self) -> Any:
+    def json(self) -> Json:
         return load_json_body(self.body)
 
     def header(self, name: str) -> str | None:
@@ -125,7 +126,7 @@ def _who(request: ApiRequest) -> str:
     return user or OPERATOR
 
 
-OPERATIONS: dict[str, Callable[[Context, ApiRequest], dict]] = {
+OPERATIONS: dict[str, Callable[[Context, ApiRequest], Mapping[str, object]]] = {
     "ucd_upsert": _upsert,
     "ucd_delete_user": lambda ctx, r: ctx.ucd.delete_user(r.params["account"], r.params["user_id"]),
     "ucd_catalog": lambda ctx, r: ctx.ucd.catalog(r.params["account"]),
@@ -177,7 +178,7 @@ def handle(ctx: Context, operation: str, request: ApiRequest) -> ApiResponse:
     try:
         with acting_as(_who(request)):
             body = OPERATIONS[operation](ctx, request)
-        return ApiResponse(routes.OPERATIONS[operation].status, body)
+        return ApiResponse(routes.OPERATIONS[operation].status, dict(body))
     except ExporterError as error:
         body = error.to_json()
         if operation == "integrations_verify":

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import parse_instant, to_unix
 from .context import Context
@@ -25,6 +25,9 @@ from .export.formats import FORMAT_NAMES
 from .export.naming import EXPORT_TYPE, MANIFEST_SUFFIX, join_prefix
 from .runs import RunRecord, RunStatus
 from .validation import check_account
+
+if TYPE_CHECKING:
+    from .ucd.values import Json
 
 ALL_RECORDS = 10**9  # the audit reads every run record of the integration
 
@@ -35,8 +38,8 @@ class Problem:
     window: tuple[int, int] | None = None  # unix seconds [start, end)
     file: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": self.kind}
+    def to_json(self) -> dict[str, Json]:
+        body: dict[str, Json] = {"kind": self.kind}
         if self.window is not None:
             body["window"] = {"start": self.window[0], "end": self.window[1]}
         if self.file is not None:
@@ -53,7 +56,7 @@ class AuditResult:
     def ok(self) -> bool:
         return not self.problems
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         return {"ok": self.ok, "windows": self.windows, "problems": [p.to_json() for p in self.problems]}
 
 
@@ -159,7 +162,7 @@ class Bar(Protocol):
     def advance(self, n: int = 1) -> None: ...
 
 
-ProgressFactory = Callable[[int], AbstractContextManager[Any]]
+ProgressFactory = Callable[[int], AbstractContextManager[Bar]]
 _progress: contextvars.ContextVar[ProgressFactory | None] = contextvars.ContextVar("audit_progress", default=None)
 
 
@@ -180,7 +183,7 @@ def file_sha256(destination: Destination, path: str, bar: Bar | None = None) -> 
 
 def audit_delivery(
     ctx: Context, account: str, integration_id: str, start: str | None = None, end: str | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # the console reads it
     """Check the integration's destination against its run records; `start`/`end` (ISO 8601) bound it."""
     check_account(account)
     integration = ctx.repo.get(account, integration_id)

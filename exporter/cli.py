@@ -226,7 +226,7 @@ def _read_body(name: str) -> bytes:
         raise InputError(f"cannot read {name!r}: {error.strerror}", field="file") from None
 
 
-def _print(body: Any) -> None:
+def _print(body: object) -> None:
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
 
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -375,7 +375,19 @@ class NoRedirects:
         return None
 
 
-def pin_session(session: Any, guard: Guard) -> Any:
+class Pinnable(Protocol):
+    """A requests.Session with NoRedirects mixed in (the only sessions pinned)."""
+
+    guard: Guard
+    trust_env: bool
+
+    def mount(self, prefix: str, adapter: requests.adapters.BaseAdapter) -> None: ...
+
+
+S = TypeVar("S", bound=Pinnable)
+
+
+def pin_session(session: S, guard: Guard) -> S:
     """`session` (a requests.Session) with pinned connections, no redirects and no proxies or netrc from the environment."""
     adapter = _pinned_adapter(guard)
     session.mount("https://", adapter)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -111,7 +110,7 @@ def window_span(
     account: str, integration_id: str, start: int, end: int, destination_type: str | None = None
 ) -> Iterator[Span]:
     """Span "export.window" around one window's export; an exception is recorded and marks it failed."""
-    attributes: dict[str, Any] = {
+    attributes: dict[str, str | int] = {
         **_attrs(account, integration_id, destination_type),
         "window.start": int(start),
         "window.end": int(end),

@@ -9,7 +9,7 @@ import json
 import math
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import InputError
 
@@ -61,7 +61,7 @@ def _unique_keys(pairs: list[tuple[str, Json]]) -> dict[str, Json]:
     return result
 
 
-def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
+def load_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Json:
     """Parse a request body; non-finite numbers, duplicate keys and nesting beyond MAX_DEPTH are refused."""
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > max_bytes:
@@ -129,7 +129,7 @@ def check_text(value: object, field_name: str) -> None:
             stack.extend(item)
 
 
-def check_fields(value: object, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, Any]:
+def check_fields(value: object, allowed: set[str], where: str, what: str = "a JSON object") -> dict[str, object]:
     """A JSON object with no field outside `allowed`; errors name the path."""
     if not isinstance(value, dict):
         raise InputError(f"must be {what}", field=where)

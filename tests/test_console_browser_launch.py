@@ -18,7 +18,6 @@ from tests.browser_helpers import (  # noqa: F401
     Visit,
     authentication,
     chromium,
-    configure_and_launch,
     host,
     visit,
 )

@@ -13,7 +13,6 @@ import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -61,7 +60,7 @@ class Visit:
     def csrf(self) -> str:
         return self.console.signer.csrf_token(self.session, self.user)
 
-    def page(self, status: int, template: str, **values: Any) -> Response:
+    def page(self, status: int, template: str, **values: object) -> Response:
         """A page with what every page shows: the user, sign-out, the CSRF token of its forms."""
         return html(
             status,

@@ -3,6 +3,7 @@ signing secret" for the notifications (shown once, in this answer only: never st
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..api import http_status
@@ -69,7 +70,7 @@ def attempts(visit: Visit, item: dict[str, Any]) -> list[str]:
     return [a.words for a in attempt_log(visit.ctx).last(visit.account, item["id"])]
 
 
-def _pages() -> Any:
+def _pages() -> ModuleType:
     from . import pages  # pages imports this module for `attempts`
 
     return pages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the dispatcher imports this module
@@ -26,7 +27,7 @@ def entries(visit: Visit, integration_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _change(change: dict[str, Any]) -> str:
+def _change(change: Mapping[str, object]) -> str:
     if change.get("changed"):
         return f"{change['field']}: changed"
     if change["old"] is None:
@@ -34,7 +35,7 @@ def _change(change: dict[str, Any]) -> str:
     return f"{change['field']}: {_value(change['old'])} → {_value(change['new'])}"
 
 
-def _value(value: Any) -> str:
+def _value(value: object) -> str:
     if value is None:
         return "none"
     return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "))

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -104,7 +103,7 @@ class Response:
         return [*self.headers.items(), *(("Set-Cookie", c) for c in self.cookies)]
 
 
-def html(status: int, template: str, **context: Any) -> Response:
+def html(status: int, template: str, **context: object) -> Response:
     body = templates.get_template(template).render(**context).encode()
     return Response(status, body, {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS})
 

@@ -49,7 +49,7 @@ def destination_fields() -> set[str]:
     return {"type", "prefix"}.union(*(kind.parameter_fields for kind in DESTINATION_KINDS.values()))
 
 
-def destination_kind(kind: str, field: str = "destination.type") -> DestinationKind:
+def destination_kind(kind: object, field: str = "destination.type") -> DestinationKind:
     """The destination type named `kind`; anything else is refused naming the field."""
     found = DESTINATION_KINDS.get(kind) if isinstance(kind, str) else None
     if found is None:

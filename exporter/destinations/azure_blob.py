@@ -11,9 +11,10 @@ import binascii
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 from urllib.parse import parse_qs, urlsplit
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
@@ -23,8 +24,6 @@ from ..errors import CredentialError, InputError
 from ..export import destination as protocol
 from ..export.destination import (
     PART_STRIDE,
-    DestinationInfo,
-    ListedFile,
     PartPlacement,
     UploadLost,
     UploadState,
@@ -38,7 +37,22 @@ from .azure_errors import ACCOUNT_URL_FIELD, FIELD, AzureErrors, is_permission_r
 from .common import DestinationKind, Form
 
 CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-CLIENT_OPTIONS: dict[str, Any] = {
+
+
+class ClientOptions(TypedDict, total=False):
+    """The storage SDK's transport and retry settings we set (keywords of its clients)."""
+
+    permit_redirects: bool
+    retry_total: int
+    retry_backoff_factor: float
+    initial_backoff: int
+    increment_base: int
+    random_jitter_range: int
+    connection_timeout: int
+    read_timeout: int
+
+
+CLIENT_OPTIONS: ClientOptions = {
     "permit_redirects": False,  # the egress policy: a redirect is refused, never followed
     "retry_total": 3,
     "retry_backoff_factor": 0.5,
@@ -48,7 +62,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
 # Verification answers a waiting customer: no retry (the storage SDK's own back-off starts at 15 s and ignores
 # retry_backoff_factor), so an unreachable endpoint fails in seconds, and the time taken says nothing of
 # what listens there.
-VERIFY_OPTIONS: dict[str, Any] = {
+VERIFY_OPTIONS: ClientOptions = {
     **CLIENT_OPTIONS,
     "retry_total": 0,
     "initial_backoff": 1,
@@ -79,7 +93,7 @@ class BlobCredentials:
         return "account_key" if self.account_key else "sas"
 
 
-def parse_connection_string(text: Any) -> BlobCredentials:
+def parse_connection_string(text: object) -> BlobCredentials:
     """Account key or SAS connection strings (explicit endpoints too) and SAS container URLs."""
     if not isinstance(text, str) or not text.strip():
         raise InputError("is required", field=FIELD)
@@ -88,13 +102,13 @@ def parse_connection_string(text: Any) -> BlobCredentials:
         return _parse_sas_url(text)
     pairs: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
-        key, sep, value = part.partition("=")
-        if not sep or not key:
+        name, sep, value = part.partition("=")
+        if not sep or not name:
             raise InputError(
                 "is malformed: expected Key=Value pairs separated by ';' (copy it from the portal's Access keys page)",
                 field=FIELD,
             )
-        pairs[key.strip().lower()] = value.strip()
+        pairs[name.strip().lower()] = value.strip()
     if pairs.get("usedevelopmentstorage", "").lower() == "true":
         # The emulator's shorthand names a storage on this machine, not the customer's: refused, not guessed at.
         raise InputError(
@@ -152,7 +166,7 @@ def _parse_sas_url(text: str) -> BlobCredentials:
     return BlobCredentials(endpoint, account, sas=parts.query, container=container)
 
 
-def check_container_name(name: Any, field: str = "destination.container") -> str:
+def check_container_name(name: object, field: str = "destination.container") -> str:
     """Azure's container naming rule (S3 and GCS buckets have their own, in s3.py and gcs.py)."""
     if not isinstance(name, str) or not CONTAINER_RE.fullmatch(name):  # `$` alone lets "name\n" through
         raise InputError("must be a container name: 3-63 lowercase letters, digits and single hyphens", field=field)
@@ -175,7 +189,7 @@ def check_staged(blob: BlobClient, staged: Sequence[int], lists: str) -> None:
         raise UploadLost()
 
 
-def _credential(creds: BlobCredentials | keyless_azure.EntraBlob) -> Any:
+def _credential(creds: BlobCredentials | keyless_azure.EntraBlob) -> str | dict[str, str] | TokenCredential | None:
     """What the storage SDK signs with: the account key, the SAS, or (KEYLESS HOOK, issue 24) the platform's
     application signed in to the customer's tenant."""
     if isinstance(creds, keyless_azure.EntraBlob):
@@ -204,10 +218,14 @@ class AzureBlobDestination:
         self._credential = _credential(self.credentials)
         self.client = self._client(CLIENT_OPTIONS)
 
-    def _client(self, options: dict[str, Any]) -> ContainerClient:
+    def _client(self, options: ClientOptions) -> ContainerClient:
         """A client whose connections are pinned by the egress policy (its own transport and session)."""
-        timeouts = {k: options[k] for k in ("connection_timeout", "read_timeout")}
-        transport = RequestsTransport(session=egress.pinned_session(self._guard), session_owner=False, **timeouts)
+        transport = RequestsTransport(
+            session=egress.pinned_session(self._guard),
+            session_owner=False,
+            connection_timeout=options["connection_timeout"],
+            read_timeout=options["read_timeout"],
+        )
         return ContainerClient(
             self.credentials.blob_endpoint,
             self.container_name,
@@ -216,8 +234,8 @@ class AzureBlobDestination:
             **options,
         )
 
-    def describe(self) -> DestinationInfo:
-        return DestinationInfo(container=self.container_name, masked=self.credentials.masked)
+    def describe(self) -> protocol.DestinationInfo:
+        return protocol.DestinationInfo(container=self.container_name, masked=self.credentials.masked)
 
     def verify(self, test_file_name: str) -> Verification:
         """Check the BlobEndpoint (or the account URL) against the egress policy (before any connection), then write
@@ -267,11 +285,11 @@ class AzureBlobDestination:
 
     # -------------------------------------------------------------- reading back (the delivery audit)
 
-    def list_files(self) -> Iterator[ListedFile]:
+    def list_files(self) -> Iterator[protocol.ListedFile]:
         prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
         with self.errors.mapped():
             for blob in self.client.list_blobs(name_starts_with=prefix):
-                yield ListedFile(blob.name, blob.size)
+                yield protocol.ListedFile(blob.name, blob.size)
 
     def read_file(self, path: str) -> Iterator[bytes]:
         with self.errors.mapped():
@@ -292,7 +310,7 @@ class AzureBlobDestination:
         return True
 
 
-def _check_connection_string(value: Any, field: str = FIELD) -> str:
+def _check_connection_string(value: object, field: str = FIELD) -> str:
     """A non-empty string; it is parsed when the destination is opened (verification reports what is wrong)."""
     if not isinstance(value, str) or not value.strip():
         raise InputError("must be a non-empty string", field=field)

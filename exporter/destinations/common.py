@@ -9,12 +9,13 @@ credential parts as JSON) and back, how the masked credentials are shown, and ho
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ..egress import EgressRefused
@@ -32,7 +33,7 @@ MAX_SECRET = 4096
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 ENDPOINT_HINT = "Only for S3-compatible storage or an emulator; leave empty for the cloud service."
-Check = Callable[[Any, str], Any]  # (value, field) -> the checked value, or InputError naming the field
+Check = Callable[[object, str], object]  # (value, field) -> the checked value, or InputError naming the field
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,16 @@ class DestinationKind:
     check_container: Check  # that type's naming rule (None passes where the container is optional)
     credential_checks: Mapping[str, Check]  # the body's credential fields and their checks
     required: tuple[str, ...]  # the fields a complete body must give
-    to_secret: Callable[[Mapping[str, Any]], str]  # checked credential fields -> the secret text (sealed at rest)
-    from_secret: Callable[[str], dict[str, Any]]  # the secret text -> its credential fields (to merge an update)
+    to_secret: Callable[[Mapping[str, object]], str]  # checked credential fields -> the secret text (sealed at rest)
+    from_secret: Callable[[str], dict[str, object]]  # the secret text -> its credential fields (to merge an update)
     open: Callable[[str, str | None, str], Destination]  # (secret, container, prefix) -> a client
-    shown: Callable[[str], dict[str, Any]]  # the stored masked credentials -> the fields the API shows
+    shown: Callable[[str], dict[str, object]]  # the stored masked credentials -> the fields the API shows
     form: Form  # the console's words for it
     # "module:attribute" of its LocalKind (exporter/local/kinds.py): the demo's and the tests' server and target.
     # A name, not an import, so the deployed code never loads the local tools.
     local: str = ""
     # KEYLESS HOOK (issue 24): a check across credential fields, e.g. S3's role or access key, not both.
-    check_together: Callable[[dict[str, Any], bool], None] | None = None  # (checked fields, partial)
+    check_together: Callable[[Mapping[str, object], bool], None] | None = None  # (checked fields, partial)
     # KEYLESS HOOK (issue 24): credential forms that exclude each other (a key, or keyless); an update giving
     # one form's fields drops the other form's stored ones.
     credential_forms: tuple[frozenset[str], ...] = ()
@@ -82,12 +83,12 @@ class DestinationKind:
         """The body fields of this type besides `type` and `prefix`."""
         return frozenset({self.container_field, *self.credential_checks})
 
-    def check(self, given: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
+    def check(self, given: Mapping[str, object], *, partial: bool) -> dict[str, object]:
         """Check a body's own fields (no `type`, no `prefix`); a complete body (`partial=False`) gives every required one."""
         foreign = sorted(set(given) - self.parameter_fields)
         if foreign:
             raise InputError(f"is not a field of an {self.name!r} destination", field=f"destination.{foreign[0]}")
-        checked: dict[str, Any] = {}
+        checked: dict[str, object] = {}
         for name, value in given.items():
             check = self.check_container if name == self.container_field else self.credential_checks[name]
             checked[name] = check(value, f"destination.{name}")
@@ -99,18 +100,18 @@ class DestinationKind:
             self.check_together(checked, partial)
         return checked
 
-    def credentials(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    def credentials(self, parameters: Mapping[str, object]) -> dict[str, object]:
         """The credential fields among checked parameters."""
         return {k: v for k, v in parameters.items() if k in self.credential_checks}
 
-    def complete(self, given: Mapping[str, Any]) -> bool:
+    def complete(self, given: Mapping[str, object]) -> bool:
         """Whether given credential fields are a whole credential (an update then opens no stored secret)."""
         if not self.credential_forms:
             return set(given) == set(self.credential_checks)
         shared = set(self.credential_checks).difference(*self.credential_forms)
         return any(shared | form <= set(given) for form in self.credential_forms)
 
-    def merged(self, stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    def merged(self, stored: Mapping[str, object], given: Mapping[str, object]) -> dict[str, object]:
         """An update's credential fields over the stored ones; giving one form's fields drops the other forms'."""
         other = {name for form in self.credential_forms if not form & set(given) for name in form}
         if not any(form & set(given) for form in self.credential_forms):
@@ -118,7 +119,55 @@ class DestinationKind:
         return {**{k: v for k, v in stored.items() if k not in other}, **given}
 
 
-def check_prefix(value: Any, field: str = "destination.prefix") -> str:
+class Sealable(Protocol):
+    def to_secret(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BucketBody:
+    """The body of a type whose container is a bucket and whose credential part is sealed as JSON (S3, GCS)."""
+
+    check_bucket: Check
+    credential_checks: Mapping[str, Check]
+    required: tuple[str, ...]
+    credentials: Callable[[Mapping[str, object]], Sealable]  # checked credential fields -> the credentials
+    check_together: Callable[[Mapping[str, object], bool], None]  # KEYLESS HOOK (issue 24)
+
+    def kind(
+        self,
+        name: str,
+        opened: Callable[[str, str, str], Destination],  # (secret, bucket, prefix) -> a client
+        form: Form,
+        credential_forms: tuple[frozenset[str], ...],
+        local: str,
+    ) -> DestinationKind:
+        """The destination type: its masked credentials are shown as the JSON they are stored as."""
+        return DestinationKind(
+            name=name,
+            container_field="bucket",
+            check_container=self.check_bucket,
+            credential_checks=self.credential_checks,
+            required=self.required,
+            to_secret=lambda fields: self.credentials(fields).to_secret(),
+            from_secret=json.loads,
+            open=lambda secret, bucket, prefix: opened(secret, bucket or "", prefix),
+            shown=json.loads,
+            form=form,
+            local=local,
+            check_together=self.check_together,
+            credential_forms=credential_forms,
+        )
+
+
+def text_field(fields: Mapping[str, object], name: str) -> str | None:
+    """A checked text field of a body (a container, a key id); None when it is not given."""
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InternalError(f"destination.{name} was not checked as text")
+    return value
+
+
+def check_prefix(value: object, field: str = "destination.prefix") -> str:
     """A path prefix, the same rule for every type; null is the container or bucket root."""
     prefix = "" if value is None else value
     if (
@@ -144,7 +193,7 @@ def check_prefix(value: Any, field: str = "destination.prefix") -> str:
     return prefix
 
 
-def check_token(value: Any, field: str, what: str, max_length: int = MAX_SECRET) -> str:
+def check_token(value: object, field: str, what: str, max_length: int = MAX_SECRET) -> str:
     """A non-empty string without whitespace or control characters (keys, key ids)."""
     if (
         not isinstance(value, str)
@@ -159,7 +208,7 @@ def check_token(value: Any, field: str, what: str, max_length: int = MAX_SECRET)
     return value
 
 
-def check_endpoint_url(value: Any, field: str = "destination.endpoint_url") -> str | None:
+def check_endpoint_url(value: object, field: str = "destination.endpoint_url") -> str | None:
     """Optional http(s) base URL; no user info, query or fragment (they could carry secrets into responses)."""
     if value is None:
         return None
@@ -235,7 +284,7 @@ class ErrorMap:
 def refusal_in(exc: BaseException) -> EgressRefused | None:
     """The egress policy's refusal behind an SDK's exception (SDKs wrap what a connection raised)."""
     seen: list[BaseException] = []
-    todo: list[Any] = [exc]
+    todo: list[object] = [exc]
     while todo and len(seen) < 16:
         item = todo.pop()
         if not isinstance(item, BaseException) or any(item is s for s in seen):

@@ -18,7 +18,6 @@ policy (exporter/egress.py).
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -31,8 +30,6 @@ from ..errors import ExporterError, InternalError, TransientError
 from ..export import destination as protocol
 from ..export.destination import (
     READ_CHUNK,
-    DestinationInfo,
-    ListedFile,
     PartPlacement,
     UploadLost,
     UploadState,
@@ -41,12 +38,11 @@ from ..export.destination import (
 from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
 from . import common
-from .common import DELETE_NOTE, VERIFY_CONTENT, DestinationKind
-from .gcs_body import CREDENTIAL_CHECKS, REQUIRED, TOKEN_FIELD, GcsCredentials, check_bucket, credentials_from_fields
+from .common import DELETE_NOTE, VERIFY_CONTENT
+from .gcs_body import BODY, TOKEN_FIELD, GcsCredentials, check_bucket
 from .gcs_errors import GcsErrors
 from .gcs_relay import relay
 from .gcs_transport import authorized_session, verify_retry
-from .keyless_gcs import check_either  # KEYLESS HOOK (issue 24)
 
 ENDPOINT_FIELD = "destination.endpoint_url"
 CHUNK = 256 * 1024  # GCS: every chunk but the last is a multiple of this
@@ -109,8 +105,8 @@ class GcsDestination:
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> GcsDestination:
         return cls(GcsCredentials.from_secret(secret), bucket, prefix)
 
-    def describe(self) -> DestinationInfo:
-        return DestinationInfo(container=self.bucket, masked=self.credentials.masked)
+    def describe(self) -> protocol.DestinationInfo:
+        return protocol.DestinationInfo(container=self.bucket, masked=self.credentials.masked)
 
     def _classify(self, exc: BaseException, operation: str | None = None) -> ExporterError:
         """Ours, or the exception itself re-raised (a bug of ours)."""
@@ -142,11 +138,11 @@ class GcsDestination:
 
     # -------------------------------------------------------------- reading back (the delivery audit)
 
-    def list_files(self) -> Iterator[ListedFile]:
+    def list_files(self) -> Iterator[protocol.ListedFile]:
         prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else None
         try:
             for blob in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT):
-                yield ListedFile(blob.name, int(blob.size or 0))
+                yield protocol.ListedFile(blob.name, int(blob.size or 0))
         except Exception as exc:  # noqa: BLE001
             raise self._classify(exc, "read") from None
 
@@ -365,17 +361,10 @@ def _range_end(response: requests.Response) -> int:
     return int(found[1]) + 1 if found else 0
 
 
-KIND = DestinationKind(
-    name="gcs",
-    container_field="bucket",
-    check_container=check_bucket,
-    credential_checks=CREDENTIAL_CHECKS,
-    required=REQUIRED,
-    to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
-    from_secret=json.loads,
-    open=lambda secret, bucket, prefix: GcsDestination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # the masked client email (or whom to impersonate), the endpoint
-    check_together=check_either,  # KEYLESS HOOK (issue 24)
+# Shown: the masked client email (or whom to impersonate), the endpoint.
+KIND = BODY.kind(
+    "gcs",
+    GcsDestination.from_secret,
     credential_forms=(frozenset({"service_account_key"}), frozenset({"impersonate"})),
     form=common.Form(
         "Google Cloud Storage",

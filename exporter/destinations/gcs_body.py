@@ -6,14 +6,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ..errors import InputError
+from ..errors import InputError, InternalError
 from ..validation import check_text
-from .common import Check, check_endpoint_url, mask_email
+from .common import BucketBody, Check, check_endpoint_url, mask_email, text_field
 from .keyless_gcs import check_either, check_impersonate, platform_credentials  # KEYLESS HOOK (issue 24)
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
 
 REQUIRED = ("bucket",)  # no key: the platform's identity (KEYLESS HOOK, issue 24)
 KEY_FIELD = "destination.service_account_key"
@@ -29,7 +32,7 @@ SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 
 
-def check_bucket(value: Any, field: str = "destination.bucket") -> str:
+def check_bucket(value: object, field: str = "destination.bucket") -> str:
     """Cloud Storage's bucket naming rule ('_' and dotted names up to 222 characters, unlike S3 and Azure)."""
     if (
         not isinstance(value, str)
@@ -51,7 +54,7 @@ def check_bucket(value: Any, field: str = "destination.bucket") -> str:
     return value
 
 
-def check_service_account_key(value: Any, field: str = KEY_FIELD) -> dict[str, Any]:
+def check_service_account_key(value: object, field: str = KEY_FIELD) -> dict[str, str]:
     """A service-account key file (the JSON object Google issues), with a private key that parses."""
     if not isinstance(value, dict):
         raise InputError("must be the service account's JSON key file (an object)", field=field)
@@ -125,7 +128,7 @@ class GcsCredentials:
     def endpoint(self) -> str:
         return self.endpoint_url or DEFAULT_ENDPOINT
 
-    def google_credentials(self) -> Any:
+    def google_credentials(self) -> Credentials:
         """The google-auth service-account credentials (their token flow signs a JWT with the key)."""
         from google.auth import exceptions as auth_exceptions
         from google.oauth2 import service_account
@@ -138,7 +141,13 @@ class GcsCredentials:
             raise InputError("is not a usable service account key", field=KEY_FIELD) from None
 
 
-def credentials_from_fields(fields: Mapping[str, Any]) -> GcsCredentials:
+def credentials_from_fields(fields: Mapping[str, object]) -> GcsCredentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
     check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
-    return GcsCredentials(fields.get("service_account_key"), fields.get("endpoint_url"), fields.get("impersonate"))
+    key = fields.get("service_account_key")
+    if key is not None and not isinstance(key, dict):
+        raise InternalError("destination.service_account_key was not checked as a key file")
+    return GcsCredentials(key, text_field(fields, "endpoint_url"), text_field(fields, "impersonate"))
+
+
+BODY = BucketBody(check_bucket, CREDENTIAL_CHECKS, REQUIRED, credentials_from_fields, check_either)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
@@ -65,7 +64,7 @@ def token_answer_problem(status: int, body: bytes) -> bool:
     return not isinstance(data, dict) or not isinstance(data.get("access_token"), str)
 
 
-def _oauth_refusal(exc: Any) -> bool:
+def _oauth_refusal(exc: BaseException) -> bool:
     data = exc.args[1] if len(exc.args) > 1 else None
     return isinstance(data, dict) and data.get("error") in OAUTH_REFUSALS
 

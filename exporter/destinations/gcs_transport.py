@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import egress
 from .gcs_errors import UnusableTokenAnswer, token_answer_problem
 
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.auth.credentials import Credentials
+    from google.auth.transport import Response
+    from google.auth.transport.requests import AuthorizedSession
 
-def verify_retry(*urls: str | None) -> Any:
+
+def verify_retry(*urls: str | None) -> Retry | None:
     """Verification answers a waiting customer: a few seconds of retries with Google itself; none when an address
     is a customer's, whose answer (or silence) comes at once, so the time taken says nothing of what is there."""
     if any(url and not egress.trusted_url(url) for url in urls):
@@ -19,7 +25,7 @@ def verify_retry(*urls: str | None) -> Any:
     return DEFAULT_RETRY.with_timeout(4).with_delay(initial=0.5, maximum=2)
 
 
-def authorized_session(google: Any, guard: egress.Guard, keyless: bool = False) -> Any:
+def authorized_session(google: Credentials, guard: egress.Guard, keyless: bool = False) -> AuthorizedSession:
     """An authorized session whose every connection (token requests too) is pinned by the egress policy.
 
     KEYLESS HOOK (issue 24): without a key, tokens come from the operator's endpoints (Google's STS and IAM
@@ -30,7 +36,7 @@ def authorized_session(google: Any, guard: egress.Guard, keyless: bool = False) 
     class TokenRequest(Request):
         """A token answer that is not a token is refused here (google-auth would fail on it with a TypeError)."""
 
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        def __call__(self, *args: object, **kwargs: object) -> Response:
             response = super().__call__(*args, **kwargs)
             if token_answer_problem(response.status, response.data):
                 raise UnusableTokenAnswer()

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import InputError
@@ -25,11 +25,17 @@ from ..identity import PlatformIdentity, current_opening
 from ..validation import check_text
 from .azure_errors import ACCOUNT_URL_FIELD, EntraSignInFailed
 
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+    from azure.identity import ClientAssertionCredential
+
+T = TypeVar("T")
+
 TENANT_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
 
 
-def check_account_url(value: Any, field: str = ACCOUNT_URL_FIELD) -> str:
+def check_account_url(value: object, field: str = ACCOUNT_URL_FIELD) -> str:
     """The storage account's blob endpoint, https://acct.blob.core.windows.net (https: tokens need it)."""
     if not isinstance(value, str) or len(value) > 2048:
         raise InputError("must be the account's blob URL such as https://acct.blob.core.windows.net", field=field)
@@ -43,13 +49,13 @@ def check_account_url(value: Any, field: str = ACCOUNT_URL_FIELD) -> str:
     return value.strip().rstrip("/")
 
 
-def check_tenant_id(value: Any, field: str = "destination.tenant_id") -> str:
+def check_tenant_id(value: object, field: str = "destination.tenant_id") -> str:
     if not isinstance(value, str) or not TENANT_RE.fullmatch(value):
         raise InputError("must be your Microsoft Entra tenant id (a GUID)", field=field)
     return value.lower()
 
 
-def check_either(checked: dict[str, Any], partial: bool) -> None:
+def check_either(checked: Mapping[str, object], partial: bool) -> None:
     """A connection string, or an account URL with a tenant (keyless), not both."""
     keyless = [name for name in ("account_url", "tenant_id") if checked.get(name) is not None]
     if keyless and checked.get("connection_string") is not None:
@@ -69,18 +75,18 @@ def is_keyless(secret: str) -> bool:
     return secret.lstrip().startswith("{")
 
 
-def to_secret(fields: Mapping[str, Any]) -> str:
-    check_either(dict(fields), partial=False)  # a merged update too: a key and a tenant is refused
+def to_secret(fields: Mapping[str, object]) -> str:
+    check_either(fields, partial=False)  # a merged update too: a key and a tenant is refused
     if fields.get("connection_string") is not None:
         return str(fields["connection_string"])
     return json.dumps({"account_url": fields["account_url"], "tenant_id": fields["tenant_id"]})
 
 
-def from_secret(secret: str) -> dict[str, Any]:
+def from_secret(secret: str) -> dict[str, object]:
     return json.loads(secret) if is_keyless(secret) else {"connection_string": secret}
 
 
-def shown(masked: str) -> dict[str, Any]:
+def shown(masked: str) -> dict[str, object]:
     return json.loads(masked) if is_keyless(masked) else {"connection_string": masked}
 
 
@@ -107,11 +113,11 @@ def parse(secret: str) -> EntraBlob:
     return EntraBlob(check_account_url(fields["account_url"]), check_tenant_id(fields["tenant_id"]))
 
 
-_credentials: dict[tuple[PlatformIdentity, str], Any] = {}
+_credentials: dict[tuple[PlatformIdentity, str], _Worded] = {}
 _lock = threading.Lock()
 
 
-def credential(tenant_id: str) -> Any:
+def credential(tenant_id: str) -> _Worded:
     """The platform application's credential in `tenant_id` (one per tenant: azure-identity caches its tokens)."""
     platform = current_opening("an Azure destination by Entra ID").platform
     if not platform.azure_client_id:
@@ -126,7 +132,7 @@ def credential(tenant_id: str) -> Any:
         return found
 
 
-def _assertion_credential(platform: PlatformIdentity, tenant_id: str) -> Any:
+def _assertion_credential(platform: PlatformIdentity, tenant_id: str) -> ClientAssertionCredential:
     from azure.identity import ClientAssertionCredential, ManagedIdentityCredential
 
     # The app's user-assigned identity (the one its storage uses); its token is the application's proof.
@@ -135,7 +141,7 @@ def _assertion_credential(platform: PlatformIdentity, tenant_id: str) -> Any:
     def assertion() -> str:
         return str(identity.get_token(EXCHANGE_SCOPE).token)
 
-    options: dict[str, Any] = {}
+    options: dict[str, str | bool] = {}
     if platform.azure_authority_host:  # an operator setting (a sovereign cloud, or the loopback stand-in)
         options = {"authority": platform.azure_authority_host, "disable_instance_discovery": True}
     return ClientAssertionCredential(tenant_id, platform.azure_client_id, assertion, **options)
@@ -145,16 +151,25 @@ class _Worded:
     """A TokenCredential whose failures are tagged for the container's error map (azure_errors.sign_in_failure),
     which says what the customer must do; azure-identity's text (Entra's answer) is dropped."""
 
-    def __init__(self, inner: Any, platform: PlatformIdentity):
+    def __init__(self, inner: ClientAssertionCredential, platform: PlatformIdentity):
         self.inner, self.platform = inner, platform
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        return self._worded(lambda: self.inner.get_token(*scopes, **kwargs))
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: object,
+    ) -> AccessToken:
+        return self._worded(
+            lambda: self.inner.get_token(*scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs)
+        )
 
-    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         return self._worded(lambda: self.inner.get_token_info(*scopes, options=options))
 
-    def _worded(self, call: Any) -> Any:
+    def _worded(self, call: Callable[[], T]) -> T:
         from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
         try:

@@ -10,18 +10,23 @@ google-auth runs every step; no key exists on either side.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, InputError
 from ..identity import current_opening
 from .gcs_errors import PlatformTokenFailed
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.auth.transport import Request
 
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 SERVICE_ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]{1,200}\.iam\.gserviceaccount\.com$")
 LIFETIME_SECONDS = 3600
 
 
-def check_impersonate(value: Any, field: str = "destination.impersonate") -> str | None:
+def check_impersonate(value: object, field: str = "destination.impersonate") -> str | None:
     """A service account's email, sa@project.iam.gserviceaccount.com (null: the platform's own identity)."""
     if value is None:
         return None
@@ -32,7 +37,7 @@ def check_impersonate(value: Any, field: str = "destination.impersonate") -> str
     return value
 
 
-def check_either(checked: dict[str, Any], partial: bool) -> None:
+def check_either(checked: Mapping[str, object], partial: bool) -> None:
     """A key, or the platform's identity (optionally impersonating): a key with `impersonate` is refused."""
     if checked.get("impersonate") is not None and checked.get("service_account_key") is not None:
         raise InputError(
@@ -42,7 +47,7 @@ def check_either(checked: dict[str, Any], partial: bool) -> None:
         )
 
 
-def platform_credentials(impersonate: str | None) -> Any:
+def platform_credentials(impersonate: str | None) -> Credentials:
     """The platform's Google credentials (ADC), impersonating `impersonate` when given; refusals become ours."""
     import google.auth
     from google.auth import exceptions as auth_exceptions
@@ -77,7 +82,7 @@ def platform_credentials(impersonate: str | None) -> Any:
     return credentials
 
 
-def _refusals_tagged(credentials: Any, platform_account: str, impersonate: str | None) -> None:
+def _refusals_tagged(credentials: Credentials, platform_account: str, impersonate: str | None) -> None:
     """A failed token request (exchange or impersonation) is tagged with its step, for the error map's words.
 
     The refresh is wrapped on this instance: google-auth calls it before a request, and the storage client
@@ -88,7 +93,7 @@ def _refusals_tagged(credentials: Any, platform_account: str, impersonate: str |
 
     refresh = credentials.refresh
 
-    def refreshed(request: Any) -> None:
+    def refreshed(request: Request) -> None:
         try:
             refresh(request)
         except (auth_exceptions.RefreshError, auth_exceptions.OAuthError) as exc:  # exchange refusals are OAuthError
@@ -97,4 +102,5 @@ def _refusals_tagged(credentials: Any, platform_account: str, impersonate: str |
         except auth_exceptions.TransportError:
             raise PlatformTokenFailed(platform_account, impersonate, transient=True) from None
 
-    credentials.refresh = refreshed
+    # Wrapped on this instance only (its class's refresh is google-auth's): an instance attribute, set as one.
+    vars(credentials)["refresh"] = refreshed

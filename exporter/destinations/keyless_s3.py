@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import InputError
 from ..identity import Opening, current_opening
@@ -31,7 +30,7 @@ SESSION_NAME_RE = re.compile(r"[^\w+=,.@-]")
 STS_OPTIONS = {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 30}
 
 
-def check_role_arn(value: Any, field: str = "destination.role_arn") -> str:
+def check_role_arn(value: object, field: str = "destination.role_arn") -> str:
     """An IAM role's ARN, arn:aws:iam::123456789012:role/name (a path is allowed)."""
     if not isinstance(value, str) or not ROLE_ARN_RE.fullmatch(value):
         raise InputError("must be an IAM role ARN such as arn:aws:iam::123456789012:role/event-export", field=field)
@@ -118,7 +117,7 @@ def assume_role(opening: Opening, role_arn: str, region: str) -> SessionCredenti
     )
 
 
-def check_either(checked: dict[str, Any], partial: bool) -> None:
+def check_either(checked: Mapping[str, object], partial: bool) -> None:
     """A body gives a role or an access key, not both; a complete one gives one of them whole."""
     keys = [name for name in ("access_key_id", "secret_access_key") if checked.get(name) is not None]
     if checked.get("role_arn") is not None and keys:

@@ -13,11 +13,10 @@ egress policy (exporter/egress.py): the client's connections are pinned to check
 from __future__ import annotations
 
 import copy
-import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # boto3 is imported where a client is made or a failure classified: the app's cold start (every
 # Functions instance, also those that never export to S3) does not pay for it.
@@ -27,8 +26,6 @@ from ..export import destination as protocol
 from ..export.destination import (
     PART_STRIDE,
     READ_CHUNK,
-    DestinationInfo,
-    ListedFile,
     PartPlacement,
     UploadLost,
     UploadState,
@@ -42,7 +39,6 @@ from .common import (
     REDIRECTS,
     VERIFY_CONTENT,
     Classify,
-    DestinationKind,
     Form,
     Upload,
     Uploads,
@@ -50,9 +46,12 @@ from .common import (
     refusal_in,
     translated,
 )
-from .keyless_s3 import check_either, role_credentials  # KEYLESS HOOK (issue 24)
-from .s3_body import CREDENTIAL_CHECKS, REQUIRED, S3Credentials, check_bucket, credentials_from_fields
+from .keyless_s3 import role_credentials  # KEYLESS HOOK (issue 24)
+from .s3_body import BODY, S3Credentials, check_bucket
 from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
+
+if TYPE_CHECKING:
+    import boto3.session
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
@@ -73,7 +72,7 @@ FIELD_ENDPOINT = "destination.endpoint_url"
 
 # ------------------------------------------------------------------ the destination
 
-_session: Any = None  # a boto3 Session
+_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
 
 
@@ -84,7 +83,7 @@ def part_number(index: int) -> int:
     return index + 1
 
 
-def _new_client(**kwargs: Any) -> Any:
+def _new_client(**kwargs: object) -> Any:  # a botocore S3 client (boto3 has no types here)
     """An S3 client with its own credentials, from one shared session.
 
     The shared session keeps the loaded service model (a new session costs ~50-100 ms per client);
@@ -134,10 +133,10 @@ class S3Destination:
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> S3Destination:
         return cls(S3Credentials.from_secret(secret), bucket, prefix)
 
-    def describe(self) -> DestinationInfo:
-        return DestinationInfo(container=self.bucket, masked=self.credentials.masked)
+    def describe(self) -> protocol.DestinationInfo:
+        return protocol.DestinationInfo(container=self.bucket, masked=self.credentials.masked)
 
-    def _client(self, options: dict[str, Any]) -> Any:
+    def _client(self, options: Mapping[str, object]) -> Any:
         creds = self.credentials
         # Path-style for S3-compatible endpoints (most need it); AWS itself picks its own style.
         style = "path" if creds.endpoint_url else "auto"
@@ -150,7 +149,7 @@ class S3Destination:
             user_agent_extra="event-export",
             proxies={},  # a customer's endpoint is dialled directly, at the address the egress policy checked
         )
-        keys: dict[str, Any] = {
+        keys: dict[str, str | None] = {
             "aws_access_key_id": creds.access_key_id,
             "aws_secret_access_key": creds.secret_access_key,
         }
@@ -199,12 +198,12 @@ class S3Destination:
 
     # -------------------------------------------------------------- reading back (the delivery audit)
 
-    def list_files(self) -> Iterator[ListedFile]:
+    def list_files(self) -> Iterator[protocol.ListedFile]:
         prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    yield ListedFile(item["Key"], int(item["Size"]))
+                    yield protocol.ListedFile(item["Key"], int(item["Size"]))
         except Exception as exc:  # noqa: BLE001
             raise self._fail_with("read")(exc) from None
 
@@ -366,17 +365,10 @@ class S3Destination:
                 self._abort(path, upload)
 
 
-KIND = DestinationKind(
-    name="s3",
-    container_field="bucket",
-    check_container=check_bucket,
-    credential_checks=CREDENTIAL_CHECKS,
-    required=REQUIRED,
-    to_secret=lambda fields: credentials_from_fields(fields).to_secret(),
-    from_secret=json.loads,
-    open=lambda secret, bucket, prefix: S3Destination.from_secret(secret, bucket or "", prefix),
-    shown=json.loads,  # region, the masked key id (or the role), the endpoint
-    check_together=check_either,  # KEYLESS HOOK (issue 24)
+# Shown: the region, the masked key id (or the role), the endpoint.
+KIND = BODY.kind(
+    "s3",
+    S3Destination.from_secret,
     credential_forms=(frozenset({"access_key_id", "secret_access_key"}), frozenset({"role_arn"})),
     form=Form(
         "Amazon S3",

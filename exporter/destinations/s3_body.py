@@ -6,10 +6,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..errors import InputError
-from .common import Check, check_endpoint_url, check_token, mask_middle
+from ..errors import InputError, InternalError
+from .common import BucketBody, Check, check_endpoint_url, check_token, mask_middle, text_field
 from .keyless_s3 import check_either, check_role_arn  # KEYLESS HOOK (issue 24)
 from .s3_errors import REGION_RE
 
@@ -21,7 +20,7 @@ BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
-def check_bucket(value: Any, field: str = "destination.bucket") -> str:
+def check_bucket(value: object, field: str = "destination.bucket") -> str:
     """S3's bucket naming rule (not Azure's container rule: dots are allowed), as AWS publishes it."""
     if not isinstance(value, str) or not BUCKET_RE.fullmatch(value) or ".." in value:
         raise InputError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'", field=field)
@@ -36,7 +35,7 @@ def check_bucket(value: Any, field: str = "destination.bucket") -> str:
     return value
 
 
-def check_region(value: Any, field: str = "destination.region") -> str:
+def check_region(value: object, field: str = "destination.region") -> str:
     if not isinstance(value, str) or not REGION_RE.fullmatch(value):
         raise InputError("must be an AWS region such as eu-west-1", field=field)
     return value
@@ -94,13 +93,19 @@ class S3Credentials:
         return self.endpoint_url or f"https://s3.{self.region}.amazonaws.com"
 
 
-def credentials_from_fields(fields: Mapping[str, Any]) -> S3Credentials:
+def credentials_from_fields(fields: Mapping[str, object]) -> S3Credentials:
     """The credential part of a checked body (or of a stored one merged with an update)."""
     check_either(dict(fields), partial=False)  # KEYLESS HOOK (issue 24): a merged update too
+    region = fields["region"]
+    if not isinstance(region, str):
+        raise InternalError("destination.region was not checked as text")
     return S3Credentials(
-        fields["region"],
-        fields.get("access_key_id"),
-        fields.get("secret_access_key"),
-        fields.get("endpoint_url"),
-        fields.get("role_arn"),
+        region,
+        text_field(fields, "access_key_id"),
+        text_field(fields, "secret_access_key"),
+        text_field(fields, "endpoint_url"),
+        text_field(fields, "role_arn"),
     )
+
+
+BODY = BucketBody(check_bucket, CREDENTIAL_CHECKS, REQUIRED, credentials_from_fields, check_either)

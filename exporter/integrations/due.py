@@ -26,7 +26,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
@@ -122,7 +121,7 @@ class DueEntry:
         return int(self.key.rsplit("|", 1)[1])
 
     @classmethod
-    def from_entity(cls, entity: Any) -> DueEntry | None:
+    def from_entity(cls, entity: TableEntity) -> DueEntry | None:
         """The entry; None when its key is not one we could have written (the caller drops it)."""
         key = entity.get("RowKey", "")
         parts = key.split("|")
@@ -145,7 +144,7 @@ class DueEntry:
             leased_until = _instant(entity.get("leased_until"))
         except InputError:
             leased_until, state = None, UNCONFIRMED
-        return cls(key, parts[1], parts[2], entity.metadata.get("etag", ""), state, leased_until)
+        return cls(key, parts[1], parts[2], entity.metadata.get("etag") or "", state, leased_until)
 
 
 def _instant(text: str | None) -> datetime | None:

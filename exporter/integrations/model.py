@@ -10,9 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from azure.data.tables import TableEntity
+
 from ..clock import iso, parse_instant
 from ..destinations import destination_fields, destination_kind
-from ..destinations.common import check_prefix
+from ..destinations.common import check_prefix, text_field
 from ..errors import InputError, InternalError
 from ..export.formats import DEFAULT_FORMAT, FORMAT_NAMES
 from ..export.plan import EventSelection, Selection, events_from_json, events_json
@@ -90,7 +92,7 @@ class Integration:
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))  # a plain string from a caller becomes the enum
 
-    def with_changes(self, **changes: Any) -> Integration:
+    def with_changes(self, **changes: Any) -> Integration:  # any of its fields, as dataclasses.replace takes them
         return replace(self, **changes)
 
     @property
@@ -139,11 +141,11 @@ class Integration:
             "updated_at": _iso(self.updated_at),
         }
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> dict[str, object]:
         """The stored entity without the due index's bookkeeping (which every write moves on)."""
         return {k: v for k, v in self.to_entity().items() if k not in ("due_key", "revision")}
 
-    def to_entity(self) -> dict[str, Any]:
+    def to_entity(self) -> dict[str, object]:
         return {
             "PartitionKey": self.account,
             "RowKey": self.id,
@@ -175,7 +177,7 @@ class Integration:
         }
 
     @classmethod
-    def from_entity(cls, entity: Any) -> Integration:
+    def from_entity(cls, entity: TableEntity) -> Integration:
         return cls(
             account=entity["PartitionKey"],
             id=entity["RowKey"],
@@ -207,7 +209,7 @@ class Integration:
         )
 
 
-def _notify(entity: Any) -> NotifyConfig | None:
+def _notify(entity: TableEntity) -> NotifyConfig | None:
     url = entity.get("notify_url") or ""
     if not url:
         return None
@@ -243,7 +245,7 @@ class DestinationRequest:
     """
 
     type: str | None
-    parameters: Mapping[str, Any]
+    parameters: Mapping[str, object]
     prefix: str | None
 
     def complete(self) -> DestinationParams:
@@ -254,7 +256,7 @@ class DestinationRequest:
         return DestinationParams(
             self.type,
             kind.to_secret(kind.credentials(self.parameters)),
-            self.parameters.get(kind.container_field),
+            text_field(self.parameters, kind.container_field),
             self.prefix,
         )
 
@@ -274,7 +276,7 @@ class DestinationRequest:
         given = kind.credentials(parameters)
         if not kind.complete(given):  # a part of the credentials: the rest stays (KEYLESS HOOK: per form)
             given = kind.merged(kind.from_secret(open_secret(stored.sealed_secret)), given)
-        container = parameters.get(kind.container_field)
+        container = text_field(parameters, kind.container_field)
         return DestinationParams(
             type=stored.type,
             secret=kind.to_secret(given),
@@ -298,13 +300,13 @@ class IntegrationChanges:
     notify: NotifyRequest | None = None
 
 
-def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
+def parse_body(body: object, *, partial: bool) -> IntegrationChanges:
     """Validate a create (`partial=False`) or update body; every error names its field."""
-    check_fields(body, BODY_FIELDS, "body")
+    body = check_fields(body, BODY_FIELDS, "body")
     required = () if partial else ("name", "destination", "events", "frequency_hours")
-    for name in required:
-        if name not in body:
-            raise InputError("is required", field=name)
+    for needed in required:
+        if needed not in body:
+            raise InputError("is required", field=needed)
     if partial and not body:
         raise InputError("has no field to change", field="body")
     changes = IntegrationChanges()
@@ -330,9 +332,10 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
             raise InputError(f"must be one of {', '.join(map(str, FREQUENCIES_HOURS))}", field="frequency_hours")
         changes.frequency_hours = int(frequency)
     if "status" in body:
-        if body["status"] not in SETTABLE_STATUSES:
+        status = body["status"]
+        if not isinstance(status, str) or status not in SETTABLE_STATUSES:
             raise InputError(f"must be {' or '.join(repr(s.value) for s in SETTABLE_STATUSES)}", field="status")
-        changes.status = Status(body["status"])
+        changes.status = Status(status)
     elif not partial:
         changes.status = Status.ACTIVE
     if "format" in body:
@@ -346,17 +349,17 @@ def parse_body(body: Any, *, partial: bool) -> IntegrationChanges:
     return changes
 
 
-def check_format(value: Any) -> str:
+def check_format(value: object) -> str:
     """One of the window file formats (exporter.export.formats.FORMAT_NAMES)."""
     if not isinstance(value, str) or value not in FORMAT_NAMES:
         raise InputError(f"must be one of {', '.join(repr(name) for name in FORMAT_NAMES)}", field="format")
     return value
 
 
-def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
+def parse_destination(value: object, *, partial: bool) -> DestinationRequest:
     """Validate a destination body by its type's rules; on an update (`partial`) a field not given stays
     out, and a body without a type is checked against the stored type (`DestinationRequest.filled_from`)."""
-    check_fields(value, destination_fields(), "destination")
+    value = check_fields(value, destination_fields(), "destination")
     parameters = {name: item for name, item in value.items() if name not in ("type", "prefix")}
     kind = None
     if "type" in value or not partial:
@@ -366,7 +369,7 @@ def parse_destination(value: Any, *, partial: bool) -> DestinationRequest:
     return DestinationRequest(type=kind.name if kind else None, parameters=parameters, prefix=prefix)
 
 
-def _events(value: Any) -> tuple[EventSelection, ...]:
+def _events(value: object) -> tuple[EventSelection, ...]:
     if not isinstance(value, list) or not value:
         raise InputError("must be a non-empty list: select at least one event", field="events")
     events = []
@@ -386,7 +389,7 @@ def _events(value: Any) -> tuple[EventSelection, ...]:
     return tuple(events)
 
 
-def _attributes(value: Any) -> tuple[str, ...]:
+def _attributes(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise InputError("must be a list of attribute keys", field="attributes")
     keys = []

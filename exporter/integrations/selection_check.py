@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .model import Integration
 
+if TYPE_CHECKING:
+    from ..ucd.catalog import Catalog
 
-def unseen(integration: Integration, catalog: dict[str, Any]) -> list[str]:
+
+def unseen(integration: Integration, catalog: Catalog) -> list[str]:
     """One sentence per selected event, parameter or attribute the catalog lacks, naming its field."""
     seen_events: dict[str, list[str]] = catalog["events"]
     warnings = []

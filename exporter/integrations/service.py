@@ -22,6 +22,7 @@ from ..identity import Opening, opening_for
 from ..notifications import NotifyConfig, NotifyRequest, new_secret, notify_after, with_secret
 from ..runs import RunRepo
 from ..secrets import SecretBox
+from ..ucd.catalog import Catalog
 from ..validation import check_account
 from . import changelog
 from .model import (
@@ -61,7 +62,7 @@ class IntegrationService:
         secrets: SecretBox,
         clock: Clock,
         open_destination: DestinationFactory = open_destination,
-        catalog: Callable[[str], dict[str, Any]] | None = None,
+        catalog: Callable[[str], Catalog] | None = None,
         opening: Callable[[str, str], Opening] | None = None,
     ):
         self.repo = repo
@@ -78,7 +79,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- verification
 
-    def verify(self, account: str, body: Any) -> dict[str, Any]:
+    def verify(self, account: str, body: object) -> dict[str, Any]:
         """Verify authentication for a destination body (or an integration body holding one)."""
         check_account(account)
         if isinstance(body, dict) and "destination" in body and "type" not in body:
@@ -112,7 +113,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- create / read
 
-    def create(self, account: str, body: Any, integration_id: str | None = None) -> dict[str, Any]:
+    def create(self, account: str, body: object, integration_id: str | None = None) -> dict[str, Any]:
         """Validate, verify the destination, then store (refused whole on any failure).
 
         `integration_id` (12 hex digits) is for a caller that must create at most once, such as the console's
@@ -204,7 +205,7 @@ class IntegrationService:
             subject.account, INTEGRATION, subject.id, action, found, before, after, verified=verified, who=who
         )
 
-    def _answer(self, integration: Integration, **extra: Any) -> dict[str, Any]:
+    def _answer(self, integration: Integration, **extra: object) -> dict[str, Any]:
         body = integration.to_json()
         body["etag"] = integration.etag
         warnings = self._warnings(integration)
@@ -218,7 +219,7 @@ class IntegrationService:
 
     # ------------------------------------------------------------- changes
 
-    def update(self, account: str, integration_id: str, body: Any, if_match: str | None = None) -> dict[str, Any]:
+    def update(self, account: str, integration_id: str, body: object, if_match: str | None = None) -> dict[str, Any]:
         """Apply a partial change; credentials (any destination change) are verified first."""
         check_account(account)
         changes = parse_body(body, partial=True)

@@ -19,8 +19,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -37,6 +36,9 @@ from waitress.utilities import (
 )
 
 from ..validation import MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
 
 DEADLINE_SECONDS = 30.0
 BACKLOG = 1024  # connections the kernel holds while the loop accepts (a burst of hundreds is answered, not reset)
@@ -225,7 +227,7 @@ class FrontServer(TcpWSGIServer):
 
     channel_class = DeadlineChannel
 
-    def __init__(self, app: Callable[..., Any], host: str, port: int, deadline: float = DEADLINE_SECONDS):
+    def __init__(self, app: WSGIApplication, host: str, port: int, deadline: float = DEADLINE_SECONDS):
         self.deadline = deadline
         self.tick = min(1.0, deadline / 10)
         self._next_check = 0.0

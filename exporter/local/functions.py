@@ -27,10 +27,15 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from azure.functions.decorators.function_app import Function
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ def _kind(segment: str) -> int:
     return PARAMETER if segment.startswith("{") else LITERAL
 
 
-def http_functions(indexed: Iterable[Any]) -> list[HttpFunction]:
+def http_functions(indexed: Iterable[Function]) -> list[HttpFunction]:
     """The HTTP-triggered functions of an indexed function app, most specific route first."""
     found = []
     for fn in indexed:
@@ -89,7 +94,7 @@ def http_functions(indexed: Iterable[Any]) -> list[HttpFunction]:
             if binding["type"] == "httpTrigger":
                 found.append(
                     HttpFunction(
-                        name=fn.get_function_name(),
+                        name=fn.get_function_name() or "",  # every indexed function is named
                         template=binding["route"],
                         methods=frozenset(m.upper() for m in binding["methods"]),
                         auth_level=str(binding["authLevel"]).upper(),
@@ -101,7 +106,7 @@ def http_functions(indexed: Iterable[Any]) -> list[HttpFunction]:
 
 
 @functools.cache
-def registered() -> tuple[Any, ...]:
+def registered() -> tuple[Function, ...]:
     """function_app.app's functions, indexed once per process (a FunctionApp refuses to index twice)."""
     import function_app  # the repository root's function app, as the host loads it
 
@@ -132,7 +137,7 @@ class FunctionsApp:
         self.scope = scope
         self.key = key
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         method = environ["REQUEST_METHOD"].upper()
         target = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/")
         body = environ["wsgi.input"].read()
@@ -180,7 +185,7 @@ class FunctionsApp:
         return hmac.compare_digest(given.encode(), self.key.encode())
 
 
-def _headers(environ: dict[str, Any]) -> dict[str, str]:
+def _headers(environ: WSGIEnvironment) -> dict[str, str]:
     """The request's headers under their usual names (X-Ms-Client-Principal-Name); lookups ignore case."""
     headers = {}
     for key, value in environ.items():

@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ..audit import ProgressFactory
 from ..context import Context
 from ..jobs import JobOutcome, process_job, record_poison, schedule
 from ..notifications.sender import drain_notifications
+
+if TYPE_CHECKING:
+    import azure.functions as func
+
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ def drain(
     retry_delay: int = 0,
     on_result: Callable[[JobOutcome], None] | None = None,
     max_jobs: int = MAX_JOBS_PER_DRAIN,
-) -> dict[str, Any]:
+) -> dict[str, int]:
     """Process queued jobs until none is visible; a failed one comes back after `retry_delay` seconds.
 
     Stops after `max_jobs` deliveries, so a job that keeps re-queueing itself fails visibly instead of forever.
@@ -68,7 +73,7 @@ def drain(
     return {"jobs": processed, "failed_deliveries": failed, "poisoned": poisoned, "windows_exported": windows}
 
 
-def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+def tick(ctx: Context, progress: ProgressFactory | None = None) -> dict[str, object]:
     """Run the scheduler once, then work the queue until it is empty.
 
     `progress(total)` may return a context manager with `advance(n)`, told of each exported window.
@@ -83,7 +88,7 @@ def tick(ctx: Context, progress: Callable[[int], Any] | None = None) -> dict[str
     return {"scheduler": scheduled.to_json(), "worker": worked, "notifications": notified}
 
 
-def json_request(method: str, url: str, route_params: dict[str, str], body: Any = None) -> Any:
+def json_request(method: str, url: str, route_params: dict[str, str], body: object = None) -> func.HttpRequest:
     """An HTTP request with a JSON body, as the Functions host hands it to a handler."""
     import azure.functions as func  # imported here: the CLI's `tick` and `serve` need none of it
 

@@ -6,7 +6,7 @@ The bar itself is tqdm's; this keeps the callers' small interface (a label, an o
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -28,5 +28,5 @@ class Progress:
         self.done += n
         self._bar.update(n)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._bar.close()

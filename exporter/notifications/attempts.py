@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class AttemptLog:
     def last(self, account: str, integration_id: str) -> list[Attempt]:
         """The newest attempts first."""
         try:
-            entity: Any = self.table.get_entity(account, integration_id)
+            entity: TableEntity = self.table.get_entity(account, integration_id)
         except ResourceNotFoundError:
             return []
         return [Attempt(**item) for item in json.loads(entity["attempts"])]

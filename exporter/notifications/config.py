@@ -11,12 +11,15 @@ import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import egress
 from ..errors import InputError
 from ..validation import check_fields
+
+if TYPE_CHECKING:
+    from ..ucd.values import Json
 
 EVENTS = ("stopped", "recovered", "delivered")
 SECRET_PREFIX = "whsec_"
@@ -33,8 +36,8 @@ class NotifyConfig:
     events: tuple[str, ...]
     sealed_secret: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "events": list(self.events)}
+    def to_json(self) -> dict[str, Json]:
+        return {"url": self.url, "events": [*self.events]}
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,11 @@ class NotifyRequest:
     events: tuple[str, ...] = EVENTS
 
 
-def parse_notify(value: Any) -> NotifyRequest:
+def parse_notify(value: object) -> NotifyRequest:
     """`null` removes the notifications; an object sets them (`url` required, `events` all three if absent)."""
     if value is None:
         return NotifyRequest(None)
-    check_fields(value, {"url", "events"}, "notify", "null or a JSON object with 'url' and 'events'")
+    value = check_fields(value, {"url", "events"}, "notify", "null or a JSON object with 'url' and 'events'")
     if "url" not in value:
         raise InputError("is required", field="notify.url")
     url = check_notify_url(value["url"], "notify.url")
@@ -63,7 +66,7 @@ def private_endpoints_allowed() -> bool:
     return egress.current().allow_private
 
 
-def check_notify_url(url: Any, field: str) -> str:
+def check_notify_url(url: object, field: str) -> str:
     """The egress policy (exporter/egress.py) for a notification url: `https` and a host whose every address
     is public; `http` and private or loopback addresses only where EXPORT_ALLOW_PRIVATE_ENDPOINTS is true."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import TypedDict
 
 from azure.data.tables import TableEntity
 
@@ -25,6 +25,15 @@ CATALOG_CACHE_ACCOUNTS = 10_000  # accounts whose catalog this process remembers
 # What a request brings to the catalog, as this process remembers it: per entry (("attributes", ""),
 # ("event", name), ("kind", name)) its keys; a kind entry's keys are "key\x00kind" pairs.
 Facts = dict[tuple[str, str], set[str]]
+
+
+class Catalog(TypedDict):
+    """What an account has sent: event names with their parameter keys and kinds, and attribute keys."""
+
+    account: str
+    events: dict[str, list[str]]  # event name -> its parameter keys
+    param_types: dict[str, dict[str, str]]  # event name -> parameter key -> its kind (integer, number, string)
+    attributes: list[str]
 
 
 class Catalogs:
@@ -96,7 +105,7 @@ class Catalogs:
 
         read_modify_write(self.table, account, row_key, extend, "the catalog")
 
-    def read(self, account: str) -> dict[str, Any]:  # the API's JSON answer
+    def read(self, account: str) -> Catalog:  # the API's JSON answer
         """Event names with their parameter keys, the parameters' kinds, and attribute keys, seen for an account."""
         check_account(account)
         events: dict[str, list[str]] = {}

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Unpack
 
 import pyarrow as pa
 
 from ..clock import Clock
 from ..storage import Storage
-from .catalog import Catalogs
+from .catalog import Catalog, Catalogs
 from .ingest import Ingest, UpsertResult, no_fault
 from .profiles import Profiles
 from .reader import ReadOptions, ReadPosition, ResumedReadOptions, WindowReader
@@ -68,7 +68,7 @@ class UcdStore:
         """A user's stored profile (a tombstoned one too), or None."""
         return self.profiles.profile(account, user_id)
 
-    def catalog(self, account: str) -> dict[str, Any]:
+    def catalog(self, account: str) -> Catalog:
         """Event names with their parameter keys, and attribute keys, seen for an account."""
         return self.catalogs.read(account)
 
