@@ -76,20 +76,22 @@ class Visit:
 
 Handler = Callable[[Visit], Response]
 ACCOUNT = r"/console/accounts/(?P<account>[^/]+)"
+INTEGRATION = ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})"
+DRAFT_STEP = ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"
 ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("GET", re.compile(r"/console/?"), pages.home),
     ("GET", re.compile(ACCOUNT + r"/?"), pages.integrations),
     ("GET", re.compile(ACCOUNT + r"/new"), wizard.choose_type),
     ("POST", re.compile(ACCOUNT + r"/new"), wizard.start),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/edit"), wizard.start_edit),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/(?P<action>pause|resume)"), pages.pause_resume),
-    ("GET", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/delete"), pages.confirm_delete),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/delete"), pages.delete),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/replay"), pages.replay),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/audit"), delivery.check_delivery),
-    ("POST", re.compile(ACCOUNT + r"/integrations/(?P<id>[0-9a-f]{12})/notify-secret"), delivery.new_signing_secret),
-    ("GET", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.show),
-    ("POST", re.compile(ACCOUNT + r"/wizard/(?P<draft>[0-9a-f]{32})/(?P<step>[a-z]+)"), wizard.submit),
+    ("POST", re.compile(INTEGRATION + r"/edit"), wizard.start_edit),
+    ("POST", re.compile(INTEGRATION + r"/(?P<action>pause|resume)"), pages.pause_resume),
+    ("GET", re.compile(INTEGRATION + r"/delete"), pages.confirm_delete),
+    ("POST", re.compile(INTEGRATION + r"/delete"), pages.delete),
+    ("POST", re.compile(INTEGRATION + r"/replay"), pages.replay),
+    ("POST", re.compile(INTEGRATION + r"/audit"), delivery.check_delivery),
+    ("POST", re.compile(INTEGRATION + r"/notify-secret"), delivery.new_signing_secret),
+    ("GET", re.compile(DRAFT_STEP), wizard.show),
+    ("POST", re.compile(DRAFT_STEP), wizard.submit),
 ]
 
 
