@@ -384,6 +384,13 @@ def report_ucd_rows(r: dict[str, Any]) -> None:
         f"   download of its segments, same process: {w['download_seconds']:.2f} s "
         f"({w['segments']} segments: {formats}; {w['segment_bytes'] / MB:.1f} MB)"
     )
+    if "decode_cpu_seconds" in w:
+        d = w["decoded"]
+        print(
+            f"   decode of its segments alone (no I/O, one thread): {w['decode_cpu_seconds']:.3f} s CPU; "
+            f"{d['batches_read']} of {d['batches']} record batches, {d['columns_read']} of {d['columns']} columns "
+            "decompressed (version 3)"
+        )
     if "upsert" in r:
         u = r["upsert"]
         print(

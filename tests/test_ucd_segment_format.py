@@ -131,6 +131,33 @@ def test_a_read_never_decompresses_the_batches_of_names_it_does_not_want():
         read({"buy"})  # the damage is where the buy rows are
 
 
+def test_a_read_never_decompresses_the_columns_it_does_not_ask_for():
+    """The compressed buffers of one column are corrupted: a read of the other columns never touches them."""
+    rows = 5_000
+    table = pa.table(
+        {
+            "event_id": [f"{k:08d}" for k in range(rows)],
+            "user_id": ["u"] * rows,
+            "event_name": ["add"] * rows,
+            "timestamp": ["2026-11-28T00:00:00Z"] * rows,
+            "p:unread": [f"secret-{k:06d}" for k in range(rows)],
+        }
+    )
+    data = encode_table(table)
+    # A compressed IPC buffer is its codec's output for the buffer (after a length prefix): found by content.
+    zstd = pa.Codec("zstd")
+    for buffer in table.column("p:unread").combine_chunks().buffers()[1:]:
+        frame = zstd.compress(buffer).to_pybytes()
+        at = data.find(frame)
+        assert at > 0, "the column's compressed buffer is in the file"
+        data = data[:at] + b"\xff" * len(frame) + data[at + len(frame) :]
+
+    present, batches = segment_batches(data, ["event_id", "event_name", "timestamp"], {"add"})
+    assert pa.Table.from_batches(list(batches)).to_pylist() == table.drop_columns(["user_id", "p:unread"]).to_pylist()
+    with pytest.raises((pa.ArrowException, OSError)):
+        list(segment_batches(data, ["p:unread"], {"add"})[1])  # the damage is in that column
+
+
 def test_old_segments_of_both_versions_are_read_with_new_ones_in_entry_time_order(ctx, clock):
     clock.set(T0 + timedelta(minutes=1))
     upsert(ctx, [{"user_id": "old", "attributes": {"plan": "free"}, "events": [ev(n=k) for k in range(4)]}])

@@ -110,15 +110,19 @@ def encode_segment(
     return encode_table(table)
 
 
-def encode_table(table: pa.Table) -> bytes:
-    """A table sorted by (event_name, event_id) → the bytes of a version-3 segment (Arrow IPC, zstd)."""
+def encode_table(table: pa.Table, codec: str = "zstd") -> bytes:
+    """A table sorted by (event_name, event_id) → the bytes of a version-3 segment (Arrow IPC, zstd).
+
+    `codec`: the store writes zstd; another (lz4) is only for the bench's comparison (docs/benchmarks.md says
+    why zstd stays: lz4 decodes faster but its bytes, 1.8 times as many, cost the download more than that).
+    """
     table = table.combine_chunks()
     runs = name_runs(table.column("event_name"))
     cuts = batch_cuts([rows for _name, rows in runs])
     layout = json.dumps({"runs": runs, "batches": cuts}, separators=(",", ":")).encode()
     schema = table.schema.with_metadata({LAYOUT_KEY: layout})
     sink = pa.BufferOutputStream()
-    options = ipc.IpcWriteOptions(compression="zstd")
+    options = ipc.IpcWriteOptions(compression=codec)
     with ipc.new_file(sink, schema, options=options) as writer:
         offset = 0
         for rows in cuts:
