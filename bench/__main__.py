@@ -259,6 +259,7 @@ def _big_only(args: argparse.Namespace, storage: Storage, runner: Runner, out: P
     def step(name: str, kind: str, **extra: Any) -> dict[str, Any]:
         print(f"measuring {name} ...", flush=True)
         results[name] = runner.run(kind, repeat=args.repeat, **extra)
+        print(_row(f"  {name}", results[name]), flush=True)
         return results[name]
 
     big_window.big_window_rows(args, storage, step, results, runner.workdir)
@@ -436,11 +437,11 @@ CLOUD_LABELS = {"s3": "S3 (moto)", "gcs": "GCS (gcp-storage-emulator)"}
 
 def cloud_rows(args: argparse.Namespace, connection: str, step, results: dict[str, Any]) -> None:
     """The 1-hour export into each S3/GCS destination, and that destination's own I/O floor, in this run."""
-    from exporter.local.demotargets import open_target
+    from exporter.local.demotargets import open_demo_target
 
     for kind in [k for k in args.cloud.split(",") if k]:
         print(f"starting the local {CLOUD_LABELS[kind]} ...", flush=True)
-        target = open_target(kind, connection)
+        target = open_demo_target(kind, connection)
         try:
             destination = {**target.body, "prefix": "bench/"}
             r = step(f"export_1h_{kind}", "export", frequency_hours=1, destination=destination)

@@ -53,10 +53,10 @@ def big_window_rows(args: argparse.Namespace, storage: Storage, step, results: d
 
 def big_window_gcs_rows(storage: Storage, step, workdir: Path) -> None:
     """The large window into the GCS emulator: in one invocation, and split (parts staged, then relayed)."""
-    from exporter.local.demotargets import open_target
+    from exporter.local.demotargets import open_demo_target
 
     print("starting the local GCS (gcp-storage-emulator) ...", flush=True)
-    target = open_target("gcs", storage.settings.storage_connection)
+    target = open_demo_target("gcs", storage.settings.storage_connection)
     try:
         spec = {"big_account": BIG_ACCOUNT, "destination": target.body}
         once = step("big_export_once_gcs", "big_export_once", **spec)
