@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import requests
 
@@ -84,6 +85,13 @@ class _Finalized(Exception):
 
 class GcsDestination:
     """A customer's bucket, reached with their service-account key (implements exporter.export.destination.Destination)."""
+
+    # The planner's one rule for GCS: a window is exported whole, never split. A split window's parts are
+    # relayed, after the last one, through the file's one session: a second pass over every byte at the
+    # speed of the upload a one-worker export already overlaps with its encoding, so the split finishes
+    # later at any size (both grow with the bytes; docs/benchmarks.md has the figures). A whole window
+    # still resumes across invocations. True splits (a plan made before is committed by the relay either way).
+    split_windows: ClassVar[bool] = False
 
     def __init__(self, credentials: GcsCredentials, bucket: str, prefix: str):
         self.credentials = credentials
@@ -276,8 +284,9 @@ class GcsDestination:
     # -------------------------------------------------------------- split windows
 
     def begin_split(self, path: str) -> UploadState | None:
-        """Nothing to open yet: the session is opened by the relay, the first block it sends (gcs_relay.py)."""
-        return UploadState()
+        """None: a GCS window is exported whole (`split_windows`, the one rule). Split: nothing to open yet, the
+        session is opened by the relay, the first block it sends (gcs_relay.py)."""
+        return UploadState() if self.split_windows else None
 
     def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages in the service's own storage: a session takes bytes only in order, and joining
