@@ -22,6 +22,7 @@ from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
+from . import arenas  # noqa: F401 - the process's malloc arenas limited, before any export thread
 from .blocks import AlignedBlocks
 from .csv_writer import BLOCK_BYTES
 from .destination import Destination, UploadState
