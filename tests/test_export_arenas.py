@@ -45,3 +45,29 @@ def arenas(imported: str) -> int:
 def test_threads_of_an_exporting_process_share_two_malloc_arenas():
     assert arenas("plain") > 2, "without the export, glibc gives the threads arenas of their own"
     assert arenas("export") <= 2
+
+
+# A thread's arena left full of holes (three objects of four freed), then what release_freed gives back.
+HOLES = """
+import threading
+from exporter.export.arenas import release_freed
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+kept = []
+def fill():
+    objects = [bytes(16384) for _ in range(12_000)]
+    kept.extend(objects[::4])
+filler = threading.Thread(target=fill)
+filler.start()
+filler.join()
+before = rss_mb()
+release_freed()
+print(before, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
+def test_what_an_export_freed_is_given_back_to_the_system():
+    done = subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True, check=True)
+    before, after = map(int, done.stdout.split())
+    assert before - after > 60, f"RSS {before} MB before, {after} MB after"  # 140 MB of holes
