@@ -182,6 +182,7 @@ def big_export_resumed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:
     """The big window split in `parts` parts, exported by `workers` worker processes at once."""
+    _gcs_split_windows(spec)
     clock = ManualClock(data.T0)
     tally = {"staged_bytes": 0, "blocks": 0}
     ctx = _context(spec, clock, tally)
@@ -247,6 +248,7 @@ def _wait(worker: tuple[subprocess.Popen, Path]) -> dict[str, Any]:
 
 def split_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One worker process: the queue's part jobs until none is left."""
+    _gcs_split_windows(spec)
     tally = {"staged_bytes": 0, "blocks": 0}
     clock = ManualClock(from_unix(_due_unix(spec)))
     ctx = _context(spec, clock, tally, split_bytes=spec["split_bytes"])
@@ -260,6 +262,11 @@ def split_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "relay_seconds": relay_seconds[0],
         **tally,
     }
+
+
+def _gcs_split_windows(spec: dict[str, Any]) -> None:
+    """`gcs_split`: GCS windows split and relayed, against the planner's rule (exported whole) when false."""
+    gcs.GcsDestination.split_windows = bool(spec.get("gcs_split"))  # this process is the benchmark's own
 
 
 def _timing_the_relay() -> list[float]:

@@ -11,6 +11,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from bench import data, scale
+from exporter.destinations.gcs import GcsDestination
 from exporter.export import runner
 from exporter.export.formats import parquet
 from exporter.secrets import new_key
@@ -64,13 +65,17 @@ def test_the_large_window_rows_run_on_a_tiny_window(azurite_connection, tag, tmp
 
 def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, tmp_path, monkeypatch):
     spec = {**tiny_window(azurite_connection, tag, tmp_path, monkeypatch), "destination": gcs.body()}
+    monkeypatch.setattr(GcsDestination, "split_windows", False)  # set by the rows in this process: restored after
     once = scale.big_export_once(spec)
-    split = scale.big_export_split({**spec, "parts": 2, "workers": 2})
+    split = scale.big_export_split({**spec, "parts": 2, "workers": 2, "gcs_split": True})
+    planned = scale.big_export_split({**spec, "parts": 2, "workers": 2})
 
     assert once["sha256"] is None, "another destination's file is hashed by the caller"
     assert gcs.read(split["file"]) == gcs.read(once["file"]) and split["restaged_bytes"] == 0
     assert sum(split["jobs_per_worker"]) == 2 and split["plan"] == "the window is exported in 2 parts"
     assert split["relay_seconds"] > 0, "the parts were relayed into the session"
+    assert planned["plan"] != split["plan"] and sum(planned["jobs_per_worker"]) == 0, "planned whole (the rule)"
+    assert gcs.read(planned["file"]) == gcs.read(once["file"]) and planned["relay_seconds"] == 0
 
 
 def test_the_parquet_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch):

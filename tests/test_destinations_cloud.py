@@ -8,8 +8,10 @@ status (a GCS 403, an S3 wrong-region answer, 5xx), the fault proxy sits between
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
+import tracemalloc
 from datetime import timedelta
 
 import pytest
@@ -574,6 +576,26 @@ def test_gcs_a_refused_chunk_fails_every_waiting_block_with_the_same_error(gcs, 
     with pytest.raises(CredentialError):
         destination.commit_blocks(path, 3)
     assert gcs.names() == []
+
+
+def test_gcs_a_block_goes_to_the_socket_uncopied_and_its_buffer_is_free_again(gcs):
+    """Only the carry (< 256 KiB) is copied: a 4 MiB block staged after an unaligned one allocates far less
+    than itself, and the encoder can write into both blocks' buffers again once they are staged."""
+    destination = destination_from_body(gcs.body())
+    path = join_prefix(destination.prefix, "file.csv")
+    first, second = bytearray(os.urandom(CHUNK + 1000)), bytearray(os.urandom(16 * CHUNK))
+    destination.stage_block(path, 0, first)  # opens the session, leaves a carry of 1,000 bytes
+    tracemalloc.start()
+    try:
+        destination.stage_block(path, 1, second)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(second) // 4, f"staging a {len(second):,}-byte block allocated {peak:,} bytes"
+    sent = bytes(first) + bytes(second)
+    first.extend(b"resized"), second.extend(b"resized")  # BufferError if a view of either were left
+    destination.commit_blocks(path, 2)
+    assert gcs.read(path) == sent
 
 
 def test_gcs_an_abandoned_export_releases_waiting_blocks(gcs):

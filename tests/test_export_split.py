@@ -23,6 +23,7 @@ from exporter.clock import to_unix
 from exporter.context import Context
 from exporter.destinations import gcs_relay
 from exporter.destinations import open_destination as real_open_destination
+from exporter.destinations.gcs import GcsDestination
 from exporter.destinations.gcs_relay import Piece, pieces
 from exporter.errors import TransientError
 from exporter.export import runner
@@ -168,7 +169,10 @@ def watched(contexts, kit, monkeypatch, fail=None, fail_relay=None, kill_after=N
 
 
 def a_window_of_three_parts(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
-    """An integration whose first window holds three segments and splits in three parts; its job queued."""
+    """An integration whose first window holds three segments and splits in three parts; its job queued.
+
+    GCS too, against the planner's rule (a GCS window is exported whole): the relay is what is tested."""
+    monkeypatch.setattr(GcsDestination, "split_windows", True)
     rows = GZIP_S3_ROWS if file_format != "csv" and kit.kind == "s3" else SEGMENT_ROWS
     iid = create_with_large_window(ctx, clock, kit, rows, format=file_format)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
@@ -280,6 +284,28 @@ def test_two_workers_racing_on_one_part_give_one_commit(ctx, settings, clock, ki
 
 
 # ------------------------------------------------------------------ GCS: the relay
+
+
+def test_a_gcs_window_large_enough_to_split_is_exported_whole(ctx, settings, clock, gcs, monkeypatch):
+    """The planner's rule for GCS (a relay after the parts is slower than one worker at any size)."""
+    iid = create_with_large_window(ctx, clock, gcs, SEGMENT_ROWS)
+    total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))
+    monkeypatch.setattr(runner, "BLOCK_BYTES", 5 * MiB)
+    clock.set(due_at(1))
+    assert schedule(ctx).queued == 1
+    state = watched([ctx], gcs, monkeypatch)
+    outcome = drain(ctx)
+    assert outcome["jobs"] == 1 and outcome["windows_exported"] == 1, "one job exported the window whole"
+    assert state["staged"] == Counter(), "no part staged in the staging container"
+    assert_relayed_once(state)  # the file's own blocks (counted as the relay's), each sent once, in order
+    assert state["commits"] == 1
+    assert SplitRepo(ctx.runs.table, ctx.integrations.secrets).get(ACCOUNT, iid, to_unix(ACT)) is None
+    assert staged_blobs(ctx, iid) == []
+    run = ctx.runs.get(ACCOUNT, iid, to_unix(ACT))
+    assert run.status == RunStatus.EXPORTED and run.bytes == len(
+        next(iter(assert_exactly_once(ctx, gcs, iid).values()))
+    )
 
 
 def relayed_in_pieces(ctx, clock, gcs, monkeypatch) -> str:

@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import requests
 
@@ -40,6 +41,7 @@ from ..export.naming import join_prefix
 from . import common
 from .common import DELETE_NOTE, VERIFY_CONTENT
 from .gcs_body import BODY, TOKEN_FIELD, GcsCredentials, check_bucket
+from .gcs_chunk import Chunk
 from .gcs_errors import GcsErrors
 from .gcs_relay import relay
 from .gcs_transport import authorized_session, verify_retry
@@ -79,6 +81,13 @@ class _Finalized(Exception):
 
 class GcsDestination:
     """A customer's bucket, reached with their service-account key (implements exporter.export.destination.Destination)."""
+
+    # The planner's one rule for GCS: a window is exported whole, never split. A split window's parts are
+    # relayed, after the last one, through the file's one session: a second pass over every byte at the
+    # speed of the upload a one-worker export already overlaps with its encoding, so the split finishes
+    # later at any size (both grow with the bytes; docs/benchmarks.md has the figures). A whole window
+    # still resumes across invocations. True splits (a plan made before is committed by the relay either way).
+    split_windows: ClassVar[bool] = False
 
     def __init__(self, credentials: GcsCredentials, bucket: str, prefix: str):
         self.credentials = credentials
@@ -202,18 +211,21 @@ class GcsDestination:
                     session,
                     TransientError(f"block {index} was staged out of sequence; the file is uploaded again"),
                 )
+        # Only this block's thread touches the session now: the others wait for their turn. The carry and the
+        # block are sent as they are, one after the other: no byte of the block is copied (gcs_chunk.py).
+        payload = Chunk.of(session.carry, data)
         try:
-            # Only this block's thread touches the session now: the others wait for their turn.
-            payload = memoryview(session.carry + data if session.carry else data)
             aligned = len(payload) - len(payload) % CHUNK
             # Bytes GCS kept from an invocation that died before recording this block are not sent again.
             done = min(max(session.kept - session.offset, 0), aligned)
             session.offset += done
             if aligned > done:
-                self._send(session, bytes(payload[done:aligned]), total=None)  # requests sends bytes only
-            session.carry = bytes(payload[aligned:])
+                self._send(session, payload.cut(done, aligned), total=None)
+            session.carry = payload.tail(aligned)
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, session, exc) from None
+        finally:
+            payload.release()  # the encoder writes into the block's buffer again once it is staged
         with session.turn:
             session.next_index += 1
             session.turn.notify_all()
@@ -250,7 +262,7 @@ class GcsDestination:
         if staged != count:
             raise self._fail(path, session, TransientError("not every block was uploaded; the file is uploaded again"))
         try:
-            self._send(session, session.carry, total=session.offset + len(session.carry))
+            self._send(session, Chunk.of(session.carry), total=session.offset + len(session.carry))
         except Exception as exc:  # noqa: BLE001
             raise self._fail(path, session, exc) from None
         self._sessions.pop(path)
@@ -268,8 +280,9 @@ class GcsDestination:
     # -------------------------------------------------------------- split windows
 
     def begin_split(self, path: str) -> UploadState | None:
-        """Nothing to open yet: the session is opened by the relay, the first block it sends (gcs_relay.py)."""
-        return UploadState()
+        """None: a GCS window is exported whole (`split_windows`, the one rule). Split: nothing to open yet, the
+        session is opened by the relay, the first block it sends (gcs_relay.py)."""
+        return UploadState() if self.split_windows else None
 
     def place_part(self, split: protocol.SplitFile, part: int) -> PartPlacement:
         """Every part stages in the service's own storage: a session takes bytes only in order, and joining
@@ -283,7 +296,7 @@ class GcsDestination:
 
     # -------------------------------------------------------------- the chunk protocol
 
-    def _send(self, session: _Session, payload: bytes, *, total: int | None) -> None:
+    def _send(self, session: _Session, payload: Chunk, *, total: int | None) -> None:
         """PUT one chunk at session.offset (the last one when `total` is given), resuming after faults."""
         start, end = session.offset, session.offset + len(payload)
         error: ExporterError | None = None
@@ -304,13 +317,13 @@ class GcsDestination:
                     session.offset = end
                     if total is None:
                         return
-                    payload = b""  # every byte is there; the object still needs finalizing
+                    payload = Chunk.of()  # every byte is there; the object still needs finalizing
                 elif kept > start:
-                    payload, start = payload[kept - start :], kept
+                    payload, start = payload.cut(kept - start, len(payload)), kept
             try:
                 response = self._http.put(
                     _url(session),
-                    data=payload,
+                    data=payload.body(),
                     timeout=TIMEOUT,
                     headers={"Content-Range": _content_range(start, len(payload), total)},
                 )

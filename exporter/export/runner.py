@@ -22,6 +22,7 @@ from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
 from ..ucd.segments import SegmentRef
 from ..windows import Window
+from . import arenas  # the process's malloc arenas limited (at import), before any export thread
 from .blocks import AlignedBlocks
 from .csv_writer import BLOCK_BYTES
 from .destination import Destination, UploadState
@@ -154,6 +155,10 @@ def export_window(
         raise
     finally:
         sink.discard()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # the read-ahead's segments are dropped now, before their memory is given back
+        arenas.release_freed()
     if complete and checkpoints is not None:
         if checkpoints.part is None:
             checkpoints.clear()
