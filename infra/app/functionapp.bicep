@@ -96,6 +96,9 @@ var appSettings = {
   EXPORT_LEASE_SECONDS: '600'
   EXPORT_MAX_DEQUEUE_COUNT: '5'
   EXPORT_SPLIT_BYTES: '1073741824'
+  // glibc's malloc arenas for the Python worker: two, so a window resumed over invocations peaks like one
+  // (exporter/export/arenas.py sets the same from the code when this is unset; docs/benchmarks.md).
+  MALLOC_ARENA_MAX: '2'
   // Keyless destinations: the platform's own identities that customers grant (infra/README.md).
   EXPORT_AWS_PRINCIPAL_ARN: keylessAwsPrincipalArn
   EXPORT_AWS_WEB_IDENTITY: empty(keylessAwsPrincipalArn) ? '' : 'managed-identity'
