@@ -1,0 +1,64 @@
+"""The app's storage as tests get it: each resource created when the test first uses it.
+
+`Storage.ensure()` creates twelve tables, three queues and two containers, about seventeen calls to Azurite
+for every test's context, while a test touches a handful of them. `LazyStorage` creates each on its first
+use (`table`, `queue`, `ucd_container`, `staging_container` are the app's only ways to them), so what the
+app reads or writes exists exactly as after `ensure()`. conftest.py's `settings` fixture shares one as the
+test's Storage (`adopt_storage`), and the test's end closes it (`forget_storage`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+from exporter.storage import Storage
+
+
+@dataclass
+class LazyStorage(Storage):
+    """A Storage whose `ensure()` creates nothing: each table, queue and container is created on first use."""
+
+    _made: set[tuple[str, str]] = field(default_factory=set)
+    _making: threading.Lock = field(default_factory=threading.Lock)
+
+    def ensure(self) -> Storage:
+        return self
+
+    def _once(self, kind: str, name: str, create: Callable[[], object]) -> None:
+        if (kind, name) in self._made:
+            return
+        with self._making:
+            if (kind, name) in self._made:
+                return
+            try:
+                create()
+            except ResourceExistsError:
+                pass
+            self._made.add((kind, name))
+
+    def table(self, name: str) -> TableClient:
+        client = super().table(name)
+        self._once("table", name, lambda: self.table_service.create_table(self.settings.table(name)))
+        return client
+
+    def queue(self, name: str | None = None) -> QueueClient:
+        client = super().queue(name)
+        self._once("queue", client.queue_name, client.create_queue)
+        return client
+
+    def ucd_container(self) -> ContainerClient:
+        container = super().ucd_container()
+        self._once("container", container.container_name, container.create_container)
+        return container
+
+    def staging_container(self) -> ContainerClient:
+        container = super().staging_container()
+        self._once("container", container.container_name, container.create_container)
+        return container
