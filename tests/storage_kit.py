@@ -27,12 +27,13 @@ class _TableOnFirstUse:
     clients of eight tables from its start, and a test uses a few): then it is the client itself."""
 
     def __init__(self, client: TableClient, create: Callable[[], None]) -> None:
-        self._client = client
-        self._create = create
+        # Names of its own no client attribute has (a test may reach into the client's `_client`).
+        self._lazy_table_client = client
+        self._lazy_table_create = create
 
     def __getattr__(self, attribute: str):
-        self._create()
-        return getattr(self._client, attribute)
+        self._lazy_table_create()
+        return getattr(self._lazy_table_client, attribute)
 
 
 @dataclass
