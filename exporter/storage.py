@@ -68,6 +68,7 @@ class Storage:
     _tables: dict[str, TableClient] = field(default_factory=dict)
     _queues: dict[str, QueueClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _transports: list[RequestsTransport] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -87,6 +88,7 @@ class Storage:
         blobs = pooled_transport(BLOB_CONNECTIONS, **STORAGE_SDK_TRANSPORT)
         tables = pooled_transport(TABLE_CONNECTIONS)  # the tables SDK builds azure-core's default transport
         queues = pooled_transport(QUEUE_CONNECTIONS, **STORAGE_SDK_TRANSPORT)  # shared by the queues' clients
+        self._transports = [blobs, tables, queues]
         if settings.storage_connection:
             conn = settings.storage_connection
             self.blobs = BlobServiceClient.from_connection_string(conn, transport=blobs)
@@ -127,6 +129,14 @@ class Storage:
                 )
                 self._queues[name] = client
             return client
+
+    def close(self) -> None:
+        """Close the pooled connections (the transports do not own their sessions, so closing a client would not).
+        The host keeps one Storage for its life; a test suite that makes one per test closes each at its end,
+        or every idle connection stays an open socket on both sides."""
+        for transport in self._transports:
+            if transport.session is not None:
+                transport.session.close()
 
     def ensure(self) -> Storage:
         """Create the tables, queues and the UCD and staging containers if missing (idempotent)."""
@@ -190,6 +200,25 @@ def storage_for(settings: Settings) -> Storage:
             storage = _ensured(Storage(settings))
             _shared[settings] = storage
         return storage
+
+
+def adopt_storage(storage: Storage) -> None:
+    """Share `storage` as its settings' Storage from now on, as if `storage_for` had made and ensured it. Tests
+    give one whose tables, queues and containers are created on first use (tests/storage_kit.py)."""
+    with _shared_lock:
+        _shared[storage.settings] = storage
+
+
+def forget_storage(settings: Settings) -> Storage | None:
+    """Drop the shared Storage of `settings` (a test's own names, at the test's end); the caller closes it."""
+    with _shared_lock:
+        return _shared.pop(settings, None)
+
+
+def shared_settings() -> set[Settings]:
+    """The settings whose Storage is shared now (tests note them before a test to forget the new ones after it)."""
+    with _shared_lock:
+        return set(_shared)
 
 
 def _ensured(storage: Storage) -> Storage:

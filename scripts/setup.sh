@@ -8,7 +8,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # This machine's pip config names local mirrors that may be absent; those warnings are noise.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
-  2> >(grep -v "^WARNING: Location 'file:" >&2)
-npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm install --silent --no-audit --no-fund
+# Each install is skipped when what it installed from is unchanged since it last succeeded (a stamp of the
+# requirement files' or package-lock.json's hash): pip still spends ~15 s confirming a satisfied venv, and
+# `npm ci` deletes node_modules and installs it all again. A clean clone has no stamps and installs both.
+stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
+pip_stamp=$(stamp requirements.txt requirements-dev.txt)
+if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$pip_stamp" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+    2> >(grep -v "^WARNING: Location 'file:" >&2)
+  echo "$pip_stamp" > .venv/.setup-stamp
+fi
+npm_stamp=$(stamp package.json package-lock.json)
+if [ "$(cat node_modules/.setup-stamp 2>/dev/null)" != "$npm_stamp" ] || [ ! -x node_modules/.bin/azurite ]; then
+  npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm install --silent --no-audit --no-fund
+  echo "$npm_stamp" > node_modules/.setup-stamp
+fi
 echo "setup done: .venv and node_modules/.bin/azurite are ready" >&2

@@ -229,7 +229,9 @@ def servers(request) -> Servers:
 
 def _azure_kit(request, local: Servers, name: str) -> AzureKit:
     connection = local.azurite_connection
-    return AzureKit(connection, BlobServiceClient.from_connection_string(connection).create_container(name))
+    service = BlobServiceClient.from_connection_string(connection)
+    request.addfinalizer(service.close)  # its connections, at the test's end
+    return AzureKit(connection, service.create_container(name))
 
 
 def _s3_kit(request, local: Servers, name: str) -> S3Kit:

@@ -61,15 +61,29 @@ GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 SMALL_SEGMENTS, SMALL_ROWS = 200, 20  # a platform's small upserts: a segment each
 
 
+# Only S3 needs 5 MiB blocks (its minimum part size); elsewhere the same window shape (three blocks or more in
+# three segments) is made of a fifth of the rows in 1 MiB blocks (a CSV file) or half of them in 256 KiB blocks
+# (a gzip file; GCS takes multiples of 256 KiB): the same cuts, a fraction of the rows to write and read.
+
+
+def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
+    """(rows per segment, block bytes) of a large window of this format on this kit's destination."""
+    gzip = file_format != "csv"
+    if kit.kind == "s3":
+        return (GZIP_S3_ROWS if gzip else SEGMENT_ROWS), BLOCK
+    if gzip:
+        return SEGMENT_ROWS // 2, MiB // 4
+    return SEGMENT_ROWS // 5, BLOCK // 5
+
+
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
-    """An integration whose first window holds at least three blocks of its format in three segments (~15 MiB
-    of CSV), due now, its job queued. A gzip file's blocks are 1 MiB, but on S3 (5 MiB: more rows)."""
-    gzip_on_s3 = file_format != "csv" and kit.kind == "s3"
-    rows = GZIP_S3_ROWS if gzip_on_s3 else SEGMENT_ROWS
+    """An integration whose first window holds at least three blocks of its format in three segments, due now,
+    its job queued (`geometry`: on S3 ~15 MiB of CSV in 5 MiB blocks; elsewhere smaller blocks, fewer rows)."""
+    rows, block = geometry(kit, file_format)
     iid = create_with_large_window(ctx, clock, kit, rows, format=file_format)
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
-    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK if file_format == "csv" or gzip_on_s3 else MiB)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", block)
     return iid
 
 
@@ -144,17 +158,18 @@ def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(
     monkeypatch.undo()
     second: Counter = Counter()
     staging(ctx, monkeypatch, second)
-    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", geometry(azure_kit)[1])
     assert deliver_one(ctx).exported == 1
     assert sorted(second) == [last], "only the last block is staged again"
     assert_same_file_as_a_clean_export(ctx, azure_kit, scratch_kit, iid)
 
 
 def a_large_window_with_a_manifest(ctx, clock, kit, monkeypatch) -> str:
-    iid = create_with_large_window(ctx, clock, kit, SEGMENT_ROWS, manifest=True)
+    rows, block = geometry(kit)
+    iid = create_with_large_window(ctx, clock, kit, rows, manifest=True)
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
-    monkeypatch.setattr(runner, "BLOCK_BYTES", BLOCK)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", block)
     return iid
 
 
@@ -318,7 +333,7 @@ def test_the_upload_handle_is_sealed_in_the_progress_record(ctx, clock, kit, mon
     else:  # an S3 UploadId, a GCS session URI (a bearer secret): never stored in the clear
         assert progress.upload.handle and progress.upload.handle not in str(dict(entity))
     if kit.kind == "gcs":
-        assert 0 < progress.upload.offset <= BLOCK and progress.upload.offset % (256 * 1024) == 0
+        assert 0 < progress.upload.offset <= geometry(kit)[1] and progress.upload.offset % (256 * 1024) == 0
 
 
 def lose_the_upload(kit, repo: ProgressRepo, iid: str, progress) -> None:
