@@ -30,6 +30,17 @@ class Window:
         return int(self.end.timestamp())
 
 
+def activation_instant(when: datetime) -> datetime:
+    """When an integration activated at `when` starts: windows start at activation, and whole seconds keep the
+    Unix bounds in file names exact.
+
+    Rounded up, never down: an event stored before the activation instant is history, and I3 says no
+    historical export.
+    """
+    whole = when.replace(microsecond=0)
+    return whole if whole == when else whole + timedelta(seconds=1)
+
+
 def next_start(activated_at: datetime, last_success_end: datetime | None) -> datetime:
     return last_success_end or activated_at
 

@@ -263,3 +263,9 @@ def azure_kit(request, tag):
 def scratch_kit(request, kit, tag):
     """A second, empty destination of the same type as `kit` (for clean re-exports)."""
     return make_kit(request, kit.kind, tag + "s")
+
+
+@pytest.fixture
+def azure_scratch_kit(request, tag):
+    """A second, empty destination on Azurite, for clean re-exports of an `azure_kit` scenario."""
+    return make_kit(request, "azure_blob", tag + "s")

@@ -29,7 +29,7 @@ from azure.storage.blob import BlobServiceClient
 from exporter.clock import from_unix
 from exporter.destinations import destination_types, open_destination
 from exporter.export.runner import export_window
-from exporter.integrations.model import parse_destination
+from exporter.integrations.bodies import parse_destination
 from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, service_account_key
 from exporter.local.devstorage import DEV_KEY
 from exporter.local.kinds import Servers, Target, open_target

@@ -8,7 +8,7 @@ import pytest
 
 from exporter.destinations import destination_kind
 from exporter.errors import InputError, InternalError
-from exporter.integrations.model import parse_destination
+from exporter.integrations.bodies import parse_destination
 from tests.egress_helpers import body_for
 from tests.export_helpers import ACCOUNT
 from tests.helpers import call

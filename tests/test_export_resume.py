@@ -141,7 +141,7 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
 
 
 def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(
-    ctx, clock, azure_kit, scratch_kit, monkeypatch
+    ctx, clock, azure_kit, azure_scratch_kit, monkeypatch
 ):
     """The last block's progress is not recorded (the commit follows at once): a death before the commit costs it alone."""
     iid = a_large_window(ctx, clock, azure_kit, monkeypatch)
@@ -161,7 +161,7 @@ def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(
     monkeypatch.setattr(runner, "BLOCK_BYTES", geometry(azure_kit)[1])
     assert deliver_one(ctx).exported == 1
     assert sorted(second) == [last], "only the last block is staged again"
-    assert_same_file_as_a_clean_export(ctx, azure_kit, scratch_kit, iid)
+    assert_same_file_as_a_clean_export(ctx, azure_kit, azure_scratch_kit, iid)
 
 
 def a_large_window_with_a_manifest(ctx, clock, kit, monkeypatch) -> str:
@@ -200,7 +200,7 @@ def test_a_file_with_a_manifest_over_several_invocations_has_the_manifest_of_one
 
 
 def test_a_file_with_a_manifest_killed_after_a_block_is_continued_with_its_sha256(
-    ctx, clock, azure_kit, scratch_kit, monkeypatch
+    ctx, clock, azure_kit, azure_scratch_kit, monkeypatch
 ):
     iid = a_large_window_with_a_manifest(ctx, clock, azure_kit, monkeypatch)
     first: Counter = Counter()
@@ -212,7 +212,7 @@ def test_a_file_with_a_manifest_killed_after_a_block_is_continued_with_its_sha25
     assert deliver_one(ctx).exported == 1
     second[0] -= 1  # the manifest is block 0 of an object of its own
     assert min(+second) == 1, "of the blocks staged before the death, only block 1 is staged again"
-    assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
+    assert_the_manifest_describes_the_file(ctx, azure_kit, azure_scratch_kit, iid)
 
 
 def killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, kit, monkeypatch) -> str:
@@ -232,7 +232,7 @@ def killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, kit, monkey
 
 
 def test_a_sha256_state_that_cannot_be_restored_starts_the_window_again_not_a_poison_message(
-    ctx, clock, azure_kit, scratch_kit, monkeypatch, caplog
+    ctx, clock, azure_kit, azure_scratch_kit, monkeypatch, caplog
 ):
     iid = killed_after_a_block_with_its_sha256_state_corrupted(ctx, clock, azure_kit, monkeypatch)
     second: Counter = Counter()
@@ -247,7 +247,7 @@ def test_a_sha256_state_that_cannot_be_restored_starts_the_window_again_not_a_po
     assert run.note.startswith("started again from the first block") and "SHA-256 state" in run.note, run.note
     listed = call(ctx, "integrations_runs", account=ACCOUNT, id=iid).body["runs"]
     assert [r["note"] for r in listed] == [run.note], "the run history says the window's file started again"
-    assert_the_manifest_describes_the_file(ctx, azure_kit, scratch_kit, iid)
+    assert_the_manifest_describes_the_file(ctx, azure_kit, azure_scratch_kit, iid)
 
 
 def test_an_export_that_starts_again_says_why(ctx, clock, azure_kit, monkeypatch):

@@ -14,13 +14,8 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from exporter.clock import iso
 from exporter.destinations.azure_blob import parse_connection_string
-from exporter.integrations.model import (
-    DestinationConfig,
-    DestinationParams,
-    DestinationRequest,
-    Status,
-    parse_destination,
-)
+from exporter.integrations.bodies import DestinationParams, DestinationRequest, parse_destination
+from exporter.integrations.model import DestinationConfig, Status
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from tests.helpers import T0, call, integration_body

@@ -16,7 +16,8 @@ from azure.storage.queue import QueueClient
 from exporter import logs
 from exporter.context import Context
 from exporter.destinations.azure_blob import parse_connection_string
-from exporter.integrations.model import Status, parse_destination
+from exporter.integrations.bodies import parse_destination
+from exporter.integrations.model import Status
 from exporter.local.devstorage import DEV_ACCOUNT, DEV_KEY
 from exporter.local.host import tick
 from exporter.runs import RunRecord, RunStatus

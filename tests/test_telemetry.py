@@ -27,7 +27,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter import telemetry
 from exporter.errors import CredentialError
-from exporter.integrations.model import Status, parse_destination
+from exporter.integrations.bodies import parse_destination
+from exporter.integrations.model import Status
 from exporter.local.host import tick
 from tests.destination_helpers import integration_body as cloud_integration_body
 from tests.helpers import T0, call

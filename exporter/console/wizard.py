@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..destinations import DESTINATION_KINDS, destination_types
 from ..errors import ExporterError, InputError
 from ..export.plan import column_plan
-from ..integrations.model import parse_body
+from ..integrations.bodies import parse_body
 from . import authentication, launch
 from .drafts import STEPS, Draft
 from .fields import DEFAULT_FILE_FORMAT, type_name

@@ -19,7 +19,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
-from .. import egress
+from .. import egress, pinning
 from ..errors import CredentialError, InputError
 from ..export import destination as protocol
 from ..export.destination import (
@@ -221,7 +221,7 @@ class AzureBlobDestination:
     def _client(self, options: ClientOptions) -> ContainerClient:
         """A client whose connections are pinned by the egress policy (its own transport and session)."""
         transport = RequestsTransport(
-            session=egress.pinned_session(self._guard),
+            session=pinning.pinned_session(self._guard),
             session_owner=False,
             connection_timeout=options["connection_timeout"],
             read_timeout=options["read_timeout"],

@@ -38,7 +38,7 @@ from ..export.destination import (
 )
 from ..export.formats import content_type_of  # delivery hook (issue 25): each file's own content type
 from ..export.naming import join_prefix
-from . import common
+from . import common, uploads
 from .common import DELETE_NOTE, VERIFY_CONTENT
 from .gcs_body import BODY, TOKEN_FIELD, GcsCredentials, check_bucket
 from .gcs_chunk import Chunk
@@ -58,7 +58,7 @@ WAIT_FOR_PREVIOUS_S = 900  # a block waiting this long for its predecessor means
 
 
 @dataclass
-class _Session(common.Upload):
+class _Session(uploads.Upload):
     """One file's resumable upload (`handle` is the session URI): whose turn it is, and what has been sent."""
 
     next_index: int = 0  # the block whose turn it is to be sent
@@ -108,7 +108,7 @@ class GcsDestination:
         # The client's tracing fetches each bucket's metadata in a background thread: a request the customer's key
         # may not be allowed (storage.buckets.get), sent where verification sends one request only. Off.
         self.client._bucket_metadata_cache = None
-        self._sessions: common.Uploads[_Session] = common.Uploads(_Session)
+        self._sessions: uploads.Uploads[_Session] = uploads.Uploads(_Session)
 
     @classmethod
     def from_secret(cls, secret: str, bucket: str, prefix: str) -> GcsDestination:
@@ -184,7 +184,7 @@ class GcsDestination:
 
     def _fail(self, path: str, session: _Session, exc: BaseException) -> ExporterError:
         """Record the first failure and wake every waiting block; a refusal cancels the session, a transient one keeps it."""
-        return common.record_failure(
+        return uploads.record_failure(
             session, exc, lambda e: self.errors.classify(e, "write"), lambda: self._cancel(session)
         )
 

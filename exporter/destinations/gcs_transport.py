@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import egress
+from .. import egress, pinning
 from .gcs_errors import UnusableTokenAnswer, token_answer_problem
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ def authorized_session(google: Credentials, guard: egress.Guard, keyless: bool =
                 raise UnusableTokenAnswer()
             return response
 
-    class Session(egress.NoRedirects, AuthorizedSession):
+    class Session(pinning.NoRedirects, AuthorizedSession):
         pass
 
-    token_request = Request() if keyless else TokenRequest(egress.pinned_session(guard))
-    return egress.pin_session(Session(google, auth_request=token_request), guard)
+    token_request = Request() if keyless else TokenRequest(pinning.pinned_session(guard))
+    return pinning.pin_session(Session(google, auth_request=token_request), guard)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 # boto3 is imported where a client is made or a failure classified: the app's cold start (every
 # Functions instance, also those that never export to S3) does not pay for it.
-from .. import egress
+from .. import egress, pinning
 from ..errors import ExporterError, InternalError, TransientError
 from ..export import destination as protocol
 from ..export.destination import (
@@ -40,15 +40,13 @@ from .common import (
     VERIFY_CONTENT,
     Classify,
     Form,
-    Upload,
-    Uploads,
-    record_failure,
     refusal_in,
     translated,
 )
 from .keyless_s3 import role_credentials  # KEYLESS HOOK (issue 24)
 from .s3_body import BODY, S3Credentials, check_bucket
 from .s3_errors import S3Errors, cannot_list, is_permission_refusal, status_of
+from .uploads import Upload, Uploads, record_failure
 
 if TYPE_CHECKING:
     import boto3.session
@@ -166,7 +164,7 @@ class S3Destination:
             # botocore's region redirector answers a redirect by asking the same server again, and again: with a
             # customer's endpoint a redirect ends here, refused (s3_errors.py), never followed.
             client.meta.events.register_first("needs-retry.s3", _egress_rules)
-        return egress.pin_botocore(client, self._guard)
+        return pinning.pin_botocore(client, self._guard)
 
     def _known(self, operation: str) -> Classify:
         """The error map's classifier for `operation`: our error, or None for a bug of ours."""

@@ -8,7 +8,6 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from ..clock import Clock, to_unix
@@ -24,16 +23,10 @@ from ..runs import RunRepo
 from ..secrets import SecretBox
 from ..ucd.catalog import Catalog
 from ..validation import check_account
+from ..windows import activation_instant
 from . import changelog
-from .model import (
-    DestinationConfig,
-    DestinationParams,
-    Integration,
-    IntegrationChanges,
-    Status,
-    parse_body,
-    parse_destination,
-)
+from .bodies import DestinationParams, IntegrationChanges, parse_body, parse_destination
+from .model import DestinationConfig, Integration, Status
 from .repo import IntegrationRepo
 from .selection_check import unseen
 
@@ -140,7 +133,7 @@ class IntegrationService:
             notify=notify,
             created_at=now,
             updated_at=now,
-            activated_at=_whole_second(now) if changes.status == Status.ACTIVE else None,
+            activated_at=activation_instant(now) if changes.status == Status.ACTIVE else None,
         )
         with self.recorded(None, integration, verified=True):
             stored = self.repo.create(integration)
@@ -299,7 +292,7 @@ class IntegrationService:
             notify=current.notify if changes.notify is None else notify,
             status=status,
             last_error=last_error,
-            activated_at=current.activated_at or (_whole_second(now) if status == Status.ACTIVE else None),
+            activated_at=current.activated_at or (activation_instant(now) if status == Status.ACTIVE else None),
             updated_at=now,
         )
 
@@ -323,7 +316,7 @@ class IntegrationService:
         told: list[Any] = []  # the events the change tells (a recovery), written with it: the outbox's rows
 
         def attempt(integration: Integration) -> Integration:
-            if attempted and _same_record(integration, attempted[-1]):
+            if attempted and integration.same_record(attempted[-1]):
                 self._confirm(intended[-1])
                 self._tell(told)
                 return integration  # our own write landed and only its answer was lost
@@ -339,7 +332,7 @@ class IntegrationService:
 
         def reread(stale: Integration) -> Integration:
             fresh = self.repo.get(stale.account, stale.id)
-            if _same_record(fresh, attempted[-1]):
+            if fresh.same_record(attempted[-1]):
                 return fresh
             if if_match is not None:
                 raise PreconditionFailed("the integration changed since that ETag was read", field="If-Match")
@@ -392,18 +385,3 @@ def _given(value: T | None, field: str) -> T:
     if value is None:
         raise InputError("is required", field=field)
     return value
-
-
-def _same_record(a: Integration, b: Integration) -> bool:
-    """Equal as stored (times at the stored precision), whatever the ETags."""
-    return a.record() == b.record()
-
-
-def _whole_second(when: datetime) -> datetime:
-    """Windows start at activation; whole seconds keep the Unix bounds in file names exact.
-
-    Rounded up, never down: an event stored before the activation instant is history, and I3 says
-    no historical export.
-    """
-    whole = when.replace(microsecond=0)
-    return whole if whole == when else whole + timedelta(seconds=1)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .. import egress
+from .. import egress, pinning
 from ..clock import from_unix, iso, to_unix
 from ..errors import ExporterError, NotFoundError
 from ..storage import NOTIFY_ATTEMPTS_TABLE
@@ -166,7 +166,7 @@ def _post(ctx: Context, url: str, sealed_secret: str, cloud_event: dict[str, Any
     body = body_bytes(cloud_event)
     headers = signed_headers(cloud_event["id"], to_unix(now), body, secret)
     # Connected to the address the policy checked (no second lookup), no redirect followed.
-    session = egress.pinned_session(egress.guard(URL_FIELD, **{URL_FIELD: url}))
+    session = pinning.pinned_session(egress.guard(URL_FIELD, **{URL_FIELD: url}))
     try:
         with session:
             answer = session.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS)
