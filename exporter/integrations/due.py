@@ -22,8 +22,7 @@ query; docs/fleet.md says when to shard it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -169,6 +168,11 @@ def _lease_operation(entry: DueEntry, until: datetime, token: str) -> tuple[str,
     )
 
 
+# How a tick runs its lease transactions: (work, chunks) -> each chunk's result, in order (jobs/scheduler.py
+# passes its bounded concurrent map).
+RunChunks = Callable[[Callable[[list[DueEntry]], list[DueEntry]], list[list[DueEntry]]], list[list[DueEntry]]]
+
+
 class DueIndex:
     def __init__(self, table: TableClient, settle_seconds: int):
         self.table = table
@@ -224,12 +228,17 @@ class DueIndex:
             if error.status_code != 412:  # changed since read: not ours to delete
                 raise
 
-    def lease(self, entries: list[DueEntry], until: datetime, concurrency: int = 1) -> list[DueEntry]:
+    def lease(
+        self,
+        entries: list[DueEntry],
+        until: datetime,
+        each: RunChunks | None = None,
+    ) -> list[DueEntry]:
         """Mark the entries queued until `until`, each only as it was read; the ones that were marked.
 
-        100 to a transaction, up to `concurrency` transactions at once (the SDK's batch encoding is
-        client CPU and the service's work is server time: overlapped, a big tick takes the larger of
-        the two, not their sum). A transaction that fails (an entry moved or leased meanwhile) is
+        100 to a transaction; `each(work, chunks)` runs the transactions (the scheduler's bounded
+        concurrent map: the SDK's batch encoding is client CPU and the service's work is server time,
+        so overlapped a big tick takes the larger of the two, not their sum; default one by one). A transaction that fails (an entry moved or leased meanwhile) is
         retried entry by entry, so one changed entry costs the others nothing.
         """
         # Unique to this tick: an entry found changed that carries it was leased by this tick (the
@@ -244,11 +253,7 @@ class DueIndex:
             except (TableTransactionError, ServiceRequestError, ServiceResponseError):
                 return [e for e in chunk if self._lease_one(e, until, token)]
 
-        if len(chunks) <= 1 or concurrency <= 1:
-            results = [lease_chunk(chunk) for chunk in chunks]
-        else:
-            with ThreadPoolExecutor(min(concurrency, len(chunks)), thread_name_prefix="lease") as pool:
-                results = list(pool.map(lease_chunk, chunks))
+        results = each(lease_chunk, chunks) if each else [lease_chunk(chunk) for chunk in chunks]
         return [entry for chunk in results for entry in chunk]
 
     def _lease_one(self, entry: DueEntry, until: datetime, token: str) -> bool:

@@ -82,7 +82,7 @@ def schedule(ctx: Context) -> ScheduleOutcome:
     checked = _concurrently(lambda entry: _check(ctx, entry, now), to_check)
     outcome.repaired += sum(1 for entry in checked if entry is None)
     due = sorted(trusted + [entry for entry in checked if entry is not None], key=lambda entry: entry.key)
-    leased = index.lease(due, now + timedelta(seconds=ctx.settings.lease_seconds), concurrency=CONCURRENCY)
+    leased = index.lease(due, now + timedelta(seconds=ctx.settings.lease_seconds), each=_concurrently)
     queue = ctx.storage.queue()
     jobs = [ExportJob(entry.account, entry.integration_id) for entry in leased]
     if len(jobs) >= FAN_OUT_AT:
