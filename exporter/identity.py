@@ -200,12 +200,9 @@ def _name(value: str, placeholder: str) -> str:
     return value if _NAME.fullmatch(value or "") else placeholder
 
 
-def s3_grant(principal_arn: str, external_id: str, bucket: str = "", prefix: str = "", role_arn: str = "") -> Grant:
-    """A role the platform assumes with the account's external id, and its policy on the bucket under the prefix."""
-    role = _name(role_arn.rsplit("/", 1)[-1], ROLE_NAME) if role_arn else ROLE_NAME
-    bucket = _name(bucket, BUCKET)
-    objects = f"arn:aws:s3:::{bucket}/" + (f"{prefix.strip('/')}/*" if prefix.strip("/") else "*")
-    trust = {
+def s3_trust_policy(principal_arn: str, external_id: str) -> dict[str, Any]:
+    """The customer's role trusts the platform's principal only with the account's external id."""
+    return {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -216,6 +213,14 @@ def s3_grant(principal_arn: str, external_id: str, bucket: str = "", prefix: str
             }
         ],
     }
+
+
+def s3_grant(principal_arn: str, external_id: str, bucket: str = "", prefix: str = "", role_arn: str = "") -> Grant:
+    """A role the platform assumes with the account's external id, and its policy on the bucket under the prefix."""
+    role = _name(role_arn.rsplit("/", 1)[-1], ROLE_NAME) if role_arn else ROLE_NAME
+    bucket = _name(bucket, BUCKET)
+    objects = f"arn:aws:s3:::{bucket}/" + (f"{prefix.strip('/')}/*" if prefix.strip("/") else "*")
+    trust = s3_trust_policy(principal_arn, external_id)
     policy = {
         "Version": "2012-10-17",
         "Statement": [

@@ -139,17 +139,19 @@ def record_window_exported(
 
 def record_tick(lags_seconds: list[float], queued: int, repaired: int) -> None:
     """One scheduler run: the lag of each integration it found due, how many it queued and repaired."""
-    attrs = {"observed_by": "tick"}
-    for lag in lags_seconds:
-        _lag.record(lag, attrs)
+    _record_due_index("tick", lags_seconds, repaired)
     _ticks.add(1)
     _queued.add(queued)
-    _index_repaired.add(repaired, attrs)
 
 
 def record_sweep(lags_seconds: list[float], repaired: int) -> None:
     """One sweep of the due index: the lag of every integration meant to deliver, and the repairs."""
-    attrs = {"observed_by": "sweep"}
+    _record_due_index("sweep", lags_seconds, repaired)
+
+
+def _record_due_index(observed_by: str, lags_seconds: list[float], repaired: int) -> None:
+    """What a look at the due index saw (lags and repairs), told apart by who looked."""
+    attrs = {"observed_by": observed_by}
     for lag in lags_seconds:
         _lag.record(lag, attrs)
     _index_repaired.add(repaired, attrs)

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.identity import s3_trust_policy
 from exporter.local.cloudservers import MotoServer
 from exporter.settings import Settings
 from tests.destination_helpers import REGION, new_bucket_name
@@ -69,21 +70,9 @@ def make_platform(server: MotoServer, tag: str, monkeypatch) -> Platform:
     return Platform(server, arn, key)
 
 
-def trust_policy(principal_arn: str, external_id: str) -> dict[str, Any]:
-    """The trust policy the customer's setup (docs) writes: the platform's principal, with the account's external id."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": principal_arn},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
-    }
-
-
+# A role here trusts the platform by the very policy the console tells a customer to write
+# (`s3_trust_policy`): moto enforcing it proves that wording lets the platform in, and only with the
+# account's external id (test_keyless_s3's wrong-external-id and other-principal tests fail otherwise).
 def bucket_policy(bucket: str, actions: list[str]) -> dict[str, Any]:
     resources = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
     return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]}
@@ -116,7 +105,7 @@ class S3RoleKit:
     def another_role(self, principal_arn: str, external_id: str, name: str) -> str:
         """Another role on the same bucket, trusting `principal_arn` with `external_id`: its ARN."""
         return _role(
-            self.server, name, trust_policy(principal_arn, external_id), bucket_policy(self.bucket, self.actions)
+            self.server, name, s3_trust_policy(principal_arn, external_id), bucket_policy(self.bucket, self.actions)
         )
 
     def credentials_update(self) -> dict[str, Any]:
@@ -155,7 +144,7 @@ def make_role_kit(server: MotoServer, platform: Platform, external_id: str, tag:
     bucket = new_bucket_name(tag)
     server.client().create_bucket(Bucket=bucket)
     name = f"export-{bucket}"
-    arn = _role(server, name, trust_policy(platform.arn, external_id), bucket_policy(bucket, actions))
+    arn = _role(server, name, s3_trust_policy(platform.arn, external_id), bucket_policy(bucket, actions))
     return S3RoleKit(server, platform, bucket, name, arn, external_id, actions)
 
 

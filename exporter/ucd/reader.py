@@ -12,7 +12,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice, takewhile
-from typing import TypedDict
 
 import pyarrow as pa
 from azure.storage.blob import ContainerClient
@@ -29,24 +28,6 @@ from .segments import (
 
 READ_PREFETCH = 3  # segment downloads at once (what a plain download of the window's segments uses too)
 READ_AHEAD = 6  # segments held ahead of the one being consumed, downloaded or decoded: the memory bound
-
-
-class ReadOptions(TypedDict, total=False):
-    """`WindowReader.read_window`'s options, as the store hands them on."""
-
-    event_names: Iterable[str] | None
-    columns: Iterable[str]
-    batch_rows: int
-    prefetch: int
-    segments: Iterable[SegmentRef] | None
-
-
-class ResumedReadOptions(ReadOptions, total=False):
-    """`WindowReader.read_from`'s options: a read's too, and the segment it ends before."""
-
-    until: str | None
-
-
 DECODERS = 2  # segments decoded at once (in read order; Arrow decodes without the GIL)
 DOWNLOAD_CONCURRENCY = 2  # connections per segment download
 LIST_CONCURRENCY = 4  # hour prefixes listed at once

@@ -9,20 +9,15 @@ How they fit the app: docs/architecture.md; what they guarantee: docs/invariants
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Unpack
-
-import pyarrow as pa
+from collections.abc import Callable
 
 from ..clock import Clock
 from ..storage import Storage
 from .catalog import Catalog, Catalogs
 from .ingest import Ingest, UpsertResult, no_fault
 from .profiles import Profiles
-from .reader import ReadOptions, ReadPosition, ResumedReadOptions, WindowReader
+from .reader import WindowReader
 from .request import UpsertRequest
-from .segments import SegmentRef
 from .values import Json
 
 
@@ -55,6 +50,10 @@ class UcdStore:
             fault=fault,
         )
         self.reader = WindowReader(self.container)
+        # Reading is the reader's own: one signature and docstring each (`WindowReader`), not a copy here.
+        self.segments = self.reader.segments
+        self.read_window = self.reader.read_window
+        self.read_from = self.reader.read_from
 
     def upsert(self, request: UpsertRequest) -> UpsertResult:
         """Store the request's events once each; profiles merged, catalog extended."""
@@ -71,24 +70,3 @@ class UcdStore:
     def catalog(self, account: str) -> Catalog:
         """Event names with their parameter keys, and attribute keys, seen for an account."""
         return self.catalogs.read(account)
-
-    def segments(self, account: str, start: datetime, end: datetime) -> list[SegmentRef]:
-        """The committed segments whose entry time is in [start, end), in read order."""
-        return self.reader.segments(account, start, end)
-
-    def read_window(
-        self, account: str, start: datetime, end: datetime, **options: Unpack[ReadOptions]
-    ) -> Iterator[pa.RecordBatch]:
-        """Stored events with entry time in [start, end) as Arrow batches; options as `WindowReader.read_window`."""
-        return self.reader.read_window(account, start, end, **options)
-
-    def read_from(
-        self,
-        account: str,
-        start: datetime,
-        end: datetime,
-        position: ReadPosition | None = None,
-        **options: Unpack[ResumedReadOptions],
-    ) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
-        """`read_window` from a position on, each batch with the position after it (a resumable read)."""
-        return self.reader.read_from(account, start, end, position, **options)
