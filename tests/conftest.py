@@ -21,6 +21,8 @@ from exporter.local.cloudservers import (
     MotoServer,
     TokenEndpoint,
     start_gcs_emulator,
+    S3_MIN_PART_BYTES,
+    TEST_S3_MIN_PART_BYTES,
     start_moto,
 )
 from exporter.local.devstorage import start_azurite
@@ -56,13 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
             started.append(azurite)
             _export(config, EXPORT_TEST_STORAGE=azurite.connection_string)
         if not os.environ.get("EXPORT_TEST_S3"):
-            moto = start_moto()
+            moto = start_moto(min_part_bytes=TEST_S3_MIN_PART_BYTES)
             started.append(moto)
             _export(
                 config,
                 EXPORT_TEST_S3=moto.url,
                 EXPORT_TEST_S3_ACCESS_KEY_ID=moto.access_key_id,
                 EXPORT_TEST_S3_SECRET_ACCESS_KEY=moto.secret_access_key,
+                EXPORT_TEST_S3_MIN_PART_BYTES=str(moto.min_part_bytes),
             )
         if not os.environ.get("EXPORT_TEST_GCS"):
             gcs = start_gcs_emulator()
@@ -203,14 +206,18 @@ def scratch_container(blob_service: BlobServiceClient, tag: str):
 
 @pytest.fixture(scope="session")
 def moto_s3() -> MotoServer:
-    """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use."""
+    """moto with IAM enforcement: from CI (EXPORT_TEST_S3 and its admin key) or started here on first use. Its
+    minimum part size is the suite's (`TEST_S3_MIN_PART_BYTES`) or, for a server started without saying, AWS's."""
     env = os.environ
     given = None
     if env.get("EXPORT_TEST_S3"):
         given = MotoServer(
-            env["EXPORT_TEST_S3"], env["EXPORT_TEST_S3_ACCESS_KEY_ID"], env["EXPORT_TEST_S3_SECRET_ACCESS_KEY"]
+            env["EXPORT_TEST_S3"],
+            env["EXPORT_TEST_S3_ACCESS_KEY_ID"],
+            env["EXPORT_TEST_S3_SECRET_ACCESS_KEY"],
+            min_part_bytes=int(env.get("EXPORT_TEST_S3_MIN_PART_BYTES", S3_MIN_PART_BYTES)),
         )
-    yield from given_or_started(given, start_moto)
+    yield from given_or_started(given, lambda: start_moto(min_part_bytes=TEST_S3_MIN_PART_BYTES))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from exporter.jobs import schedule, sweep
 from exporter.local.host import drain
 from exporter.notifications import outbox
 from exporter.notifications.sender import drain_notifications, process_notification
-from tests.destination_helpers import create_with_large_window, destination_from_body
+from tests.destination_helpers import create_with_large_window, destination_from_body, part_minimum
 from tests.export_helpers import ACCOUNT, ACT, H, due_at
 from tests.test_delivery_audit import audit, kinds, put
 from tests.test_delivery_notifications import Receiver, receiver  # noqa: F401
@@ -32,7 +32,8 @@ def a_split_window(ctx, clock, kit, monkeypatch, **overrides) -> str:
     GCS too, against the planner's rule (a GCS window is exported whole): a split planned before the rule
     is still committed by the relay, and its file needs its SHA-256 all the same."""
     monkeypatch.setattr(GcsDestination, "split_windows", True)
-    rows = 80_000 if kit.kind == "s3" else 3_000  # S3: every part but the last of at least 5 MiB
+    # S3: every part but the last at least its minimum part size (80,000 rows' CSV is over AWS's 5 MiB).
+    rows = max(3_000, 80_000 * part_minimum(kit) * 5 // (4 * 5 * MiB))
     iid = create_with_large_window(ctx, clock, kit, rows, **overrides)
     total = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
     monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, split_bytes=total // 3 + 1))

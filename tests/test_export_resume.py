@@ -1,6 +1,6 @@
 """Resumable windows (docs/architecture.md, "Windows of any size"), once per destination type and row format.
 
-A window of several blocks (5 MiB on S3, its minimum part size) is exported through the worker with a
+A window of several blocks (on S3, each of its minimum part size) is exported through the worker with a
 time budget that runs out after every block, so each invocation stages one block and hands on to a
 follow-up; a worker killed after k staged blocks is redelivered and continues. Each file must be
 byte-identical to an export in one go, and no block recorded as staged is uploaded again. A gzip
@@ -37,6 +37,7 @@ from tests.destination_helpers import (
     destination_from_body,
     gzip_members,
     make_kit,
+    part_minimum,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at, selection_recorded
 from tests.helpers import call
@@ -50,7 +51,7 @@ from tests.resume_helpers import (
 )
 
 MiB = 1024 * 1024
-BLOCK = 5 * MiB  # S3's minimum part size: every block but the last is at least this
+BLOCK = 5 * MiB  # AWS's minimum part size: every block but the last is at least this
 SEGMENT_ROWS = 60_000
 ROW_FORMATS = (
     "csv",
@@ -61,15 +62,16 @@ GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 SMALL_SEGMENTS, SMALL_ROWS = 200, 20  # a platform's small upserts: a segment each
 
 
-# Only S3 needs 5 MiB blocks (its minimum part size); elsewhere the same window shape (three blocks or more in
-# three segments) is made of a fifth of the rows in 1 MiB blocks (a CSV file) or half of them in 256 KiB blocks
-# (a gzip file; GCS takes multiples of 256 KiB): the same cuts, a fraction of the rows to write and read.
+# Only an S3 at AWS's minimum part size needs 5 MiB blocks (tests/test_s3_part_minimum.py); elsewhere, the
+# suite's moto included (256 KiB parts), the same window shape (three blocks or more in three segments) is made
+# of a fifth of the rows in 1 MiB blocks (a CSV file) or half of them in 256 KiB blocks (a gzip file; GCS takes
+# multiples of 256 KiB): the same cuts, a fraction of the rows to write and read.
 
 
 def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
     """(rows per segment, block bytes) of a large window of this format on this kit's destination."""
     gzip = file_format != "csv"
-    if kit.kind == "s3":
+    if part_minimum(kit) > MiB // 4:
         return (GZIP_S3_ROWS if gzip else SEGMENT_ROWS), BLOCK
     if gzip:
         return SEGMENT_ROWS // 2, MiB // 4
@@ -78,7 +80,7 @@ def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
 
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
     """An integration whose first window holds at least three blocks of its format in three segments, due now,
-    its job queued (`geometry`: on S3 ~15 MiB of CSV in 5 MiB blocks; elsewhere smaller blocks, fewer rows)."""
+    its job queued (`geometry`: at AWS's part size ~15 MiB of CSV in 5 MiB blocks; elsewhere smaller blocks)."""
     rows, block = geometry(kit, file_format)
     iid = create_with_large_window(ctx, clock, kit, rows, format=file_format)
     clock.set(due_at(1))
@@ -87,13 +89,15 @@ def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> st
     return iid
 
 
-def assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid) -> dict:
-    """The file delivered once, byte-identical to an export in one go; a gzip file also holds the CSV's rows."""
+def assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid, *, rows: bool = True) -> dict:
+    """The file delivered once, byte-identical to an export in one go; a gzip file also holds the CSV's rows
+    (`rows=False` where a test of the same window shape checks the clean export's rows: the bytes carry them)."""
     contents = assert_exactly_once(ctx, kit, iid)
     assert_bytes_match_a_clean_export(ctx, iid, contents, scratch_kit)
     if ctx.repo.get(ACCOUNT, iid).selection.format != "csv":
         assert gzip_members(next(iter(contents.values()))) >= 3, "a member per segment at least"
-        assert_rows_match_the_csv_export(ctx, iid, contents, scratch_kit)
+        if rows:
+            assert_rows_match_the_csv_export(ctx, iid, contents, scratch_kit)
     return contents
 
 
@@ -101,6 +105,11 @@ def assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid) -> dict:
 def test_a_window_taking_several_invocations_is_the_same_bytes_as_one(
     ctx, clock, kit, scratch_kit, monkeypatch, file_format
 ):
+    several_invocations(ctx, clock, kit, scratch_kit, monkeypatch, file_format)
+
+
+def several_invocations(ctx, clock, kit, scratch_kit, monkeypatch, file_format="csv"):
+    """A large window exported a block an invocation: one file, each block staged once, its SHA-256 carried."""
     iid = a_large_window(ctx, clock, kit, monkeypatch, file_format)
     seen, results = a_block_an_invocation(ctx, clock, monkeypatch)
 
@@ -137,7 +146,8 @@ def test_a_worker_killed_after_k_staged_blocks_is_continued_restaging_at_most_on
     assert deliver_one(ctx).exported == 1
     assert min(second) == k and set(first) & set(second) == {k}, "only block k is staged again"
     assert ctx.repo.get(ACCOUNT, iid).last_success_end == ACT + H
-    assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid)
+    # The same window's clean export is checked against the CSV's rows by the test above, per type and format.
+    assert_same_file_as_a_clean_export(ctx, kit, scratch_kit, iid, rows=False)
 
 
 def test_a_worker_killed_before_the_commit_stages_only_the_last_block_again(

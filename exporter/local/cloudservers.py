@@ -35,6 +35,10 @@ from .loopback import JsonHandler
 BOOTSTRAP_REQUESTS = 3  # create_user, put_user_policy, create_access_key
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 TEST_REGION = "us-east-1"
+S3_MIN_PART_BYTES = 5 * 1024 * 1024  # AWS's minimum size of a multipart upload's every part but the last
+# The suite's moto takes parts from 256 KiB (GCS's grid): its resume and split grids cut the same blocks from a
+# twentieth of the rows. One test keeps a moto at AWS's own minimum (tests/test_s3_part_minimum.py).
+TEST_S3_MIN_PART_BYTES = 256 * 1024
 
 
 def _binary(name: str) -> str:
@@ -89,6 +93,7 @@ class MotoServer:
     secret_access_key: str
     region: str = TEST_REGION
     process: subprocess.Popen | None = None  # None when started elsewhere (CI)
+    min_part_bytes: int = S3_MIN_PART_BYTES  # the server refuses a smaller part but the last
 
     def client(
         self, service: str = "s3", *, access_key_id: str | None = None, secret_access_key: str | None = None
@@ -129,12 +134,19 @@ class MotoServer:
             _stop(self.process)
 
 
-def start_moto(timeout: float = 30) -> MotoServer:
-    """moto_server on a free port with IAM enforcement after BOOTSTRAP_REQUESTS requests; bootstraps an admin."""
+def start_moto(timeout: float = 30, min_part_bytes: int = S3_MIN_PART_BYTES) -> MotoServer:
+    """moto_server on a free port with IAM enforcement after BOOTSTRAP_REQUESTS requests; bootstraps an admin.
+    It refuses a multipart upload's part below `min_part_bytes` but the last (AWS's 5 MiB unless told)."""
     import boto3
 
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_REQUESTS)}
+    env = {
+        **os.environ,
+        "INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_REQUESTS),
+        "S3_UPLOAD_PART_MIN_SIZE": str(min_part_bytes),
+        # moto sizes its in-memory object buffer from the minimum: keep AWS's, whatever the minimum.
+        "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(S3_MIN_PART_BYTES - 1024),
+    }
     process, log = _spawn([_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env)
     try:
         _wait_listening(process, log, port, "moto_server", timeout)
@@ -156,7 +168,7 @@ def start_moto(timeout: float = 30) -> MotoServer:
     except BaseException:
         _stop(process)
         raise
-    return MotoServer(url, key["AccessKeyId"], key["SecretAccessKey"], process=process)
+    return MotoServer(url, key["AccessKeyId"], key["SecretAccessKey"], process=process, min_part_bytes=min_part_bytes)
 
 
 # ------------------------------------------------------------------ GCS (gcp-storage-emulator)
@@ -272,15 +284,17 @@ def settings_lines(moto: MotoServer, gcs: GcsEmulator) -> list[str]:
         f"EXPORT_TEST_S3={moto.url}",
         f"EXPORT_TEST_S3_ACCESS_KEY_ID={moto.access_key_id}",
         f"EXPORT_TEST_S3_SECRET_ACCESS_KEY={moto.secret_access_key}",
+        f"EXPORT_TEST_S3_MIN_PART_BYTES={moto.min_part_bytes}",
         f"EXPORT_TEST_GCS={gcs.url}",
     ]
 
 
 def main() -> int:
-    """Start moto and the GCS emulator, print their settings, run until stopped."""
+    """Start moto (with the suite's minimum part size) and the GCS emulator, print their settings, run until
+    stopped."""
     import signal
 
-    moto = start_moto()
+    moto = start_moto(min_part_bytes=TEST_S3_MIN_PART_BYTES)
     try:
         gcs = start_gcs_emulator()
     except BaseException:
