@@ -17,12 +17,12 @@ from azure.storage.blob import BlobServiceClient
 from exporter.clock import ManualClock
 from exporter.context import Context
 from exporter.local.cloudservers import (
+    S3_MIN_PART_BYTES,
+    TEST_S3_MIN_PART_BYTES,
     GcsEmulator,
     MotoServer,
     TokenEndpoint,
     start_gcs_emulator,
-    S3_MIN_PART_BYTES,
-    TEST_S3_MIN_PART_BYTES,
     start_moto,
 )
 from exporter.local.devstorage import start_azurite
