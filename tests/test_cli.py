@@ -63,8 +63,8 @@ def run_cli(env: dict, *args: str, stdin: str | None = None, cwd: Path) -> tuple
     def call() -> int:
         try:
             return main(list(args))
-        except SystemExit as done:  # --help
-            return done.code if isinstance(done.code, int) else 0
+        except SystemExit as done:  # --help; as a process would exit: None is 0, a message 1
+            return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
 
     try:
         with (
