@@ -1,46 +1,20 @@
-"""The browser tests' Chromium (headless, from the OS packages, driven by Playwright), `serve` on Azurite
-with alice and mallory as members, and a `Visit`: one signed-in user whose every page is checked by
-axe-core and screenshotted. The fixtures `chromium`, `host` and `visit` are imported by the tests."""
+"""The browser tests' `serve` on Azurite with alice and mallory as members, and a `Visit`: one signed-in user
+(a browser context of its own on the shared Chromium, tests/browser_kit.py) whose every page is checked by
+axe-core and screenshotted. The fixtures `host` and `visit` are imported by the tests."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
+from tests.browser_kit import AXE, ROOT
 from tests.console_helpers import HOSTILE_ATTRIBUTE, HOSTILE_EVENT, HOSTILE_PARAM
 from tests.helpers import call
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium is missing: apt-get install -y chromium chromium-driver (.ci/run does)")
-    if not AXE.exists():
-        pytest.fail("node_modules/axe-core is missing: run scripts/setup.sh (npm installs the devDependencies)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

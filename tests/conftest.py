@@ -42,6 +42,8 @@ os.environ["EXPORT_ALLOW_PRIVATE_ENDPOINTS"] = "true"
 # request, about a tenth of a light test's CPU.
 os.environ["no_proxy"] = ",".join(["127.0.0.1", "localhost", "::1", *filter(None, [os.environ.get("no_proxy")])])
 
+pytest_plugins = ["tests.browser_kit"]  # the browser tests' Chromium, one per test process
+
 _STARTED = pytest.StashKey[list]()
 
 

@@ -1,63 +1,115 @@
-"""The operator CLI as an operator runs it: a subprocess, JSON on stdout, --now, exit codes."""
+"""The operator CLI: JSON on stdout, --now, exit codes.
+
+Most tests run the CLI's `main` in this process (`run_cli`: its own environment, working directory, stdin,
+stdout and stderr, as a process would have them); a CLI process costs a Python start and the app's imports,
+about a second of CPU each. The process itself, `python -m exporter` (the entry point, the exit status,
+stdout and stderr as pipes), is tested by the smoke test's tick and by
+`test_a_process_exits_with_the_code_and_json_of_its_refusal`.
+"""
 
 import argparse
+import contextvars
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from exporter import routes
-from exporter.cli import UsageError, build_parser
+from exporter.cli import UsageError, build_parser, main
 from tests.helpers import SECRET_KEY, integration_body
 
 # Tests that start the CLI as a subprocess are slow, but for `test_a_day_through_the_cli` (the smoke test).
-pytestmark = pytest.mark.slow_tests(
-    "test_refusals_exit_non_zero_with_a_json_error_naming_the_field",
-    "test_unreachable_storage_is_a_json_error_not_a_traceback",
-    "test_devstorage_help_prints_help_without_starting_azurite",
-    "test_a_malformed_storage_setting_is_a_json_configuration_error_naming_it",
-    "test_a_malformed_local_settings_file_is_a_json_configuration_error",
-    "test_only_operations_that_need_the_secret_key_demand_it",
-)
+pytestmark = pytest.mark.slow_tests("test_a_process_exits_with_the_code_and_json_of_its_refusal")
 
 ROOT = Path(__file__).resolve().parent.parent
+NOISY = ("azure", "urllib3", "botocore", "boto3", "s3transfer", "google")  # the loggers logs.configure quiets
 
 
-@pytest.fixture
-def cli(azurite_connection, tag, tmp_path):
-    env = {
+def _answer(stdout: str):
+    return json.loads(stdout) if stdout.strip().startswith(("{", "[")) else stdout
+
+
+def run_process(env: dict, *args: str, stdin: str | None = None, cwd: Path) -> tuple[int, object, str]:
+    """`python -m exporter ARGS` as an operator runs it: (exit status, the JSON answer or the text, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        timeout=120,
+    )
+    return done.returncode, _answer(done.stdout), done.stderr
+
+
+def run_cli(env: dict, *args: str, stdin: str | None = None, cwd: Path) -> tuple[int, object, str]:
+    """The same in this process: `main(ARGS)` with exactly `env` as its environment (as a process gets it; what
+    local.settings.json adds is gone afterwards), `cwd` as its working directory, `stdin`, and stdout and stderr
+    captured. The logging `main` configures and any context variable it sets are restored afterwards."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin_stream = io.TextIOWrapper(io.BytesIO((stdin or "").encode()))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in NOISY}
+    here = os.getcwd()
+
+    def call() -> int:
+        try:
+            return main(list(args))
+        except SystemExit as done:  # --help; as a process would exit: None is 0, a message 1
+            return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+
+    try:
+        with (
+            mock.patch.dict(os.environ, env, clear=True),
+            mock.patch.object(sys, "stdin", stdin_stream),
+            redirect_stdout(out),
+            redirect_stderr(err),
+        ):
+            os.chdir(cwd)
+            code = contextvars.copy_context().run(call)
+    finally:
+        os.chdir(here)
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, noisy in levels.items():
+            logging.getLogger(name).setLevel(noisy)
+    return code, _answer(out.getvalue()), err.getvalue()
+
+
+def _env(azurite_connection: str, tag: str) -> dict:
+    return {
         **os.environ,
         "AzureWebJobsStorage": azurite_connection,
         "EXPORT_TABLE_PREFIX": f"c{tag}",
         "EXPORT_QUEUE_NAME": f"cli-{tag}",
         "UCD_CONTAINER": f"ucd-cli-{tag}",
         "EXPORT_SECRET_KEY": SECRET_KEY,
-        "PYTHONPATH": str(ROOT),
     }
 
-    def run(*args, stdin: str | None = None):
-        done = subprocess.run(
-            [sys.executable, "-m", "exporter", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        return (
-            done.returncode,
-            json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout,
-            done.stderr,
-        )
 
-    return run
+@pytest.fixture
+def cli(azurite_connection, tag, tmp_path):
+    """The CLI in this process (`run_cli`) on the test's own storage names, in tmp_path."""
+    env = _env(azurite_connection, tag)
+    return lambda *args, stdin=None: run_cli(env, *args, stdin=stdin, cwd=tmp_path)
 
 
-def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_path):
+@pytest.fixture
+def cli_process(azurite_connection, tag, tmp_path):
+    """The same, as a process (`run_process`)."""
+    env = _env(azurite_connection, tag)
+    return lambda *args, stdin=None: run_process(env, *args, stdin=stdin, cwd=tmp_path)
+
+
+def test_a_day_through_the_cli(cli, cli_process, azurite_connection, customer_container, tmp_path):
     body = integration_body(azurite_connection, customer_container.container_name)
     (tmp_path / "integration.json").write_text(json.dumps(body))
     code, created, _ = cli(
@@ -82,7 +134,8 @@ def test_a_day_through_the_cli(cli, azurite_connection, customer_container, tmp_
     )
     assert (code, answer) == (0, {"received_events": 1, "stored_events": 1, "duplicate_events": 0})
 
-    code, ticked, _ = cli("tick", "--now", "2026-11-28T12:05:00Z")
+    # The export by a CLI process: the entry point, its exit status and its JSON on stdout.
+    code, ticked, _ = cli_process("tick", "--now", "2026-11-28T12:05:00Z")
     assert code == 0 and ticked["worker"]["windows_exported"] == 2
     names = sorted(b.name for b in customer_container.list_blobs())
     assert names == [
@@ -149,9 +202,15 @@ def test_refusals_exit_non_zero_with_a_json_error_naming_the_field(cli):
     assert code == 1 and answer["error"]["field"] == "file"
 
 
+def test_a_process_exits_with_the_code_and_json_of_its_refusal(cli_process):
+    code, answer, _ = cli_process("tick", "--now", "yesterday")
+    assert code == 1 and answer["error"]["field"] == "--now"
+    code, answer, _ = cli_process("integrations", "frobnicate")
+    assert code == 2 and answer["error"]["code"] == "usage"
+
+
 def test_every_verb_has_help_with_an_example(capsys):
-    # In this process: the help is the parser's (main parses before anything else), and seven CLI processes
-    # cost ~10 s of CPU; the subprocess itself is tested by the smoke test above.
+    # The help is the parser's (main parses before anything else).
     for verb in (
         ["ucd", "upsert"],
         ["integrations", "create"],
@@ -298,19 +357,11 @@ def test_unreachable_storage_is_a_json_error_not_a_traceback(tmp_path):
         **os.environ,
         "AzureWebJobsStorage": connection_string(closed, closed, closed),
         "EXPORT_SECRET_KEY": SECRET_KEY,
-        "PYTHONPATH": str(ROOT),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", "ucd", "catalog", "--account", "acme"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert done.returncode == 3
-    assert json.loads(done.stdout)["error"]["code"] == "storage_unavailable"
-    assert "Traceback" not in done.stderr
+    code, answer, stderr = run_cli(env, "ucd", "catalog", "--account", "acme", cwd=tmp_path)
+    assert code == 3
+    assert answer["error"]["code"] == "storage_unavailable"
+    assert "Traceback" not in stderr
 
 
 def test_devstorage_help_prints_help_without_starting_azurite(monkeypatch, capsys):
@@ -334,14 +385,13 @@ def _bare_env(**settings: str) -> dict:
         for k, v in os.environ.items()
         if k != "EXPORT_SECRET_KEY" and not k.startswith(("AzureWebJobsStorage", "EXPORT_", "UCD_"))
     }
-    return {**env, "PYTHONPATH": str(ROOT), **settings}
+    return {**env, **settings}
 
 
 def _exporter(env: dict, *args: str, cwd: Path) -> tuple[int, dict, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
-    )
-    return done.returncode, json.loads(done.stdout), done.stderr
+    code, answer, stderr = run_cli(env, *args, cwd=cwd)
+    assert isinstance(answer, dict), answer
+    return code, answer, stderr
 
 
 @pytest.mark.parametrize("value", ["garbage", "AccountName=x", "UseDevelopmentStorage=false"])

@@ -6,7 +6,7 @@ Screenshots of every step go to screenshots/ (gitignored). Without /usr/bin/chro
 fail: CI installs it (.ci/run), and a console nobody tested in a browser is not a passing build.
 """
 
-# ruff: noqa: F811 - the fixtures `chromium`, `host` and `visit` are imported from tests/browser_helpers.py
+# ruff: noqa: F811 - the fixtures `host` and `visit` are imported from tests/browser_helpers.py
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from exporter.members import MemberRepo
 from tests.browser_helpers import (  # noqa: F401
     Visit,
     authentication,
-    chromium,
     configure_and_launch,
     host,
     visit,

@@ -2,7 +2,7 @@
 (recommended)" with the platform's identity for the account and the commands to grant it, copyable with the
 button the script adds; "With a key" and back switch the form; every page passes axe."""
 
-# ruff: noqa: F811 - the fixtures `chromium` and `visit` (tests/browser_helpers.py), `platform` and `kctx`
+# ruff: noqa: F811 - the fixture `visit` (tests/browser_helpers.py), `platform` and `kctx`
 # (tests/test_keyless_s3.py) are imported, then requested
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from exporter.local.serve import LocalHost
 from exporter.members import MemberRepo
-from tests.browser_helpers import chromium, visit  # noqa: F401
+from tests.browser_helpers import visit  # noqa: F401
 from tests.destination_helpers import new_bucket_name
 from tests.helpers import call
 from tests.test_keyless_s3 import kctx, platform  # noqa: F401

@@ -3,7 +3,7 @@ a double click on Launch and a reload after it make one integration; the page af
 it was launched already and links to it; the "launched" message shows once; no request of any page
 answers 404 (the favicon)."""
 
-# ruff: noqa: F811 - the fixtures `chromium`, `host` and `visit` are imported from tests/browser_helpers.py
+# ruff: noqa: F811 - the fixtures `host` and `visit` are imported from tests/browser_helpers.py
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from exporter.console import launch
 from tests.browser_helpers import (  # noqa: F401
     Visit,
     authentication,
-    chromium,
     host,
     visit,
 )

@@ -70,6 +70,9 @@ class Rule:
         return self.when is None or self.when(method, path, headers)
 
 
+STOP_POLL_SECONDS = 0.05
+
+
 class FaultProxy:
     """A reverse proxy on a free loopback port in front of `upstream` (http://host:port)."""
 
@@ -93,7 +96,14 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FaultProxy:
-        threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
+        # `stop` waits for the serving loop to look at its stop flag, once every poll interval: 0.5 s by default,
+        # half a second at the end of every test (and of the soak, per proxy) for nothing.
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL_SECONDS},
+            name="fault-proxy",
+            daemon=True,
+        ).start()
         return self
 
     def stop(self) -> None:

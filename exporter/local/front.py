@@ -232,6 +232,7 @@ class FrontServer(TcpWSGIServer):
         self.tick = min(1.0, deadline / 10)
         self._next_check = 0.0
         self._stopped = threading.Event()
+        self._closing = threading.Lock()
         adj = Adjustments(
             host=host,
             port=port,
@@ -264,8 +265,14 @@ class FrontServer(TcpWSGIServer):
     def run(self) -> None:
         while not self._stopped.is_set():
             wasyncore.loop(timeout=self.tick, map=self._map, use_poll=True, count=1)
-        wasyncore.close_all(self._map)
+        with self._closing:
+            wasyncore.close_all(self._map)
         self.task_dispatcher.shutdown()
 
     def stop(self) -> None:
-        self._stopped.set()
+        # The trigger wakes the loop's poll at once (else a stop waits out the tick). Under the lock, so the
+        # loop cannot close the trigger's pipe between the check and the write (its fd number may be reused).
+        with self._closing:
+            self._stopped.set()
+            if not self.trigger._closed:
+                self.pull_trigger()
