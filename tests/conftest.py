@@ -99,7 +99,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`pytestmark = pytest.mark.slow_tests("test_a", "test_b[gcs]")` marks those tests of the module `slow`
     (before `-m "not slow"` deselects). A name that is no test function of the module is an error, so a
-    rename cannot quietly move a test into the quick loop."""
+    rename cannot quietly move a test into the quick loop. `runs_first` tests are moved to the front."""
     for item in items:
         module = item.getparent(pytest.Module)
         names = [name for mark in module.iter_markers("slow_tests") for name in mark.args] if module else []
@@ -108,6 +108,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 raise pytest.UsageError(f"{module.nodeid}: slow_tests names no test {name!r}")
         if item.name in names or getattr(item, "originalname", None) in names:
             item.add_marker(pytest.mark.slow)
+    # `runs_first` modules (the soak: about 100 s on one worker) go first: xdist hands out work in this order.
+    items.sort(key=lambda item: item.get_closest_marker("runs_first") is None)
 
 
 def given_or_started(given, start, use=lambda server: server):

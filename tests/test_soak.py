@@ -23,8 +23,9 @@ from bench.soak_ledger import IntegrationRecord, IntegrationSpec
 from bench.soak_sites import Delivered
 
 # The two that run the soak (a subprocess of a few minutes) are slow; its checker's own tests stay quick.
-# One xdist worker runs them all, so the module's one soak report is made once.
+# One xdist worker runs them all, so the module's one soak report is made once; first, as the longest unit.
 pytestmark = [
+    pytest.mark.runs_first,
     pytest.mark.slow_tests(
         "test_the_soak_runs_its_chaos_and_checks_every_window", "test_the_soak_finds_nothing_lost_or_duplicated"
     ),
