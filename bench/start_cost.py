@@ -1,0 +1,120 @@
+"""`python -m bench.start_cost`: the job's fixed start cost alone (an empty window, header only), per
+destination type, without loading a data set (bench/README.md, "start cost").
+
+Each run is `bench.measure`'s `export` of an empty window in a fresh process, as `python -m bench` measures
+the `start_cost` rows. `--root DIR` (repeatable) runs the same measurement with another checkout's code
+(e.g. a worktree of main), the checkouts interleaved run by run, so a shared machine's drifting load
+weighs on each alike; each reports its fastest of `--repeat` runs, wall and CPU seconds.
+`--profile DIR` writes one pyinstrument profile per type and checkout there (untimed runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from exporter.local.devstorage import start_azurite
+from exporter.secrets import new_key
+from exporter.settings import Settings
+from exporter.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.start_cost", description=__doc__)
+    p.add_argument("--repeat", type=int, default=5, help="runs per type and checkout; the fastest is reported")
+    p.add_argument("--kinds", default="azure_blob,s3,gcs", help="destination types (comma-separated)")
+    p.add_argument("--root", action="append", default=[], help="another checkout to measure beside this one")
+    p.add_argument("--profile", default="", help="a directory for one pyinstrument profile per type and checkout")
+    return p.parse_args(argv)
+
+
+def _measure(root: Path, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    path = workdir / f"spec-{os.getpid()}-{len(list(workdir.iterdir()))}.json"
+    path.write_text(json.dumps(spec))
+    python = root / ".venv" / "bin" / "python"
+    proc = subprocess.run(
+        [str(python if python.exists() else sys.executable), "-m", "bench.measure", str(path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"the start-cost measurement failed in {root} (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    os.environ.setdefault("EXPORT_ALLOW_PRIVATE_ENDPOINTS", "true")  # the local servers are on loopback
+    from exporter.local.demotargets import open_demo_target
+
+    roots = [ROOT, *(Path(r).resolve() for r in args.root)]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-start-"))
+    azurite = start_azurite()
+    try:
+        spec: dict[str, Any] = {
+            "kind": "export",
+            "connection": azurite.connection_string,
+            "server_pid": azurite.process.pid,
+            "table_prefix": "bench",
+            "queue": "bench-jobs",
+            "ucd_container": "ucd-bench",
+            "out_container": "bench-out",
+            "secret_key": new_key(),
+            "account": "bench",
+            "hours": 4,
+            "frequency_hours": 1,
+            "empty": True,
+        }
+        settings = Settings(
+            storage_connection=spec["connection"],
+            table_prefix=spec["table_prefix"],
+            queue_name=spec["queue"],
+            ucd_container=spec["ucd_container"],
+            secret_key=spec["secret_key"],
+        )
+        Storage(settings).ensure()
+        BlobServiceClient.from_connection_string(spec["connection"]).create_container(spec["out_container"])
+        results: dict[str, dict[str, Any]] = {}
+        for kind in [k for k in args.kinds.split(",") if k]:
+            target = open_demo_target(kind, azurite.connection_string) if kind != "azure_blob" else None
+            try:
+                kind_spec = {**spec, **({"destination": {**target.body, "prefix": "bench/"}} if target else {})}
+                for _ in range(args.repeat):
+                    for root in roots:
+                        r = _measure(root, kind_spec, workdir)
+                        best = results.setdefault(f"{kind} {root}", r)
+                        if r["seconds"] < best["seconds"]:
+                            best.update(seconds=r["seconds"])
+                        if r["cpu_seconds"] < best["cpu_seconds"]:
+                            best.update(cpu_seconds=r["cpu_seconds"])
+                if args.profile:
+                    for i, root in enumerate(roots):
+                        out = Path(args.profile).resolve() / f"start-{kind}-{i}.txt"
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        _measure(root, {**kind_spec, "profile": str(out)}, workdir)
+            finally:
+                if target is not None:
+                    target.stop()
+        print(f"fastest of {args.repeat} (wall s, CPU s of the measuring process):")
+        for name, r in results.items():
+            print(f"  {name}: {r['seconds'] * 1000:.0f} ms wall, {r['cpu_seconds'] * 1000:.0f} ms CPU")
+        print(json.dumps({k: {"seconds": v["seconds"], "cpu_seconds": v["cpu_seconds"]} for k, v in results.items()}))
+    finally:
+        azurite.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
