@@ -2,10 +2,12 @@
 destination type, without loading a data set (bench/README.md, "start cost").
 
 Each run is `bench.measure`'s `export` of an empty window in a fresh process, as `python -m bench` measures
-the `start_cost` rows. `--root DIR` (repeatable) runs the same measurement with another checkout's code
+the `start_cost` rows. `--root DIR` (repeatable) runs the same measurement with another checkout's exporter
 (e.g. a worktree of main), the checkouts interleaved run by run, so a shared machine's drifting load
-weighs on each alike; each reports its fastest of `--repeat` runs, wall and CPU seconds.
-`--profile DIR` writes one pyinstrument profile per type and checkout there (untimed runs).
+weighs on each alike; each reports its fastest of `--repeat` runs, wall and CPU seconds. Each is measured
+cold (the process's first job) and warm (the integration's next job, after its window before in the same
+process: what a running worker pays per invocation). `--profile DIR` writes one pyinstrument profile of a
+warm job per type and checkout there.
 """
 
 from __future__ import annotations
@@ -35,16 +37,24 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kinds", default="azure_blob,s3,gcs", help="destination types (comma-separated)")
     p.add_argument("--root", action="append", default=[], help="another checkout to measure beside this one")
     p.add_argument("--profile", default="", help="a directory for one pyinstrument profile per type and checkout")
+    p.add_argument(
+        "--trace", action="store_true", help="print each HTTP round trip of one warm job per type and checkout"
+    )
     return p.parse_args(argv)
 
 
 def _measure(root: Path, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    path = workdir / f"spec-{os.getpid()}-{len(list(workdir.iterdir()))}.json"
+    """This checkout's measurement (bench/measure.py) of `root`'s exporter: a directory of two links."""
+    path = workdir / f"spec-{len(list(workdir.iterdir()))}.json"
     path.write_text(json.dumps(spec))
-    python = root / ".venv" / "bin" / "python"
+    shim = workdir / f"code-{abs(hash(str(root)))}"
+    if not shim.exists():
+        shim.mkdir()
+        (shim / "bench").symlink_to(ROOT / "bench")
+        (shim / "exporter").symlink_to(root / "exporter")
     proc = subprocess.run(
-        [str(python if python.exists() else sys.executable), "-m", "bench.measure", str(path)],
-        cwd=root,
+        [sys.executable, "-m", "bench.measure", str(path)],
+        cwd=shim,
         capture_output=True,
         text=True,
     )
@@ -92,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 kind_spec = {**spec, **({"destination": {**target.body, "prefix": "bench/"}} if target else {})}
                 for _ in range(args.repeat):
-                    for root in roots:
-                        r = _measure(root, kind_spec, workdir)
-                        best = results.setdefault(f"{kind} {root}", r)
+                    for root, warm in [(root, warm) for warm in (False, True) for root in roots]:
+                        r = _measure(root, {**kind_spec, "warm": warm}, workdir)
+                        best = results.setdefault(f"{kind}{' warm' if warm else ''} {root}", r)
                         if r["seconds"] < best["seconds"]:
                             best.update(seconds=r["seconds"])
                         if r["cpu_seconds"] < best["cpu_seconds"]:
@@ -103,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                     for i, root in enumerate(roots):
                         out = Path(args.profile).resolve() / f"start-{kind}-{i}.txt"
                         out.parent.mkdir(parents=True, exist_ok=True)
-                        _measure(root, {**kind_spec, "profile": str(out)}, workdir)
+                        _measure(root, {**kind_spec, "profile": str(out), "warm": True}, workdir)
+                if args.trace:
+                    for root in roots:
+                        trips = _measure(root, {**kind_spec, "trace": True, "warm": True}, workdir)["round_trips"]
+                        print(f"round trips of a warm job, {kind} {root} (ms from the job's start):")
+                        for start, end, thread, method, what in trips:
+                            print(f"  {start:6.1f} {end:6.1f} {end - start:5.1f}  {thread[:12]:12} {method:6} {what}")
             finally:
                 if target is not None:
                     target.stop()
