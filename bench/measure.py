@@ -134,7 +134,11 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
         "server_cpu_seconds": server,
         "arrow_pool_peak_mb": pa.default_memory_pool().max_memory() / 1e6,
         **(
-            {"round_trips": [(round((a - t0) * 1000, 1), round((b - t0) * 1000, 1), *w) for a, b, *w in trips]}
+            {
+                "round_trips": [
+                    (round((a - t0) * 1000, 1), round((b - t0) * 1000, 1), *w) for a, b, *w in trips if a - t0 < seconds
+                ]
+            }
             if trips is not None
             else {}
         ),
