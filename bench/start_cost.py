@@ -25,8 +25,9 @@ from azure.storage.blob import BlobServiceClient
 
 from exporter.local.devstorage import start_azurite
 from exporter.secrets import new_key
-from exporter.settings import Settings
 from exporter.storage import Storage
+
+from .scale import settings_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "frequency_hours": 1,
             "empty": True,
         }
-        settings = Settings(
-            storage_connection=spec["connection"],
-            table_prefix=spec["table_prefix"],
-            queue_name=spec["queue"],
-            ucd_container=spec["ucd_container"],
-            secret_key=spec["secret_key"],
-        )
-        storage = Storage(settings).ensure()
+        storage = Storage(settings_of(spec)).ensure()
         BlobServiceClient.from_connection_string(spec["connection"]).create_container(spec["out_container"])
         if args.parquet_resumed:
             return _parquet_resumed(args, roots, storage, spec, workdir)
