@@ -1,22 +1,23 @@
 """What a job reads ahead: once the integration is read and a window is due, the first window's segment
-listing, its split plan (if one was made) and the destination client are fetched in the background while
-the job reads the window's run record and writes the next one (docs/benchmarks.md, "start cost": each is
-a round trip or a client's construction that used to wait for the one before).
+listing and its split plan (if one was made) are read in the background while the job reads the window's
+run record (docs/benchmarks.md, "start cost": each is a round trip that used to wait for the one before).
 
-Nothing here writes: each is a read (or a client built) the job would make a moment later anyway, so it
+The destination client is not built ahead: its construction is CPU (imports on a process's first job, a
+GCS key's RSA parse), and a thread holding the GIL for tens of milliseconds delays every round trip of
+the others by more than it saves (measured: a process's first GCS job took 25-50 ms longer).
+
+Nothing here writes: each is a read the job would make a moment later anyway, so it
 answers as if it had been made then by a job running a little faster. A read ahead is used only for the
 window it was made for; any other window is read when its turn comes, as before.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..context import Context
-from ..export.destination import Destination
 from ..integrations.model import Integration
 from ..ucd.segments import SegmentRef
 from ..windows import Window, due_windows
@@ -24,22 +25,21 @@ from . import stores
 from .split import SplitPlan
 
 # Threads start on demand; host.json lets an instance run up to six jobs at once (batchSize +
-# newBatchThreshold), each reading up to three things ahead.
-_AHEAD = ThreadPoolExecutor(18, thread_name_prefix="ahead")
+# newBatchThreshold), each reading two things ahead.
+_AHEAD = ThreadPoolExecutor(12, thread_name_prefix="ahead")
 
 
 @dataclass(frozen=True)
 class ReadAhead:
-    """The first due window's listing and split plan, and the destination, being fetched (None: nothing was due)."""
+    """The first due window's listing and split plan being read (None: nothing was due)."""
 
     window: Window | None = None
     listing: Future[list[SegmentRef]] | None = None
     plan: Future[SplitPlan | None] | None = None
-    opened: Future[Destination] | None = None
 
 
 def read_ahead(ctx: Context, integration: Integration) -> ReadAhead:
-    """Start fetching what the job's first window needs, if a window is due (an active integration's).
+    """Start reading what the job's first window needs, if a window is due (an active integration's).
 
     The first window is the one after `last_success_end`; a window whose export began with other bounds
     (its run record says so, read meanwhile) is another window, and is listed when its turn comes.
@@ -58,13 +58,12 @@ def read_ahead(ctx: Context, integration: Integration) -> ReadAhead:
         None,
     )
     if first is None:
-        return ReadAhead()  # nothing due: the job opens no client and lists nothing
+        return ReadAhead()  # nothing due: the job lists nothing
     account, iid = integration.account, integration.id
     return ReadAhead(
         first,
         _AHEAD.submit(ctx.ucd.segments, account, first.start, first.end),
         _AHEAD.submit(stores.splits(ctx).get, account, iid, first.start_unix),
-        _AHEAD.submit(ctx.destination_for, integration),
     )
 
 
@@ -80,14 +79,3 @@ def listing(ctx: Context, account: str, window: Window, ahead: ReadAhead) -> Cal
 def recorded_plan(ahead: ReadAhead, window: Window) -> Callable[[], SplitPlan | None] | None:
     """The window's split plan as read ahead (None: not read ahead for this window; read it when asked)."""
     return ahead.plan.result if ahead.plan is not None and ahead.window == window else None
-
-
-def destination(ctx: Context, integration: Integration, ahead: ReadAhead) -> Callable[[], Destination]:
-    """The job's destination client, opened at most once: the one opened ahead, else opened when first asked.
-
-    A failure to open it (a key that does not work, say) is raised where it is first asked for, inside a
-    window's attempt, and recorded as that attempt's, as if it had been opened there.
-    """
-    if ahead.opened is not None:
-        return ahead.opened.result
-    return functools.cache(functools.partial(ctx.destination_for, integration))

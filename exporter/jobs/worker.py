@@ -13,6 +13,7 @@ changes exporter/jobs/state.py, and how a delivery ends exporter/jobs/delivery.p
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from ..clock import from_unix, to_unix
@@ -58,9 +59,8 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
 
     activated = integration.activated_at  # never moves once set
     out_of_time = time_bound(ctx)
-    # The first window's listing and split plan, and the destination, are fetched while its run record is read.
-    read = ahead.read_ahead(ctx, integration)
-    destination = ahead.destination(ctx, integration, read)
+    destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
+    read = ahead.read_ahead(ctx, integration)  # the first window's listing and split plan, while its record is read
     exported: list[RunRecord] = []
     first = _first_record(ctx, integration)
     begun = _begun(first)
