@@ -47,6 +47,10 @@ def big_window_rows(args: argparse.Namespace, storage: Storage, step, results: d
         parquet = step("big_export_once_parquet", "big_export_once", big_account=BIG_ACCOUNT, format="parquet")
         spec = {"big_account": BIG_ACCOUNT, "format": "parquet", "budget_seconds": parquet["seconds"] / 8}
         step("big_export_resumed_parquet", "big_export_resumed", **spec)  # a Parquet window is never split
+        if args.profile:  # untimed: where the invocations' time goes (a profiler slows what it watches)
+            profile = str((workdir / "profile-resumed-parquet.txt").resolve())
+            step("big_export_resumed_parquet_profiled", "big_export_resumed", **spec, profile=profile)
+            print(f"  profile: {profile}", flush=True)
     if "gcs" in chosen:
         big_window_gcs_rows(storage, step, workdir)
 

@@ -172,9 +172,18 @@ def big_export_resumed(spec: dict[str, Any]) -> dict[str, Any]:
     ctx.clock = RunningClock(_due(ctx))
     ctx.storage.queue().send_message(ExportJob(spec["big_account"], iid).to_message())
     outcomes: list[Any] = []
+    profiler = None
+    if spec.get("profile"):  # `python -m bench --profile`: where the invocations' time goes
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
     t0, cpu0 = time.perf_counter(), time.process_time()
     done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if profiler is not None:
+        profiler.stop()
+        Path(spec["profile"]).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     if done["windows_exported"] != 1 or done["failed_deliveries"]:
         raise SystemExit(f"the resumed export did not finish cleanly: {done}")
     return _finish(ctx, spec, iid, seconds, tally, invocations=len(outcomes), cpu_seconds=cpu)

@@ -98,7 +98,7 @@ class GcsDestination:
 
         token_uri = credentials.token_uri  # None without a key (KEYLESS HOOK, issue 24)
         self._guard = egress.guard(ENDPOINT_FIELD, **{ENDPOINT_FIELD: credentials.endpoint_url, TOKEN_FIELD: token_uri})
-        self._google = credentials.google_credentials()
+        self._google = credentials.kept_google_credentials()  # kept between the integration's jobs
         self._http = authorized_session(self._google, self._guard, keyless=token_uri is None)
         options = {"api_endpoint": credentials.endpoint_url} if credentials.endpoint_url else None
         project = (credentials.service_account_key or {}).get("project_id") or "<none>"

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from ..errors import InputError, InternalError
 from ..validation import check_text
 from .common import BucketBody, Check, check_endpoint_url, mask_email, text_field
+from .kept_clients import KEPT_CLIENTS, kept_key
 from .keyless_gcs import check_either, check_impersonate, platform_credentials  # KEYLESS HOOK (issue 24)
 
 if TYPE_CHECKING:
@@ -127,6 +128,17 @@ class GcsCredentials:
     @property
     def endpoint(self) -> str:
         return self.endpoint_url or DEFAULT_ENDPOINT
+
+    def kept_google_credentials(self) -> Credentials:
+        """`google_credentials`, kept between one integration's jobs with the token they fetched (kept_clients.py):
+        parsing the key costs ~50 ms of CPU, and a new credential fetches a token before its first request.
+
+        Keyless credentials are not kept here (KEYLESS HOOK, issue 24: the platform's own are kept by their module).
+        """
+        if self.service_account_key is None:
+            return self.google_credentials()
+        material = {"key": self.service_account_key, "endpoint_url": self.endpoint_url}
+        return KEPT_CLIENTS.get(kept_key("gcs", material), self.google_credentials)
 
     def google_credentials(self) -> Credentials:
         """The google-auth service-account credentials (their token flow signs a JWT with the key)."""

@@ -22,6 +22,7 @@ import ctypes.util
 import functools
 import hashlib
 import struct
+from collections.abc import Iterator
 
 STATE_BYTES = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len, 32 bits each
 LAYOUT = struct.Struct("=8I2I16I2I")  # native order, as the struct lies in memory
@@ -104,8 +105,12 @@ def _libcrypto() -> ctypes.CDLL | None:
     return lib if _self_test(lib) else None
 
 
-def _candidates() -> list[str]:
-    """The libcrypto that hashlib loaded (a host without ldconfig still maps it), then the linker's names."""
+def _candidates() -> Iterator[str]:
+    """The libcrypto that hashlib loaded (a host without ldconfig still maps it), then the linker's names.
+
+    Lazily: the linker's name is looked up (`find_library` runs `ldconfig -p`, a process) only if no
+    mapped library will do, which is a process's first export paying a fork for nothing.
+    """
     import _hashlib  # noqa: F401 - maps libcrypto into this process
 
     try:
@@ -113,7 +118,9 @@ def _candidates() -> list[str]:
             mapped = [line.split()[-1] for line in maps if "libcrypto" in line]
     except OSError:
         mapped = []
-    return list(dict.fromkeys([*mapped, *filter(None, [ctypes.util.find_library("crypto"), "libcrypto.so.3"])]))
+    yield from dict.fromkeys(mapped)
+    found = ctypes.util.find_library("crypto")
+    yield from [name for name in (found, "libcrypto.so.3") if name and name not in mapped]
 
 
 def _load(name: str) -> ctypes.CDLL | None:

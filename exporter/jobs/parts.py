@@ -51,15 +51,18 @@ def plan_split(
     selection: Selection | None,
     destination: Callable[[], Destination],
     segments: Callable[[], list[SegmentRef]],
+    recorded: Callable[[], SplitPlan | None] | None = None,
 ) -> SplitPlan | None:
     """The window's split plan: the one already made, or a new one if the window is large enough; None: whole.
+
+    `recorded`: the plan already made, as the job read it ahead (None: read it here).
 
     A window already begun whole (its progress recorded) stays whole; so does every window of a
     destination that cannot take parts and every file that cannot be written in parts (`splittable`:
     Parquet, or a manifest).
     """
     account, iid = integration.account, integration.id
-    plan = stores.splits(ctx).get(account, iid, window.start_unix)
+    plan = recorded() if recorded is not None else stores.splits(ctx).get(account, iid, window.start_unix)
     if plan is not None:
         return plan
     selection = selection or integration.selection

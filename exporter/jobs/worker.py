@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from ..clock import from_unix, to_unix
 from ..context import Context
 from ..errors import NotFoundError
 from ..integrations.model import Integration, Status
 from ..runs import RunRecord
-from ..ucd.segments import SegmentRef
-from ..windows import Window, due_windows, next_start
-from . import state
+from ..windows import due_windows, next_start
+from . import ahead, state
 from .attempt import FirstRecord, export_whole, selection_of
 from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .messages import ExportJob, FanOut
@@ -63,6 +60,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     activated = integration.activated_at  # never moves once set
     out_of_time = time_bound(ctx)
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
+    read = ahead.read_ahead(ctx, integration)  # the first window's listing and split plan, while its record is read
     exported: list[RunRecord] = []
     first = _first_record(ctx, integration)
     begun = _begun(first)
@@ -81,10 +79,12 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         if exported and out_of_time():
             break
         selection = selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
-        segments = _listed_ahead(ctx, integration.account, window)
+        segments = ahead.listing(ctx, integration.account, window, read)
         plan: SplitPlan | None = None
         try:
-            plan = plan_split(ctx, integration, window, selection, destination, segments)
+            plan = plan_split(
+                ctx, integration, window, selection, destination, segments, ahead.recorded_plan(read, window)
+            )
             if plan is not None:
                 committed = commit_split(ctx, integration, window, plan, as_split(destination()), out_of_time)
                 if committed is None:  # parts still to export: their jobs finish the window
@@ -123,15 +123,3 @@ def _begun(first: FirstRecord) -> RunRecord | None:
     """
     record = first.record
     return record if record is not None and record.attempts > 0 and record.window_end > record.window_start else None
-
-
-# Threads start on demand; host.json lets an instance run up to six jobs at once (batchSize + newBatchThreshold).
-_LISTING = ThreadPoolExecutor(8, thread_name_prefix="listing")
-
-
-def _listed_ahead(ctx: Context, account: str, window: Window) -> Callable[[], list[SegmentRef]]:
-    """The window's segments, listed in the background from now on while the window's records are read.
-
-    A due window's segments never change, so one listing serves the split decision and the read.
-    """
-    return _LISTING.submit(ctx.ucd.segments, account, window.start, window.end).result
