@@ -1,8 +1,9 @@
 """SDK objects a destination builds from a customer's key, kept in this process between one integration's jobs.
 
 Building them is most of a job's fixed CPU (docs/benchmarks.md, "start cost"): google-auth parses a service
-account's RSA key (~50 ms) and then fetches a token (a round trip), botocore builds an S3 client (~30-50 ms).
-A window's export and its follow-ups reuse them instead.
+account's RSA key (~50 ms) and then fetches a token (a round trip). A window's export and its follow-ups reuse
+them instead. Only GCS keeps anything today: an S3 client is pinned to its egress guard (the key would have to
+hold the guard too), and Azure's client costs a few milliseconds.
 
 Kept per integration, never across: the key is the account and the integration the destination is opened
 for (exporter/identity.py, `opening_for`), the destination type, and a SHA-256 of the credential material
