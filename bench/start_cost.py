@@ -71,6 +71,12 @@ def _measure(root: Path, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _keep_fastest(best: dict[str, dict[str, Any]], name: str, r: dict[str, Any]) -> None:
+    """`best[name]`: the first result of `name`, its wall and CPU seconds the least seen so far (each apart)."""
+    b = best.setdefault(name, r)
+    b.update(seconds=min(b["seconds"], r["seconds"]), cpu_seconds=min(b["cpu_seconds"], r["cpu_seconds"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     os.environ.setdefault("EXPORT_ALLOW_PRIVATE_ENDPOINTS", "true")  # the local servers are on loopback
@@ -106,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeat):
                     for root, warm in [(root, warm) for warm in (False, True) for root in roots]:
                         r = _measure(root, {**kind_spec, "warm": warm}, workdir)
-                        best = results.setdefault(f"{kind}{' warm' if warm else ''} {root}", r)
-                        if r["seconds"] < best["seconds"]:
-                            best.update(seconds=r["seconds"])
-                        if r["cpu_seconds"] < best["cpu_seconds"]:
-                            best.update(cpu_seconds=r["cpu_seconds"])
+                        _keep_fastest(results, f"{kind}{' warm' if warm else ''} {root}", r)
                 if args.profile:
                     for i, root in enumerate(roots):
                         out = Path(args.profile).resolve() / f"start-{kind}-{i}.txt"
@@ -153,8 +155,7 @@ def _parquet_resumed(
             ):
                 r = _measure(root, {**big, **extra, "kind": kind}, workdir)
                 name = f"{kind} {root}"
-                b = best.setdefault(name, r)
-                b.update(seconds=min(b["seconds"], r["seconds"]), cpu_seconds=min(b["cpu_seconds"], r["cpu_seconds"]))
+                _keep_fastest(best, name, r)
                 print(
                     f"  {name}: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} s CPU, {r['invocations']} invocations",
                     flush=True,
