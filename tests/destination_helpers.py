@@ -28,6 +28,8 @@ from azure.storage.blob import BlobServiceClient
 
 from exporter.clock import from_unix
 from exporter.destinations import destination_types, open_destination, s3
+from exporter.export import runner
+from exporter.export.formats import compress
 from exporter.export.runner import export_window
 from exporter.integrations.bodies import parse_destination
 from exporter.local.cloudservers import GcsEmulator, MotoServer, TokenEndpoint, service_account_key
@@ -36,7 +38,7 @@ from exporter.local.kinds import Servers, Target, open_target
 from exporter.ucd.segments import to_ms
 from exporter.windows import Window
 from tests import export_helpers
-from tests.export_helpers import ACCOUNT, due_at, populate, selection_recorded
+from tests.export_helpers import ACCOUNT, H, due_at, populate, selection_recorded
 from tests.helpers import integration_body as azure_integration_body
 
 KINDS = destination_types()
@@ -258,6 +260,12 @@ def part_minimum(kit) -> int:
     return kit.server.min_part_bytes if kit.kind == "s3" else 0
 
 
+def takes_any_block(kit) -> bool:
+    """Whether this kit's server takes a file's blocks of any size (Azure), where S3 has a minimum part size and
+    GCS a 256 KiB grid: a test's large window may then be a fraction of the rows in as small blocks."""
+    return kit.kind == "azure_blob"
+
+
 def make_kit(request, kind: str, tag: str):
     """A fresh container or bucket of the registered type `kind` (the servers are started on first use)."""
     name = new_bucket_name(tag)
@@ -284,6 +292,30 @@ def create_with_small_segments(ctx, clock, kit, segments: int, rows_per_segment:
     """An integration whose first window holds many small segments (a platform's small upserts), 9 s apart."""
     entries = [timedelta(minutes=5, seconds=9 * i) for i in range(segments)]
     return create_with_segments(ctx, clock, kit, entries, rows_per_segment, **overrides)
+
+
+# A window of a platform's small upserts (a segment each) whose gzip members cover several segments each, in
+# blocks of about a member: 60 segments of 20 events, 10 members of about 6 segments, blocks of 2 KiB (a
+# member's compressed bytes). Every member end still falls between segments and every block end at a member's,
+# as with 200 segments in 20 members, at a third of the segments to store and read (each export reads them all).
+SMALL_SEGMENTS, SMALL_ROWS, SMALL_MEMBERS, SMALL_BLOCK = 60, 20, 10, 2 * 1024
+
+
+def create_with_members_of_small_segments(ctx, clock, kit, monkeypatch, **overrides) -> str:
+    """`create_with_small_segments` of SMALL_SEGMENTS, its members and blocks set as described above."""
+    iid = create_with_small_segments(ctx, clock, kit, SMALL_SEGMENTS, SMALL_ROWS, **overrides)
+    stored = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, export_helpers.ACT, export_helpers.ACT + H))
+    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", stored // SMALL_MEMBERS)
+    monkeypatch.setattr(runner, "BLOCK_BYTES", SMALL_BLOCK)
+    return iid
+
+
+def assert_members_span_segments(contents: dict) -> None:
+    members = gzip_members(next(iter(contents.values())))
+    per_member = SMALL_SEGMENTS // SMALL_MEMBERS
+    assert SMALL_MEMBERS * 2 // 3 <= members <= SMALL_MEMBERS * 3 // 2, (
+        f"{members} members: about one per {per_member} segments, not one per segment"
+    )
 
 
 def create_with_segments(ctx, clock, kit, entries: list[timedelta], rows_per_segment: int, **overrides) -> str:

@@ -31,13 +31,15 @@ from exporter.runs import RunStatus
 from exporter.windows import Window
 from tests.destination_helpers import (
     assert_bytes_match_a_clean_export,
+    assert_members_span_segments,
     assert_rows_match_the_csv_export,
     create_with_large_window,
-    create_with_small_segments,
+    create_with_members_of_small_segments,
     destination_from_body,
     gzip_members,
     make_kit,
     part_minimum,
+    takes_any_block,
 )
 from tests.export_helpers import ACCOUNT, ACT, H, assert_exactly_once, deliver_one, due_at, selection_recorded
 from tests.helpers import call
@@ -59,13 +61,13 @@ ROW_FORMATS = (
     "jsonl.gz",
 )  # the continuable row formats (Parquet: tests/test_export_parquet_resume.py)
 GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
-SMALL_SEGMENTS, SMALL_ROWS = 200, 20  # a platform's small upserts: a segment each
 
 
 # Only an S3 at AWS's minimum part size needs 5 MiB blocks (tests/test_s3_part_minimum.py); elsewhere, the
 # suite's moto included (256 KiB parts), the same window shape (three blocks or more in three segments) is made
 # of a fifth of the rows in 1 MiB blocks (a CSV file) or half of them in 256 KiB blocks (a gzip file; GCS takes
-# multiples of 256 KiB): the same cuts, a fraction of the rows to write and read.
+# multiples of 256 KiB), and on Azure (blocks of any size) a quarter of those rows in blocks an eighth the size:
+# the same cuts (two blocks a segment there), a fraction of the rows to write and read.
 
 
 def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
@@ -73,9 +75,10 @@ def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
     gzip = file_format != "csv"
     if part_minimum(kit) > MiB // 4:
         return (GZIP_S3_ROWS if gzip else SEGMENT_ROWS), BLOCK
-    if gzip:
-        return SEGMENT_ROWS // 2, MiB // 4
-    return SEGMENT_ROWS // 5, BLOCK // 5
+    rows, block = (SEGMENT_ROWS // 2, MiB // 4) if gzip else (SEGMENT_ROWS // 5, BLOCK // 5)
+    if takes_any_block(kit):  # a quarter of the rows in eighth blocks: two blocks a segment, not one
+        return rows // 4, block // 8
+    return rows, block
 
 
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
@@ -86,6 +89,8 @@ def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> st
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
     monkeypatch.setattr(runner, "BLOCK_BYTES", block)
+    if takes_any_block(kit):  # a gzip member ends with each (quarter-size) segment, as with the full size
+        monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", compress.MEMBER_SEGMENT_BYTES // 4)
     return iid
 
 
@@ -281,20 +286,12 @@ def test_where_a_sha256_state_cannot_be_saved_a_file_with_a_manifest_is_exported
 
 
 def a_window_of_small_segments(ctx, clock, kit, monkeypatch, file_format: str) -> str:
-    """An integration whose first window holds 200 segments of 20 events, members of about 10 of them
-    (a twentieth of the window's stored bytes each) and blocks of a member or two; its job queued."""
-    iid = create_with_small_segments(ctx, clock, kit, SMALL_SEGMENTS, SMALL_ROWS, format=file_format)
-    stored = sum(ref.size for ref in ctx.ucd.segments(ACCOUNT, ACT, ACT + H))
-    monkeypatch.setattr(compress, "MEMBER_SEGMENT_BYTES", stored // 20)
-    monkeypatch.setattr(runner, "BLOCK_BYTES", 4 * 1024)
+    """An integration whose first window holds many small segments in members of several of them and blocks
+    of a member (`create_with_members_of_small_segments`); its job queued."""
+    iid = create_with_members_of_small_segments(ctx, clock, kit, monkeypatch, format=file_format)
     clock.set(due_at(1))
     assert schedule(ctx).queued == 1
     return iid
-
-
-def assert_members_span_segments(contents: dict) -> None:
-    members = gzip_members(next(iter(contents.values())))
-    assert 10 <= members <= 25, f"{members} members: about one per 10 segments, not one per segment"
 
 
 @pytest.mark.parametrize("file_format", ["csv.gz", "jsonl.gz"])
