@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from azure.data.tables import TableEntity, UpdateMode
 
 from .clock import Clock, iso, parse_instant
+from .scoped import scoped
 from .storage import HISTORY_TABLE, Storage
 
 if TYPE_CHECKING:  # the ucd package is not loaded for a type
@@ -48,14 +49,9 @@ _PER_INSTANT = 100_000  # entries of one instant ordered among themselves (the r
 _actor: ContextVar[str] = ContextVar("history_actor", default=OPERATOR)
 
 
-@contextmanager
-def acting_as(who: str) -> Iterator[None]:
+def acting_as(who: str) -> AbstractContextManager[None]:
     """Record the changes made inside as made by `who`."""
-    token = _actor.set(who)
-    try:
-        yield
-    finally:
-        _actor.reset(token)
+    return scoped(_actor, who)
 
 
 def actor() -> str:
