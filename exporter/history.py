@@ -32,7 +32,7 @@ from azure.data.tables import TableEntity, UpdateMode
 
 from .clock import Clock, iso, parse_instant
 from .scoped import scoped
-from .storage import HISTORY_TABLE, Storage
+from .storage import HISTORY_TABLE, Storage, as_columns, from_columns
 
 if TYPE_CHECKING:  # the ucd package is not loaded for a type
     from .ucd.values import Json
@@ -45,6 +45,7 @@ MEMBER = "member"
 MAX_VALUE_CHARS = 2000  # a longer old or new value is shown as changed only (an entity property holds 64 KiB)
 _NEWEST_FIRST = 10**17  # microseconds: the RowKey is this minus the time, zero-padded
 _PER_INSTANT = 100_000  # entries of one instant ordered among themselves (the rest share the last place)
+_AS_STORED = ("subject", "subject_id", "action", "who", "before", "after")  # an entry's columns that hold its field
 
 _actor: ContextVar[str] = ContextVar("history_actor", default=OPERATOR)
 
@@ -111,30 +112,18 @@ class Entry:
         return {
             "PartitionKey": self.account,
             "RowKey": self.row_key,
-            "subject": self.subject,
-            "subject_id": self.subject_id,
-            "action": self.action,
-            "who": self.who,
+            **as_columns(self, (*_AS_STORED, "verified", "confirmed")),
             "at": iso(self.at),
             "changes": json.dumps([[c.field, c.old, c.new, c.secret] for c in self.changes]),
-            "before": self.before,
-            "after": self.after,
-            "verified": self.verified,
-            "confirmed": self.confirmed,
         }
 
     @classmethod
     def from_entity(cls, entity: TableEntity) -> Entry:
         return cls(
             account=entity["PartitionKey"],
-            subject=entity["subject"],
-            subject_id=entity["subject_id"],
-            action=entity["action"],
-            who=entity["who"],
+            **from_columns(entity, _AS_STORED),
             at=parse_instant(entity["at"], "stored"),
             changes=tuple(Change(f, o, n, s) for f, o, n, s in json.loads(entity["changes"])),
-            before=entity["before"],
-            after=entity["after"],
             verified=bool(entity.get("verified", False)),
             confirmed=bool(entity.get("confirmed", False)),
             row_key=entity["RowKey"],

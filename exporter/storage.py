@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -156,6 +158,16 @@ class Storage:
             except ResourceExistsError:
                 pass
         return self
+
+
+def as_columns(record: object, names: Iterable[str]) -> dict[str, Any]:
+    """`record`'s fields `names` as entity columns of the same names, for the fields stored as they are."""
+    return {name: getattr(record, name) for name in names}
+
+
+def from_columns(entity: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The reverse of `as_columns`: those columns of a read entity, as keyword arguments of the record."""
+    return {name: entity[name] for name in names}
 
 
 def pooled_transport(connections: int, **options: int) -> RequestsTransport:
