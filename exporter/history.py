@@ -45,7 +45,7 @@ MEMBER = "member"
 MAX_VALUE_CHARS = 2000  # a longer old or new value is shown as changed only (an entity property holds 64 KiB)
 _NEWEST_FIRST = 10**17  # microseconds: the RowKey is this minus the time, zero-padded
 _PER_INSTANT = 100_000  # entries of one instant ordered among themselves (the rest share the last place)
-_AS_STORED = ("subject", "subject_id", "action", "who", "before", "after")  # an entry's columns that hold its field
+_AS_STORED = ("subject", "subject_id", "action", "who", "before", "after")  # columns that hold the field as it is
 
 _actor: ContextVar[str] = ContextVar("history_actor", default=OPERATOR)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableEntity, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from requests.adapters import HTTPAdapter
@@ -165,7 +165,7 @@ def as_columns(record: object, names: Iterable[str]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
 
 
-def from_columns(entity: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+def from_columns(entity: TableEntity, names: Iterable[str]) -> dict[str, Any]:
     """The reverse of `as_columns`: those columns of a read entity, as keyword arguments of the record."""
     return {name: entity[name] for name in names}
 
