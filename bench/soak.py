@@ -442,7 +442,7 @@ class Soak:
             "wall_seconds_by_call": self.stats["wall_seconds_by_call"],
             "integrations": [
                 {
-                    "label": r.label,
+                    "label": r.spec.label,
                     "id": r.id,
                     "format": r.spec.format,
                     "activated_at": iso(r.activated_at),

@@ -147,12 +147,12 @@ def _read_site(
         verdict.files_by_kind[site.kind] += 1
         match = FILE_RE.fullmatch(found.path.rsplit("/", 1)[-1])
         record = by_id.get(match["id"]) if match else None
-        if record is None or record.site != site.name:
+        if record is None or record.spec.site != site.name:
             verdict.bad_files += 1
             verdict.fail(f"{site.name}: {found.path} belongs to no integration of this destination")
             continue
         start, end = int(match["start"]), int(match["end"])
-        if found.path != record.file_path(_utc(start), _utc(end)) or match["account"] != record.account:
+        if found.path != record.file_path(_utc(start), _utc(end)) or match["account"] != record.spec.account:
             verdict.bad_files += 1
             verdict.fail(f"{site.name}: {found.path} is misnamed (expected {record.file_path(_utc(start), _utc(end))})")
             continue
@@ -206,7 +206,7 @@ def _check_integration(
     until: datetime,
     settle: timedelta,
 ) -> None:
-    label = f"{record.label} ({record.id})"
+    label = f"{record.spec.label} ({record.id})"
     expected = [(int(s.timestamp()), int(e.timestamp())) for s, e in record.windows(record.deleted_at or until, settle)]
     files = sorted(files)
     found = [(s, e) for s, e, _rows in files]
@@ -232,7 +232,7 @@ def _check_integration(
             verdict.fail(f"{label}: {event_id} exported {count} times")
     for event_id, entries in stored.items():
         facts = events.facts.get(event_id)
-        if facts is None or facts.account != record.account or facts.name not in record.selected:
+        if facts is None or facts.account != record.spec.account or facts.name not in record.selected:
             continue
         entry = min(entries)
         if not span[0] <= entry < span[1] or seen[event_id]:
@@ -274,7 +274,7 @@ def _check_row(
         verdict.misplaced += 1
         verdict.fail(f"{label}: {event_id} in file {window} was never {'sent' if facts is None else 'stored'}")
         return
-    if facts.name not in record.selected or facts.account != record.account:
+    if facts.name not in record.selected or facts.account != record.spec.account:
         verdict.misplaced += 1
         verdict.fail(f"{label}: {event_id} ({facts.account} {facts.name}) is not selected but in file {window}")
     elif not any(window[0] * 1000 <= e < window[1] * 1000 for e in entries):

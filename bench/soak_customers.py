@@ -178,8 +178,8 @@ class Customers:
     def _on(
         self, record: IntegrationRecord, handler: str, method: str, tail: str = "", body: Any = None
     ) -> tuple[int, Any]:
-        url = f"/api/accounts/{record.account}/integrations/{record.id}{tail}"
-        return self._call(handler, method, url, {"account": record.account, "id": record.id}, body)
+        url = f"/api/accounts/{record.spec.account}/integrations/{record.id}{tail}"
+        return self._call(handler, method, url, {"account": record.spec.account, "id": record.id}, body)
 
     def create(self, spec: IntegrationSpec) -> None:
         status, answer = self._call(
@@ -228,7 +228,7 @@ class Customers:
         record.deleted_at = self.clock.now()
 
     def _new_key(self, record: IntegrationRecord) -> dict[str, Any]:
-        return {"destination": self.sites[record.site].credentials_update()}
+        return {"destination": self.sites[record.spec.site].credentials_update()}
 
     def update_refused(self, label: str) -> None:
         """While the key is revoked, an update with it must fail verification (I6: only verified credentials)."""
@@ -241,15 +241,15 @@ class Customers:
         """The customer's key works again: they put it into every integration of that destination (verified)."""
         self.sites[site].restore()
         for record in self.live():
-            if record.site != site:
+            if record.spec.site != site:
                 continue
             _status, shown = self._on(record, "integration", "GET")
             if shown.get("status") == "credential_error":
                 self.credential_errors_seen += 1
-                self.stopped_by_revocation.setdefault(self.sites[site].kind, []).append(record.label)
+                self.stopped_by_revocation.setdefault(self.sites[site].kind, []).append(record.spec.label)
             status, answer = self._on(record, "integration", "PATCH", body=self._new_key(record))
             if status != 200 or answer["status"] != "active":
-                self.fail(f"restoring {record.label}: {status} {answer}")
+                self.fail(f"restoring {record.spec.label}: {status} {answer}")
 
     def lag(self, now: datetime, settle: timedelta) -> dict[str, str]:
         """The live integrations not yet up to date at `now`, with where they stand."""
@@ -259,5 +259,7 @@ class Customers:
             windows = list(record.windows(now, settle))
             expected = api_iso(windows[-1][1]) if windows else None
             if shown.get("status") != "active" or shown.get("last_success_end") != expected:
-                behind[record.label] = f"{shown.get('status')} at {shown.get('last_success_end')}, expected {expected}"
+                behind[record.spec.label] = (
+                    f"{shown.get('status')} at {shown.get('last_success_end')}, expected {expected}"
+                )
         return behind

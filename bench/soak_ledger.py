@@ -78,18 +78,6 @@ class IntegrationRecord:
     deleted_at: datetime | None = None
 
     @property
-    def label(self) -> str:
-        return self.spec.label
-
-    @property
-    def account(self) -> str:
-        return self.spec.account
-
-    @property
-    def site(self) -> str:
-        return self.spec.site
-
-    @property
     def selected(self) -> set[str]:
         return {name for name, _params in self.spec.events}
 
@@ -122,6 +110,8 @@ class IntegrationRecord:
             start = end
 
     def file_path(self, start: datetime, end: datetime) -> str:
-        name = f"{self.account}_events_{self.id}_{int(start.timestamp())}_{int(end.timestamp())}.{self.spec.format}"
+        name = (
+            f"{self.spec.account}_events_{self.id}_{int(start.timestamp())}_{int(end.timestamp())}.{self.spec.format}"
+        )
         prefix = self.spec.prefix
         return f"{prefix.rstrip('/')}/{name}" if prefix else name

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 
 class ExporterError(Exception):
-    """Base of every error the app answers with on purpose; `field` names what it is about."""
+    """Base of every error the app answers with on purpose; `field` names what it is about.
+
+    A subclass names its code where it is declared: `class NotFoundError(ExporterError, code="not_found")`.
+    """
 
     code = "internal_error"
+
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
@@ -34,60 +42,47 @@ class FieldError(ExporterError):
         self.reason = reason
 
 
-class InputError(FieldError):
+class InputError(FieldError, code="invalid_input"):
     """The request is malformed; `field` is its JSON path (such as users[3].events[0].timestamp)."""
 
-    code = "invalid_input"
+
+class NotFoundError(ExporterError, code="not_found"):
+    """What the request names does not exist."""
 
 
-class NotFoundError(ExporterError):
-    code = "not_found"
-
-
-class ConflictError(ExporterError):
+class ConflictError(ExporterError, code="conflict"):
     """A concurrent change won; the caller should re-read and retry."""
-
-    code = "conflict"
 
 
 class StaleRecordError(ConflictError):
     """A conditional write found the record changed since it was read (an ETag mismatch)."""
 
 
-class PreconditionFailed(ExporterError):
-    code = "precondition_failed"
+class PreconditionFailed(ExporterError, code="precondition_failed"):
+    """The request's If-Match names a version that is no longer the current one."""
 
 
-class LimitError(ExporterError):
-    code = "limit_reached"
+class LimitError(ExporterError, code="limit_reached"):
+    """An account limit is reached (such as its number of destinations)."""
 
 
-class CredentialError(ExporterError):
+class CredentialError(ExporterError, code="credential_error"):
     """The destination refused our credentials or permissions; delivery stops until they are fixed."""
 
-    code = "credential_error"
 
-
-class DestinationError(ExporterError):
+class DestinationError(ExporterError, code="destination_error"):
     """The destination is misconfigured in a way retries cannot fix (e.g. its container is missing)."""
 
-    code = "destination_error"
 
-
-class TransientError(ExporterError):
+class TransientError(ExporterError, code="transient_error"):
     """Timeouts, 5xx, throttling, a busy concurrent writer: try again later."""
 
-    code = "transient_error"
 
-
-class ConfigurationError(FieldError):
+class ConfigurationError(FieldError, code="configuration_error"):
     """An app setting is missing or invalid; `field` names the setting."""
 
-    code = "configuration_error"
     template = "setting {field} {reason}"
 
 
-class InternalError(ExporterError):
+class InternalError(ExporterError, code="internal_error"):
     """A bug of ours (an unexpected exception), as opposed to a fault that may pass by itself."""
-
-    code = "internal_error"

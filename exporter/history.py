@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 from azure.data.tables import TableEntity, UpdateMode
 
 from .clock import Clock, iso, parse_instant
-from .storage import HISTORY_TABLE, Storage
+from .scoped import scoped
+from .storage import HISTORY_TABLE, Storage, as_columns, from_columns
 
 if TYPE_CHECKING:  # the ucd package is not loaded for a type
     from .ucd.values import Json
@@ -44,18 +45,14 @@ MEMBER = "member"
 MAX_VALUE_CHARS = 2000  # a longer old or new value is shown as changed only (an entity property holds 64 KiB)
 _NEWEST_FIRST = 10**17  # microseconds: the RowKey is this minus the time, zero-padded
 _PER_INSTANT = 100_000  # entries of one instant ordered among themselves (the rest share the last place)
+_AS_STORED = ("subject", "subject_id", "action", "who", "before", "after")  # columns that hold the field as it is
 
 _actor: ContextVar[str] = ContextVar("history_actor", default=OPERATOR)
 
 
-@contextmanager
-def acting_as(who: str) -> Iterator[None]:
+def acting_as(who: str) -> AbstractContextManager[None]:
     """Record the changes made inside as made by `who`."""
-    token = _actor.set(who)
-    try:
-        yield
-    finally:
-        _actor.reset(token)
+    return scoped(_actor, who)
 
 
 def actor() -> str:
@@ -115,30 +112,18 @@ class Entry:
         return {
             "PartitionKey": self.account,
             "RowKey": self.row_key,
-            "subject": self.subject,
-            "subject_id": self.subject_id,
-            "action": self.action,
-            "who": self.who,
+            **as_columns(self, (*_AS_STORED, "verified", "confirmed")),
             "at": iso(self.at),
             "changes": json.dumps([[c.field, c.old, c.new, c.secret] for c in self.changes]),
-            "before": self.before,
-            "after": self.after,
-            "verified": self.verified,
-            "confirmed": self.confirmed,
         }
 
     @classmethod
     def from_entity(cls, entity: TableEntity) -> Entry:
         return cls(
             account=entity["PartitionKey"],
-            subject=entity["subject"],
-            subject_id=entity["subject_id"],
-            action=entity["action"],
-            who=entity["who"],
+            **from_columns(entity, _AS_STORED),
             at=parse_instant(entity["at"], "stored"),
             changes=tuple(Change(f, o, n, s) for f, o, n, s in json.loads(entity["changes"])),
-            before=entity["before"],
-            after=entity["after"],
             verified=bool(entity.get("verified", False)),
             confirmed=bool(entity.get("confirmed", False)),
             row_key=entity["RowKey"],

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from .errors import ConfigurationError, InternalError
+from .scoped import scoped
 from .settings import Settings
 from .validation import check_account
 
@@ -118,14 +119,9 @@ class Opening:
 _opening: ContextVar[Opening | None] = ContextVar("opening", default=None)
 
 
-@contextmanager
-def opening_for(opening: Opening) -> Iterator[Opening]:
+def opening_for(opening: Opening) -> AbstractContextManager[None]:
     """Destinations opened inside are opened for `opening` (keyless credentials read it when the client is built)."""
-    token = _opening.set(opening)
-    try:
-        yield opening
-    finally:
-        _opening.reset(token)
+    return scoped(_opening, opening)
 
 
 def current_opening(what: str) -> Opening:

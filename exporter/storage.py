@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableEntity, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from requests.adapters import HTTPAdapter
@@ -156,6 +158,16 @@ class Storage:
             except ResourceExistsError:
                 pass
         return self
+
+
+def as_columns(record: object, names: Iterable[str]) -> dict[str, Any]:
+    """`record`'s fields `names` as entity columns of the same names, for the fields stored as they are."""
+    return {name: getattr(record, name) for name in names}
+
+
+def from_columns(entity: TableEntity, names: Iterable[str]) -> dict[str, Any]:
+    """The reverse of `as_columns`: those columns of a read entity, as keyword arguments of the record."""
+    return {name: entity[name] for name in names}
 
 
 def pooled_transport(connections: int, **options: int) -> RequestsTransport:

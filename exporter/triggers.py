@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from .context import Context
 from .errors import ExporterError
 from .members import MemberRepo
 from .routes import Route
+from .scoped import scoped
 
 log = logging.getLogger(__name__)
 _context: Context | None = None
@@ -60,14 +60,9 @@ def development_sign_in() -> bool:
     return local is not None and local.development_sign_in
 
 
-@contextmanager
-def local_request(scope: LocalRequest) -> Iterator[None]:
+def local_request(scope: LocalRequest) -> AbstractContextManager[None]:
     """The functions called inside run on `scope`'s context (each `serve` host has its own)."""
-    token = _local.set(scope)
-    try:
-        yield
-    finally:
-        _local.reset(token)
+    return scoped(_local, scope)
 
 
 def http(route: Route, req: func.HttpRequest) -> func.HttpResponse:

@@ -20,17 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qs
 
 from .devstorage import _listening, free_port
-from .loopback import JsonHandler
+from .loopback import JsonHandler, StandIn, serve
 
 BOOTSTRAP_REQUESTS = 3  # create_user, put_user_policy, create_access_key
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -204,7 +201,7 @@ def start_gcs_emulator(timeout: float = 30) -> GcsEmulator:
 
 
 @dataclass
-class TokenEndpoint:
+class TokenEndpoint(StandIn):
     """A loopback OAuth token endpoint: `/token` grants, `/refuse` answers 400 invalid_grant, `/busy` 503.
 
     It checks nothing about the assertion beyond its presence (the emulator ignores tokens anyway);
@@ -213,15 +210,13 @@ class TokenEndpoint:
 
     granted: list[str] = field(default_factory=list)  # the access tokens handed out
     requests: list[str] = field(default_factory=list)  # paths asked
-    _server: ThreadingHTTPServer | None = None
 
     def start(self) -> TokenEndpoint:
         endpoint = self
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
+                form = self._form()
                 endpoint.requests.append(self.path)
                 if self.path == "/refuse":
                     return self._json(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
@@ -233,20 +228,8 @@ class TokenEndpoint:
                 endpoint.granted.append(token)
                 self._json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="token-endpoint", daemon=True).start()
+        self._server = serve(Handler, "token-endpoint")
         return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 @cache

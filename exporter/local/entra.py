@@ -22,13 +22,12 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from .cloudservers import _spawn, _stop, _wait_listening
 from .devstorage import DEV_ACCOUNT, ROOT, free_port
-from .loopback import JsonHandler, serve
+from .loopback import JsonHandler, StandIn, serve
 
 ASSERTION_AUDIENCE = "api://AzureADTokenExchange"
 STORAGE_AUDIENCE = "https://storage.azure.com"
@@ -91,7 +90,7 @@ def start_azurite_oauth(cert: Path, key: Path, timeout: float = 30) -> OAuthAzur
 
 
 @dataclass
-class EntraStandIn:
+class EntraStandIn(StandIn):
     """Managed identity and Entra token endpoints on https://127.0.0.1 (see the module's docstring)."""
 
     client_id: str  # the platform's application
@@ -100,7 +99,6 @@ class EntraStandIn:
     identity_header: str = field(default_factory=lambda: os.urandom(8).hex())
     assertions: list[str] = field(default_factory=list)  # managed identity tokens handed out
     issued: list[tuple[str, str]] = field(default_factory=list)  # (tenant, storage token)
-    _server: ThreadingHTTPServer | None = None
 
     def start(self, cert: Path, key: Path) -> EntraStandIn:
         entra = self
@@ -116,8 +114,7 @@ class EntraStandIn:
                 self._json(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
+                form = self._form()
                 parts = urlsplit(self.path).path.strip("/").split("/")
                 if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                     return self._token(parts[0], form)
@@ -174,11 +171,6 @@ class EntraStandIn:
         self._server = serve(Handler, "entra-stand-in", (cert, key))
         return self
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"https://127.0.0.1:{self._server.server_port}"
-
     def metadata(self, tenant: str) -> dict[str, str]:
         return {
             "issuer": f"{self.url}/{tenant}/v2.0",
@@ -193,8 +185,3 @@ class EntraStandIn:
 
         now = int(time.time())
         return jwt.encode({**claims, "iat": now, "nbf": now - 60, "exp": now + 3600}, os.urandom(32).hex(), "HS256")
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()

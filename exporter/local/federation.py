@@ -23,35 +23,31 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
-from .loopback import JsonHandler, serve
+from .loopback import JsonHandler, StandIn, serve
 
 IMPERSONATE_RE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/platform/providers/azure"
 
 
 @dataclass
-class GoogleFederation:
+class GoogleFederation(StandIn):
     """The STS and IAM Credentials stand-ins, and what they were asked."""
 
     accepted: set[str] = field(default_factory=set)  # subject tokens the STS exchanges
     refused: set[str] = field(default_factory=set)  # service accounts that may not be impersonated
     exchanged: list[str] = field(default_factory=list)  # federated tokens handed out
     impersonated: list[tuple[str, str]] = field(default_factory=list)  # (service account, access token)
-    _server: ThreadingHTTPServer | None = None
 
     def start(self) -> GoogleFederation:
         endpoints = self
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode()
+                form = self._form()
                 if self.path == "/v1/token":
-                    return self._exchange(parse_qs(raw))
+                    return self._exchange(form)
                 found = IMPERSONATE_RE.fullmatch(self.path)
                 if found:
                     return self._impersonate(found[1], self.headers.get("Authorization", ""))
@@ -90,11 +86,6 @@ class GoogleFederation:
         return self
 
     @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    @property
     def iam_endpoint(self) -> str:
         """The generateAccessToken URL template google-auth's impersonated credentials take (`{}`: the email)."""
         return f"{self.url}/v1/projects/-/serviceAccounts/{{}}:generateAccessToken"
@@ -114,8 +105,3 @@ class GoogleFederation:
             )
         )
         return path
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()

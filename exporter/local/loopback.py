@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -19,6 +21,11 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _form(self) -> dict[str, list[str]]:
+        """The request's body as a form: how OAuth token and exchange requests arrive."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return parse_qs(self.rfile.read(length).decode())
 
     def log_message(self, fmt: str, *args: object) -> None:
         pass
@@ -36,3 +43,21 @@ def serve(
         server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server
+
+
+@dataclass
+class StandIn:
+    """A stand-in served on a loopback port by `serve`: its address once started, and its stop."""
+
+    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() first"
+        scheme = "https" if isinstance(self._server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -32,6 +32,7 @@ from azure.data.tables import TableClient, UpdateMode
 from ..clock import iso, to_unix
 from ..integrations.model import Integration, Status
 from ..runs import RunRecord
+from ..storage import as_columns
 from ..windows import next_start
 from .events import TYPES, Event
 
@@ -76,15 +77,10 @@ class Pending:
             "PartitionKey": self.account,
             "RowKey": ROW_PREFIX + self.event_id,
             "kind": ROW_KIND,
-            "integration_id": self.integration_id,
-            "step": self.step,
             "event": json.dumps(self.event, ensure_ascii=False),
-            "window_start": self.window_start,
-            "since": self.since,
-            "not_before": self.not_before,
-            "resend_after": self.resend_after,
-            "seq": self.seq,
-            "tries": self.tries,
+            **as_columns(
+                self, ("integration_id", "step", "window_start", "since", "not_before", "resend_after", "seq", "tries")
+            ),
         }
 
     @classmethod
