@@ -112,6 +112,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("runs_first") is None)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist's `--dist loadgroup` keeps an `xdist_group`'s tests on one worker by a suffix on their ids; a pytest
+    that drops the suffix (9.2: pytest-dev/pytest-xdist#1386) would spread them, and the soak would run once
+    per worker. Refuse to run rather than run it twice."""
+    if getattr(session.config.option, "loadgroup", False):
+        spread = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+        if spread:
+            raise pytest.UsageError(f"xdist_group is ignored by this pytest and pytest-xdist: {spread[:3]}")
+
+
 def given_or_started(given, start, use=lambda server: server):
     """What CI started (`given`), or `use(server)` of a server started here and stopped at the end of the session."""
     if given:

@@ -63,11 +63,12 @@ ROW_FORMATS = (
 GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 
 
-# Only an S3 at AWS's minimum part size needs 5 MiB blocks (tests/test_s3_part_minimum.py); elsewhere, the
-# suite's moto included (256 KiB parts), the same window shape (three blocks or more in three segments) is made
-# of a fifth of the rows in 1 MiB blocks (a CSV file) or half of them in 256 KiB blocks (a gzip file; GCS takes
-# multiples of 256 KiB), and on Azure (blocks of any size) a quarter of those rows in blocks an eighth the size:
-# the same cuts (two blocks a segment there), a fraction of the rows to write and read.
+# Only an S3 at AWS's minimum part size needs 5 MiB blocks (tests/test_s3_part_minimum.py). Elsewhere the same
+# window shape (three segments, a block or more each) is made of fewer rows in smaller blocks: 256 KiB where GCS
+# (its grid) and the suite's moto (its least part) need that much, with a CSV file's segments of two such blocks
+# and a gzip file's of one (a member); on Azure, which takes blocks of any size, smaller still (its gzip members
+# end with each segment there too: `a_large_window`).
+KiB = 1024
 
 
 def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
@@ -75,10 +76,9 @@ def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
     gzip = file_format != "csv"
     if part_minimum(kit) > MiB // 4:
         return (GZIP_S3_ROWS if gzip else SEGMENT_ROWS), BLOCK
-    rows, block = (SEGMENT_ROWS // 2, MiB // 4) if gzip else (SEGMENT_ROWS // 5, BLOCK // 5)
-    if takes_any_block(kit):  # a quarter of the rows in eighth blocks: two blocks a segment, not one
-        return rows // 4, block // 8
-    return rows, block
+    if takes_any_block(kit):
+        return (7_500, 32 * KiB) if gzip else (3_000, 128 * KiB)
+    return (30_000, 256 * KiB) if gzip else (6_000, 256 * KiB)
 
 
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
