@@ -363,7 +363,7 @@ def report(r: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- UCD rows: window read, upsert, resend
 
 UCD_TARGETS = {
-    "read_window_over_download_time": ("read_window <= 1.5 x the download of its segments", 1.5),
+    "read_window_over_download_time": ("read_window <= 1.3 x the download of its segments", 1.3),
     "upsert_over_floor_time": ("upsert <= 1.25 x its write floor", 1.25),
     "resend_over_first_time": ("resend <= 1.0 x first send", 1.0),
 }
