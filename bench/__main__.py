@@ -405,6 +405,11 @@ def report_ucd_rows(r: dict[str, Any]) -> None:
         f"   download of its segments, same process: {w['download_seconds']:.2f} s "
         f"({w['segments']} segments: {formats}; {w['segment_bytes'] / MB:.1f} MB)"
     )
+    if "pairwise_ratio_median" in w:
+        print(
+            f"   (per pass; each run {w['read_passes']} passes, fastest run kept; median of each run's read / the "
+            f"download before it: {w['pairwise_ratio_median']:.2f})"
+        )
     if "decode_cpu_seconds" in w:
         d = w["decoded"]
         print(
