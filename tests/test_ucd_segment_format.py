@@ -158,6 +158,65 @@ def test_a_read_never_decompresses_the_columns_it_does_not_ask_for():
         list(segment_batches(data, ["p:unread"], {"add"})[1])  # the damage is in that column
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_the_event_name_made_from_the_layout_is_the_stored_one(seed):
+    """Every read of a version-3 segment (names wanted or all, with or without other columns, unicode names,
+    runs that share a batch or span several) gives each row the event name the file stores for it."""
+    rng = random.Random(seed)
+    names = sorted(rng.sample(["add", "buy", "view", "zoom", "ödeme", "登録", "x" * 40], rng.randint(1, 7)))
+    runs = [(name, rng.choice([1, 3, 200, NAME_BATCH_ROWS, BATCH_ROWS + 7])) for name in names]
+    event_names = [name for name, count in runs for _ in range(count)]
+    table = pa.table(
+        {
+            "event_id": [f"{k:08d}" for k in range(len(event_names))],
+            "user_id": ["u"] * len(event_names),
+            "event_name": event_names,
+            "timestamp": ["2026-11-28T00:00:00.000Z"] * len(event_names),
+            "p:n": [str(k % 7) for k in range(len(event_names))],
+        }
+    )
+    data = encode_table(table)
+    stored = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    for wanted in (None, set(rng.sample(names, rng.randint(0, len(names))))):
+        for columns in (["event_name"], ["event_id", "event_name", "p:n"], ["p:n", "event_name", "timestamp"]):
+            _present, batches = segment_batches(data, columns, wanted)
+            got = list(batches)
+            keep = [n for n in stored.column_names if n in columns]
+            expected = [r for r in stored.select(keep).to_pylist() if wanted is None or r["event_name"] in wanted]
+            assert [r for batch in got for r in batch.to_pylist()] == expected
+            assert all(batch.schema.names == keep for batch in got), "the columns in the file's order, as before"
+
+
+def test_a_read_never_decompresses_the_event_name_column():
+    """The event-name column's compressed buffers are corrupted: every read still names every row right."""
+    rows = 5_000
+    table = pa.table(
+        {
+            "event_id": [f"{k:08d}" for k in range(rows)],
+            "user_id": ["u"] * rows,
+            "event_name": ["add"] * 3_000 + ["buy"] * 2_000,
+            "timestamp": ["2026-11-28T00:00:00Z"] * rows,
+        }
+    )
+    data = encode_table(table)
+    zstd = pa.Codec("zstd")
+    for batch in pa.ipc.open_file(pa.py_buffer(data)).read_all().to_batches():
+        for buffer in batch.column("event_name").buffers()[1:]:
+            frame = zstd.compress(buffer).to_pybytes()
+            at = data.find(frame)
+            assert at > 0, "the column's compressed buffer is in the file"
+            data = data[:at] + b"\xff" * len(frame) + data[at + len(frame) :]
+    with pytest.raises((pa.ArrowException, OSError)):
+        pa.ipc.open_file(pa.py_buffer(data)).read_all()  # the damage is real
+
+    _present, batches = segment_batches(data, ["event_id", "event_name"], {"buy"})
+    assert (
+        pa.Table.from_batches(list(batches)).to_pylist() == table.select(["event_id", "event_name"]).to_pylist()[3_000:]
+    )
+    _present, batches = segment_batches(data, ["event_name"])
+    assert pa.Table.from_batches(list(batches)).column("event_name").to_pylist() == table["event_name"].to_pylist()
+
+
 def test_old_segments_of_both_versions_are_read_with_new_ones_in_entry_time_order(ctx, clock):
     clock.set(T0 + timedelta(minutes=1))
     upsert(ctx, [{"user_id": "old", "attributes": {"plan": "free"}, "events": [ev(n=k) for k in range(4)]}])

@@ -13,6 +13,7 @@ segment's whole path, so the suffix is only for people reading a listing):
   schema's `LAYOUT_KEY` metadata lists each event name's run of rows and each batch's rows. A read
   decompresses only the columns it asks for, only in the batches holding an event name it wants, and
   hands on the wanted rows as slices: nothing is filtered or copied (docs/architecture.md, "Segment format").
+  The event-name column itself is never decompressed: a read makes it from the runs.
 - version 2: the same file without the metadata, rows sorted by event id in batches of up to
   `BATCH_ROWS`; read with an event-name filter.
 - version 1: Parquet (`PAR1`), zstd, row groups of 16,384 rows, rows sorted by event id. Still read.
@@ -20,6 +21,8 @@ segment's whole path, so the suffix is only for people reading a listing):
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -204,11 +207,17 @@ def segment_batches(
         schema = ipc.open_file(source).schema
         present = [n for n in columns if n in schema.names]
         layout = (schema.metadata or {}).get(LAYOUT_KEY)
-        read = present if layout is not None else _with_event_name(present, event_names)
+        if layout is not None:  # version 3: the layout's runs name every row, the column is never decompressed
+            read = [n for n in present if n != "event_name"]
+        else:
+            read = _with_event_name(present, event_names)
         fields = sorted(schema.names.index(n) for n in read)
         reader = ipc.open_file(source, options=ipc.IpcReadOptions(use_threads=False, included_fields=fields))
         if layout is not None:
-            return set(present), _layout_batches(reader, json.loads(layout), event_names)
+            # Where the made event-name column goes among the read ones: its place in the file.
+            at = len([n for n in read if schema.names.index(n) < schema.names.index("event_name")])
+            names_at = at if "event_name" in present else None
+            return set(present), _layout_batches(reader, json.loads(layout), event_names, names_at, bool(fields))
         batches: Iterator[pa.RecordBatch] = (reader.get_batch(i) for i in range(reader.num_record_batches))
     elif data[: len(PARQUET_MAGIC)] == PARQUET_MAGIC:
         parquet = pq.ParquetFile(pa.BufferReader(source))
@@ -223,17 +232,71 @@ def segment_batches(
 
 
 def _layout_batches(
-    reader: ipc.RecordBatchFileReader, layout: dict, event_names: Collection[str] | None
+    reader: ipc.RecordBatchFileReader,
+    layout: dict,
+    event_names: Collection[str] | None,
+    names_at: int | None,
+    stored: bool,
 ) -> Iterator[pa.RecordBatch]:
-    """A version-3 segment's rows of the wanted names: zero-copy slices of only the batches that hold them."""
+    """A version-3 segment's rows of the wanted names: zero-copy slices of only the batches that hold them, the
+    event name (if asked for: `names_at`, its column's place) made from the layout's runs, not decompressed.
+    `stored`: columns besides the event name are read from the file."""
+    runs, cuts = layout["runs"], layout["batches"]
     if event_names is None:
-        yield from (reader.get_batch(i) for i in range(reader.num_record_batches))
-        return
+        slices: Iterable[tuple[int, int, int]] = ((index, 0, rows) for index, rows in enumerate(cuts))
+    else:
+        slices = wanted_slices(runs, cuts, frozenset(event_names))
+    starts, ends = _running_sums(cuts), _running_sums([rows for _name, rows in runs])
     loaded: tuple[int, pa.RecordBatch] | None = None
-    for index, first, rows in wanted_slices(layout["runs"], layout["batches"], frozenset(event_names)):
-        if loaded is None or loaded[0] != index:
+    for index, first, rows in slices:
+        if stored and (loaded is None or loaded[0] != index):
             loaded = (index, reader.get_batch(index))
-        yield loaded[1].slice(first, rows)
+        if names_at is None:
+            assert loaded is not None
+            yield loaded[1].slice(first, rows)
+            continue
+        names = names_of_rows(runs, ends, starts[index] + first, rows)
+        if loaded is None:
+            yield pa.RecordBatch.from_arrays([names], names=["event_name"])
+        else:
+            yield loaded[1].slice(first, rows).add_column(names_at, "event_name", names)
+
+
+def _running_sums(counts: list[int]) -> list[int]:
+    """0, then the running sums of `counts`: where each run (or batch) begins, and the end of the last."""
+    sums = [0]
+    for count in counts:
+        sums.append(sums[-1] + count)
+    return sums
+
+
+def names_of_rows(runs: list[list], ends: list[int], first: int, rows: int) -> pa.Array:
+    """The event-name column of rows [first, first + rows) of a segment, from its runs (`ends`: where each run
+    begins, and the end of the last): each run's name repeated; no buffer of the file decompressed."""
+    at = bisect.bisect_right(ends, first) - 1  # the run holding row `first`
+    parts = []
+    while at < len(runs) and ends[at] < first + rows:
+        parts.append(_repeated(runs[at][0], min(ends[at + 1], first + rows) - max(ends[at], first)))
+        at += 1
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+
+
+def _repeated(name: str, rows: int) -> pa.Array:
+    """`name` `rows` times as a string array: its bytes repeated, the offsets of its width shared."""
+    text = name.encode()
+    return pa.Array.from_buffers(pa.string(), rows, [None, _offsets(len(text), rows), pa.py_buffer(text * rows)])
+
+
+def _offsets(width: int, rows: int) -> pa.Buffer:
+    """Offsets 0, width, 2 x width, ... for at least `rows` strings (a longer buffer serves a shorter array)."""
+    if rows > BATCH_ROWS:  # a slice is within one batch, so this is only for a caller's own use
+        return pc.multiply_checked(pa.array(range(rows + 1), pa.int32()), pa.scalar(width, pa.int32())).buffers()[1]
+    return _batch_offsets(width)
+
+
+@functools.lru_cache(maxsize=16)  # 256 KiB each: at most 4 MiB for the widths of the names in use
+def _batch_offsets(width: int) -> pa.Buffer:
+    return pc.multiply_checked(pa.array(range(BATCH_ROWS + 1), pa.int32()), pa.scalar(width, pa.int32())).buffers()[1]
 
 
 def _with_event_name(present: list[str], event_names: Collection[str] | None) -> list[str]:
