@@ -26,6 +26,9 @@ from tests.export_helpers import ACCOUNT, assert_exactly_once, due_at, populate,
 from tests.helpers import call
 from tests.keyless_helpers import trust_certificate
 
+# One worker runs the module, so its Azurite over OAuth and Entra stand-in (a module fixture) starts once, not on each worker.
+pytestmark = pytest.mark.xdist_group("azurite-oauth")
+
 APP_ID = "0b9d6d52-4bd0-4b8e-9a5f-3a2f6c1e8d11"
 CUSTOMER_TENANT = "3f2c8a9e-1b7d-4e5f-9a0b-6c1d2e3f4a5b"
 OTHER_TENANT = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"

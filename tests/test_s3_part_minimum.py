@@ -19,6 +19,9 @@ from tests.destination_helpers import BUCKET_PREFIX, make_kit, part_minimum
 from tests.test_export_resume import several_invocations
 from tests.test_export_split import split_in_three_parts_by_two_workers
 
+# One worker runs the module, so its own moto at AWS's part size (a module fixture) starts once, not on each worker.
+pytestmark = pytest.mark.xdist_group("s3-part-minimum")
+
 MiB = 1024 * 1024
 
 
