@@ -45,7 +45,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient
 
 from exporter.clock import ManualClock
 from exporter.context import Context
@@ -61,7 +63,7 @@ SETTLE = 120
 PER_ACCOUNT = 100  # integrations filled per account partition (a transaction holds 100)
 TICKS = 9  # timed ticks per size, a minute apart, round-robin over the sizes; the fastest and the median are reported
 QUERIES = 5  # the due query alone, timed round-robin too after the ticks
-FILL_THREADS = 4  # the fill's transactions at once (untimed: only the ticks are measured)
+FILL_THREADS = 2  # the fill's transactions at once (untimed: only the ticks are measured)
 
 
 @dataclass
@@ -127,14 +129,23 @@ def fill(ctx: Context, times: list[datetime]) -> None:
         chunk = [integration(name, first + i, due, sealed) for i, due in enumerate(times[first : first + PER_ACCOUNT])]
         # The transaction's answer carries each entity's ETag, in order: no query (Azurite's scan the
         # whole table, which made filling 100,000 quadratic).
-        answers = table.submit_transaction([("upsert", i.to_entity()) for i in chunk])
+        answers = _upserted(table, [i.to_entity() for i in chunk])
         etags = [answer["etag"] for answer in answers]
-        index.table.submit_transaction(
-            [("upsert", Snapshot.of(i, etag).entity(i.due_key)) for i, etag in zip(chunk, etags, strict=True)]
-        )
+        _upserted(index.table, [Snapshot.of(i, etag).entity(i.due_key) for i, etag in zip(chunk, etags, strict=True)])
 
     with ThreadPoolExecutor(FILL_THREADS) as pool:
         list(pool.map(account, range(0, len(times), PER_ACCOUNT)))
+
+
+def _upserted(table: TableClient, entities: list[dict[str, Any]]) -> list[Any]:
+    """One transaction of upserts (idempotent), sent again when a busy Azurite drops the connection."""
+    for attempt in range(3):
+        try:
+            return list(table.submit_transaction([("upsert", entity) for entity in entities]))
+        except (ServiceRequestError, ServiceResponseError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
