@@ -196,9 +196,7 @@ class DueIndex:
         entries: list[DueEntry] = []
         broken: list[TableEntity] = []
         for entity in self.table.query_entities(
-            # The row key's condition first: Table Storage seeks the key range whatever the order, and
-            # an emulator that tests each entity against the filter (Azurite) stops at the first false.
-            "RowKey le @bound and PartitionKey eq @pk",
+            "PartitionKey eq @pk and RowKey le @bound",
             parameters={"pk": PARTITION, "bound": bound},
             select=list(TICK_COLUMNS),
         ):
