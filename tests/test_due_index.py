@@ -129,6 +129,41 @@ def test_the_scheduler_reads_the_due_entries_not_the_integrations(ctx, clock, az
     assert schedule(ctx).integrations == [due_id]
 
 
+def test_the_ticks_narrow_query_reads_each_entry_as_the_whole_entity_says(ctx, monkeypatch):
+    """The tick asks only for the columns it reads: every one of them comes back, nothing else."""
+    index = ctx.repo.due
+    key = entry_key(ACT + H + SETTLE, ACCOUNT, "a" * 12, 3)
+    full = {
+        "PartitionKey": PARTITION,
+        "RowKey": key,
+        "etag": "W/\"datetime'2026-01-01T00%3A00%3A00Z'\"",
+        "activated_at": "2026-01-01T00:00:00Z",
+        "last_success_end": "2026-01-01T01:00:00Z",
+        "frequency_hours": 4,
+        "leased_until": "2026-01-01T05:10:00Z",
+        "lease_token": "f" * 32,
+        "padding": "x" * 4000,  # a column the tick never reads
+    }
+    index.table.upsert_entity(full)
+    index.table.upsert_entity({**full, "RowKey": entry_key(ACT, ACCOUNT, "b" * 12, 1), "leased_until": ""})
+    stored = [DueEntry.from_entity(index.table.get_entity(PARTITION, k)) for k in sorted(e.key for e in entries(ctx))]
+    (read, broken), raw = index.due_by(ACT + 10 * H), list(index.table.query_entities("PartitionKey eq 'due'"))
+    assert broken == [] and len(raw) == 2
+    assert read == stored, "every field a tick reads comes back"
+    assert read[1].leased_until is not None and read[1].state.last_success_end is not None, "a full entry"
+    seen: list = []
+    real = index.table.query_entities
+
+    def spy(*args, **kwargs):
+        found = list(real(*args, **kwargs))
+        seen.extend(found)
+        return iter(found)
+
+    monkeypatch.setattr(index.table, "query_entities", spy)
+    index.due_by(ACT + 10 * H)
+    assert seen and all("padding" not in e and "lease_token" not in e for e in seen), "only what the tick reads"
+
+
 # ------------------------------------------------------------------ crashes between the two writes
 
 
