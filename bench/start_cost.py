@@ -160,6 +160,17 @@ def _parquet_resumed(
                     f"  {name}: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} s CPU, {r['invocations']} invocations",
                     flush=True,
                 )
+    if args.profile:  # untimed: where the resumed run's time goes (summed over its invocations)
+        for i, root in enumerate(roots):
+            out = Path(args.profile).resolve() / f"parquet-resumed-{i}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spec = {**big, "kind": "big_export_resumed", "budget_seconds": args.parquet_resumed, "profile": str(out)}
+            _measure(root, spec, workdir)
+            print(f"  profile of the resumed run, {root}: {out}", flush=True)
+    if args.trace:
+        for root in roots:
+            spec = {**big, "kind": "big_export_resumed", "budget_seconds": args.parquet_resumed, "trace": True}
+            follow_up_costs(_measure(root, spec, workdir), str(root))
     for root in roots:
         once, resumed = best[f"big_export_once {root}"], best[f"big_export_resumed {root}"]
         print(
@@ -167,6 +178,20 @@ def _parquet_resumed(
             f"{resumed['cpu_seconds'] / once['cpu_seconds']:.2f} (CPU); {resumed['invocations']} invocations"
         )
     return 0
+
+
+def follow_up_costs(r: dict[str, Any], root: str) -> None:
+    """Print one traced resumed run: every round trip of its second invocation, raw (the first look)."""
+    spans = r["invocation_spans"]
+    print(f"traced resumed run, {root}: {r['seconds']:.2f} s, {len(spans)} invocations")
+    for start, end, up in spans:
+        print(f"  invocation {start:8.1f} {end:8.1f} up at {up:8.1f}")
+    if len(spans) < 2:
+        return
+    start, end, _ = spans[1]
+    for a, b, thread, method, what in r["round_trips"]:
+        if spans[0][2] <= a <= end:
+            print(f"  {a - start:7.1f} {b - start:7.1f} {b - a:6.1f}  {thread[:12]:12} {method:6} {what}")
 
 
 if __name__ == "__main__":

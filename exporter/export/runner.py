@@ -83,6 +83,8 @@ def export_window(
     out_of_time: Callable[[], bool] = lambda: False,
     target: Target | None = None,
     segments: Callable[[], list[SegmentRef]] | None = None,
+    before_writes: Callable[[], None] = lambda: None,
+    time_up: Callable[[WindowExport], None] | None = None,
 ) -> WindowExport:
     """Stream the window's rows into one file of the selection's format under its deterministic name;
     nothing is visible until commit. With a manifest, the manifest follows the commit.
@@ -98,6 +100,12 @@ def export_window(
     are not listed twice. Recorded blocks that cannot be continued (their upload, a Parquet file's
     notes or the SHA-256 state gone or unusable) make the file start again from its first block, and
     the answer's `restarted` says why.
+
+    `before_writes()` returns once the export may write (the caller's run record has landed: it is
+    written while the export reads where the file stands), and raises if it may not; it is asked before
+    the export's first write of any kind. `time_up(so_far)`: told once the time ran out, before the last
+    blocks have landed, with the answer as it will be (its rows and bytes): the caller's records of a
+    continuing window are written while they land.
     """
     started = time.monotonic()
     plan = column_plan(selection.events, selection.attributes)
@@ -121,7 +129,9 @@ def export_window(
         )
         return fmt.begin(start), file_digest(selection, progress, whole=not shared and not target.first_index)
 
-    begun = continued(destination, target.path, checkpoints, open_file, target.first_index, target.joins, shared)
+    begun = continued(
+        destination, target.path, checkpoints, open_file, target.first_index, target.joins, shared, before_writes
+    )
     progress, (cuts, digest) = begun.progress, begun.opened
     record = checkpoints.record if checkpoints else None
     recorder = ProgressRecorder(progress, cuts.recording(record) if record else None)
@@ -144,8 +154,16 @@ def export_window(
         event_names=plan.event_names,
         columns=plan.source_columns,
     )
+
+    def stopping(rows: int) -> None:
+        if time_up is not None:
+            took = time.monotonic() - started
+            so_far = WindowExport(target.path, rows, sink.bytes_written, took, False, restarted=begun.restarted)
+            time_up(so_far)
+
+    before_writes()  # the first block, a Parquet block's note: nothing is written before the caller's record
     try:
-        rows, complete = encode(batches, plan, cuts, sink, progress, out_of_time)
+        rows, complete = encode(batches, plan, cuts, sink, progress, out_of_time, stopping)
         if complete and target.commit:
             uploader.commit()
         else:

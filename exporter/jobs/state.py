@@ -153,9 +153,12 @@ def release(ctx: Context, integration: Integration) -> None:
         modify(ctx, integration, queued_until=None)
 
 
-def follow_up(ctx: Context, integration: Integration) -> None:
-    """A long catch-up continues in a new message, so no invocation nears the Functions timeout."""
-    if lease(ctx, integration) is not None:
+def follow_up(ctx: Context, integration: Integration, leased: Callable[[], Integration | None] | None = None) -> None:
+    """A long catch-up continues in a new message, so no invocation nears the Functions timeout.
+
+    `leased()`: the lease as already taken (while a window's last blocks landed), else it is taken now.
+    """
+    if (leased() if leased is not None else lease(ctx, integration)) is not None:
         ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, "follow-up").to_message())
 
 

@@ -24,7 +24,7 @@ from ..runs import RunRecord
 from ..windows import due_windows, next_start
 from . import ahead, state
 from .attempt import FirstRecord, export_whole, selection_of
-from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
+from .delivery import ENDS_THE_JOB, FollowUpLease, JobOutcome, after_window, ended_by, hand_on, time_bound
 from .messages import ExportJob, FanOut
 from .parts import as_split, commit_split, plan_split, process_part, queue_parts
 from .scheduler import spread
@@ -81,6 +81,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         selection = selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
         segments = ahead.listing(ctx, integration.account, window, read)
         plan: SplitPlan | None = None
+        lease = FollowUpLease(ctx, integration)  # taken while the window's last blocks land, if its time runs out
         try:
             plan = plan_split(
                 ctx, integration, window, selection, destination, segments, ahead.recorded_plan(read, window)
@@ -94,12 +95,21 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             else:
                 known = first if window.start_unix == first.window_start else None
                 record = export_whole(
-                    ctx, integration, window, selection, destination, dequeue_count, out_of_time, segments, known
+                    ctx,
+                    integration,
+                    window,
+                    selection,
+                    destination,
+                    dequeue_count,
+                    out_of_time,
+                    segments,
+                    known,
+                    time_up=lease.take,
                 )
         except ENDS_THE_JOB as error:
             return ended_by(ctx, integration, window, plan, error, exported)
         went_on = after_window(
-            ctx, integration, window, plan, selection, record, exported, "the window continues in a follow-up"
+            ctx, integration, window, plan, selection, record, exported, "the window continues in a follow-up", lease
         )
         if isinstance(went_on, JobOutcome):
             return went_on
