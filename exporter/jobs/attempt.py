@@ -18,7 +18,7 @@ from ..export.destination import Destination
 from ..export.formats import fix_types
 from ..export.naming import window_path
 from ..export.plan import Selection
-from ..export.progress import UNREAD, Checkpoints
+from ..export.progress import UNREAD, Checkpoints, WindowProgress
 from ..export.resume import continuable
 from ..export.runner import WindowExport, export_window
 from ..integrations.model import Integration
@@ -54,6 +54,8 @@ class FirstRecord:
 
     window_start: int | None
     record: RunRecord | None
+    # That window's progress record (and its ETag) as read ahead beside it: a follow-up's (None: not read ahead).
+    progress: Callable[[], tuple[WindowProgress, str] | None] | None = None
 
 
 def run_record(
@@ -150,7 +152,9 @@ def export_whole(
                     selection,
                     window,
                     destination(),
-                    checkpoints=_checkpoints(ctx, integration, window, record.attempts == 1) if resumable else None,
+                    checkpoints=_checkpoints(ctx, integration, window, record.attempts == 1, known)
+                    if resumable
+                    else None,
                     out_of_time=out_of_time if resumable else (lambda: False),
                     segments=segments,
                     before_writes=lambda: _landed(landed),
@@ -214,11 +218,15 @@ def _settled(writes: Iterable[Future[object]]) -> None:
     wait(list(writes))
 
 
-def _checkpoints(ctx: Context, integration: Integration, window: Window, first_attempt: bool) -> Checkpoints:
-    """Where this window's progress is recorded, so another invocation continues it.
+def _checkpoints(
+    ctx: Context, integration: Integration, window: Window, first_attempt: bool, known: FirstRecord | None
+) -> Checkpoints:
+    """Where this window's progress is recorded, so another invocation continues it (`known`: the job's
+    first record, with the window's progress as read ahead, if it was).
 
     A window's first attempt has none to read: progress is recorded only after an attempt's run record.
     """
+    ahead = known.progress if known is not None and known.window_start == window.start_unix else None
     return Checkpoints(
         stores.progress(ctx),
         integration.account,
@@ -226,4 +234,5 @@ def _checkpoints(ctx: Context, integration: Integration, window: Window, first_a
         window.start_unix,
         etag=None if first_attempt else UNREAD,
         notes=stores.notes(ctx, integration, window),
+        ahead=ahead,
     )

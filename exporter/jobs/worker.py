@@ -25,7 +25,7 @@ from ..windows import due_windows, next_start
 from . import ahead, state
 from .attempt import FirstRecord, export_whole, selection_of
 from .delivery import ENDS_THE_JOB, FollowUpLease, JobOutcome, after_window, ended_by, hand_on, time_bound
-from .messages import ExportJob, FanOut
+from .messages import FOLLOW_UP, ExportJob, FanOut
 from .parts import as_split, commit_split, plan_split, process_part, queue_parts
 from .scheduler import spread
 from .split import SplitPlan
@@ -60,9 +60,10 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     activated = integration.activated_at  # never moves once set
     out_of_time = time_bound(ctx)
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
-    read = ahead.read_ahead(ctx, integration)  # the first window's listing and split plan, while its record is read
+    # The first window's listing and split plan (a follow-up's progress too), while its record is read.
+    read = ahead.read_ahead(ctx, integration, follow_up=job.reason == FOLLOW_UP)
     exported: list[RunRecord] = []
-    first = _first_record(ctx, integration)
+    first = _first_record(ctx, integration, read)
     begun = _begun(first)
     windows = list(
         due_windows(
@@ -117,11 +118,12 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     return hand_on(ctx, integration, exported)
 
 
-def _first_record(ctx: Context, integration: Integration) -> FirstRecord:
+def _first_record(ctx: Context, integration: Integration, read: ahead.ReadAhead) -> FirstRecord:
     if integration.activated_at is None:
         return FirstRecord(None, None)
     start = to_unix(next_start(integration.activated_at, integration.last_success_end))
-    return FirstRecord(start, ctx.runs.get(integration.account, integration.id, start))
+    record = ctx.runs.get(integration.account, integration.id, start)
+    return FirstRecord(start, record, ahead.recorded_progress(read, start))
 
 
 def _begun(first: FirstRecord) -> RunRecord | None:
