@@ -173,25 +173,84 @@ def _parquet_resumed(
             follow_up_costs(_measure(root, spec, workdir), str(root))
     for root in roots:
         once, resumed = best[f"big_export_once {root}"], best[f"big_export_resumed {root}"]
+        same = (resumed["sha256"], resumed["rows"], resumed["restaged_bytes"]) == (once["sha256"], once["rows"], 0)
         print(
             f"{root}: resumed / one {resumed['seconds'] / once['seconds']:.2f} (time, fastest of {args.repeat}), "
-            f"{resumed['cpu_seconds'] / once['cpu_seconds']:.2f} (CPU); {resumed['invocations']} invocations"
+            f"{resumed['cpu_seconds'] / once['cpu_seconds']:.2f} (CPU); {resumed['invocations']} invocations; "
+            f"the same file ({once['rows']:,} rows, {once['bytes']:,} bytes, 0 bytes staged twice): {same}"
         )
     return 0
 
 
+STEPS = (  # (step, what its round trips' method and path contain), the first that fits
+    ("the integration (read, lease)", ("integrations(",)),
+    ("the due index (with the lease)", ("$batch",)),
+    ("the window's progress record", ("~progress",)),
+    ("the window's split plan", ("~split",)),
+    ("the window's run record", ("RowKey=",)),
+    ("the host's queue (receive, delete, follow-up)", ("/messages",)),
+    ("a Parquet block's note (list, read, write)", ("staging",)),
+    ("the segment listing", ("comp=list",)),
+    ("the upload's staged blocks (resume)", ("GET", "comp=blocklist")),
+    ("the segments read", (".arrow",)),
+    ("the blocks staged", ("comp=block&",)),
+    ("the commit", ("PUT", "comp=blocklist")),
+)
+
+
+def _step(method: str, what: str) -> str:
+    text = f"{method} {what}"
+    return next((name for name, parts in STEPS if all(p in text for p in parts)), "other")
+
+
 def follow_up_costs(r: dict[str, Any], root: str) -> None:
-    """Print one traced resumed run: every round trip of its second invocation, raw (the first look)."""
-    spans = r["invocation_spans"]
+    """One traced resumed run: where each follow-up invocation's time goes (medians over them), and its round
+    trips per step. A follow-up's fixed cost is its time before its first segment arrives and its first
+    block is staged, the drain once its time ran out, its end records, and the host's queue between."""
+    from statistics import median
+
+    spans, trips = r["invocation_spans"], r["round_trips"]
     print(f"traced resumed run, {root}: {r['seconds']:.2f} s, {len(spans)} invocations")
-    for start, end, up in spans:
-        print(f"  invocation {start:8.1f} {end:8.1f} up at {up:8.1f}")
-    if len(spans) < 2:
-        return
-    start, end, _ = spans[1]
-    for a, b, thread, method, what in r["round_trips"]:
-        if spans[0][2] <= a <= end:
-            print(f"  {a - start:7.1f} {b - start:7.1f} {b - a:6.1f}  {thread[:12]:12} {method:6} {what}")
+    phases: dict[str, list[float]] = {}
+    steps: dict[str, list[tuple[int, float, float]]] = {}
+    for i, (start, end, up) in enumerate(spans[1:-1], start=1):  # the follow-ups whose time ran out
+        mine = [t for t in trips if start <= t[0] <= end]
+        arrow = [t for t in mine if ".arrow" in t[4]]
+        staged = [t for t in mine if "comp=block&" in t[4]]
+        if not (arrow and staged and up):
+            continue
+        phase = phases.setdefault
+        phase("start: to the first segment's download", []).append(arrow[0][0] - start)
+        phase("start: to the first segment downloaded", []).append(arrow[0][1] - start)
+        phase("start: to the first block's upload", []).append(staged[0][0] - start)
+        phase("time up: to the last block landed (the drain)", []).append(max(t[1] for t in staged) - up)
+        phase("time up: to the invocation's end", []).append(end - up)
+        phase("between invocations (the host's queue)", []).append(spans[i + 1][0] - end)
+        phase("segments downloaded after the time ran out (read again by the next)", []).append(
+            sum(1 for t in arrow if t[1] > up)
+        )
+        phase("the invocation", []).append(end - start)
+        by_step: dict[str, list[tuple[float, float, str]]] = {}
+        for a, b, thread, method, what in mine:
+            by_step.setdefault(_step(method, what), []).append((a, b, thread))
+        for name, done in by_step.items():
+            on_main = sum(b - a for a, b, thread in done if thread == "MainThread")
+            steps.setdefault(name, []).append((len(done), sum(b - a for a, b, _ in done), on_main))
+    print("  | a follow-up invocation (median over them) | ms |")
+    print("  |---|---|")
+    for name, values in phases.items():
+        print(f"  | {name} | {median(values):.0f} |")
+    print("  | step (median a follow-up) | round trips | ms in all | ms waited on the main thread |")
+    print("  |---|---|---|---|")
+    for name, counts in sorted(steps.items()):
+        count, total, main = (median(v[k] for v in counts) for k in range(3))
+        print(f"  | {name} | {count:g} | {total:.0f} | {main:.0f} |")
+    if len(spans) > 2:  # the second invocation's round trips, raw: from the end of the first's time
+        start, end, _ = spans[1]
+        print("  the second invocation's round trips (ms from its start):")
+        for a, b, thread, method, what in trips:
+            if spans[0][2] <= a <= end:
+                print(f"  {a - start:7.1f} {b - start:7.1f} {b - a:6.1f}  {thread[:12]:12} {method:6} {what}")
 
 
 if __name__ == "__main__":
