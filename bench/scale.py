@@ -8,6 +8,7 @@ Each function is a measurement kind of `python -m bench.measure` (registered in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,10 +180,10 @@ def big_export_resumed(spec: dict[str, Any]) -> dict[str, Any]:
 
         profiler = Profiler(interval=0.001)
         profiler.start()
-    traced = _traced_invocations() if spec.get("trace") else None
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    with _traced_invocations() if spec.get("trace") else contextlib.nullcontext() as traced:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if profiler is not None:
         profiler.stop()
         Path(spec["profile"]).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
@@ -207,15 +209,18 @@ class _Invocations:
         }
 
 
-def _traced_invocations() -> _Invocations:
-    """Times each `process_job` of the drain and its time bound (this process is the benchmark's own)."""
+@contextlib.contextmanager
+def _traced_invocations() -> Iterator[_Invocations]:
+    """Times each `process_job` of the drain and its time bound, and every HTTP round trip, while it lasts."""
+    from urllib3.connectionpool import HTTPConnectionPool
+
     from exporter.jobs import worker
     from exporter.local import host
 
     from .measure import _traced_round_trips
 
+    process, bound, urlopen = host.process_job, worker.time_bound, HTTPConnectionPool.urlopen
     seen = _Invocations(_traced_round_trips())
-    process, bound = host.process_job, worker.time_bound
 
     def timed_job(*args: Any, **kwargs: Any) -> Any:
         seen.spans.append([time.perf_counter(), 0.0, 0.0])
@@ -236,7 +241,11 @@ def _traced_invocations() -> _Invocations:
         return asked
 
     host.process_job, worker.time_bound = timed_job, noted_bound
-    return seen
+    try:
+        yield seen
+    finally:
+        host.process_job, worker.time_bound = process, bound
+        HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
 
 
 def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:
