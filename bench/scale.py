@@ -8,6 +8,7 @@ Each function is a measurement kind of `python -m bench.measure` (registered in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,15 +180,72 @@ def big_export_resumed(spec: dict[str, Any]) -> dict[str, Any]:
 
         profiler = Profiler(interval=0.001)
         profiler.start()
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    with _traced_invocations() if spec.get("trace") else contextlib.nullcontext() as traced:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        done = drain(ctx, on_result=outcomes.append, max_jobs=10_000)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if profiler is not None:
         profiler.stop()
         Path(spec["profile"]).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     if done["windows_exported"] != 1 or done["failed_deliveries"]:
         raise SystemExit(f"the resumed export did not finish cleanly: {done}")
-    return _finish(ctx, spec, iid, seconds, tally, invocations=len(outcomes), cpu_seconds=cpu)
+    more = traced.relative_to(t0) if traced is not None else {}
+    return _finish(ctx, spec, iid, seconds, tally, invocations=len(outcomes), cpu_seconds=cpu, **more)
+
+
+class _Invocations:
+    """`--trace` of the resumed window (bench/start_cost.py): each invocation's start, end and the moment its
+    time ran out (its first `out_of_time()` that answered True), and every HTTP round trip, perf_counter."""
+
+    def __init__(self, trips: list[tuple[float, float, str, str, str]]):
+        self.trips = trips
+        self.spans: list[list[float]] = []  # [start, end, time up (0: never)]
+
+    def relative_to(self, t0: float) -> dict[str, Any]:
+        ms = lambda t: round((t - t0) * 1000, 1) if t else 0.0  # noqa: E731
+        return {
+            "invocation_spans": [[ms(t) for t in span] for span in self.spans],
+            "round_trips": [(ms(a), ms(b), *rest) for a, b, *rest in self.trips if a >= t0],
+        }
+
+
+@contextlib.contextmanager
+def _traced_invocations() -> Iterator[_Invocations]:
+    """Times each `process_job` of the drain and its time bound, and every HTTP round trip, while it lasts."""
+    from urllib3.connectionpool import HTTPConnectionPool
+
+    from exporter.jobs import worker
+    from exporter.local import host
+
+    from .measure import _traced_round_trips
+
+    process, bound, urlopen = host.process_job, worker.time_bound, HTTPConnectionPool.urlopen
+    seen = _Invocations(_traced_round_trips())
+
+    def timed_job(*args: Any, **kwargs: Any) -> Any:
+        seen.spans.append([time.perf_counter(), 0.0, 0.0])
+        try:
+            return process(*args, **kwargs)
+        finally:
+            seen.spans[-1][1] = time.perf_counter()
+
+    def noted_bound(ctx: Context):
+        out_of_time = bound(ctx)
+
+        def asked() -> bool:
+            up = out_of_time()
+            if up and not seen.spans[-1][2]:
+                seen.spans[-1][2] = time.perf_counter()
+            return up
+
+        return asked
+
+    host.process_job, worker.time_bound = timed_job, noted_bound
+    try:
+        yield seen
+    finally:
+        host.process_job, worker.time_bound = process, bound
+        HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
 
 
 def big_export_split(spec: dict[str, Any]) -> dict[str, Any]:

@@ -160,13 +160,113 @@ def _parquet_resumed(
                     f"  {name}: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} s CPU, {r['invocations']} invocations",
                     flush=True,
                 )
+    if args.profile:  # untimed: where the resumed run's time goes (summed over its invocations)
+        for i, root in enumerate(roots):
+            out = Path(args.profile).resolve() / f"parquet-resumed-{i}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spec = {**big, "kind": "big_export_resumed", "budget_seconds": args.parquet_resumed, "profile": str(out)}
+            _measure(root, spec, workdir)
+            print(f"  profile of the resumed run, {root}: {out}", flush=True)
+    if args.trace:  # traced runs apart, interleaved too: where each follow-up's time goes
+        traced: dict[Path, list[dict[str, Any]]] = {root: [] for root in roots}
+        for _ in range(max(1, args.repeat)):
+            for root in roots:
+                spec = {**big, "kind": "big_export_resumed", "budget_seconds": args.parquet_resumed, "trace": True}
+                traced[root].append(_measure(root, spec, workdir))
+        for root, runs in traced.items():
+            follow_up_costs(runs, str(root))
     for root in roots:
         once, resumed = best[f"big_export_once {root}"], best[f"big_export_resumed {root}"]
+        same = (resumed["sha256"], resumed["rows"], resumed["restaged_bytes"]) == (once["sha256"], once["rows"], 0)
         print(
             f"{root}: resumed / one {resumed['seconds'] / once['seconds']:.2f} (time, fastest of {args.repeat}), "
-            f"{resumed['cpu_seconds'] / once['cpu_seconds']:.2f} (CPU); {resumed['invocations']} invocations"
+            f"{resumed['cpu_seconds'] / once['cpu_seconds']:.2f} (CPU); {resumed['invocations']} invocations; "
+            f"the same file ({once['rows']:,} rows, {once['bytes']:,} bytes, 0 bytes staged twice): {same}"
         )
     return 0
+
+
+STEPS = (  # (step, what its round trips' method and path contain), the first that fits
+    ("the integration (read, lease)", ("integrations(",)),
+    ("the due index (with the lease)", ("$batch",)),
+    ("the window's progress record", ("~progress",)),
+    ("the window's split plan", ("~split",)),
+    ("the window's run record", ("RowKey=",)),
+    ("the host's queue (receive, delete, follow-up)", ("/messages",)),
+    ("a Parquet block's note (list, read, write)", ("staging",)),
+    ("the segment listing", ("comp=list",)),
+    ("the upload's staged blocks (resume)", ("GET", "comp=blocklist")),
+    ("the segments read", (".arrow",)),
+    ("the blocks staged", ("comp=block&",)),
+    ("the commit", ("PUT", "comp=blocklist")),
+)
+
+
+def _step(method: str, what: str) -> str:
+    text = f"{method} {what}"
+    return next((name for name, parts in STEPS if all(p in text for p in parts)), "other")
+
+
+def follow_up_costs(runs: list[dict[str, Any]], root: str) -> None:
+    """Traced resumed runs: where each follow-up invocation's time goes (medians over all of them), and its round
+    trips per step. A follow-up's fixed cost is its time before its first segment arrives and its first
+    block is staged, the drain once its time ran out, its end records, and the host's queue between."""
+    from statistics import median
+
+    print(f"traced resumed runs, {root}: " + ", ".join(f"{r['seconds']:.2f} s ({r['invocations']})" for r in runs))
+    phases: dict[str, list[float]] = {}
+    steps: dict[str, list[tuple[int, float, float]]] = {}
+    for r in runs:
+        _follow_ups(r, phases, steps)
+    print("  | a follow-up invocation (median over them) | ms |")
+    print("  |---|---|")
+    for name, values in phases.items():
+        print(f"  | {name} | {median(values):.0f} |")
+    print("  | step (median a follow-up) | round trips | ms in all | ms waited on the main thread |")
+    print("  |---|---|---|---|")
+    for name, counts in sorted(steps.items()):
+        count, total, main = (median(v[k] for v in counts) for k in range(3))
+        print(f"  | {name} | {count:g} | {total:.0f} | {main:.0f} |")
+    spans, trips = runs[-1]["invocation_spans"], runs[-1]["round_trips"]
+    if len(spans) > 2:  # the last run's second invocation's round trips, raw: from the end of the first's time
+        start, end, _ = spans[1]
+        print("  the second invocation's round trips (ms from its start):")
+        for a, b, thread, method, what in trips:
+            if spans[0][2] <= a <= end:
+                print(f"  {a - start:7.1f} {b - start:7.1f} {b - a:6.1f}  {thread[:12]:12} {method:6} {what}")
+
+
+def _follow_ups(
+    r: dict[str, Any], phases: dict[str, list[float]], steps: dict[str, list[tuple[int, float, float]]]
+) -> None:
+    """Each follow-up of one traced run whose time ran out: its phases and its round trips by step."""
+    spans, trips = r["invocation_spans"], r["round_trips"]
+    for i, (start, end, up) in enumerate(spans[1:-1], start=1):
+        mine = [t for t in trips if start <= t[0] <= end]
+        arrow = [t for t in mine if ".arrow" in t[4]]
+        staged = [t for t in mine if "comp=block&" in t[4]]
+        if not (arrow and staged and up):
+            continue
+        phase = phases.setdefault
+        phase("start: to the first segment's download", []).append(arrow[0][0] - start)
+        phase("start: to the first segment downloaded", []).append(arrow[0][1] - start)
+        phase("start: to the first block's upload", []).append(staged[0][0] - start)
+        phase("time up: to the last block landed (the drain)", []).append(max(t[1] for t in staged) - up)
+        phase("time up: to the invocation's end", []).append(end - up)
+        phase("the last block landed: to the invocation's end (its end records)", []).append(
+            end - max(t[1] for t in staged)
+        )
+        phase("between invocations (the host's queue)", []).append(spans[i + 1][0] - end)
+        phase("segments downloaded after the time ran out (read again by the next)", []).append(
+            sum(1 for t in arrow if t[1] > up)
+        )
+        phase("the invocation", []).append(end - start)
+        by_step: dict[str, list[tuple[float, float, str]]] = {}
+        for a, b, thread, method, what in mine:
+            by_step.setdefault(_step(method, what), []).append((a, b, thread))
+        for name, done in by_step.items():
+            on_main = sum(b - a for a, b, thread in done if thread == "MainThread")
+            steps.setdefault(name, []).append((len(done), sum(b - a for a, b, _ in done), on_main))
 
 
 if __name__ == "__main__":

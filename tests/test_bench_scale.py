@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from bench import data, scale
+from bench import data, scale, start_cost
 from exporter.destinations.gcs import GcsDestination
 from exporter.export import runner
 from exporter.export.formats import parquet
@@ -79,13 +79,19 @@ def test_the_gcs_split_row_runs_on_a_tiny_window(azurite_connection, gcs, tag, t
     assert gcs.read(planned["file"]) == gcs.read(once["file"]) and planned["relay_seconds"] == 0
 
 
-def test_the_parquet_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch):
+def test_the_parquet_rows_run_on_a_tiny_window(azurite_connection, tag, tmp_path, monkeypatch, capsys):
     spec = {**tiny_window(azurite_connection, tag, tmp_path, monkeypatch), "format": "parquet"}
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 256)  # a block may end after each of many row groups
     monkeypatch.setitem(runner.export_window.__kwdefaults__, "block_bytes", 8 * 1024)
     once = scale.big_export_once(spec)
-    resumed = scale.big_export_resumed({**spec, "budget_seconds": 1e-6})
+    resumed = scale.big_export_resumed({**spec, "budget_seconds": 1e-6, "trace": True})
 
     assert once["file"].endswith(".parquet") and once["blocks_staged"] >= 3 and once["restaged_bytes"] == 0
     assert resumed["invocations"] >= once["blocks_staged"], "at most one block per invocation"
     assert resumed["restaged_bytes"] == 0 and resumed["sha256"] == once["sha256"]
+    # `bench.start_cost --trace`: each invocation timed, its time up noted, its round trips by step.
+    spans = resumed["invocation_spans"]
+    assert len(spans) == resumed["invocations"] and all(up for _, _, up in spans[:-1]) and spans[-1][2] == 0
+    start_cost.follow_up_costs([resumed], "tiny")
+    table = capsys.readouterr().out
+    assert "| start: to the first block's upload |" in table and "| the window's progress record |" in table

@@ -22,9 +22,11 @@ def encode(
     sink: AlignedBlocks,
     progress: WindowProgress,
     out_of_time: Callable[[], bool],
+    stopping: Callable[[int], None] = lambda rows: None,
 ) -> tuple[int, bool]:
     """Encode batches into the sink until the end of the window (True) or a block after the time ran out;
-    answer the file's rows so far too."""
+    answer the file's rows so far too. `stopping(rows)`: told once the time ran out, its last block handed
+    on, before the read's prefetch is stopped (what it starts runs while that and the last blocks end)."""
     rows = progress.rows
     position = progress.position
     writer = cuts.open(sink)
@@ -32,6 +34,7 @@ def encode(
         for after, batch in batches:
             if cuts.segment_begins(after.segment, position, rows) and out_of_time():
                 sink.release()
+                stopping(rows)
                 return rows, False
             # Projected once, sliced without copies, cut where the format must.
             for piece, position in cuts.pieces(slices(after, plan.project(batch)), rows):
@@ -39,6 +42,7 @@ def encode(
                 rows += piece.num_rows
                 if cuts.mark(position, rows) and out_of_time():
                     sink.release()
+                    stopping(rows)
                     return rows, False
     finally:
         writer.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -241,14 +241,24 @@ class Checkpoints:
     # The record as this invocation last read or wrote it (None: there is none), so a record costs one call.
     etag: str | None | Unread = UNREAD
     notes: BlockNotes | None = None  # per block, beside the record (a Parquet file's row-group metadata)
+    # The record and its ETag as read ahead (by the job, beside the window's run record): `saved` answers it.
+    ahead: Callable[[], tuple[WindowProgress, str] | None] | None = None
+    _saved: tuple[WindowProgress | None] | None = field(default=None, init=False, repr=False)
 
     def saved(self) -> WindowProgress | None:
-        """The recorded progress, read unless it is known there is none (the window's first attempt)."""
+        """The recorded progress, read unless it is known there is none (the window's first attempt), or as
+        read ahead; read once: asked again, the same answer (nothing but this export records it meanwhile)."""
         if self.etag is None:
             return None
-        found = self.repo.read(self.account, self.integration_id, self.window_start, self.part)
-        self.etag = found[1] if found else None
-        return found[0] if found else None
+        if self._saved is None:
+            found = (
+                self.ahead()
+                if self.ahead is not None
+                else self.repo.read(self.account, self.integration_id, self.window_start, self.part)
+            )
+            self.etag = found[1] if found else None
+            self._saved = (found[0] if found else None,)
+        return self._saved[0]
 
     def record(self, progress: WindowProgress) -> None:
         """Record the progress (called one at a time: the runner's recorder serialises its records)."""
@@ -259,7 +269,7 @@ class Checkpoints:
     def clear(self) -> None:
         if self.etag is not None:  # None: nothing was recorded (a file of one block, say)
             self.repo.clear(self.account, self.integration_id, self.window_start, self.part)
-        self.etag = None
+        self.etag, self._saved = None, None
 
 
 def no_progress(path: str) -> WindowProgress:

@@ -70,20 +70,24 @@ def continued(
     first_index: int = 0,
     joins: UploadState | None = None,
     shared: bool = False,
+    before_writes: Callable[[], None] = lambda: None,
 ) -> Continued[Opened]:
     """The file's recorded progress, and what `open_file` makes of it (the format's cuts, the hash), if the
     upload, the format and the hash can continue it; else a fresh start, the upload taken over abandoned.
 
     `first_index`: a part's first block; `joins`: the split file's upload a part stages into; `shared`: a
     part of a split file, whose upload the other parts stage into too (it never starts again alone).
+    `before_writes()`: asked before what this writes (a fresh start forgets the recorded progress and
+    gives the upload up); only reads come before it.
     """
-    progress, restarted = _recorded(destination, path, checkpoints, first_index, joins)
+    progress, restarted = _recorded(destination, path, checkpoints, first_index, joins, before_writes)
     try:
         return Continued(progress, open_file(progress), restarted)
     except CannotContinue as why:
         if shared or not progress.blocks:
             raise InternalError(f"a fresh file or a part of a split file is not continued: {why}") from why
         log.warning("%s; the file %s is exported again from its start", why, path)
+        before_writes()
         # The upload just taken over is given up: its next block would be block 0, which a GCS session takes no more.
         abandon(destination, path)
         if checkpoints is not None:
@@ -93,7 +97,12 @@ def continued(
 
 
 def _recorded(
-    destination: Destination, path: str, checkpoints: Checkpoints | None, first_index: int, joins: UploadState | None
+    destination: Destination,
+    path: str,
+    checkpoints: Checkpoints | None,
+    first_index: int,
+    joins: UploadState | None,
+    before_writes: Callable[[], None],
 ) -> tuple[WindowProgress, str]:
     """The recorded progress of this file (or part), if its upload can be continued; else a fresh start, and why."""
     saved = checkpoints.saved() if checkpoints else None
@@ -110,6 +119,7 @@ def _recorded(
         if joins is not None:
             raise  # the split file's upload is gone: the split starts again (exporter/jobs/delivery.py, `ended_by`)
         log.warning("the staged blocks of %s are gone; the file is exported again from its start", path)
+        before_writes()
         if checkpoints is not None:
             checkpoints.clear()
         return fresh, "the staged blocks of the file are gone"

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+
+import pyarrow as pa
 
 from ..ucd import UcdStore
 from ..ucd.reader import ReadPosition
@@ -35,6 +37,7 @@ from .naming import window_path
 from .pipeline import MAX_IN_FLIGHT, BlockUploader, ProgressRecorder
 from .plan import Selection, column_plan
 from .progress import Checkpoints, WindowProgress
+from .reading import EarlyRead, begun_at
 from .resume import after_failure, continued
 
 __all__ = ["MAX_IN_FLIGHT", "Target", "WindowExport", "export_window"]
@@ -83,6 +86,8 @@ def export_window(
     out_of_time: Callable[[], bool] = lambda: False,
     target: Target | None = None,
     segments: Callable[[], list[SegmentRef]] | None = None,
+    before_writes: Callable[[], None] = lambda: None,
+    time_up: Callable[[WindowExport], None] | None = None,
 ) -> WindowExport:
     """Stream the window's rows into one file of the selection's format under its deterministic name;
     nothing is visible until commit. With a manifest, the manifest follows the commit.
@@ -98,6 +103,12 @@ def export_window(
     are not listed twice. Recorded blocks that cannot be continued (their upload, a Parquet file's
     notes or the SHA-256 state gone or unusable) make the file start again from its first block, and
     the answer's `restarted` says why.
+
+    `before_writes()` returns once the export may write (the caller's run record has landed: it is
+    written while the export reads where the file stands), and raises if it may not; it is asked before
+    the export's first write of any kind. `time_up(so_far)`: told once the time ran out, before the last
+    blocks have landed, with the answer as it will be (its rows and bytes): the caller's records of a
+    continuing window are written while they land.
     """
     started = time.monotonic()
     plan = column_plan(selection.events, selection.attributes)
@@ -121,7 +132,29 @@ def export_window(
         )
         return fmt.begin(start), file_digest(selection, progress, whole=not shared and not target.first_index)
 
-    begun = continued(destination, target.path, checkpoints, open_file, target.first_index, target.joins, shared)
+    def read(at: ReadPosition | None) -> Iterator[tuple[ReadPosition, pa.RecordBatch]]:
+        return ucd.read_from(
+            account,
+            window.start,
+            window.end,
+            at,
+            until=target.until,
+            segments=listing.listed,
+            event_names=plan.event_names,
+            columns=plan.source_columns,
+        )
+
+    # Begun where the file continues, as recorded, while the upload and the format are opened there (a
+    # read that lists its own segments begins later: a format may list them too, and they are listed once).
+    early = EarlyRead(read, _continues_at(checkpoints, target)) if listing.listed is not None else None
+    try:
+        begun = continued(
+            destination, target.path, checkpoints, open_file, target.first_index, target.joins, shared, before_writes
+        )
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     progress, (cuts, digest) = begun.progress, begun.opened
     record = checkpoints.record if checkpoints else None
     recorder = ProgressRecorder(progress, cuts.recording(record) if record else None)
@@ -134,18 +167,21 @@ def export_window(
         min_last_block=target.min_last_block,
     )
     uploader.staged = sink.spares.give
-    batches = ucd.read_from(
-        account,
-        window.start,
-        window.end,
-        progress.position or target.start,
-        until=target.until,
-        segments=listing.listed,
-        event_names=plan.event_names,
-        columns=plan.source_columns,
-    )
+    batches = begun_at(early, read, progress.position or target.start)
+
+    def stopping(rows: int) -> None:
+        if time_up is not None:
+            took = time.monotonic() - started
+            so_far = WindowExport(target.path, rows, sink.bytes_written, took, False, restarted=begun.restarted)
+            time_up(so_far)
+
     try:
-        rows, complete = encode(batches, plan, cuts, sink, progress, out_of_time)
+        before_writes()  # the first block, a Parquet block's note: nothing is written before the caller's record
+    except BaseException:
+        _close(batches)
+        raise
+    try:
+        rows, complete = encode(batches, plan, cuts, sink, progress, out_of_time, stopping)
         if complete and target.commit:
             uploader.commit()
         else:
@@ -155,9 +191,7 @@ def export_window(
         raise
     finally:
         sink.discard()
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()  # the read-ahead's segments are dropped now, before their memory is given back
+        _close(batches)  # the read-ahead's segments are dropped now, before their memory is given back
         arenas.release_freed()
     if complete and checkpoints is not None:
         if checkpoints.part is None:
@@ -172,6 +206,19 @@ def export_window(
     return WindowExport(
         target.path, rows, sink.bytes_written, took, complete, uploader.staged_bytes, blocks, sha256, begun.restarted
     )
+
+
+def _continues_at(checkpoints: Checkpoints | None, target: Target) -> ReadPosition | None:
+    """Where the file's read continues as its progress is recorded (`continued` decides whether it does)."""
+    saved = checkpoints.saved() if checkpoints is not None else None  # read once: `continued` asks it again
+    recorded = saved is not None and saved.path == target.path and saved.blocks > 0
+    return (saved.position if saved is not None and recorded else None) or target.start
+
+
+def _close(batches: Iterator[object]) -> None:
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()
 
 
 class _Listing:

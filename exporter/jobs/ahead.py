@@ -1,6 +1,8 @@
 """What a job reads ahead: once the integration is read and a window is due, the first window's segment
 listing and its split plan (if one was made) are read in the background while the job reads the window's
-run record (docs/benchmarks.md, "start cost": each is a round trip that used to wait for the one before).
+run record (docs/benchmarks.md, "start cost": each is a round trip that used to wait for the one before);
+a follow-up (a window whose time ran out continues) also reads the window's progress record, from which
+its export continues.
 
 The destination client is not built ahead: its construction is CPU (imports on a process's first job, a
 GCS key's RSA parse), and a thread holding the GIL for tens of milliseconds delays every round trip of
@@ -18,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..context import Context
+from ..export.progress import WindowProgress
 from ..integrations.model import Integration
 from ..ucd.segments import SegmentRef
 from ..windows import Window, due_windows
@@ -31,18 +34,22 @@ _AHEAD = ThreadPoolExecutor(12, thread_name_prefix="ahead")
 
 @dataclass(frozen=True)
 class ReadAhead:
-    """The first due window's listing and split plan being read (None: nothing was due)."""
+    """The first due window's listing and split plan being read (None: nothing was due), and its progress
+    record (a follow-up's; None: not read ahead)."""
 
     window: Window | None = None
     listing: Future[list[SegmentRef]] | None = None
     plan: Future[SplitPlan | None] | None = None
+    progress: Future[tuple[WindowProgress, str] | None] | None = None
 
 
-def read_ahead(ctx: Context, integration: Integration) -> ReadAhead:
+def read_ahead(ctx: Context, integration: Integration, follow_up: bool = False) -> ReadAhead:
     """Start reading what the job's first window needs, if a window is due (an active integration's).
 
     The first window is the one after `last_success_end`; a window whose export began with other bounds
     (its run record says so, read meanwhile) is another window, and is listed when its turn comes.
+    `follow_up`: the job continues a window whose time ran out, so its progress record is read too (any
+    other job's first window has none, mostly: it is read when the export asks, as before).
     """
     if integration.activated_at is None:
         return ReadAhead()
@@ -64,6 +71,7 @@ def read_ahead(ctx: Context, integration: Integration) -> ReadAhead:
         first,
         _AHEAD.submit(ctx.ucd.segments, account, first.start, first.end),
         _AHEAD.submit(stores.splits(ctx).get, account, iid, first.start_unix),
+        _AHEAD.submit(stores.progress(ctx).read, account, iid, first.start_unix) if follow_up else None,
     )
 
 
@@ -79,3 +87,11 @@ def listing(ctx: Context, account: str, window: Window, ahead: ReadAhead) -> Cal
 def recorded_plan(ahead: ReadAhead, window: Window) -> Callable[[], SplitPlan | None] | None:
     """The window's split plan as read ahead (None: not read ahead for this window; read it when asked)."""
     return ahead.plan.result if ahead.plan is not None and ahead.window == window else None
+
+
+def recorded_progress(ahead: ReadAhead, window_start: int) -> Callable[[], tuple[WindowProgress, str] | None] | None:
+    """The progress record of the window starting at `window_start` as read ahead, with its ETag (None: not
+    read ahead for that window; the export reads it when it asks)."""
+    if ahead.progress is None or ahead.window is None or ahead.window.start_unix != window_start:
+        return None
+    return ahead.progress.result

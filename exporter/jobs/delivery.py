@@ -80,11 +80,30 @@ def ended_by(
     return JobOutcome(tuple(exported), stopped=error.code, reason=error.message)
 
 
+class FollowUpLease:
+    """The lease a follow-up of a window needs: taken once the window's time ran out, while its last blocks
+    land (`take`, by the attempt: neither waits on the other), else as the follow-up is sent (`taken`)."""
+
+    def __init__(self, ctx: Context, integration: Integration):
+        self._ctx, self._integration = ctx, integration
+        self._taken: list[Integration | None] = []
+
+    def take(self) -> None:
+        self._taken.append(state.lease(self._ctx, self._integration))
+
+    def taken(self) -> Integration | None:
+        return self._taken[0] if self._taken else state.lease(self._ctx, self._integration)
+
+
 def continued(
-    ctx: Context, integration: Integration, exported: Sequence[RunRecord], reason: str | None = None
+    ctx: Context,
+    integration: Integration,
+    exported: Sequence[RunRecord],
+    reason: str | None = None,
+    lease: FollowUpLease | None = None,
 ) -> JobOutcome:
-    """A follow-up message continues where this delivery ends."""
-    state.follow_up(ctx, integration)
+    """A follow-up message continues where this delivery ends (`lease`: taken already, or taken now)."""
+    state.follow_up(ctx, integration, lease.taken if lease is not None else None)
     return JobOutcome(tuple(exported), follow_up=True, reason=reason)
 
 
@@ -97,12 +116,14 @@ def after_window(
     record: RunRecord,
     exported: list[RunRecord],
     continues: str,
+    lease: FollowUpLease | None = None,
 ) -> Integration | JobOutcome:
     """After a window's attempt answered its run record: the integration advanced past the window (the
     record added to `exported`, what the window left in our storage forgotten), or how the job ends: a
-    follow-up continues the window (`continues` says why), or somebody else changed the integration."""
+    follow-up continues the window (`continues` says why; `lease`: its lease, maybe taken already), or
+    somebody else changed the integration."""
     if record.status == RunStatus.EXPORTING:  # the time ran out inside the window
-        return continued(ctx, integration, exported, continues)
+        return continued(ctx, integration, exported, continues, lease)
     exported.append(record)
     # The window's delivery is told from the outbox row the advance writes: a split window's after its file's
     # SHA-256 is read back (exporter/notifications/digest.py); the export never waits on either.

@@ -10,6 +10,9 @@ if TYPE_CHECKING:  # a JSON value's type only: the ucd package is not loaded for
     from ..ucd.values import Json
 
 
+FOLLOW_UP = "follow-up"  # a job's reason: it continues a job before it (a catch-up, or a window whose time ran out)
+
+
 @dataclass(frozen=True)
 class ExportJob:
     """A queue message: which integration to bring up to date, or which part of a split window to export.

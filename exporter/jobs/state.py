@@ -21,7 +21,7 @@ from ..history import SYSTEM
 from ..integrations.model import Integration, Status
 from ..notifications import outbox
 from ..windows import Window, is_due, next_start
-from .messages import ExportJob
+from .messages import FOLLOW_UP, ExportJob
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,13 @@ def release(ctx: Context, integration: Integration) -> None:
         modify(ctx, integration, queued_until=None)
 
 
-def follow_up(ctx: Context, integration: Integration) -> None:
-    """A long catch-up continues in a new message, so no invocation nears the Functions timeout."""
-    if lease(ctx, integration) is not None:
-        ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, "follow-up").to_message())
+def follow_up(ctx: Context, integration: Integration, leased: Callable[[], Integration | None] | None = None) -> None:
+    """A long catch-up continues in a new message, so no invocation nears the Functions timeout.
+
+    `leased()`: the lease as already taken (while a window's last blocks landed), else it is taken now.
+    """
+    if (leased() if leased is not None else lease(ctx, integration)) is not None:
+        ctx.storage.queue().send_message(ExportJob(integration.account, integration.id, FOLLOW_UP).to_message())
 
 
 def lease(ctx: Context, integration: Integration) -> Integration | None:

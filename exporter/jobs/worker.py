@@ -24,8 +24,8 @@ from ..runs import RunRecord
 from ..windows import due_windows, next_start
 from . import ahead, state
 from .attempt import FirstRecord, export_whole, selection_of
-from .delivery import ENDS_THE_JOB, JobOutcome, after_window, ended_by, hand_on, time_bound
-from .messages import ExportJob, FanOut
+from .delivery import ENDS_THE_JOB, FollowUpLease, JobOutcome, after_window, ended_by, hand_on, time_bound
+from .messages import FOLLOW_UP, ExportJob, FanOut
 from .parts import as_split, commit_split, plan_split, process_part, queue_parts
 from .scheduler import spread
 from .split import SplitPlan
@@ -60,9 +60,10 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     activated = integration.activated_at  # never moves once set
     out_of_time = time_bound(ctx)
     destination = functools.cache(functools.partial(ctx.destination_for, integration))  # opened at the first window
-    read = ahead.read_ahead(ctx, integration)  # the first window's listing and split plan, while its record is read
+    # The first window's listing and split plan (a follow-up's progress too), while its record is read.
+    read = ahead.read_ahead(ctx, integration, follow_up=job.reason == FOLLOW_UP)
     exported: list[RunRecord] = []
-    first = _first_record(ctx, integration)
+    first = _first_record(ctx, integration, read)
     begun = _begun(first)
     windows = list(
         due_windows(
@@ -81,6 +82,7 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
         selection = selection_of(begun) if begun and begun.window_start == window.start_unix else integration.selection
         segments = ahead.listing(ctx, integration.account, window, read)
         plan: SplitPlan | None = None
+        lease = FollowUpLease(ctx, integration)  # taken while the window's last blocks land, if its time runs out
         try:
             plan = plan_split(
                 ctx, integration, window, selection, destination, segments, ahead.recorded_plan(read, window)
@@ -94,12 +96,21 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
             else:
                 known = first if window.start_unix == first.window_start else None
                 record = export_whole(
-                    ctx, integration, window, selection, destination, dequeue_count, out_of_time, segments, known
+                    ctx,
+                    integration,
+                    window,
+                    selection,
+                    destination,
+                    dequeue_count,
+                    out_of_time,
+                    segments,
+                    known,
+                    time_up=lease.take,
                 )
         except ENDS_THE_JOB as error:
             return ended_by(ctx, integration, window, plan, error, exported)
         went_on = after_window(
-            ctx, integration, window, plan, selection, record, exported, "the window continues in a follow-up"
+            ctx, integration, window, plan, selection, record, exported, "the window continues in a follow-up", lease
         )
         if isinstance(went_on, JobOutcome):
             return went_on
@@ -107,11 +118,12 @@ def process_job(ctx: Context, body: str, dequeue_count: int = 1) -> JobOutcome:
     return hand_on(ctx, integration, exported)
 
 
-def _first_record(ctx: Context, integration: Integration) -> FirstRecord:
+def _first_record(ctx: Context, integration: Integration, read: ahead.ReadAhead) -> FirstRecord:
     if integration.activated_at is None:
         return FirstRecord(None, None)
     start = to_unix(next_start(integration.activated_at, integration.last_success_end))
-    return FirstRecord(start, ctx.runs.get(integration.account, integration.id, start))
+    record = ctx.runs.get(integration.account, integration.id, start)
+    return FirstRecord(start, record, ahead.recorded_progress(read, start))
 
 
 def _begun(first: FirstRecord) -> RunRecord | None:
