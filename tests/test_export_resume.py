@@ -64,10 +64,11 @@ GZIP_S3_ROWS = 250_000  # a gzip file of 3 such segments holds 3 blocks of 5 MiB
 
 
 # Only an S3 at AWS's minimum part size needs 5 MiB blocks (tests/test_s3_part_minimum.py). Elsewhere the same
-# window shape (three segments, a block or more each) is made of fewer rows in smaller blocks: 256 KiB where GCS
-# (its grid) and the suite's moto (its least part) need that much, with a CSV file's segments of two such blocks
-# and a gzip file's of one (a member); on Azure, which takes blocks of any size, smaller still (its gzip members
-# end with each segment there too: `a_large_window`).
+# window shape (three segments of a block each, a block cut as a segment ends) is made of a twentieth of the rows
+# in 256 KiB blocks: GCS's grid and the suite's moto's least part. A gzip file's block ends with a member, and a
+# member with a segment once it covers enough stored bytes: on GCS and S3, segments of 30,000 rows; on Azure,
+# which takes blocks of any size, a quarter of that in smaller blocks, the members' reach cut alike
+# (`a_large_window`). One block a segment keeps a worker's kill after block k in step with block k - 1's record.
 KiB = 1024
 
 
@@ -76,9 +77,9 @@ def geometry(kit, file_format: str = "csv") -> tuple[int, int]:
     gzip = file_format != "csv"
     if part_minimum(kit) > MiB // 4:
         return (GZIP_S3_ROWS if gzip else SEGMENT_ROWS), BLOCK
-    if takes_any_block(kit):
-        return (7_500, 32 * KiB) if gzip else (3_000, 128 * KiB)
-    return (30_000, 256 * KiB) if gzip else (6_000, 256 * KiB)
+    if not gzip:
+        return SEGMENT_ROWS // 20, 256 * KiB
+    return (7_500, 32 * KiB) if takes_any_block(kit) else (30_000, 256 * KiB)
 
 
 def a_large_window(ctx, clock, kit, monkeypatch, file_format: str = "csv") -> str:
