@@ -288,15 +288,14 @@ def _repeated(name: str, rows: int) -> pa.Array:
 
 
 def _offsets(width: int, rows: int) -> pa.Buffer:
-    """Offsets 0, width, 2 x width, ... for at least `rows` strings (a longer buffer serves a shorter array)."""
-    if rows > BATCH_ROWS:  # a slice is within one batch, so this is only for a caller's own use
-        return pc.multiply_checked(pa.array(range(rows + 1), pa.int32()), pa.scalar(width, pa.int32())).buffers()[1]
-    return _batch_offsets(width)
+    """Offsets 0, width, 2 x width, ... for at least `rows` strings (a longer buffer serves a shorter array):
+    a batch's worth, since a slice is within one batch."""
+    return _offsets_of(width, max(rows, BATCH_ROWS))
 
 
-@functools.lru_cache(maxsize=16)  # 256 KiB each: at most 4 MiB for the widths of the names in use
-def _batch_offsets(width: int) -> pa.Buffer:
-    return pc.multiply_checked(pa.array(range(BATCH_ROWS + 1), pa.int32()), pa.scalar(width, pa.int32())).buffers()[1]
+@functools.lru_cache(maxsize=16)  # a batch's worth is 256 KiB: at most 4 MiB for the widths of the names in use
+def _offsets_of(width: int, rows: int) -> pa.Buffer:
+    return pc.multiply_checked(pa.array(range(rows + 1), pa.int32()), pa.scalar(width, pa.int32())).buffers()[1]
 
 
 def _with_event_name(present: list[str], event_names: Collection[str] | None) -> list[str]:
